@@ -1,0 +1,31 @@
+"""The ``attentivenas`` command. Thin: parse, call the library, print."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from ..errors import UserError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Two-stage neural architecture search with attentive sampling (AttentiveNAS).",
+)
+
+# Each module registers its commands on `app`.
+from . import foundation  # noqa: E402,F401
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: user errors print one line on stderr and exit with code 2."""
+    try:
+        app(args=argv, prog_name="attentivenas")
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)

@@ -1,0 +1,111 @@
+"""Commands of the foundation: ``space``, ``flops`` and ``export``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ..cost import count_flops, count_params
+from ..errors import UserError
+from ..space import SearchSpace, get_space, resolve_arch
+from . import app
+from .common import print_json
+
+SPACE_HELP = "Search space: a preset (attentivenas, alphanet, tiny) or a YAML file with a supernet_config block."
+ARCH_HELP = "Model name (a0..a6, alphanet-a5, alphanet-a5-base, min, max), arch JSON file, or inline JSON."
+
+
+def _describe(space: SearchSpace) -> dict:
+    return {
+        "name": space.name,
+        "num_architectures": space.size(),
+        "log10_size": round(space.log10_size(), 3),
+        "num_blocks": space.num_blocks,
+        "supernet_config": space.to_supernet_config(),
+    }
+
+
+@app.command("space")
+def space_cmd(
+    space: str = typer.Option("attentivenas", "--space", help=SPACE_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Describe a search space: its choices, size, and FLOPs range."""
+    from ..cost import CostModel
+
+    sp = get_space(space)
+    cm = CostModel(sp)
+    lo, hi = cm.arch_flops(sp.min_arch()), cm.arch_flops(sp.max_arch())
+    info = _describe(sp) | {"min_mflops": round(lo, 2), "max_mflops": round(hi, 2)}
+    if as_json:
+        print_json(info)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"space '{sp.name}': {info['num_architectures']:.3e} architectures, "
+                        f"{lo:.2f}-{hi:.2f} MFLOPs (1000 classes)")
+    for col in ("stage", "width", "depth", "kernel", "expand", "stride", "SE"):
+        table.add_column(col)
+    table.add_row("resolution", ", ".join(map(str, sp.resolutions)), "", "", "", "", "")
+    table.add_row("first_conv", ", ".join(map(str, sp.first_conv)), "", "3", "", str(sp.first_stride), "")
+    for st in sp.stages:
+        table.add_row(st.name, ", ".join(map(str, st.widths)), ", ".join(map(str, st.depths)),
+                      ", ".join(map(str, st.kernels)), ", ".join(map(str, st.expands)), str(st.stride),
+                      "yes" if st.se else "no")
+    table.add_row("last_conv", ", ".join(map(str, sp.last_conv)), "", "1", "", "", "")
+    Console().print(table)
+
+
+@app.command("flops")
+def flops_cmd(
+    arch: str = typer.Option(..., "--arch", help=ARCH_HELP),
+    space: str = typer.Option("attentivenas", "--space", help=SPACE_HELP),
+    num_classes: int = typer.Option(1000, "--num-classes", min=1, help="Classifier outputs."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """MFLOPs (authors' convention) and parameters of one architecture."""
+    sp = get_space(space)
+    a = resolve_arch(arch, sp)
+    mflops = count_flops(sp, a, num_classes)
+    params_m = count_params(sp, a, num_classes) / 1e6
+    if as_json:
+        print_json({"mflops": round(mflops, 4), "params_m": round(params_m, 6)})
+    else:
+        typer.echo(f"{mflops:.2f} MFLOPs, {params_m:.3f} M params  ({a.to_json()})")
+
+
+@app.command("export")
+def export_cmd(
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="Our checkpoint or one released by the authors."),
+    arch: str = typer.Option(..., "--arch", help=ARCH_HELP),
+    out: Path = typer.Option(..., "--out", help="Output file."),
+    fmt: str = typer.Option("torchscript", "--format", help="torchscript, onnx or safetensors."),
+    space: str | None = typer.Option(None, "--space", help=SPACE_HELP + " Default: from the checkpoint."),
+    calibrate_bn: bool = typer.Option(False, "--calibrate-bn", help="Recalibrate BN statistics on data first."),
+    data: str = typer.Option("digits", "--data", help="Calibration data for --calibrate-bn (digits or a config)."),
+    calib_batches: int = typer.Option(64, "--calib-batches", min=1, help="Batches for --calibrate-bn."),
+) -> None:
+    """Export one subnet as a standalone model."""
+    from ..checkpoint import load_supernet
+    from ..export import export_torchscript
+
+    formats = ("torchscript", "onnx", "safetensors")
+    if fmt not in formats:
+        raise UserError(f"--format {fmt!r} is not supported; allowed: {list(formats)}")
+    net, _meta = load_supernet(checkpoint, space)
+    a = resolve_arch(arch, net.space)
+    subnet = net.extract(a).eval()
+    if calibrate_bn:
+        from ..exporting import calibrate_for_export
+
+        subnet = calibrate_for_export(subnet, data, calib_batches)
+    if fmt == "torchscript":
+        path = export_torchscript(subnet, out)
+    else:
+        from .. import export_formats
+
+        path = export_formats.export_onnx(subnet, out) if fmt == "onnx" else export_formats.export_safetensors(
+            subnet, out)
+    typer.echo(f"wrote {path} ({fmt}, {count_flops(net.space, a, net.num_classes):.2f} MFLOPs)")

@@ -1,0 +1,27 @@
+"""User-facing error types.
+
+Anything a user can fix (a bad config, an arch outside the space, a missing or corrupt file)
+raises a :class:`UserError`; the command line prints its message on one line and exits with 2.
+"""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """An error caused by user input; reported without a traceback, exit code 2."""
+
+
+class ArchError(UserError):
+    """An architecture value outside the search space or of the wrong shape."""
+
+
+class SpaceError(UserError):
+    """A malformed search-space description."""
+
+
+class ConfigError(UserError):
+    """A bad config key or value."""
+
+
+class CheckpointError(UserError):
+    """A checkpoint that is missing, corrupt or of another space."""

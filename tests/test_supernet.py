@@ -1,0 +1,179 @@
+"""Supernet: authors' key layout, dynamic ops, eval mode, batch 1, static extraction, TorchScript."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from attentivenas.cost import count_flops, count_params
+from attentivenas.space import ATTENTIVENAS_SPACE, TINY_SPACE, named_arch
+from attentivenas.supernet import Supernet
+
+from .official_reference import official_keys
+
+
+def _randomise_bn(net: torch.nn.Module, seed: int = 0) -> None:
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
+                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
+                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
+
+
+@pytest.fixture(scope="module")
+def big_net() -> Supernet:
+    torch.manual_seed(0)
+    return Supernet(ATTENTIVENAS_SPACE, 1000)
+
+
+@pytest.fixture(scope="module")
+def tiny_net() -> Supernet:
+    torch.manual_seed(0)
+    net = Supernet(TINY_SPACE, 10)
+    _randomise_bn(net)
+    return net
+
+
+def test_state_dict_matches_authors_layout(big_net: Supernet) -> None:
+    rows = [r for r in official_keys() if ".bn_tracking." not in r[0]]
+    expected = {k: shape for k, shape, _dtype, _kind in rows}
+    ours = {k: tuple(v.shape) for k, v in big_net.state_dict().items()}
+    assert ours == expected
+    assert sum(p.numel() for p in big_net.parameters()) == 23_934_704
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_static_subnet_equals_supernet(tiny_net: Supernet, mode: str) -> None:
+    rng = np.random.default_rng(1)
+    for _ in range(4):
+        arch = TINY_SPACE.sample(rng)
+        tiny_net.set_arch(arch)
+        tiny_net.train(mode == "train")
+        sub = tiny_net.extract()
+        sub.train(mode == "train")
+        x = torch.randn(3, 3, 32, 32)
+        assert (tiny_net(x) - sub(x)).abs().max().item() <= 1e-5
+        assert sum(p.numel() for p in sub.parameters()) == count_params(TINY_SPACE, arch, 10)
+    tiny_net.eval()
+
+
+def test_eval_mode_uses_sliced_running_stats(tiny_net: Supernet) -> None:
+    tiny_net.eval()
+    tiny_net.set_arch(TINY_SPACE.min_arch())
+    x = torch.randn(4, 3, 24, 24)
+    y_batch = tiny_net(x)
+    y_single = torch.cat([tiny_net(x[i : i + 1]) for i in range(4)])
+    assert torch.allclose(y_batch, y_single, atol=1e-5)  # eval mode: no batch statistics
+
+
+def test_any_resolution_and_batch_one(big_net: Supernet) -> None:
+    big_net.eval()
+    for res in ATTENTIVENAS_SPACE.resolutions:
+        arch = named_arch("a0")
+        arch = type(arch)(res, arch.width, arch.depth, arch.kernel_size, arch.expand_ratio)
+        big_net.set_arch(arch)
+        with torch.no_grad():
+            out = big_net(torch.randn(1, 3, 64, 64))
+        assert out.shape == (1, 1000)
+
+
+def test_input_is_resized_to_arch_resolution(tiny_net: Supernet) -> None:
+    import torch.nn.functional as F
+
+    tiny_net.eval()
+    arch = TINY_SPACE.sample(np.random.default_rng(3))
+    tiny_net.set_arch(arch)
+    x = torch.randn(2, 3, 40, 40)
+    resized = F.interpolate(x, size=(arch.resolution, arch.resolution), mode="bicubic", align_corners=False)
+    assert torch.allclose(tiny_net(x), tiny_net(resized), atol=1e-6)
+
+
+def test_set_arch_is_cheap(tiny_net: Supernet) -> None:
+    import time
+
+    rng = np.random.default_rng(0)
+    archs = [TINY_SPACE.sample(rng) for _ in range(200)]
+    t = time.perf_counter()
+    for a in archs:
+        tiny_net.set_arch(a)
+    assert (time.perf_counter() - t) / len(archs) < 2e-3
+
+
+def test_set_arch_rejects_outside_values(tiny_net: Supernet) -> None:
+    from attentivenas.errors import ArchError
+
+    bad = TINY_SPACE.max_arch()
+    bad = type(bad)(bad.resolution, bad.width, (9,) * 7, bad.kernel_size, bad.expand_ratio)
+    with pytest.raises(ArchError, match="depth"):
+        tiny_net.set_arch(bad)
+
+
+def test_regularization_only_in_train_mode(tiny_net: Supernet) -> None:
+    tiny_net.set_arch(TINY_SPACE.max_arch())
+    tiny_net.set_regularization(dropout=0.5, drop_connect=0.5)
+    rates = [b.drop_connect_rate for b in tiny_net.blocks]
+    last_two = set(tiny_net.stage_blocks[-1]) | set(tiny_net.stage_blocks[-2])
+    n = len(tiny_net.blocks)
+    assert all((r == pytest.approx(0.5 * i / n)) if i in last_two else r == 0 for i, r in enumerate(rates))
+    x = torch.randn(4, 3, 32, 32)
+    tiny_net.eval()
+    a, b = tiny_net(x), tiny_net(x)
+    assert torch.equal(a, b)
+    tiny_net.train()
+    torch.manual_seed(0)
+    c = tiny_net(x)
+    tiny_net.set_regularization(0.0, 0.0)
+    d = tiny_net(x)
+    assert not torch.allclose(c, d)
+    tiny_net.eval()
+
+
+def test_torchscript_matches_eager(tiny_net: Supernet) -> None:
+    tiny_net.eval()
+    sub = tiny_net.extract(TINY_SPACE.sample(np.random.default_rng(5))).eval()
+    from attentivenas.export import script_subnet
+
+    scripted = script_subnet(sub)
+    x = torch.randn(2, 3, 32, 32)
+    assert torch.allclose(scripted(x), sub(x), atol=1e-6)
+
+
+def test_analytic_flops_match_module_count(tiny_net: Supernet) -> None:
+    """Count MACs from the real modules with forward hooks and compare to the cost model."""
+    rng = np.random.default_rng(7)
+    for _ in range(5):
+        arch = TINY_SPACE.sample(rng)
+        sub = tiny_net.extract(arch).eval()
+        macs: list[int] = []
+
+        def hook(m, _inp, out, macs=macs):
+            if isinstance(m, torch.nn.Conv2d):
+                macs.append(m.in_channels // m.groups * m.kernel_size[0] * m.kernel_size[1] * out.numel())
+            else:
+                macs.append(m.in_features * m.out_features)
+
+        handles = [m.register_forward_hook(hook) for m in sub.modules()
+                   if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+        with torch.no_grad():
+            sub(torch.randn(1, 3, arch.resolution, arch.resolution))
+        for h in handles:
+            h.remove()
+        assert sum(macs) / 1e6 == pytest.approx(count_flops(TINY_SPACE, arch, 10), abs=1e-9)
+
+
+def test_analytic_flops_match_torch_flop_counter() -> None:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.manual_seed(0)
+    net = Supernet(ATTENTIVENAS_SPACE, 1000).eval()
+    for name in ("a0", "a3"):
+        arch = named_arch(name)
+        sub = net.extract(arch).eval()
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            sub(torch.randn(1, 3, arch.resolution, arch.resolution))
+        # torch counts 2 FLOPs per MAC and the SE / classifier biases not at all
+        assert counter.get_total_flops() / 2 / 1e6 == pytest.approx(count_flops(ATTENTIVENAS_SPACE, arch), abs=0.01)
