@@ -177,3 +177,19 @@ def test_analytic_flops_match_torch_flop_counter() -> None:
             sub(torch.randn(1, 3, arch.resolution, arch.resolution))
         # torch counts 2 FLOPs per MAC and the SE / classifier biases not at all
         assert counter.get_total_flops() / 2 / 1e6 == pytest.approx(count_flops(ATTENTIVENAS_SPACE, arch), abs=0.01)
+
+
+def test_tiny_space_is_cpu_sized() -> None:
+    """Forward + backward of the tiny space's largest subnet at batch 64 well under a second."""
+    import time
+
+    torch.manual_seed(0)
+    net = Supernet(TINY_SPACE, 10)
+    net.set_arch(TINY_SPACE.max_arch())
+    x = torch.randn(64, 3, 32, 32)
+    best = float("inf")
+    for _ in range(3):
+        t = time.perf_counter()
+        net(x).logsumexp(1).mean().backward()
+        best = min(best, time.perf_counter() - t)
+    assert best < 0.8

@@ -120,7 +120,7 @@ def count_params(space: SearchSpace, arch: Arch, num_classes: int = 1000) -> int
 
 # --------------------------------------------------------------------------- vectorised
 def _make_divisible_vec(v: np.ndarray, divisor: int = 8) -> np.ndarray:
-    new_v = np.maximum(divisor, np.floor(v + divisor / 2).astype(np.int64) // divisor * divisor)
+    new_v = np.maximum(1, np.floor(v + divisor / 2).astype(np.int64) // divisor * divisor)
     return np.where(new_v < 0.9 * v, new_v + divisor, new_v)
 
 

@@ -31,9 +31,10 @@ WIDTH_NAMES = ("first_conv",) + STAGE_NAMES + ("last_conv",)
 ACTIVATIONS = ("swish", "relu", "relu6", "h_swish")
 
 
-def make_divisible(v: float, divisor: int = 8, min_value: int | None = None) -> int:
-    """Round ``v`` to a multiple of ``divisor`` (at least ``min_value``, default ``divisor``) without going
-    more than 10% below it."""
+def make_divisible(v: float, divisor: int = 8, min_value: int | None = 1) -> int:
+    """Round ``v`` to a multiple of ``divisor`` (at least ``min_value``; ``None`` means ``divisor``)
+    without going more than 10% below it. The default ``min_value=1`` is the authors': tiny values
+    then round up oddly (``make_divisible(3) == 9``), which we keep so user spaces match their layout."""
     if min_value is None:
         min_value = divisor
     new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)

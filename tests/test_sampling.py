@@ -1,0 +1,409 @@
+"""Tests of attentive sampling (attentivenas.sampling)."""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import time
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from attentivenas.cost import CostModel, count_flops
+from attentivenas.errors import ConfigError
+from attentivenas.sampling import (
+    ArchSampler,
+    ConstraintPrior,
+    Estimator,
+    LossEstimator,
+    PredictorEstimator,
+    TableCost,
+    load_predictor_estimator,
+    rng_state,
+    set_rng_state,
+    uniform_genes_f32,
+)
+from attentivenas.space import ATTENTIVENAS_SPACE, TINY_SPACE, Arch
+
+S = ATTENTIVENAS_SPACE
+CM = CostModel(S)
+
+
+@pytest.fixture(scope="module")
+def prior() -> ConstraintPrior:
+    return ConstraintPrior(S, num_samples=50_000, seed=0)
+
+
+@pytest.fixture(scope="module")
+def uprior() -> ConstraintPrior:
+    return ConstraintPrior(S, kind="uniform", num_samples=20_000, seed=0)
+
+
+def _in(values: np.ndarray, lo: float, hi: float) -> bool:
+    return bool(((values >= lo) & (values < hi)).all())
+
+
+def _linear_predict(space=S):
+    w = np.random.default_rng(0).normal(size=space.num_genes)
+    return lambda feats: feats @ w
+
+
+# --------------------------------------------------------------------------- table cost, genes
+@pytest.mark.parametrize("space", [S, TINY_SPACE])
+def test_table_cost_equals_cost_model(space) -> None:
+    genes = space.sample_genes(np.random.default_rng(0), 500)
+    cm = CostModel(space)
+    assert np.array_equal(TableCost(space)(genes), cm.flops(genes))
+    assert np.array_equal(TableCost(space, "params")(genes), cm.params(genes) / 1e6)
+    assert TableCost(S)(S.encode(S.max_arch()))[0] == pytest.approx(1939.335808)
+    with pytest.raises(ConfigError, match="sampler.constraint = 'latency'"):
+        TableCost(space, "latency")
+
+
+def test_uniform_genes_f32_is_uniform() -> None:
+    g = uniform_genes_f32(np.random.default_rng(1), S.gene_sizes, 30_000)
+    assert g.dtype == np.float32 and g.shape == (30_000, 31)
+    assert (g == np.floor(g)).all() and (g >= 0).all() and (g < S.gene_sizes).all()
+    for j, n in enumerate(S.gene_sizes):
+        freq = np.bincount(g[:, j].astype(int), minlength=n) / len(g)
+        assert len(freq) == n and np.abs(freq - 1 / n).max() < 0.015
+
+
+def test_rng_state_round_trip_is_plain() -> None:
+    rng = np.random.default_rng(5)
+    rng.random(3)
+    st = rng_state(rng)
+    assert json.loads(json.dumps(st)) == st and isinstance(st["state"], str)
+    expected = rng.random(4)
+    other = np.random.default_rng(99)
+    set_rng_state(other, st)
+    assert np.array_equal(other.random(4), expected)
+
+
+# --------------------------------------------------------------------------- prior
+def test_empirical_prior_matches_fresh_histogram(prior) -> None:
+    assert prior.kind == "empirical" and prior.bin_width == 25.0
+    assert prior.probs.sum() == pytest.approx(1.0) and (prior.probs > 0).all()
+    fresh = CM.flops(S.sample_genes(np.random.default_rng(123), 50_000))
+    fresh_bins = np.floor(fresh / 25.0).astype(int)
+    q = np.array([(fresh_bins == b).mean() for b in prior.bins])
+    assert np.abs(q - prior.probs).max() < 0.01
+    assert q.sum() > 0.999  # the prior's bins cover (almost) all uniform archs
+    peak = int(prior.bins[np.argmax(prior.probs)])
+    assert 15 <= peak <= 30  # the uniform FLOPs histogram peaks around 400-750 MFLOPs
+    # bins drawn from the prior follow its probabilities
+    draws = np.array([prior.sample_bin() for _ in range(20_000)])
+    freq = np.array([(draws == b).mean() for b in prior.bins])
+    assert np.abs(freq - prior.probs).max() < 0.01
+
+
+def test_uniform_prior_covers_reachable_range(uprior) -> None:
+    lo, hi = uprior.space_range
+    assert lo == pytest.approx(203.389568) and hi == pytest.approx(1939.335808)
+    assert list(uprior.bins) == list(range(8, 78))  # 200-225 .. 1925-1950
+    assert np.allclose(uprior.probs, 1 / 70)
+    assert uprior.bin_edges(8) == (200.0, 225.0)
+
+
+@pytest.mark.parametrize("b", [9, 20, 30, 45, 60])
+def test_candidates_lie_in_bin(prior, b) -> None:
+    c = prior.sample_candidates(20, b)
+    assert c.bin == b and (c.lo, c.hi) == (b * 25.0, b * 25.0 + 25.0)
+    assert c.genes.shape == (20, 31) and c.genes.dtype == np.int64
+    flops = CM.flops(c.genes)
+    assert _in(flops, c.lo, c.hi)
+    assert np.array_equal(flops, c.values)
+    assert len({r.tobytes() for r in c.genes}) == 20  # distinct archs
+
+
+def test_candidates_of_drawn_targets_lie_in_bin(prior) -> None:
+    seen = set()
+    for _ in range(60):
+        c = prior.sample_candidates(5)
+        seen.add(c.bin)
+        assert _in(CM.flops(c.genes), c.lo, c.hi)
+    assert len(seen) > 10
+
+
+@pytest.mark.parametrize("b", [8, 77])
+def test_extreme_bins_via_walk(uprior, b) -> None:
+    """Bins uniform sampling (almost) never reaches are filled by the walk, still truly inside."""
+    assert uprior.hit_rate(b) == 0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        c = uprior.sample_candidates(10, b)
+    assert c.bin == b
+    assert _in(CM.flops(c.genes), b * 25.0, b * 25.0 + 25.0)
+    distinct = len({r.tobytes() for r in c.genes})
+    if b == 8:  # near A0 (203.39, the min arch): plenty of archs
+        assert distinct == 10
+    else:  # 1925-1950: only archs next to the max arch (1939.34); some candidates may repeat
+        assert 1 <= distinct <= 10
+
+
+def test_target_range_clips_bins() -> None:
+    p = ConstraintPrior(S, kind="uniform", target_range=(210, 260), num_samples=5000)
+    assert list(p.bins) == [8, 9, 10]
+    assert p.bin_edges(8) == (210.0, 225.0) and p.bin_edges(10) == (250.0, 260.0)
+    for b in p.bins:
+        c = p.sample_candidates(4, int(b))
+        assert _in(CM.flops(c.genes), 210, 260) and _in(c.values, c.lo, c.hi)
+
+
+def test_params_constraint() -> None:
+    p = ConstraintPrior(S, "params", num_samples=20_000, seed=1)
+    assert p.bin_width == 0.25
+    assert p.space_range == pytest.approx((8.954184, 23.40408))
+    for _ in range(10):
+        c = p.sample_candidates(6)
+        params_m = CM.params(c.genes) / 1e6
+        assert _in(params_m, c.lo, c.hi) and c.hi - c.lo <= 0.25
+
+
+def test_unreachable_bin_warns_once_and_uses_nearest() -> None:
+    tc = TableCost(S)
+
+    def gappy(genes: np.ndarray) -> np.ndarray:  # no value in [600, 650)
+        f = tc(genes)
+        return np.where(f >= 600, f + 50, f)
+
+    p = ConstraintPrior(S, gappy, kind="uniform", bin_width=25, num_samples=5000, max_draws=2048, walk_steps=40)
+    assert p.constraint_name == "gappy"
+    assert 24 in p.bins and 25 in p.bins
+    with pytest.warns(RuntimeWarning, match=r"\[600, 625\).*nearest bin 23") as rec:
+        c = p.sample_candidates(5, 24)
+    assert len(rec) == 1
+    assert c.bin == 23 and _in(gappy(c.genes), 575, 600)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a second request of the same bin does not warn again
+        c2 = p.sample_candidates(5, 24)
+    assert c2.bin == 23
+    with pytest.warns(RuntimeWarning, match="bin 25"):
+        c3 = p.sample_candidates(5, 25)
+    assert c3.bin == 26 and _in(gappy(c3.genes), 650, 675)
+    assert p.state_dict()["unreachable"] == [24, 25]
+
+
+def test_prior_config_errors() -> None:
+    with pytest.raises(ConfigError, match=r"target range \[5000, 6000\].*outside.*\[203.39, 1939.34\] MFLOPs"):
+        ConstraintPrior(S, target_range=(5000, 6000), num_samples=1000)
+    with pytest.raises(ConfigError, match="no arch reaches it"):
+        ConstraintPrior(S, target_range=(None, 150), num_samples=1000)
+    with pytest.raises(ConfigError, match="'empirical' has no mass.*sampler.prior = 'uniform'"):
+        ConstraintPrior(S, target_range=(200, 215), num_samples=1000)
+    with pytest.raises(ConfigError, match=r"sampler.prior = 'gaussian'.*\['empirical', 'uniform'\]"):
+        ConstraintPrior(S, kind="gaussian")
+    with pytest.raises(ConfigError, match=r"sampler.constraint = 'latency'.*\['flops', 'params'\]"):
+        ConstraintPrior(S, "latency")
+    with pytest.raises(ConfigError, match="sampler.bin_width = -1"):
+        ConstraintPrior(S, bin_width=-1)
+    with pytest.raises(ConfigError, match="sampler.bin_width must be given"):
+        ConstraintPrior(S, lambda g: np.zeros(len(g)))
+    with pytest.raises(ConfigError, match="target_min = 500 must be below sampler.target_max = 400"):
+        ConstraintPrior(S, target_range=(500, 400))
+    with pytest.raises(ConfigError, match="sampler.prior_samples = 0"):
+        ConstraintPrior(S, num_samples=0)
+
+
+def test_prior_state_round_trip(prior) -> None:
+    p1 = ConstraintPrior(S, num_samples=20_000, seed=7)
+    for _ in range(5):
+        p1.sample_candidates(8)
+    state = json.loads(json.dumps(p1.state_dict()))  # plain values only
+    assert state["cache"] and state["rng"]["bit_generator"] == "PCG64"
+    expected = [p1.sample_candidates(8) for _ in range(6)]
+    p2 = ConstraintPrior(S, num_samples=20_000, seed=7)
+    p2.load_state_dict(state)
+    got = [p2.sample_candidates(8) for _ in range(6)]
+    for a, b in zip(expected, got, strict=True):
+        assert a.bin == b.bin and np.array_equal(a.genes, b.genes)
+    with pytest.raises(ConfigError, match="bin_width: checkpoint 25.0 vs config 10.0"):
+        ConstraintPrior(S, bin_width=10.0, num_samples=20_000).load_state_dict(state)
+
+
+# --------------------------------------------------------------------------- estimators
+def test_predictor_estimator_features_and_scores() -> None:
+    genes = S.sample_genes(np.random.default_rng(2), 30)
+    est = PredictorEstimator(lambda f: f.sum(axis=1), S)
+    assert isinstance(est, Estimator)
+    assert np.array_equal(est.features(genes), S.features_from_genes(genes))
+    archs = [S.decode(g) for g in genes]
+    assert np.allclose(est.score(archs), S.features_from_genes(genes).sum(axis=1))
+    assert np.array_equal(est.score_genes(genes), est.score(archs))
+
+
+def test_loss_estimator_negates_loss() -> None:
+    archs = [S.min_arch(), S.max_arch()]
+    est = LossEstimator(lambda a: torch.tensor(float(a.resolution)))
+    assert est.score(archs).tolist() == [-192.0, -288.0]
+
+
+def test_load_predictor_estimator_errors(tmp_path) -> None:
+    msg = ("predictor estimator needs an accuracy predictor file: set sampler.predictor=PATH "
+           "(fit one with `attentivenas predictor fit`)")
+    with pytest.raises(ConfigError) as exc:
+        load_predictor_estimator(None, S)
+    assert str(exc.value) == msg
+    with pytest.raises(ConfigError, match="missing.json not found"):
+        load_predictor_estimator(tmp_path / "missing.json", S)
+
+
+def test_load_predictor_estimator_real_file(tmp_path) -> None:
+    pred_mod = pytest.importorskip("attentivenas.predictor")
+    rng = np.random.default_rng(0)
+    genes = S.sample_genes(rng, 60)
+    flops, params = CM.flops_and_params(genes)
+    ds = pred_mod.ArchDataset(S)
+    for g, f, p in zip(genes, flops, params, strict=True):
+        ds.add(pred_mod.ArchRecord(S.decode(g), 70.0 + f / 100.0, float(f), float(p) / 1e6))
+    predictor = pred_mod.fit_predictor(ds, kind="ridge", seed=0)
+    path = predictor.save(tmp_path / "pred.json")
+    est = load_predictor_estimator(path, S)
+    archs = [S.decode(g) for g in genes[:10]]
+    assert np.allclose(est.score(archs), predictor.predict_archs(archs))
+    assert est.score(archs)[np.argmax(flops[:10])] == est.score(archs).max()  # accuracy grows with FLOPs here
+    with pytest.raises(ConfigError, match="fitted on space 'attentivenas'.*space 'tiny'"):
+        load_predictor_estimator(path, TINY_SPACE)
+
+
+# --------------------------------------------------------------------------- sampler
+def _sampler(method: str, k: int = 4, seed: int = 0, prior_seed: int = 0) -> ArchSampler:
+    p = ConstraintPrior(S, num_samples=20_000, seed=prior_seed)
+    return ArchSampler(S, method, k=k, num_middle=2, prior=p, seed=seed)
+
+
+@pytest.mark.parametrize("method", ["bestup", "worstup"])
+def test_bestup_worstup_pick_extreme_score(method) -> None:
+    est = PredictorEstimator(_linear_predict(), S)
+    a, b = _sampler(method, seed=3, prior_seed=3), _sampler(method, seed=3, prior_seed=3)
+    chosen = a.sample_middle(5, est)
+    groups = b.propose(5)
+    assert len(groups) == 5 and all(len(g) == 4 for g in groups)
+    scores = [est.score(g) for g in groups]
+    expect = [g[int(np.argmax(s) if method == "bestup" else np.argmin(s))] for g, s in zip(groups, scores, strict=True)]
+    assert b.choose(groups, scores) == expect == chosen
+    assert a.last_mflops == pytest.approx([count_flops(S, x) for x in chosen])
+    assert b.last_mflops == a.last_mflops and b.last_targets == a.last_targets
+    for (lo, hi), m in zip(a.last_targets, a.last_mflops, strict=True):
+        assert lo <= m < hi and hi - lo == 25.0
+
+
+def test_bestup_with_loss_estimator_picks_lowest_loss() -> None:
+    s = _sampler("bestup", k=5)
+    est = LossEstimator(lambda arch: count_flops(S, arch))  # loss = FLOPs: best is the cheapest
+    t = ArchSampler(S, "bestup", k=5, prior=ConstraintPrior(S, num_samples=20_000, seed=0), seed=0)
+    chosen = s.sample_middle(3, est)
+    groups = t.propose(3)
+    assert chosen == [min(g, key=lambda a: count_flops(S, a)) for g in groups]
+
+
+def test_choose_handles_arrays_nan_and_shape_errors() -> None:
+    s = _sampler("bestup", k=3)
+    groups = s.propose(2)
+    sc = np.array([[0.1, np.nan, 0.3], [np.nan, np.nan, np.nan]])
+    assert s.choose(groups, sc) == [groups[0][2], groups[1][0]]
+    assert s.choose(groups, torch.tensor([[3.0, 2.0, 1.0], [0.0, 5.0, 1.0]])) == [groups[0][0], groups[1][1]]
+    with pytest.raises(ValueError, match="scores for 1 groups, expected 2"):
+        s.choose(groups, [[1, 2, 3]])
+    with pytest.raises(ValueError, match="2 scores for a group of 3"):
+        s.choose(groups, [[1, 2], [1, 2, 3]])
+
+
+def test_uniform_method() -> None:
+    s = ArchSampler(S, "uniform", num_middle=3, seed=1)
+    assert s.prior is None
+    archs = s.sample_middle()
+    assert len(archs) == 3 and all(isinstance(a, Arch) for a in archs)
+    for a in archs:
+        S.validate(a)
+    assert s.last_mflops == pytest.approx([count_flops(S, a) for a in archs])
+    assert ArchSampler(S, "uniform", seed=1).sample_middle(3) == archs
+    groups = ArchSampler(S, "uniform", seed=1).propose(3)
+    assert [g[0] for g in groups] == archs
+    resolutions = {a.resolution for a in ArchSampler(S, "uniform", seed=2).sample_middle(200)}
+    assert resolutions == set(S.resolutions)
+
+
+def test_seeded_determinism() -> None:
+    est = PredictorEstimator(_linear_predict(), S)
+    runs = []
+    for _ in range(2):
+        s = _sampler("bestup", seed=11, prior_seed=5)
+        runs.append([a.key() for _ in range(4) for a in s.sample_middle(2, est)])
+    assert runs[0] == runs[1]
+    other = _sampler("bestup", seed=11, prior_seed=6)
+    assert [a.key() for _ in range(4) for a in other.sample_middle(2, est)] != runs[0]
+
+
+@pytest.mark.parametrize("method", ["uniform", "bestup"])
+def test_sampler_state_round_trip(method) -> None:
+    est = PredictorEstimator(_linear_predict(), S)
+    a = _sampler(method, seed=4, prior_seed=4)
+    for _ in range(5):
+        a.sample_middle(2, est)
+    state = copy.deepcopy(a.state_dict())
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    buf.seek(0)
+    loaded = torch.load(buf, weights_only=True)  # a checkpoint of ours stays weights_only-loadable
+    assert json.loads(json.dumps(loaded)) == loaded
+    expected = [a.sample_middle(2, est) for _ in range(5)]
+    b = _sampler(method, seed=4, prior_seed=4)
+    b.load_state_dict(loaded)
+    assert [b.sample_middle(2, est) for _ in range(5)] == expected
+    with pytest.raises(ConfigError, match="sampler.k = 9 differs"):
+        ArchSampler(S, method, k=9, prior=ConstraintPrior(S, num_samples=20_000)).load_state_dict(loaded)
+
+
+def test_sampler_config_errors() -> None:
+    with pytest.raises(ConfigError, match=r"sampler.method = 'best'.*\['uniform', 'bestup', 'worstup'\]"):
+        ArchSampler(S, "best")
+    with pytest.raises(ConfigError, match="sampler.k = 0; must be an integer >= 1"):
+        ArchSampler(S, "uniform", k=0)
+    with pytest.raises(ConfigError, match="sampler.num_middle = -1"):
+        ArchSampler(S, "uniform", num_middle=-1)
+    with pytest.raises(ConfigError, match="no arch reaches it"):
+        ArchSampler.from_config(S, {"method": "bestup", "target_min": 3000, "prior_samples": 1000})
+    with pytest.raises(ValueError, match="needs an estimator"):
+        _sampler("bestup").sample_middle(1)
+
+
+def test_from_config_tiny_space() -> None:
+    cfg = {"method": "worstup", "k": 3, "num_middle": 2, "prior": "empirical", "bin_width": 0.5,
+           "constraint": "flops", "estimator": "loss", "predictor": None, "prior_samples": 5000,
+           "target_min": None, "target_max": None}
+    s = ArchSampler.from_config(TINY_SPACE, cfg, seed=0, num_classes=10)
+    assert (s.method, s.k, s.num_middle) == ("worstup", 3, 2)
+    assert s.prior is not None and s.prior.bin_width == 0.5
+    archs = s.sample_middle(estimator=PredictorEstimator(_linear_predict(TINY_SPACE), TINY_SPACE))
+    tiny_cm = CostModel(TINY_SPACE, 10)
+    for a, (lo, hi) in zip(archs, s.last_targets, strict=True):
+        assert lo <= tiny_cm.arch_flops(a) < hi
+
+
+def test_from_config_pydantic_section() -> None:
+    config = pytest.importorskip("attentivenas.config")
+    if not hasattr(config, "SamplerConfig"):
+        pytest.skip("no SamplerConfig")
+    sec = config.SamplerConfig(method="bestup", k=2, num_middle=1, prior_samples=2000)
+    s = ArchSampler.from_config(S, sec, seed=0)
+    assert (s.method, s.k, s.num_middle, s.prior.kind, s.prior.bin_width) == ("bestup", 2, 1, "empirical", 25.0)
+    assert len(s.sample_middle(estimator=PredictorEstimator(_linear_predict(), S))) == 1
+
+
+def test_bestup_k50_predictor_under_2ms_per_subnet() -> None:
+    """Benchmark target (benchmarks/bench_sampling.py): k = 50 with predictor ranking < 2 ms / subnet."""
+    s = ArchSampler(S, "bestup", k=50, prior=ConstraintPrior(S, num_samples=50_000, seed=0), seed=0)
+    est = PredictorEstimator(_linear_predict(), S)
+    for _ in range(10):
+        s.sample_middle(2, est)  # warm the per-bin caches
+    best = float("inf")
+    for _ in range(3):
+        t = time.perf_counter()
+        for _ in range(10):
+            s.sample_middle(2, est)
+        best = min(best, (time.perf_counter() - t) / 20)
+    assert best < 2e-3, f"{best * 1e3:.2f} ms per subnet"
