@@ -107,3 +107,34 @@ def test_module_entry_point() -> None:
     r = subprocess.run([sys.executable, "-m", "attentivenas", "flops", "--arch", "a0", "--json"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and json.loads(r.stdout)["mflops"] == pytest.approx(203.39, abs=0.01)
+
+
+def test_export_onnx_and_safetensors_with_calibration(tiny_ckpt: Path, tmp_path: Path) -> None:
+    onnx_path = tmp_path / "min.onnx"
+    r = run_cli("export", "--checkpoint", str(tiny_ckpt), "--arch", "min", "--format", "onnx", "--out", str(onnx_path))
+    assert r.code == 0, r.err
+    assert onnx_path.is_file()
+    st = tmp_path / "max.safetensors"
+    r = run_cli("export", "--checkpoint", str(tiny_ckpt), "--arch", "max", "--format", "safetensors",
+                "--out", str(st), "--calibrate-bn", "--data", "digits", "--calib-batches", "2")
+    assert r.code == 0, r.err
+    from attentivenas.export_formats import load_safetensors_subnet
+
+    sub = load_safetensors_subnet(st)
+    bn = sub.first_conv.bn
+    # recalibrated statistics differ from the fresh supernet's (zeros / ones)
+    assert not torch.allclose(bn.running_mean, torch.zeros_like(bn.running_mean))
+
+
+def test_export_pareto_set_in_one_command(tiny_ckpt: Path, tmp_path: Path) -> None:
+    pareto = tmp_path / "pareto.json"
+    pareto.write_text(json.dumps([{"arch": TINY_SPACE.min_arch().to_dict()}, {"arch": TINY_SPACE.max_arch().to_dict()}]))
+    r = run_cli("export", "--checkpoint", str(tiny_ckpt), "--pareto", str(pareto), "--out", str(tmp_path / "models"))
+    assert r.code == 0, r.err
+    index = json.loads((tmp_path / "models" / "index.json").read_text())
+    assert len(index) == 2 and all((tmp_path / "models" / e["file"]).is_file() for e in index)
+
+
+def test_export_needs_exactly_one_of_arch_or_pareto(tiny_ckpt: Path, tmp_path: Path) -> None:
+    r = run_cli("export", "--checkpoint", str(tiny_ckpt), "--out", str(tmp_path / "x"))
+    assert r.code == 2 and "exactly one" in r.err

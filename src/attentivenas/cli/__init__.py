@@ -15,8 +15,17 @@ app = typer.Typer(
     help="Two-stage neural architecture search with attentive sampling (AttentiveNAS).",
 )
 
-# Each module registers its commands on `app`.
-from . import foundation  # noqa: E402,F401
+
+
+def _register_commands() -> None:
+    """Each ``cli/<topic>.py`` adds its commands through ``register(app)``."""
+    from . import foundation, stage2_cmd
+
+    for module in (foundation, stage2_cmd):
+        module.register(app)
+
+
+_register_commands()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -9,7 +9,6 @@ import typer
 from ..cost import count_flops, count_params
 from ..errors import UserError
 from ..space import SearchSpace, get_space, resolve_arch
-from . import app
 from .common import print_json
 
 SPACE_HELP = "Search space: a preset (attentivenas, alphanet, tiny) or a YAML file with a supernet_config block."
@@ -26,7 +25,6 @@ def _describe(space: SearchSpace) -> dict:
     }
 
 
-@app.command("space")
 def space_cmd(
     space: str = typer.Option("attentivenas", "--space", help=SPACE_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
@@ -58,7 +56,6 @@ def space_cmd(
     Console().print(table)
 
 
-@app.command("flops")
 def flops_cmd(
     arch: str = typer.Option(..., "--arch", help=ARCH_HELP),
     space: str = typer.Option("attentivenas", "--space", help=SPACE_HELP),
@@ -76,36 +73,48 @@ def flops_cmd(
         typer.echo(f"{mflops:.2f} MFLOPs, {params_m:.3f} M params  ({a.to_json()})")
 
 
-@app.command("export")
 def export_cmd(
     checkpoint: Path = typer.Option(..., "--checkpoint", help="Our checkpoint or one released by the authors."),
-    arch: str = typer.Option(..., "--arch", help=ARCH_HELP),
-    out: Path = typer.Option(..., "--out", help="Output file."),
+    out: Path = typer.Option(..., "--out", help="Output file (with --arch) or folder (with --pareto)."),
+    arch: str | None = typer.Option(None, "--arch", help=ARCH_HELP),
+    pareto: Path | None = typer.Option(None, "--pareto", help="Export every arch of a pareto.json instead."),
     fmt: str = typer.Option("torchscript", "--format", help="torchscript, onnx or safetensors."),
     space: str | None = typer.Option(None, "--space", help=SPACE_HELP + " Default: from the checkpoint."),
     calibrate_bn: bool = typer.Option(False, "--calibrate-bn", help="Recalibrate BN statistics on data first."),
-    data: str = typer.Option("digits", "--data", help="Calibration data for --calibrate-bn (digits or a config)."),
-    calib_batches: int = typer.Option(64, "--calib-batches", min=1, help="Batches for --calibrate-bn."),
+    data: str | None = typer.Option(
+        None, "--data", help="Data for --calibrate-bn: digits, cifar10:PATH, cifar100:PATH or an ImageFolder PATH "
+        "(default: the checkpoint's training data)."),
+    calib_batches: int = typer.Option(64, "--calib-batches", min=1, help="Training batches for --calibrate-bn."),
+    calib_batch_size: int = typer.Option(64, "--calib-batch-size", min=1, help="Batch size for --calibrate-bn."),
 ) -> None:
-    """Export one subnet as a standalone model."""
+    """Export one subnet (or a whole Pareto set) as standalone models."""
     from ..checkpoint import load_supernet
-    from ..export import export_torchscript
+    from ..export_formats import FORMATS, export_pareto_set, export_subnet
 
-    formats = ("torchscript", "onnx", "safetensors")
-    if fmt not in formats:
-        raise UserError(f"--format {fmt!r} is not supported; allowed: {list(formats)}")
-    net, _meta = load_supernet(checkpoint, space)
-    a = resolve_arch(arch, net.space)
-    subnet = net.extract(a).eval()
+    if fmt not in FORMATS:
+        raise UserError(f"--format {fmt!r} is not supported; allowed: {list(FORMATS)}")
+    if (arch is None) == (pareto is None):
+        raise UserError("give exactly one of --arch ARCH or --pareto PARETO.json")
+    net, meta = load_supernet(checkpoint, space)
+    batches = None
     if calibrate_bn:
-        from ..exporting import calibrate_for_export
+        from ..evaluate import cache_calibration_batches, resolve_data
 
-        subnet = calibrate_for_export(subnet, data, calib_batches)
-    if fmt == "torchscript":
-        path = export_torchscript(subnet, out)
-    else:
-        from .. import export_formats
+        bundle = resolve_data(data, net.space, meta, max(net.space.resolutions))
+        batches = cache_calibration_batches(bundle.train, calib_batches, calib_batch_size)
+    if pareto is not None:
+        records = export_pareto_set(net, pareto, out, fmt, calib_batches=batches)
+        for r in records:
+            typer.echo(f"wrote {out / r['file']} ({r['mflops']:.2f} MFLOPs)")
+        typer.echo(f"index: {out / 'index.json'}")
+        return
+    a = resolve_arch(arch, net.space)
+    info = export_subnet(net.extract(a).eval(), out, fmt, calib_batches=batches)
+    typer.echo(f"wrote {info['path']} ({fmt}, {count_flops(net.space, a, net.num_classes):.2f} MFLOPs)")
 
-        path = export_formats.export_onnx(subnet, out) if fmt == "onnx" else export_formats.export_safetensors(
-            subnet, out)
-    typer.echo(f"wrote {path} ({fmt}, {count_flops(net.space, a, net.num_classes):.2f} MFLOPs)")
+
+def register(app: typer.Typer) -> None:
+    """Add ``space``, ``flops`` and ``export`` to ``app``."""
+    app.command("space")(space_cmd)
+    app.command("flops")(flops_cmd)
+    app.command("export")(export_cmd)

@@ -1,0 +1,277 @@
+"""Export of static subnets: ONNX (checked with onnxruntime) and safetensors + arch JSON.
+
+Every writer is atomic (:mod:`attentivenas.io`). :func:`export_onnx` exports at the subnet's
+resolution with a dynamic batch axis and compares onnxruntime against PyTorch on a seeded random
+batch; the relative error is ``max |onnx - torch| / max |torch|`` over all logits (an elementwise
+ratio is meaningless for logits near zero) and must be <= ``tol`` (1e-4).
+
+:func:`export_safetensors` writes the state dict with safetensors and, beside it,
+``<stem>.arch.json`` (arch, space, number of classes) so :func:`load_safetensors_subnet` rebuilds
+the subnet without pickle. :func:`export_subnet` dispatches on the format (TorchScript through
+:mod:`attentivenas.export`), optionally recalibrating BN first; :func:`export_pareto_set` writes a
+whole Pareto set in one call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import UserError
+from .io import atomic_write_bytes, atomic_write_json
+from .space import Arch, SearchSpace, get_space
+
+SUBNET_FORMAT = "attentivenas-subnet"
+FORMATS = ("torchscript", "onnx", "safetensors")
+SUFFIXES = {"torchscript": ".pt", "onnx": ".onnx", "safetensors": ".safetensors"}
+
+
+class ExportError(UserError):
+    """An export that cannot be done or whose check failed."""
+
+
+def _subnet_info(subnet: nn.Module) -> tuple[SearchSpace, Arch, int]:
+    for attr in ("space", "arch", "num_classes"):
+        if not hasattr(subnet, attr):
+            raise ExportError(f"model has no '{attr}': export a StaticSubnet (Supernet.extract(arch))")
+    return subnet.space, subnet.arch, int(subnet.num_classes)
+
+
+def _cpu_eval_copy(subnet: nn.Module) -> nn.Module:
+    return copy.deepcopy(subnet).to(device="cpu", dtype=torch.float32).eval()
+
+
+def arch_json_path(path: str | Path) -> Path:
+    """``model.safetensors`` -> ``model.arch.json``."""
+    return Path(path).with_suffix(".arch.json")
+
+
+# --------------------------------------------------------------------------- ONNX
+def _onnx_bytes(model: nn.Module, x: torch.Tensor, opset: int, exporter: str) -> bytes:
+    if exporter == "torchscript":
+        buf = io.BytesIO()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model, (x,), buf, dynamo=False, input_names=["input"], output_names=["logits"],
+                              dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+                              opset_version=opset, do_constant_folding=True)
+        return buf.getvalue()
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        prog = torch.onnx.export(model, (x,), dynamo=True, input_names=["input"], output_names=["logits"],
+                                 dynamic_shapes={"x": {0: torch.export.Dim("batch")}},
+                                 opset_version=max(opset, 18), verbose=False)
+    return prog.model_proto.SerializeToString()
+
+
+def onnx_relative_error(onnx_bytes: bytes, model: nn.Module, x: torch.Tensor) -> float:
+    """``max |onnx - torch| / max |torch|`` of the logits of ``x`` (onnxruntime, CPU)."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+    out = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
+    with torch.inference_mode():
+        ref = model(x).numpy()
+    if out.shape != ref.shape:
+        return float("inf")
+    scale = max(float(np.abs(ref).max()), 1e-12)
+    return float(np.abs(out.astype(np.float64) - ref).max() / scale)
+
+
+def export_onnx(subnet: nn.Module, path: str | Path, batch: int = 1, opset: int = 17, tol: float = 1e-4,
+                exporter: str = "auto", seed: int = 0) -> dict[str, Any]:
+    """Export ``subnet`` to ONNX at its resolution (dynamic batch axis) and check it.
+
+    ``exporter``: ``"torchscript"`` (PyTorch's tracing exporter: fast), ``"dynamo"``
+    (``torch.export``-based, slower) or ``"auto"`` (tracing exporter when this PyTorch has it, else
+    dynamo). The exported file is run with onnxruntime on a seeded random batch of ``batch + 1``
+    images (so the dynamic batch is exercised); the file is only written when the relative error
+    is <= ``tol``, otherwise :class:`ExportError`. Returns ``{"path", "rel_error", "exporter",
+    "opset"}``.
+    """
+    if batch < 1:
+        raise ExportError(f"batch must be >= 1, got {batch}")
+    if exporter not in ("auto", "torchscript", "dynamo"):
+        raise ExportError(f"unknown ONNX exporter {exporter!r}; use auto, torchscript or dynamo")
+    _subnet_info(subnet)
+    model = _cpu_eval_copy(subnet)
+    r = int(model.resolution)
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, 3, r, r, generator=gen)
+    used = exporter
+    if exporter == "auto":
+        try:
+            data = _onnx_bytes(model, x, opset, "torchscript")
+            used = "torchscript"
+        except Exception:  # noqa: BLE001 - the tracing exporter is deprecated; fall back to dynamo
+            data, used = _onnx_bytes(model, x, opset, "dynamo"), "dynamo"
+    else:
+        data = _onnx_bytes(model, x, opset, exporter)
+    check = torch.randn(batch + 1, 3, r, r, generator=gen)
+    err = onnx_relative_error(data, model, check)
+    if not err <= tol:
+        raise ExportError(f"ONNX check failed: relative error {err:.3g} > {tol:g} against PyTorch")
+    out = atomic_write_bytes(path, data)
+    return {"path": str(out), "rel_error": err, "exporter": used, "opset": opset if used == "torchscript" else
+            max(opset, 18)}
+
+
+# --------------------------------------------------------------------------- safetensors
+def subnet_spec(subnet: nn.Module) -> dict[str, Any]:
+    """The JSON that rebuilds a subnet: arch, space and number of classes."""
+    space, arch, num_classes = _subnet_info(subnet)
+    return {"format": SUBNET_FORMAT, "version": 1, "arch": arch.to_dict(), "space": space.to_dict(),
+            "num_classes": num_classes, "resolution": int(arch.resolution)}
+
+
+def export_safetensors(subnet: nn.Module, path: str | Path) -> dict[str, Any]:
+    """Write the state dict with safetensors (spec also in its metadata) and ``<stem>.arch.json``."""
+    from safetensors.torch import save
+
+    spec = subnet_spec(subnet)
+    state = {k: v.detach().to("cpu").contiguous().clone() for k, v in subnet.state_dict().items()}
+    data = save(state, metadata={"attentivenas": json.dumps(spec)})
+    out = atomic_write_bytes(path, data)
+    js = atomic_write_json(arch_json_path(out), spec)
+    return {"path": str(out), "arch_json": str(js), "tensors": len(state)}
+
+
+def _read_spec(path: Path) -> dict[str, Any]:
+    js = arch_json_path(path)
+    if js.is_file():
+        try:
+            spec = json.loads(js.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ExportError(f"{js} is not valid JSON: {exc}") from None
+    else:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        if "attentivenas" not in meta:
+            raise ExportError(f"{js} not found and {path} has no attentivenas metadata; cannot rebuild the subnet")
+        spec = json.loads(meta["attentivenas"])
+    if not isinstance(spec, Mapping) or spec.get("format") != SUBNET_FORMAT:
+        raise ExportError(f"{js} is not an attentivenas subnet description")
+    return dict(spec)
+
+
+def load_safetensors_subnet(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild a :class:`~attentivenas.supernet.StaticSubnet` written by :func:`export_safetensors`."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from .supernet import StaticSubnet
+
+    p = Path(path)
+    if not p.is_file():
+        raise ExportError(f"safetensors file not found: {p}")
+    spec = _read_spec(p)
+    try:
+        space = get_space_of(spec)
+        arch = space.arch_from_dict(spec["arch"])
+        num_classes = int(spec["num_classes"])
+    except (KeyError, TypeError) as exc:
+        raise ExportError(f"subnet description of {p} is incomplete ({exc})") from None
+    model = StaticSubnet(space, arch, num_classes)
+    try:
+        state = load_file(str(p), device="cpu")
+    except (SafetensorError, OSError) as exc:
+        raise ExportError(f"{p} is not a valid safetensors file ({exc})") from None
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise ExportError(f"weights in {p} do not match its arch: {first}") from None
+    return model.to(device).eval()
+
+
+# --------------------------------------------------------------------------- dispatch and Pareto sets
+def export_subnet(subnet: nn.Module, path: str | Path, fmt: str = "onnx",
+                  calib_batches: Sequence[torch.Tensor] | None = None, **kwargs: Any) -> dict[str, Any]:
+    """Export one subnet as ``fmt`` (torchscript, onnx, safetensors); with ``calib_batches`` its BN
+    statistics are first recalibrated on them (on a copy)."""
+    if fmt not in FORMATS:
+        raise ExportError(f"unknown export format {fmt!r}; use one of {list(FORMATS)}")
+    if calib_batches is not None:
+        from .evaluate import calibrate_bn
+
+        subnet = calibrate_bn(copy.deepcopy(subnet), calib_batches)
+    if fmt == "onnx":
+        return export_onnx(subnet, path, **kwargs)
+    if fmt == "safetensors":
+        return export_safetensors(subnet, path)
+    from .export import export_torchscript
+
+    return {"path": str(export_torchscript(subnet, path))}
+
+
+def read_pareto_archs(pareto: str | Path | Sequence[Any], space: SearchSpace) -> list[Arch]:
+    """Archs of a Pareto set: a ``pareto.json`` path, or a list of entries ``{"arch": {...}}`` or archs."""
+    if isinstance(pareto, (str, Path)):
+        p = Path(pareto)
+        if not p.is_file():
+            raise ExportError(f"Pareto set not found: {p}")
+        try:
+            pareto = json.loads(p.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ExportError(f"Pareto set {p} is not valid JSON: {exc}") from None
+        if isinstance(pareto, Mapping):
+            pareto = pareto.get("pareto", pareto.get("archs", []))
+    if not isinstance(pareto, Sequence) or len(pareto) == 0:
+        raise ExportError("Pareto set is empty")
+    archs = []
+    for entry in pareto:
+        if isinstance(entry, Arch):
+            archs.append(space.validate(entry))
+        elif isinstance(entry, Mapping):
+            archs.append(space.arch_from_dict(entry["arch"] if "arch" in entry else entry))
+        else:
+            raise ExportError(f"Pareto set entries must be objects with an 'arch', got {type(entry).__name__}")
+    return archs
+
+
+def export_pareto_set(supernet: nn.Module, pareto: str | Path | Sequence[Any], out_dir: str | Path,
+                      fmt: str = "onnx", calib_batches: Sequence[torch.Tensor] | None = None,
+                      **kwargs: Any) -> list[dict[str, Any]]:
+    """Export every arch of a Pareto set from ``supernet`` into ``out_dir`` (one file per arch, plus
+    ``index.json`` listing arch, MFLOPs, params and file). ``calib_batches``: recalibrate BN first."""
+    from .cost import count_flops, count_params
+
+    if fmt not in FORMATS:
+        raise ExportError(f"unknown export format {fmt!r}; use one of {list(FORMATS)}")
+    space = supernet.space
+    num_classes = int(getattr(supernet, "num_classes", 1000))
+    archs = read_pareto_archs(pareto, space)
+    out = Path(out_dir)
+    records = []
+    for i, arch in enumerate(archs):
+        mflops = count_flops(space, arch, num_classes)
+        path = out / f"subnet_{i:02d}_{mflops:.0f}mflops{SUFFIXES[fmt]}"
+        info = export_subnet(supernet.extract(arch), path, fmt, calib_batches, **kwargs)
+        record = {"file": path.name, "arch": arch.to_dict(), "mflops": mflops,
+                  "params_m": count_params(space, arch, num_classes) / 1e6, "format": fmt}
+        record.update({k: v for k, v in info.items() if k in ("rel_error", "exporter", "opset", "tensors")})
+        if "arch_json" in info:
+            record["arch_json"] = Path(info["arch_json"]).name
+        records.append(record)
+    atomic_write_json(out / "index.json", records)
+    return records
+
+
+def get_space_of(spec: Mapping[str, Any]) -> SearchSpace:
+    """The space of a subnet description (preset name or full ``supernet_config``)."""
+    space = spec.get("space", {})
+    if isinstance(space, str):
+        return get_space(space)
+    return SearchSpace.from_supernet_config(space["supernet_config"], name=space.get("name", "custom"))

@@ -1,0 +1,177 @@
+"""BN recalibration on cached batches, accuracy of a subnet, and `attentivenas evaluate`."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, TensorDataset
+
+from attentivenas.checkpoint import save_supernet
+from attentivenas.cost import count_flops, count_params
+from attentivenas.evaluate import (
+    CalibrationDataError,
+    cache_calibration_batches,
+    calibrate_bn,
+    evaluate_arch,
+    evaluate_subnet,
+)
+from attentivenas.space import TINY_SPACE
+from attentivenas.supernet import Supernet
+
+from .cli_helpers import run_cli
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread: the shared CI CPU is small and OpenMP spinning makes tiny convs slow."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tiny_net() -> Supernet:
+    torch.manual_seed(0)
+    return Supernet(TINY_SPACE, 10).eval()
+
+
+def _images(n: int, size: int = 32, seed: int = 0) -> torch.Tensor:
+    return torch.randn(n, 3, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+def test_cache_from_dataset_is_seeded_and_bounded() -> None:
+    ds = TensorDataset(_images(50, 8), torch.arange(50))
+    a = cache_calibration_batches(ds, num_batches=3, batch_size=8, seed=1)
+    b = cache_calibration_batches(ds, num_batches=3, batch_size=8, seed=1)
+    c = cache_calibration_batches(ds, num_batches=3, batch_size=8, seed=2)
+    assert [t.shape for t in a] == [torch.Size([8, 3, 8, 8])] * 3
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+    assert not torch.equal(a[0], c[0])
+    # drawn without replacement: 24 distinct images of the dataset
+    flat = torch.cat(a).flatten(1)
+    assert len({tuple(row[:4].tolist()) for row in flat}) == 24
+    small = cache_calibration_batches(ds, num_batches=64, batch_size=16, seed=0)
+    assert [len(t) for t in small] == [16, 16, 16, 2]  # fewer images than asked: all of them, once
+
+
+def test_cache_from_loader_takes_first_batches() -> None:
+    ds = TensorDataset(_images(20, 8), torch.arange(20))
+    loader = DataLoader(ds, batch_size=6, shuffle=False)
+    got = cache_calibration_batches(loader, num_batches=2)
+    assert len(got) == 2 and torch.equal(got[1], ds.tensors[0][6:12])
+
+
+def test_empty_calibration_data_is_a_user_error(tiny_net: Supernet) -> None:
+    empty = TensorDataset(torch.empty(0, 3, 8, 8), torch.empty(0, dtype=torch.long))
+    with pytest.raises(CalibrationDataError, match="calibration data is empty"):
+        cache_calibration_batches(empty)
+    with pytest.raises(CalibrationDataError, match="calibration data is empty"):
+        cache_calibration_batches(DataLoader(empty, batch_size=4))
+    with pytest.raises(CalibrationDataError, match="calibration data is empty"):
+        calibrate_bn(tiny_net.extract(TINY_SPACE.min_arch()), [])
+    with pytest.raises(CalibrationDataError, match=">= 1"):
+        cache_calibration_batches(TensorDataset(_images(4, 8)), num_batches=0)
+
+
+def test_calibrate_bn_is_cumulative_average(tiny_net: Supernet) -> None:
+    sub = tiny_net.extract(TINY_SPACE.min_arch())
+    bn = sub.first_conv.bn
+    bn.momentum = 0.1
+    sub.eval()
+    batches = [_images(4, 24, seed=s) for s in range(3)]
+    calibrate_bn(sub, batches)
+    with torch.no_grad():
+        outs = [sub.first_conv.conv(x) for x in batches]
+    mean = torch.stack([o.mean((0, 2, 3)) for o in outs]).mean(0)
+    var = torch.stack([o.var((0, 2, 3), unbiased=True) for o in outs]).mean(0)
+    torch.testing.assert_close(bn.running_mean, mean, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(bn.running_var, var, rtol=1e-4, atol=1e-5)
+    assert int(bn.num_batches_tracked) == 3
+    assert bn.momentum == 0.1 and not sub.training and not bn.training  # restored
+
+
+def test_calibrating_supernet_equals_calibrating_subnet(tiny_net: Supernet) -> None:
+    arch = TINY_SPACE.sample(np.random.default_rng(4))
+    batches = [_images(4, 32, seed=s) for s in range(2)]
+    direct = calibrate_bn(tiny_net.extract(arch), batches)
+    net = Supernet(TINY_SPACE, 10)
+    net.load_state_dict(tiny_net.state_dict())
+    net.set_arch(arch)
+    net.set_regularization(dropout=0.5, drop_connect=0.5)  # must stay off while calibrating
+    calibrate_bn(net, batches)
+    via_supernet = net.extract(arch)
+    for (name, a), b in zip(direct.named_buffers(), via_supernet.buffers(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_evaluate_subnet_top1_top5_loss(tiny_net: Supernet) -> None:
+    sub = tiny_net.extract(TINY_SPACE.min_arch())
+    x = _images(30, 24, seed=7)
+    with torch.no_grad():
+        logits = sub(x)
+    own = logits.argmax(1)
+    res = evaluate_subnet(sub, TensorDataset(x, own), batch_size=8)
+    assert res["top1"] == 100.0 and res["top5"] == 100.0 and res["samples"] == 30
+    assert res["loss"] == pytest.approx(float(F.cross_entropy(logits, own)), rel=1e-5)
+    worst = logits.argmin(1)  # never in the top 5 of 10 classes
+    res = evaluate_subnet(sub, DataLoader(TensorDataset(x, worst), batch_size=7))
+    assert res["top1"] == 0.0 and res["top5"] == 0.0
+    fifth = logits.topk(5, 1).indices[:, 4]  # in the top 5 but not top 1
+    res = evaluate_subnet(sub, TensorDataset(x, fifth))
+    assert res["top1"] == 0.0 and res["top5"] == 100.0
+
+
+def test_evaluate_arch_leaves_supernet_stats_alone(tiny_net: Supernet) -> None:
+    arch = TINY_SPACE.sample(np.random.default_rng(5))
+    before = {k: v.clone() for k, v in tiny_net.state_dict().items()}
+    val = TensorDataset(_images(12, 32, seed=9), torch.arange(12) % 10)
+    res = evaluate_arch(tiny_net, arch, [_images(8, 32, seed=1)], val, "cpu")
+    assert all(torch.equal(before[k], v) for k, v in tiny_net.state_dict().items())
+    assert res["mflops"] == pytest.approx(count_flops(TINY_SPACE, arch, 10))
+    assert res["params_m"] == pytest.approx(count_params(TINY_SPACE, arch, 10) / 1e6)
+    sub = calibrate_bn(tiny_net.extract(arch), [_images(8, 32, seed=1)])
+    assert res["top1"] == evaluate_subnet(sub, val)["top1"]
+    assert res["arch"] == arch.to_dict()
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory, tiny_net: Supernet):
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    save_supernet(path, tiny_net)
+    return path
+
+
+def test_cli_evaluate_json_on_digits_val(checkpoint) -> None:
+    from attentivenas.cli import app
+    from attentivenas.cli.stage2_cmd import register
+
+    register(app)
+    r = run_cli("evaluate", "--checkpoint", str(checkpoint), "--arch", "min", "--data", "digits",
+                "--calib-batches", "2", "--calib-batch-size", "16", "--device", "cpu", "--json")
+    assert r.code == 0, r.err
+    out = json.loads(r.out)
+    assert {"top1", "top5", "mflops", "params_m"} <= set(out)
+    assert out["split"] == "val" and out["samples"] == 270 and out["calib_batches"] == 2  # 15% of 1797 digits
+    assert 0.0 <= out["top1"] <= out["top5"] <= 100.0
+    assert out["mflops"] == pytest.approx(count_flops(TINY_SPACE, TINY_SPACE.min_arch(), 10), abs=1e-3)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--arch", "min", "--data", "digits", "--calib-batches", "0"], "--calib-batches must be >= 1"),
+    (["--arch", "a0", "--data", "digits"], "not in space 'tiny'"),
+    (["--arch", "min"], "pass --data"),
+    (["--arch", "min", "--data", "/nonexistent/imagenet"], "not found"),
+])
+def test_cli_evaluate_bad_input_exits_2(checkpoint, args, message) -> None:
+    from attentivenas.cli import app
+    from attentivenas.cli.stage2_cmd import register
+
+    register(app)
+    r = run_cli("evaluate", "--checkpoint", str(checkpoint), "--device", "cpu", *args)
+    assert r.code == 2 and message in r.err and len(r.err.strip().splitlines()) == 1
+    assert r.out == ""

@@ -1,0 +1,201 @@
+"""Latency: measurement, op signatures, the per-op table (prediction, fit, errors) and the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from attentivenas.cost import layer_specs
+from attentivenas.errors import UserError
+from attentivenas.latency import (
+    LatencyTable,
+    OpSig,
+    arch_ops,
+    build_latency_table,
+    fit_overhead,
+    measure_archs,
+    measure_latency,
+    op_module,
+    space_signatures,
+    table_error,
+)
+from attentivenas.space import ATTENTIVENAS_SPACE, TINY_SPACE
+from attentivenas.supernet import Supernet
+
+from .cli_helpers import run_cli
+
+
+def _synthetic_table(space=TINY_SPACE, num_classes: int = 10, **kw) -> LatencyTable:
+    """Entries = a deterministic function of the signature (a 'latency' of 1 ms per MMAC + 0.01)."""
+    entries = {}
+    for sig in space_signatures(space, num_classes):
+        size_out = -(-sig.size_in // sig.stride)
+        entries[sig.key()] = 0.01 + sig.c_in * sig.c_out * sig.kernel**2 * size_out**2 / 1e6
+    cfg = json.loads(json.dumps(space.to_supernet_config()))
+    return LatencyTable(space={"name": space.name, "supernet_config": cfg}, entries=entries, num_classes=num_classes,
+                        **kw)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread: the shared CI CPU is small and OpenMP spinning makes tiny convs slow."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tiny_net() -> Supernet:
+    torch.manual_seed(0)
+    return Supernet(TINY_SPACE, 10).eval()
+
+
+def test_measure_latency_states_setting_and_restores_threads() -> None:
+    before = torch.get_num_threads()
+    model = torch.nn.Conv2d(3, 4, 3)
+    res = measure_latency(model, (2, 3, 8, 8), "cpu", warmup=1, repeats=5, threads=2)
+    assert res.median_ms > 0 and res.p90_ms >= res.median_ms
+    assert (res.batch, res.threads, res.device, res.repeats, res.clock) == (2, 2, "cpu", 5, "wall")
+    assert torch.get_num_threads() == before
+    cpu = measure_latency(model, (1, 3, 8, 8), "cpu", warmup=0, repeats=3, threads=1, rounds=2, clock="cpu")
+    assert cpu.clock == "cpu" and cpu.repeats == 6 and cpu.median_ms > 0
+    with pytest.raises(UserError, match="threads 1"):
+        measure_latency(model, (1, 3, 8, 8), "cpu", repeats=1, threads=2, clock="cpu")
+    with pytest.raises(UserError, match="repeats"):
+        measure_latency(model, (1, 3, 8, 8), "cpu", repeats=0)
+
+
+def test_arch_ops_follow_layer_specs() -> None:
+    rng = np.random.default_rng(0)
+    sigs = space_signatures(TINY_SPACE, 10)
+    for _ in range(30):
+        arch = TINY_SPACE.sample(rng)
+        ops = arch_ops(TINY_SPACE, arch, 10)
+        layers = layer_specs(TINY_SPACE, arch, 10)
+        kinds = [o.kind for o in ops]
+        assert kinds.count("depthwise") == kinds.count("residual") == sum(arch.depth)
+        assert kinds.count("expand") == sum(1 for layer in layers if layer.kind == "expand")
+        se = [o.se for o in ops if o.kind == "depthwise" and o.se]
+        assert se == [layer.c_out for layer in layers if layer.kind == "se_reduce"]
+        assert kinds[0] == "first_conv" and kinds[-4:] == ["final_expand", "pool", "feature_mix", "classifier"]
+        assert set(ops) <= sigs  # the whole-space enumeration covers every arch
+
+
+def test_op_modules_run_at_their_shapes() -> None:
+    for sig in [OpSig("depthwise", 48, 48, 5, 2, 7, 16), OpSig("residual", 16, 24, 1, 2, 7),
+                OpSig("residual", 24, 24, 1, 1, 4), OpSig("classifier", 320, 10)]:
+        module, shape = op_module(sig)
+        y = module.eval()(torch.randn(2, *shape))
+        out_size = -(-sig.size_in // sig.stride)
+        expected = (2, sig.c_out) if sig.kind == "classifier" else (2, sig.c_out, out_size, out_size)
+        assert tuple(y.shape) == expected
+
+
+def test_predict_sums_ops_and_vectorised_matches() -> None:
+    table = _synthetic_table(overhead_ms=0.5, per_block_ms=0.1)
+    rng = np.random.default_rng(1)
+    genes = TINY_SPACE.sample_genes(rng, 64)
+    fast = table.predict_genes(TINY_SPACE, genes)
+    np.testing.assert_array_equal(table.gene_fn(TINY_SPACE)(genes), fast)
+    for row, value in zip(genes, fast, strict=True):
+        arch = TINY_SPACE.decode(row)
+        by_hand = sum(table.entries[o.key()] for o in arch_ops(TINY_SPACE, arch, 10)) + 0.5 + 0.1 * sum(arch.depth)
+        assert table.predict(TINY_SPACE, arch) == pytest.approx(by_hand, rel=1e-12)
+        assert value == pytest.approx(by_hand, rel=1e-12)
+
+
+def test_fit_overhead_recovers_constant_and_per_block() -> None:
+    table = _synthetic_table()
+    rng = np.random.default_rng(2)
+    archs = [TINY_SPACE.sample(rng) for _ in range(6)]
+    measured = [table.predict(TINY_SPACE, a) + 0.3 + 0.05 * sum(a.depth) for a in archs]
+    fit_overhead(table, TINY_SPACE, archs, measured)
+    assert table.overhead_ms == pytest.approx(0.3, abs=1e-9)
+    assert table.per_block_ms == pytest.approx(0.05, abs=1e-9)
+    assert table_error(table, TINY_SPACE, archs, measured) == pytest.approx(0.0, abs=1e-9)
+    fit_overhead(table, TINY_SPACE, archs[:2], measured[:2])  # too few archs: a constant only
+    assert table.per_block_ms == 0.0
+
+
+def test_table_error_is_mape() -> None:
+    table = _synthetic_table()
+    archs = [TINY_SPACE.min_arch(), TINY_SPACE.max_arch()]
+    pred = [table.predict(TINY_SPACE, a) for a in archs]
+    assert table_error(table, TINY_SPACE, archs, [p * 1.25 for p in pred]) == pytest.approx(20.0)
+    assert table_error(table, TINY_SPACE, archs, [pred[0] * 2, pred[1] / 2]) == pytest.approx(75.0)
+    with pytest.raises(UserError, match="one measured latency per arch"):
+        table_error(table, TINY_SPACE, archs, [1.0])
+
+
+def test_save_load_round_trip(tmp_path) -> None:
+    table = _synthetic_table(overhead_ms=0.2, per_block_ms=0.01, device="cpu", threads=1, batch=4)
+    path = table.save(tmp_path / "table.json")
+    loaded = LatencyTable.load(path)
+    assert loaded.entries == table.entries and loaded.batch == 4 and loaded.per_block_ms == 0.01
+    genes = TINY_SPACE.sample_genes(np.random.default_rng(3), 10)
+    np.testing.assert_allclose(loaded.predict_genes(TINY_SPACE, genes), table.predict_genes(TINY_SPACE, genes))
+    (tmp_path / "bad.json").write_text('{"format": "something else"}')
+    with pytest.raises(UserError, match="not an attentivenas latency table"):
+        LatencyTable.load(tmp_path / "bad.json")
+    (tmp_path / "broken.json").write_text("{")
+    with pytest.raises(UserError, match="not valid JSON"):
+        LatencyTable.load(tmp_path / "broken.json")
+    with pytest.raises(UserError, match="not found"):
+        LatencyTable.load(tmp_path / "missing.json")
+
+
+def test_table_of_another_space_or_missing_op_is_an_error() -> None:
+    table = _synthetic_table()
+    with pytest.raises(UserError, match="built for space 'tiny'"):
+        table.predict(ATTENTIVENAS_SPACE, ATTENTIVENAS_SPACE.min_arch())
+    with pytest.raises(UserError, match="built for space 'tiny'"):
+        table.predict_genes(ATTENTIVENAS_SPACE, ATTENTIVENAS_SPACE.sample_genes(np.random.default_rng(0), 2))
+    arch = TINY_SPACE.max_arch()
+    missing = arch_ops(TINY_SPACE, arch, 10)[3]
+    del table.entries[missing.key()]
+    table._luts.clear()
+    with pytest.raises(UserError, match=f"no entry for op {missing.key()}"):
+        table.predict(TINY_SPACE, arch)
+    with pytest.raises(UserError, match="no entry for op"):
+        table.predict_genes(TINY_SPACE, TINY_SPACE.encode(arch)[None, :])
+
+
+def test_build_table_for_given_archs(tiny_net: Supernet) -> None:
+    arch = TINY_SPACE.min_arch()
+    table = build_latency_table(TINY_SPACE, "cpu", 1, [arch], num_classes=10, threads=1, warmup=0, repeats=2,
+                                calibration_archs=2, seed=0, progress=False, supernet=tiny_net)
+    needed = {o.key() for o in arch_ops(TINY_SPACE, arch, 10)}
+    assert needed <= set(table.entries) and all(v > 0 for v in table.entries.values())
+    assert table.meta["calibration_archs"] == 2 and table.threads == 1 and table.device == "cpu"
+    assert table.predict(TINY_SPACE, arch) > 0
+    measured = measure_archs(TINY_SPACE, [arch], "cpu", 1, 1, 0, 2, passes=2, num_classes=10, supernet=tiny_net)
+    assert len(measured) == 1 and measured[0] > 0
+    with pytest.raises(UserError, match="op signatures"):
+        build_latency_table(ATTENTIVENAS_SPACE, "cpu", archs=None, max_signatures=10, progress=False)
+
+
+def test_cli_latency_measure_and_build_table(tmp_path) -> None:
+    from attentivenas.cli import app
+    from attentivenas.cli.stage2_cmd import register
+
+    register(app)
+    out = tmp_path / "table.json"
+    r = run_cli("latency", "build-table", "--space", "tiny", "--archs", "1", "--warmup", "0", "--repeats", "1",
+                "--calibration-archs", "0", "--num-classes", "10", "--out", str(out), "--json")
+    assert r.code == 0, r.err
+    info = json.loads(r.out)
+    assert info["ops"] == len(LatencyTable.load(out).entries) > 0 and info["threads"] == 1
+    r = run_cli("latency", "measure", "--arch", "min", "--space", "tiny", "--repeats", "2", "--warmup", "0",
+                "--threads", "1", "--num-classes", "10", "--table", str(out), "--json")
+    assert r.code == 0, r.err
+    res = json.loads(r.out)
+    assert res["latency_ms"] > 0 and res["batch"] == 1 and res["threads"] == 1 and res["predicted_ms"] > 0
+    assert res["peak_activation_mb"] > 0 and res["weight_mb"] > 0
+    r = run_cli("latency", "measure", "--arch", "a0", "--table", str(out), "--repeats", "1")
+    assert r.code == 2 and "built for space 'tiny'" in r.err and len(r.err.strip().splitlines()) == 1
+    r = run_cli("latency", "measure", "--arch", "min", "--space", "tiny", "--device", "tpu")
+    assert r.code == 2 and "device" in r.err
