@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -252,3 +253,39 @@ def resolve_data(spec: str | None, space: Any, meta: dict[str, Any] | None = Non
         first = str(exc).strip().splitlines()
         raise UserError(f"bad --data {spec!r}: {first[-1] if first else exc}") from None
     return build_data(data_cfg, seed)
+
+
+class SubnetEvaluator:
+    """``evaluate_fn(arch) -> top-1 (%)`` of one supernet, for predictor datasets and searches.
+
+    The calibration batches (training split) are cached once and reused for every arch; accuracy is
+    measured on the validation split only. Data is prepared at the space's largest resolution and
+    each subnet resizes it to its own, as the authors' network does.
+    """
+
+    def __init__(self, supernet: nn.Module, bundle: Any, calib_batches: int = 64, calib_batch_size: int = 64,
+                 batch_size: int = 256, device: str | torch.device | None = None, seed: int = 0) -> None:
+        if bundle.num_classes != int(getattr(supernet, "num_classes", bundle.num_classes)):
+            raise UserError(f"the data has {bundle.num_classes} classes but the supernet's classifier has "
+                            f"{supernet.num_classes}")
+        self.supernet = supernet
+        self.device = torch.device(device) if device is not None else next(supernet.parameters()).device
+        self.calib = cache_calibration_batches(bundle.train, calib_batches, calib_batch_size, seed, self.device)
+        self.val_loader = DataLoader(bundle.val, batch_size=batch_size, shuffle=False)
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: str | Path, space: Any = None, data: str | None = None,
+                        calib_batches: int = 64, calib_batch_size: int = 64, batch_size: int = 256,
+                        device: str | torch.device | None = None, seed: int = 0) -> SubnetEvaluator:
+        """Load a supernet checkpoint and its data (``data`` as in :func:`resolve_data`)."""
+        from .checkpoint import load_supernet
+
+        net, meta = load_supernet(checkpoint, space, device=device or "cpu")
+        bundle = resolve_data(data, net.space, meta, resolution=max(net.space.resolutions), seed=seed)
+        return cls(net, bundle, calib_batches, calib_batch_size, batch_size, device, seed)
+
+    def evaluate(self, arch: Arch) -> dict[str, Any]:
+        return evaluate_arch(self.supernet, arch, self.calib, self.val_loader, self.device)
+
+    def __call__(self, arch: Arch) -> float:
+        return float(self.evaluate(arch)["top1"])

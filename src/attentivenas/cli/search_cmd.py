@@ -29,7 +29,7 @@ from ..space import Arch, SearchSpace, get_space
 from .common import print_json
 
 MAX_ROWS = 30
-predictor_app = typer.Typer(help="Accuracy predictors: fit on (arch, accuracy) data, evaluate.", no_args_is_help=True)
+predictor_app = typer.Typer(help="Accuracy predictors: build (arch, accuracy) data, fit, evaluate.", no_args_is_help=True)
 
 
 def _split(text: str) -> list[str]:
@@ -43,6 +43,35 @@ def _console() -> Any:
 
 
 # =========================================================================== predictor
+@predictor_app.command("build")
+def predictor_build(
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="Trained supernet checkpoint."),
+    out: Path = typer.Option(..., "--out", help="Dataset JSONL (archs already in it are not measured again)."),
+    num_archs: int = typer.Option(100, "--num-archs", min=1, help="Archs to measure, spread over the FLOPs range."),
+    space: str | None = typer.Option(None, "--space", help="Space name or YAML (default: the checkpoint's)."),
+    data: str | None = typer.Option(None, "--data", help="digits, cifar10:PATH, cifar100:PATH or an ImageFolder PATH "
+                                    "(default: the checkpoint's training data)."),
+    calib_batches: int = typer.Option(64, "--calib-batches", min=1, help="BN calibration batches per subnet."),
+    spread: str = typer.Option("flops", "--spread", help="flops (stratified over the FLOPs range) or uniform."),
+    device: str | None = typer.Option(None, "--device", help="cpu, cuda or cuda:N (default: cuda if present)."),
+    seed: int = typer.Option(0, "--seed"),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Measure (arch, top-1) pairs of BN-recalibrated subnets on the validation split."""
+    from ..predictor import build_arch_dataset
+
+    evaluate_fn, num_classes, the_space = measured_evaluate_fn(
+        checkpoint, get_space(space) if space else None, data, calib_batches, device, seed)
+    ds = build_arch_dataset(the_space, evaluate_fn, num_archs, seed=seed, cache_path=out, spread=spread,
+                            num_classes=num_classes, progress=not as_json)
+    acc = ds.accuracies()
+    summary = {"dataset": str(out), "archs": len(acc), "top1_min": float(acc.min()), "top1_max": float(acc.max())}
+    if as_json:
+        print_json(summary)
+    else:
+        typer.echo(f"wrote {out}: {len(acc)} archs, top-1 {acc.min():.2f}-{acc.max():.2f} %")
+
+
 @predictor_app.command("fit")
 def predictor_fit(
     dataset: Path = typer.Option(..., "--dataset", help="Arch dataset, JSON lines (arch, accuracy)."),
@@ -109,22 +138,31 @@ def predictor_eval(
 
 
 # =========================================================================== hooks the lead wires
-def measured_evaluate_fn(checkpoint: Path, space: SearchSpace) -> tuple[Callable[[Arch], float], int]:
-    """``evaluate_fn(arch) -> top-1 (%)`` of a supernet checkpoint and its number of classes.
+def measured_evaluate_fn(checkpoint: Path, space: SearchSpace | None, data: str | None = None,
+                         calib_batches: int = 64, device: str | None = None,
+                         seed: int = 0) -> tuple[Callable[[Arch], float], int, SearchSpace]:
+    """``evaluate_fn(arch) -> top-1 (%)`` of a supernet checkpoint (BN recalibrated on cached training
+    batches, validation split), its number of classes and its space."""
+    from ..evaluate import SubnetEvaluator
+    from ..latency import resolve_device
 
-    Wiring point for :mod:`attentivenas.checkpoint` + :mod:`attentivenas.evaluate` (BN recalibration
-    on cached training batches, then validation top-1)."""
-    raise ConfigError(f"measuring accuracy from --checkpoint {checkpoint} is not available yet; use --predictor")
+    ev = SubnetEvaluator.from_checkpoint(checkpoint, space, data, calib_batches=calib_batches,
+                                         device=resolve_device(device), seed=seed)
+    return ev, ev.supernet.num_classes, ev.supernet.space
 
 
 def latency_fn_from_table(path: Path, space: SearchSpace, num_classes: int) -> Callable[[np.ndarray], np.ndarray]:
-    """``genes -> latency ms`` from a latency table file (wiring point for :mod:`attentivenas.latency`)."""
-    raise ConfigError(f"latency tables are not available yet (--latency-table {path})")
+    """``genes -> latency ms`` from a table of ``attentivenas latency build-table`` (checks the space)."""
+    from ..latency import LatencyTable
+
+    return LatencyTable.load(path).gene_fn(space)
 
 
 def memory_fn_for(space: SearchSpace, num_classes: int) -> Callable[[np.ndarray], np.ndarray]:
-    """``genes -> memory MB`` (weights + peak activations; wiring point for :mod:`attentivenas.memory`)."""
-    raise ConfigError("the memory model is not available yet (objective 'memory' / --max-memory-mb)")
+    """``genes -> memory MB``: weights plus peak activations at batch 1, float32."""
+    from ..memory import MemoryModel
+
+    return MemoryModel(space, num_classes).memory_mb
 
 
 # =========================================================================== search
@@ -141,7 +179,12 @@ def _default_source(predictor: Path | None, checkpoint: Path | None) -> str:
 def search_command(
     predictor: Path | None = typer.Option(None, "--predictor", help="Accuracy predictor JSON."),
     checkpoint: Path | None = typer.Option(None, "--checkpoint", help="Supernet checkpoint (measured accuracy)."),
-    space: str | None = typer.Option(None, "--space", help="Space name or YAML (default: the predictor's)."),
+    space: str | None = typer.Option(None, "--space", help="Space name or YAML (default: the checkpoint's or the "
+                                     "predictor's)."),
+    data: str | None = typer.Option(None, "--data", help="Data for measured accuracy: digits, cifar10:PATH, "
+                                    "cifar100:PATH or an ImageFolder PATH (default: the checkpoint's training data)."),
+    calib_batches: int = typer.Option(64, "--calib-batches", min=1, help="BN calibration batches (measured)."),
+    device: str | None = typer.Option(None, "--device", help="cpu, cuda or cuda:N (default: cuda if present)."),
     out: Path = typer.Option(Path("runs/search"), "--out", help="Output folder."),
     objectives: str = typer.Option("mflops", "--objectives", help="Comma list of mflops, params, latency, memory."),
     accuracy: str | None = typer.Option(None, "--accuracy", help="predicted, measured or predicted+remeasure."),
@@ -171,7 +214,8 @@ def search_command(
     if source != "predicted":
         if checkpoint is None:
             raise ConfigError(f"accuracy source '{source}' needs --checkpoint CKPT")
-        evaluate_fn, num_classes = measured_evaluate_fn(checkpoint, the_space)
+        evaluate_fn, num_classes, the_space = measured_evaluate_fn(
+            checkpoint, get_space(space) if space else None, data, calib_batches, device, seed)
     if source != "measured" and pred is None:
         raise ConfigError(f"accuracy source '{source}' needs --predictor PRED.json")
     if pred is not None:
