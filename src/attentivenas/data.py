@@ -329,4 +329,5 @@ def eval_loader(dataset: Dataset, batch_size: int, rank: int = 0, world_size: in
     """Sequential batches of this rank's shard (every ``world_size``-th sample, no padding)."""
     n = len(dataset)  # type: ignore[arg-type]
     shard = dataset if world_size == 1 else Subset(dataset, list(range(rank, n, world_size)))
-    return DataLoader(shard, batch_size=batch_size, shuffle=False, num_workers=num_workers, pin_memory=pin_memory)
+    return DataLoader(shard, batch_size=batch_size, shuffle=False, num_workers=num_workers, pin_memory=pin_memory,
+                      generator=torch.Generator().manual_seed(rank))  # leaves the global RNG alone

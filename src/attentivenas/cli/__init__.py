@@ -19,9 +19,9 @@ app = typer.Typer(
 
 def _register_commands() -> None:
     """Each ``cli/<topic>.py`` adds its commands through ``register(app)``."""
-    from . import foundation, search_cmd, stage2_cmd
+    from . import foundation, search_cmd, stage2_cmd, train_cmd
 
-    for module in (foundation, stage2_cmd, search_cmd):
+    for module in (foundation, train_cmd, stage2_cmd, search_cmd):
         module.register(app)
 
 

@@ -1,0 +1,321 @@
+"""Typed training configuration: a pydantic schema, YAML loading and ``key=value`` overrides.
+
+Every section forbids unknown keys, so a typo fails loudly with the dotted key named. Values are
+checked for type and range; cross-field rules (e.g. ``data.path`` is required for ImageNet) are
+checked after parsing. Every failure raises :class:`~attentivenas.errors.ConfigError` with one
+line naming the key (or file) and what is allowed.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .errors import ConfigError
+from .io import atomic_write_text
+
+
+class _Section(BaseModel):
+    """Base of every config section: unknown keys are errors, assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Section):
+    """Dataset, transforms and loaders."""
+
+    name: Literal["digits", "imagefolder", "imagenet", "cifar10", "cifar100"] = "digits"
+    path: str | None = None  # dataset root; required for everything but digits
+    train_dir: str = "train"  # imagefolder: sub-folder with the training classes
+    test_dir: str = "val"  # imagefolder: sub-folder used as the test split (the official val/)
+    val_dir: str | None = None  # imagefolder: held-out folder for search; else a seeded fraction of train
+    val_fraction: float | None = Field(None, gt=0.0, lt=1.0)  # held out of train for search; None: per dataset
+    val_size: int | None = Field(None, ge=1)  # instead of val_fraction: number of held-out images
+    split_seed: int = 0  # seed of the held-out split (kept apart from the training seed)
+    download: bool = False  # CIFAR: let torchvision download the files (never in tests)
+    image_size: int = Field(224, ge=8)  # train crop size (digits: size of the upscaled images)
+    eval_resize: int = Field(256, ge=8)  # eval: resize shorter side, then centre-crop image_size
+    interpolation: Literal["bicubic", "bilinear"] = "bicubic"
+    auto_augment: Literal["imagenet", "cifar10", "none"] = "imagenet"
+    random_flip: bool = True
+    random_shift: int = Field(0, ge=0)  # digits: random translation in pixels (seeded per step)
+    batch_size: int = Field(32, ge=1)  # per process
+    eval_batch_size: int = Field(64, ge=1)
+    num_workers: int = Field(0, ge=0)
+    pin_memory: bool = True
+
+    @model_validator(mode="after")
+    def _check(self) -> DataConfig:
+        if self.name != "digits" and not self.path:
+            raise ValueError(f"data.path is required for data.name={self.name!r} (the dataset root folder)")
+        return self
+
+
+class ModelConfig(_Section):
+    """Supernet construction and regularisation of the max subnet."""
+
+    num_classes: int | None = Field(None, ge=2)  # default: from the dataset
+    bn_momentum: float = Field(0.0, ge=0.0, le=1.0)  # 0: statistics frozen in training (recalibrated for eval)
+    bn_eps: float = Field(1e-5, gt=0.0)
+    dropout: float = Field(0.2, ge=0.0, lt=1.0)  # max subnet only
+    drop_connect: float = Field(0.2, ge=0.0, lt=1.0)  # max subnet only, scaled by block index / num blocks
+    drop_connect_only_last_two_stages: bool = True
+
+
+class LossConfig(_Section):
+    """Losses of the sandwich step."""
+
+    label_smoothing: float = Field(0.1, ge=0.0, lt=1.0)  # max subnet vs the labels
+    distill: Literal["kd", "alpha_divergence"] = "kd"  # other subnets vs the max net's detached logits
+    temperature: float = Field(1.0, gt=0.0)  # kd only
+    alpha_min: float = Field(-1.0, ge=-1.0, le=1.0)  # alpha_divergence (AlphaNet)
+    alpha_max: float = Field(1.0, ge=-1.0, le=1.0)
+    iw_clip: float = Field(5.0, gt=0.0)  # clip of the importance weight (p / q) ** alpha
+
+    @model_validator(mode="after")
+    def _check(self) -> LossConfig:
+        if self.alpha_min > self.alpha_max:
+            raise ValueError(f"loss.alpha_min ({self.alpha_min}) must not exceed loss.alpha_max ({self.alpha_max})")
+        return self
+
+
+class OptimConfig(_Section):
+    """SGD and the warm-up + cosine schedule (per iteration)."""
+
+    lr: float = Field(0.1, gt=0.0)  # per lr_reference_batch images: lr_used = lr * total_batch / reference
+    lr_reference_batch: int = Field(256, ge=1)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    nesterov: bool = True
+    weight_decay: float = Field(1e-5, ge=0.0)
+    no_decay_bn_bias: bool = True
+    epochs: int = Field(360, ge=1)
+    warmup_epochs: float = Field(5.0, ge=0.0)
+    warmup_start_factor: float = Field(0.0, ge=0.0, le=1.0)  # warm-up starts at this fraction of the lr
+    min_lr: float = Field(0.0, ge=0.0)  # end of the cosine
+    grad_clip_value: float | None = Field(1.0, gt=0.0)  # clip by value; null: no clipping
+
+
+class SamplerConfig(_Section):
+    """Which middle subnets each step trains (AttentiveNAS)."""
+
+    method: Literal["uniform", "bestup", "worstup"] = "bestup"
+    k: int = Field(3, ge=1)  # candidates per middle subnet
+    num_middle: int = Field(2, ge=0)  # middle subnets per step (4 subnets in all with max and min)
+    prior: Literal["empirical", "uniform"] = "empirical"  # over the constraint's bins
+    bin_width: float = Field(25.0, gt=0.0)  # in MFLOPs (flops) or millions of parameters (params)
+    constraint: Literal["flops", "params"] = "flops"
+    estimator: Literal["loss", "predictor"] = "loss"
+    predictor: str | None = None  # path of a fitted predictor (estimator: predictor)
+    prior_samples: int = Field(100_000, ge=100)  # uniform archs for the empirical histogram
+    target_min: float | None = None  # restrict targets to [target_min, target_max] of the constraint
+    target_max: float | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> SamplerConfig:
+        if self.estimator == "predictor" and not self.predictor:
+            raise ValueError("sampler.predictor (a predictor file) is required when sampler.estimator=predictor")
+        if self.target_min is not None and self.target_max is not None and self.target_min >= self.target_max:
+            raise ValueError(f"sampler.target_min ({self.target_min}) must be below sampler.target_max")
+        return self
+
+
+class EvalConfig(_Section):
+    """Epoch-end validation of the min and max subnets (BN recalibrated)."""
+
+    every_epochs: int = Field(1, ge=0)  # 0: never
+    calibration_batches: int = Field(64, ge=1)
+    max_batches: int | None = Field(None, ge=1)  # cap the validation batches (None: whole split)
+    split: Literal["val", "test"] = "val"
+
+
+class CheckpointConfig(_Section):
+    """When to write checkpoints and how many to keep."""
+
+    every_steps: int = Field(1000, ge=0)  # 0: only at epoch ends
+    keep_last: int = Field(3, ge=1)
+
+
+class RuntimeConfig(_Section):
+    """Device, precision, threads and run limits."""
+
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: Literal["none", "bf16", "fp16"] = "none"
+    channels_last: bool = False
+    threads: int | None = Field(None, ge=1)  # torch CPU threads per process
+    steps_per_epoch: int | None = Field(None, ge=1)  # cap iterations per epoch (quick runs)
+    max_steps: int | None = Field(None, ge=1)  # stop (with a checkpoint) after this many steps in all
+    nan_patience: int = Field(5, ge=1)  # stop after this many non-finite losses in a row
+    dist_timeout_s: int = Field(1800, ge=10)
+
+
+class LogConfig(_Section):
+    """Progress bar, metrics file and TensorBoard."""
+
+    every_steps: int = Field(10, ge=1)
+    progress: bool = True
+    tensorboard: bool = True
+
+
+class TrainConfig(_Section):
+    """The whole stage-1 configuration."""
+
+    seed: int = 0
+    space: str = "attentivenas"  # preset name or a YAML file with a supernet_config block
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    loss: LossConfig = LossConfig()
+    optim: OptimConfig = OptimConfig()
+    sampler: SamplerConfig = SamplerConfig()
+    eval: EvalConfig = EvalConfig()
+    checkpoint: CheckpointConfig = CheckpointConfig()
+    runtime: RuntimeConfig = RuntimeConfig()
+    log: LogConfig = LogConfig()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (JSON/YAML friendly)."""
+        return self.model_dump(mode="json")
+
+
+# --------------------------------------------------------------------------- errors
+def _format_error(err: Mapping[str, Any], prefix: str = "") -> str:
+    loc = ".".join(str(p) for p in err.get("loc", ()))
+    key = f"{prefix}{loc}" if loc else prefix.rstrip(".") or "config"
+    kind = err.get("type", "")
+    msg = str(err.get("msg", "invalid value"))
+    if kind == "extra_forbidden":
+        return f"unknown config key '{key}'"
+    if kind == "value_error":
+        return msg.removeprefix("Value error, ")
+    got = err.get("input")
+    return f"config key '{key}': {msg} (got {got!r})"
+
+
+def _config_error(exc: ValidationError, source: str) -> ConfigError:
+    first = exc.errors()[0]
+    line = _format_error(first)
+    if first.get("type") == "extra_forbidden":
+        line += _suggest(first.get("loc", ()))
+    more = len(exc.errors()) - 1
+    tail = f" (+{more} more)" if more else ""
+    return ConfigError(f"{source}: {line}{tail}")
+
+
+def _suggest(loc: Sequence[Any]) -> str:
+    """'; did you mean ...' for an unknown key, from the schema's field names."""
+    model: type[BaseModel] = TrainConfig
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        ann = getattr(field, "annotation", None) if field else None
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            return ""
+        model = ann
+    names = list(model.model_fields)
+    close = difflib.get_close_matches(str(loc[-1]), names, n=1)
+    prefix = "".join(f"{p}." for p in loc[:-1])
+    return f"; did you mean '{prefix}{close[0]}'?" if close else f"; allowed: {names}"
+
+
+# --------------------------------------------------------------------------- loading
+def parse_config(data: Mapping[str, Any] | None, source: str = "config") -> TrainConfig:
+    """Validate a nested dict into a :class:`TrainConfig` (errors name the key)."""
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{source}: the config must be a mapping of sections, got {type(data).__name__}")
+    try:
+        return TrainConfig.model_validate(dict(data))
+    except ValidationError as exc:
+        raise _config_error(exc, source) from None
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping; a missing file or bad YAML raises :class:`ConfigError` naming the file."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p}")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"config file {p} is not valid YAML{where}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {p} must hold a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split ``a.b.c=value`` into its key path and the YAML-parsed value."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like key=value (e.g. optim.lr=0.05)")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    parts = key.split(".")
+    if not key or any(not p for p in parts):
+        raise ConfigError(f"override {text!r} has an empty key; use dotted keys like sampler.k=3")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return parts, value
+
+
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Return a copy of ``data`` with every ``key=value`` applied (sections are created as needed)."""
+    out = _deep_copy(data)
+    for text in overrides:
+        parts, value = parse_override(text)
+        node = out
+        for i, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            elif not isinstance(child, dict):
+                where = ".".join(parts[: i + 1])
+                raise ConfigError(f"override {text!r}: '{where}' is a value, not a section")
+            node = child
+        node[parts[-1]] = value
+    return out
+
+
+def _deep_copy(d: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _deep_copy(v) if isinstance(v, Mapping) else v for k, v in d.items()}
+
+
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> TrainConfig:
+    """Load a YAML config (or the defaults when ``path`` is None) and apply ``key=value`` overrides."""
+    data = read_yaml(path) if path is not None else {}
+    source = str(path) if path is not None else "config"
+    if overrides:
+        data = apply_overrides(data, overrides)
+        source = f"{source} (with overrides)"
+    return parse_config(data, source)
+
+
+def override_config(config: TrainConfig, overrides: Sequence[str]) -> TrainConfig:
+    """A new config with ``key=value`` overrides applied to ``config``."""
+    return parse_config(apply_overrides(config.to_dict(), overrides), "config overrides")
+
+
+def config_to_yaml(config: TrainConfig) -> str:
+    """The resolved config as YAML text (loads back to an equal config)."""
+    return yaml.safe_dump(config.to_dict(), sort_keys=False)
+
+
+def save_config(config: TrainConfig, path: str | Path) -> Path:
+    """Write the resolved config atomically."""
+    return atomic_write_text(path, config_to_yaml(config))
+
+
+__all__ = [
+    "TrainConfig", "DataConfig", "ModelConfig", "LossConfig", "OptimConfig", "SamplerConfig", "EvalConfig",
+    "CheckpointConfig", "RuntimeConfig", "LogConfig", "load_config", "parse_config", "apply_overrides",
+    "override_config", "parse_override", "read_yaml", "config_to_yaml", "save_config",
+]

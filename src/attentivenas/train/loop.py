@@ -1,0 +1,412 @@
+"""Stage 1: train the supernet with the sandwich rule and attentive sampling.
+
+``train(config, out_dir)`` is the whole run, usable without the command line. It works in one
+process or under ``torchrun`` (see :mod:`attentivenas.train.distributed`), resumes exactly from
+its checkpoints (see :mod:`attentivenas.train.state`), and writes::
+
+    DIR/config.yaml            the resolved config
+    DIR/metrics.jsonl          one JSON record per logged step / evaluation
+    DIR/tb/                    TensorBoard scalars
+    DIR/checkpoints/last.pt    the newest checkpoint (plus the last K step_<n>.pt)
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from ..checkpoint import supernet_payload
+from ..config import TrainConfig, save_config
+from ..cost import CostModel
+from ..data import DataBundle, batches_per_epoch, build_data, check_batch_size, train_loader
+from ..errors import ConfigError, UserError
+from ..sampling import ArchSampler, load_predictor_estimator
+from ..space import SearchSpace, get_space
+from ..supernet import Supernet
+from .distributed import DistInfo, all_reduce_sum, broadcast_module, cleanup, init_distributed, is_dist
+from .logging import MetricsLogger, Progress, truncate_metrics
+from .losses import build_distill_loss
+from .optim import build_optimizer, build_scheduler
+from .sandwich import SandwichStep, Scorer, StepResult, loss_scorer, static_scorer
+from .state import LAST, checkpoint_dir, resolve_resume, rng_state, save_training_checkpoint, set_rng_state
+from .validate import calibration_batches, validate_arch
+
+
+class TrainingDiverged(UserError):
+    """The loss was not finite for ``runtime.nan_patience`` steps in a row."""
+
+
+@dataclass
+class TrainResult:
+    """Where a run wrote its files and how it ended."""
+
+    out_dir: Path
+    checkpoint: Path | None
+    metrics: Path
+    global_step: int
+    epoch: int
+    status: str  # "completed", "max_steps" or "interrupted"
+    final_eval: dict[str, float] = field(default_factory=dict)
+    wall_s: float = 0.0
+    model: Supernet | None = None
+
+
+StepCallback = Callable[[int, StepResult], None]
+
+
+def default_out_dir(config: TrainConfig) -> Path:
+    """``runs/train-<space>-<data>-<time>``."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    space = Path(config.space).stem if config.space.endswith((".yaml", ".yml")) else config.space
+    return Path("runs") / f"train-{space}-{config.data.name}-{stamp}"
+
+
+def _seed_all(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _shared_out_dir(out_dir: str | Path | None, config: TrainConfig) -> Path:
+    """The out dir, agreed by all ranks (rank 0 picks the default)."""
+    if out_dir is not None:
+        return Path(out_dir)
+    box = [str(default_out_dir(config))]
+    if is_dist():
+        dist.broadcast_object_list(box, src=0)
+    return Path(box[0])
+
+
+def _set_threads(config: TrainConfig, info: DistInfo) -> None:
+    if config.runtime.threads is not None:
+        torch.set_num_threads(config.runtime.threads)
+    elif info.device.type == "cpu" and info.world_size > 1:
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", info.world_size))
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, local)))
+
+
+class _StopFlag:
+    """SIGINT/SIGTERM ask the loop to stop at the next step boundary (with a checkpoint)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopFlag:
+        try:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        except ValueError:  # not the main thread: leave signals alone
+            self._old = {}
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:  # a second signal: give up at once
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+    def agreed(self, device: torch.device) -> bool:
+        """True on every rank if any rank was asked to stop."""
+        if not is_dist():
+            return self.requested
+        t = torch.tensor([1.0 if self.requested else 0.0], device=device)
+        all_reduce_sum(t)
+        return t.item() > 0
+
+
+class Trainer:
+    """One training run (built by :func:`train`): components, state, checkpoints and the loop."""
+
+    def __init__(self, config: TrainConfig, out_dir: Path, info: DistInfo, on_step: StepCallback | None = None):
+        self.config = config
+        self.out_dir = out_dir
+        self.info = info
+        self.on_step = on_step
+        cfg = config
+        _seed_all(cfg.seed)
+        self.space: SearchSpace = get_space(cfg.space)
+        self.data: DataBundle = build_data(cfg.data, cfg.seed)
+        n_train = len(self.data.train)  # type: ignore[arg-type]
+        check_batch_size(n_train, cfg.data.batch_size, info.world_size)
+        self.num_classes = cfg.model.num_classes or self.data.num_classes
+        if cfg.model.num_classes is not None and cfg.model.num_classes < self.data.num_classes:
+            raise ConfigError(f"model.num_classes={cfg.model.num_classes} is below the {self.data.num_classes} "
+                              f"classes of data.name={cfg.data.name}")
+        steps = batches_per_epoch(n_train, cfg.data.batch_size, info.world_size)
+        self.steps_per_epoch = min(steps, cfg.runtime.steps_per_epoch or steps)
+        self.total_steps = cfg.optim.epochs * self.steps_per_epoch
+
+        net = Supernet(self.space, self.num_classes, bn_momentum=cfg.model.bn_momentum, bn_eps=cfg.model.bn_eps)
+        net.to(info.device)
+        if cfg.runtime.channels_last:
+            net.to(memory_format=torch.channels_last)
+        broadcast_module(net)
+        self.net = net
+        self.total_batch = cfg.data.batch_size * info.world_size
+        self.optimizer = build_optimizer(net, cfg.optim, self.total_batch)
+        self.scheduler = build_scheduler(self.optimizer, cfg.optim, self.steps_per_epoch)
+        amp_dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.runtime.amp]
+        self.scaler = torch.amp.GradScaler(info.device.type) if cfg.runtime.amp == "fp16" else None
+        sc = cfg.sampler
+        self.sampler = ArchSampler.from_config(
+            self.space,
+            {"method": sc.method, "k": sc.k, "num_middle": sc.num_middle, "constraint": sc.constraint,
+             "prior": sc.prior, "bin_width": sc.bin_width, "target_min": sc.target_min,
+             "target_max": sc.target_max, "prior_samples": sc.prior_samples},
+            seed=cfg.seed, num_classes=self.num_classes,
+        )
+        scorer: Scorer | None = None
+        if sc.method != "uniform":
+            if sc.estimator == "predictor":
+                scorer = static_scorer(load_predictor_estimator(sc.predictor, self.space).score)
+            else:
+                scorer = loss_scorer
+        self.step_fn = SandwichStep(
+            net, self.optimizer, self.sampler, build_distill_loss(cfg.loss), num_middle=sc.num_middle,
+            label_smoothing=cfg.loss.label_smoothing, dropout=cfg.model.dropout,
+            drop_connect=cfg.model.drop_connect,
+            drop_connect_only_last_two_stages=cfg.model.drop_connect_only_last_two_stages,
+            grad_clip_value=cfg.optim.grad_clip_value, scorer=scorer, scaler=self.scaler, amp_dtype=amp_dtype,
+            channels_last=cfg.runtime.channels_last,
+        )
+        self.cost = CostModel(self.space, self.num_classes)
+        self._mflops_cache: dict[str, float] = {}
+        self.epoch = 0
+        self.step_in_epoch = 0
+        self.global_step = 0
+        self.nan_streak = 0
+        self.last_eval: dict[str, float] = {}
+        self.last_checkpoint: Path | None = None
+        # dropout / drop-connect masks differ per rank
+        torch.manual_seed(cfg.seed * 7919 + info.rank + 1)
+
+    # ----------------------------------------------------------------- state
+    def _rank_rngs(self) -> list[dict[str, Any]]:
+        mine = {"torch": torch.get_rng_state(),
+                "cuda": list(torch.cuda.get_rng_state_all()) if torch.cuda.is_available() else []}
+        if not is_dist():
+            return [mine]
+        out: list[Any] = [None] * self.info.world_size
+        dist.all_gather_object(out, mine)
+        return out
+
+    def payload(self) -> dict[str, Any]:
+        p = supernet_payload(self.net)
+        p.update({
+            "kind": "training",
+            "config": self.config.to_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "sampler": self.sampler.state_dict(),
+            "rng": rng_state(),
+            "rng_ranks": self._rank_rngs(),
+            "progress": {"epoch": self.epoch, "step_in_epoch": self.step_in_epoch,
+                         "global_step": self.global_step, "nan_streak": self.nan_streak,
+                         "steps_per_epoch": self.steps_per_epoch, "world_size": self.info.world_size},
+            "metrics": dict(self.last_eval),
+        })
+        return p
+
+    def save(self) -> None:
+        """All ranks take part (RNG states are gathered); rank 0 writes."""
+        payload = self.payload()
+        if self.info.is_main:
+            save_training_checkpoint(payload, self.out_dir, self.global_step, self.config.checkpoint.keep_last)
+        self.last_checkpoint = checkpoint_dir(self.out_dir) / LAST
+
+    def load(self, path: Path, obj: dict[str, Any]) -> None:
+        """Restore everything from a training checkpoint."""
+        try:
+            self.net.load_state_dict(obj["model"], strict=True)
+        except RuntimeError as exc:
+            raise ConfigError(f"checkpoint {path} does not fit this config's supernet (space "
+                              f"'{self.space.name}', {self.num_classes} classes): {str(exc).splitlines()[0]}") from None
+        self.optimizer.load_state_dict(obj["optimizer"])
+        self.scheduler.load_state_dict(obj["scheduler"])
+        if self.scaler is not None and obj.get("scaler"):
+            self.scaler.load_state_dict(obj["scaler"])
+        self.sampler.load_state_dict(obj["sampler"])
+        prog = obj["progress"]
+        self.epoch, self.step_in_epoch = int(prog["epoch"]), int(prog["step_in_epoch"])
+        self.global_step, self.nan_streak = int(prog["global_step"]), int(prog.get("nan_streak", 0))
+        self.last_eval = dict(obj.get("metrics") or {})
+        set_rng_state(obj["rng"])
+        ranks = obj.get("rng_ranks") or []
+        if len(ranks) == self.info.world_size:
+            torch.set_rng_state(ranks[self.info.rank]["torch"])
+            cuda = ranks[self.info.rank].get("cuda") or []
+            if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+                torch.cuda.set_rng_state_all(cuda)
+        else:
+            torch.manual_seed(self.config.seed * 7919 + self.info.rank + 1 + self.global_step)
+        if int(prog.get("steps_per_epoch", self.steps_per_epoch)) != self.steps_per_epoch or \
+                int(prog.get("world_size", self.info.world_size)) != self.info.world_size:
+            warnings.warn(f"resuming {path} with another world size or epoch length: the data order differs "
+                          "from an uninterrupted run", stacklevel=2)
+        self.last_checkpoint = path
+
+    # ----------------------------------------------------------------- pieces
+    def mflops(self, arch: Any) -> float:
+        key = arch.key()
+        if key not in self._mflops_cache:
+            self._mflops_cache[key] = self.cost.arch_flops(arch)
+        return self._mflops_cache[key]
+
+    def validate(self) -> dict[str, float]:
+        cfg, info = self.config, self.info
+        split = self.data.val if cfg.eval.split == "val" else self.data.test
+        batches = calibration_batches(self.data.train, cfg.eval.calibration_batches, cfg.data.batch_size,
+                                      cfg.seed, info.rank, cfg.data.num_workers)
+        out: dict[str, float] = {}
+        for name, arch in (("min", self.space.min_arch()), ("max", self.space.max_arch())):
+            res = validate_arch(self.net, arch, batches, split, cfg.data.eval_batch_size, info,
+                                cfg.eval.max_batches, cfg.data.num_workers)
+            out.update({f"{name}_top1": res["top1"], f"{name}_top5": res["top5"], f"{name}_loss": res["loss"]})
+        return out
+
+    def _diverged(self, logger: MetricsLogger) -> TrainingDiverged:
+        where = f"epoch {self.epoch + 1}, step {self.global_step}"
+        kept = (f"the last good checkpoint is kept: {self.last_checkpoint}" if self.last_checkpoint
+                else "no checkpoint was written yet")
+        logger.log("stopped", self.global_step, reason="non-finite loss", nan_streak=self.nan_streak)
+        return TrainingDiverged(f"training stopped: the loss was not finite for {self.nan_streak} steps in a row "
+                                f"(at {where}); {kept}; lower optim.lr or try runtime.amp=none")
+
+    # ----------------------------------------------------------------- loop
+    def run(self) -> TrainResult:
+        cfg, info = self.config, self.info
+        t_start = time.perf_counter()
+        logger = MetricsLogger(self.out_dir, info.is_main, cfg.log.tensorboard)
+        progress = Progress(info.is_main and cfg.log.progress, self.total_steps, self.global_step)
+        if self.global_step == 0:
+            logger.log("start", 0, world_size=info.world_size, total_batch=self.total_batch,
+                       lr=self.optimizer.param_groups[0]["lr"], steps_per_epoch=self.steps_per_epoch,
+                       epochs=cfg.optim.epochs, device=str(info.device), space=self.space.name,
+                       num_classes=self.num_classes)
+        status = "completed"
+        try:
+            with _StopFlag() as stop:
+                status = self._epochs(logger, progress, stop)
+        finally:
+            progress.end_epoch()
+            logger.close()
+        return TrainResult(self.out_dir, checkpoint_dir(self.out_dir) / LAST if self.last_checkpoint else None,
+                           logger.path, self.global_step, self.epoch, status, dict(self.last_eval),
+                           time.perf_counter() - t_start, self.net)
+
+    def _epochs(self, logger: MetricsLogger, progress: Progress, stop: _StopFlag) -> str:
+        cfg, info = self.config, self.info
+        every = cfg.checkpoint.every_steps
+        while self.epoch < cfg.optim.epochs:
+            epoch = self.epoch
+            loader = train_loader(self.data.train, cfg.data.batch_size, cfg.seed, epoch, info.rank,
+                                  info.world_size, self.step_in_epoch, cfg.data.num_workers,
+                                  pin_memory=cfg.data.pin_memory and info.device.type == "cuda")
+            progress.start_epoch(epoch, cfg.optim.epochs, self.steps_per_epoch, self.step_in_epoch)
+            it = iter(loader)
+            while self.step_in_epoch < self.steps_per_epoch:
+                images, labels = next(it)
+                t0 = time.perf_counter()
+                images = images.to(info.device, non_blocking=True)
+                labels = labels.to(info.device, non_blocking=True)
+                lr = self.optimizer.param_groups[0]["lr"]
+                result = self.step_fn(images, labels)
+                with warnings.catch_warnings():  # fp16: the scaler may skip the first steps; the schedule goes on
+                    warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step", category=UserWarning)
+                    self.scheduler.step()
+                self.global_step += 1
+                self.step_in_epoch += 1
+                dt = time.perf_counter() - t0
+                self._after_step(result, lr, dt, logger, progress)
+                if not result.finite and self.nan_streak >= cfg.runtime.nan_patience:
+                    raise self._diverged(logger)
+                if self.on_step is not None:
+                    self.on_step(self.global_step, result)
+                done = cfg.runtime.max_steps is not None and self.global_step >= cfg.runtime.max_steps
+                halt = stop.agreed(info.device)
+                if done or halt or (every and self.global_step % every == 0):
+                    self.save()
+                if halt:
+                    progress.write(f"stopped on request at step {self.global_step}; resume with --resume auto")
+                    return "interrupted"
+                if done:
+                    return "max_steps"
+            del it, loader
+            progress.end_epoch()
+            if cfg.eval.every_epochs and ((epoch + 1) % cfg.eval.every_epochs == 0 or epoch + 1 == cfg.optim.epochs):
+                self.last_eval = self.validate()
+                logger.log("eval", self.global_step, epoch=epoch + 1, **self.last_eval)
+                progress.write(f"epoch {epoch + 1}: " + " ".join(
+                    f"{k}={v:.2f}" for k, v in self.last_eval.items() if k.endswith(("top1", "loss"))))
+            self.epoch, self.step_in_epoch = epoch + 1, 0
+            self.save()
+        return "completed"
+
+    def _after_step(self, result: StepResult, lr: float, dt: float, logger: MetricsLogger,
+                    progress: Progress) -> None:
+        cfg = self.config
+        mids = result.archs[1:-1]
+        mflops = [self.mflops(a) for a in result.archs]
+        mid_mflops = float(np.mean(mflops[1:-1])) if mids else float("nan")
+        ips = self.total_batch / max(dt, 1e-9)
+        if not result.finite:
+            self.nan_streak += 1
+            progress.write(f"warning: non-finite loss at step {self.global_step} ({self.nan_streak} in a row); "
+                           "step skipped")
+            logger.log("nan", self.global_step, epoch=self.epoch, losses=[float(v) for v in result.losses])
+        else:
+            self.nan_streak = 0
+        progress.update(result.loss if result.finite else float("nan"), lr, mid_mflops, ips)
+        if self.global_step % cfg.log.every_steps == 0 or self.step_in_epoch == self.steps_per_epoch:
+            losses = result.losses
+            logger.log(
+                "train", self.global_step, epoch=self.epoch, step=self.step_in_epoch, loss=result.loss,
+                loss_max=losses[0], loss_min=losses[-1],
+                loss_middle=float(np.mean(losses[1:-1])) if len(losses) > 2 else float("nan"),
+                lr=lr, mflops_middle=mid_mflops, mflops=mflops, images_per_s=ips, step_s=dt,
+            )
+
+
+def train(config: TrainConfig, out_dir: str | Path | None = None, resume: str | Path | None = None,
+          on_step: StepCallback | None = None) -> TrainResult:
+    """Train a supernet as ``config`` says; see the module doc for the files written.
+
+    ``resume``: ``None`` (fresh; refuses a dir that already has checkpoints), ``"auto"`` (the newest
+    valid checkpoint in ``out_dir``, or fresh if none) or a checkpoint path. ``on_step(global_step,
+    result)`` is called on every rank after every step (tests, custom logging).
+    Under torchrun every rank calls this; the process group is set up and torn down here.
+    """
+    info = init_distributed(config.runtime.device, config.runtime.dist_timeout_s)
+    try:
+        _set_threads(config, info)
+        out = _shared_out_dir(out_dir, config)
+        found = resolve_resume(resume, out)
+        if found is None and resume is None and (checkpoint_dir(out) / LAST).exists():
+            raise ConfigError(f"{out} already holds a run; pass --resume auto to continue it or choose another --out")
+        trainer = Trainer(config, out, info, on_step)
+        if info.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+            save_config(config, out / "config.yaml")
+        if found is not None:
+            trainer.load(*found)
+            if info.is_main:
+                truncate_metrics(out / "metrics.jsonl", trainer.global_step)
+        return trainer.run()
+    finally:
+        cleanup(info)

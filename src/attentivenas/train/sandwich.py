@@ -1,0 +1,195 @@
+"""The sandwich step: max subnet, attentive middle subnets, min subnet; one optimiser step.
+
+1. max subnet, label-smoothed CE, dropout and drop-connect (the recipe's regularisation);
+2. ``num_middle`` subnets from the sampler (BestUp/WorstUp-k among candidates scored on this
+   batch, or uniform), distilled from the max subnet's detached logits;
+3. the min subnet, distilled likewise;
+4. gradients of all of them accumulate (one backward per subnet), are all-reduced once across
+   ranks, clipped by value, and one optimiser step is taken.
+
+Each distinct input resolution is resized once per step and shared by the subnets using it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..space import Arch
+from ..supernet import Supernet, resize_input
+from .distributed import all_reduce_grads, all_reduce_mean
+from .losses import DistillLoss, label_smoothing_ce
+
+
+class MiddleSampler(Protocol):
+    """What the step needs from :mod:`attentivenas.sampling`."""
+
+    def propose(self, n: int) -> list[list[Arch]]: ...
+
+    def choose(self, groups: list[list[Arch]], scores: list[list[float]]) -> list[Arch]: ...
+
+
+#: Scores candidate groups; higher is better. Gets the step's context (inputs, teacher logits).
+Scorer = Callable[[list[list[Arch]], "StepContext"], list[list[float]]]
+
+
+@dataclass
+class StepContext:
+    """Per-step inputs: the batch, its resizes per resolution, labels and the teacher logits."""
+
+    net: Supernet
+    images: torch.Tensor
+    labels: torch.Tensor
+    autocast: Callable[[], Any]
+    channels_last: bool = False
+    teacher: torch.Tensor | None = None
+    _resized: dict[int, torch.Tensor] = field(default_factory=dict)
+
+    def inputs(self, resolution: int) -> torch.Tensor:
+        """The batch at ``resolution`` (bicubic, as the network would), computed once per step."""
+        if resolution not in self._resized:
+            x = resize_input(self.images, resolution)
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            self._resized[resolution] = x
+        return self._resized[resolution]
+
+    def logits(self, arch: Arch) -> torch.Tensor:
+        self.net.set_arch(arch)
+        with self.autocast():
+            return self.net(self.inputs(arch.resolution))
+
+
+def loss_scorer(groups: list[list[Arch]], ctx: StepContext) -> list[list[float]]:
+    """Mini-batch cross-entropy of every candidate (no gradients), averaged across ranks so every
+    rank makes the same choice; returned as scores (higher is better = ``-loss``)."""
+    flat = [a for g in groups for a in g]
+    losses = torch.empty(len(flat), dtype=torch.float64, device=ctx.labels.device)
+    with torch.no_grad():
+        for i, arch in enumerate(flat):
+            losses[i] = F.cross_entropy(ctx.logits(arch).float(), ctx.labels).double()
+    all_reduce_mean(losses)
+    vals = (-losses).tolist()
+    out, pos = [], 0
+    for g in groups:
+        out.append(vals[pos : pos + len(g)])
+        pos += len(g)
+    return out
+
+
+def static_scorer(score_fn: Callable[[Sequence[Arch]], Sequence[float]]) -> Scorer:
+    """A scorer that ignores the batch (e.g. an accuracy predictor: same result on every rank)."""
+
+    def scorer(groups: list[list[Arch]], ctx: StepContext) -> list[list[float]]:
+        return [[float(v) for v in score_fn(g)] for g in groups]
+
+    return scorer
+
+
+@dataclass
+class StepResult:
+    """What one step did: per-subnet losses (averaged over ranks), the trained archs, whether the
+    optimiser stepped (all losses finite)."""
+
+    losses: list[float]
+    archs: list[Arch]
+    finite: bool
+
+    @property
+    def loss(self) -> float:
+        return float(sum(self.losses))
+
+
+@dataclass
+class SandwichStep:
+    """One training step of the sandwich rule with in-place distillation (see module doc)."""
+
+    net: Supernet
+    optimizer: torch.optim.Optimizer
+    sampler: MiddleSampler
+    distill: DistillLoss
+    num_middle: int = 2
+    label_smoothing: float = 0.1
+    dropout: float = 0.2
+    drop_connect: float = 0.2
+    drop_connect_only_last_two_stages: bool = True
+    grad_clip_value: float | None = 1.0
+    scorer: Scorer | None = loss_scorer  # None: take each group's first candidate (uniform)
+    scaler: torch.amp.GradScaler | None = None
+    amp_dtype: torch.dtype | None = None
+    channels_last: bool = False
+    params: list[nn.Parameter] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.params:
+            self.params = [p for p in self.net.parameters() if p.requires_grad]
+
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return nullcontext()
+        return torch.autocast(device_type=self.params[0].device.type, dtype=self.amp_dtype)
+
+    def _backward(self, loss: torch.Tensor) -> None:
+        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+
+    def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> StepResult:
+        net, space = self.net, self.net.space
+        net.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        ctx = StepContext(net, images, labels, self._autocast, self.channels_last)
+        losses: list[torch.Tensor] = []
+
+        # 1. the max subnet learns from the labels, regularised
+        max_arch = space.max_arch()
+        net.set_regularization(self.dropout, self.drop_connect, self.drop_connect_only_last_two_stages)
+        try:
+            logits = ctx.logits(max_arch)
+        finally:
+            net.set_regularization(0.0, 0.0, self.drop_connect_only_last_two_stages)
+        loss = label_smoothing_ce(logits, labels, self.label_smoothing)
+        self._backward(loss)
+        losses.append(loss.detach())
+        ctx.teacher = logits.detach()
+        del logits, loss
+
+        # 2. middle subnets: candidates proposed, scored, chosen (identically on every rank)
+        middle: list[Arch] = []
+        if self.num_middle > 0:
+            groups = self.sampler.propose(self.num_middle)
+            if self.scorer is not None and any(len(g) > 1 for g in groups):
+                middle = self.sampler.choose(groups, self.scorer(groups, ctx))
+            else:
+                middle = [g[0] for g in groups]
+
+        # 3. middle and min subnets learn from the max subnet's logits
+        archs = [max_arch, *middle, space.min_arch()]
+        for arch in archs[1:]:
+            loss = self.distill(ctx.logits(arch), ctx.teacher)
+            self._backward(loss)
+            losses.append(loss.detach())
+            del loss
+
+        # 4. one reduction of the losses (finite on every rank?), one of the gradients, one step
+        reduced = all_reduce_mean(torch.stack([v.float() for v in losses]))
+        values = reduced.tolist()
+        finite = all(math.isfinite(v) for v in values)
+        if finite:
+            all_reduce_grads(self.params)
+            if self.scaler is not None:
+                self.scaler.unscale_(self.optimizer)
+            if self.grad_clip_value is not None:
+                torch.nn.utils.clip_grad_value_(self.params, self.grad_clip_value)
+            if self.scaler is not None:
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+            else:
+                self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return StepResult(values, archs, finite)

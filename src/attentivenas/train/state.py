@@ -1,0 +1,153 @@
+"""Training checkpoints: complete state, atomic writes, rotation and ``--resume auto``.
+
+A training checkpoint is a superset of :func:`attentivenas.checkpoint.supernet_payload` (so
+``load_supernet`` reads it): the model plus optimiser, scheduler, AMP scaler, sampler (and its
+prior), RNG states of python, numpy and torch (CPU and CUDA), the epoch and the step inside it,
+and the resolved config. Only tensors, numbers, strings, lists and dicts: loadable with
+``torch.load(weights_only=True)``.
+
+Files: ``DIR/checkpoints/step_000000123.pt`` (the last ``keep_last`` kept) and ``last.pt``, a copy
+of the newest. Every file is written atomically, so a crash leaves the previous one intact.
+"""
+
+from __future__ import annotations
+
+import pickle
+import random
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..checkpoint import FORMAT, VERSION
+from ..errors import CheckpointError
+from ..io import atomic_torch_save
+
+STEP_FILE = re.compile(r"^step_(\d+)\.pt$")
+LAST = "last.pt"
+REQUIRED = ("format", "space", "num_classes", "model", "optimizer", "scheduler", "rng", "progress")
+
+
+# --------------------------------------------------------------------------- RNG states
+def rng_state() -> dict[str, Any]:
+    """RNG states of python, numpy and torch (CPU and every CUDA device) as plain data."""
+    version, mt, gauss = random.getstate()
+    np_state = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": {"version": int(version), "state": torch.tensor(mt, dtype=torch.int64), "gauss": gauss},
+        "numpy": {
+            "kind": str(np_state[0]),
+            "keys": torch.from_numpy(np.asarray(np_state[1], dtype=np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
+        "torch": torch.get_rng_state(),
+        "cuda": [s for s in torch.cuda.get_rng_state_all()] if torch.cuda.is_available() else [],
+    }
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what :func:`rng_state` returned."""
+    py = state["python"]
+    random.setstate((py["version"], tuple(int(v) for v in py["state"].tolist()), py["gauss"]))
+    npst = state["numpy"]
+    np.random.set_state((npst["kind"], npst["keys"].numpy().astype(np.uint32), npst["pos"], npst["has_gauss"],
+                         npst["cached_gaussian"]))
+    torch.set_rng_state(state["torch"])
+    cuda = state.get("cuda") or []
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+
+
+# --------------------------------------------------------------------------- files
+def checkpoint_dir(out_dir: str | Path) -> Path:
+    return Path(out_dir) / "checkpoints"
+
+
+def step_path(out_dir: str | Path, global_step: int) -> Path:
+    return checkpoint_dir(out_dir) / f"step_{global_step:09d}.pt"
+
+
+def step_files(out_dir: str | Path) -> list[tuple[int, Path]]:
+    """Step-numbered checkpoints, oldest first."""
+    d = checkpoint_dir(out_dir)
+    if not d.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in d.iterdir() if (m := STEP_FILE.match(p.name))]
+    return sorted(found)
+
+
+def save_training_checkpoint(payload: dict[str, Any], out_dir: str | Path, global_step: int,
+                             keep_last: int = 3) -> Path:
+    """Write ``step_<n>.pt`` and ``last.pt`` atomically, then delete step files beyond the newest
+    ``keep_last``. Returns the step file's path."""
+    path = atomic_torch_save(payload, step_path(out_dir, global_step))
+    atomic_torch_save(payload, checkpoint_dir(out_dir) / LAST)
+    files = step_files(out_dir)
+    for _, old in files[: max(0, len(files) - keep_last)]:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def read_training_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load and check a training checkpoint (``weights_only=True``); :class:`CheckpointError` if it
+    is missing, corrupt, or not a training checkpoint of ours."""
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"checkpoint not found: {p}")
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise CheckpointError(f"checkpoint {p} holds objects that cannot be loaded safely (weights_only=True)") from None
+    except Exception as exc:  # torn or foreign files fail in many ways inside torch.load
+        raise CheckpointError(f"checkpoint {p} is corrupt or not a PyTorch checkpoint ({type(exc).__name__})") from None
+    if not isinstance(obj, dict) or obj.get("format") != FORMAT:
+        raise CheckpointError(f"checkpoint {p} is not an attentivenas checkpoint")
+    if int(obj.get("version", 0)) > VERSION:
+        raise CheckpointError(f"checkpoint {p} has format version {obj['version']}; this release reads up to {VERSION}")
+    missing = [k for k in REQUIRED if k not in obj]
+    if missing:
+        raise CheckpointError(f"checkpoint {p} has no training state (missing {missing}); it cannot be resumed")
+    return obj
+
+
+def _try_read(p: Path) -> dict[str, Any] | None:
+    if not p.is_file():
+        return None
+    try:
+        return read_training_checkpoint(p)
+    except CheckpointError:
+        return None
+
+
+def find_resumable(out_dir: str | Path) -> tuple[Path, dict[str, Any]] | None:
+    """The newest valid checkpoint of a run, or ``None`` if it has none yet.
+
+    ``last.pt`` normally is the newest; a step file with a higher number (a crash between the two
+    writes) or, when ``last.pt`` is unreadable, the newest readable step file wins.
+    """
+    last_path = checkpoint_dir(out_dir) / LAST
+    last = _try_read(last_path)
+    last_step = int(last["progress"]["global_step"]) if last is not None else -1
+    for n, p in reversed(step_files(out_dir)):
+        if n <= last_step:
+            break
+        obj = _try_read(p)
+        if obj is not None:
+            return p, obj
+    return (last_path, last) if last is not None else None
+
+
+def resolve_resume(resume: str | Path | None, out_dir: str | Path) -> tuple[Path, dict[str, Any]] | None:
+    """``None``/``"none"``: fresh start; ``"auto"``: the newest valid checkpoint in ``out_dir`` (or a
+    fresh start if none); a path: that checkpoint (must be valid)."""
+    if resume is None or str(resume).lower() in ("", "none", "no", "false"):
+        return None
+    if str(resume).lower() == "auto":
+        return find_resumable(out_dir)
+    p = Path(resume)
+    return p, read_training_checkpoint(p)

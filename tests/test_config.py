@@ -1,0 +1,135 @@
+"""Config schema, YAML loading, key=value overrides and their errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from attentivenas.config import (
+    TrainConfig,
+    apply_overrides,
+    load_config,
+    override_config,
+    parse_config,
+    parse_override,
+    save_config,
+)
+from attentivenas.errors import ConfigError, UserError
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICKSTART = ROOT / "configs" / "quickstart.yaml"
+IMAGENET = ROOT / "configs" / "attentivenas_imagenet.yaml"
+
+
+def test_defaults_follow_the_recipe() -> None:
+    c = TrainConfig()
+    assert (c.optim.lr, c.optim.lr_reference_batch, c.optim.epochs, c.optim.warmup_epochs) == (0.1, 256, 360, 5.0)
+    assert (c.sampler.method, c.sampler.k, c.sampler.num_middle, c.sampler.bin_width) == ("bestup", 3, 2, 25.0)
+    assert (c.model.bn_momentum, c.model.dropout, c.model.drop_connect) == (0.0, 0.2, 0.2)
+
+
+def test_imagenet_config_is_the_full_recipe() -> None:
+    c = load_config(IMAGENET, ["data.path=/data/imagenet"])
+    assert c.data.path == "/data/imagenet" and c.data.name == "imagenet"
+    assert (c.data.batch_size, c.optim.lr, c.optim.lr_reference_batch) == (32, 0.1, 256)
+    assert (c.optim.epochs, c.optim.warmup_epochs, c.optim.momentum, c.optim.nesterov) == (360, 5.0, 0.9, True)
+    assert (c.optim.weight_decay, c.optim.no_decay_bn_bias, c.optim.grad_clip_value) == (1e-5, True, 1.0)
+    assert (c.loss.label_smoothing, c.loss.distill, c.loss.temperature) == (0.1, "kd", 1.0)
+    assert (c.loss.alpha_min, c.loss.alpha_max, c.loss.iw_clip) == (-1.0, 1.0, 5.0)
+    assert (c.model.dropout, c.model.drop_connect, c.model.drop_connect_only_last_two_stages) == (0.2, 0.2, True)
+    assert (c.model.bn_momentum, c.model.bn_eps) == (0.0, 1e-5)
+    s = c.sampler
+    assert (s.method, s.k, s.num_middle, s.prior, s.bin_width, s.constraint, s.estimator) == (
+        "bestup", 3, 2, "empirical", 25.0, "flops", "loss")
+    assert c.eval.calibration_batches == 64
+    assert (c.data.image_size, c.data.eval_resize, c.data.interpolation, c.data.auto_augment) == (
+        224, 256, "bicubic", "imagenet")
+    assert c.space == "attentivenas"
+
+
+def test_imagenet_config_requires_the_dataset_path() -> None:
+    with pytest.raises(ConfigError, match=r"data\.path is required"):
+        load_config(IMAGENET)
+
+
+def test_quickstart_config_is_tiny_digits_bestup() -> None:
+    c = load_config(QUICKSTART)
+    assert (c.space, c.data.name, c.data.image_size) == ("tiny", "digits", 32)
+    assert (c.sampler.method, c.sampler.k, c.sampler.estimator) == ("bestup", 3, "loss")
+    assert c.optim.epochs * 40 < 200  # a few hundred steps at most on a CPU
+
+
+def test_overrides_are_typed_by_yaml() -> None:
+    c = load_config(QUICKSTART, ["optim.lr=0.05", "sampler.k=5", "runtime.amp=bf16", "log.tensorboard=false",
+                                 "model.num_classes=null", "sampler.target_min=1.5"])
+    assert c.optim.lr == 0.05 and c.sampler.k == 5 and c.runtime.amp == "bf16"
+    assert c.log.tensorboard is False and c.model.num_classes is None and c.sampler.target_min == 1.5
+
+
+def test_parse_override_splits_keys_and_values() -> None:
+    assert parse_override("a.b.c=[1, 2]") == (["a", "b", "c"], [1, 2])
+    assert parse_override("x=hello=world") == (["x"], "hello=world")
+    assert parse_override("x=") == (["x"], None)
+    with pytest.raises(ConfigError, match="key=value"):
+        parse_override("optim.lr")
+    with pytest.raises(ConfigError, match="empty key"):
+        parse_override("optim..lr=1")
+
+
+def test_apply_overrides_creates_sections_and_copies() -> None:
+    base = {"optim": {"lr": 0.1}}
+    out = apply_overrides(base, ["optim.epochs=3", "sampler.k=2"])
+    assert out == {"optim": {"lr": 0.1, "epochs": 3}, "sampler": {"k": 2}}
+    assert base == {"optim": {"lr": 0.1}}
+    with pytest.raises(ConfigError, match="'optim.lr' is a value, not a section"):
+        apply_overrides(base, ["optim.lr.x=1"])
+
+
+def test_unknown_key_is_named_with_a_suggestion() -> None:
+    with pytest.raises(ConfigError, match=r"unknown config key 'sampler\.kk'; did you mean 'sampler\.k'"):
+        load_config(QUICKSTART, ["sampler.kk=3"])
+    with pytest.raises(ConfigError, match=r"unknown config key 'optimizer'"):
+        parse_config({"optimizer": {}})
+
+
+def test_wrong_type_and_range_name_the_key() -> None:
+    with pytest.raises(ConfigError, match=r"'optim\.lr'.*valid number.*'fast'"):
+        load_config(QUICKSTART, ["optim.lr=fast"])
+    with pytest.raises(ConfigError, match=r"'sampler\.k'.*greater than or equal to 1"):
+        load_config(QUICKSTART, ["sampler.k=0"])
+    with pytest.raises(ConfigError, match=r"'sampler\.method'.*'uniform', 'bestup' or 'worstup'.*'topk'"):
+        load_config(QUICKSTART, ["sampler.method=topk"])
+    with pytest.raises(ConfigError, match=r"'data\.batch_size'"):
+        load_config(QUICKSTART, ["data.batch_size=2.5"])
+
+
+def test_cross_field_rules() -> None:
+    with pytest.raises(ConfigError, match=r"sampler\.predictor .* is required"):
+        parse_config({"sampler": {"estimator": "predictor"}})
+    with pytest.raises(ConfigError, match=r"loss\.alpha_min \(0\.5\) must not exceed"):
+        parse_config({"loss": {"alpha_min": 0.5, "alpha_max": 0.0}})
+    with pytest.raises(ConfigError, match=r"sampler\.target_min .* must be below"):
+        parse_config({"sampler": {"target_min": 3, "target_max": 2}})
+
+
+def test_bad_files_name_the_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("optim: [1, 2\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml is not valid YAML"):
+        load_config(bad)
+    lst = tmp_path / "list.yaml"
+    lst.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="must hold a mapping"):
+        load_config(lst)
+    assert issubclass(ConfigError, UserError)
+
+
+def test_resolved_config_round_trips(tmp_path: Path) -> None:
+    c = load_config(QUICKSTART, ["optim.lr=0.3", "sampler.k=4"])
+    path = save_config(c, tmp_path / "config.yaml")
+    again = load_config(path)
+    assert again == c
+    assert override_config(c, ["seed=7"]).seed == 7 and c.seed == 0

@@ -1,0 +1,147 @@
+"""Datasets, seeded augmentation and the training/eval loaders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from attentivenas.config import DataConfig
+from attentivenas.data import (
+    RandomShift,
+    SeededTransformDataset,
+    batches_per_epoch,
+    build_data,
+    check_batch_size,
+    digits_bundle,
+    eval_loader,
+    holdout_split,
+    train_loader,
+)
+from attentivenas.errors import ConfigError
+
+
+@pytest.fixture(scope="module")
+def digits() -> DataConfig:
+    return DataConfig(name="digits", image_size=32, random_shift=2)
+
+
+def test_digits_splits_and_shapes(digits: DataConfig) -> None:
+    b = build_data(digits, seed=0)
+    assert (len(b.train), len(b.val), len(b.test), b.num_classes, b.image_size) == (1257, 270, 270, 10, 32)
+    x, y = b.train[0]
+    assert x.shape == (3, 32, 32) and 0 <= y < 10
+    plain = digits_bundle(32, seed=0)  # the other contributors' entry point is unchanged
+    assert torch.equal(b.val.tensors[0], plain.val.tensors[0])
+
+
+def test_shift_augmentation_is_seeded_per_sample_and_epoch(digits: DataConfig) -> None:
+    ds = build_data(digits, seed=3).train
+    twin = build_data(digits, seed=3).train
+    assert isinstance(ds, SeededTransformDataset)
+    state = torch.get_rng_state()
+    epoch0 = [ds[i][0] for i in range(20)]
+    assert torch.equal(torch.get_rng_state(), state)  # the global RNG is left alone
+    assert all(torch.equal(twin[i][0], epoch0[i]) for i in range(20))  # same seed, same images
+    ds.set_epoch(1)
+    moved = sum(not torch.equal(ds[i][0], epoch0[i]) for i in range(20))
+    assert moved >= 10  # another epoch, other shifts
+    ds.set_epoch(0)
+    assert torch.equal(ds[5][0], epoch0[5])
+    other = build_data(digits, seed=4).train
+    assert sum(not torch.equal(other[i][0], epoch0[i]) for i in range(20)) >= 10
+
+
+def test_random_shift_moves_content_and_pads_with_fill() -> None:
+    x = torch.zeros(1, 6, 6)
+    x[0, 2, 2] = 1.0
+    torch.manual_seed(0)
+    y = RandomShift(2, fill=-1.0)(x)
+    assert y.shape == x.shape
+    assert float(y.max()) == 1.0 and float(y.min()) in (-1.0, 0.0)
+    assert RandomShift(0)(x) is x
+
+
+def test_train_loader_is_deterministic_resumable_and_sharded() -> None:
+    b = digits_bundle(32, seed=0)
+    first = [y for _, y in train_loader(b.train, 64, seed=0, epoch=0)]
+    again = [y for _, y in train_loader(b.train, 64, seed=0, epoch=0)]
+    other = [y for _, y in train_loader(b.train, 64, seed=0, epoch=1)]
+    assert len(first) == batches_per_epoch(1257, 64) == 19
+    assert all(torch.equal(a, c) for a, c in zip(first, again, strict=True))
+    assert not torch.equal(first[0], other[0])
+    tail = [y for _, y in train_loader(b.train, 64, seed=0, epoch=0, skip_batches=5)]
+    assert len(tail) == 14 and all(torch.equal(a, c) for a, c in zip(first[5:], tail, strict=True))
+    r0 = train_loader(b.val, 16, seed=0, epoch=0, rank=0, world_size=2)
+    r1 = train_loader(b.val, 16, seed=0, epoch=0, rank=1, world_size=2)
+    assert len(r0) == len(r1) == batches_per_epoch(270, 16, 2) == 8
+    i0, i1 = list(r0.sampler), list(r1.sampler)
+    assert not set(i0) & set(i1) and len(i0) == len(i1) == 135
+
+
+def test_eval_loader_shards_without_padding(digits: DataConfig) -> None:
+    b = build_data(digits, seed=0)
+    n0 = sum(len(y) for _, y in eval_loader(b.val, 100, rank=0, world_size=2))
+    n1 = sum(len(y) for _, y in eval_loader(b.val, 100, rank=1, world_size=2))
+    assert (n0, n1) == (135, 135)
+
+
+def test_batch_larger_than_the_data_is_a_config_error() -> None:
+    check_batch_size(100, 50, 2)
+    with pytest.raises(ConfigError, match=r"data\.batch_size=64 is larger than the training split: 50 images"):
+        check_batch_size(100, 64, 2)
+
+
+def test_holdout_split_is_seeded_and_disjoint() -> None:
+    tr, va = holdout_split(20, 5, seed=1)
+    tr2, va2 = holdout_split(20, 5, seed=1)
+    assert np.array_equal(va, va2) and len(va) == 5 and len(tr) == 15
+    assert sorted(np.concatenate([tr, va]).tolist()) == list(range(20))
+    assert not np.array_equal(va, holdout_split(20, 5, seed=2)[1])
+
+
+def _image_folder(root: Path, split: str, per_class: int) -> None:
+    rng = np.random.default_rng(0)
+    for cls in ("cat", "dog"):
+        d = root / split / cls
+        d.mkdir(parents=True)
+        for i in range(per_class):
+            Image.fromarray(rng.integers(0, 255, (20, 24, 3), dtype=np.uint8)).save(d / f"{i}.png")
+
+
+def test_imagefolder_layout_with_heldout_fraction(tmp_path: Path) -> None:
+    _image_folder(tmp_path, "train", 5)
+    _image_folder(tmp_path, "val", 2)
+    cfg = DataConfig(name="imagefolder", path=str(tmp_path), image_size=16, eval_resize=18, val_size=2)
+    b = build_data(cfg, seed=0)
+    assert (len(b.train), len(b.val), len(b.test), b.num_classes) == (8, 2, 4, 2)
+    x, y = b.train[0]
+    assert x.shape == (3, 16, 16) and x.dtype == torch.float32 and y in (0, 1)
+    assert torch.equal(b.train[0][0], x)  # augmentation seeded per sample
+    xv, _ = b.test[0]
+    assert xv.shape == (3, 16, 16)
+    assert set(b.train.indices).isdisjoint(b.val.indices)
+
+
+def test_imagefolder_val_dir_and_errors(tmp_path: Path) -> None:
+    _image_folder(tmp_path, "train", 3)
+    _image_folder(tmp_path, "val", 1)
+    _image_folder(tmp_path, "holdout", 1)
+    b = build_data(DataConfig(name="imagenet", path=str(tmp_path), image_size=16, eval_resize=16,
+                              val_dir="holdout", auto_augment="none"))
+    assert (len(b.train), len(b.val), len(b.test)) == (6, 2, 2)
+    with pytest.raises(ConfigError, match=r"data\.path: dataset folder not found"):
+        build_data(DataConfig(name="imagenet", path=str(tmp_path / "missing")))
+    with pytest.raises(ConfigError, match=r"data\.test_dir: test folder not found"):
+        build_data(DataConfig(name="imagenet", path=str(tmp_path), test_dir="test"))
+
+
+def test_cifar_without_files_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"data\.path: CIFAR-10 files not found .*data\.download=true"):
+        build_data(DataConfig(name="cifar10", path=str(tmp_path)))
+    with pytest.raises(ConfigError, match="CIFAR-100"):
+        build_data(DataConfig(name="cifar100", path=str(tmp_path)))
+    assert not any(tmp_path.iterdir())  # nothing was downloaded

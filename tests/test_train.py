@@ -1,0 +1,409 @@
+"""Stage-1 training: losses, optimiser and schedule, the sandwich step, checkpoints and exact resume,
+divergence handling and the ``train`` command."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from attentivenas.checkpoint import load_supernet
+from attentivenas.config import parse_config
+from attentivenas.errors import ConfigError
+from attentivenas.space import TINY_SPACE, Arch
+from attentivenas.supernet import Supernet
+from attentivenas.train import (
+    SandwichStep,
+    StepResult,
+    TrainingDiverged,
+    adaptive_alpha_divergence,
+    label_smoothing_ce,
+    param_groups,
+    read_training_checkpoint,
+    scaled_lr,
+    soft_target_ce,
+    train,
+    warmup_cosine_factor,
+)
+from attentivenas.train.losses import _alpha_terms
+from attentivenas.train.optim import build_optimizer, build_scheduler
+from attentivenas.train.sandwich import StepContext, loss_scorer
+from attentivenas.train.state import find_resumable, save_training_checkpoint, step_files
+
+from .cli_helpers import run_cli
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# --------------------------------------------------------------------------- losses
+def test_label_smoothing_ce_matches_its_formula() -> None:
+    logits = torch.tensor([[2.0, 0.0, -1.0], [0.5, 0.5, 3.0]])
+    target = torch.tensor([0, 2])
+    logp = F.log_softmax(logits, 1)
+    eps = 0.1
+    manual = -((1 - eps) * logp[[0, 1], target] + eps * logp.mean(1)).mean()
+    assert torch.allclose(label_smoothing_ce(logits, target, eps), manual, atol=1e-6)
+
+
+def test_soft_target_ce_is_ce_against_the_teacher_distribution() -> None:
+    torch.manual_seed(0)
+    s, t = torch.randn(5, 4), torch.randn(5, 4)
+    manual = -(F.softmax(t, 1) * F.log_softmax(s, 1)).sum(1).mean()
+    assert torch.allclose(soft_target_ce(s, t), manual, atol=1e-6)
+    hard = torch.full((5, 4), -1e4)
+    hard[range(5), [0, 1, 2, 3, 0]] = 1e4  # a one-hot teacher gives plain CE
+    assert torch.allclose(soft_target_ce(s, hard), F.cross_entropy(s, torch.tensor([0, 1, 2, 3, 0])), atol=1e-5)
+    s.requires_grad_(True)
+    soft_target_ce(s, t).backward()
+    assert torch.allclose(s.grad, (F.softmax(s, 1) - F.softmax(t, 1)).detach() / 5, atol=1e-6)
+
+
+@pytest.mark.parametrize("alpha", [-1.0, 0.0, 0.5, 1.0])
+def test_alpha_divergence_value_and_gradient(alpha: float) -> None:
+    torch.manual_seed(1)
+    s = torch.randn(6, 5, requires_grad=True)
+    t = torch.randn(6, 5) * 0.5
+    q, p = F.softmax(s, 1), F.softmax(t, 1)
+    ratio = p / q
+    if alpha == 0.0:
+        f = -torch.log(ratio)
+    elif alpha == 1.0:
+        f = ratio * torch.log(ratio)
+    else:
+        f = (ratio**alpha - 1) / (alpha * (alpha - 1))
+    exact = (q * f).sum(1)
+    (g_exact,) = torch.autograd.grad(exact.sum(), s)
+    value, surrogate = _alpha_terms(s, t, alpha, iw_clip=1e9)
+    (g_sur,) = torch.autograd.grad(surrogate.sum(), s)
+    assert torch.allclose(value, exact.detach(), atol=1e-5)
+    assert torch.allclose(g_sur, g_exact, atol=1e-5)
+    assert bool((value >= -1e-6).all())
+
+
+def test_adaptive_alpha_divergence_takes_the_larger_side_and_is_zero_at_the_teacher() -> None:
+    torch.manual_seed(2)
+    s, t = torch.randn(4, 6), torch.randn(4, 6)
+    lo, _ = _alpha_terms(s, t, -1.0, 5.0)
+    hi, _ = _alpha_terms(s, t, 1.0, 5.0)
+    assert torch.allclose(adaptive_alpha_divergence(s, t), torch.maximum(lo, hi).mean(), atol=1e-6)
+    assert abs(float(adaptive_alpha_divergence(t, t))) < 1e-6
+
+
+# --------------------------------------------------------------------------- optimiser
+def test_no_weight_decay_on_bn_and_biases() -> None:
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, bias=False), torch.nn.BatchNorm2d(4), torch.nn.Flatten(),
+                              torch.nn.Linear(4, 2))
+    groups = param_groups(net, 1e-5)
+    assert [len(g["params"]) for g in groups] == [2, 3]
+    assert [g["weight_decay"] for g in groups] == [1e-5, 0.0]
+    assert all(p.ndim > 1 for p in groups[0]["params"]) and all(p.ndim == 1 for p in groups[1]["params"])
+    assert len(param_groups(net, 1e-5, no_decay_bn_bias=False)) == 1
+
+
+def test_lr_scaling_and_warmup_cosine() -> None:
+    cfg = parse_config({"optim": {"lr": 0.1, "epochs": 10, "warmup_epochs": 2}}).optim
+    assert scaled_lr(cfg, 2048) == pytest.approx(0.8)
+    assert warmup_cosine_factor(0, 4, 20) == pytest.approx(0.25)
+    assert warmup_cosine_factor(3, 4, 20) == pytest.approx(1.0)
+    assert warmup_cosine_factor(4, 4, 20) == pytest.approx(1.0)
+    assert warmup_cosine_factor(12, 4, 20) == pytest.approx(0.5)
+    assert warmup_cosine_factor(20, 4, 20) == pytest.approx(0.0)
+    net = torch.nn.Linear(2, 2)
+    opt = build_optimizer(net, cfg, 512)
+    assert opt.defaults["nesterov"] is True and opt.defaults["momentum"] == 0.9
+    sched = build_scheduler(opt, cfg, steps_per_epoch=5)
+    lrs = []
+    for _ in range(50):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[0] == pytest.approx(0.2 / 10) and lrs[9] == pytest.approx(0.2)
+    assert lrs[10 + 20] == pytest.approx(0.1) and lrs[-1] < 0.001
+
+
+# --------------------------------------------------------------------------- sandwich step
+class RecordingSampler:
+    """Proposes fixed candidate groups and picks the best score (like BestUp)."""
+
+    def __init__(self, groups: list[list[Arch]]) -> None:
+        self.groups = groups
+        self.scores: list[list[float]] = []
+
+    def propose(self, n: int) -> list[list[Arch]]:
+        return [list(g) for g in self.groups[:n]]
+
+    def choose(self, groups: list[list[Arch]], scores: list[list[float]]) -> list[Arch]:
+        self.scores = [list(s) for s in scores]
+        return [g[max(range(len(g)), key=lambda i: s[i])] for g, s in zip(groups, scores, strict=True)]
+
+
+def _candidates(n: int, seed: int) -> list[Arch]:
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    return [TINY_SPACE.sample(rng) for _ in range(n)]
+
+
+def _step(net: Supernet, sampler: Any, **kw: Any) -> SandwichStep:
+    opt = torch.optim.SGD(net.parameters(), lr=kw.pop("lr", 0.1), momentum=0.0)
+    return SandwichStep(net, opt, sampler, soft_target_ce, num_middle=2, **kw)
+
+
+def test_loss_scorer_is_minus_the_batch_ce() -> None:
+    torch.manual_seed(0)
+    net = Supernet(TINY_SPACE, 10, bn_momentum=0.0)
+    x, y = torch.randn(6, 3, 32, 32), torch.randint(0, 10, (6,))
+    groups = [_candidates(3, 0), _candidates(2, 1)]
+    ctx = StepContext(net, x, y, lambda: torch.autocast("cpu", enabled=False))
+    scores = loss_scorer(groups, ctx)
+    net.train()
+    for g, sc in zip(groups, scores, strict=True):
+        for arch, score in zip(g, sc, strict=True):
+            net.set_arch(arch)
+            with torch.no_grad():
+                assert score == pytest.approx(-float(F.cross_entropy(net(x), y)), abs=1e-5)
+
+
+def test_sandwich_step_trains_max_best_middles_and_min() -> None:
+    torch.manual_seed(0)
+    net = Supernet(TINY_SPACE, 10, bn_momentum=0.0)
+    groups = [_candidates(3, 2), _candidates(3, 3)]
+    sampler = RecordingSampler(groups)
+    step = _step(net, sampler, dropout=0.2, drop_connect=0.2)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    x, y = torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,))
+    res = step(x, y)
+    assert isinstance(res, StepResult) and res.finite and len(res.losses) == 4
+    assert res.archs[0] == TINY_SPACE.max_arch() and res.archs[-1] == TINY_SPACE.min_arch()
+    for g, sc, chosen in zip(groups, sampler.scores, res.archs[1:3], strict=True):
+        assert chosen == g[max(range(3), key=lambda i: sc[i])]
+    assert res.loss == pytest.approx(sum(res.losses))
+    assert net.dropout == 0.0 and all(b.drop_connect_rate == 0.0 for b in net.blocks)
+    changed = [k for k, v in net.state_dict().items() if not torch.equal(v, before[k])]
+    assert "classifier.linear.linear.weight" in changed and "first_conv.conv.conv.weight" in changed
+    assert all(p.grad is None for p in net.parameters())
+
+
+def test_gradients_are_clipped_by_value() -> None:
+    torch.manual_seed(0)
+    net = Supernet(TINY_SPACE, 10, bn_momentum=0.0)
+    before = [p.detach().clone() for p in net.parameters()]
+    step = _step(net, RecordingSampler([_candidates(1, 4), _candidates(1, 5)]), lr=1.0, grad_clip_value=1e-6)
+    assert step(torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,))).finite
+    delta = max(float((p.detach() - b).abs().max()) for p, b in zip(net.parameters(), before, strict=True))
+    assert 0 < delta <= 1.05e-6  # float32 rounding of p - lr * 1e-6
+
+
+def test_non_finite_loss_skips_the_update() -> None:
+    torch.manual_seed(0)
+    net = Supernet(TINY_SPACE, 10, bn_momentum=0.0)
+    before = [p.detach().clone() for p in net.parameters()]
+    step = _step(net, RecordingSampler([_candidates(2, 6), _candidates(2, 7)]))
+    x = torch.randn(4, 3, 32, 32)
+    x[0, 0, 0, 0] = float("nan")
+    res = step(x, torch.randint(0, 10, (4,)))
+    assert not res.finite and any(math.isnan(v) for v in res.losses)
+    assert all(torch.equal(p, b) for p, b in zip(net.parameters(), before, strict=True))
+
+
+# --------------------------------------------------------------------------- whole runs
+def _cfg(**over: Any):
+    data: dict[str, Any] = {
+        "seed": 0,
+        "space": "tiny",
+        "data": {"name": "digits", "image_size": 32, "batch_size": 8, "eval_batch_size": 128, "random_shift": 1},
+        "optim": {"epochs": 2, "warmup_epochs": 0.5, "lr": 0.4},
+        "model": {"dropout": 0.2, "drop_connect": 0.2},
+        "sampler": {"method": "bestup", "k": 2, "num_middle": 2, "bin_width": 0.25, "prior_samples": 2000},
+        "eval": {"calibration_batches": 1, "max_batches": 1},
+        "checkpoint": {"every_steps": 1, "keep_last": 10},
+        "runtime": {"device": "cpu", "threads": 1, "steps_per_epoch": 3},
+        "log": {"progress": False, "tensorboard": False, "every_steps": 1},
+    }
+    for key, value in over.items():
+        section, name = key.split("__")
+        data[section][name] = value
+    return parse_config(data)
+
+
+def _final_state(out: Path) -> dict[str, Any]:
+    return read_training_checkpoint(out / "checkpoints" / "last.pt")
+
+
+def _assert_same_training_state(a: dict[str, Any], b: dict[str, Any]) -> None:
+    assert a["progress"]["global_step"] == b["progress"]["global_step"]
+    assert a["model"].keys() == b["model"].keys()
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    for (ka, sa), (kb, sb) in zip(a["optimizer"]["state"].items(), b["optimizer"]["state"].items(), strict=True):
+        assert ka == kb and torch.equal(sa["momentum_buffer"], sb["momentum_buffer"])
+    assert a["sampler"] == b["sampler"]
+    assert torch.equal(a["rng"]["torch"], b["rng"]["torch"])
+    assert a["metrics"] == b["metrics"]
+
+
+def test_train_writes_checkpoints_metrics_and_config(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    res = train(_cfg(checkpoint__keep_last=2), out)
+    assert res.status == "completed" and res.global_step == 6 and res.epoch == 2
+    assert (out / "config.yaml").is_file() and res.checkpoint == out / "checkpoints" / "last.pt"
+    assert [n for n, _ in step_files(out)] == [5, 6]  # keep_last=2
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    kinds = [r["kind"] for r in records]
+    assert kinds.count("train") == 6 and kinds.count("eval") == 2 and kinds[0] == "start"
+    tr = next(r for r in records if r["kind"] == "train")
+    assert {"loss", "loss_max", "loss_min", "lr", "mflops_middle", "images_per_s"} <= tr.keys()
+    assert len(tr["mflops"]) == 4 and tr["mflops"][0] == pytest.approx(4.415696 - 0.0, rel=0.2)
+    ev = [r for r in records if r["kind"] == "eval"][-1]
+    assert 0.0 <= ev["min_top1"] <= 100.0 and 0.0 <= ev["max_top1"] <= 100.0
+    assert res.final_eval == {k: v for k, v in ev.items() if k not in ("kind", "global_step", "time", "epoch")}
+    ck = _final_state(out)
+    assert ck["progress"] == {"epoch": 2, "step_in_epoch": 0, "global_step": 6, "nan_streak": 0,
+                              "steps_per_epoch": 3, "world_size": 1}
+    net, meta = load_supernet(out / "checkpoints" / "last.pt")  # the lead's loader reads it
+    assert net.num_classes == 10 and meta["config"]["space"] == "tiny"
+    with pytest.raises(ConfigError, match="already holds a run"):
+        train(_cfg(), out)
+
+
+def test_stopped_and_resumed_runs_end_with_identical_weights(tmp_path: Path) -> None:
+    full = tmp_path / "full"
+    train(_cfg(), full)
+    reference = _final_state(full)
+
+    # stopped by a signal after step 4 (inside epoch 2), then resumed with --resume auto
+    stopped = tmp_path / "stopped"
+
+    def interrupt(step: int, _: StepResult) -> None:
+        if step == 4:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    first = train(_cfg(), stopped, on_step=interrupt)
+    assert first.status == "interrupted" and first.global_step == 4
+    assert read_training_checkpoint(stopped / "checkpoints" / "last.pt")["progress"]["step_in_epoch"] == 1
+    second = train(_cfg(), stopped, resume="auto")
+    assert second.status == "completed" and second.global_step == 6
+    _assert_same_training_state(reference, _final_state(stopped))
+    steps = [json.loads(line)["global_step"] for line in (stopped / "metrics.jsonl").read_text().splitlines()
+             if json.loads(line)["kind"] == "train"]
+    assert steps == [1, 2, 3, 4, 5, 6]  # no duplicated records after the resume
+
+    # resumed from an older step file (step 2, inside epoch 1) into a new folder
+    other = tmp_path / "other"
+    train(_cfg(), other, resume=full / "checkpoints" / "step_000000002.pt")
+    _assert_same_training_state(reference, _final_state(other))
+
+
+def test_max_steps_stops_with_a_checkpoint(tmp_path: Path) -> None:
+    res = train(_cfg(runtime__max_steps=2, eval__every_epochs=0), tmp_path / "r")
+    assert res.status == "max_steps" and res.global_step == 2
+    assert _final_state(tmp_path / "r")["progress"]["global_step"] == 2
+
+
+def test_non_finite_losses_in_a_row_stop_the_run_keeping_the_last_good_checkpoint(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = {"n": 0}
+    real_call = SandwichStep.__call__
+
+    def flaky(self: SandwichStep, images: torch.Tensor, labels: torch.Tensor) -> StepResult:
+        calls["n"] += 1
+        if calls["n"] <= 2:
+            return real_call(self, images, labels)
+        return StepResult([float("nan")] * 4, [TINY_SPACE.max_arch()] * 4, False)
+
+    monkeypatch.setattr(SandwichStep, "__call__", flaky)
+    out = tmp_path / "nan"
+    with pytest.raises(TrainingDiverged, match=r"not finite for 2 steps in a row .* last good checkpoint is kept"):
+        train(_cfg(runtime__nan_patience=2, runtime__steps_per_epoch=5, checkpoint__every_steps=2), out)
+    ck = _final_state(out)
+    assert ck["progress"]["global_step"] == 2
+    assert all(torch.isfinite(v).all() for v in ck["model"].values() if v.is_floating_point())
+    kinds = [json.loads(line)["kind"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert kinds.count("nan") == 2 and kinds[-1] == "stopped"
+
+
+def test_resume_auto_skips_a_corrupt_last_checkpoint(tmp_path: Path) -> None:
+    payload = {"format": "attentivenas", "version": 1, "space": {}, "num_classes": 10, "model": {},
+               "optimizer": {}, "scheduler": {}, "rng": {}, "progress": {"global_step": 3}}
+    save_training_checkpoint(payload, tmp_path, 3)
+    payload["progress"] = {"global_step": 5}
+    save_training_checkpoint(payload, tmp_path, 5)
+    (tmp_path / "checkpoints" / "last.pt").write_bytes(b"torn write")
+    path, obj = find_resumable(tmp_path)
+    assert path.name == "step_000000005.pt" and obj["progress"]["global_step"] == 5
+    (tmp_path / "checkpoints" / "step_000000005.pt").write_bytes(b"")
+    path, obj = find_resumable(tmp_path)
+    assert path.name == "step_000000003.pt"
+    assert find_resumable(tmp_path / "empty") is None
+
+
+def test_predictor_estimator_picks_the_best_predicted_candidate(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import numpy as np
+
+    from attentivenas.cost import CostModel
+    from attentivenas.predictor import ArchDataset, ArchRecord, fit_predictor
+    from attentivenas.sampling import ArchSampler
+
+    cm, rng = CostModel(TINY_SPACE, 10), np.random.default_rng(0)
+    archs = [TINY_SPACE.sample(rng) for _ in range(30)]
+    records = [ArchRecord(a, 50 + 10 * cm.arch_flops(a), cm.arch_flops(a), 0.0) for a in archs]
+    predictor = fit_predictor(ArchDataset(TINY_SPACE, records, 10), kind="ridge")
+    path = predictor.save(tmp_path / "predictor.json")
+    seen: list[tuple[list[Arch], list[Arch]]] = []
+    real_choose = ArchSampler.choose
+
+    def spy(self: ArchSampler, groups: Any, scores: Any) -> list[Arch]:
+        chosen = real_choose(self, groups, scores)
+        seen.append(([list(g) for g in groups], chosen))
+        return chosen
+
+    monkeypatch.setattr(ArchSampler, "choose", spy)
+    res = train(_cfg(sampler__estimator="predictor", sampler__predictor=str(path), sampler__k=3,
+                     runtime__max_steps=2, eval__every_epochs=0), tmp_path / "run")
+    assert res.status == "max_steps" and len(seen) == 2
+    for groups, chosen in seen:
+        for group, arch in zip(groups, chosen, strict=True):
+            assert arch == group[int(np.argmax(predictor.predict_archs(group)))]
+
+
+# --------------------------------------------------------------------------- command line
+def _cli(*args: str):
+    from attentivenas.cli import app
+    from attentivenas.cli.train_cmd import register
+
+    if not any(c.name == "train" for c in app.registered_commands):
+        register(app)
+    return run_cli(*args)
+
+
+def test_cli_train_prints_where_the_files_are(tmp_path: Path) -> None:
+    r = _cli("train", "--config", str(ROOT / "configs" / "quickstart.yaml"), "--out", str(tmp_path / "q"),
+             "runtime.max_steps=1", "eval.every_epochs=0", "log.progress=false", "log.tensorboard=false",
+             "sampler.prior_samples=2000")
+    assert r.code == 0, r.err
+    assert f"checkpoint: {tmp_path / 'q' / 'checkpoints' / 'last.pt'}" in r.out
+    assert (tmp_path / "q" / "checkpoints" / "last.pt").is_file()
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["data.name=imagenet"], "data.path is required"),
+    (["data.name=imagenet", "data.path=/no/such/imagenet"], "data.path: dataset folder not found"),
+    (["sampler.method=greedy"], "'sampler.method'"),
+    (["sampler.k=0"], "'sampler.k'"),
+    (["sampler.target_min=50", "sampler.prior_samples=2000"], "no arch reaches it"),
+    (["data.batch_size=4096"], "data.batch_size=4096 is larger than the training split"),
+    (["sampler.estimator=predictor", "sampler.predictor=/no/such/predictor.json"], "sampler.predictor=PATH"),
+])
+def test_cli_bad_input_is_one_line_and_exit_code_2(tmp_path: Path, overrides: list[str], message: str) -> None:
+    r = _cli("train", "--config", str(ROOT / "configs" / "quickstart.yaml"), "--out", str(tmp_path / "x"),
+             *overrides)
+    assert r.code == 2
+    assert message in r.err and r.err.count("\n") == 1 and "Traceback" not in r.err
