@@ -257,7 +257,7 @@ def export_pareto_set(supernet: nn.Module, pareto: str | Path | Sequence[Any], o
     records = []
     for i, arch in enumerate(archs):
         mflops = count_flops(space, arch, num_classes)
-        path = out / f"subnet_{i:02d}_{mflops:.0f}mflops{SUFFIXES[fmt]}"
+        path = out / f"subnet_{i:02d}_{mflops:.4g}mflops{SUFFIXES[fmt]}"
         info = export_subnet(supernet.extract(arch), path, fmt, calib_batches, **kwargs)
         record = {"file": path.name, "arch": arch.to_dict(), "mflops": mflops,
                   "params_m": count_params(space, arch, num_classes) / 1e6, "format": fmt}

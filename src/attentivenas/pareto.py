@@ -164,6 +164,7 @@ def plot_pareto(
     published: Sequence[tuple[str, float, float]] = (),
     max_mflops: float | None = None,
     title: str = "Pareto front",
+    evaluated_label: str = "evaluated",
 ) -> Path:
     """Accuracy vs MFLOPs: evaluated archs (grey), the front (line), budget winners (stars),
     optionally the authors' published models; written atomically as PNG."""
@@ -174,7 +175,7 @@ def plot_pareto(
 
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     if evaluated is not None and len(evaluated):
-        ax.scatter(evaluated[:, 0], evaluated[:, 1], s=6, c="0.75", label="evaluated", zorder=1)
+        ax.scatter(evaluated[:, 0], evaluated[:, 1], s=6, c="0.75", label=evaluated_label, zorder=1)
     pts = sorted((e["mflops"], e["accuracy"]) for e in entries)
     if pts:
         xs, ys = zip(*pts, strict=True)

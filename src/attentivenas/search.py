@@ -592,7 +592,9 @@ def write_search_outputs(out_dir: str | Path, result: SearchResult, show_publish
         "pareto.json": write_pareto_json(out / "pareto.json", result.pareto),
         "pareto.csv": write_pareto_csv(out / "pareto.csv", result.pareto),
         "pareto.png": plot_pareto(out / "pareto.png", result.pareto, result.evaluated, result.budget_winners,
-                                  published, (settings.get("budgets") or {}).get("max_mflops"), title),
+                                  published, (settings.get("budgets") or {}).get("max_mflops"), title,
+                                  "evaluated" if settings.get("accuracy_source") == "measured"
+                                  else "evaluated (predicted accuracy)"),
         "summary.json": atomic_write_json(out / "summary.json", _json_safe(result.summary())),
         "metrics.jsonl": atomic_write_text(out / "metrics.jsonl",
                                            "".join(json.dumps(_json_safe(h)) + "\n" for h in result.history)),

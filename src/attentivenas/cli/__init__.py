@@ -19,9 +19,9 @@ app = typer.Typer(
 
 def _register_commands() -> None:
     """Each ``cli/<topic>.py`` adds its commands through ``register(app)``."""
-    from . import foundation, search_cmd, stage2_cmd, train_cmd
+    from . import foundation, pipeline_cmd, search_cmd, stage2_cmd, train_cmd
 
-    for module in (foundation, train_cmd, stage2_cmd, search_cmd):
+    for module in (foundation, train_cmd, stage2_cmd, search_cmd, pipeline_cmd):
         module.register(app)
 
 

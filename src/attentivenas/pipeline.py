@@ -1,0 +1,196 @@
+"""The whole two-stage pipeline in one call (``attentivenas quickstart``).
+
+1. stage 1: train the supernet from a config (resuming the run in ``out`` if there is one);
+2. measure subnets spread over the FLOPs range (BN recalibrated, validation split) and fit an
+   accuracy predictor (cross-validated, the best kind kept);
+3. search the Pareto front with NSGA-II on predicted accuracy, re-measuring the best candidates;
+4. export every Pareto subnet as a standalone TorchScript model, and report its test-split accuracy
+   (the test split is only read here, after the search).
+
+Files (the DESIGN.md contract): ``OUT/checkpoints/last.pt``, ``OUT/metrics.jsonl``,
+``OUT/config.yaml``, ``OUT/pareto.json|csv|png``, ``OUT/models/`` (plus ``OUT/predictor/`` and
+``OUT/search/`` with the predictor, its data and the search's own logs).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import TrainConfig, load_config
+from .errors import ConfigError
+
+PACKAGED_QUICKSTART = "quickstart.yaml"
+
+
+def quickstart_config_path() -> Path:
+    """The quick-start config shipped with the package (also at ``configs/quickstart.yaml``)."""
+    return Path(str(resources.files("attentivenas") / "configs" / PACKAGED_QUICKSTART))
+
+
+@dataclass
+class PipelineSettings:
+    """Stage-2 settings of the pipeline (stage 1 is the training config)."""
+
+    num_archs: int = 40  # measured archs for the predictor
+    predictor_kinds: tuple[str, ...] = ("rf", "lgbm", "ridge")
+    folds: int = 5
+    pop_size: int = 40
+    generations: int = 25
+    remeasure_top: int = 8
+    export_format: str = "torchscript"
+    seed: int = 0
+
+    def validate(self) -> PipelineSettings:
+        if self.num_archs < 4:
+            raise ConfigError(f"num_archs must be >= 4 (predictor data), got {self.num_archs}")
+        if self.folds < 2 or self.folds > self.num_archs:
+            raise ConfigError(f"folds must be in [2, num_archs={self.num_archs}], got {self.folds}")
+        return self
+
+
+@dataclass
+class PipelineResult:
+    out_dir: Path
+    checkpoint: Path
+    predictor: Path
+    predictor_report: dict[str, Any]
+    pareto: list[dict[str, Any]]
+    hypervolume: float
+    models: list[dict[str, Any]]
+    timings: dict[str, float] = field(default_factory=dict)
+    train_eval: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def plot(self) -> Path:
+        return self.out_dir / "pareto.png"
+
+
+Log = Callable[[str], None]
+
+
+def run_pipeline(config: TrainConfig, out_dir: str | Path, settings: PipelineSettings | None = None,
+                 log: Log = print, progress: bool = True) -> PipelineResult:
+    """Train, fit a predictor, search and export; see the module doc."""
+    from .data import build_data
+    from .evaluate import SubnetEvaluator, evaluate_subnet
+    from .export_formats import export_pareto_set
+    from .predictor import build_arch_dataset, fit_best
+    from .search import run_search, write_search_outputs
+    from .train import train
+
+    settings = (settings or PipelineSettings()).validate()
+    out = Path(out_dir)
+    timings: dict[str, float] = {}
+
+    t = time.perf_counter()
+    log(f"[1/4] training the supernet ({config.space} space, {config.data.name} data) -> {out}")
+    trained = train(config, out, resume="auto")
+    if trained.status != "completed" or trained.model is None:
+        raise ConfigError(f"training ended as '{trained.status}'; rerun to resume it (--out {out})")
+    timings["train_s"] = time.perf_counter() - t
+    net = trained.model.cpu().eval()
+    space, num_classes = net.space, net.num_classes
+
+    t = time.perf_counter()
+    bundle = build_data(config.data, config.seed)
+    evaluator = SubnetEvaluator(net, bundle, calib_batches=config.eval.calibration_batches,
+                                calib_batch_size=config.data.batch_size, batch_size=config.data.eval_batch_size,
+                                device="cpu", seed=settings.seed)
+    log(f"[2/4] measuring {settings.num_archs} subnets (BN recalibrated, validation split) for the predictor")
+    pred_dir = out / "predictor"
+    dataset = build_arch_dataset(space, evaluator, settings.num_archs, seed=settings.seed,
+                                 cache_path=pred_dir / "archs.jsonl", num_classes=num_classes, progress=progress)
+    predictor, report = fit_best(dataset, settings.predictor_kinds, folds=settings.folds, seed=settings.seed)
+    predictor_path = predictor.save(pred_dir / "predictor.json")
+    best = report["kinds"][report["best"]]
+    log(f"      best predictor: {report['best']} (Kendall tau {best['kendall_tau']:.3f}, "
+        f"Spearman rho {best['spearman_rho']:.3f}, RMSE {best['rmse']:.2f} on held-out archs)")
+    timings["predictor_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    log(f"[3/4] NSGA-II search (population {settings.pop_size}, {settings.generations} generations), "
+        f"re-measuring the top {settings.remeasure_top}")
+    result = run_search(space, predictor.predict_genes, objectives=("mflops",),
+                        accuracy_source="predicted+remeasure", evaluate_fn=evaluator,
+                        measured_cache=out / "search" / "measured.jsonl", remeasure_top=settings.remeasure_top,
+                        num_classes=num_classes, pop_size=settings.pop_size, generations=settings.generations,
+                        seed=settings.seed, progress=progress)
+    files = write_search_outputs(out / "search", result)
+    for name in ("pareto.json", "pareto.csv", "pareto.png"):
+        _copy_atomic(files[name], out / name)
+    timings["search_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    log(f"[4/4] exporting {len(result.pareto)} Pareto subnets ({settings.export_format}) -> {out / 'models'}")
+    records = export_pareto_set(net, result.pareto, out / "models", settings.export_format,
+                                calib_batches=evaluator.calib)
+    for rec, entry in zip(records, result.pareto, strict=True):
+        rec["val_top1"] = entry["accuracy"]
+        rec["accuracy_source"] = entry["accuracy_source"]
+        rec["test_top1"] = _test_accuracy(out / "models" / rec["file"], bundle.test, settings.export_format,
+                                          config.data.eval_batch_size, evaluate_subnet)
+    from .io import atomic_write_json
+
+    atomic_write_json(out / "models" / "index.json", records)
+    timings["export_s"] = time.perf_counter() - t
+    return PipelineResult(out, trained.checkpoint or out / "checkpoints" / "last.pt", predictor_path, report,
+                          result.pareto, result.hypervolume, records, timings, trained.final_eval)
+
+
+def _copy_atomic(src: Path, dst: Path) -> None:
+    from .io import atomic_write_bytes
+
+    atomic_write_bytes(dst, Path(src).read_bytes())
+
+
+def _test_accuracy(model_path: Path, test_set: Any, fmt: str, batch_size: int, evaluate_subnet: Callable) -> float | None:
+    """Top-1 of an exported model on the test split (TorchScript files are loaded back as shipped)."""
+    if fmt != "torchscript":
+        return None
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        model = torch.jit.load(str(model_path), map_location="cpu")
+    return float(evaluate_subnet(model, test_set, "cpu", batch_size)["top1"])
+
+
+def format_summary(result: PipelineResult) -> str:
+    """A short table of the exported Pareto models and the paths a user needs."""
+    lines = [
+        f"{'model':<34} {'MFLOPs':>7} {'params':>8} {'val top-1':>10} {'test top-1':>11}",
+    ]
+    for rec in result.models:
+        test = "-" if rec.get("test_top1") is None else f"{rec['test_top1']:.2f}"
+        src = "" if rec.get("accuracy_source") == "measured" else " (pred.)"
+        lines.append(f"{rec['file']:<34} {rec['mflops']:>7.2f} {rec['params_m']:>7.3f}M "
+                     f"{rec['val_top1']:>9.2f}%{src:<8} {test:>6}%")
+    t = result.timings
+    lines += [
+        "",
+        f"hypervolume {result.hypervolume:.4f}; predictor {result.predictor_report['best']}; "
+        f"time: train {t.get('train_s', 0):.0f}s, predictor {t.get('predictor_s', 0):.0f}s, "
+        f"search {t.get('search_s', 0):.0f}s, export {t.get('export_s', 0):.0f}s",
+        f"checkpoint: {result.checkpoint}",
+        f"metrics:    {result.out_dir / 'metrics.jsonl'}",
+        f"predictor:  {result.predictor}",
+        f"pareto:     {result.out_dir / 'pareto.json'} (csv beside it)",
+        f"plot:       {result.plot}",
+        f"models:     {result.out_dir / 'models'}/ (index.json lists them)",
+    ]
+    return "\n".join(lines)
+
+
+def load_quickstart_config(path: str | Path | None, overrides: list[str]) -> TrainConfig:
+    return load_config(path if path is not None else quickstart_config_path(), overrides)
+
+
+__all__ = ["PipelineSettings", "PipelineResult", "run_pipeline", "format_summary", "load_quickstart_config",
+           "quickstart_config_path"]
