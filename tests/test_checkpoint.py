@@ -24,11 +24,15 @@ LAYOUT = dict(
 
 
 @pytest.fixture(scope="module")
-def authors_ckpt(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    state = random_authors_state(official_keys(), seed=1)
-    path = tmp_path_factory.mktemp("ckpt") / "attentive_nas_supernet.pth.tar"
-    save_authors_checkpoint(path, state)
-    return path, state
+def authors_ckpt(authors_checkpoint) -> tuple[Path, dict]:
+    return authors_checkpoint
+
+
+@pytest.fixture(scope="module")
+def authors_net(authors_checkpoint) -> Supernet:
+    net, meta = load_supernet(authors_checkpoint[0])
+    assert meta["source"] == "authors" and net.num_classes == 1000
+    return net
 
 
 def test_plain_weights_only_load_refuses_authors_file(authors_ckpt) -> None:
@@ -38,13 +42,11 @@ def test_plain_weights_only_load_refuses_authors_file(authors_ckpt) -> None:
 
 
 @pytest.mark.parametrize("name", ["a0", "a3", "a6", "alphanet-a5-base"])
-def test_authors_checkpoint_gives_their_logits(authors_ckpt, name: str) -> None:
-    path, state = authors_ckpt
-    net, meta = load_supernet(path)
-    assert meta["source"] == "authors" and net.num_classes == 1000
+def test_authors_checkpoint_gives_their_logits(authors_ckpt, authors_net: Supernet, name: str) -> None:
+    _path, state = authors_ckpt
     arch = named_arch(name)
-    sub = net.extract(arch).eval()
-    x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    sub = authors_net.extract(arch).eval()
+    x = torch.randn(2, 3, 160, 160, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         ours = sub(x)
         ref = reference_forward(state, arch.to_dict(), x, **LAYOUT)
@@ -60,9 +62,8 @@ def test_authors_config_in_args_selects_space(tmp_path: Path) -> None:
     assert net.space is ATTENTIVENAS_SPACE
 
 
-def test_round_trip_through_our_format(authors_ckpt, tmp_path: Path) -> None:
-    path, state = authors_ckpt
-    net, _ = load_supernet(path)
+def test_round_trip_through_our_format(authors_net: Supernet, tmp_path: Path) -> None:
+    net = authors_net
     ours = save_supernet(tmp_path / "ours.pt", net, extra={"epoch": 3})
     raw = torch.load(ours, weights_only=True)
     assert raw["format"] == "attentivenas" and raw["epoch"] == 3

@@ -15,7 +15,6 @@ from attentivenas.space import TINY_SPACE
 from attentivenas.supernet import Supernet
 
 from .cli_helpers import run_cli
-from .official_reference import official_keys, random_authors_state, save_authors_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -89,9 +88,8 @@ def test_export_torchscript_loads_alone(tiny_ckpt: Path, tmp_path: Path) -> None
     assert torch.allclose(loaded(x), ref(x), atol=1e-6)
 
 
-def test_export_from_authors_checkpoint(tmp_path: Path) -> None:
-    ckpt = tmp_path / "authors.pth"
-    save_authors_checkpoint(ckpt, random_authors_state(official_keys(), seed=3))
+def test_export_from_authors_checkpoint(authors_checkpoint, tmp_path: Path) -> None:
+    ckpt = authors_checkpoint[0]
     out = tmp_path / "a0.ts"
     r = run_cli("export", "--checkpoint", str(ckpt), "--arch", "a0", "--out", str(out))
     assert r.code == 0, r.err

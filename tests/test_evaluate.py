@@ -25,21 +25,6 @@ from attentivenas.supernet import Supernet
 from .cli_helpers import run_cli
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: the shared CI CPU is small and OpenMP spinning makes tiny convs slow."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def tiny_net() -> Supernet:
-    torch.manual_seed(0)
-    return Supernet(TINY_SPACE, 10).eval()
-
-
 def _images(n: int, size: int = 32, seed: int = 0) -> torch.Tensor:
     return torch.randn(n, 3, size, size, generator=torch.Generator().manual_seed(seed))
 

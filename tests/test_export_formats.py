@@ -24,15 +24,6 @@ from attentivenas.space import TINY_SPACE
 from attentivenas.supernet import Supernet
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: the shared CI CPU is small and OpenMP spinning makes tiny convs slow."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def tiny_net() -> Supernet:
     torch.manual_seed(0)

@@ -39,21 +39,6 @@ def _synthetic_table(space=TINY_SPACE, num_classes: int = 10, **kw) -> LatencyTa
                         **kw)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: the shared CI CPU is small and OpenMP spinning makes tiny convs slow."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def tiny_net() -> Supernet:
-    torch.manual_seed(0)
-    return Supernet(TINY_SPACE, 10).eval()
-
-
 def test_measure_latency_states_setting_and_restores_threads() -> None:
     before = torch.get_num_threads()
     model = torch.nn.Conv2d(3, 4, 3)

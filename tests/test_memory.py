@@ -21,21 +21,6 @@ from attentivenas.space import ATTENTIVENAS_SPACE, TINY_SPACE, named_arch
 from attentivenas.supernet import Supernet
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: the shared CI CPU is small and OpenMP spinning makes tiny convs slow."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def tiny_net() -> Supernet:
-    torch.manual_seed(0)
-    return Supernet(TINY_SPACE, 10).eval()
-
-
 def _archs(n: int, seed: int) -> list:
     rng = np.random.default_rng(seed)
     return [TINY_SPACE.min_arch(), TINY_SPACE.max_arch()] + [TINY_SPACE.sample(rng) for _ in range(n)]

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from .errors import UserError
-from .io import atomic_write_bytes, atomic_write_json
+from .io import atomic_write_bytes, atomic_write_json, read_json_file
 from .space import Arch, SearchSpace, get_space
 
 SUBNET_FORMAT = "attentivenas-subnet"
@@ -219,13 +219,7 @@ def export_subnet(subnet: nn.Module, path: str | Path, fmt: str = "onnx",
 def read_pareto_archs(pareto: str | Path | Sequence[Any], space: SearchSpace) -> list[Arch]:
     """Archs of a Pareto set: a ``pareto.json`` path, or a list of entries ``{"arch": {...}}`` or archs."""
     if isinstance(pareto, (str, Path)):
-        p = Path(pareto)
-        if not p.is_file():
-            raise ExportError(f"Pareto set not found: {p}")
-        try:
-            pareto = json.loads(p.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ExportError(f"Pareto set {p} is not valid JSON: {exc}") from None
+        pareto = read_json_file(pareto, "Pareto set", ExportError)
         if isinstance(pareto, Mapping):
             pareto = pareto.get("pareto", pareto.get("archs", []))
     if not isinstance(pareto, Sequence) or len(pareto) == 0:

@@ -9,8 +9,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import torch
-
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically (the old file, if any, stays until the rename)."""
@@ -50,6 +48,20 @@ def atomic_write_json(path: str | Path, obj: Any, indent: int | None = 2) -> Pat
 
 def atomic_torch_save(obj: Any, path: str | Path) -> Path:
     """``torch.save`` to memory, then an atomic write."""
+    import torch
+
     buf = io.BytesIO()
     torch.save(obj, buf)
     return atomic_write_bytes(path, buf.getvalue())
+
+
+def read_json_file(path: str | Path, what: str, error: type[Exception] = ValueError) -> Any:
+    """Parse a JSON file a user handed us; a missing or malformed file raises ``error`` with one
+    line naming ``what`` and the path (pass a :class:`~attentivenas.errors.UserError` subclass)."""
+    p = Path(path)
+    if not p.is_file():
+        raise error(f"{what} not found: {p}")
+    try:
+        return json.loads(p.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise error(f"{what} {p} is not valid JSON: {exc}") from None

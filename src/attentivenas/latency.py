@@ -17,7 +17,8 @@ A :class:`LatencyTable` predicts a subnet's latency without running it. A subnet
 Each distinct op signature is measured once on the device (:func:`build_latency_table`); the
 prediction of an arch is the sum of its ops plus ``overhead_ms + per_block_ms * blocks``: the
 work the ops alone do not show (Python dispatch of the block and sequence modules, the flatten),
-fitted by least squares on the residuals of a few whole subnets measured on the same device.
+fitted by least squares on the residuals of a few whole subnets measured on the same device
+(a prediction is never below ``MIN_FRACTION`` of its summed op times).
 :func:`table_error` reports the mean absolute percentage error (MAPE) of the table against
 measured latency on held-out archs.
 """
@@ -40,11 +41,15 @@ from torch import nn
 
 from .cost import HEAD_EXPAND, conv_out_size, layer_specs, mid_channels, se_channels
 from .errors import UserError
-from .io import atomic_write_json
+from .io import atomic_write_json, read_json_file
 from .space import Arch, SearchSpace
 
 TABLE_FORMAT = "attentivenas-latency-table"
 TABLE_VERSION = 1
+#: A prediction never drops below this fraction of its summed op times: the fitted overhead is
+#: often negative (each op timed alone carries call overhead) and, fitted on a few noisy subnets,
+#: must not push a small subnet's prediction to zero or below.
+MIN_FRACTION = 0.1
 
 
 # --------------------------------------------------------------------------- measurement
@@ -435,7 +440,7 @@ class LatencyTable:
         self.check_space(space)
         space.validate(arch)
         ops = sum(self.op_ms(op) for op in arch_ops(space, arch, self.num_classes))
-        return ops + self.overhead_ms + self.per_block_ms * sum(arch.depth)
+        return max(ops + self.overhead_ms + self.per_block_ms * sum(arch.depth), MIN_FRACTION * ops)
 
     def _sum(self, ops: Iterable[OpSig]) -> float:
         total = 0.0
@@ -483,7 +488,7 @@ class LatencyTable:
             for op in arch_ops(space, space.decode(g[bad[0]]), self.num_classes):
                 self.op_ms(op)  # raises naming the missing op
         blocks = space.features_from_genes(g)[:, od : od + n_s].sum(axis=1)
-        return total + self.overhead_ms + self.per_block_ms * blocks
+        return np.maximum(total + self.overhead_ms + self.per_block_ms * blocks, MIN_FRACTION * total)
 
     def gene_fn(self, space: SearchSpace) -> Callable[[np.ndarray], np.ndarray]:
         """``genes -> predicted ms`` for the search (space checked once, here)."""
@@ -542,14 +547,8 @@ class LatencyTable:
     @classmethod
     def load(cls, path: str | Path) -> LatencyTable:
         """Read a table written by :meth:`save`."""
-        p = Path(path)
-        if not p.is_file():
-            raise UserError(f"latency table not found: {p}")
-        try:
-            data = json.loads(p.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise UserError(f"latency table {p} is not valid JSON: {exc}") from None
-        return cls.from_dict(data, source=f"latency table {p}")
+        data = read_json_file(path, "latency table", UserError)
+        return cls.from_dict(data, source=f"latency table {path}")
 
 
 # --------------------------------------------------------------------------- building

@@ -34,7 +34,7 @@ import numpy as np
 
 from .cost import CostModel
 from .errors import CheckpointError, ConfigError, UserError
-from .io import atomic_write_json, atomic_write_text
+from .io import atomic_write_json, atomic_write_text, read_json_file
 from .space import Arch, SearchSpace, get_space
 
 FORMAT = "attentivenas-predictor"
@@ -850,12 +850,7 @@ def load_predictor(path: str | Path) -> Predictor:
     """Load a predictor JSON file (no unpickling). A missing or corrupt file raises
     :class:`CheckpointError` naming the file."""
     p = Path(path)
-    if not p.is_file():
-        raise CheckpointError(f"predictor file not found: {p}")
-    try:
-        data = json.loads(p.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"predictor file {p} is not valid JSON: {exc}") from None
+    data = read_json_file(p, "predictor file", CheckpointError)
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(f"{p} is not an attentivenas predictor file (expected \"format\": \"{FORMAT}\")")
     if data.get("version") != VERSION:

@@ -24,6 +24,7 @@ import numpy as np
 import yaml
 
 from .errors import ArchError, SpaceError
+from .io import read_json_file
 
 ARCH_KEYS = ("resolution", "width", "depth", "kernel_size", "expand_ratio")
 STAGE_NAMES = ("mb1", "mb2", "mb3", "mb4", "mb5", "mb6", "mb7")
@@ -548,12 +549,7 @@ def resolve_arch(spec: str | Mapping[str, Any] | Arch, space: SearchSpace) -> Ar
         return named_arch(text, space)
     p = Path(text)
     if p.suffix.lower() == ".json" or p.exists():
-        if not p.is_file():
-            raise ArchError(f"arch file not found: {p}")
-        try:
-            data = json.loads(p.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ArchError(f"arch file {p} is not valid JSON: {exc}") from None
+        data = read_json_file(p, "arch file", ArchError)
         if isinstance(data, Mapping) and "arch" in data and isinstance(data["arch"], Mapping):
             data = data["arch"]
         return space.arch_from_dict(data)
