@@ -136,3 +136,10 @@ def test_export_pareto_set_in_one_command(tiny_ckpt: Path, tmp_path: Path) -> No
 def test_export_needs_exactly_one_of_arch_or_pareto(tiny_ckpt: Path, tmp_path: Path) -> None:
     r = run_cli("export", "--checkpoint", str(tiny_ckpt), "--out", str(tmp_path / "x"))
     assert r.code == 2 and "exactly one" in r.err
+
+
+def test_version() -> None:
+    import attentivenas
+
+    r = run_cli("--version")
+    assert r.code == 0 and r.out.strip() == f"attentivenas {attentivenas.__version__}"

@@ -17,6 +17,21 @@ app = typer.Typer(
 
 
 
+def _version(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        typer.echo(f"attentivenas {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    """Two-stage neural architecture search with attentive sampling (AttentiveNAS)."""
+
+
 def _register_commands() -> None:
     """Each ``cli/<topic>.py`` adds its commands through ``register(app)``."""
     from . import foundation, pipeline_cmd, search_cmd, stage2_cmd, train_cmd
