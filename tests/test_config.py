@@ -60,6 +60,15 @@ def test_quickstart_config_is_tiny_digits_bestup() -> None:
     assert c.optim.epochs * 40 < 200  # a few hundred steps at most on a CPU
 
 
+def test_online_predictor_quickstart_config() -> None:
+    c = load_config(ROOT / "configs" / "quickstart_online_predictor.yaml")
+    assert (c.space, c.sampler.method, c.sampler.estimator, c.optim.epochs) == ("tiny", "bestup", "online", 3)
+    on = c.sampler.online
+    assert (on.start_epoch, on.refit_every, on.num_archs, on.kinds, on.folds, on.calibration_batches) == (
+        1, 1, 40, ["ridge", "rf"], 5, 4)
+    assert c.model_dump(exclude={"sampler"}) == load_config(QUICKSTART).model_dump(exclude={"sampler"})
+
+
 def test_overrides_are_typed_by_yaml() -> None:
     c = load_config(QUICKSTART, ["optim.lr=0.05", "sampler.k=5", "runtime.amp=bf16", "log.tensorboard=false",
                                  "model.num_classes=null", "sampler.target_min=1.5"])
@@ -125,6 +134,16 @@ def test_bad_files_name_the_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="must hold a mapping"):
         load_config(lst)
     assert issubclass(ConfigError, UserError)
+
+
+def test_online_predictor_and_memory_prior_configs_round_trip(tmp_path: Path) -> None:
+    c = load_config(QUICKSTART, ["sampler.estimator=online", "sampler.online.start_epoch=2",
+                                 "sampler.online.kinds=[rf, lgbm]", "sampler.constraint=memory",
+                                 "sampler.bin_width=null"])
+    on = c.sampler.online
+    assert (on.start_epoch, on.refit_every, on.kinds, c.sampler.bin_width) == (2, 1, ["rf", "lgbm"], None)
+    assert load_config(save_config(c, tmp_path / "config.yaml")) == c
+    assert load_config(QUICKSTART, ["sampler.constraint=params", "sampler.bin_width=null"]).sampler.bin_width == 0.25
 
 
 def test_resolved_config_round_trips(tmp_path: Path) -> None:

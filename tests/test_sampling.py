@@ -200,12 +200,20 @@ def test_prior_config_errors() -> None:
         ConstraintPrior(S, "latency")
     with pytest.raises(ConfigError, match="sampler.bin_width = -1"):
         ConstraintPrior(S, bin_width=-1)
-    with pytest.raises(ConfigError, match="sampler.bin_width must be given"):
-        ConstraintPrior(S, lambda g: np.zeros(len(g)))
     with pytest.raises(ConfigError, match="target_min = 500 must be below sampler.target_max = 400"):
         ConstraintPrior(S, target_range=(500, 400))
     with pytest.raises(ConfigError, match="sampler.prior_samples = 0"):
         ConstraintPrior(S, num_samples=0)
+
+
+def test_callable_constraint_without_bin_width_gets_range_over_40() -> None:
+    p = ConstraintPrior(S, lambda g: CM.flops(g) * 2.0, num_samples=5000, seed=0)
+    vmin, vmax = p.space_range
+    assert (vmin, vmax) == pytest.approx((2 * CM.flops(np.zeros((1, S.num_genes), np.int64))[0],
+                                          2 * CM.flops((S.gene_sizes - 1)[None, :])[0]))
+    assert p.bin_width == float(f"{(vmax - vmin) / 40:.2g}") == 87.0  # 2 x (1939.34 - 203.39) / 40
+    c = p.sample_candidates(3)
+    assert _in(2 * CM.flops(c.genes), c.lo, c.hi) and c.hi - c.lo <= 87.0
 
 
 def test_prior_state_round_trip(prior) -> None:
@@ -269,6 +277,20 @@ def test_load_predictor_estimator_real_file(tmp_path) -> None:
         load_predictor_estimator(path, TINY_SPACE)
 
 
+def test_load_predictor_estimator_uses_the_predictors_own_features(tmp_path) -> None:
+    pred_mod = pytest.importorskip("attentivenas.predictor")
+    genes = S.sample_genes(np.random.default_rng(1), 40)
+    flops, params = CM.flops_and_params(genes)
+    ds = pred_mod.ArchDataset(S, [pred_mod.ArchRecord(S.decode(g), 70.0 + np.log(f) + (g[0] == 1), float(f),
+                                                      float(p) / 1e6) for g, f, p in zip(genes, flops, params,
+                                                                                         strict=True)])
+    predictor = pred_mod.fit_predictor(ds, kind="ridge", feature_set="knobs+cost")
+    assert len(predictor.feature_names) == S.num_genes + 2
+    est = load_predictor_estimator(predictor.save(tmp_path / "cost.json"), S)
+    assert est.features(genes[:5]).shape == (5, S.num_genes + 2)
+    assert np.array_equal(est.score_genes(genes), predictor.predict_genes(genes))
+
+
 # --------------------------------------------------------------------------- sampler
 def _sampler(method: str, k: int = 4, seed: int = 0, prior_seed: int = 0) -> ArchSampler:
     p = ConstraintPrior(S, num_samples=20_000, seed=prior_seed)
@@ -325,6 +347,26 @@ def test_uniform_method() -> None:
     assert [g[0] for g in groups] == archs
     resolutions = {a.resolution for a in ArchSampler(S, "uniform", seed=2).sample_middle(200)}
     assert resolutions == set(S.resolutions)
+
+
+def test_warmup_samples_uniformly_until_switched_off() -> None:
+    s = _sampler("bestup", k=3, seed=8, prior_seed=8)
+    s.warmup = True
+    ref = ArchSampler(S, "uniform", seed=8)
+    groups = s.propose(2)
+    assert [len(g) for g in groups] == [1, 1] and [g[0] for g in groups] == [g[0] for g in ref.propose(2)]
+    assert s.choose(groups, [[0.0], [1.0]]) == [g[0] for g in groups] and s.last_targets == [None, None]
+    assert s.sample_middle(2) == ref.sample_middle(2)  # no estimator needed
+    prior_rng = s.prior.state_dict()["rng"]
+    assert prior_rng == _sampler("bestup", k=3, seed=8, prior_seed=8).prior.state_dict()["rng"]  # untouched
+    state = json.loads(json.dumps(s.state_dict()))
+    assert state["warmup"] is True
+    t = _sampler("bestup", k=3, seed=8, prior_seed=8)
+    t.load_state_dict(state)
+    assert t.warmup and t.propose(1) == s.propose(1)
+    s.warmup = False
+    groups = s.propose(2)
+    assert [len(g) for g in groups] == [3, 3] and all(lo < hi for lo, hi in s._proposed_targets)
 
 
 def test_seeded_determinism() -> None:

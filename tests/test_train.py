@@ -401,6 +401,11 @@ def test_cli_train_prints_where_the_files_are(tmp_path: Path) -> None:
     (["sampler.target_min=50", "sampler.prior_samples=2000"], "no arch reaches it"),
     (["data.batch_size=4096"], "data.batch_size=4096 is larger than the training split"),
     (["sampler.estimator=predictor", "sampler.predictor=/no/such/predictor.json"], "sampler.predictor=PATH"),
+    (["sampler.estimator=online", "sampler.method=uniform"], "sampler.estimator=online ranks candidates"),
+    (["sampler.estimator=online", "sampler.online.start_epoch=3"], "sampler.online.start_epoch (3) must be below"),
+    (["sampler.constraint=latency"], "sampler.latency_table (a table from"),
+    (["sampler.constraint=latency", "sampler.latency_table=/no/such/table.json"],
+     "sampler.latency_table=/no/such/table.json: file not found"),
 ])
 def test_cli_bad_input_is_one_line_and_exit_code_2(tmp_path: Path, overrides: list[str], message: str) -> None:
     r = _cli("train", "--config", str(ROOT / "configs" / "quickstart.yaml"), "--out", str(tmp_path / "x"),

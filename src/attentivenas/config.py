@@ -100,6 +100,35 @@ class OptimConfig(_Section):
     grad_clip_value: float | None = Field(1.0, gt=0.0)  # clip by value; null: no clipping
 
 
+class OnlinePredictorConfig(_Section):
+    """``sampler.estimator=online``: an accuracy predictor fitted during training (see docs/training.md).
+
+    Epochs before ``start_epoch`` sample the middle subnets uniformly. After ``start_epoch`` epochs
+    (and every ``refit_every`` epochs after that, but not after the last one) ``num_archs`` subnets
+    spread over the FLOPs range are BN-recalibrated and measured on the validation split, a
+    predictor is fitted (the best of ``kinds`` by cross-validated Kendall tau) and written to
+    ``DIR/predictors/epoch_XXX.json``; from then on ``sampler.method`` (BestUp/WorstUp) ranks the
+    candidates by predicted accuracy.
+    """
+
+    start_epoch: int = Field(1, ge=1)  # epochs of uniform sampling before the first fit
+    refit_every: int = Field(1, ge=1)  # epochs between fits
+    num_archs: int = Field(50, ge=4)  # subnets measured per fit (min and max included)
+    kinds: list[Literal["rf", "lgbm", "ridge", "gp"]] = Field(default_factory=lambda: ["ridge", "rf"],
+                                                             min_length=1)
+    folds: int = Field(5, ge=2)  # cross-validation folds for choosing the kind (2 archs per fold at least)
+    feature_set: Literal["knobs", "knobs+cost"] = "knobs"
+    calibration_batches: int | None = Field(None, ge=1)  # BN-calibration batches per subnet (None: eval's)
+    max_batches: int | None = Field(None, ge=1)  # cap of validation batches per subnet (None: eval's)
+
+    @model_validator(mode="after")
+    def _check(self) -> OnlinePredictorConfig:
+        if self.num_archs < 2 * self.folds:
+            raise ValueError(f"sampler.online.num_archs ({self.num_archs}) must be at least 2 x "
+                             f"sampler.online.folds ({self.folds})")
+        return self
+
+
 class SamplerConfig(_Section):
     """Which middle subnets each step trains (AttentiveNAS)."""
 
@@ -107,18 +136,42 @@ class SamplerConfig(_Section):
     k: int = Field(3, ge=1)  # candidates per middle subnet
     num_middle: int = Field(2, ge=0)  # middle subnets per step (4 subnets in all with max and min)
     prior: Literal["empirical", "uniform"] = "empirical"  # over the constraint's bins
-    bin_width: float = Field(25.0, gt=0.0)  # in MFLOPs (flops) or millions of parameters (params)
-    constraint: Literal["flops", "params"] = "flops"
-    estimator: Literal["loss", "predictor"] = "loss"
+    # bin width in the constraint's unit; None: 25 (MFLOPs) for flops, 0.25 (M) for params, and
+    # (max - min) / 40 of the space's range for latency (ms) and memory (MB)
+    bin_width: float | None = Field(None, gt=0.0)
+    constraint: Literal["flops", "params", "latency", "memory"] = "flops"
+    latency_table: str | None = None  # constraint latency: a table from `attentivenas latency build-table`
+    estimator: Literal["loss", "predictor", "online"] = "loss"
     predictor: str | None = None  # path of a fitted predictor (estimator: predictor)
+    online: OnlinePredictorConfig = OnlinePredictorConfig()  # estimator: online
     prior_samples: int = Field(100_000, ge=100)  # uniform archs for the empirical histogram
     target_min: float | None = None  # restrict targets to [target_min, target_max] of the constraint
     target_max: float | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_bin_width(cls, data: Any) -> Any:
+        """Fill the bin width of the named cost constraints, so the resolved config shows it."""
+        if isinstance(data, Mapping) and data.get("bin_width") is None:
+            width = {"flops": 25.0, "params": 0.25}.get(data.get("constraint", "flops"))  # type: ignore[arg-type]
+            if width is not None:
+                data = {**data, "bin_width": width}
+        return data
 
     @model_validator(mode="after")
     def _check(self) -> SamplerConfig:
         if self.estimator == "predictor" and not self.predictor:
             raise ValueError("sampler.predictor (a predictor file) is required when sampler.estimator=predictor")
+        if self.estimator == "online":
+            if self.method == "uniform":
+                raise ValueError("sampler.estimator=online ranks candidates for sampler.method=bestup or worstup, "
+                                 "not uniform")
+            if self.predictor:
+                raise ValueError("sampler.predictor is read only by sampler.estimator=predictor; "
+                                 "sampler.estimator=online fits its own (set sampler.predictor=null)")
+        if self.constraint == "latency" and not self.latency_table:
+            raise ValueError("sampler.latency_table (a table from `attentivenas latency build-table`) is required "
+                             "when sampler.constraint=latency")
         if self.target_min is not None and self.target_max is not None and self.target_min >= self.target_max:
             raise ValueError(f"sampler.target_min ({self.target_min}) must be below sampler.target_max")
         return self
@@ -175,6 +228,14 @@ class TrainConfig(_Section):
     checkpoint: CheckpointConfig = CheckpointConfig()
     runtime: RuntimeConfig = RuntimeConfig()
     log: LogConfig = LogConfig()
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainConfig:
+        on = self.sampler.online
+        if self.sampler.estimator == "online" and on.start_epoch >= self.optim.epochs:
+            raise ValueError(f"sampler.online.start_epoch ({on.start_epoch}) must be below optim.epochs "
+                             f"({self.optim.epochs}): the predictor is fitted after start_epoch epochs")
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (JSON/YAML friendly)."""
@@ -315,7 +376,8 @@ def save_config(config: TrainConfig, path: str | Path) -> Path:
 
 
 __all__ = [
-    "TrainConfig", "DataConfig", "ModelConfig", "LossConfig", "OptimConfig", "SamplerConfig", "EvalConfig",
+    "TrainConfig", "DataConfig", "ModelConfig", "LossConfig", "OptimConfig", "SamplerConfig",
+    "OnlinePredictorConfig", "EvalConfig",
     "CheckpointConfig", "RuntimeConfig", "LogConfig", "load_config", "parse_config", "apply_overrides",
     "override_config", "parse_override", "read_yaml", "config_to_yaml", "save_config",
 ]

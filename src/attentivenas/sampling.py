@@ -16,10 +16,16 @@ The pieces:
   uniformly sampled archs, the paper's prior; ``uniform``: uniform over the reachable bins), built by
   the program itself, and candidates in a bin (vectorised rejection, then a directed random walk for
   bins that uniform sampling rarely reaches).
+- :func:`build_constraint`: the prior's constraint for a ``sampler.constraint`` value: ``flops`` and
+  ``params`` (table cost), ``latency`` (a latency table's vectorised prediction, ms) or ``memory``
+  (:class:`attentivenas.memory.MemoryModel`, MB); a callable constraint without a bin width gets
+  ``(max - min) / 40`` of its range over the space.
 - Estimators (:class:`LossEstimator`, :class:`PredictorEstimator`).
 - :class:`ArchSampler`: ``uniform`` / ``bestup`` / ``worstup``, with :meth:`ArchSampler.propose` and
   :meth:`ArchSampler.choose` split so that a distributed trainer can all-reduce the scores before
   choosing (every rank then trains the same subnets).
+  ``ArchSampler.warmup`` makes BestUp / WorstUp sample uniformly until an estimator is ready (the
+  online predictor of :mod:`attentivenas.train.online`).
 
 All randomness flows from seeds through numpy Generators whose states are part of ``state_dict()``
 (plain dicts, lists, numbers and strings), so a resumed run draws exactly the same future samples.
@@ -46,8 +52,13 @@ from .space import Arch, SearchSpace
 METHODS = ("uniform", "bestup", "worstup")
 PRIOR_KINDS = ("empirical", "uniform")
 CONSTRAINTS = ("flops", "params")
+#: Every constraint the training config accepts (``latency`` and ``memory`` are callables).
+PRIOR_CONSTRAINTS = ("flops", "params", "latency", "memory")
 #: Default bin width per named constraint (MFLOPs, millions of parameters).
 DEFAULT_BIN_WIDTH = {"flops": 25.0, "params": 0.25}
+#: A callable constraint without a bin width gets ``(max - min) / DEFAULT_NUM_BINS`` (2 significant digits).
+DEFAULT_NUM_BINS = 40
+UNITS = {"flops": " MFLOPs", "params": " M params", "latency": " ms", "memory": " MB"}
 
 ConstraintFn = Callable[[np.ndarray], np.ndarray]
 
@@ -243,8 +254,9 @@ class ConstraintPrior:
             ``genes int64[n, num_genes] -> float[n]`` (latency, memory, ...).
         kind: ``"empirical"`` (histogram of the constraint over ``num_samples`` uniformly sampled
             archs, the paper's prior) or ``"uniform"`` (every bin of the reachable range alike).
-        bin_width: bin width in the constraint's unit (default 25 MFLOPs, 0.25 M params; required
-            for a callable). Bin ``b`` is ``[b * bin_width, (b + 1) * bin_width)``.
+        bin_width: bin width in the constraint's unit (default 25 MFLOPs, 0.25 M params; for a
+            callable, the range over the histogram's archs / 40, rounded to 2 significant digits).
+            Bin ``b`` is ``[b * bin_width, (b + 1) * bin_width)``.
         target_range: optional ``(min, max)`` of the constraint to train in (either may be None);
             bins are clipped to it.
         num_samples: uniform archs used to build the histogram.
@@ -288,11 +300,10 @@ class ConstraintPrior:
             self._fast = None
             self.cost = constraint
             monotone = False
-            if bin_width is None:
-                raise ConfigError("sampler.bin_width must be given for a custom constraint")
         else:
             raise ConfigError(f"sampler.constraint must be one of {list(CONSTRAINTS)} or a callable, got {constraint!r}")
-        if isinstance(bin_width, bool) or not isinstance(bin_width, (int, float)) or not bin_width > 0:
+        if bin_width is not None and (
+                isinstance(bin_width, bool) or not isinstance(bin_width, (int, float)) or not bin_width > 0):
             raise ConfigError(f"sampler.bin_width = {bin_width!r}; must be a positive number")
         if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
             raise ConfigError(f"sampler.prior_samples = {num_samples!r}; must be an integer >= 1")
@@ -305,7 +316,7 @@ class ConstraintPrior:
 
         self.space = space
         self.kind = kind
-        self.bin_width = float(bin_width)
+        self.bin_width = float(bin_width) if bin_width is not None else math.nan  # derived below when None
         self.lo = float(lo) if lo is not None else -math.inf
         self.hi = float(hi) if hi is not None else math.inf
         self.num_samples = num_samples
@@ -331,7 +342,9 @@ class ConstraintPrior:
         else:
             vmin, vmax = float(min(ext.min(), values.min())), float(max(ext.max(), values.max()))
         self.space_range = (vmin, vmax)
-        unit = {"flops": " MFLOPs", "params": " M params"}.get(self.constraint_name, "")
+        if math.isnan(self.bin_width):
+            self.bin_width = derived_bin_width(vmin, vmax)
+        unit = UNITS.get(self.constraint_name, "")
         if self.lo > vmax or self.hi <= vmin:
             raise ConfigError(
                 f"sampler target range [{_fmt(self.lo)}, {_fmt(self.hi)}]{unit} lies outside the range of space "
@@ -613,6 +626,72 @@ def _fmt(v: float) -> str:
     return "-inf" if v == -math.inf else "inf" if v == math.inf else f"{v:g}"
 
 
+def derived_bin_width(vmin: float, vmax: float, num_bins: int = DEFAULT_NUM_BINS) -> float:
+    """``(vmax - vmin) / num_bins`` rounded to 2 significant digits (1.0 for an empty range)."""
+    span = float(vmax) - float(vmin)
+    if not math.isfinite(span) or span <= 0:
+        return 1.0
+    return float(f"{span / num_bins:.2g}")
+
+
+class NamedConstraint:
+    """A vectorised constraint ``genes int64[n, num_genes] -> float[n]`` with a name and a unit
+    (the name is what the prior's state and messages show)."""
+
+    def __init__(self, fn: ConstraintFn, name: str, unit: str = "") -> None:
+        self.fn = fn
+        self.__name__ = name
+        self.unit = unit
+
+    def __call__(self, genes: np.ndarray) -> np.ndarray:
+        return np.asarray(self.fn(genes), dtype=np.float64)
+
+
+def build_constraint(space: SearchSpace, name: str, num_classes: int = 1000,
+                     latency_table: str | Path | None = None) -> str | NamedConstraint:
+    """The prior's constraint for a ``sampler.constraint`` value.
+
+    ``flops`` / ``params`` are returned as names (the fast table cost); ``latency`` is the
+    vectorised prediction of a latency table (``sampler.latency_table``, from ``attentivenas
+    latency build-table``; its space and class count are checked), in ms; ``memory`` is
+    :class:`attentivenas.memory.MemoryModel` (peak activations + weights at batch 1, float32), in MB.
+    """
+    if name in CONSTRAINTS:
+        return name
+    if name == "latency":
+        if latency_table is None:
+            raise ConfigError("sampler.latency_table (a table from `attentivenas latency build-table`) is required "
+                              "when sampler.constraint=latency")
+        from .errors import UserError
+        from .latency import LatencyTable
+
+        p = Path(latency_table)
+        if not p.is_file():
+            raise ConfigError(f"sampler.latency_table={p}: file not found (build one with "
+                              f"`attentivenas latency build-table --space {space.name} --out {p}`)")
+        try:
+            table = LatencyTable.load(p)
+            predict = table.gene_fn(space)
+        except UserError as exc:
+            raise ConfigError(f"sampler.latency_table={p}: {exc}") from None
+        if table.num_classes != num_classes:
+            raise ConfigError(f"sampler.latency_table={p} was built for {table.num_classes} classes, the supernet "
+                              f"has {num_classes}; build it with --num-classes {num_classes}")
+
+        def latency_ms(genes: np.ndarray) -> np.ndarray:
+            try:
+                return predict(genes)
+            except UserError as exc:  # a table built from a few archs misses ops of others
+                raise ConfigError(f"sampler.latency_table={p} does not cover the space: {exc}") from None
+
+        return NamedConstraint(latency_ms, "latency", UNITS["latency"])
+    if name == "memory":
+        from .memory import MemoryModel
+
+        return NamedConstraint(MemoryModel(space, num_classes), "memory", UNITS["memory"])
+    raise ConfigError(f"sampler.constraint = {name!r} is not allowed; allowed: {list(PRIOR_CONSTRAINTS)}")
+
+
 # --------------------------------------------------------------------------- estimators
 @runtime_checkable
 class Estimator(Protocol):
@@ -705,6 +784,10 @@ class ArchSampler:
     propose(n)``; each rank scores the candidates on its batch; the scores are all-reduced; then
     ``choose(groups, scores)`` returns the same subnets on every rank. After a call, ``last_mflops``
     and ``last_targets`` hold the MFLOPs and target bins ``(lo, hi)`` of the chosen subnets.
+
+    ``warmup = True`` makes a ``bestup`` / ``worstup`` sampler draw uniform archs (one per group)
+    until its estimator is ready, e.g. before the first fit of an online predictor; it uses the
+    sampler's own generator, so the prior's draws start where they would have.
     """
 
     def __init__(
@@ -733,6 +816,7 @@ class ArchSampler:
         if prior is None and method != "uniform":
             prior = ConstraintPrior(space, seed=int(prior_ss.generate_state(1)[0]), num_classes=num_classes)
         self.prior = prior
+        self.warmup = False
         self._flops = TableCost(space, "flops", num_classes)
         self.last_mflops: list[float] = []
         self.last_targets: list[tuple[float, float] | None] = []
@@ -743,9 +827,10 @@ class ArchSampler:
         cls, space: SearchSpace, cfg: Mapping[str, Any] | Any, *, seed: int = 0, num_classes: int = 1000
     ) -> ArchSampler:
         """From the ``sampler`` config section: ``method``, ``k``, ``num_middle``, ``constraint``,
-        ``prior`` (empirical|uniform), ``bin_width``, ``target_min``, ``target_max``, ``prior_samples``.
-        Other keys (``estimator``, ``predictor``) are the trainer's; key names are checked by the config
-        schema. A pydantic section (``model_dump``) works too."""
+        ``prior`` (empirical|uniform), ``bin_width``, ``target_min``, ``target_max``, ``prior_samples``,
+        ``latency_table`` (see :func:`build_constraint`). Other keys (``estimator``, ``predictor``,
+        ``online``) are the trainer's; key names are checked by the config schema. A pydantic section
+        (``model_dump``) works too."""
         if hasattr(cfg, "model_dump"):
             cfg = cfg.model_dump()
         method = cfg.get("method", "uniform")
@@ -753,7 +838,7 @@ class ArchSampler:
         if method in ("bestup", "worstup"):
             prior = ConstraintPrior(
                 space,
-                cfg.get("constraint", "flops"),
+                build_constraint(space, cfg.get("constraint", "flops"), num_classes, cfg.get("latency_table")),
                 kind=cfg.get("prior", "empirical"),
                 bin_width=cfg.get("bin_width"),
                 target_range=(cfg.get("target_min"), cfg.get("target_max")),
@@ -775,7 +860,7 @@ class ArchSampler:
     def propose(self, n: int | None = None) -> list[list[Arch]]:
         """``n`` candidate groups (``k`` archs each; one uniform arch each for ``uniform``)."""
         n = self.num_middle if n is None else n
-        if self.method == "uniform":
+        if self.method == "uniform" or self.warmup:
             self._proposed_targets = [None] * n
             return [[self.space.decode(g)] for g in self._uniform(n)]
         cands = self._propose_genes(n)
@@ -798,7 +883,7 @@ class ArchSampler:
             sc = np.asarray(sc, dtype=np.float64).reshape(-1)
             if len(sc) != len(grp):
                 raise ValueError(f"got {len(sc)} scores for a group of {len(grp)} candidates")
-            chosen.append(grp[0] if self.method == "uniform" else grp[self._pick(sc)])
+            chosen.append(grp[0] if self.method == "uniform" or self.warmup else grp[self._pick(sc)])
         genes = np.stack([self.space.encode(a) for a in chosen]) if chosen else np.zeros((0, self.space.num_genes))
         self.last_mflops = [float(x) for x in self._flops(genes)] if chosen else []
         targets = self._proposed_targets
@@ -809,7 +894,7 @@ class ArchSampler:
         """``n`` middle subnets (default ``num_middle``). ``bestup``/``worstup`` need an estimator; all
         ``n * k`` candidates are scored in one call (``score_genes`` when the estimator has it)."""
         n = self.num_middle if n is None else n
-        if self.method == "uniform":
+        if self.method == "uniform" or self.warmup:
             genes = self._uniform(n)
             self.last_targets = [None] * n
         else:
@@ -837,6 +922,7 @@ class ArchSampler:
             "method": self.method,
             "k": self.k,
             "num_middle": self.num_middle,
+            "warmup": bool(self.warmup),
             "rng": rng_state(self.rng),
             "prior": self.prior.state_dict() if self.prior is not None else None,
         }
@@ -851,5 +937,6 @@ class ArchSampler:
                         "resume with the same settings"
                     )
         set_rng_state(self.rng, state["rng"])
+        self.warmup = bool(state.get("warmup", False))
         if self.prior is not None and state.get("prior") is not None:
             self.prior.load_state_dict(state["prior"], strict=strict)

@@ -2,6 +2,7 @@
 
 from .loop import TrainingDiverged, TrainResult, default_out_dir, train
 from .losses import adaptive_alpha_divergence, build_distill_loss, label_smoothing_ce, soft_target_ce
+from .online import OnlinePredictor
 from .optim import build_optimizer, build_scheduler, param_groups, scaled_lr, warmup_cosine_factor
 from .sandwich import SandwichStep, StepResult
 from .state import find_resumable, read_training_checkpoint, resolve_resume
@@ -10,5 +11,5 @@ __all__ = [
     "train", "TrainResult", "TrainingDiverged", "default_out_dir", "SandwichStep", "StepResult",
     "label_smoothing_ce", "soft_target_ce", "adaptive_alpha_divergence", "build_distill_loss",
     "param_groups", "build_optimizer", "build_scheduler", "scaled_lr", "warmup_cosine_factor",
-    "find_resumable", "read_training_checkpoint", "resolve_resume",
+    "find_resumable", "read_training_checkpoint", "resolve_resume", "OnlinePredictor",
 ]

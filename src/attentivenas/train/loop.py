@@ -8,6 +8,7 @@ its checkpoints (see :mod:`attentivenas.train.state`), and writes::
     DIR/metrics.jsonl          one JSON record per logged step / evaluation
     DIR/tb/                    TensorBoard scalars
     DIR/checkpoints/last.pt    the newest checkpoint (plus the last K step_<n>.pt)
+    DIR/predictors/            sampler.estimator=online: the predictors fitted during training
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from ..supernet import Supernet
 from .distributed import DistInfo, all_reduce_sum, broadcast_module, cleanup, init_distributed, is_dist
 from .logging import MetricsLogger, Progress, truncate_metrics
 from .losses import build_distill_loss
+from .online import OnlinePredictor
 from .optim import build_optimizer, build_scheduler
 from .sandwich import SandwichStep, Scorer, StepResult, loss_scorer, static_scorer
 from .state import LAST, checkpoint_dir, resolve_resume, rng_state, save_training_checkpoint, set_rng_state
@@ -60,6 +62,7 @@ class TrainResult:
     final_eval: dict[str, float] = field(default_factory=dict)
     wall_s: float = 0.0
     model: Supernet | None = None
+    predictor: Path | None = None  # sampler.estimator=online: the predictor active at the end
 
 
 StepCallback = Callable[[int, StepResult], None]
@@ -167,12 +170,16 @@ class Trainer:
             self.space,
             {"method": sc.method, "k": sc.k, "num_middle": sc.num_middle, "constraint": sc.constraint,
              "prior": sc.prior, "bin_width": sc.bin_width, "target_min": sc.target_min,
-             "target_max": sc.target_max, "prior_samples": sc.prior_samples},
+             "target_max": sc.target_max, "prior_samples": sc.prior_samples, "latency_table": sc.latency_table},
             seed=cfg.seed, num_classes=self.num_classes,
         )
         scorer: Scorer | None = None
+        self.online: OnlinePredictor | None = None
         if sc.method != "uniform":
-            if sc.estimator == "predictor":
+            if sc.estimator == "online":  # uniform until the first fit (see train.online)
+                self.online = OnlinePredictor(cfg, out_dir, self.space, self.num_classes, info)
+                self.sampler.warmup = True
+            elif sc.estimator == "predictor":
                 scorer = static_scorer(load_predictor_estimator(sc.predictor, self.space).score)
             else:
                 scorer = loss_scorer
@@ -220,6 +227,7 @@ class Trainer:
                          "global_step": self.global_step, "nan_streak": self.nan_streak,
                          "steps_per_epoch": self.steps_per_epoch, "world_size": self.info.world_size},
             "metrics": dict(self.last_eval),
+            "online": self.online.state_dict() if self.online is not None else None,
         })
         return p
 
@@ -242,6 +250,11 @@ class Trainer:
         if self.scaler is not None and obj.get("scaler"):
             self.scaler.load_state_dict(obj["scaler"])
         self.sampler.load_state_dict(obj["sampler"])
+        if self.online is not None:
+            self.online.load_state_dict(obj.get("online"), path)
+            self._use_online_estimator()
+        else:
+            self.sampler.warmup = False  # e.g. an online run resumed with another estimator
         prog = obj["progress"]
         self.epoch, self.step_in_epoch = int(prog["epoch"]), int(prog["step_in_epoch"])
         self.global_step, self.nan_streak = int(prog["global_step"]), int(prog.get("nan_streak", 0))
@@ -280,6 +293,26 @@ class Trainer:
             out.update({f"{name}_top1": res["top1"], f"{name}_top5": res["top5"], f"{name}_loss": res["loss"]})
         return out
 
+    def _use_online_estimator(self) -> None:
+        """Score with the online predictor once there is one; uniform sampling before."""
+        assert self.online is not None
+        est = self.online.estimator
+        self.sampler.warmup = est is None
+        self.step_fn.scorer = static_scorer(est.score) if est is not None else None
+
+    def _fit_online(self, epochs_done: int, logger: MetricsLogger, progress: Progress) -> None:
+        assert self.online is not None
+        record = self.online.fit(self.net, self.data, epochs_done)
+        self._use_online_estimator()
+        logger.log("predictor", self.global_step, **record)
+        if self.info.is_main:
+            progress.write(
+                f"epoch {epochs_done}: predictor {record['best']} fitted on {record['n']} subnets "
+                f"(top-1 {record['top1_min']:.1f}-{record['top1_max']:.1f}%, CV Kendall tau "
+                f"{record['kendall_tau']:.3f}, Spearman {record['spearman_rho']:.3f}) in "
+                f"{record['measure_s'] + record['fit_s']:.1f}s -> {self.out_dir / record['path']}; "
+                f"{self.config.sampler.method} ranks candidates with it")
+
     def _diverged(self, logger: MetricsLogger) -> TrainingDiverged:
         where = f"epoch {self.epoch + 1}, step {self.global_step}"
         kept = (f"the last good checkpoint is kept: {self.last_checkpoint}" if self.last_checkpoint
@@ -298,7 +331,9 @@ class Trainer:
             logger.log("start", 0, world_size=info.world_size, total_batch=self.total_batch,
                        lr=self.optimizer.param_groups[0]["lr"], steps_per_epoch=self.steps_per_epoch,
                        epochs=cfg.optim.epochs, device=str(info.device), space=self.space.name,
-                       num_classes=self.num_classes)
+                       num_classes=self.num_classes, estimator=cfg.sampler.estimator,
+                       constraint=cfg.sampler.constraint,
+                       bin_width=self.sampler.prior.bin_width if self.sampler.prior is not None else None)
         status = "completed"
         try:
             with _StopFlag() as stop:
@@ -306,9 +341,10 @@ class Trainer:
         finally:
             progress.end_epoch()
             logger.close()
+        active = self.online.state.active if self.online is not None else None
         return TrainResult(self.out_dir, checkpoint_dir(self.out_dir) / LAST if self.last_checkpoint else None,
                            logger.path, self.global_step, self.epoch, status, dict(self.last_eval),
-                           time.perf_counter() - t_start, self.net)
+                           time.perf_counter() - t_start, self.net, self.out_dir / active if active else None)
 
     def _epochs(self, logger: MetricsLogger, progress: Progress, stop: _StopFlag) -> str:
         cfg, info = self.config, self.info
@@ -354,6 +390,8 @@ class Trainer:
                 logger.log("eval", self.global_step, epoch=epoch + 1, **self.last_eval)
                 progress.write(f"epoch {epoch + 1}: " + " ".join(
                     f"{k}={v:.2f}" for k, v in self.last_eval.items() if k.endswith(("top1", "loss"))))
+            if self.online is not None and self.online.due(epoch + 1):
+                self._fit_online(epoch + 1, logger, progress)
             self.epoch, self.step_in_epoch = epoch + 1, 0
             self.save()
         return "completed"
