@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-KEYS_TSV = Path(__file__).resolve().parents[2] / "shared" / "reference" / "official_supernet_keys.tsv"
+KEYS_TSV = Path(__file__).resolve().parent / "data" / "official_supernet_keys.tsv"  # copied from the reference
 _DTYPES = {"float32": torch.float32, "int64": torch.int64}
 
 
