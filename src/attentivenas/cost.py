@@ -16,6 +16,8 @@ vectors at once with numpy.
 
 from __future__ import annotations
 
+import functools
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -217,3 +219,143 @@ def flops_batch(space: SearchSpace, genes: np.ndarray, num_classes: int = 1000) 
 
 def params_batch(space: SearchSpace, genes: np.ndarray, num_classes: int = 1000) -> np.ndarray:
     return CostModel(space, num_classes).params(genes)
+
+
+# --------------------------------------------------------------------------- table cost
+TABLE_METRICS = ("flops", "params")
+
+
+@dataclass(frozen=True)
+class _Tables:
+    index: np.ndarray  # float32 [num_genes, num_terms]: gene -> offset of each term's table
+    offset: np.ndarray  # float32 [num_terms]
+    macs: np.ndarray  # float64 flat table of all terms (integral values)
+    params: np.ndarray
+
+
+def _terms(space: SearchSpace) -> list[tuple[str, list[int], list[str]]]:
+    """Additive terms of the cost: (name, gene columns, layer-name prefixes). Gene 0 is the resolution."""
+    n_w, n_s = len(space.choices["width"]), space.num_stages
+    w = [1 + i for i in range(n_w)]
+    d = [1 + n_w + s for s in range(n_s)]
+    k = [1 + n_w + n_s + s for s in range(n_s)]
+    e = [1 + n_w + 2 * n_s + s for s in range(n_s)]
+    terms = [("first_conv", [0, w[0]], ["first_conv"])]
+    for s in range(n_s):
+        terms.append((f"stage{s + 1}", [0, w[s], w[s + 1], d[s], k[s], e[s]], [f"stage{s + 1}."]))
+    terms.append(("head", [0, w[n_s], w[n_s + 1]], ["head.", "classifier"]))
+    return terms
+
+
+@functools.lru_cache(maxsize=16)
+def _build_tables(space: SearchSpace, num_classes: int) -> _Tables:
+    """Tables of every additive term, filled from :func:`layer_specs` (the reference counter).
+
+    A stage's cost depends only on the resolution, its input and output widths, depth, kernel and
+    expand ratio (depths are >= 1, so a stage's input width is the previous stage's width). Each
+    stage is evaluated at its maximum depth; the values for smaller depths are prefix sums over its
+    blocks.
+    """
+    sizes = space.gene_sizes
+    n_w = len(space.choices["width"])
+    n_s = space.num_stages
+    terms = _terms(space)
+    index = np.zeros((len(sizes), len(terms)), dtype=np.float64)
+    offsets, tables_m, tables_p = [], [], []
+    off = 0
+    base = np.zeros(len(sizes), dtype=np.int64)
+    for t, (_, cols, prefixes) in enumerate(terms):
+        shape = [int(sizes[c]) for c in cols]
+        strides = np.cumprod([1] + shape[::-1][:-1])[::-1]
+        for c, st in zip(cols, strides, strict=True):
+            index[c, t] += st
+        offsets.append(off)
+        off += int(np.prod(shape))
+        tm = np.zeros(shape, dtype=np.float64)
+        tp = np.zeros(shape, dtype=np.float64)
+        # a depth column (stages) is filled from one evaluation at maximum depth
+        depth_pos = next((i for i, c in enumerate(cols) if 1 + n_w <= c < 1 + n_w + n_s), None)
+        loop_cols = [i for i in range(len(cols)) if i != depth_pos]
+        for combo in itertools.product(*[range(shape[i]) for i in loop_cols]):
+            genes = base.copy()
+            for i, v in zip(loop_cols, combo, strict=True):
+                genes[cols[i]] = v
+            if depth_pos is not None:
+                genes[cols[depth_pos]] = shape[depth_pos] - 1
+            arch = space.decode(genes)
+            specs = [ls for ls in layer_specs(space, arch, num_classes) if ls.name.startswith(tuple(prefixes))]
+            if depth_pos is None:
+                tm[combo] = sum(ls.macs for ls in specs)
+                tp[combo] = sum(ls.params for ls in specs)
+                continue
+            s = cols[depth_pos] - 1 - n_w
+            depths = space.stages[s].depths
+            per_m = np.zeros(max(depths))
+            per_p = np.zeros(max(depths))
+            for ls in specs:
+                j = int(ls.name.split(".")[1][len("block") :])
+                per_m[j] += ls.macs
+                per_p[j] += ls.params
+            cm, cp = np.cumsum(per_m), np.cumsum(per_p)
+            for di, dv in enumerate(depths):
+                full = list(combo)
+                full.insert(depth_pos, di)
+                tm[tuple(full)] = cm[dv - 1]
+                tp[tuple(full)] = cp[dv - 1]
+        tables_m.append(tm.ravel())
+        tables_p.append(tp.ravel())
+    if off >= 2**24:
+        raise ValueError(f"space {space.name!r} is too large for the table cost ({off} entries)")
+    tables = _Tables(
+        index=index.astype(np.float32),
+        offset=np.asarray(offsets, dtype=np.float32),
+        macs=np.concatenate(tables_m),
+        params=np.concatenate(tables_p),
+    )
+    _check_tables(space, num_classes, tables)
+    return tables
+
+
+def _table_totals(tables: _Tables, gf: np.ndarray, which: str) -> np.ndarray:
+    idx = gf @ tables.index
+    idx += tables.offset
+    table = tables.macs if which == "flops" else tables.params
+    return table[idx.astype(np.intp)].sum(axis=1)
+
+
+def _check_tables(space: SearchSpace, num_classes: int, tables: _Tables) -> None:
+    """The tables must reproduce :class:`CostModel` exactly (random archs, min and max)."""
+    rng = np.random.default_rng(12345)
+    genes = np.concatenate(
+        [space.sample_genes(rng, 64), np.zeros((1, space.num_genes), np.int64), (space.gene_sizes - 1)[None, :]]
+    )
+    ref_m, ref_p = CostModel(space, num_classes).flops_and_params(genes)
+    gf = genes.astype(np.float32)
+    got_m = _table_totals(tables, gf, "flops") / 1e6
+    got_p = _table_totals(tables, gf, "params")
+    if not (np.array_equal(got_m, ref_m) and np.array_equal(got_p, ref_p)):
+        raise RuntimeError(f"table cost disagrees with CostModel on space {space.name!r}")
+
+
+class TableCost:
+    """FLOPs (MFLOPs) or parameters (millions) of gene matrices, as table look-ups.
+
+    Equal to :class:`attentivenas.cost.CostModel` (``flops``; ``params`` / 1e6), but a batch costs one
+    small matrix product and one gather. Callable as ``cost(genes) -> float64[n]``.
+    """
+
+    def __init__(self, space: SearchSpace, metric: str = "flops", num_classes: int = 1000) -> None:
+        if metric not in TABLE_METRICS:
+            raise ValueError(f"table cost metric {metric!r} is not one of {list(TABLE_METRICS)}")
+        self.space = space
+        self.metric = metric
+        self.num_classes = num_classes
+        self._tables = _build_tables(space, num_classes)
+
+    def from_float(self, gf: np.ndarray) -> np.ndarray:
+        """Costs of a float32 gene matrix of integral values (e.g. :func:`attentivenas.sampling.uniform_genes_f32`)."""
+        return _table_totals(self._tables, gf, self.metric) / 1e6
+
+    def __call__(self, genes: np.ndarray) -> np.ndarray:
+        gf = np.atleast_2d(np.asarray(genes)).astype(np.float32)
+        return self.from_float(gf)

@@ -38,12 +38,13 @@ def quickstart_config_path() -> Path:
 class PipelineSettings:
     """Stage-2 settings of the pipeline (stage 1 is the training config)."""
 
-    num_archs: int = 40  # measured archs for the predictor
+    num_archs: int = 60  # measured archs for the predictor
     predictor_kinds: tuple[str, ...] = ("rf", "lgbm", "ridge")
+    feature_set: str = "knobs+cost"  # knob values plus log MFLOPs and params: better ranks on few archs
     folds: int = 5
     pop_size: int = 40
     generations: int = 25
-    remeasure_top: int = 8
+    remeasure_top: int = 12
     export_format: str = "torchscript"
     seed: int = 0
 
@@ -107,7 +108,8 @@ def run_pipeline(config: TrainConfig, out_dir: str | Path, settings: PipelineSet
     pred_dir = out / "predictor"
     dataset = build_arch_dataset(space, evaluator, settings.num_archs, seed=settings.seed,
                                  cache_path=pred_dir / "archs.jsonl", num_classes=num_classes, progress=progress)
-    predictor, report = fit_best(dataset, settings.predictor_kinds, folds=settings.folds, seed=settings.seed)
+    predictor, report = fit_best(dataset, settings.predictor_kinds, folds=settings.folds, seed=settings.seed,
+                                 feature_set=settings.feature_set)
     predictor_path = predictor.save(pred_dir / "predictor.json")
     best = report["kinds"][report["best"]]
     log(f"      best predictor: {report['best']} (Kendall tau {best['kendall_tau']:.3f}, "
