@@ -26,17 +26,7 @@ from attentivenas.space import ATTENTIVENAS_SPACE, TINY_SPACE
 from attentivenas.supernet import Supernet
 
 from .cli_helpers import run_cli
-
-
-def _synthetic_table(space=TINY_SPACE, num_classes: int = 10, **kw) -> LatencyTable:
-    """Entries = a deterministic function of the signature (a 'latency' of 1 ms per MMAC + 0.01)."""
-    entries = {}
-    for sig in space_signatures(space, num_classes):
-        size_out = -(-sig.size_in // sig.stride)
-        entries[sig.key()] = 0.01 + sig.c_in * sig.c_out * sig.kernel**2 * size_out**2 / 1e6
-    cfg = json.loads(json.dumps(space.to_supernet_config()))
-    return LatencyTable(space={"name": space.name, "supernet_config": cfg}, entries=entries, num_classes=num_classes,
-                        **kw)
+from .synthetic import synthetic_latency_table
 
 
 def test_measure_latency_states_setting_and_restores_threads() -> None:
@@ -81,7 +71,7 @@ def test_op_modules_run_at_their_shapes() -> None:
 
 
 def test_predict_sums_ops_and_vectorised_matches() -> None:
-    table = _synthetic_table(overhead_ms=0.5, per_block_ms=0.1)
+    table = synthetic_latency_table(overhead_ms=0.5, per_block_ms=0.1)
     rng = np.random.default_rng(1)
     genes = TINY_SPACE.sample_genes(rng, 64)
     fast = table.predict_genes(TINY_SPACE, genes)
@@ -94,7 +84,7 @@ def test_predict_sums_ops_and_vectorised_matches() -> None:
 
 
 def test_fit_overhead_recovers_constant_and_per_block() -> None:
-    table = _synthetic_table()
+    table = synthetic_latency_table()
     rng = np.random.default_rng(2)
     archs = [TINY_SPACE.sample(rng) for _ in range(6)]
     measured = [table.predict(TINY_SPACE, a) + 0.3 + 0.05 * sum(a.depth) for a in archs]
@@ -107,7 +97,7 @@ def test_fit_overhead_recovers_constant_and_per_block() -> None:
 
 
 def test_table_error_is_mape() -> None:
-    table = _synthetic_table()
+    table = synthetic_latency_table()
     archs = [TINY_SPACE.min_arch(), TINY_SPACE.max_arch()]
     pred = [table.predict(TINY_SPACE, a) for a in archs]
     assert table_error(table, TINY_SPACE, archs, [p * 1.25 for p in pred]) == pytest.approx(20.0)
@@ -117,7 +107,7 @@ def test_table_error_is_mape() -> None:
 
 
 def test_save_load_round_trip(tmp_path) -> None:
-    table = _synthetic_table(overhead_ms=0.2, per_block_ms=0.01, device="cpu", threads=1, batch=4)
+    table = synthetic_latency_table(overhead_ms=0.2, per_block_ms=0.01, device="cpu", threads=1, batch=4)
     path = table.save(tmp_path / "table.json")
     loaded = LatencyTable.load(path)
     assert loaded.entries == table.entries and loaded.batch == 4 and loaded.per_block_ms == 0.01
@@ -134,7 +124,7 @@ def test_save_load_round_trip(tmp_path) -> None:
 
 
 def test_table_of_another_space_or_missing_op_is_an_error() -> None:
-    table = _synthetic_table()
+    table = synthetic_latency_table()
     with pytest.raises(UserError, match="built for space 'tiny'"):
         table.predict(ATTENTIVENAS_SPACE, ATTENTIVENAS_SPACE.min_arch())
     with pytest.raises(UserError, match="built for space 'tiny'"):

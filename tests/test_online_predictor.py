@@ -16,12 +16,14 @@ import torch
 from attentivenas.config import parse_config
 from attentivenas.cost import CostModel
 from attentivenas.errors import CheckpointError, ConfigError
-from attentivenas.latency import LatencyTable, space_signatures
+from attentivenas.latency import LatencyTable
 from attentivenas.memory import MemoryModel
 from attentivenas.predictor import ArchDataset, load_predictor
 from attentivenas.sampling import ArchSampler, PredictorEstimator, build_constraint, derived_bin_width
 from attentivenas.space import ATTENTIVENAS_SPACE, TINY_SPACE, Arch
 from attentivenas.train import StepResult, read_training_checkpoint, train
+
+from .synthetic import synthetic_latency_table
 
 ONLINE = {"start_epoch": 1, "refit_every": 1, "num_archs": 6, "folds": 2, "kinds": ["ridge"],
           "calibration_batches": 1, "max_batches": 1}
@@ -202,17 +204,6 @@ def test_bin_width_defaults_per_constraint() -> None:
 
 
 # --------------------------------------------------------------------------- latency and memory priors
-def _latency_table(space=TINY_SPACE, num_classes: int = 10) -> LatencyTable:
-    """A deterministic 'latency' of 1 ms per MMAC plus 0.01 ms per op."""
-    entries = {}
-    for sig in space_signatures(space, num_classes):
-        size_out = -(-sig.size_in // sig.stride)
-        entries[sig.key()] = 0.01 + sig.c_in * sig.c_out * sig.kernel**2 * size_out**2 / 1e6
-    cfg = json.loads(json.dumps(space.to_supernet_config()))
-    return LatencyTable(space={"name": space.name, "supernet_config": cfg}, entries=entries, num_classes=num_classes,
-                        overhead_ms=0.2, per_block_ms=0.01)
-
-
 def _sampler_cfg(**kw: Any) -> dict[str, Any]:
     return {"method": "bestup", "k": 4, "num_middle": 3, "prior": "empirical", "prior_samples": 3000,
             "bin_width": None, "target_min": None, "target_max": None, **kw}
@@ -232,6 +223,12 @@ def _check_candidates(sampler: ArchSampler, truth: Any) -> None:
     for arch, (lo, hi) in zip(archs, sampler.last_targets, strict=True):
         assert lo <= truth(TINY_SPACE.encode(arch)[None, :])[0] < hi
 
+
+
+
+def _latency_table(space=TINY_SPACE, num_classes: int = 10):
+    """The synthetic latency table with a fitted-looking overhead."""
+    return synthetic_latency_table(space, num_classes, overhead_ms=0.2, per_block_ms=0.01)
 
 def test_latency_prior_samples_candidates_in_their_latency_bins(tmp_path: Path) -> None:
     table = _latency_table()

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-import typer
 
 from attentivenas import predictor as P
-from attentivenas.cli.search_cmd import register
 from attentivenas.cost import CostModel
-from attentivenas.errors import CheckpointError, ConfigError, UserError
+from attentivenas.errors import CheckpointError, ConfigError
 from attentivenas.space import ATTENTIVENAS_SPACE, TINY_SPACE
+
+from .cli_helpers import run_cli_code
 
 SPACE = TINY_SPACE
 COST = CostModel(SPACE)
@@ -250,32 +249,15 @@ def test_bad_inputs_raise_config_errors(dataset):
 
 
 # --------------------------------------------------------------------------- CLI
-def run_cli(args: list[str]) -> int:
-    """Like ``attentivenas.cli.main``: user errors print one line and give exit code 2."""
-    app = typer.Typer(pretty_exceptions_enable=False)
-
-    @app.callback()
-    def _root() -> None:
-        pass
-
-    register(app)
-    try:
-        app(args=args, prog_name="attentivenas", standalone_mode=False)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
-
-
 def test_cli_fit_and_eval(dataset, tmp_path, capsys):
     data = dataset.save(tmp_path / "data.jsonl")
     out = tmp_path / "pred.json"
-    assert run_cli(["predictor", "fit", "--dataset", str(data), "--out", str(out), "--kinds", "ridge,rf",
+    assert run_cli_code(["predictor", "fit", "--dataset", str(data), "--out", str(out), "--kinds", "ridge,rf",
                     "--folds", "3", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["best"] in ("ridge", "rf") and set(report["kinds"]) == {"ridge", "rf"}
     assert P.load_predictor(out).kind == report["best"]
-    assert run_cli(["predictor", "eval", "--predictor", str(out), "--dataset", str(data), "--json"]) == 0
+    assert run_cli_code(["predictor", "eval", "--predictor", str(out), "--dataset", str(data), "--json"]) == 0
     metrics = json.loads(capsys.readouterr().out)
     assert metrics["n"] == 120 and metrics["kendall_tau"] > 0.7
 
@@ -283,11 +265,11 @@ def test_cli_fit_and_eval(dataset, tmp_path, capsys):
 def test_cli_errors_exit_2_with_one_line(tmp_path, capsys):
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
-    assert run_cli(["predictor", "fit", "--dataset", str(empty), "--out", str(tmp_path / "p.json")]) == 2
+    assert run_cli_code(["predictor", "fit", "--dataset", str(empty), "--out", str(tmp_path / "p.json")]) == 2
     err = capsys.readouterr().err
     assert "no records" in err and err.count("\n") == 1
-    assert run_cli(["predictor", "fit", "--dataset", str(empty), "--out", "p.json", "--kinds", "svm"]) == 2
+    assert run_cli_code(["predictor", "fit", "--dataset", str(empty), "--out", "p.json", "--kinds", "svm"]) == 2
     assert "unknown predictor kind" in capsys.readouterr().err
-    assert run_cli(["predictor", "eval", "--predictor", str(tmp_path / "x.json"), "--dataset", str(empty)]) == 2
+    assert run_cli_code(["predictor", "eval", "--predictor", str(tmp_path / "x.json"), "--dataset", str(empty)]) == 2
     assert "predictor file not found" in capsys.readouterr().err
     assert not Path(tmp_path / "p.json").exists()

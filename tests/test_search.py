@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
 
 import numpy as np
 import pytest
-import typer
 
 from attentivenas import predictor as P
-from attentivenas.cli.search_cmd import register
 from attentivenas.cost import CostModel
 from attentivenas.errors import CheckpointError, ConfigError, UserError
 from attentivenas.pareto import ENTRY_KEYS, hypervolume, pareto_mask, pareto_ranks
 from attentivenas.search import Budgets, parse_budget_points, run_search
 from attentivenas.space import TINY_SPACE
+
+from .cli_helpers import run_cli_code
 
 SPACE = TINY_SPACE
 COST = CostModel(SPACE)
@@ -202,26 +201,9 @@ def predictor_file(tmp_path_factory):
     return P.fit_predictor(ds, "ridge").save(tmp_path_factory.mktemp("pred") / "pred.json")
 
 
-def run_cli(args: list[str]) -> int:
-    """Like ``attentivenas.cli.main``: user errors print one line and give exit code 2."""
-    app = typer.Typer(pretty_exceptions_enable=False)
-
-    @app.callback()
-    def _root() -> None:
-        pass
-
-    register(app)
-    try:
-        app(args=args, prog_name="attentivenas", standalone_mode=False)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
-
-
 def test_cli_search_with_predictor(predictor_file, tmp_path, capsys):
     out = tmp_path / "run"
-    code = run_cli(["search", "--predictor", str(predictor_file), "--space", "tiny", "--out", str(out),
+    code = run_cli_code(["search", "--predictor", str(predictor_file), "--space", "tiny", "--out", str(out),
                     "--max-mflops", "2", "--budgets", "1.2,1.8", "--pop-size", "12", "--generations", "2", "--json"])
     assert code == 0
     summary = json.loads(capsys.readouterr().out)
@@ -232,7 +214,7 @@ def test_cli_search_with_predictor(predictor_file, tmp_path, capsys):
 
 def test_cli_search_memory_objective(predictor_file, tmp_path, capsys):
     out = tmp_path / "mem"
-    code = run_cli(["search", "--predictor", str(predictor_file), "--out", str(out), "--objectives", "mflops,memory",
+    code = run_cli_code(["search", "--predictor", str(predictor_file), "--out", str(out), "--objectives", "mflops,memory",
                     "--max-memory-mb", "3.5", "--pop-size", "12", "--generations", "2", "--json"])
     assert code == 0 and json.loads(capsys.readouterr().out)["pareto_size"] >= 1
     entries = json.loads((out / "pareto.json").read_text())
@@ -253,7 +235,7 @@ def test_cli_search_memory_objective(predictor_file, tmp_path, capsys):
     ],
 )
 def test_cli_search_errors_exit_2(predictor_file, tmp_path, capsys, args, message):
-    code = run_cli(["search", "--predictor", str(predictor_file), "--out", str(tmp_path / "o"), *args])
+    code = run_cli_code(["search", "--predictor", str(predictor_file), "--out", str(tmp_path / "o"), *args])
     err = capsys.readouterr().err
     assert code == 2 and message in err and err.count("\n") == 1
     assert not (tmp_path / "o" / "pareto.json").exists()
