@@ -164,6 +164,7 @@ def test_cli_latency_measure_and_build_table(tmp_path) -> None:
     assert r.code == 0, r.err
     info = json.loads(r.out)
     assert info["ops"] == len(LatencyTable.load(out).entries) > 0 and info["threads"] == 1
+    assert info["holdout_archs"] == 0 and info["holdout_mape_percent"] is None  # 1-arch table covers no random arch
     r = run_cli("latency", "measure", "--arch", "min", "--space", "tiny", "--repeats", "2", "--warmup", "0",
                 "--threads", "1", "--num-classes", "10", "--table", str(out), "--json")
     assert r.code == 0, r.err
@@ -174,3 +175,13 @@ def test_cli_latency_measure_and_build_table(tmp_path) -> None:
     assert r.code == 2 and "built for space 'tiny'" in r.err and len(r.err.strip().splitlines()) == 1
     r = run_cli("latency", "measure", "--arch", "min", "--space", "tiny", "--device", "tpu")
     assert r.code == 2 and "device" in r.err
+
+
+def test_cli_build_table_reports_holdout_error(tmp_path) -> None:
+    out = tmp_path / "whole.json"
+    r = run_cli("latency", "build-table", "--space", "tiny", "--warmup", "0", "--repeats", "1",
+                "--calibration-archs", "2", "--holdout-archs", "2", "--num-classes", "10", "--out", str(out), "--json")
+    assert r.code == 0, r.err
+    info = json.loads(r.out)
+    assert info["holdout_archs"] == 2 and 0.0 < info["holdout_mape_percent"] < 1e4
+    assert LatencyTable.load(out).meta["holdout_mape_percent"] == pytest.approx(info["holdout_mape_percent"], rel=1e-3)

@@ -434,6 +434,10 @@ class LatencyTable:
                 "(`attentivenas latency build-table`)"
             ) from None
 
+    def covers(self, space: SearchSpace, arch: Arch) -> bool:
+        """Whether every op of ``arch`` has an entry (always true for a whole-space table)."""
+        return all(op.key() in self.entries for op in arch_ops(space, arch, self.num_classes))
+
     # ----------------------------------------------------------------- prediction
     def predict(self, space: SearchSpace, arch: Arch) -> float:
         """Predicted latency (ms) of ``arch``: sum of its ops plus the overhead."""
