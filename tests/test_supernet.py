@@ -132,6 +132,23 @@ def test_regularization_only_in_train_mode(tiny_net: Supernet) -> None:
     tiny_net.eval()
 
 
+def test_bn_momentum_zero_freezes_statistics_even_on_a_nan_batch() -> None:
+    """The recipe's BN momentum 0: training never changes the running statistics, not even when a
+    non-finite batch (a step the trainer skips) would make ``0 * NaN`` of PyTorch's update NaN."""
+    torch.manual_seed(0)
+    x = torch.randn(4, 3, 32, 32)
+    for momentum in (0.0, 0.1):
+        net = Supernet(TINY_SPACE, 10, bn_momentum=momentum).train()
+        stats = {k: v.clone() for k, v in net.state_dict().items() if ".running_" in k}
+        bad = x.clone()
+        bad[0, 0, 0, 0] = float("nan")
+        net(x if momentum else bad)
+        after = {k: v for k, v in net.state_dict().items() if ".running_" in k}
+        same = all(torch.equal(stats[k], after[k]) for k in stats)
+        assert same == (momentum == 0.0)
+        assert net.first_conv.bn.bn.num_batches_tracked.item() == 1
+
+
 def test_torchscript_matches_eager(tiny_net: Supernet) -> None:
     tiny_net.eval()
     sub = tiny_net.extract(TINY_SPACE.sample(np.random.default_rng(5))).eval()

@@ -325,7 +325,11 @@ def test_non_finite_losses_in_a_row_stop_the_run_keeping_the_last_good_checkpoin
     ck = _final_state(out)
     assert ck["progress"]["global_step"] == 2
     assert all(torch.isfinite(v).all() for v in ck["model"].values() if v.is_floating_point())
-    kinds = [json.loads(line)["kind"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    def strict(token: str) -> None:
+        raise AssertionError(f"metrics.jsonl holds {token}, which strict JSON parsers reject")
+
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    kinds = [json.loads(line, parse_constant=strict)["kind"] for line in lines]
     assert kinds.count("nan") == 2 and kinds[-1] == "stopped"
 
 
@@ -412,3 +416,19 @@ def test_cli_bad_input_is_one_line_and_exit_code_2(tmp_path: Path, overrides: li
              *overrides)
     assert r.code == 2
     assert message in r.err and r.err.count("\n") == 1 and "Traceback" not in r.err
+
+
+def test_loss_scorer_uses_the_label_smoothed_training_loss() -> None:
+    torch.manual_seed(0)
+    net = Supernet(TINY_SPACE, 10, bn_momentum=0.0)
+    x, y = torch.randn(6, 3, 32, 32), torch.randint(0, 10, (6,))
+    groups = [_candidates(2, 0)]
+    ctx = StepContext(net, x, y, lambda: torch.autocast("cpu", enabled=False), label_smoothing=0.1)
+    scores = loss_scorer(groups, ctx)
+    net.train()
+    for arch, score in zip(groups[0], scores[0], strict=True):
+        net.set_arch(arch)
+        with torch.no_grad():
+            logits = net(x)
+        assert score == pytest.approx(-float(label_smoothing_ce(logits, y, 0.1)), abs=1e-5)
+        assert score != pytest.approx(-float(F.cross_entropy(logits, y)), abs=1e-5)

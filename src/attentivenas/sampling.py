@@ -637,6 +637,13 @@ def load_predictor_estimator(path: str | Path | None, space: SearchSpace) -> Pre
 
 
 # --------------------------------------------------------------------------- sampler
+def _sampler_seeds(seed: int) -> tuple[np.random.SeedSequence, int]:
+    """The sampler's own seed sequence and its prior's seed, both derived from ``seed`` (one place, so
+    the default prior and the one :meth:`ArchSampler.from_config` builds draw alike)."""
+    own, prior = np.random.SeedSequence(seed).spawn(2)
+    return own, int(prior.generate_state(1)[0])
+
+
 class ArchSampler:
     """Middle subnets of the sandwich rule: ``uniform``, ``bestup`` (BestUp-k) or ``worstup`` (WorstUp-k).
 
@@ -671,10 +678,10 @@ class ArchSampler:
         self.method = method
         self.k = int(k)
         self.num_middle = int(num_middle)
-        own_ss, prior_ss = np.random.SeedSequence(seed).spawn(2)
+        own_ss, prior_seed = _sampler_seeds(seed)
         self.rng = np.random.default_rng(own_ss)
         if prior is None and method != "uniform":
-            prior = ConstraintPrior(space, seed=int(prior_ss.generate_state(1)[0]), num_classes=num_classes)
+            prior = ConstraintPrior(space, seed=prior_seed, num_classes=num_classes)
         self.prior = prior
         self.warmup = False
         self._flops = TableCost(space, "flops", num_classes)
@@ -703,7 +710,7 @@ class ArchSampler:
                 bin_width=cfg.get("bin_width"),
                 target_range=(cfg.get("target_min"), cfg.get("target_max")),
                 num_samples=cfg.get("prior_samples", 100_000),
-                seed=int(np.random.SeedSequence(seed).spawn(2)[1].generate_state(1)[0]),
+                seed=_sampler_seeds(seed)[1],
                 num_classes=num_classes,
             )
         return cls(space, method, cfg.get("k", 3), cfg.get("num_middle", 2), prior=prior, seed=seed,

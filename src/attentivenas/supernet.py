@@ -81,6 +81,8 @@ class DynamicBatchNorm2d(nn.Module):
 
     Honours the inner BN's ``momentum`` (``None`` = cumulative average) and
     ``num_batches_tracked`` like PyTorch's BN, on the sliced statistics, in train and eval mode.
+    With ``momentum = 0`` (the recipe) training leaves the statistics untouched: PyTorch's update
+    ``(1 - 0) * running + 0 * batch`` would still turn them NaN on a non-finite batch.
     """
 
     def __init__(self, max_channels: int, momentum: float | None = 0.1, eps: float = 1e-5) -> None:
@@ -91,14 +93,16 @@ class DynamicBatchNorm2d(nn.Module):
         bn = self.bn
         c = x.size(1)
         factor = 0.0
+        running = bn.running_mean is not None
         if self.training and bn.track_running_stats:
             bn.num_batches_tracked.add_(1)
             factor = 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
+            running = factor != 0.0
         use_batch_stats = self.training or bn.running_mean is None
         return F.batch_norm(
             x,
-            bn.running_mean[:c] if bn.running_mean is not None else None,
-            bn.running_var[:c] if bn.running_var is not None else None,
+            bn.running_mean[:c] if running else None,
+            bn.running_var[:c] if running else None,
             bn.weight[:c],
             bn.bias[:c],
             use_batch_stats,
@@ -562,10 +566,6 @@ def _copy_conv_bn(dst: ConvBnAct, src: DynamicConvBnAct) -> None:
     dst.conv.weight.copy_(src.conv.conv.weight[: w.size(0), : w.size(1)])
     if isinstance(dst.bn, nn.BatchNorm2d) and src.bn is not None:
         _copy_bn(dst.bn, src.bn.bn)
-
-
-def supernet_param_count(net: nn.Module) -> int:
-    return sum(p.numel() for p in net.parameters())
 
 
 def output_size(space: SearchSpace, resolution: int) -> int:

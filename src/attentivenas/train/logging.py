@@ -16,9 +16,13 @@ METRICS = "metrics.jsonl"
 
 
 def _clean(v: Any) -> Any:
-    """JSON-safe value: floats rounded, non-finite floats as strings."""
+    """JSON-safe value: non-finite floats as strings, also inside lists and dicts (strict JSON)."""
     if isinstance(v, float):
         return v if math.isfinite(v) else str(v)
+    if isinstance(v, (list, tuple)):
+        return [_clean(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _clean(x) for k, x in v.items()}
     return v
 
 

@@ -20,7 +20,6 @@ from typing import Any, Protocol
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from ..space import Arch
 from ..supernet import Supernet, resize_input
@@ -50,6 +49,7 @@ class StepContext:
     autocast: Callable[[], Any]
     channels_last: bool = False
     teacher: torch.Tensor | None = None
+    label_smoothing: float = 0.0  # of the candidates' mini-batch loss (the authors score with the training loss)
     _resized: dict[int, torch.Tensor] = field(default_factory=dict)
 
     def inputs(self, resolution: int) -> torch.Tensor:
@@ -68,13 +68,14 @@ class StepContext:
 
 
 def loss_scorer(groups: list[list[Arch]], ctx: StepContext) -> list[list[float]]:
-    """Mini-batch cross-entropy of every candidate (no gradients), averaged across ranks so every
-    rank makes the same choice; returned as scores (higher is better = ``-loss``)."""
+    """Mini-batch loss of every candidate (no gradients): cross-entropy with the context's label
+    smoothing, as the authors score candidates with their training criterion; averaged across ranks
+    so every rank makes the same choice; returned as scores (higher is better = ``-loss``)."""
     flat = [a for g in groups for a in g]
     losses = torch.empty(len(flat), dtype=torch.float64, device=ctx.labels.device)
     with torch.no_grad():
         for i, arch in enumerate(flat):
-            losses[i] = F.cross_entropy(ctx.logits(arch).float(), ctx.labels).double()
+            losses[i] = label_smoothing_ce(ctx.logits(arch).float(), ctx.labels, ctx.label_smoothing).double()
     all_reduce_mean(losses)
     vals = (-losses).tolist()
     out, pos = [], 0
@@ -143,7 +144,8 @@ class SandwichStep:
         net, space = self.net, self.net.space
         net.train()
         self.optimizer.zero_grad(set_to_none=True)
-        ctx = StepContext(net, images, labels, self._autocast, self.channels_last)
+        ctx = StepContext(net, images, labels, self._autocast, self.channels_last,
+                          label_smoothing=self.label_smoothing)
         losses: list[torch.Tensor] = []
 
         # 1. the max subnet learns from the labels, regularised
