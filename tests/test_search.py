@@ -149,6 +149,26 @@ def test_predicted_then_remeasured():
         assert e["mflops"] <= 2.5
 
 
+def test_remeasured_front_uses_earlier_measurements(tmp_path):
+    """Archs already measured (e.g. the predictor's data, in the cache) join the measured front when
+    they meet the budgets; those over budget never do."""
+    from attentivenas.predictor import ArchDataset, ArchRecord
+
+    cost = CostModel(SPACE, 1000)
+    small, big = SPACE.min_arch(), SPACE.max_arch()
+    cache = ArchDataset(SPACE, num_classes=1000)
+    for arch, acc in ((small, 99.0), (big, 99.5)):
+        f, p = cost.flops_and_params(SPACE.encode(arch)[None])
+        cache.add(ArchRecord(arch, acc, float(f[0]), float(p[0]) / 1e6))
+    path = cache.save(tmp_path / "measured.jsonl")
+    res = run_search(SPACE, accuracy, accuracy_source="predicted+remeasure", measured_cache=path,
+                     evaluate_fn=lambda a: float(accuracy(SPACE.encode(a)[None])[0]) - 1.0, remeasure_top=4,
+                     budgets=Budgets(max_mflops=2.5), seed=0, **FAST)
+    archs = [e["arch"] for e in res.pareto]
+    assert small.to_dict() in archs and big.to_dict() not in archs
+    assert all(e["accuracy_source"] == "measured" and e["mflops"] <= 2.5 for e in res.pareto)
+
+
 # --------------------------------------------------------------------------- errors
 def test_impossible_budget_is_one_clear_user_error():
     with pytest.raises(UserError, match=r"no arch meets max_mflops=0.5 \(the smallest subnet has 0.84 MFLOPs\)"):

@@ -119,9 +119,12 @@ def run_pipeline(config: TrainConfig, out_dir: str | Path, settings: PipelineSet
     t = time.perf_counter()
     log(f"[3/4] NSGA-II search (population {settings.pop_size}, {settings.generations} generations), "
         f"re-measuring the top {settings.remeasure_top}")
+    measured_cache = out / "search" / "measured.jsonl"
+    if not measured_cache.exists():  # the predictor's measurements count for the measured front too
+        _copy_atomic(pred_dir / "archs.jsonl", measured_cache)
     result = run_search(space, predictor.predict_genes, objectives=("mflops",),
                         accuracy_source="predicted+remeasure", evaluate_fn=evaluator,
-                        measured_cache=out / "search" / "measured.jsonl", remeasure_top=settings.remeasure_top,
+                        measured_cache=measured_cache, remeasure_top=settings.remeasure_top,
                         num_classes=num_classes, pop_size=settings.pop_size, generations=settings.generations,
                         seed=settings.seed, progress=progress)
     files = write_search_outputs(out / "search", result)

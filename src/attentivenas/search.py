@@ -526,6 +526,27 @@ def _remeasure_candidates(search: _Search, values: dict[str, np.ndarray], top: i
     return np.array(sorted(set(chosen)), dtype=np.int64)
 
 
+def _with_known_measurements(search: _Search, measured: MeasuredAccuracy, genes: np.ndarray,
+                             values: dict[str, np.ndarray], predicted: np.ndarray
+                             ) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+    """Add the archs already measured in the cache (e.g. the predictor's training data) that meet the
+    budgets: the measured front is then built from every measurement, not only the re-measured top."""
+    seen = {g.tobytes() for g in genes}
+    known = [r for r in measured.cache.records if search.space.encode(r.arch).tobytes() not in seen]
+    if not known:
+        return genes, values, predicted
+    extra = np.stack([search.space.encode(r.arch) for r in known])
+    extra_values = search.costs(extra)
+    extra_values["accuracy"] = np.array([r.accuracy for r in known], dtype=np.float64)
+    ok = _feasible(extra_values, search.limits)
+    if not ok.any():
+        return genes, values, predicted
+    extra, extra_values = extra[ok], {c: v[ok] for c, v in extra_values.items()}
+    extra_pred = np.asarray(search.accuracy_fn(extra), dtype=np.float64)
+    merged = {c: np.concatenate([values[c], extra_values[c]]) for c in values}
+    return np.concatenate([genes, extra]), merged, np.concatenate([predicted, extra_pred])
+
+
 def _collect(search: _Search, source: str, measured: MeasuredAccuracy | None, top: int,
              points: Sequence[float], metric: str) -> SearchResult:
     genes, values = search.archive.arrays()
@@ -541,6 +562,7 @@ def _collect(search: _Search, source: str, measured: MeasuredAccuracy | None, to
         genes, values = genes[idx], {c: v[idx] for c, v in values.items()}
         predicted = values["accuracy"].copy()
         values["accuracy"] = measured(genes)
+        genes, values, predicted = _with_known_measurements(search, measured, genes, values, predicted)
         label = "measured"
     front = np.flatnonzero(pareto_mask(search.objectives_matrix(values))) if len(genes) else np.zeros(0, np.int64)
     pareto = _entries(search, genes, values, front, label, predicted)
