@@ -18,3 +18,13 @@ def synthetic_latency_table(space: SearchSpace = TINY_SPACE, num_classes: int = 
     cfg = json.loads(json.dumps(space.to_supernet_config()))
     return LatencyTable(space={"name": space.name, "supernet_config": cfg}, entries=entries, num_classes=num_classes,
                         **kw)
+
+
+def config_with(data: dict[str, Any], **over: Any) -> Any:
+    """A TrainConfig from ``data`` with ``section__key=value`` overrides (test shorthand)."""
+    from attentivenas.config import parse_config
+
+    for key, value in over.items():
+        section, name = key.split("__")
+        data[section][name] = value
+    return parse_config(data)

@@ -23,7 +23,7 @@ from attentivenas.sampling import ArchSampler, PredictorEstimator, build_constra
 from attentivenas.space import ATTENTIVENAS_SPACE, TINY_SPACE, Arch
 from attentivenas.train import StepResult, read_training_checkpoint, train
 
-from .synthetic import synthetic_latency_table
+from .synthetic import config_with, synthetic_latency_table
 
 ONLINE = {"start_epoch": 1, "refit_every": 1, "num_archs": 6, "folds": 2, "kinds": ["ridge"],
           "calibration_batches": 1, "max_batches": 1}
@@ -42,10 +42,7 @@ def _cfg(**over: Any):
         "runtime": {"device": "cpu", "threads": 1, "steps_per_epoch": 2},
         "log": {"progress": False, "tensorboard": False, "every_steps": 1},
     }
-    for key, value in over.items():
-        section, name = key.split("__")
-        data[section][name] = value
-    return parse_config(data)
+    return config_with(data, **over)
 
 
 def _records(out: Path, kind: str) -> list[dict[str, Any]]:

@@ -38,6 +38,7 @@ from attentivenas.train.sandwich import StepContext, loss_scorer
 from attentivenas.train.state import find_resumable, save_training_checkpoint, step_files
 
 from .cli_helpers import run_cli
+from .synthetic import config_with
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -227,10 +228,7 @@ def _cfg(**over: Any):
         "runtime": {"device": "cpu", "threads": 1, "steps_per_epoch": 3},
         "log": {"progress": False, "tensorboard": False, "every_steps": 1},
     }
-    for key, value in over.items():
-        section, name = key.split("__")
-        data[section][name] = value
-    return parse_config(data)
+    return config_with(data, **over)
 
 
 def _final_state(out: Path) -> dict[str, Any]:
