@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from attentivenas.nn import Supernet
 from attentivenas.space import TINY_SPACE
-from attentivenas.supernet import Supernet
 
 from .official_reference import official_keys, random_authors_state, save_authors_checkpoint
 

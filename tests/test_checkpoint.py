@@ -7,10 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from attentivenas.checkpoint import load_supernet, save_supernet
 from attentivenas.errors import CheckpointError
+from attentivenas.nn import Supernet, load_supernet, save_supernet
 from attentivenas.space import ATTENTIVENAS_SPACE, TINY_SPACE, named_arch
-from attentivenas.supernet import Supernet
 
 from .official_reference import official_keys, random_authors_state, reference_forward, save_authors_checkpoint
 

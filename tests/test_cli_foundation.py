@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from attentivenas.checkpoint import save_supernet
+from attentivenas.nn import Supernet, save_supernet
 from attentivenas.space import TINY_SPACE
-from attentivenas.supernet import Supernet
 
 from .cli_helpers import run_cli
 
@@ -80,7 +79,7 @@ def test_export_torchscript_loads_alone(tiny_ckpt: Path, tmp_path: Path) -> None
                 "--out", str(out))
     assert r.code == 0, r.err
     loaded = torch.jit.load(str(out))
-    from attentivenas.checkpoint import load_supernet
+    from attentivenas.nn import load_supernet
 
     net, _ = load_supernet(tiny_ckpt)
     ref = net.extract(TINY_SPACE.max_arch()).eval()
@@ -116,7 +115,7 @@ def test_export_onnx_and_safetensors_with_calibration(tiny_ckpt: Path, tmp_path:
     r = run_cli("export", "--checkpoint", str(tiny_ckpt), "--arch", "max", "--format", "safetensors",
                 "--out", str(st), "--calibrate-bn", "--data", "digits", "--calib-batches", "2")
     assert r.code == 0, r.err
-    from attentivenas.export_formats import load_safetensors_subnet
+    from attentivenas.nn import load_safetensors_subnet
 
     sub = load_safetensors_subnet(st)
     bn = sub.first_conv.bn

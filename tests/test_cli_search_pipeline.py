@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from attentivenas.checkpoint import save_supernet
+from attentivenas.nn import Supernet, save_supernet
 from attentivenas.space import TINY_SPACE
-from attentivenas.supernet import Supernet
 
 from .cli_helpers import run_cli
 

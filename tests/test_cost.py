@@ -1,4 +1,4 @@
-"""Tests of the analytic cost model (attentivenas.cost)."""
+"""Tests of the analytic cost model (attentivenas.costs)."""
 
 from __future__ import annotations
 
@@ -7,17 +7,16 @@ import time
 import numpy as np
 import pytest
 
-from attentivenas.cost import (
-    CostModel,
-    count_flops,
-    count_params,
-    flops_batch,
-    layer_specs,
+from attentivenas.costs import CostModel, count_flops, count_params, flops_batch, layer_specs, params_batch
+from attentivenas.space import (
+    ATTENTIVENAS_SPACE,
+    PUBLISHED_MFLOPS,
+    TINY_SPACE,
+    make_divisible,
     mid_channels,
-    params_batch,
+    named_arch,
     se_channels,
 )
-from attentivenas.space import ATTENTIVENAS_SPACE, PUBLISHED_MFLOPS, TINY_SPACE, make_divisible, named_arch
 
 S = ATTENTIVENAS_SPACE
 

@@ -70,12 +70,13 @@ def _worker(rank: int, port: int, out_dir: str, result_dir: str, online: bool = 
     trace: list[dict[str, Any]] = []
     groups: list[list[list[dict[str, Any]]]] = []
     if online:  # record the candidate groups that BestUp chose from
-        from attentivenas.sampling import ArchSampler
+        from attentivenas.train.sampling import ArchSampler
 
         real_choose = ArchSampler.choose
 
-        def spy(self: Any, cands: Any, scores: Any) -> Any:
-            groups.append([[a.to_dict() for a in g] for g in cands])
+        def spy(self: Any, cands: Any, scores: Any = None) -> Any:
+            if scores is not None:  # a scored choice (BestUp), not a uniform one
+                groups.append([[a.to_dict() for a in g] for g in cands.archs(self.space)])
             return real_choose(self, cands, scores)
 
         ArchSampler.choose = spy  # type: ignore[method-assign]
@@ -143,7 +144,7 @@ def test_two_gloo_ranks_train_the_same_subnets_and_end_identical(tmp_path: Path)
 def test_two_gloo_ranks_share_one_online_predictor(tmp_path: Path) -> None:
     import numpy as np
 
-    from attentivenas.predictor import ArchDataset, load_predictor
+    from attentivenas.accuracy import ArchDataset, load_predictor
     from attentivenas.space import TINY_SPACE, Arch
 
     out, ranks, traces = _spawn(tmp_path, online=True)

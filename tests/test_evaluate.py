@@ -10,17 +10,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from attentivenas.checkpoint import save_supernet
-from attentivenas.cost import count_flops, count_params
-from attentivenas.evaluate import (
-    CalibrationDataError,
-    cache_calibration_batches,
-    calibrate_bn,
-    evaluate_arch,
-    evaluate_subnet,
-)
+from attentivenas.accuracy import evaluate_arch, evaluate_subnet
+from attentivenas.costs import count_flops, count_params
+from attentivenas.nn import CalibrationDataError, Supernet, cache_calibration_batches, calibrate_bn, save_supernet
 from attentivenas.space import TINY_SPACE
-from attentivenas.supernet import Supernet
 
 from .cli_helpers import run_cli
 
@@ -132,10 +125,6 @@ def checkpoint(tmp_path_factory, tiny_net: Supernet):
 
 
 def test_cli_evaluate_json_on_digits_val(checkpoint) -> None:
-    from attentivenas.cli import app
-    from attentivenas.cli.stage2_cmd import register
-
-    register(app)
     r = run_cli("evaluate", "--checkpoint", str(checkpoint), "--arch", "min", "--data", "digits",
                 "--calib-batches", "2", "--calib-batch-size", "16", "--device", "cpu", "--json")
     assert r.code == 0, r.err
@@ -153,10 +142,6 @@ def test_cli_evaluate_json_on_digits_val(checkpoint) -> None:
     (["--arch", "min", "--data", "/nonexistent/imagenet"], "not found"),
 ])
 def test_cli_evaluate_bad_input_exits_2(checkpoint, args, message) -> None:
-    from attentivenas.cli import app
-    from attentivenas.cli.stage2_cmd import register
-
-    register(app)
     r = run_cli("evaluate", "--checkpoint", str(checkpoint), "--device", "cpu", *args)
     assert r.code == 2 and message in r.err and len(r.err.strip().splitlines()) == 1
     assert r.out == ""

@@ -9,19 +9,19 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from attentivenas import export_formats
-from attentivenas.evaluate import calibrate_bn
-from attentivenas.export_formats import (
+from attentivenas.nn import (
     ExportError,
+    Supernet,
     arch_json_path,
+    calibrate_bn,
     export_onnx,
     export_pareto_set,
     export_safetensors,
     export_subnet,
     load_safetensors_subnet,
 )
+from attentivenas.nn import export as export_formats
 from attentivenas.space import TINY_SPACE
-from attentivenas.supernet import Supernet
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from attentivenas.cost import layer_specs
+from attentivenas.costs import layer_specs
 from attentivenas.errors import UserError
 from attentivenas.latency import (
     LatencyTable,
@@ -22,8 +22,8 @@ from attentivenas.latency import (
     space_signatures,
     table_error,
 )
+from attentivenas.nn import Supernet
 from attentivenas.space import ATTENTIVENAS_SPACE, TINY_SPACE
-from attentivenas.supernet import Supernet
 
 from .cli_helpers import run_cli
 from .synthetic import synthetic_latency_table
@@ -154,10 +154,6 @@ def test_build_table_for_given_archs(tiny_net: Supernet) -> None:
 
 
 def test_cli_latency_measure_and_build_table(tmp_path) -> None:
-    from attentivenas.cli import app
-    from attentivenas.cli.stage2_cmd import register
-
-    register(app)
     out = tmp_path / "table.json"
     r = run_cli("latency", "build-table", "--space", "tiny", "--archs", "1", "--warmup", "0", "--repeats", "1",
                 "--calibration-archs", "0", "--num-classes", "10", "--out", str(out), "--json")

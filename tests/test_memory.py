@@ -6,19 +6,19 @@ import numpy as np
 import pytest
 import torch
 
-from attentivenas.cost import count_params
-from attentivenas.errors import UserError
-from attentivenas.memory import (
+from attentivenas.costs import (
     MemoryModel,
     activation_steps,
+    count_params,
     measure_peak_activation_bytes,
     measure_weight_bytes,
     memory_mb,
     peak_activation_bytes,
     weight_bytes,
 )
+from attentivenas.errors import UserError
+from attentivenas.nn import Supernet
 from attentivenas.space import ATTENTIVENAS_SPACE, TINY_SPACE, named_arch
-from attentivenas.supernet import Supernet
 
 
 def _archs(n: int, seed: int) -> list:

@@ -13,15 +13,14 @@ import numpy as np
 import pytest
 import torch
 
-from attentivenas.config import parse_config
-from attentivenas.cost import CostModel
+from attentivenas.accuracy import ArchDataset, load_predictor
+from attentivenas.config import SamplerConfig, parse_config
+from attentivenas.costs import CostModel, MemoryModel
 from attentivenas.errors import CheckpointError, ConfigError
 from attentivenas.latency import LatencyTable
-from attentivenas.memory import MemoryModel
-from attentivenas.predictor import ArchDataset, load_predictor
-from attentivenas.sampling import ArchSampler, PredictorEstimator, build_constraint, derived_bin_width
 from attentivenas.space import ATTENTIVENAS_SPACE, TINY_SPACE, Arch
 from attentivenas.train import StepResult, read_training_checkpoint, train
+from attentivenas.train.sampling import ArchSampler, PredictorEstimator, build_constraint, derived_bin_width
 
 from .synthetic import config_with, synthetic_latency_table
 
@@ -58,9 +57,10 @@ def full_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     steps: list[list[Arch]] = []
     real_choose = ArchSampler.choose
 
-    def spy(self: ArchSampler, groups: Any, scores: Any) -> list[Arch]:
+    def spy(self: ArchSampler, groups: Any, scores: Any = None) -> Any:
         picked = real_choose(self, groups, scores)
-        chosen.append(([list(g) for g in groups], picked))
+        if scores is not None:  # a scored choice (BestUp), not a uniform one
+            chosen.append((groups.archs(self.space), picked.archs))
         return picked
 
     ArchSampler.choose = spy  # type: ignore[method-assign]
@@ -78,7 +78,7 @@ def test_online_predictor_is_fitted_after_start_epoch_and_ranks_the_candidates(f
     # epoch 1: the middle subnets are uniform archs (the sampler's own generator), never scored
     ref = ArchSampler(TINY_SPACE, "uniform", num_middle=2, seed=0)
     for archs in steps[:2]:
-        assert archs[1:3] == [g[0] for g in ref.propose(2)]
+        assert archs[1:3] == [g[0] for g in ref.propose(2).archs(TINY_SPACE)]
 
     # a predictor after epochs 1 and 2, none after the last epoch
     pdir = out / "predictors"
@@ -201,9 +201,9 @@ def test_bin_width_defaults_per_constraint() -> None:
 
 
 # --------------------------------------------------------------------------- latency and memory priors
-def _sampler_cfg(**kw: Any) -> dict[str, Any]:
-    return {"method": "bestup", "k": 4, "num_middle": 3, "prior": "empirical", "prior_samples": 3000,
-            "bin_width": None, "target_min": None, "target_max": None, **kw}
+def _sampler_cfg(**kw: Any) -> SamplerConfig:
+    return SamplerConfig(**{"method": "bestup", "k": 4, "num_middle": 3, "prior": "empirical", "prior_samples": 3000,
+                            "bin_width": None, "target_min": None, "target_max": None, **kw})
 
 
 def _check_candidates(sampler: ArchSampler, truth: Any) -> None:
@@ -216,8 +216,9 @@ def _check_candidates(sampler: ArchSampler, truth: Any) -> None:
         values = truth(c.genes)
         assert np.all((values >= c.lo) & (values < c.hi)) and c.hi - c.lo <= prior.bin_width + 1e-12
     est = PredictorEstimator(lambda f: f.sum(axis=1), TINY_SPACE)
-    archs = sampler.sample_middle(estimator=est)
-    for arch, (lo, hi) in zip(archs, sampler.last_targets, strict=True):
+    groups = sampler.propose()
+    chosen = sampler.choose(groups, est.score(groups.flat()).reshape(len(groups), groups.k))
+    for arch, (lo, hi) in zip(chosen.archs, chosen.targets, strict=True):
         assert lo <= truth(TINY_SPACE.encode(arch)[None, :])[0] < hi
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from attentivenas import predictor as P
-from attentivenas.cost import CostModel
+from attentivenas import accuracy as P
+from attentivenas.costs import CostModel
 from attentivenas.errors import CheckpointError, ConfigError
 from attentivenas.space import ATTENTIVENAS_SPACE, TINY_SPACE
 

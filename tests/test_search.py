@@ -7,12 +7,20 @@ import json
 
 import numpy as np
 import pytest
+import yaml
 
-from attentivenas import predictor as P
-from attentivenas.cost import CostModel
+from attentivenas import accuracy as P
+from attentivenas.config import SearchConfig, parse_model
+from attentivenas.costs import CostModel
 from attentivenas.errors import CheckpointError, ConfigError, UserError
-from attentivenas.pareto import ENTRY_KEYS, hypervolume, pareto_mask, pareto_ranks
-from attentivenas.search import Budgets, parse_budget_points, run_search
+from attentivenas.search import (
+    ENTRY_KEYS,
+    hypervolume,
+    pareto_mask,
+    pareto_ranks,
+    parse_budget_points,
+    run_search,
+)
 from attentivenas.space import TINY_SPACE
 
 from .cli_helpers import run_cli_code
@@ -20,6 +28,19 @@ from .cli_helpers import run_cli_code
 SPACE = TINY_SPACE
 COST = CostModel(SPACE)
 FAST = {"pop_size": 20, "generations": 5}
+SETTINGS = {"objectives": "objectives", "seed": "seed", "show_published": "published"}
+
+
+def run(accuracy_fn, *, budgets=None, budget_points=(), accuracy_source=None, remeasure_top=10, pop_size=50,
+        generations=30, mutation_prob=0.1, **kw):
+    """:func:`run_search` with its settings spelled as keywords, validated as a search config."""
+    data = {"budgets": {**(budgets or {}), "points": list(budget_points)},
+            "accuracy": {"source": accuracy_source, "remeasure_top": remeasure_top},
+            "evolution": {"pop_size": pop_size, "generations": generations, "mutation_prob": mutation_prob}}
+    for key, field in SETTINGS.items():
+        if key in kw:
+            data[field] = kw.pop(key)
+    return run_search(SPACE, parse_model(SearchConfig, data, "search config"), accuracy_fn, **kw)
 
 
 def accuracy(genes: np.ndarray) -> np.ndarray:
@@ -37,7 +58,7 @@ def dominated(a: dict, b: dict, keys=("mflops",)) -> bool:
 
 @pytest.fixture(scope="module")
 def result():
-    return run_search(SPACE, accuracy, budgets=Budgets(max_mflops=2.5, max_params_m=1.0),
+    return run(accuracy, budgets=dict(max_mflops=2.5, max_params_m=1.0),
                       budget_points=[1.5, 2.0, 2.5], seed=0, **FAST)
 
 
@@ -87,9 +108,9 @@ def test_budget_list_picks_best_under_each(result):
 
 
 def test_seeded_reproducible():
-    a = run_search(SPACE, accuracy, budgets=Budgets(max_mflops=2.0), seed=3, **FAST)
-    b = run_search(SPACE, accuracy, budgets=Budgets(max_mflops=2.0), seed=3, **FAST)
-    c = run_search(SPACE, accuracy, budgets=Budgets(max_mflops=2.0), seed=4, **FAST)
+    a = run(accuracy, budgets=dict(max_mflops=2.0), seed=3, **FAST)
+    b = run(accuracy, budgets=dict(max_mflops=2.0), seed=3, **FAST)
+    c = run(accuracy, budgets=dict(max_mflops=2.0), seed=4, **FAST)
     assert a.pareto == b.pareto and a.hypervolume == b.hypervolume and a.history == b.history
     assert a.pareto != c.pareto
 
@@ -101,7 +122,7 @@ def test_hypervolume_positive_and_grows_with_generations(result):
     assert result.hypervolume == pytest.approx(hv[-1])
     assert result.hypervolume_reference["reference_point"] == [1.0, 1.0]
     assert result.hypervolume_reference["bounds"]["mflops"][1] == 2.5
-    worse = run_search(SPACE, lambda g: accuracy(g) - 5.0, budgets=Budgets(max_mflops=2.5, max_params_m=1.0),
+    worse = run(lambda g: accuracy(g) - 5.0, budgets=dict(max_mflops=2.5, max_params_m=1.0),
                        seed=0, **FAST)
     assert worse.hypervolume < result.hypervolume
 
@@ -110,12 +131,12 @@ def test_two_cost_objectives_and_latency_budget():
     def latency(genes):  # a made-up device: 2 ms per MFLOP plus 0.3 ms per block
         return 2.0 * COST.flops(genes) + 0.3 * SPACE.features_from_genes(genes)[:, 10:17].sum(1)
 
-    res = run_search(SPACE, accuracy, objectives=["mflops", "latency"], budgets=Budgets(max_latency_ms=6.0),
+    res = run(accuracy, objectives=["mflops", "latency"], budgets=dict(max_latency_ms=6.0),
                      latency_fn=latency, seed=1, **FAST)
     assert res.pareto and all(e["latency_ms"] <= 6.0 for e in res.pareto)
     assert all(not dominated(a, b, ("mflops", "latency_ms")) for a in res.pareto for b in res.pareto)
     with pytest.raises(ConfigError, match="needs a latency table"):
-        run_search(SPACE, accuracy, objectives=["latency"], **FAST)
+        run(accuracy, objectives=["latency"], **FAST)
 
 
 def test_measured_accuracy_evaluates_each_arch_once(tmp_path):
@@ -126,8 +147,8 @@ def test_measured_accuracy_evaluates_each_arch_once(tmp_path):
         return float(accuracy(SPACE.encode(arch)[None])[0])
 
     cache = tmp_path / "measured.jsonl"
-    res = run_search(SPACE, None, accuracy_source="measured", evaluate_fn=evaluate, measured_cache=cache,
-                     budgets=Budgets(max_mflops=2.0), pop_size=10, generations=3, seed=0)
+    res = run(None, accuracy_source="measured", evaluate_fn=evaluate, measured_cache=cache,
+                     budgets=dict(max_mflops=2.0), pop_size=10, generations=3, seed=0)
     assert len(seen) == len(set(seen)) == res.n_measured == res.n_evaluations
     assert all(e["accuracy_source"] == "measured" for e in res.pareto)
     assert len(P.ArchDataset.load(cache)) == len(seen)  # measured archs become predictor data
@@ -140,8 +161,8 @@ def test_predicted_then_remeasured():
         calls.append(arch)
         return float(accuracy(SPACE.encode(arch)[None])[0]) - 1.0
 
-    res = run_search(SPACE, accuracy, accuracy_source="predicted+remeasure", evaluate_fn=evaluate, remeasure_top=8,
-                     budgets=Budgets(max_mflops=2.5), budget_points=[2.0], seed=0, **FAST)
+    res = run(accuracy, accuracy_source="predicted+remeasure", evaluate_fn=evaluate, remeasure_top=8,
+                     budgets=dict(max_mflops=2.5), budget_points=[2.0], seed=0, **FAST)
     assert 8 <= len(calls) <= 8 + 3 and res.n_measured == len(calls)
     for e in res.pareto + res.budget_winners:
         assert e["accuracy_source"] == "measured"
@@ -152,7 +173,7 @@ def test_predicted_then_remeasured():
 def test_remeasured_front_uses_earlier_measurements(tmp_path):
     """Archs already measured (e.g. the predictor's data, in the cache) join the measured front when
     they meet the budgets; those over budget never do."""
-    from attentivenas.predictor import ArchDataset, ArchRecord
+    from attentivenas.accuracy import ArchDataset, ArchRecord
 
     cost = CostModel(SPACE, 1000)
     small, big = SPACE.min_arch(), SPACE.max_arch()
@@ -161,9 +182,9 @@ def test_remeasured_front_uses_earlier_measurements(tmp_path):
         f, p = cost.flops_and_params(SPACE.encode(arch)[None])
         cache.add(ArchRecord(arch, acc, float(f[0]), float(p[0]) / 1e6))
     path = cache.save(tmp_path / "measured.jsonl")
-    res = run_search(SPACE, accuracy, accuracy_source="predicted+remeasure", measured_cache=path,
+    res = run(accuracy, accuracy_source="predicted+remeasure", measured_cache=path,
                      evaluate_fn=lambda a: float(accuracy(SPACE.encode(a)[None])[0]) - 1.0, remeasure_top=4,
-                     budgets=Budgets(max_mflops=2.5), seed=0, **FAST)
+                     budgets=dict(max_mflops=2.5), seed=0, **FAST)
     archs = [e["arch"] for e in res.pareto]
     assert small.to_dict() in archs and big.to_dict() not in archs
     assert all(e["accuracy_source"] == "measured" and e["mflops"] <= 2.5 for e in res.pareto)
@@ -172,20 +193,20 @@ def test_remeasured_front_uses_earlier_measurements(tmp_path):
 # --------------------------------------------------------------------------- errors
 def test_impossible_budget_is_one_clear_user_error():
     with pytest.raises(UserError, match=r"no arch meets max_mflops=0.5 \(the smallest subnet has 0.84 MFLOPs\)"):
-        run_search(SPACE, accuracy, budgets=Budgets(max_mflops=0.5), **FAST)
+        run(accuracy, budgets=dict(max_mflops=0.5), **FAST)
     with pytest.raises(UserError, match=r"max_mflops \(budget list\)=0.1"):
-        run_search(SPACE, accuracy, budget_points=[0.1, 2.0], **FAST)
+        run(accuracy, budget_points=[0.1, 2.0], **FAST)
 
 
 def test_unknown_objective_and_bad_settings():
     with pytest.raises(ConfigError, match=r"unknown objective\(s\) \['energy'\]; allowed: \['mflops', 'params'"):
-        run_search(SPACE, accuracy, objectives=["mflops", "energy"], **FAST)
+        run(accuracy, objectives=["mflops", "energy"], **FAST)
     with pytest.raises(ConfigError, match="unknown accuracy source"):
-        run_search(SPACE, accuracy, accuracy_source="guessed", **FAST)
+        run(accuracy, accuracy_source="guessed", **FAST)
     with pytest.raises(ConfigError, match="needs an evaluate function"):
-        run_search(SPACE, accuracy, accuracy_source="predicted+remeasure", **FAST)
+        run(accuracy, accuracy_source="predicted+remeasure", **FAST)
     with pytest.raises(ConfigError, match="positive"):
-        run_search(SPACE, accuracy, budgets=Budgets(max_mflops=-1), **FAST)
+        run(accuracy, budgets=dict(max_mflops=-1), **FAST)
     with pytest.raises(ConfigError, match="numbers separated by commas"):
         parse_budget_points("250,abc")
     assert parse_budget_points("400, 250,300") == (250.0, 300.0, 400.0)
@@ -193,7 +214,7 @@ def test_unknown_objective_and_bad_settings():
 
 # --------------------------------------------------------------------------- outputs
 def test_outputs_follow_the_contract(tmp_path):
-    res = run_search(SPACE, accuracy, budgets=Budgets(max_mflops=2.0), budget_points=[1.5], seed=0, out_dir=tmp_path,
+    res = run(accuracy, budgets=dict(max_mflops=2.0), budget_points=[1.5], seed=0, out_dir=tmp_path,
                      show_published=True, **FAST)
     entries = json.loads((tmp_path / "pareto.json").read_text())
     assert isinstance(entries, list) and len(entries) == len(res.pareto)
@@ -207,6 +228,7 @@ def test_outputs_follow_the_contract(tmp_path):
     assert (tmp_path / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["hypervolume"] == pytest.approx(res.hypervolume) and summary["settings"]["seed"] == 0
+    assert parse_model(SearchConfig, yaml.safe_load((tmp_path / "config.yaml").read_text())) == res.config
     assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 5
     assert "pop_size: 20" in (tmp_path / "config.yaml").read_text()
 
@@ -227,7 +249,7 @@ def test_cli_search_with_predictor(predictor_file, tmp_path, capsys):
                     "--max-mflops", "2", "--budgets", "1.2,1.8", "--pop-size", "12", "--generations", "2", "--json"])
     assert code == 0
     summary = json.loads(capsys.readouterr().out)
-    assert summary["settings"]["accuracy_source"] == "predicted" and summary["pareto_size"] >= 1
+    assert summary["settings"]["accuracy"]["source"] == "predicted" and summary["pareto_size"] >= 1
     assert [w["budget"] for w in summary["budget_winners"]] == [1.2, 1.8]
     assert all(e["mflops"] <= 2 for e in json.loads((out / "pareto.json").read_text()))
 
@@ -266,4 +288,4 @@ def test_predictor_of_another_space_rejected_in_library(predictor_file):
     from attentivenas.space import ATTENTIVENAS_SPACE
 
     with pytest.raises(CheckpointError, match="not 'attentivenas'"):
-        search_with_predictor(ATTENTIVENAS_SPACE, P.load_predictor(predictor_file), **FAST)
+        search_with_predictor(ATTENTIVENAS_SPACE, P.load_predictor(predictor_file), SearchConfig())

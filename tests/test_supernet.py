@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from attentivenas.cost import count_flops, count_params
+from attentivenas.costs import count_flops, count_params
+from attentivenas.nn import Supernet
 from attentivenas.space import ATTENTIVENAS_SPACE, TINY_SPACE, named_arch
-from attentivenas.supernet import Supernet
 
 from .official_reference import official_keys
 
@@ -152,7 +152,7 @@ def test_bn_momentum_zero_freezes_statistics_even_on_a_nan_batch() -> None:
 def test_torchscript_matches_eager(tiny_net: Supernet) -> None:
     tiny_net.eval()
     sub = tiny_net.extract(TINY_SPACE.sample(np.random.default_rng(5))).eval()
-    from attentivenas.export import script_subnet
+    from attentivenas.nn import script_subnet
 
     scripted = script_subnet(sub)
     x = torch.randn(2, 3, 32, 32)

@@ -10,15 +10,16 @@ import signal
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from attentivenas.checkpoint import load_supernet
 from attentivenas.config import parse_config
+from attentivenas.costs import CostModel
 from attentivenas.errors import ConfigError
+from attentivenas.nn import Supernet, load_supernet
 from attentivenas.space import TINY_SPACE, Arch
-from attentivenas.supernet import Supernet
 from attentivenas.train import (
     SandwichStep,
     StepResult,
@@ -34,6 +35,7 @@ from attentivenas.train import (
 )
 from attentivenas.train.losses import _alpha_terms
 from attentivenas.train.optim import build_optimizer, build_scheduler
+from attentivenas.train.sampling import CandidateGroups, Chosen
 from attentivenas.train.sandwich import StepContext, loss_scorer
 from attentivenas.train.state import find_resumable, save_training_checkpoint, step_files
 
@@ -130,19 +132,31 @@ def test_lr_scaling_and_warmup_cosine() -> None:
 
 
 # --------------------------------------------------------------------------- sandwich step
+def _groups(groups: list[list[Arch]]) -> CandidateGroups:
+    """Candidate groups (of equal size) in the sampler's gene form."""
+    return CandidateGroups(np.stack([TINY_SPACE.encode_many(g) for g in groups]), (None,) * len(groups))
+
+
 class RecordingSampler:
     """Proposes fixed candidate groups and picks the best score (like BestUp)."""
 
     def __init__(self, groups: list[list[Arch]]) -> None:
         self.groups = groups
         self.scores: list[list[float]] = []
+        self.cost = CostModel(TINY_SPACE, 10)
 
-    def propose(self, n: int) -> list[list[Arch]]:
-        return [list(g) for g in self.groups[:n]]
+    def propose(self, n: int | None = None) -> CandidateGroups:
+        return _groups(self.groups[:n])
 
-    def choose(self, groups: list[list[Arch]], scores: list[list[float]]) -> list[Arch]:
-        self.scores = [list(s) for s in scores]
-        return [g[max(range(len(g)), key=lambda i: s[i])] for g, s in zip(groups, scores, strict=True)]
+    def choose(self, groups: CandidateGroups, scores: Any = None) -> Chosen:
+        archs = groups.archs(TINY_SPACE)
+        self.scores = [list(s) for s in scores] if scores is not None else [[0.0] * groups.k] * len(groups)
+        picked = [g[max(range(len(g)), key=lambda i: s[i])] for g, s in zip(archs, self.scores, strict=True)]
+        genes = TINY_SPACE.encode_many(picked)
+        return Chosen(genes, picked, self.mflops(genes), list(groups.targets))
+
+    def mflops(self, genes: np.ndarray) -> list[float]:
+        return self.cost.flops(genes).tolist()
 
 
 def _candidates(n: int, seed: int) -> list[Arch]:
@@ -163,7 +177,7 @@ def test_loss_scorer_is_minus_the_batch_ce() -> None:
     x, y = torch.randn(6, 3, 32, 32), torch.randint(0, 10, (6,))
     groups = [_candidates(3, 0), _candidates(2, 1)]
     ctx = StepContext(net, x, y, lambda: torch.autocast("cpu", enabled=False))
-    scores = loss_scorer(groups, ctx)
+    scores = [loss_scorer(_groups([g]), ctx)[0] for g in groups]
     net.train()
     for g, sc in zip(groups, scores, strict=True):
         for arch, score in zip(g, sc, strict=True):
@@ -350,9 +364,9 @@ def test_predictor_estimator_picks_the_best_predicted_candidate(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import numpy as np
 
-    from attentivenas.cost import CostModel
-    from attentivenas.predictor import ArchDataset, ArchRecord, fit_predictor
-    from attentivenas.sampling import ArchSampler
+    from attentivenas.accuracy import ArchDataset, ArchRecord, fit_predictor
+    from attentivenas.costs import CostModel
+    from attentivenas.train.sampling import ArchSampler
 
     cm, rng = CostModel(TINY_SPACE, 10), np.random.default_rng(0)
     archs = [TINY_SPACE.sample(rng) for _ in range(30)]
@@ -362,9 +376,9 @@ def test_predictor_estimator_picks_the_best_predicted_candidate(
     seen: list[tuple[list[Arch], list[Arch]]] = []
     real_choose = ArchSampler.choose
 
-    def spy(self: ArchSampler, groups: Any, scores: Any) -> list[Arch]:
+    def spy(self: ArchSampler, groups: Any, scores: Any = None) -> Any:
         chosen = real_choose(self, groups, scores)
-        seen.append(([list(g) for g in groups], chosen))
+        seen.append((groups.archs(self.space), chosen.archs))
         return chosen
 
     monkeypatch.setattr(ArchSampler, "choose", spy)
@@ -422,7 +436,7 @@ def test_loss_scorer_uses_the_label_smoothed_training_loss() -> None:
     x, y = torch.randn(6, 3, 32, 32), torch.randint(0, 10, (6,))
     groups = [_candidates(2, 0)]
     ctx = StepContext(net, x, y, lambda: torch.autocast("cpu", enabled=False), label_smoothing=0.1)
-    scores = loss_scorer(groups, ctx)
+    scores = loss_scorer(_groups(groups), ctx)
     net.train()
     for arch, score in zip(groups[0], scores[0], strict=True):
         net.set_arch(arch)

@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, S
 
 from .config import DataConfig
 from .errors import ConfigError
+from .rng import mix_seed
 
 DIGITS_MEAN = 0.5
 DIGITS_STD = 0.5
@@ -41,7 +42,7 @@ def digits_bundle(image_size: int = 32, seed: int = 0, val_fraction: float = 0.1
                   test_fraction: float = 0.15) -> DataBundle:
     """scikit-learn's 1797 handwritten digits, upscaled (bilinear) to ``image_size``, as 3-channel
     tensors normalised to about [-1, 1]; a stratified split into train, val and test from ``seed``."""
-    from sklearn.datasets import load_digits
+    from sklearn.datasets import load_digits  # heavy (about 0.5 s): only the digits need scikit-learn here
     from sklearn.model_selection import train_test_split
 
     digits = load_digits()
@@ -72,15 +73,6 @@ CIFAR_STD = (0.2470, 0.2435, 0.2616)
 DEFAULT_VAL_FRACTION = {"digits": 0.15, "imagefolder": 0.02, "imagenet": 0.02, "cifar10": 0.1, "cifar100": 0.1}
 
 
-def _mix_seed(*parts: int) -> int:
-    """A 63-bit seed from several integers (a simple, stable hash)."""
-    h = 0x9E3779B97F4A7C15
-    for p in parts:
-        h = (h ^ (int(p) & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9 & 0xFFFFFFFFFFFFFFFF
-        h ^= h >> 31
-    return h & 0x7FFFFFFFFFFFFFFF
-
-
 class SeededTransformDataset(Dataset):
     """``transform(base[indices[i]])`` with the torch RNG seeded from (seed, epoch, index).
 
@@ -108,7 +100,7 @@ class SeededTransformDataset(Dataset):
         if self.transform is not None:
             if self.random:
                 with torch.random.fork_rng(devices=[]):
-                    torch.manual_seed(_mix_seed(self.seed, self.epoch, self.indices[i]))
+                    torch.manual_seed(mix_seed(self.seed, self.epoch, self.indices[i]))
                     x = self.transform(x)
             else:
                 x = self.transform(x)
@@ -133,14 +125,14 @@ class RandomShift:
 
 
 def _interp(name: str):
-    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms import InterpolationMode  # heavy: torchvision loads only when images need it
 
     return InterpolationMode.BICUBIC if name == "bicubic" else InterpolationMode.BILINEAR
 
 
 def train_transform(cfg: DataConfig, mean: Sequence[float], std: Sequence[float]) -> Callable:
     """The recipe's training transform: RandomResizedCrop, flip, AutoAugment, normalise."""
-    from torchvision import transforms as T
+    from torchvision import transforms as T  # heavy: torchvision loads only when images need it
 
     ops: list[Callable] = [T.RandomResizedCrop(cfg.image_size, interpolation=_interp(cfg.interpolation))]
     if cfg.random_flip:
@@ -197,7 +189,7 @@ def _require_dir(path: Path, key: str, what: str) -> Path:
 
 
 def _imagefolder(cfg: DataConfig, seed: int) -> DataBundle:
-    from torchvision.datasets import ImageFolder
+    from torchvision.datasets import ImageFolder  # heavy: torchvision loads only when images need it
 
     root = _require_dir(Path(str(cfg.path)).expanduser(), "data.path", "dataset")
     train_root = _require_dir(root / cfg.train_dir, "data.train_dir", "training")
@@ -226,7 +218,7 @@ def _imagefolder(cfg: DataConfig, seed: int) -> DataBundle:
 
 
 def _cifar(cfg: DataConfig, seed: int) -> DataBundle:
-    from torchvision import datasets
+    from torchvision import datasets  # heavy: torchvision loads only when images need it
 
     cls = datasets.CIFAR10 if cfg.name == "cifar10" else datasets.CIFAR100
     label = "CIFAR-10" if cfg.name == "cifar10" else "CIFAR-100"
@@ -311,7 +303,7 @@ def train_loader(dataset: Dataset, batch_size: int, seed: int, epoch: int, rank:
         dataset.set_epoch(epoch)
     sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
     sampler.set_epoch(epoch)
-    generator = torch.Generator().manual_seed(_mix_seed(seed, epoch, rank))
+    generator = torch.Generator().manual_seed(mix_seed(seed, epoch, rank))
     return DataLoader(
         dataset,
         batch_size=batch_size,

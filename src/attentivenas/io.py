@@ -1,13 +1,22 @@
-"""Atomic file writes: temp file in the same folder, fsync, rename. Never leave a half file."""
+"""Files: atomic writes (temp file in the same folder, fsync, rename: never a half file), strict JSON
+and reading the JSON files users hand us.
+
+One JSON convention everywhere: non-finite floats (NaN, inf) are written as ``null``
+(:func:`json_safe`), numpy scalars and arrays as plain numbers and lists, so every file we write is
+strict JSON that any reader accepts.
+"""
 
 from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
@@ -42,13 +51,34 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def json_safe(obj: Any) -> Any:
+    """A copy of ``obj`` that is strict JSON: NaN and inf become ``None``, numpy scalars and arrays
+    plain numbers and lists, tuples lists (dicts and lists are walked)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, np.ndarray):
+        return json_safe(obj.tolist())
+    if isinstance(obj, np.generic):
+        return json_safe(obj.item())
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
+def dumps_json(obj: Any, indent: int | None = None) -> str:
+    """``json.dumps`` of :func:`json_safe` (``obj``), strict (no NaN or Infinity tokens)."""
+    return json.dumps(json_safe(obj), indent=indent, allow_nan=False)
+
+
 def atomic_write_json(path: str | Path, obj: Any, indent: int | None = 2) -> Path:
-    return atomic_write_text(path, json.dumps(obj, indent=indent) + "\n")
+    return atomic_write_text(path, dumps_json(obj, indent) + "\n")
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> Path:
     """``torch.save`` to memory, then an atomic write."""
-    import torch
+    import torch  # heavy: the space and cost layers import this module without needing torch
 
     buf = io.BytesIO()
     torch.save(obj, buf)

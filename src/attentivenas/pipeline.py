@@ -15,6 +15,7 @@ Files (the DESIGN.md contract): ``OUT/checkpoints/last.pt``, ``OUT/metrics.jsonl
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
@@ -23,8 +24,14 @@ from typing import Any
 
 import torch
 
-from .config import TrainConfig, load_config
+from .accuracy import SubnetEvaluator, build_arch_dataset, evaluate_subnet, fit_best
+from .config import PipelineConfig, TrainConfig, load_config
+from .data import build_data
 from .errors import ConfigError
+from .io import atomic_write_bytes, atomic_write_json
+from .nn import export_pareto_set
+from .search import run_search, write_search_outputs
+from .train import train
 
 PACKAGED_QUICKSTART = "quickstart.yaml"
 
@@ -32,28 +39,6 @@ PACKAGED_QUICKSTART = "quickstart.yaml"
 def quickstart_config_path() -> Path:
     """The quick-start config shipped with the package (also at ``configs/quickstart.yaml``)."""
     return Path(str(resources.files("attentivenas") / "configs" / PACKAGED_QUICKSTART))
-
-
-@dataclass
-class PipelineSettings:
-    """Stage-2 settings of the pipeline (stage 1 is the training config)."""
-
-    num_archs: int = 60  # measured archs for the predictor
-    predictor_kinds: tuple[str, ...] = ("rf", "lgbm", "ridge")
-    feature_set: str = "knobs+cost"  # knob values plus log MFLOPs and params: better ranks on few archs
-    folds: int = 5
-    pop_size: int = 40
-    generations: int = 25
-    remeasure_top: int = 12
-    export_format: str = "torchscript"
-    seed: int = 0
-
-    def validate(self) -> PipelineSettings:
-        if self.num_archs < 4:
-            raise ConfigError(f"num_archs must be >= 4 (predictor data), got {self.num_archs}")
-        if self.folds < 2 or self.folds > self.num_archs:
-            raise ConfigError(f"folds must be in [2, num_archs={self.num_archs}], got {self.folds}")
-        return self
 
 
 @dataclass
@@ -76,17 +61,13 @@ class PipelineResult:
 Log = Callable[[str], None]
 
 
-def run_pipeline(config: TrainConfig, out_dir: str | Path, settings: PipelineSettings | None = None,
+def run_pipeline(config: TrainConfig, out_dir: str | Path, settings: PipelineConfig | None = None,
                  log: Log = print, progress: bool = True) -> PipelineResult:
     """Train, fit a predictor, search and export; see the module doc."""
-    from .data import build_data
-    from .evaluate import SubnetEvaluator, evaluate_subnet
-    from .export_formats import export_pareto_set
-    from .predictor import build_arch_dataset, fit_best
-    from .search import run_search, write_search_outputs
-    from .train import train
-
-    settings = (settings or PipelineSettings()).validate()
+    settings = settings or PipelineConfig()
+    pc, sc = settings.predictor, settings.search
+    if pc.folds > pc.num_archs:
+        raise ConfigError(f"predictor.folds must be in [2, predictor.num_archs={pc.num_archs}], got {pc.folds}")
     out = Path(out_dir)
     timings: dict[str, float] = {}
 
@@ -104,12 +85,11 @@ def run_pipeline(config: TrainConfig, out_dir: str | Path, settings: PipelineSet
     evaluator = SubnetEvaluator(net, bundle, calib_batches=config.eval.calibration_batches,
                                 calib_batch_size=config.data.batch_size, batch_size=config.data.eval_batch_size,
                                 device="cpu", seed=settings.seed)
-    log(f"[2/4] measuring {settings.num_archs} subnets (BN recalibrated, validation split) for the predictor")
+    log(f"[2/4] measuring {pc.num_archs} subnets (BN recalibrated, validation split) for the predictor")
     pred_dir = out / "predictor"
-    dataset = build_arch_dataset(space, evaluator, settings.num_archs, seed=settings.seed,
+    dataset = build_arch_dataset(space, evaluator, pc.num_archs, seed=settings.seed,
                                  cache_path=pred_dir / "archs.jsonl", num_classes=num_classes, progress=progress)
-    predictor, report = fit_best(dataset, settings.predictor_kinds, folds=settings.folds, seed=settings.seed,
-                                 feature_set=settings.feature_set)
+    predictor, report = fit_best(dataset, pc.kinds, folds=pc.folds, seed=settings.seed, feature_set=pc.feature_set)
     predictor_path = predictor.save(pred_dir / "predictor.json")
     best = report["kinds"][report["best"]]
     log(f"      best predictor: {report['best']} (Kendall tau {best['kendall_tau']:.3f}, "
@@ -117,16 +97,13 @@ def run_pipeline(config: TrainConfig, out_dir: str | Path, settings: PipelineSet
     timings["predictor_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    log(f"[3/4] NSGA-II search (population {settings.pop_size}, {settings.generations} generations), "
-        f"re-measuring the top {settings.remeasure_top}")
+    log(f"[3/4] NSGA-II search (population {sc.evolution.pop_size}, {sc.evolution.generations} generations), "
+        f"re-measuring the top {sc.accuracy.remeasure_top}")
     measured_cache = out / "search" / "measured.jsonl"
     if not measured_cache.exists():  # the predictor's measurements count for the measured front too
         _copy_atomic(pred_dir / "archs.jsonl", measured_cache)
-    result = run_search(space, predictor.predict_genes, objectives=("mflops",),
-                        accuracy_source="predicted+remeasure", evaluate_fn=evaluator,
-                        measured_cache=measured_cache, remeasure_top=settings.remeasure_top,
-                        num_classes=num_classes, pop_size=settings.pop_size, generations=settings.generations,
-                        seed=settings.seed, progress=progress)
+    result = run_search(space, sc, predictor.predict_genes, evaluate_fn=evaluator, measured_cache=measured_cache,
+                        num_classes=num_classes, progress=progress)
     files = write_search_outputs(out / "search", result)
     for name in ("pareto.json", "pareto.csv", "pareto.png"):
         _copy_atomic(files[name], out / name)
@@ -140,9 +117,7 @@ def run_pipeline(config: TrainConfig, out_dir: str | Path, settings: PipelineSet
         rec["val_top1"] = entry["accuracy"]
         rec["accuracy_source"] = entry["accuracy_source"]
         rec["test_top1"] = _test_accuracy(out / "models" / rec["file"], bundle.test, settings.export_format,
-                                          config.data.eval_batch_size, evaluate_subnet)
-    from .io import atomic_write_json
-
+                                          config.data.eval_batch_size)
     atomic_write_json(out / "models" / "index.json", records)
     timings["export_s"] = time.perf_counter() - t
     return PipelineResult(out, trained.checkpoint or out / "checkpoints" / "last.pt", predictor_path, report,
@@ -150,17 +125,13 @@ def run_pipeline(config: TrainConfig, out_dir: str | Path, settings: PipelineSet
 
 
 def _copy_atomic(src: Path, dst: Path) -> None:
-    from .io import atomic_write_bytes
-
     atomic_write_bytes(dst, Path(src).read_bytes())
 
 
-def _test_accuracy(model_path: Path, test_set: Any, fmt: str, batch_size: int, evaluate_subnet: Callable) -> float | None:
+def _test_accuracy(model_path: Path, test_set: Any, fmt: str, batch_size: int) -> float | None:
     """Top-1 of an exported model on the test split (TorchScript files are loaded back as shipped)."""
     if fmt != "torchscript":
         return None
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         model = torch.jit.load(str(model_path), map_location="cpu")
@@ -197,5 +168,5 @@ def load_quickstart_config(path: str | Path | None, overrides: list[str]) -> Tra
     return load_config(path if path is not None else quickstart_config_path(), overrides)
 
 
-__all__ = ["PipelineSettings", "PipelineResult", "run_pipeline", "format_summary", "load_quickstart_config",
+__all__ = ["PipelineConfig", "PipelineResult", "run_pipeline", "format_summary", "load_quickstart_config",
            "quickstart_config_path"]

@@ -6,7 +6,9 @@ import sys
 
 import typer
 
+from .. import __version__
 from ..errors import UserError
+from . import evaluate_cmd, foundation, latency_cmd, pipeline_cmd, predictor_cmd, search_cmd, train_cmd
 
 app = typer.Typer(
     add_completion=False,
@@ -19,8 +21,6 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        from .. import __version__
-
         typer.echo(f"attentivenas {__version__}")
         raise typer.Exit()
 
@@ -32,15 +32,9 @@ def _main(
     """Two-stage neural architecture search with attentive sampling (AttentiveNAS)."""
 
 
-def _register_commands() -> None:
-    """Each ``cli/<topic>.py`` adds its commands through ``register(app)``."""
-    from . import foundation, pipeline_cmd, search_cmd, stage2_cmd, train_cmd
-
-    for module in (foundation, train_cmd, stage2_cmd, search_cmd, pipeline_cmd):
-        module.register(app)
-
-
-_register_commands()
+# Each ``cli/<topic>.py`` adds its commands through ``register(app)``.
+for _module in (foundation, train_cmd, evaluate_cmd, latency_cmd, predictor_cmd, search_cmd, pipeline_cmd):
+    _module.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

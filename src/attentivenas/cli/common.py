@@ -1,20 +1,24 @@
-"""Shared helpers of the command line: error handling and output."""
+"""Shared helpers and option texts of the command line."""
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Any
 
-from ..errors import UserError
+from ..io import dumps_json
 
-
-def fail(message: str) -> None:
-    """Raise a user error (one line on stderr, exit code 2)."""
-    raise UserError(message)
+SPACE_HELP = "Search space: a preset (attentivenas, alphanet, tiny) or a YAML file with a supernet_config block."
+ARCH_HELP = "Model name (a0..a6, alphanet-a5, alphanet-a5-base, min, max), arch JSON file, or inline JSON."
+DATA_HELP = ("digits, cifar10:PATH, cifar100:PATH or an ImageFolder root PATH (train/ and val/). "
+             "Default: the data of the checkpoint's training config.")
 
 
 def print_json(obj: Any) -> None:
-    """Print one JSON object on stdout and nothing else."""
-    sys.stdout.write(json.dumps(obj) + "\n")
+    """Print one (strict) JSON object on stdout and nothing else."""
+    sys.stdout.write(dumps_json(obj) + "\n")
     sys.stdout.flush()
+
+
+def split_list(text: str) -> list[str]:
+    """``"a, b,,c"`` -> ``["a", "b", "c"]``."""
+    return [t.strip() for t in text.split(",") if t.strip()]

@@ -5,14 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.console import Console
+from rich.table import Table
 
-from ..cost import count_flops, count_params
+from ..accuracy import resolve_data
+from ..costs import CostModel, count_flops, count_params
 from ..errors import UserError
+from ..nn import FORMATS, cache_calibration_batches, export_pareto_set, export_subnet, load_supernet
 from ..space import SearchSpace, get_space, resolve_arch
-from .common import print_json
-
-SPACE_HELP = "Search space: a preset (attentivenas, alphanet, tiny) or a YAML file with a supernet_config block."
-ARCH_HELP = "Model name (a0..a6, alphanet-a5, alphanet-a5-base, min, max), arch JSON file, or inline JSON."
+from .common import ARCH_HELP, SPACE_HELP, print_json
 
 
 def _describe(space: SearchSpace) -> dict:
@@ -30,8 +31,6 @@ def space_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Describe a search space: its choices, size, and FLOPs range."""
-    from ..cost import CostModel
-
     sp = get_space(space)
     cm = CostModel(sp)
     lo, hi = cm.arch_flops(sp.min_arch()), cm.arch_flops(sp.max_arch())
@@ -39,9 +38,6 @@ def space_cmd(
     if as_json:
         print_json(info)
         return
-    from rich.console import Console
-    from rich.table import Table
-
     table = Table(title=f"space '{sp.name}': {info['num_architectures']:.3e} architectures, "
                         f"{lo:.2f}-{hi:.2f} MFLOPs (1000 classes)")
     for col in ("stage", "width", "depth", "kernel", "expand", "stride", "SE"):
@@ -88,9 +84,6 @@ def export_cmd(
     calib_batch_size: int = typer.Option(64, "--calib-batch-size", min=1, help="Batch size for --calibrate-bn."),
 ) -> None:
     """Export one subnet (or a whole Pareto set) as standalone models."""
-    from ..checkpoint import load_supernet
-    from ..export_formats import FORMATS, export_pareto_set, export_subnet
-
     if fmt not in FORMATS:
         raise UserError(f"--format {fmt!r} is not supported; allowed: {list(FORMATS)}")
     if (arch is None) == (pareto is None):
@@ -98,8 +91,6 @@ def export_cmd(
     net, meta = load_supernet(checkpoint, space)
     batches = None
     if calibrate_bn:
-        from ..evaluate import cache_calibration_batches, resolve_data
-
         bundle = resolve_data(data, net.space, meta, max(net.space.resolutions))
         batches = cache_calibration_batches(bundle.train, calib_batches, calib_batch_size)
     if pareto is not None:

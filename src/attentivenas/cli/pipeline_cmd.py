@@ -6,6 +6,9 @@ from pathlib import Path
 
 import typer
 
+from ..config import PipelineConfig, parse_model
+from ..pipeline import format_summary, load_quickstart_config, run_pipeline
+
 
 def quickstart_command(
     out: Path = typer.Option(Path("runs/quickstart"), "--out", "-o", help="Output folder (resumed if it holds a run)."),
@@ -21,11 +24,17 @@ def quickstart_command(
     seed: int = typer.Option(0, "--seed", help="Seed of the stage-2 choices (training uses the config's)."),
 ) -> None:
     """Train the tiny supernet, fit a predictor, search the Pareto front and export its models."""
-    from ..pipeline import PipelineSettings, format_summary, load_quickstart_config, run_pipeline
-
     cfg = load_quickstart_config(config, overrides or [])
-    settings = PipelineSettings(num_archs=num_archs, folds=folds, pop_size=pop_size, generations=generations,
-                                remeasure_top=remeasure_top, seed=seed)
+    defaults = PipelineConfig()
+    settings = parse_model(PipelineConfig, {
+        "seed": seed,
+        "predictor": {"num_archs": num_archs, "folds": folds},
+        "search": defaults.search.model_dump(mode="json") | {
+            "seed": seed,
+            "evolution": {"pop_size": pop_size, "generations": generations},
+            "accuracy": {"source": "predicted+remeasure", "remeasure_top": remeasure_top},
+        },
+    }, "quickstart options")
     result = run_pipeline(cfg, out, settings, log=typer.echo)
     typer.echo("")
     typer.echo(format_summary(result))

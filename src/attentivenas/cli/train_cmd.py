@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import typer
+
+from ..config import load_config
+from ..train import train
 
 CONFIG_HELP = "YAML config (e.g. configs/quickstart.yaml, configs/attentivenas_imagenet.yaml)."
 OVERRIDES_HELP = "Config overrides as dotted key=value pairs, e.g. optim.lr=0.05 sampler.k=5."
@@ -20,9 +24,6 @@ def train_command(
     out: Path | None = typer.Option(None, "--out", "-o", help=OUT_HELP),
 ) -> None:
     """Train a supernet (sandwich rule, attentive sampling). Works under torchrun for DDP."""
-    from ..config import load_config
-    from ..train import train
-
     cfg = load_config(config, overrides or [])
     result = train(cfg, out, resume=resume)
     if result.model is not None and _is_main():
@@ -41,8 +42,6 @@ def train_command(
 
 
 def _is_main() -> bool:
-    import os
-
     return int(os.environ.get("RANK", "0")) == 0
 
 

@@ -21,7 +21,7 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
-from ..errors import ConfigError
+from ..devices import rank_device
 
 
 @dataclass(frozen=True)
@@ -43,17 +43,6 @@ class DistInfo:
         return self.world_size > 1
 
 
-def pick_device(preference: str, local_rank: int = 0) -> torch.device:
-    """``auto``: CUDA when available (one GPU per local rank), else CPU."""
-    if preference == "cpu":
-        return torch.device("cpu")
-    if preference == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("runtime.device=cuda but no CUDA device is available; use runtime.device=auto or cpu")
-    if torch.cuda.is_available():
-        return torch.device("cuda", local_rank % torch.cuda.device_count())
-    return torch.device("cpu")
-
-
 def init_distributed(device_preference: str = "auto", timeout_s: int = 1800) -> DistInfo:
     """Join the process group described by torchrun's variables (``RANK``, ``WORLD_SIZE``,
     ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``); a single process otherwise.
@@ -63,7 +52,7 @@ def init_distributed(device_preference: str = "auto", timeout_s: int = 1800) -> 
     """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = pick_device(device_preference, local_rank)
+    device = rank_device(device_preference, local_rank)
     if world <= 1:
         return DistInfo(0, 1, 0, device, False)
     if dist.is_initialized():

@@ -10,20 +10,11 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from ..io import atomic_write_text
+from tqdm.auto import tqdm
+
+from ..io import atomic_write_text, dumps_json
 
 METRICS = "metrics.jsonl"
-
-
-def _clean(v: Any) -> Any:
-    """JSON-safe value: non-finite floats as strings, also inside lists and dicts (strict JSON)."""
-    if isinstance(v, float):
-        return v if math.isfinite(v) else str(v)
-    if isinstance(v, (list, tuple)):
-        return [_clean(x) for x in v]
-    if isinstance(v, dict):
-        return {k: _clean(x) for k, x in v.items()}
-    return v
 
 
 def truncate_metrics(path: str | Path, global_step: int) -> None:
@@ -68,9 +59,8 @@ class MetricsLogger:
         as ``kind/name``."""
         if not self.enabled or self._file is None:
             return
-        rec = {"kind": kind, "global_step": int(global_step), "time": round(time.time(), 3)}
-        rec.update({k: _clean(v) for k, v in values.items()})
-        self._file.write(json.dumps(rec) + "\n")
+        rec = {"kind": kind, "global_step": int(global_step), "time": round(time.time(), 3), **values}
+        self._file.write(dumps_json(rec) + "\n")  # non-finite values as null (strict JSON)
         self._file.flush()
         if self._writer is not None:
             for k, v in values.items():
@@ -100,8 +90,6 @@ class Progress:
     def start_epoch(self, epoch: int, epochs: int, steps: int, start: int) -> None:
         if not self.enabled:
             return
-        from tqdm.auto import tqdm
-
         self._bar = tqdm(total=steps, initial=start, desc=f"epoch {epoch + 1}/{epochs}", file=sys.stderr,
                          dynamic_ncols=True, leave=True)
 
@@ -132,6 +120,4 @@ class Progress:
         """A line that does not break the bar."""
         if not self.enabled:
             return
-        from tqdm.auto import tqdm
-
         tqdm.write(text, file=sys.stderr)

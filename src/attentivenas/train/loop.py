@@ -14,7 +14,6 @@ its checkpoints (see :mod:`attentivenas.train.state`), and writes::
 from __future__ import annotations
 
 import os
-import random
 import signal
 import time
 import warnings
@@ -27,21 +26,20 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from ..checkpoint import supernet_payload
 from ..config import TrainConfig, save_config
-from ..cost import TableCost
 from ..data import DataBundle, batches_per_epoch, build_data, check_batch_size, train_loader
 from ..errors import ConfigError, UserError
-from ..sampling import ArchSampler, load_predictor_estimator
-from ..space import Arch, SearchSpace, get_space
-from ..supernet import Supernet
+from ..nn import Supernet, supernet_payload
+from ..rng import global_rng_state, seed_everything, set_global_rng_state
+from ..space import SearchSpace, get_space
 from .distributed import DistInfo, all_reduce_sum, broadcast_module, cleanup, init_distributed, is_dist
 from .logging import MetricsLogger, Progress, truncate_metrics
 from .losses import build_distill_loss
 from .online import OnlinePredictor
 from .optim import build_optimizer, build_scheduler
-from .sandwich import SandwichStep, Scorer, StepResult, loss_scorer, static_scorer
-from .state import LAST, checkpoint_dir, resolve_resume, rng_state, save_training_checkpoint, set_rng_state
+from .sampling import ArchSampler, load_predictor_estimator
+from .sandwich import SandwichStep, Scorer, StepResult, estimator_scorer, loss_scorer
+from .state import LAST, checkpoint_dir, resolve_resume, save_training_checkpoint
 from .validate import calibration_batches, validate_arch
 
 
@@ -73,12 +71,6 @@ def default_out_dir(config: TrainConfig) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     space = Path(config.space).stem if config.space.endswith((".yaml", ".yml")) else config.space
     return Path("runs") / f"train-{space}-{config.data.name}-{stamp}"
-
-
-def _seed_all(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 def _shared_out_dir(out_dir: str | Path | None, config: TrainConfig) -> Path:
@@ -141,7 +133,7 @@ class Trainer:
         self.info = info
         self.on_step = on_step
         cfg = config
-        _seed_all(cfg.seed)
+        seed_everything(cfg.seed)
         self.space: SearchSpace = get_space(cfg.space)
         self.data: DataBundle = build_data(cfg.data, cfg.seed)
         n_train = len(self.data.train)  # type: ignore[arg-type]
@@ -166,13 +158,7 @@ class Trainer:
         amp_dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.runtime.amp]
         self.scaler = torch.amp.GradScaler(info.device.type) if cfg.runtime.amp == "fp16" else None
         sc = cfg.sampler
-        self.sampler = ArchSampler.from_config(
-            self.space,
-            {"method": sc.method, "k": sc.k, "num_middle": sc.num_middle, "constraint": sc.constraint,
-             "prior": sc.prior, "bin_width": sc.bin_width, "target_min": sc.target_min,
-             "target_max": sc.target_max, "prior_samples": sc.prior_samples, "latency_table": sc.latency_table},
-            seed=cfg.seed, num_classes=self.num_classes,
-        )
+        self.sampler = ArchSampler.from_config(self.space, sc, seed=cfg.seed, num_classes=self.num_classes)
         scorer: Scorer | None = None
         self.online: OnlinePredictor | None = None
         if sc.method != "uniform":
@@ -180,7 +166,7 @@ class Trainer:
                 self.online = OnlinePredictor(cfg, out_dir, self.space, self.num_classes, info)
                 self.sampler.warmup = True
             elif sc.estimator == "predictor":
-                scorer = static_scorer(load_predictor_estimator(sc.predictor, self.space).score)
+                scorer = estimator_scorer(load_predictor_estimator(sc.predictor, self.space))
             else:
                 scorer = loss_scorer
         self.step_fn = SandwichStep(
@@ -191,7 +177,6 @@ class Trainer:
             grad_clip_value=cfg.optim.grad_clip_value, scorer=scorer, scaler=self.scaler, amp_dtype=amp_dtype,
             channels_last=cfg.runtime.channels_last,
         )
-        self.flops = TableCost(self.space, "flops", self.num_classes)
         self.epoch = 0
         self.step_in_epoch = 0
         self.global_step = 0
@@ -220,7 +205,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "sampler": self.sampler.state_dict(),
-            "rng": rng_state(),
+            "rng": global_rng_state(),
             "rng_ranks": self._rank_rngs(),
             "progress": {"epoch": self.epoch, "step_in_epoch": self.step_in_epoch,
                          "global_step": self.global_step, "nan_streak": self.nan_streak,
@@ -258,7 +243,7 @@ class Trainer:
         self.epoch, self.step_in_epoch = int(prog["epoch"]), int(prog["step_in_epoch"])
         self.global_step, self.nan_streak = int(prog["global_step"]), int(prog.get("nan_streak", 0))
         self.last_eval = dict(obj.get("metrics") or {})
-        set_rng_state(obj["rng"])
+        set_global_rng_state(obj["rng"])
         ranks = obj.get("rng_ranks") or []
         if len(ranks) == self.info.world_size:
             torch.set_rng_state(ranks[self.info.rank]["torch"])
@@ -274,10 +259,6 @@ class Trainer:
         self.last_checkpoint = path
 
     # ----------------------------------------------------------------- pieces
-    def mflops(self, archs: list[Arch]) -> list[float]:
-        """MFLOPs of ``archs`` (table look-ups, equal to ``CostModel``; ~10 us an arch, no cache to grow)."""
-        return self.flops(np.stack([self.space.encode(a) for a in archs])).tolist()
-
     def validate(self) -> dict[str, float]:
         cfg, info = self.config, self.info
         split = self.data.val if cfg.eval.split == "val" else self.data.test
@@ -295,7 +276,7 @@ class Trainer:
         assert self.online is not None
         est = self.online.estimator
         self.sampler.warmup = est is None
-        self.step_fn.scorer = static_scorer(est.score) if est is not None else None
+        self.step_fn.scorer = estimator_scorer(est) if est is not None else None
 
     def _fit_online(self, epochs_done: int, logger: MetricsLogger, progress: Progress) -> None:
         assert self.online is not None
@@ -396,9 +377,8 @@ class Trainer:
     def _after_step(self, result: StepResult, lr: float, dt: float, logger: MetricsLogger,
                     progress: Progress) -> None:
         cfg = self.config
-        mids = result.archs[1:-1]
-        mflops = self.mflops(result.archs)
-        mid_mflops = float(np.mean(mflops[1:-1])) if mids else float("nan")
+        mflops = result.mflops
+        mid_mflops = float(np.mean(mflops[1:-1])) if len(mflops) > 2 else float("nan")
         ips = self.total_batch / max(dt, 1e-9)
         if not result.finite:
             self.nan_streak += 1

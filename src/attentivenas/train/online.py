@@ -28,15 +28,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..accuracy import build_arch_dataset, fit_best
 from ..config import TrainConfig
 from ..data import DataBundle
 from ..errors import CheckpointError
 from ..io import atomic_write_bytes
-from ..predictor import build_arch_dataset, fit_best
-from ..sampling import PredictorEstimator, load_predictor_estimator
+from ..nn import Supernet
 from ..space import Arch, SearchSpace
-from ..supernet import Supernet
 from .distributed import DistInfo, all_reduce_sum, barrier
+from .sampling import PredictorEstimator, load_predictor_estimator
 from .validate import calibration_batches, validate_arch
 
 PREDICTOR_DIR = "predictors"

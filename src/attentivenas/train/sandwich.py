@@ -13,30 +13,34 @@ Each distinct input resolution is resized once per step and shared by the subnet
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 import torch.nn as nn
 
+from ..nn import Supernet, resize_input
 from ..space import Arch
-from ..supernet import Supernet, resize_input
 from .distributed import all_reduce_grads, all_reduce_mean
 from .losses import DistillLoss, label_smoothing_ce
+from .sampling import CandidateGroups, Chosen, Estimator
 
 
 class MiddleSampler(Protocol):
-    """What the step needs from :mod:`attentivenas.sampling`."""
+    """What the step needs from :class:`attentivenas.train.sampling.ArchSampler`."""
 
-    def propose(self, n: int) -> list[list[Arch]]: ...
+    def propose(self, n: int | None = None) -> CandidateGroups: ...
 
-    def choose(self, groups: list[list[Arch]], scores: list[list[float]]) -> list[Arch]: ...
+    def choose(self, groups: CandidateGroups, scores: Any = None) -> Chosen: ...
+
+    def mflops(self, genes: np.ndarray) -> list[float]: ...
 
 
-#: Scores candidate groups; higher is better. Gets the step's context (inputs, teacher logits).
-Scorer = Callable[[list[list[Arch]], "StepContext"], list[list[float]]]
+#: Scores candidate groups ``[n, k]``; higher is better. Gets the step's context (inputs, teacher logits).
+Scorer = Callable[[CandidateGroups, "StepContext"], np.ndarray]
 
 
 @dataclass
@@ -67,41 +71,40 @@ class StepContext:
             return self.net(self.inputs(arch.resolution))
 
 
-def loss_scorer(groups: list[list[Arch]], ctx: StepContext) -> list[list[float]]:
+def loss_scorer(groups: CandidateGroups, ctx: StepContext) -> np.ndarray:
     """Mini-batch loss of every candidate (no gradients): cross-entropy with the context's label
     smoothing, as the authors score candidates with their training criterion; averaged across ranks
     so every rank makes the same choice; returned as scores (higher is better = ``-loss``)."""
-    flat = [a for g in groups for a in g]
+    flat = groups.flat()
+    space = ctx.net.space
     losses = torch.empty(len(flat), dtype=torch.float64, device=ctx.labels.device)
     with torch.no_grad():
-        for i, arch in enumerate(flat):
-            losses[i] = label_smoothing_ce(ctx.logits(arch).float(), ctx.labels, ctx.label_smoothing).double()
+        for i, genes in enumerate(flat):
+            logits = ctx.logits(space.decode(genes)).float()
+            losses[i] = label_smoothing_ce(logits, ctx.labels, ctx.label_smoothing).double()
     all_reduce_mean(losses)
-    vals = (-losses).tolist()
-    out, pos = [], 0
-    for g in groups:
-        out.append(vals[pos : pos + len(g)])
-        pos += len(g)
-    return out
+    return (-losses).cpu().numpy().reshape(len(groups), groups.k)
 
 
-def static_scorer(score_fn: Callable[[Sequence[Arch]], Sequence[float]]) -> Scorer:
-    """A scorer that ignores the batch (e.g. an accuracy predictor: same result on every rank)."""
+def estimator_scorer(estimator: Estimator) -> Scorer:
+    """A scorer that ignores the batch (e.g. an accuracy predictor: same result on every rank); all
+    candidates of the step are scored in one call."""
 
-    def scorer(groups: list[list[Arch]], ctx: StepContext) -> list[list[float]]:
-        return [[float(v) for v in score_fn(g)] for g in groups]
+    def scorer(groups: CandidateGroups, ctx: StepContext) -> np.ndarray:
+        return np.asarray(estimator.score(groups.flat()), dtype=np.float64).reshape(len(groups), groups.k)
 
     return scorer
 
 
 @dataclass
 class StepResult:
-    """What one step did: per-subnet losses (averaged over ranks), the trained archs, whether the
-    optimiser stepped (all losses finite)."""
+    """What one step did: per-subnet losses (averaged over ranks), the trained archs and their
+    MFLOPs, whether the optimiser stepped (all losses finite)."""
 
     losses: list[float]
     archs: list[Arch]
     finite: bool
+    mflops: list[float] = field(default_factory=list)
 
     @property
     def loss(self) -> float:
@@ -131,6 +134,8 @@ class SandwichStep:
     def __post_init__(self) -> None:
         if not self.params:
             self.params = [p for p in self.net.parameters() if p.requires_grad]
+        space = self.net.space
+        self._edge_mflops = self.sampler.mflops(space.encode_many([space.max_arch(), space.min_arch()]))
 
     def _autocast(self):
         if self.amp_dtype is None:
@@ -163,12 +168,12 @@ class SandwichStep:
 
         # 2. middle subnets: candidates proposed, scored, chosen (identically on every rank)
         middle: list[Arch] = []
+        middle_mflops: list[float] = []
         if self.num_middle > 0:
             groups = self.sampler.propose(self.num_middle)
-            if self.scorer is not None and any(len(g) > 1 for g in groups):
-                middle = self.sampler.choose(groups, self.scorer(groups, ctx))
-            else:
-                middle = [g[0] for g in groups]
+            scores = self.scorer(groups, ctx) if self.scorer is not None and groups.k > 1 else None
+            chosen = self.sampler.choose(groups, scores)
+            middle, middle_mflops = chosen.archs, chosen.mflops
 
         # 3. middle and min subnets learn from the max subnet's logits
         archs = [max_arch, *middle, space.min_arch()]
@@ -194,4 +199,5 @@ class SandwichStep:
             else:
                 self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return StepResult(values, archs, finite)
+        mflops = [self._edge_mflops[0], *middle_mflops, self._edge_mflops[1]]
+        return StepResult(values, archs, finite, mflops)

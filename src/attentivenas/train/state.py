@@ -1,8 +1,8 @@
 """Training checkpoints: complete state, atomic writes, rotation and ``--resume auto``.
 
-A training checkpoint is a superset of :func:`attentivenas.checkpoint.supernet_payload` (so
+A training checkpoint is a superset of :func:`attentivenas.nn.supernet_payload` (so
 ``load_supernet`` reads it): the model plus optimiser, scheduler, AMP scaler, sampler (and its
-prior), RNG states of python, numpy and torch (CPU and CUDA), the epoch and the step inside it,
+prior), RNG states of python, numpy and torch (CPU and CUDA; :mod:`attentivenas.rng`), the epoch and the step inside it,
 and the resolved config. Only tensors, numbers, strings, lists and dicts: loadable with
 ``torch.load(weights_only=True)``.
 
@@ -12,55 +12,17 @@ of the newest. Every file is written atomically, so a crash leaves the previous 
 
 from __future__ import annotations
 
-import pickle
-import random
 import re
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-
-from ..checkpoint import FORMAT, VERSION
 from ..errors import CheckpointError
 from ..io import atomic_torch_save
+from ..nn import FORMAT, VERSION, read_checkpoint
 
 STEP_FILE = re.compile(r"^step_(\d+)\.pt$")
 LAST = "last.pt"
 REQUIRED = ("format", "space", "num_classes", "model", "optimizer", "scheduler", "rng", "progress")
-
-
-# --------------------------------------------------------------------------- RNG states
-def rng_state() -> dict[str, Any]:
-    """RNG states of python, numpy and torch (CPU and every CUDA device) as plain data."""
-    version, mt, gauss = random.getstate()
-    np_state = np.random.get_state()
-    state: dict[str, Any] = {
-        "python": {"version": int(version), "state": torch.tensor(mt, dtype=torch.int64), "gauss": gauss},
-        "numpy": {
-            "kind": str(np_state[0]),
-            "keys": torch.from_numpy(np.asarray(np_state[1], dtype=np.int64)),
-            "pos": int(np_state[2]),
-            "has_gauss": int(np_state[3]),
-            "cached_gaussian": float(np_state[4]),
-        },
-        "torch": torch.get_rng_state(),
-        "cuda": [s for s in torch.cuda.get_rng_state_all()] if torch.cuda.is_available() else [],
-    }
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    """Restore what :func:`rng_state` returned."""
-    py = state["python"]
-    random.setstate((py["version"], tuple(int(v) for v in py["state"].tolist()), py["gauss"]))
-    npst = state["numpy"]
-    np.random.set_state((npst["kind"], npst["keys"].numpy().astype(np.uint32), npst["pos"], npst["has_gauss"],
-                         npst["cached_gaussian"]))
-    torch.set_rng_state(state["torch"])
-    cuda = state.get("cuda") or []
-    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(cuda)
 
 
 # --------------------------------------------------------------------------- files
@@ -97,14 +59,7 @@ def read_training_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load and check a training checkpoint (``weights_only=True``); :class:`CheckpointError` if it
     is missing, corrupt, or not a training checkpoint of ours."""
     p = Path(path)
-    if not p.is_file():
-        raise CheckpointError(f"checkpoint not found: {p}")
-    try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise CheckpointError(f"checkpoint {p} holds objects that cannot be loaded safely (weights_only=True)") from None
-    except Exception as exc:  # torn or foreign files fail in many ways inside torch.load
-        raise CheckpointError(f"checkpoint {p} is corrupt or not a PyTorch checkpoint ({type(exc).__name__})") from None
+    obj = read_checkpoint(p)
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         raise CheckpointError(f"checkpoint {p} is not an attentivenas checkpoint")
     if int(obj.get("version", 0)) > VERSION:

@@ -6,22 +6,17 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from ..accuracy import evaluate_subnet
 from ..data import eval_loader
-from ..evaluate import cache_calibration_batches, calibrate_bn, evaluate_subnet
+from ..nn import Supernet, cache_calibration_batches, calibrate_bn
 from ..space import Arch
-from ..supernet import Supernet
 from .distributed import DistInfo, all_reduce_mean, all_reduce_sum
 
 
 def calibration_batches(train: Dataset, num_batches: int, batch_size: int, seed: int, rank: int,
                         num_workers: int = 0) -> list[torch.Tensor]:
     """``num_batches`` training batches of a seeded random subset (different on every rank), on CPU."""
-    n = len(train)  # type: ignore[arg-type]
-    gen = torch.Generator().manual_seed(seed * 1009 + rank)
-    order = torch.randperm(n, generator=gen)[: num_batches * batch_size].tolist()
-    loader = DataLoader(Subset(train, order), batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                        generator=gen)
-    return cache_calibration_batches(loader, num_batches=num_batches)
+    return cache_calibration_batches(train, num_batches, batch_size, seed * 1009 + rank, num_workers=num_workers)
 
 
 def _average_bn_stats(model: nn.Module) -> None:

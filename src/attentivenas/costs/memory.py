@@ -1,11 +1,11 @@
 """Memory footprint of a subnet: weight bytes and peak activation bytes of inference.
 
-Weights: ``parameters x itemsize`` (the parameters of :func:`attentivenas.cost.count_params`:
+Weights: ``parameters x itemsize`` (the parameters of :func:`attentivenas.costs.count_params`:
 conv and linear weights, biases and BN affine parameters; BN running statistics are buffers and
 only counted with ``include_buffers=True``).
 
 Peak activation bytes follow the **liveness model of PyTorch eager execution** of the
-:class:`~attentivenas.supernet.StaticSubnet`: an op allocates its output while its inputs are
+:class:`~attentivenas.nn.StaticSubnet`: an op allocates its output while its inputs are
 alive, and a tensor is freed once no Python frame references it (a temporary right after the call
 that consumed it; a local variable when it is rebound or its frame returns). For batch ``B`` and
 element counts (channels x height x width x B) this gives:
@@ -45,9 +45,10 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-from .cost import HEAD_EXPAND, SE_REDUCTION, CostModel, count_params, layer_specs
-from .errors import UserError
-from .space import Arch, SearchSpace
+from ..errors import UserError
+from ..space import Arch, SearchSpace, SlotColumns, plan_columns
+from .layers import count_params, layer_specs
+from .model import CostModel
 
 MB = 1e6  #: bytes per MB (decimal, like MFLOPs)
 
@@ -60,11 +61,6 @@ def _itemsize(dtype: torch.dtype | str) -> int:
             raise UserError(f"unknown dtype {dtype!r}; use e.g. float32, float16, bfloat16, int8")
         dtype = dt
     return torch.empty((), dtype=dtype).element_size()
-
-
-def _div8_vec(v: np.ndarray, divisor: int = 8) -> np.ndarray:
-    new_v = np.maximum(1, np.floor(v + divisor / 2).astype(np.int64) // divisor * divisor)
-    return np.where(new_v < 0.9 * v, new_v + divisor, new_v)
 
 
 # --------------------------------------------------------------------------- weights
@@ -82,6 +78,30 @@ def weight_bytes(space: SearchSpace, arch: Arch, dtype: torch.dtype | str = torc
 
 
 # --------------------------------------------------------------------------- activations (vectorised)
+def _block_live(slot: SlotColumns, b: int, held: np.ndarray) -> list[np.ndarray]:
+    """Live elements at each step of one MBConv block (see the module docstring), ``held`` being
+    what stays live around it (the input batch, the blocks' argument and the block's input)."""
+    c_in, c_out, mid, size, size_out = slot.c_in, slot.c_out, slot.c_mid, slot.size_in, slot.size_out
+    dd = mid * size_out**2 * b
+    p = c_out * size_out**2 * b
+    live: list[np.ndarray] = []
+    e = 0
+    if slot.has_expand:
+        e = mid * size**2 * b
+        live.append(held + 2 * e)
+    live.append(held + e + 2 * dd)
+    if slot.se:
+        gate = mid * b
+        live.append(held + e + dd + np.maximum(dd + gate, 2 * gate + 2 * slot.se_mid * b))
+    live.append(held + dd + 2 * p)
+    pooled = np.where(slot.stride > 1, c_in * size_out**2 * b, 0)
+    conv = np.where(c_in != c_out, p, 0)
+    live.append(held + p + pooled + conv)
+    shortcut = np.where(c_in != c_out, conv, pooled)
+    live.append(held + p + shortcut + p)
+    return live
+
+
 class MemoryModel:
     """Vectorised memory model of one space: weights and peak activations for gene matrices.
 
@@ -102,65 +122,29 @@ class MemoryModel:
 
     def peak_elements(self, genes: np.ndarray, return_steps: bool = False) -> Any:
         """Peak number of live activation elements per row (and the per-step live counts)."""
-        space = self.space
-        res, widths, depths, kernels, expands = self.cost._columns(genes)
-        del kernels  # activations do not depend on the kernel size
-        b = self.batch
+        plan = plan_columns(self.space, genes)
+        res, b = plan.resolution, self.batch
         steps: list[tuple[str, np.ndarray]] = []
-
-        def step(name: str, live: np.ndarray) -> None:
-            steps.append((name, np.asarray(live, dtype=np.int64)))
 
         in_side = res if self.input_size is None else np.full_like(res, self.input_size)
         inp = 3 * in_side**2 * b
         resized = np.where(in_side != res, 3 * res**2 * b, 0)
-        size = -(-res // space.first_stride)
-        a0 = widths[0] * size**2 * b
-        step("first_conv", inp + resized + 2 * a0)
+        a0 = plan.first_out * plan.first_size**2 * b
+        steps.append(("first_conv", inp + resized + 2 * a0))
         held = inp + a0  # the input and the first conv's output (argument of the blocks)
-        c_in = widths[0]
         x = a0
-        first = True
-        for s, stage in enumerate(space.stages):
-            c_out, t, d = widths[s + 1], expands[s], depths[s]
-            for j in range(stage.max_depth):
-                on = j < d
-                stride = stage.stride if j == 0 else 1
-                size_out = -(-size // stride)
-                hb = held if first else held + x
-                mid = _div8_vec(np.round(c_in * t)) if stage.has_expand_conv else c_in
-                dd = mid * size_out**2 * b
-                p = c_out * size_out**2 * b
-                live: list[np.ndarray] = []
-                if stage.has_expand_conv:
-                    e = mid * size**2 * b
-                    live.append(hb + 2 * e)
-                else:
-                    e = 0
-                live.append(hb + e + 2 * dd)
-                if stage.se:
-                    se = _div8_vec(mid // SE_REDUCTION)
-                    gate = mid * b
-                    live.append(hb + e + dd + np.maximum(dd + gate, 2 * gate + 2 * se * b))
-                live.append(hb + dd + 2 * p)
-                pooled = np.where(stride > 1, c_in * size_out**2 * b, 0)
-                conv = np.where(c_in != c_out, p, 0)
-                live.append(hb + p + pooled + conv)
-                shortcut = np.where(c_in != c_out, conv, pooled)
-                live.append(hb + p + shortcut + p)
-                name = f"{stage.name}.block{j}"
-                block_peak = np.max(np.stack(live), axis=0)
-                step(name, np.where(on, block_peak, 0))
-                x = np.where(on, p, x)
-                c_in = np.where(on, c_out, c_in)
-                size = np.where(on, size_out, size)
-                first = False
-        c_exp = HEAD_EXPAND * c_in
-        f = c_exp * size**2 * b
-        g = c_exp * b
-        h = widths[-1] * b
-        step("head", inp + x + np.maximum(2 * f, np.maximum(f + g, g + 2 * h)))
-        step("classifier", inp + h + self.num_classes * b)
+        for i, slot in enumerate(plan.slots):
+            hb = held if i == 0 else held + x  # the first block's input is the first conv's output
+            live = _block_live(slot, b, hb)
+            name = f"{self.space.stages[slot.stage].name}.block{slot.index}"
+            steps.append((name, np.where(slot.on, np.max(np.stack(live), axis=0), 0)))
+            x = np.where(slot.on, slot.c_out * slot.size_out**2 * b, x)
+        f = plan.head_expand * plan.head_size**2 * b
+        g = plan.head_expand * b
+        h = plan.last * b
+        steps.append(("head", inp + x + np.maximum(2 * f, np.maximum(f + g, g + 2 * h))))
+        steps.append(("classifier", inp + h + self.num_classes * b))
+        steps = [(name, np.asarray(v, dtype=np.int64)) for name, v in steps]
         peak = np.max(np.stack([v for _, v in steps]), axis=0)
         return (peak, steps) if return_steps else peak
 

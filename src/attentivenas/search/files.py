@@ -1,6 +1,6 @@
-"""Pareto sets: non-dominance, hypervolume, and the JSON / CSV / PNG files of a search.
+"""The files of a search: ``pareto.json`` / ``pareto.csv`` / ``pareto.png``, ``summary.json``,
+``metrics.jsonl`` (one line per generation) and ``config.yaml``.
 
-Objectives are minimised throughout (accuracy enters as ``-accuracy`` or as an error).
 A Pareto entry follows the file contract of DESIGN.md::
 
     {"arch": {...}, "mflops": ..., "params_m": ..., "latency_ms": ... | null,
@@ -13,98 +13,26 @@ from __future__ import annotations
 
 import csv
 import io
-import json
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
-from .io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from ..errors import UserError
+from ..io import atomic_write_bytes, atomic_write_json, atomic_write_text, dumps_json, json_safe, read_json_file
+from ..space import PUBLISHED_MFLOPS, PUBLISHED_TOP1
+from .results import SearchResult
 
 ENTRY_KEYS = ("arch", "mflops", "params_m", "latency_ms", "accuracy", "accuracy_source")
 ARCH_COLUMNS = ("resolution", "width", "depth", "kernel_size", "expand_ratio")
 PUBLISHED_MODELS = ("a0", "a1", "a2", "a3", "a4", "a5", "a6")
 
 
-# =========================================================================== math
-def pareto_mask(F: np.ndarray) -> np.ndarray:
-    """Boolean mask of the non-dominated rows of ``F`` (n, m), all objectives minimised.
-
-    A row is dominated when another is no worse in every objective and better in one; equal rows
-    do not dominate each other, so duplicates are all kept."""
-    F = np.asarray(F, dtype=np.float64)
-    if F.ndim != 2:
-        raise ValueError("F must be a 2-D array (points x objectives)")
-    n = len(F)
-    keep = np.ones(n, dtype=bool)
-    order = np.lexsort(F.T[::-1])  # candidates that dominate come first
-    for i in order:
-        if not keep[i]:
-            continue
-        dominated = np.all(F[i] <= F, axis=1) & np.any(F[i] < F, axis=1)
-        keep &= ~dominated
-    return keep
-
-
-def pareto_ranks(F: np.ndarray) -> np.ndarray:
-    """Non-domination rank of every row (0 = first front), by repeated peeling."""
-    F = np.asarray(F, dtype=np.float64)
-    ranks = np.full(len(F), -1, dtype=np.int64)
-    left = np.arange(len(F))
-    r = 0
-    while left.size:
-        mask = pareto_mask(F[left])
-        ranks[left[mask]] = r
-        left = left[~mask]
-        r += 1
-    return ranks
-
-
-def normalise(F: np.ndarray, lo: Sequence[float], hi: Sequence[float]) -> np.ndarray:
-    """Scale each column of ``F`` linearly so that ``lo`` maps to 0 and ``hi`` to 1."""
-    lo_a, hi_a = np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
-    span = np.where(hi_a > lo_a, hi_a - lo_a, 1.0)
-    return (np.asarray(F, dtype=np.float64) - lo_a) / span
-
-
-def hypervolume(F: np.ndarray, ref: Sequence[float]) -> float:
-    """Hypervolume dominated by the rows of ``F`` (minimised) up to the reference point ``ref``.
-
-    Points not strictly better than ``ref`` in every objective contribute nothing."""
-    from pymoo.indicators.hv import HV
-
-    F = np.atleast_2d(np.asarray(F, dtype=np.float64))
-    ref_a = np.asarray(ref, dtype=np.float64)
-    if F.size == 0:
-        return 0.0
-    inside = F[np.all(F < ref_a, axis=1) & np.all(np.isfinite(F), axis=1)]
-    if len(inside) == 0:
-        return 0.0
-    return float(HV(ref_point=ref_a)(inside))
-
-
-# =========================================================================== files
-def _finite(v: Any) -> Any:
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    return v
-
-
-def clean_entry(entry: dict[str, Any]) -> dict[str, Any]:
-    """JSON-safe copy of an entry (numpy scalars to floats, NaN to null)."""
-    out: dict[str, Any] = {}
-    for k, v in entry.items():
-        if isinstance(v, np.generic):
-            v = v.item()
-        out[k] = _finite(v)
-    return out
-
-
 def write_pareto_json(path: str | Path, entries: Sequence[dict[str, Any]]) -> Path:
     """Write the Pareto set as a JSON list, atomically."""
-    return atomic_write_json(path, [clean_entry(e) for e in entries])
+    return atomic_write_json(path, [json_safe(e) for e in entries])
 
 
 def csv_columns(entries: Sequence[dict[str, Any]]) -> list[str]:
@@ -132,7 +60,7 @@ def pareto_csv_text(entries: Sequence[dict[str, Any]]) -> str:
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(cols)
     for e in entries:
-        e = clean_entry(e)
+        e = json_safe(e)
         row = [_cell(e["arch"][c]) if c in ARCH_COLUMNS else _cell(e.get(c)) for c in cols]
         writer.writerow(row)
     return buf.getvalue()
@@ -143,16 +71,15 @@ def write_pareto_csv(path: str | Path, entries: Sequence[dict[str, Any]]) -> Pat
 
 
 def read_pareto_json(path: str | Path) -> list[dict[str, Any]]:
-    data = json.loads(Path(path).read_text())
+    """The entries of a ``pareto.json`` (a missing or malformed file is one :class:`UserError` line)."""
+    data = read_json_file(path, "Pareto set", UserError)
     if not isinstance(data, list):
-        raise ValueError(f"{path} must hold a JSON list of Pareto entries")
+        raise UserError(f"Pareto set {path} must hold a JSON list of entries")
     return data
 
 
 def published_points(names: Sequence[str] = PUBLISHED_MODELS) -> list[tuple[str, float, float]]:
     """(name, MFLOPs, ImageNet top-1) of the authors' published models."""
-    from .space import PUBLISHED_MFLOPS, PUBLISHED_TOP1
-
     return [(n.upper(), PUBLISHED_MFLOPS[n], PUBLISHED_TOP1[n]) for n in names]
 
 
@@ -168,7 +95,7 @@ def plot_pareto(
 ) -> Path:
     """Accuracy vs MFLOPs: evaluated archs (grey), the front (line), budget winners (stars),
     optionally the authors' published models; written atomically as PNG."""
-    import matplotlib
+    import matplotlib  # heavy (about 0.5 s): only the plot needs it
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -201,3 +128,26 @@ def plot_pareto(
     fig.savefig(buf, format="png")
     plt.close(fig)
     return atomic_write_bytes(path, buf.getvalue())
+
+
+def write_search_outputs(out_dir: str | Path, result: SearchResult) -> dict[str, Path]:
+    """Write ``pareto.json``, ``pareto.csv``, ``pareto.png``, ``summary.json``, ``metrics.jsonl``
+    (one line per generation) and ``config.yaml`` (the resolved search config, which ``attentivenas
+    search --config`` runs again) into ``out_dir``, each atomically."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = result.config
+    source = cfg.accuracy.source or "predicted"
+    measured = "measure" in source
+    published = published_points() if cfg.published else ()
+    title = f"{result.space_name} Pareto front ({'measured' if measured else 'predicted'} accuracy)"
+    return {
+        "pareto.json": write_pareto_json(out / "pareto.json", result.pareto),
+        "pareto.csv": write_pareto_csv(out / "pareto.csv", result.pareto),
+        "pareto.png": plot_pareto(out / "pareto.png", result.pareto, result.evaluated, result.budget_winners,
+                                  published, cfg.budgets.max_mflops, title,
+                                  "evaluated" if source == "measured" else "evaluated (predicted accuracy)"),
+        "summary.json": atomic_write_json(out / "summary.json", result.summary()),
+        "metrics.jsonl": atomic_write_text(out / "metrics.jsonl", "".join(dumps_json(h) + "\n" for h in result.history)),
+        "config.yaml": atomic_write_text(out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False)),
+    }

@@ -1,15 +1,13 @@
-"""Export of static subnets: ONNX (checked with onnxruntime) and safetensors + arch JSON.
+"""Standalone subnets: TorchScript, ONNX (checked with onnxruntime) and safetensors + arch JSON.
 
-Every writer is atomic (:mod:`attentivenas.io`). :func:`export_onnx` exports at the subnet's
-resolution with a dynamic batch axis and compares onnxruntime against PyTorch on a seeded random
-batch; the relative error is ``max |onnx - torch| / max |torch|`` over all logits (an elementwise
-ratio is meaningless for logits near zero) and must be <= ``tol`` (1e-4).
+Every writer is atomic (:mod:`attentivenas.io`) and checks what it wrote against the PyTorch subnet
+on a seeded random batch: the relative error is ``max |exported - torch| / max |torch|`` over all
+logits (an elementwise ratio is meaningless for logits near zero) and must be <= ``tol`` (1e-4).
 
 :func:`export_safetensors` writes the state dict with safetensors and, beside it,
 ``<stem>.arch.json`` (arch, space, number of classes) so :func:`load_safetensors_subnet` rebuilds
-the subnet without pickle. :func:`export_subnet` dispatches on the format (TorchScript through
-:mod:`attentivenas.export`), optionally recalibrating BN first; :func:`export_pareto_set` writes a
-whole Pareto set in one call.
+the subnet without pickle. :func:`export_subnet` dispatches on the format, optionally recalibrating
+BN first; :func:`export_pareto_set` writes a whole Pareto set in one call.
 """
 
 from __future__ import annotations
@@ -25,11 +23,16 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save
 from torch import nn
 
-from .errors import UserError
-from .io import atomic_write_bytes, atomic_write_json, read_json_file
-from .space import Arch, SearchSpace, get_space
+from ..costs import count_flops, count_params
+from ..errors import UserError
+from ..io import atomic_write_bytes, atomic_write_json, read_json_file
+from ..space import Arch, SearchSpace, get_space
+from .bn import calibrate_bn
+from .static import StaticSubnet
 
 SUBNET_FORMAT = "attentivenas-subnet"
 FORMATS = ("torchscript", "onnx", "safetensors")
@@ -56,6 +59,45 @@ def arch_json_path(path: str | Path) -> Path:
     return Path(path).with_suffix(".arch.json")
 
 
+# --------------------------------------------------------------------------- TorchScript
+def script_subnet(subnet: StaticSubnet) -> torch.jit.ScriptModule:
+    """TorchScript of a static subnet in eval mode (the subnet itself is left unchanged)."""
+    was_training = subnet.training
+    subnet.eval()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated but still the portable format
+            scripted = torch.jit.script(subnet)
+    finally:
+        subnet.train(was_training)
+    return scripted
+
+
+def export_torchscript(subnet: StaticSubnet, path: str | Path, check: bool = True) -> Path:
+    """Write a TorchScript file loadable with ``torch.jit.load`` alone; checks its output against
+    the eager subnet on a random input when ``check``."""
+    scripted = script_subnet(subnet)
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.jit.save(scripted, buf)
+        buf.seek(0)
+        loaded = torch.jit.load(buf, map_location="cpu") if check else None
+    if loaded is not None:
+        p0 = next(subnet.parameters())
+        x = torch.randn(2, 3, subnet.resolution, subnet.resolution, generator=torch.Generator().manual_seed(0))
+        was_training = subnet.training
+        subnet.eval()
+        with torch.no_grad():
+            ref = subnet(x.to(p0.device, p0.dtype)).float().cpu()
+            out = loaded.to("cpu").float()(x)
+        subnet.train(was_training)
+        err = (out - ref).abs().max().item()
+        if err > 1e-4 * max(1.0, ref.abs().max().item()):
+            raise RuntimeError(f"TorchScript export differs from the eager model (max abs error {err:.3g})")
+    return atomic_write_bytes(path, buf.getvalue())
+
+
 # --------------------------------------------------------------------------- ONNX
 def _onnx_bytes(model: nn.Module, x: torch.Tensor, opset: int, exporter: str) -> bytes:
     if exporter == "torchscript":
@@ -76,7 +118,7 @@ def _onnx_bytes(model: nn.Module, x: torch.Tensor, opset: int, exporter: str) ->
 
 def onnx_relative_error(onnx_bytes: bytes, model: nn.Module, x: torch.Tensor) -> float:
     """``max |onnx - torch| / max |torch|`` of the logits of ``x`` (onnxruntime, CPU)."""
-    import onnxruntime as ort
+    import onnxruntime as ort  # heavy (about 0.3 s): imported only when an ONNX file is checked
 
     sess = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
     out = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
@@ -136,8 +178,6 @@ def subnet_spec(subnet: nn.Module) -> dict[str, Any]:
 
 def export_safetensors(subnet: nn.Module, path: str | Path) -> dict[str, Any]:
     """Write the state dict with safetensors (spec also in its metadata) and ``<stem>.arch.json``."""
-    from safetensors.torch import save
-
     spec = subnet_spec(subnet)
     state = {k: v.detach().to("cpu").contiguous().clone() for k, v in subnet.state_dict().items()}
     data = save(state, metadata={"attentivenas": json.dumps(spec)})
@@ -154,8 +194,6 @@ def _read_spec(path: Path) -> dict[str, Any]:
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ExportError(f"{js} is not valid JSON: {exc}") from None
     else:
-        from safetensors import safe_open
-
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
         if "attentivenas" not in meta:
@@ -168,11 +206,6 @@ def _read_spec(path: Path) -> dict[str, Any]:
 
 def load_safetensors_subnet(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
     """Rebuild a :class:`~attentivenas.supernet.StaticSubnet` written by :func:`export_safetensors`."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    from .supernet import StaticSubnet
-
     p = Path(path)
     if not p.is_file():
         raise ExportError(f"safetensors file not found: {p}")
@@ -204,15 +237,11 @@ def export_subnet(subnet: nn.Module, path: str | Path, fmt: str = "onnx",
     if fmt not in FORMATS:
         raise ExportError(f"unknown export format {fmt!r}; use one of {list(FORMATS)}")
     if calib_batches is not None:
-        from .evaluate import calibrate_bn
-
         subnet = calibrate_bn(copy.deepcopy(subnet), calib_batches)
     if fmt == "onnx":
         return export_onnx(subnet, path, **kwargs)
     if fmt == "safetensors":
         return export_safetensors(subnet, path)
-    from .export import export_torchscript
-
     return {"path": str(export_torchscript(subnet, path))}
 
 
@@ -240,8 +269,6 @@ def export_pareto_set(supernet: nn.Module, pareto: str | Path | Sequence[Any], o
                       **kwargs: Any) -> list[dict[str, Any]]:
     """Export every arch of a Pareto set from ``supernet`` into ``out_dir`` (one file per arch, plus
     ``index.json`` listing arch, MFLOPs, params and file). ``calib_batches``: recalibrate BN first."""
-    from .cost import count_flops, count_params
-
     if fmt not in FORMATS:
         raise ExportError(f"unknown export format {fmt!r}; use one of {list(FORMATS)}")
     space = supernet.space

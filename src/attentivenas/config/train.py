@@ -1,32 +1,22 @@
-"""Typed training configuration: a pydantic schema, YAML loading and ``key=value`` overrides.
-
-Every section forbids unknown keys, so a typo fails loudly with the dotted key named. Values are
-checked for type and range; cross-field rules (e.g. ``data.path`` is required for ImageNet) are
-checked after parsing. Every failure raises :class:`~attentivenas.errors.ConfigError` with one
-line naming the key (or file) and what is allowed.
-"""
+"""The stage-1 schema: :class:`TrainConfig` and its sections (data, model, loss, optim, sampler, eval,
+checkpoint, runtime, log). ``attentivenas train --config FILE [key=value ...]`` reads it."""
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
-from .errors import ConfigError
-from .io import atomic_write_text
+from .base import Section, load_model, model_to_yaml, override_model, parse_model, save_model
 
-
-class _Section(BaseModel):
-    """Base of every config section: unknown keys are errors, assignments are validated."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+#: Default bin width of the prior per named cost constraint (MFLOPs, millions of parameters); the
+#: callable constraints (latency, memory) get (max - min) / 40 of their range over the space.
+DEFAULT_BIN_WIDTH = {"flops": 25.0, "params": 0.25}
 
 
-class DataConfig(_Section):
+class DataConfig(Section):
     """Dataset, transforms and loaders."""
 
     name: Literal["digits", "imagefolder", "imagenet", "cifar10", "cifar100"] = "digits"
@@ -56,7 +46,7 @@ class DataConfig(_Section):
         return self
 
 
-class ModelConfig(_Section):
+class ModelConfig(Section):
     """Supernet construction and regularisation of the max subnet."""
 
     num_classes: int | None = Field(None, ge=2)  # default: from the dataset
@@ -67,7 +57,7 @@ class ModelConfig(_Section):
     drop_connect_only_last_two_stages: bool = True
 
 
-class LossConfig(_Section):
+class LossConfig(Section):
     """Losses of the sandwich step."""
 
     label_smoothing: float = Field(0.1, ge=0.0, lt=1.0)  # max subnet vs the labels
@@ -84,7 +74,7 @@ class LossConfig(_Section):
         return self
 
 
-class OptimConfig(_Section):
+class OptimConfig(Section):
     """SGD and the warm-up + cosine schedule (per iteration)."""
 
     lr: float = Field(0.1, gt=0.0)  # per lr_reference_batch images: lr_used = lr * total_batch / reference
@@ -100,7 +90,7 @@ class OptimConfig(_Section):
     grad_clip_value: float | None = Field(1.0, gt=0.0)  # clip by value; null: no clipping
 
 
-class OnlinePredictorConfig(_Section):
+class OnlinePredictorConfig(Section):
     """``sampler.estimator=online``: an accuracy predictor fitted during training (see docs/training.md).
 
     Epochs before ``start_epoch`` sample the middle subnets uniformly. After ``start_epoch`` epochs
@@ -129,7 +119,7 @@ class OnlinePredictorConfig(_Section):
         return self
 
 
-class SamplerConfig(_Section):
+class SamplerConfig(Section):
     """Which middle subnets each step trains (AttentiveNAS)."""
 
     method: Literal["uniform", "bestup", "worstup"] = "bestup"
@@ -153,7 +143,7 @@ class SamplerConfig(_Section):
     def _default_bin_width(cls, data: Any) -> Any:
         """Fill the bin width of the named cost constraints, so the resolved config shows it."""
         if isinstance(data, Mapping) and data.get("bin_width") is None:
-            width = {"flops": 25.0, "params": 0.25}.get(data.get("constraint", "flops"))  # type: ignore[arg-type]
+            width = DEFAULT_BIN_WIDTH.get(data.get("constraint", "flops"))  # type: ignore[arg-type]
             if width is not None:
                 data = {**data, "bin_width": width}
         return data
@@ -177,7 +167,7 @@ class SamplerConfig(_Section):
         return self
 
 
-class EvalConfig(_Section):
+class EvalConfig(Section):
     """Epoch-end validation of the min and max subnets (BN recalibrated)."""
 
     every_epochs: int = Field(1, ge=0)  # 0: never
@@ -186,14 +176,14 @@ class EvalConfig(_Section):
     split: Literal["val", "test"] = "val"
 
 
-class CheckpointConfig(_Section):
+class CheckpointConfig(Section):
     """When to write checkpoints and how many to keep."""
 
     every_steps: int = Field(1000, ge=0)  # 0: only at epoch ends
     keep_last: int = Field(3, ge=1)
 
 
-class RuntimeConfig(_Section):
+class RuntimeConfig(Section):
     """Device, precision, threads and run limits."""
 
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -206,7 +196,7 @@ class RuntimeConfig(_Section):
     dist_timeout_s: int = Field(1800, ge=10)
 
 
-class LogConfig(_Section):
+class LogConfig(Section):
     """Progress bar, metrics file and TensorBoard."""
 
     every_steps: int = Field(10, ge=1)
@@ -214,7 +204,7 @@ class LogConfig(_Section):
     tensorboard: bool = True
 
 
-class TrainConfig(_Section):
+class TrainConfig(Section):
     """The whole stage-1 configuration."""
 
     seed: int = 0
@@ -237,147 +227,27 @@ class TrainConfig(_Section):
                              f"({self.optim.epochs}): the predictor is fitted after start_epoch epochs")
         return self
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain nested dict (JSON/YAML friendly)."""
-        return self.model_dump(mode="json")
 
-
-# --------------------------------------------------------------------------- errors
-def _format_error(err: Mapping[str, Any], prefix: str = "") -> str:
-    loc = ".".join(str(p) for p in err.get("loc", ()))
-    key = f"{prefix}{loc}" if loc else prefix.rstrip(".") or "config"
-    kind = err.get("type", "")
-    msg = str(err.get("msg", "invalid value"))
-    if kind == "extra_forbidden":
-        return f"unknown config key '{key}'"
-    if kind == "value_error":
-        return msg.removeprefix("Value error, ")
-    got = err.get("input")
-    return f"config key '{key}': {msg} (got {got!r})"
-
-
-def _config_error(exc: ValidationError, source: str) -> ConfigError:
-    first = exc.errors()[0]
-    line = _format_error(first)
-    if first.get("type") == "extra_forbidden":
-        line += _suggest(first.get("loc", ()))
-    more = len(exc.errors()) - 1
-    tail = f" (+{more} more)" if more else ""
-    return ConfigError(f"{source}: {line}{tail}")
-
-
-def _suggest(loc: Sequence[Any]) -> str:
-    """'; did you mean ...' for an unknown key, from the schema's field names."""
-    model: type[BaseModel] = TrainConfig
-    for part in loc[:-1]:
-        field = model.model_fields.get(str(part))
-        ann = getattr(field, "annotation", None) if field else None
-        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
-            return ""
-        model = ann
-    names = list(model.model_fields)
-    close = difflib.get_close_matches(str(loc[-1]), names, n=1)
-    prefix = "".join(f"{p}." for p in loc[:-1])
-    return f"; did you mean '{prefix}{close[0]}'?" if close else f"; allowed: {names}"
-
-
-# --------------------------------------------------------------------------- loading
 def parse_config(data: Mapping[str, Any] | None, source: str = "config") -> TrainConfig:
     """Validate a nested dict into a :class:`TrainConfig` (errors name the key)."""
-    if data is None:
-        data = {}
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{source}: the config must be a mapping of sections, got {type(data).__name__}")
-    try:
-        return TrainConfig.model_validate(dict(data))
-    except ValidationError as exc:
-        raise _config_error(exc, source) from None
-
-
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping; a missing file or bad YAML raises :class:`ConfigError` naming the file."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"config file not found: {p}")
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"config file {p} is not valid YAML{where}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"config file {p} must hold a mapping of sections, got {type(data).__name__}")
-    return data
-
-
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """Split ``a.b.c=value`` into its key path and the YAML-parsed value."""
-    if "=" not in text:
-        raise ConfigError(f"override {text!r} must look like key=value (e.g. optim.lr=0.05)")
-    key, raw = text.split("=", 1)
-    key = key.strip()
-    parts = key.split(".")
-    if not key or any(not p for p in parts):
-        raise ConfigError(f"override {text!r} has an empty key; use dotted keys like sampler.k=3")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
-        value = raw
-    return parts, value
-
-
-def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
-    """Return a copy of ``data`` with every ``key=value`` applied (sections are created as needed)."""
-    out = _deep_copy(data)
-    for text in overrides:
-        parts, value = parse_override(text)
-        node = out
-        for i, part in enumerate(parts[:-1]):
-            child = node.get(part)
-            if child is None:
-                child = node[part] = {}
-            elif not isinstance(child, dict):
-                where = ".".join(parts[: i + 1])
-                raise ConfigError(f"override {text!r}: '{where}' is a value, not a section")
-            node = child
-        node[parts[-1]] = value
-    return out
-
-
-def _deep_copy(d: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: _deep_copy(v) if isinstance(v, Mapping) else v for k, v in d.items()}
+    return parse_model(TrainConfig, data, source)
 
 
 def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> TrainConfig:
-    """Load a YAML config (or the defaults when ``path`` is None) and apply ``key=value`` overrides."""
-    data = read_yaml(path) if path is not None else {}
-    source = str(path) if path is not None else "config"
-    if overrides:
-        data = apply_overrides(data, overrides)
-        source = f"{source} (with overrides)"
-    return parse_config(data, source)
+    """Load a YAML training config (or the defaults when ``path`` is None) and apply ``key=value`` overrides."""
+    return load_model(TrainConfig, path, overrides)
 
 
 def override_config(config: TrainConfig, overrides: Sequence[str]) -> TrainConfig:
     """A new config with ``key=value`` overrides applied to ``config``."""
-    return parse_config(apply_overrides(config.to_dict(), overrides), "config overrides")
+    return override_model(config, overrides)
 
 
 def config_to_yaml(config: TrainConfig) -> str:
     """The resolved config as YAML text (loads back to an equal config)."""
-    return yaml.safe_dump(config.to_dict(), sort_keys=False)
+    return model_to_yaml(config)
 
 
 def save_config(config: TrainConfig, path: str | Path) -> Path:
     """Write the resolved config atomically."""
-    return atomic_write_text(path, config_to_yaml(config))
-
-
-__all__ = [
-    "TrainConfig", "DataConfig", "ModelConfig", "LossConfig", "OptimConfig", "SamplerConfig",
-    "OnlinePredictorConfig", "EvalConfig",
-    "CheckpointConfig", "RuntimeConfig", "LogConfig", "load_config", "parse_config", "apply_overrides",
-    "override_config", "parse_override", "read_yaml", "config_to_yaml", "save_config",
-]
+    return save_model(config, path)

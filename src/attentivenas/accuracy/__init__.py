@@ -1,0 +1,46 @@
+"""Accuracy: evaluation of subnets, and accuracy predictors learnt from measured (arch, top-1) pairs.
+
+Lives here: ``evaluate`` (BN-recalibrated top-1 / top-5 of a subnet, :class:`SubnetEvaluator`),
+``dataset`` (:class:`ArchDataset` JSONL files, archs spread over the FLOPs range), ``models`` (the
+regressors, pickle-free), ``predictor`` (features, fitting, cross-validation, files) and ``metrics``.
+
+May import: ``attentivenas.space``, ``costs``, ``nn``, ``config``, ``data``, ``io``, ``errors``.
+"""
+
+from .dataset import (
+    DATASET_FORMAT,
+    SPREADS,
+    ArchDataset,
+    ArchRecord,
+    JsonlAppender,
+    build_arch_dataset,
+    dataset_header,
+    spread_genes,
+)
+from .evaluate import SubnetEvaluator, evaluate_arch, evaluate_subnet, resolve_data
+from .metrics import kendall_tau, rank_metrics, rmse, spearman_rho
+from .models import DEFAULT_HYPERPARAMS, KINDS, MODEL_CLASSES, GPModel, LGBMModel, LinearModel, TreeEnsemble
+from .predictor import (
+    DEFAULT_KINDS,
+    FEATURE_SETS,
+    FORMAT,
+    Predictor,
+    check_kinds,
+    check_space,
+    cross_validate,
+    evaluate_predictor,
+    feature_names,
+    fit_best,
+    fit_predictor,
+    load_predictor,
+    make_features,
+)
+
+__all__ = [
+    "DATASET_FORMAT", "SPREADS", "ArchDataset", "ArchRecord", "JsonlAppender", "build_arch_dataset",
+    "dataset_header", "spread_genes", "SubnetEvaluator", "evaluate_arch", "evaluate_subnet", "resolve_data",
+    "kendall_tau", "rank_metrics", "rmse", "spearman_rho", "DEFAULT_HYPERPARAMS", "KINDS", "MODEL_CLASSES",
+    "GPModel", "LGBMModel", "LinearModel", "TreeEnsemble", "DEFAULT_KINDS", "FEATURE_SETS", "FORMAT", "Predictor",
+    "check_kinds", "check_space", "cross_validate", "evaluate_predictor", "feature_names", "fit_best",
+    "fit_predictor", "load_predictor", "make_features",
+]

@@ -1,0 +1,306 @@
+"""(arch, accuracy) datasets: records, JSON-lines files that survive interruption, and archs spread
+over the FLOPs range to measure.
+
+A dataset file is a header line naming the space, then one record per line keyed by
+``Arch.key()``. :func:`build_arch_dataset` evaluates only the archs not yet in its file, appending
+(and fsyncing) each record as soon as it is measured, so an interrupted build keeps its work.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import warnings
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..costs import CostModel
+from ..errors import ConfigError, UserError
+from ..io import atomic_write_text
+from ..space import Arch, SearchSpace, get_space
+
+DATASET_FORMAT = "attentivenas-arch-dataset"
+VERSION = 1
+SPREADS = ("flops", "uniform")
+
+
+@dataclass(frozen=True)
+class ArchRecord:
+    """One evaluated arch: accuracy (top-1, percent) plus its analytic cost."""
+
+    arch: Arch
+    accuracy: float
+    mflops: float
+    params_m: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "key": self.arch.key(),
+            "arch": self.arch.to_dict(),
+            "accuracy": float(self.accuracy),
+            "mflops": float(self.mflops),
+            "params_m": float(self.params_m),
+        }
+
+
+def dataset_header(space: SearchSpace, num_classes: int) -> dict[str, Any]:
+    """The first line of a dataset JSONL: format, version, space and number of classes."""
+    return {"format": DATASET_FORMAT, "version": VERSION, "space": space.to_dict(), "num_classes": num_classes}
+
+
+class ArchDataset:
+    """Records of evaluated archs of one space, unique by ``arch.key()`` (the last one wins)."""
+
+    def __init__(self, space: SearchSpace, records: Iterable[ArchRecord] = (), num_classes: int = 1000) -> None:
+        self.space = space
+        self.num_classes = int(num_classes)
+        self._records: dict[str, ArchRecord] = {}
+        for r in records:
+            self.add(r)
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def __iter__(self):
+        return iter(self._records.values())
+
+    def __contains__(self, arch: Arch) -> bool:
+        return arch.key() in self._records
+
+    def get(self, arch: Arch) -> ArchRecord | None:
+        return self._records.get(arch.key())
+
+    def add(self, record: ArchRecord) -> None:
+        self._records[record.arch.key()] = record
+
+    @property
+    def records(self) -> list[ArchRecord]:
+        return list(self._records.values())
+
+    def genes(self) -> np.ndarray:
+        """Gene matrix, shape (n, num_genes)."""
+        if not self._records:
+            return np.zeros((0, self.space.num_genes), dtype=np.int64)
+        return self.space.encode_many([r.arch for r in self._records.values()])
+
+    def accuracies(self) -> np.ndarray:
+        return np.array([r.accuracy for r in self._records.values()], dtype=np.float64)
+
+    def mflops(self) -> np.ndarray:
+        return np.array([r.mflops for r in self._records.values()], dtype=np.float64)
+
+    def subset(self, archs: Iterable[Arch]) -> ArchDataset:
+        """The records of ``archs`` (those present), in that order."""
+        recs = [self._records[a.key()] for a in archs if a.key() in self._records]
+        return ArchDataset(self.space, recs, self.num_classes)
+
+    def save(self, path: str | Path) -> Path:
+        """Write header + records as JSON lines, atomically."""
+        lines = [json.dumps(dataset_header(self.space, self.num_classes))]
+        lines += [json.dumps(r.to_dict()) for r in self._records.values()]
+        return atomic_write_text(path, "\n".join(lines) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path, space: SearchSpace | None = None, num_classes: int | None = None) -> ArchDataset:
+        """Read a JSONL dataset. The space comes from the file's header, else ``space``, else the
+        ``attentivenas`` preset; a header of another space than ``space`` is an error. A truncated
+        last line (an interrupted write) is skipped; any other bad line raises :class:`ConfigError`."""
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"dataset file not found: {p}")
+        try:
+            text = p.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"dataset file {p} cannot be read: {exc}") from None
+        header, rows = _parse_jsonl(p, text)
+        if header is not None:
+            file_space = _space_from_header(p, header)
+            if space is not None and not space.same_as(file_space):
+                raise ConfigError(
+                    f"dataset {p} was built on space '{file_space.name}', not '{space.name}' (the supernet configs differ)"
+                )
+            space = file_space
+            if num_classes is None:
+                num_classes = int(header.get("num_classes", 1000))
+        space = space or get_space(None)
+        ds = cls(space, num_classes=1000 if num_classes is None else num_classes)
+        cost = CostModel(space, ds.num_classes)
+        for lineno, row in rows:
+            ds.add(_record_from_row(p, lineno, row, space, cost))
+        return ds
+
+
+def _parse_jsonl(path: Path, text: str) -> tuple[dict | None, list[tuple[int, dict]]]:
+    lines = text.split("\n")
+    complete = text.endswith("\n")
+    header: dict | None = None
+    rows: list[tuple[int, dict]] = []
+    for i, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError:
+            if i == len(lines) and not complete:
+                warnings.warn(f"{path}: skipping a truncated last line (interrupted write)", stacklevel=3)
+                continue
+            raise ConfigError(f"dataset {path} line {i} is not valid JSON") from None
+        if not isinstance(obj, dict):
+            raise ConfigError(f"dataset {path} line {i} must be a JSON object")
+        if obj.get("format") == DATASET_FORMAT:
+            header = obj
+        else:
+            rows.append((i, obj))
+    return header, rows
+
+
+def _space_from_header(path: Path, header: dict) -> SearchSpace:
+    try:
+        sd = header["space"]
+        return SearchSpace.from_supernet_config(sd["supernet_config"], name=str(sd.get("name", "custom")))
+    except (KeyError, TypeError, UserError) as exc:
+        raise ConfigError(f"dataset {path} has a bad header: {exc}") from None
+
+
+def _record_from_row(path: Path, lineno: int, row: dict, space: SearchSpace, cost: CostModel) -> ArchRecord:
+    where = f"dataset {path} line {lineno}"
+    if "arch" not in row or "accuracy" not in row:
+        raise ConfigError(f"{where} needs keys 'arch' and 'accuracy'")
+    try:
+        arch = space.arch_from_dict(row["arch"])
+    except UserError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    acc = row["accuracy"]
+    if isinstance(acc, bool) or not isinstance(acc, (int, float)) or not math.isfinite(acc):
+        raise ConfigError(f"{where}: 'accuracy' must be a finite number, got {acc!r}")
+    mflops, params = row.get("mflops"), row.get("params_m")
+    if not isinstance(mflops, (int, float)) or not isinstance(params, (int, float)):
+        f, p = cost.flops_and_params(space.encode(arch)[None, :])
+        mflops, params = float(f[0]), float(p[0]) / 1e6
+    return ArchRecord(arch, float(acc), float(mflops), float(params))
+
+
+class JsonlAppender:
+    """Appends one JSON line per call with a single write, then flush + fsync."""
+
+    def __init__(self, path: Path, header: dict[str, Any]) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists() and path.stat().st_size > 0:
+            _drop_partial_tail(path)
+        else:
+            atomic_write_text(path, json.dumps(header) + "\n")
+
+    def append(self, obj: dict[str, Any]) -> None:
+        data = (json.dumps(obj) + "\n").encode("utf-8")
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _drop_partial_tail(path: Path) -> None:
+    """Cut a file after its last newline (a record half-written by an interrupted run)."""
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        cut = data.rfind(b"\n") + 1
+        with open(path, "r+b") as f:
+            f.truncate(cut)
+
+
+def spread_genes(
+    space: SearchSpace, n: int, rng: np.random.Generator, cost: CostModel, bins: int = 10, pool_factor: int = 20
+) -> np.ndarray:
+    """``n`` distinct gene vectors spread evenly over the FLOPs range: the min and max archs, then
+    round-robin over ``bins`` equal-width FLOPs bins of a candidate pool (half uniform, half drawn
+    at a random "size level" so that both ends of the range are populated)."""
+    sizes = space.gene_sizes
+    m = max(n * pool_factor, 1000)
+    uniform = space.sample_genes(rng, m // 2)
+    level = rng.random((m - m // 2, 1))
+    scaled = rng.binomial(np.broadcast_to(sizes - 1, (len(level), len(sizes))), level)
+    pool = np.concatenate([np.zeros((1, len(sizes)), np.int64), sizes[None, :] - 1, uniform, scaled])
+    flops = cost.flops(pool)
+    edges = np.linspace(flops[0], flops[1], bins + 1)
+    bin_of = np.clip(np.searchsorted(edges, flops, side="right") - 1, 0, bins - 1)
+    queues = [deque(np.flatnonzero(bin_of[2:] == b) + 2) for b in range(bins)]
+    chosen, seen = [], set()
+    for idx in [0, 1]:
+        _take(pool, idx, chosen, seen, n)
+    while len(chosen) < n and any(queues):
+        for q in queues:
+            while q and len(chosen) < n and not _take(pool, q.popleft(), chosen, seen, n):
+                pass
+    return np.stack(chosen) if chosen else np.zeros((0, len(sizes)), np.int64)
+
+
+def _take(pool: np.ndarray, idx: int, chosen: list, seen: set, n: int) -> bool:
+    key = pool[idx].tobytes()
+    if key in seen or len(chosen) >= n:
+        return False
+    seen.add(key)
+    chosen.append(pool[idx])
+    return True
+
+
+def _unique_uniform(space: SearchSpace, n: int, rng: np.random.Generator) -> np.ndarray:
+    genes = space.sample_genes(rng, n * 3 + 10)
+    _, first = np.unique(genes, axis=0, return_index=True)
+    return genes[np.sort(first)][:n]
+
+
+def build_arch_dataset(
+    space: SearchSpace,
+    evaluate_fn: Callable[[Arch], float],
+    n: int,
+    seed: int = 0,
+    cache_path: str | Path | None = None,
+    spread: str = "flops",
+    num_classes: int = 1000,
+    bins: int = 10,
+    progress: bool = True,
+) -> ArchDataset:
+    """Evaluate ``n`` archs spread over the FLOPs range and return their records.
+
+    Archs already in ``cache_path`` (a dataset JSONL) are not evaluated again; each new record is
+    appended to it as soon as it is measured. ``evaluate_fn(arch)`` returns top-1 in percent.
+    """
+    if n < 1:
+        raise ConfigError(f"number of archs must be >= 1, got {n}")
+    if spread not in SPREADS:
+        raise ConfigError(f"unknown spread {spread!r}; allowed: {list(SPREADS)}")
+    rng = np.random.default_rng(seed)
+    cost = CostModel(space, num_classes)
+    genes = spread_genes(space, n, rng, cost, bins) if spread == "flops" else _unique_uniform(space, n, rng)
+    archs = [space.decode(g) for g in genes]
+    cache = ArchDataset(space, num_classes=num_classes)
+    appender = None
+    if cache_path is not None:
+        cp = Path(cache_path)
+        if cp.exists():
+            cache = ArchDataset.load(cp, space, num_classes)
+        appender = JsonlAppender(cp, dataset_header(space, num_classes))
+    todo = [a for a in archs if a not in cache]
+    flops, params = cost.flops_and_params(genes)
+    index = {a.key(): i for i, a in enumerate(archs)}
+    for arch in progress_bar(todo, "evaluating archs", progress):
+        i = index[arch.key()]
+        rec = ArchRecord(arch, float(evaluate_fn(arch)), float(flops[i]), float(params[i]) / 1e6)
+        cache.add(rec)
+        if appender is not None:
+            appender.append(rec.to_dict())
+    return cache.subset(archs)
+
+
+def progress_bar(items: Sequence, desc: str, enabled: bool) -> Any:
+    """``items`` with a progress bar (off when not ``enabled`` or empty)."""
+    return tqdm(items, desc=desc, disable=not enabled or not items, leave=False)

@@ -1,0 +1,128 @@
+"""``attentivenas predictor build|fit|eval``: (arch, accuracy) data, fitted predictors, their metrics.
+
+Thin: parse, call :mod:`attentivenas.accuracy`, print.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..accuracy import (
+    DEFAULT_KINDS,
+    ArchDataset,
+    SubnetEvaluator,
+    build_arch_dataset,
+    check_kinds,
+    evaluate_predictor,
+    fit_best,
+    load_predictor,
+)
+from ..devices import resolve_device
+from ..io import json_safe
+from ..space import get_space
+from .common import print_json, split_list
+
+predictor_app = typer.Typer(help="Accuracy predictors: build (arch, accuracy) data, fit, evaluate.", no_args_is_help=True)
+
+
+predictor_app = typer.Typer(help="Accuracy predictors: build (arch, accuracy) data, fit, evaluate.", no_args_is_help=True)
+
+
+@predictor_app.command("build")
+def predictor_build(
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="Trained supernet checkpoint."),
+    out: Path = typer.Option(..., "--out", help="Dataset JSONL (archs already in it are not measured again)."),
+    num_archs: int = typer.Option(100, "--num-archs", min=1, help="Archs to measure, spread over the FLOPs range."),
+    space: str | None = typer.Option(None, "--space", help="Space name or YAML (default: the checkpoint's)."),
+    data: str | None = typer.Option(None, "--data", help="digits, cifar10:PATH, cifar100:PATH or an ImageFolder PATH "
+                                    "(default: the checkpoint's training data)."),
+    calib_batches: int = typer.Option(64, "--calib-batches", min=1, help="BN calibration batches per subnet."),
+    spread: str = typer.Option("flops", "--spread", help="flops (stratified over the FLOPs range) or uniform."),
+    device: str | None = typer.Option(None, "--device", help="cpu, cuda or cuda:N (default: cuda if present)."),
+    seed: int = typer.Option(0, "--seed"),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Measure (arch, top-1) pairs of BN-recalibrated subnets on the validation split."""
+    ev = SubnetEvaluator.from_checkpoint(checkpoint, get_space(space) if space else None, data,
+                                         calib_batches=calib_batches, device=resolve_device(device), seed=seed)
+    ds = build_arch_dataset(ev.supernet.space, ev, num_archs, seed=seed, cache_path=out, spread=spread,
+                            num_classes=ev.supernet.num_classes, progress=not as_json)
+    acc = ds.accuracies()
+    summary = {"dataset": str(out), "archs": len(acc), "top1_min": float(acc.min()), "top1_max": float(acc.max())}
+    if as_json:
+        print_json(summary)
+    else:
+        typer.echo(f"wrote {out}: {len(acc)} archs, top-1 {acc.min():.2f}-{acc.max():.2f} %")
+
+
+@predictor_app.command("fit")
+def predictor_fit(
+    dataset: Path = typer.Option(..., "--dataset", help="Arch dataset, JSON lines (arch, accuracy)."),
+    out: Path = typer.Option(..., "--out", help="Where to write the predictor JSON."),
+    kinds: str = typer.Option(",".join(DEFAULT_KINDS), "--kinds", help="Comma list of rf, lgbm, ridge, gp."),
+    folds: int = typer.Option(5, "--folds", help="Cross-validation folds."),
+    seed: int = typer.Option(0, "--seed"),
+    space: str | None = typer.Option(None, "--space", help="Space name or YAML (default: the dataset's)."),
+    features: str = typer.Option("knobs", "--features", help="knobs or knobs+cost (adds log MFLOPs, params)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Cross-validate predictor kinds, refit the best (by Kendall tau) on all data and save it."""
+    kinds_t = check_kinds(split_list(kinds))
+    ds = ArchDataset.load(dataset, get_space(space) if space else None)
+    pred, report = fit_best(ds, kinds_t, folds=folds, seed=seed, feature_set=features, progress=not as_json)
+    pred.save(out)
+    report = json_safe({**report, "predictor": str(out)})
+    if as_json:
+        print_json(report)
+        return
+    _print_cv_table(report)
+    Console().print(f"best: [bold]{report['best']}[/bold]; saved {out}")
+
+
+def _print_cv_table(report: dict[str, Any]) -> None:
+    table = Table(title=f"{report['folds']}-fold CV on {report['n']} archs ({report['feature_set']} features)")
+    for col in ("kind", "Kendall tau", "Spearman rho", "RMSE", "fit s", "predict ms / 50"):
+        table.add_column(col, justify="right")
+    for kind, r in report["kinds"].items():
+        table.add_row(kind, _pm(r, "kendall_tau"), _pm(r, "spearman_rho"), _pm(r, "rmse"),
+                      _num(r.get("fit_seconds"), 2), _num(r.get("predict_ms_50"), 3))
+    Console().print(table)
+
+
+def _num(v: Any, digits: int) -> str:
+    return "n/a" if v is None else f"{v:.{digits}f}"
+
+
+def _pm(r: dict[str, Any], key: str) -> str:
+    mean, std = r.get(key), r.get(f"{key}_std")
+    return "n/a" if mean is None else f"{mean:.3f} ± {std or 0:.3f}"
+
+
+@predictor_app.command("eval")
+def predictor_eval(
+    predictor: Path = typer.Option(..., "--predictor", help="Predictor JSON."),
+    dataset: Path = typer.Option(..., "--dataset", help="Arch dataset, JSON lines (arch, accuracy)."),
+    space: str | None = typer.Option(None, "--space", help="Space name or YAML (default: the predictor's)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Kendall tau, Spearman rho and RMSE of a saved predictor on a dataset."""
+    pred = load_predictor(predictor)
+    ds = ArchDataset.load(dataset, get_space(space) if space else pred.space)
+    metrics = json_safe({"kind": pred.kind, **evaluate_predictor(pred, ds)})
+    if as_json:
+        print_json(metrics)
+        return
+    Console().print(
+        f"{pred.kind} on {metrics['n']} archs: Kendall tau {_num(metrics['kendall_tau'], 3)}, "
+        f"Spearman rho {_num(metrics['spearman_rho'], 3)}, RMSE {_num(metrics['rmse'], 3)}"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``predictor`` group to ``app``."""
+    app.add_typer(predictor_app, name="predictor")

@@ -1,0 +1,172 @@
+"""The stage-2 schemas: :class:`SearchConfig` (``attentivenas search --config FILE [key=value ...]``)
+and :class:`PipelineConfig` (the stage-2 half of ``attentivenas quickstart``).
+
+A search's ``DIR/config.yaml`` is its resolved :class:`SearchConfig`: ``attentivenas search --config
+DIR/config.yaml`` runs it again.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+
+from ..errors import ConfigError
+from .base import Section, load_model
+
+#: cost objective -> the column it minimises
+OBJECTIVES: dict[str, str] = {"mflops": "mflops", "params": "params_m", "latency": "latency_ms", "memory": "memory_mb"}
+ACCURACY_SOURCES = ("predicted", "measured", "predicted+remeasure")
+BUDGET_FIELDS = {"max_mflops": "mflops", "max_params_m": "params_m", "max_latency_ms": "latency_ms",
+                 "max_memory_mb": "memory_mb"}
+ObjectiveName = Literal["mflops", "params", "latency", "memory"]
+
+
+def parse_budget_points(text: str | Sequence[float] | None) -> tuple[float, ...]:
+    """``"250,300,400"`` (or a list) -> (250.0, 300.0, 400.0), sorted and distinct; each must be a
+    positive number."""
+    if text is None:
+        return ()
+    items = text.split(",") if isinstance(text, str) else list(text)
+    out = []
+    for item in items:
+        if isinstance(item, str) and not item.strip():
+            continue
+        try:
+            v = float(item)
+        except (TypeError, ValueError):
+            raise ConfigError(f"budget list must hold numbers separated by commas, got {item!r}") from None
+        if not math.isfinite(v) or v <= 0:
+            raise ConfigError(f"budget list values must be positive numbers, got {item!r}")
+        out.append(v)
+    return tuple(sorted(set(out)))
+
+
+def check_objectives(objectives: Sequence[str]) -> tuple[str, ...]:
+    """Validated, de-duplicated cost objectives; raises :class:`ConfigError` listing the allowed ones."""
+    out = tuple(str(o).strip().lower() for o in objectives if str(o).strip())
+    bad = [o for o in out if o not in OBJECTIVES]
+    if bad:
+        raise ConfigError(f"unknown objective(s) {bad}; allowed: {list(OBJECTIVES)}")
+    if not out:
+        raise ConfigError(f"give at least one cost objective; allowed: {list(OBJECTIVES)}")
+    return tuple(dict.fromkeys(out))
+
+
+class BudgetsConfig(Section):
+    """Hard upper limits (null: none), and a list of budgets along ``metric``, each getting its best arch."""
+
+    max_mflops: float | None = None
+    max_params_m: float | None = None
+    max_latency_ms: float | None = None  # needs a latency table
+    max_memory_mb: float | None = None  # weights + peak activations at batch 1, float32
+    points: list[float] = Field(default_factory=list)  # e.g. [250, 300, 400], or "250,300,400"
+    metric: ObjectiveName = "mflops"
+
+    @field_validator("max_mflops", "max_params_m", "max_latency_ms", "max_memory_mb")
+    @classmethod
+    def _positive(cls, v: float | None, info: Any) -> float | None:
+        if v is not None and (not math.isfinite(v) or v <= 0):
+            raise ValueError(f"budget {info.field_name} must be a positive number, got {v:g}")
+        return v
+
+    @field_validator("points", mode="before")
+    @classmethod
+    def _points(cls, v: Any) -> list[float]:
+        try:
+            return list(parse_budget_points(v))
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+
+    def limits(self) -> list[tuple[str, str, float]]:
+        """``(name, column, limit)`` of every set budget."""
+        return [(name, col, float(getattr(self, name))) for name, col in BUDGET_FIELDS.items()
+                if getattr(self, name) is not None]
+
+
+class AccuracyConfig(Section):
+    """Where a subnet's accuracy comes from, and how measured accuracy is measured."""
+
+    # predicted (a predictor), measured (BN-recalibrated supernet on the validation split), or
+    # predicted+remeasure (search on predictions, re-measure the best); null: from what is given
+    source: str | None = None
+    remeasure_top: int = Field(10, ge=0)  # predicted+remeasure: candidates re-measured (plus each budget's best)
+    data: str | None = None  # digits, cifar10:PATH, cifar100:PATH or an ImageFolder PATH; null: the checkpoint's
+    calib_batches: int = Field(64, ge=1)  # BN calibration batches per subnet
+    calib_batch_size: int = Field(64, ge=1)
+    batch_size: int = Field(256, ge=1)  # validation batch size
+    device: str | None = None  # cpu, cuda or cuda:N; null: cuda when present
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, v: str | None) -> str | None:
+        if v is not None and v not in ACCURACY_SOURCES:
+            raise ValueError(f"unknown accuracy source {v!r}; allowed: {list(ACCURACY_SOURCES)}")
+        return v
+
+
+class EvolutionConfig(Section):
+    """NSGA-II (pymoo) over the gene vectors."""
+
+    pop_size: int = Field(50, ge=4)
+    generations: int = Field(30, ge=1)
+    mutation_prob: float = Field(0.1, gt=0.0, le=1.0)  # per gene: move to another of its choices
+    crossover_prob: float = Field(0.9, gt=0.0, le=1.0)  # uniform crossover
+
+
+class SearchConfig(Section):
+    """The whole stage-2 search: inputs, objectives, budgets, accuracy source and the evolution."""
+
+    space: str | None = None  # preset or YAML; null: the checkpoint's or the predictor's
+    checkpoint: str | None = None  # trained supernet (measured accuracy)
+    predictor: str | None = None  # accuracy predictor JSON (predicted accuracy)
+    latency_table: str | None = None  # from `attentivenas latency build-table` (latency objective or budget)
+    objectives: list[str] = Field(default_factory=lambda: ["mflops"])  # minimised with -accuracy
+    budgets: BudgetsConfig = BudgetsConfig()
+    accuracy: AccuracyConfig = AccuracyConfig()
+    evolution: EvolutionConfig = EvolutionConfig()
+    seed: int = 0
+    published: bool = False  # plot the authors' A0-A6 (ImageNet) beside the front
+
+    @field_validator("objectives", mode="before")
+    @classmethod
+    def _objectives(cls, v: Any) -> list[str]:
+        items = v.split(",") if isinstance(v, str) else v
+        if not isinstance(items, (list, tuple)):
+            raise ValueError(f"objectives must be a list of {list(OBJECTIVES)}, got {v!r}")
+        try:
+            return list(check_objectives([str(o) for o in items]))
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+
+
+class PredictorConfig(Section):
+    """The accuracy predictor the pipeline fits before searching."""
+
+    num_archs: int = Field(60, ge=4)  # subnets measured (BN recalibrated, validation split)
+    kinds: list[Literal["rf", "lgbm", "ridge", "gp"]] = Field(default_factory=lambda: ["rf", "lgbm", "ridge"],
+                                                             min_length=1)
+    feature_set: Literal["knobs", "knobs+cost"] = "knobs+cost"  # better ranks on few archs
+    folds: int = Field(5, ge=2)
+
+
+def _pipeline_search() -> SearchConfig:
+    return SearchConfig(accuracy=AccuracyConfig(source="predicted+remeasure", remeasure_top=12),
+                        evolution=EvolutionConfig(pop_size=40, generations=25))
+
+
+class PipelineConfig(Section):
+    """Stage 2 of ``attentivenas quickstart`` (stage 1 is the training config)."""
+
+    predictor: PredictorConfig = PredictorConfig()
+    search: SearchConfig = Field(default_factory=_pipeline_search)
+    export_format: Literal["torchscript", "onnx", "safetensors"] = "torchscript"
+    seed: int = 0  # of the measured archs and the calibration batches (the search has its own)
+
+
+def load_search_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> SearchConfig:
+    """Load a YAML search config (the defaults when ``path`` is None) and apply ``key=value`` overrides."""
+    return load_model(SearchConfig, path, overrides)

@@ -1,0 +1,40 @@
+"""Stage 2: NSGA-II search of a trained supernet for the accuracy / cost Pareto front under budgets.
+
+Lives here: ``problem`` (cost columns, the archive, budgets as pymoo constraints), ``measured``
+(measured accuracy with a cache), ``nsga2`` (:func:`run_search`), ``results`` (Pareto entries, budget
+winners, re-measurement), ``pareto`` (non-dominance, hypervolume), ``files`` (pareto.json / csv / png,
+summary, metrics, config) and ``runner`` (:func:`search_from_config`: everything from a config's paths).
+
+May import: ``attentivenas.space``, ``costs``, ``nn``, ``latency``, ``accuracy``, ``config``, ``io``,
+``devices``, ``errors``.
+"""
+
+from ..config import ACCURACY_SOURCES, OBJECTIVES, BudgetsConfig, SearchConfig, check_objectives, parse_budget_points
+from .files import (
+    ARCH_COLUMNS,
+    ENTRY_KEYS,
+    PUBLISHED_MODELS,
+    csv_columns,
+    pareto_csv_text,
+    plot_pareto,
+    published_points,
+    read_pareto_json,
+    write_pareto_csv,
+    write_pareto_json,
+    write_search_outputs,
+)
+from .measured import MeasuredAccuracy
+from .nsga2 import resolve_source, run_search, search_measured, search_with_predictor
+from .pareto import hypervolume, normalise, pareto_mask, pareto_ranks
+from .problem import UNITS, Archive, CostEvaluator, check_feasible, feasible
+from .results import SearchResult
+from .runner import default_source, search_from_config
+
+__all__ = [
+    "ACCURACY_SOURCES", "OBJECTIVES", "BudgetsConfig", "SearchConfig", "check_objectives", "parse_budget_points",
+    "ARCH_COLUMNS", "ENTRY_KEYS", "PUBLISHED_MODELS", "csv_columns", "pareto_csv_text", "plot_pareto",
+    "published_points", "read_pareto_json", "write_pareto_csv", "write_pareto_json", "write_search_outputs",
+    "MeasuredAccuracy", "resolve_source", "run_search", "search_measured", "search_with_predictor", "hypervolume",
+    "normalise", "pareto_mask", "pareto_ranks", "UNITS", "Archive", "CostEvaluator", "check_feasible", "feasible",
+    "SearchResult", "default_source", "search_from_config",
+]

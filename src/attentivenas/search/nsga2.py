@@ -1,0 +1,186 @@
+"""Stage 2: multi-objective evolutionary search (pymoo NSGA-II) of a trained supernet.
+
+:func:`run_search` takes a :class:`~attentivenas.config.SearchConfig` (objectives, budgets, accuracy
+source, evolution, seed) and the callables the config cannot hold: accuracy of gene matrices (a
+predictor), ``evaluate_fn(arch) -> top-1`` (measured accuracy), latency and memory of gene matrices.
+
+Accuracy sources:
+
+* ``predicted``: an accuracy predictor (:class:`attentivenas.accuracy.Predictor` is such a callable);
+* ``measured``: :class:`MeasuredAccuracy` wraps ``evaluate_fn`` with a cache, optionally a dataset
+  JSONL on disk;
+* ``predicted+remeasure``: search with the predictor, then measure the best candidates (the first
+  non-dominated fronts and the best arch under each budget point) and recompute the front on the
+  measured values.
+
+Everything random flows from ``config.seed``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pymoo.algorithms.moo.nsga2 import NSGA2
+from pymoo.core.callback import Callback
+from pymoo.operators.crossover.ux import UniformCrossover
+from pymoo.optimize import minimize
+from tqdm.auto import tqdm
+
+from ..accuracy import Predictor, check_space, spread_genes
+from ..config import OBJECTIVES, SearchConfig
+from ..errors import ConfigError
+from ..space import Arch, SearchSpace
+from .files import write_search_outputs
+from .measured import MeasuredAccuracy
+from .pareto import pareto_mask
+from .problem import CostEvaluator, GeneFn, SearchState, check_feasible, feasible, make_mutation, make_problem
+from .results import SearchResult, collect
+
+
+def resolve_source(source: str | None, accuracy_fn: GeneFn | None, evaluate_fn: Callable | None) -> str:
+    """The accuracy source to use: the configured one, or the one the given callables allow
+    (both: ``predicted+remeasure``; only ``evaluate_fn``: ``measured``; only a predictor: ``predicted``),
+    checked against what it needs."""
+    if source is None:
+        if accuracy_fn is not None:
+            source = "predicted+remeasure" if evaluate_fn is not None else "predicted"
+        else:
+            source = "measured"
+    if source == "measured" and evaluate_fn is None and accuracy_fn is None:
+        raise ConfigError("accuracy source 'measured' needs an evaluate function (a supernet checkpoint)")
+    if source != "measured" and accuracy_fn is None:
+        raise ConfigError(f"accuracy source '{source}' needs an accuracy predictor")
+    if source == "predicted+remeasure" and evaluate_fn is None:
+        raise ConfigError("accuracy source 'predicted+remeasure' needs an evaluate function (a supernet checkpoint)")
+    return source
+
+
+def _check_columns(costs: CostEvaluator, config: SearchConfig) -> None:
+    need = [(f"objective '{o}'", OBJECTIVES[o]) for o in config.objectives]
+    need += [(f"budget {n}", c) for n, c, _ in config.budgets.limits()]
+    need += [(f"budget list of '{config.budgets.metric}'", OBJECTIVES[config.budgets.metric])]
+    for what, col in need:
+        if col not in costs.columns:
+            src = "a latency table (latency_fn)" if col == "latency_ms" else "a memory model (memory_fn)"
+            raise ConfigError(f"{what} needs {src}, which was not given")
+
+
+def run_search(
+    space: SearchSpace,
+    config: SearchConfig,
+    accuracy_fn: GeneFn | None = None,
+    *,
+    evaluate_fn: Callable[[Arch], float] | None = None,
+    latency_fn: GeneFn | None = None,
+    memory_fn: GeneFn | None = None,
+    num_classes: int = 1000,
+    measured_cache: str | Path | None = None,
+    progress: bool = False,
+    out_dir: str | Path | None = None,
+) -> SearchResult:
+    """NSGA-II search of ``space`` as ``config`` says: maximise accuracy, minimise the objectives
+    under the budgets. ``accuracy_fn`` maps a gene matrix to top-1 (%); ``evaluate_fn(arch)`` measures
+    one arch (wrapped in :class:`MeasuredAccuracy`, cached in ``measured_cache`` when given). With
+    ``out_dir`` the files are written (see :func:`write_search_outputs`)."""
+    source = resolve_source(config.accuracy.source, accuracy_fn, evaluate_fn)
+    config = config.model_copy(update={"accuracy": config.accuracy.model_copy(update={"source": source})})
+    limits = config.budgets.limits()
+    costs = CostEvaluator(space, num_classes, latency_fn, memory_fn)
+    _check_columns(costs, config)
+    points = tuple(config.budgets.points)
+    rng = np.random.default_rng(config.seed)
+    check_feasible(space, costs, limits, rng)
+    if points:
+        col = OBJECTIVES[config.budgets.metric]
+        check_feasible(space, costs, list(limits) + [(f"max_{col} (budget list)", col, points[0])], rng)
+    measured = None
+    if evaluate_fn is not None and source != "predicted":
+        measured = MeasuredAccuracy(space, evaluate_fn, measured_cache, num_classes)
+    search_fn = measured if source == "measured" and accuracy_fn is None else accuracy_fn
+    assert search_fn is not None
+    search = SearchState(space, search_fn, costs, config.objectives, limits)
+    search.bounds = _cost_bounds(search, rng)
+    history = _run_nsga2(search, config, rng, progress)
+    result = collect(search, source, measured, config.accuracy.remeasure_top, points, config.budgets.metric)
+    result.history = history
+    result.config, result.space_name, result.num_classes = config, space.name, num_classes
+    if out_dir is not None:
+        write_search_outputs(out_dir, result)
+    return result
+
+
+def _initial_population(search: SearchState, pop_size: int, rng: np.random.Generator) -> np.ndarray:
+    """Min and max archs plus a FLOPs-spread pool, feasible ones first (only variable genes)."""
+    pool = spread_genes(search.space, pop_size * 10, rng, search.costs.model)
+    values = search.costs(pool)
+    ok = feasible(values, search.limits)
+    violation = np.zeros(len(pool))
+    for _, col, lim in search.limits:
+        violation += np.maximum(values[col] - lim, 0) / lim
+    order = np.concatenate([np.flatnonzero(ok), np.flatnonzero(~ok)[np.argsort(violation[~ok], kind="stable")]])
+    return pool[order[:pop_size]][:, search.var_idx]
+
+
+def _cost_bounds(search: SearchState, rng: np.random.Generator) -> dict[str, tuple[float, float]]:
+    sample = np.concatenate([np.zeros((1, search.space.num_genes), np.int64), search.space.gene_sizes[None] - 1,
+                             search.space.sample_genes(rng, 256)])
+    values = search.costs(sample)
+    limit = {col: lim for _, col, lim in search.limits}
+    return {c: (float(values[c].min()), float(limit.get(c, values[c].max()))) for c in search.costs.columns}
+
+
+def _run_nsga2(search: SearchState, config: SearchConfig, rng: np.random.Generator,
+               progress: bool) -> list[dict[str, Any]]:
+    evo = config.evolution
+    history: list[dict[str, Any]] = []
+    bar = tqdm(total=evo.generations, desc="search", disable=not progress, leave=False)
+
+    class Track(Callback):
+        def notify(self, algorithm: Any) -> None:
+            history.append(_generation_stats(search, int(algorithm.n_gen)))
+            bar.update(1)
+            bar.set_postfix(front=history[-1]["front_size"], best=f"{history[-1]['best_accuracy']:.2f}")
+
+    sizes = search.space.gene_sizes[search.var_idx]
+    algorithm = NSGA2(
+        pop_size=evo.pop_size,
+        sampling=_initial_population(search, evo.pop_size, rng).astype(np.float64),
+        crossover=UniformCrossover(prob=evo.crossover_prob),
+        mutation=make_mutation(sizes, evo.mutation_prob),
+        eliminate_duplicates=True,
+    )
+    try:
+        minimize(make_problem(search), algorithm, ("n_gen", evo.generations), seed=config.seed, callback=Track(),
+                 verbose=False)
+    finally:
+        bar.close()
+    return history
+
+
+def _generation_stats(search: SearchState, gen: int) -> dict[str, Any]:
+    _, values = search.archive.arrays()
+    ok = feasible(values, search.limits)
+    feas = {c: v[ok] for c, v in values.items()}
+    hv = search.front_hv(feas)
+    front = int(pareto_mask(search.objectives_matrix(feas)).sum()) if ok.any() else 0
+    best = float(feas["accuracy"].max()) if ok.any() else float("nan")
+    return {"generation": gen, "evaluations": len(search.archive), "feasible": int(ok.sum()), "front_size": front,
+            "best_accuracy": best, "hypervolume": hv}
+
+
+def search_with_predictor(space: SearchSpace, predictor: Predictor, config: SearchConfig, **kwargs: Any) -> SearchResult:
+    """:func:`run_search` with a predictor's accuracy (checks that it was fitted on ``space``)."""
+    check_space(predictor, space)
+    kwargs.setdefault("num_classes", predictor.num_classes)
+    return run_search(space, config, predictor.predict_genes, **kwargs)
+
+
+def search_measured(space: SearchSpace, evaluate_fn: Callable[[Arch], float], config: SearchConfig,
+                    **kwargs: Any) -> SearchResult:
+    """:func:`run_search` on measured accuracy, ``evaluate_fn(arch) -> top-1 (%)`` (e.g. a supernet
+    checkpoint evaluated with BN recalibration), each arch measured once."""
+    config = config.model_copy(update={"accuracy": config.accuracy.model_copy(update={"source": "measured"})})
+    return run_search(space, config, None, evaluate_fn=evaluate_fn, **kwargs)
