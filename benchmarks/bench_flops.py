@@ -43,8 +43,7 @@ def main() -> int:
         torch.set_num_threads(1)
     except ImportError:  # pragma: no cover
         pass
-    from attentivenas.cost import CostModel
-    from attentivenas.sampling import TableCost
+    from attentivenas.costs import CostModel, TableCost
     from attentivenas.space import ATTENTIVENAS_SPACE as S
 
     genes = S.sample_genes(np.random.default_rng(0), args.n)

@@ -23,8 +23,8 @@ import torch
 from scipy.stats import kendalltau, spearmanr
 
 from attentivenas.latency import build_latency_table, measure_archs, table_error
+from attentivenas.nn import Supernet
 from attentivenas.space import get_space
-from attentivenas.supernet import Supernet
 
 
 def main() -> None:

@@ -11,9 +11,10 @@ import time
 
 import numpy as np
 
-from attentivenas import predictor as P
-from attentivenas.cost import CostModel
-from attentivenas.search import Budgets, search_with_predictor
+from attentivenas import accuracy as P
+from attentivenas.config import SearchConfig
+from attentivenas.costs import CostModel
+from attentivenas.search import search_with_predictor
 from attentivenas.space import ATTENTIVENAS_SPACE as SPACE
 
 
@@ -44,7 +45,9 @@ def main() -> None:
               f"{t_pred:10.3f} {t_all:12.3f}")
     pred = P.fit_predictor(ds, "rf")
     t0 = time.perf_counter()
-    res = search_with_predictor(SPACE, pred, budgets=Budgets(max_mflops=600), pop_size=50, generations=30, seed=0)
+    config = SearchConfig.model_validate({"budgets": {"max_mflops": 600}, "seed": 0,
+                                          "evolution": {"pop_size": 50, "generations": 30}})
+    res = search_with_predictor(SPACE, pred, config)
     print(f"search pop 50 x 30 generations (rf): {time.perf_counter() - t0:.2f} s, {res.n_evaluations} archs, "
           f"front {len(res.pareto)}, hypervolume {res.hypervolume:.4f}")
 

@@ -2,9 +2,10 @@
 
 Per chosen subnet: draw a target bin from the FLOPs prior, draw k = 50 candidates in it (rejection,
 per-bin caches, walk for rare bins), score all candidates of the step in one predictor call, keep
-the best. The predictor is a random forest (100 trees) fitted on random archs; it is evaluated three
-ways: scikit-learn's ``predict`` (per-call overhead of several ms), its trees called directly, and the
-project's packed ``TreeEnsemble`` when ``attentivenas.predictor`` provides it.
+the best: ``propose``, the scorer, ``choose``, exactly as the training step calls them. The predictor
+is a random forest (100 trees) fitted on random archs; it is evaluated three ways: scikit-learn's
+``predict`` (per-call overhead of several ms), its trees called directly, and the project's packed
+``TreeEnsemble``.
 
 Usage: python benchmarks/bench_sampling.py [--k 50] [--steps 30]
 Exits 1 if the fastest forest path costs 2 ms or more per subnet at 2 subnets per step.
@@ -27,15 +28,21 @@ import numpy as np  # noqa: E402
 TARGET_MS = 2.0
 
 
-def per_subnet_ms(sampler, est, n: int, steps: int, repeats: int = 3) -> float:
-    """Best-of-``repeats`` mean time per chosen subnet of ``steps`` calls of ``sample_middle(n)``."""
+def sample_step(sampler, scorer, n: int):
+    """What a training step runs: propose ``n`` groups, score every candidate in one call, choose."""
+    groups = sampler.propose(n)
+    return sampler.choose(groups, scorer(groups, None))
+
+
+def per_subnet_ms(sampler, scorer, n: int, steps: int, repeats: int = 3) -> float:
+    """Best-of-``repeats`` mean time per chosen subnet of ``steps`` training-step samplings of ``n``."""
     for _ in range(10):
-        sampler.sample_middle(n, est)
+        sample_step(sampler, scorer, n)
     best = float("inf")
     for _ in range(repeats):
         t = time.perf_counter()
         for _ in range(steps):
-            sampler.sample_middle(n, est)
+            sample_step(sampler, scorer, n)
         best = min(best, (time.perf_counter() - t) / (steps * n))
     return best * 1e3
 
@@ -60,8 +67,11 @@ def main() -> int:
     from sklearn.linear_model import Ridge
 
     torch.set_num_threads(1)
-    from attentivenas.sampling import ArchSampler, ConstraintPrior, PredictorEstimator, TableCost
+    from attentivenas.accuracy import TreeEnsemble
+    from attentivenas.costs import TableCost
     from attentivenas.space import ATTENTIVENAS_SPACE as S
+    from attentivenas.train.sampling import ArchSampler, ConstraintPrior, PredictorEstimator
+    from attentivenas.train.sandwich import estimator_scorer
 
     t = time.perf_counter()
     TableCost(S)
@@ -90,15 +100,8 @@ def main() -> int:
         "forest: sklearn predict": rf.predict,
         "forest: trees called directly": trees_direct,
     }
-    fast_paths = ["forest: trees called directly"]
-    try:
-        from attentivenas.predictor import TreeEnsemble
-
-        packed = TreeEnsemble.from_sklearn(rf)
-        predictors["forest: attentivenas TreeEnsemble"] = packed.predict
-        fast_paths.append("forest: attentivenas TreeEnsemble")
-    except (ImportError, AttributeError) as exc:  # the predictor module may not be there yet
-        print(f"(attentivenas.predictor.TreeEnsemble not available: {exc})")
+    predictors["forest: attentivenas TreeEnsemble"] = TreeEnsemble.from_sklearn(rf).predict
+    fast_paths = ["forest: trees called directly", "forest: attentivenas TreeEnsemble"]
     x100 = x[: 2 * args.k]
     ref = rf.predict(x100)
     for name in fast_paths:
@@ -108,13 +111,13 @@ def main() -> int:
     print(f"{'predictor':36s} {'predict(2k rows)':>16s} {'prior':>10s} {'2/step':>8s} {'8/step':>8s}")
     results: dict[tuple[str, str, int], float] = {}
     for name, fn in predictors.items():
-        est = PredictorEstimator(fn, S)
+        scorer = estimator_scorer(PredictorEstimator(fn, S))
         for kind in ("empirical", "uniform"):
             row = []
             for n in (2, 8):
                 sampler = ArchSampler(S, "bestup", k=args.k, num_middle=n,
                                       prior=ConstraintPrior(S, kind=kind, seed=1), seed=1)
-                ms = per_subnet_ms(sampler, est, n, args.steps)
+                ms = per_subnet_ms(sampler, scorer, n, args.steps)
                 results[(name, kind, n)] = ms
                 row.append(ms)
             pc = call_ms(fn, x[: 2 * args.k])

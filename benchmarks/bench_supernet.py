@@ -16,8 +16,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from attentivenas.nn import Supernet
 from attentivenas.space import get_space
-from attentivenas.supernet import Supernet
 
 
 def best_of(fn: Callable[[], object], repeats: int) -> float:

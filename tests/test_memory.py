@@ -10,14 +10,12 @@ from attentivenas.costs import (
     MemoryModel,
     activation_steps,
     count_params,
-    measure_peak_activation_bytes,
-    measure_weight_bytes,
     memory_mb,
     peak_activation_bytes,
     weight_bytes,
 )
 from attentivenas.errors import UserError
-from attentivenas.nn import Supernet
+from attentivenas.nn import Supernet, measure_peak_activation_bytes, measure_weight_bytes
 from attentivenas.space import ATTENTIVENAS_SPACE, TINY_SPACE, named_arch
 
 

@@ -145,7 +145,7 @@ def train_transform(cfg: DataConfig, mean: Sequence[float], std: Sequence[float]
 
 def eval_transform(cfg: DataConfig, mean: Sequence[float], std: Sequence[float]) -> Callable:
     """The recipe's evaluation transform: resize (shorter side), centre crop, normalise."""
-    from torchvision import transforms as T
+    from torchvision import transforms as T  # heavy: torchvision loads only when images need it
 
     return T.Compose([
         T.Resize(cfg.eval_resize, interpolation=_interp(cfg.interpolation)),

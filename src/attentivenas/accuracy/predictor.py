@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from sklearn.model_selection import KFold
 
+from ..config import DEFAULT_PREDICTOR_KINDS
 from ..costs import CostModel
 from ..errors import CheckpointError, ConfigError, UserError
 from ..io import atomic_write_json, json_safe, read_json_file
@@ -28,7 +29,7 @@ from .models import DEFAULT_HYPERPARAMS, FITTERS, KINDS, MODEL_CLASSES
 
 FORMAT = "attentivenas-predictor"
 VERSION = 1
-DEFAULT_KINDS = ("rf", "lgbm", "ridge")
+DEFAULT_KINDS = DEFAULT_PREDICTOR_KINDS
 FEATURE_SETS = ("knobs", "knobs+cost")
 
 

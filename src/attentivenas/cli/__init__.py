@@ -1,4 +1,13 @@
-"""The ``attentivenas`` command. Thin: parse, call the library, print."""
+"""The ``attentivenas`` command. Thin: parse, call the library, print.
+
+Lives here: one module per topic (``foundation``: space, flops, export; ``train_cmd``;
+``evaluate_cmd``; ``latency_cmd``; ``predictor_cmd``; ``search_cmd``; ``pipeline_cmd``: quickstart),
+each adding its commands with ``register(app)``, and ``common`` (option texts, JSON output). User
+errors print one line on stderr and exit with 2.
+
+May import: everything below it; the torch-based layers are imported inside the commands (heavy),
+so ``attentivenas --help``, ``space`` and ``flops`` start fast.
+"""
 
 from __future__ import annotations
 

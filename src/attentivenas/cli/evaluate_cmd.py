@@ -4,13 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 import typer
 
-from ..accuracy import evaluate_arch, resolve_data
-from ..devices import resolve_device
 from ..errors import UserError
-from ..nn import cache_calibration_batches, load_supernet
 from ..space import resolve_arch
 from .common import ARCH_HELP, DATA_HELP, SPACE_HELP, print_json
 
@@ -18,6 +14,12 @@ from .common import ARCH_HELP, DATA_HELP, SPACE_HELP, print_json
 def _evaluate(checkpoint: Path, arch: str, space: str | None, data: str | None, calib_batches: int,
               calib_batch_size: int, batch_size: int, device: str, seed: int, threads: int | None,
               as_json: bool) -> None:
+    import torch  # heavy (torch): loaded when the command runs
+
+    from ..accuracy import evaluate_arch, resolve_data
+    from ..devices import resolve_device
+    from ..nn import cache_calibration_batches, load_supernet
+
     if threads is not None:
         torch.set_num_threads(threads)
     dev = resolve_device(device)

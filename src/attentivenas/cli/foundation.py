@@ -1,4 +1,8 @@
-"""Commands of the foundation: ``space``, ``flops`` and ``export``."""
+"""Commands of the foundation: ``space``, ``flops`` and ``export``.
+
+Command modules import the torch-based layers inside the commands that need them, so that
+``attentivenas --help``, ``space`` and ``flops`` start in a fraction of a second.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..accuracy import resolve_data
 from ..costs import CostModel, count_flops, count_params
 from ..errors import UserError
-from ..nn import FORMATS, cache_calibration_batches, export_pareto_set, export_subnet, load_supernet
 from ..space import SearchSpace, get_space, resolve_arch
 from .common import ARCH_HELP, SPACE_HELP, print_json
 
@@ -84,6 +86,9 @@ def export_cmd(
     calib_batch_size: int = typer.Option(64, "--calib-batch-size", min=1, help="Batch size for --calibrate-bn."),
 ) -> None:
     """Export one subnet (or a whole Pareto set) as standalone models."""
+    from ..accuracy import resolve_data  # heavy (torch): loaded when the command runs
+    from ..nn import FORMATS, cache_calibration_batches, export_pareto_set, export_subnet, load_supernet
+
     if fmt not in FORMATS:
         raise UserError(f"--format {fmt!r} is not supported; allowed: {list(FORMATS)}")
     if (arch is None) == (pareto is None):

@@ -5,19 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 import typer
 
 from ..costs import peak_activation_bytes, weight_bytes
-from ..latency import (
-    LatencyTable,
-    build_latency_table,
-    device_name,
-    measure_arch,
-    measure_archs,
-    resolve_device,
-    table_error,
-)
 from ..space import get_space, resolve_arch
 from .common import ARCH_HELP, SPACE_HELP, print_json
 
@@ -37,6 +27,10 @@ def latency_measure_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Latency of one subnet (random weights) on this device: median of repeats after warm-up."""
+    import torch  # heavy (torch): loaded when the command runs
+
+    from ..latency import LatencyTable, device_name, measure_arch, resolve_device
+
     sp = get_space(space)
     a = resolve_arch(arch, sp)
     tab = LatencyTable.load(table) if table is not None else None
@@ -83,6 +77,8 @@ def latency_build_cmd(
 ) -> None:
     """Measure every op needed by a space (or sampled archs), write a latency table, and report its
     mean absolute percentage error on held-out subnets."""
+    from ..latency import build_latency_table, measure_archs, table_error  # heavy (torch): loaded when the command runs
+
     sp = get_space(space)
     tab = build_latency_table(sp, device, batch, archs, num_classes, threads, warmup, repeats, passes,
                               calibration_archs, seed, progress=not as_json, clock=clock)

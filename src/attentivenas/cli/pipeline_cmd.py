@@ -7,7 +7,6 @@ from pathlib import Path
 import typer
 
 from ..config import PipelineConfig, parse_model
-from ..pipeline import format_summary, load_quickstart_config, run_pipeline
 
 
 def quickstart_command(
@@ -24,6 +23,12 @@ def quickstart_command(
     seed: int = typer.Option(0, "--seed", help="Seed of the stage-2 choices (training uses the config's)."),
 ) -> None:
     """Train the tiny supernet, fit a predictor, search the Pareto front and export its models."""
+    from ..pipeline import (  # heavy (torch): loaded when the command runs
+        format_summary,
+        load_quickstart_config,
+        run_pipeline,
+    )
+
     cfg = load_quickstart_config(config, overrides or [])
     defaults = PipelineConfig()
     settings = parse_model(PipelineConfig, {

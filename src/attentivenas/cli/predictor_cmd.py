@@ -12,17 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..accuracy import (
-    DEFAULT_KINDS,
-    ArchDataset,
-    SubnetEvaluator,
-    build_arch_dataset,
-    check_kinds,
-    evaluate_predictor,
-    fit_best,
-    load_predictor,
-)
-from ..devices import resolve_device
+from ..config import DEFAULT_PREDICTOR_KINDS
 from ..io import json_safe
 from ..space import get_space
 from .common import print_json, split_list
@@ -48,6 +38,9 @@ def predictor_build(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Measure (arch, top-1) pairs of BN-recalibrated subnets on the validation split."""
+    from ..accuracy import SubnetEvaluator, build_arch_dataset  # heavy (torch): loaded when the command runs
+    from ..devices import resolve_device
+
     ev = SubnetEvaluator.from_checkpoint(checkpoint, get_space(space) if space else None, data,
                                          calib_batches=calib_batches, device=resolve_device(device), seed=seed)
     ds = build_arch_dataset(ev.supernet.space, ev, num_archs, seed=seed, cache_path=out, spread=spread,
@@ -64,7 +57,7 @@ def predictor_build(
 def predictor_fit(
     dataset: Path = typer.Option(..., "--dataset", help="Arch dataset, JSON lines (arch, accuracy)."),
     out: Path = typer.Option(..., "--out", help="Where to write the predictor JSON."),
-    kinds: str = typer.Option(",".join(DEFAULT_KINDS), "--kinds", help="Comma list of rf, lgbm, ridge, gp."),
+    kinds: str = typer.Option(",".join(DEFAULT_PREDICTOR_KINDS), "--kinds", help="Comma list of rf, lgbm, ridge, gp."),
     folds: int = typer.Option(5, "--folds", help="Cross-validation folds."),
     seed: int = typer.Option(0, "--seed"),
     space: str | None = typer.Option(None, "--space", help="Space name or YAML (default: the dataset's)."),
@@ -72,6 +65,8 @@ def predictor_fit(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Cross-validate predictor kinds, refit the best (by Kendall tau) on all data and save it."""
+    from ..accuracy import ArchDataset, check_kinds, fit_best  # heavy (torch): loaded when the command runs
+
     kinds_t = check_kinds(split_list(kinds))
     ds = ArchDataset.load(dataset, get_space(space) if space else None)
     pred, report = fit_best(ds, kinds_t, folds=folds, seed=seed, feature_set=features, progress=not as_json)
@@ -111,6 +106,12 @@ def predictor_eval(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Kendall tau, Spearman rho and RMSE of a saved predictor on a dataset."""
+    from ..accuracy import (  # heavy (torch): loaded when the command runs
+        ArchDataset,
+        evaluate_predictor,
+        load_predictor,
+    )
+
     pred = load_predictor(predictor)
     ds = ArchDataset.load(dataset, get_space(space) if space else pred.space)
     metrics = json_safe({"kind": pred.kind, **evaluate_predictor(pred, ds)})

@@ -15,7 +15,6 @@ from rich.console import Console
 from rich.table import Table
 
 from ..config import SearchConfig, apply_overrides, parse_model, read_yaml
-from ..search import SearchResult, search_from_config
 from .common import print_json
 
 MAX_ROWS = 30
@@ -95,11 +94,14 @@ def search_command(
         "budgets.points": budgets, "budgets.metric": budget_metric,
         "evolution.pop_size": pop_size, "evolution.generations": generations,
     })
+    from ..search import search_from_config  # heavy (torch): loaded when the command runs
+
     result = search_from_config(cfg, out, progress=not as_json)
     _report(result, out, as_json)
 
 
-def _report(result: SearchResult, out: Path, as_json: bool) -> None:
+def _report(result: Any, out: Path, as_json: bool) -> None:
+    """The front as a table (or the summary as JSON) of a :class:`~attentivenas.search.SearchResult`."""
     if as_json:
         print_json({**result.summary(), "out": str(out)})
         return

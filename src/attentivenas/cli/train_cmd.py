@@ -9,7 +9,6 @@ from pathlib import Path
 import typer
 
 from ..config import load_config
-from ..train import train
 
 CONFIG_HELP = "YAML config (e.g. configs/quickstart.yaml, configs/attentivenas_imagenet.yaml)."
 OVERRIDES_HELP = "Config overrides as dotted key=value pairs, e.g. optim.lr=0.05 sampler.k=5."
@@ -24,6 +23,8 @@ def train_command(
     out: Path | None = typer.Option(None, "--out", "-o", help=OUT_HELP),
 ) -> None:
     """Train a supernet (sandwich rule, attentive sampling). Works under torchrun for DDP."""
+    from ..train import train  # heavy (torch): loaded when the command runs
+
     cfg = load_config(config, overrides or [])
     result = train(cfg, out, resume=resume)
     if result.model is not None and _is_main():

@@ -21,6 +21,7 @@ from .base import (
 )
 from .search import (
     ACCURACY_SOURCES,
+    DEFAULT_PREDICTOR_KINDS,
     OBJECTIVES,
     AccuracyConfig,
     BudgetsConfig,
@@ -55,7 +56,7 @@ from .train import (
 __all__ = [
     "Section", "apply_overrides", "load_model", "model_to_yaml", "override_model", "parse_model", "parse_override",
     "read_yaml", "save_model",
-    "ACCURACY_SOURCES", "OBJECTIVES", "AccuracyConfig", "BudgetsConfig", "EvolutionConfig", "PipelineConfig",
+    "ACCURACY_SOURCES", "DEFAULT_PREDICTOR_KINDS", "OBJECTIVES", "AccuracyConfig", "BudgetsConfig", "EvolutionConfig", "PipelineConfig",
     "PredictorConfig", "SearchConfig", "check_objectives", "load_search_config", "parse_budget_points",
     "DEFAULT_BIN_WIDTH", "CheckpointConfig", "DataConfig", "EvalConfig", "LogConfig", "LossConfig", "ModelConfig",
     "OnlinePredictorConfig", "OptimConfig", "RuntimeConfig", "SamplerConfig", "TrainConfig", "config_to_yaml",

@@ -23,6 +23,8 @@ ACCURACY_SOURCES = ("predicted", "measured", "predicted+remeasure")
 BUDGET_FIELDS = {"max_mflops": "mflops", "max_params_m": "params_m", "max_latency_ms": "latency_ms",
                  "max_memory_mb": "memory_mb"}
 ObjectiveName = Literal["mflops", "params", "latency", "memory"]
+#: Predictor kinds cross-validated by default (the Gaussian process is opt-in: it scales poorly).
+DEFAULT_PREDICTOR_KINDS = ("rf", "lgbm", "ridge")
 
 
 def parse_budget_points(text: str | Sequence[float] | None) -> tuple[float, ...]:
@@ -147,7 +149,7 @@ class PredictorConfig(Section):
     """The accuracy predictor the pipeline fits before searching."""
 
     num_archs: int = Field(60, ge=4)  # subnets measured (BN recalibrated, validation split)
-    kinds: list[Literal["rf", "lgbm", "ridge", "gp"]] = Field(default_factory=lambda: ["rf", "lgbm", "ridge"],
+    kinds: list[Literal["rf", "lgbm", "ridge", "gp"]] = Field(default_factory=lambda: list(DEFAULT_PREDICTOR_KINDS),
                                                              min_length=1)
     feature_set: Literal["knobs", "knobs+cost"] = "knobs+cost"  # better ranks on few archs
     folds: int = Field(5, ge=2)

@@ -3,18 +3,19 @@
 Lives here: ``layers`` (per-layer specs of one subnet, :func:`count_flops`, :func:`count_params`),
 ``model`` (:class:`CostModel`, vectorised over gene matrices), ``table`` (:class:`TableCost`, the
 same numbers as table look-ups for the sampler's hot path) and ``memory`` (weight bytes and the
-peak activation bytes of eager inference, with a tracer that measures them).
+peak activation bytes of eager inference; :mod:`attentivenas.nn.memory` measures them).
 
-May import: ``attentivenas.space``, ``attentivenas.errors`` (numpy and torch outside).
+May import: ``attentivenas.space``, ``attentivenas.errors`` (numpy outside; no torch, so the cost
+model loads in a fraction of a second).
 """
 
 from .layers import LayerSpec, block_layers, count_flops, count_params, layer_specs
 from .memory import (
+    ITEMSIZE,
     MB,
     MemoryModel,
     activation_steps,
-    measure_peak_activation_bytes,
-    measure_weight_bytes,
+    itemsize,
     memory_mb,
     peak_activation_bytes,
     weight_bytes,
@@ -24,6 +25,6 @@ from .table import TABLE_METRICS, TableCost
 
 __all__ = [
     "LayerSpec", "block_layers", "count_flops", "count_params", "layer_specs",
-    "MB", "MemoryModel", "activation_steps", "measure_peak_activation_bytes", "measure_weight_bytes", "memory_mb",
+    "ITEMSIZE", "MB", "MemoryModel", "activation_steps", "itemsize", "memory_mb",
     "peak_activation_bytes", "weight_bytes", "CostModel", "flops_batch", "params_batch", "TABLE_METRICS", "TableCost",
 ]

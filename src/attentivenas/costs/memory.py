@@ -25,25 +25,16 @@ element counts (channels x height x width x B) this gives:
 - head: ``X + 2F`` (final expand), ``X + F + pooled``, ``X + pooled + 2 * mix``, then
   ``mix + logits``.
 
-The peak is the maximum over these steps. :func:`measure_peak_activation_bytes` checks it: on
+The peak is the maximum over these steps. :func:`attentivenas.nn.measure_peak_activation_bytes` checks it: on
 CUDA with ``torch.cuda.max_memory_allocated`` (which adds allocator rounding and kernel
-workspaces), on CPU by tracing every op's output storage with a ``TorchDispatchMode`` and
-freeing it with a weakref finalizer on the storage (exactly the tensors above; kernel-internal
-scratch buffers are not seen).
+workspaces), on CPU by tracing every op's output storage (see :mod:`attentivenas.nn.memory`).
 """
 
 from __future__ import annotations
 
-import copy
-import weakref
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import torch
-from torch import nn
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten
 
 from ..errors import UserError
 from ..space import Arch, SearchSpace, SlotColumns, plan_columns
@@ -53,23 +44,29 @@ from .model import CostModel
 MB = 1e6  #: bytes per MB (decimal, like MFLOPs)
 
 
-def _itemsize(dtype: torch.dtype | str) -> int:
-    if isinstance(dtype, str):
-        name = dtype.replace("torch.", "")
-        dt = getattr(torch, name, None)
-        if not isinstance(dt, torch.dtype):
-            raise UserError(f"unknown dtype {dtype!r}; use e.g. float32, float16, bfloat16, int8")
-        dtype = dt
-    return torch.empty((), dtype=dtype).element_size()
+#: Bytes per element of the dtypes a deployed subnet runs in (names as torch spells them).
+ITEMSIZE = {"float64": 8, "double": 8, "float32": 4, "float": 4, "float16": 2, "half": 2, "bfloat16": 2,
+            "int64": 8, "long": 8, "int32": 4, "int": 4, "int16": 2, "short": 2, "int8": 1, "uint8": 1,
+            "float8_e4m3fn": 1, "float8_e5m2": 1}
+
+Dtype = Any  # a torch.dtype or its name ("float32", "torch.float16", ...): torch is not imported here
+
+
+def itemsize(dtype: Dtype) -> int:
+    """Bytes per element of ``dtype`` (a ``torch.dtype`` or its name)."""
+    name = str(dtype).replace("torch.", "")
+    if name not in ITEMSIZE:
+        raise UserError(f"unknown dtype {dtype!r}; use e.g. float32, float16, bfloat16, int8")
+    return ITEMSIZE[name]
 
 
 # --------------------------------------------------------------------------- weights
-def weight_bytes(space: SearchSpace, arch: Arch, dtype: torch.dtype | str = torch.float32,
+def weight_bytes(space: SearchSpace, arch: Arch, dtype: Dtype = "float32",
                  num_classes: int = 1000, include_buffers: bool = False) -> int:
     """Bytes of the subnet's parameters (``params x itemsize``); with ``include_buffers`` also the BN
     running mean/var (same dtype) and their int64 batch counters."""
     n = count_params(space, arch, num_classes)
-    size = _itemsize(dtype)
+    size = itemsize(dtype)
     total = n * size
     if include_buffers:
         bns = [layer.c_out for layer in layer_specs(space, arch, num_classes) if layer.bn]
@@ -110,13 +107,13 @@ class MemoryModel:
     """
 
     def __init__(self, space: SearchSpace, num_classes: int = 1000, batch: int = 1,
-                 dtype: torch.dtype | str = torch.float32, input_size: int | None = None) -> None:
+                 dtype: Dtype = "float32", input_size: int | None = None) -> None:
         if batch < 1:
             raise UserError(f"batch must be >= 1, got {batch}")
         self.space = space
         self.num_classes = num_classes
         self.batch = int(batch)
-        self.itemsize = _itemsize(dtype)
+        self.itemsize = itemsize(dtype)
         self.input_size = input_size
         self.cost = CostModel(space, num_classes)
 
@@ -164,14 +161,14 @@ class MemoryModel:
         return self.memory_mb(genes)
 
 
-def peak_activation_bytes(space: SearchSpace, arch: Arch, batch: int = 1, dtype: torch.dtype | str = torch.float32,
+def peak_activation_bytes(space: SearchSpace, arch: Arch, batch: int = 1, dtype: Dtype = "float32",
                           num_classes: int = 1000, input_size: int | None = None) -> int:
     """Analytic peak activation bytes of inference of ``arch`` (see the module docstring)."""
     model = MemoryModel(space, num_classes, batch, dtype, input_size)
     return int(model.peak_activation_bytes(space.encode(arch)[None, :])[0])
 
 
-def activation_steps(space: SearchSpace, arch: Arch, batch: int = 1, dtype: torch.dtype | str = torch.float32,
+def activation_steps(space: SearchSpace, arch: Arch, batch: int = 1, dtype: Dtype = "float32",
                      num_classes: int = 1000) -> list[tuple[str, int]]:
     """Live activation bytes at the peak of every step (first conv, each block, head)."""
     model = MemoryModel(space, num_classes, batch, dtype)
@@ -180,78 +177,7 @@ def activation_steps(space: SearchSpace, arch: Arch, batch: int = 1, dtype: torc
     return [(name, int(v[0]) * model.itemsize) for name, v in steps if int(v[0]) > 0]
 
 
-def memory_mb(space: SearchSpace, genes: np.ndarray, batch: int = 1, dtype: torch.dtype | str = torch.float32,
+def memory_mb(space: SearchSpace, genes: np.ndarray, batch: int = 1, dtype: Dtype = "float32",
               num_classes: int = 1000) -> np.ndarray:
     """Memory footprint (peak activations + weights, MB) of every row of ``genes``."""
     return MemoryModel(space, num_classes, batch, dtype).memory_mb(genes)
-
-
-# --------------------------------------------------------------------------- measurement
-class _AllocationTracer(TorchDispatchMode):
-    """Tracks bytes of storages created by ops (outputs that do not alias an input) until freed."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.live: dict[int, int] = {}
-        self.current = 0
-        self.peak = 0
-
-    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
-        out = func(*args, **(kwargs or {}))
-        inputs = {t.untyped_storage().data_ptr() for t in tree_flatten((args, kwargs))[0]
-                  if isinstance(t, torch.Tensor)}
-        for t in tree_flatten(out)[0]:
-            if not isinstance(t, torch.Tensor):
-                continue
-            storage = t.untyped_storage()
-            key, nbytes = storage.data_ptr(), storage.nbytes()
-            if nbytes == 0 or key in self.live or key in inputs:
-                continue
-            self.live[key] = nbytes
-            self.current += nbytes
-            self.peak = max(self.peak, self.current)
-            weakref.finalize(storage, self._free, key)
-        return out
-
-    def _free(self, key: int) -> None:
-        self.current -= self.live.pop(key, 0)
-
-
-def measure_peak_activation_bytes(model: nn.Module, input_shape: Sequence[int],
-                                  dtype: torch.dtype | str = torch.float32,
-                                  device: str | torch.device = "cpu", seed: int = 0) -> int:
-    """Measured peak activation bytes of one eval-mode forward of ``model`` (input included).
-
-    CUDA: ``max_memory_allocated`` during the forward minus what was allocated before it (weights
-    and input), plus the input. CPU: op outputs traced with a dispatch mode (see module docstring).
-    """
-    if isinstance(dtype, str):
-        dtype = getattr(torch, dtype.replace("torch.", ""))
-    dev = torch.device(device)
-    net = copy.deepcopy(model).to(device=dev, dtype=dtype).eval()
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(*input_shape, generator=gen).to(device=dev, dtype=dtype)
-    input_bytes = x.numel() * x.element_size()
-    with torch.inference_mode():
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-            torch.cuda.reset_peak_memory_stats(dev)
-            before = torch.cuda.memory_allocated(dev)
-            y = net(x)
-            torch.cuda.synchronize(dev)
-            peak = torch.cuda.max_memory_allocated(dev) - before + input_bytes
-            del y
-            return int(peak)
-        tracer = _AllocationTracer()
-        with tracer:
-            y = net(x)
-        del y
-        return int(tracer.peak + input_bytes)
-
-
-def measure_weight_bytes(model: nn.Module, include_buffers: bool = False) -> int:
-    """Bytes of the model's parameters (and buffers)."""
-    total = sum(p.numel() * p.element_size() for p in model.parameters())
-    if include_buffers:
-        total += sum(b.numel() * b.element_size() for b in model.buffers())
-    return int(total)

@@ -3,7 +3,8 @@
 Lives here: ``layers`` (activations, resize, pooling, drop-connect, weight slicing), ``static``
 (plain ``torch.nn`` modules and :class:`StaticSubnet`), ``dynamic`` (the weight-sharing ops, each
 with ``to_static``), ``supernet`` (:class:`Supernet`), ``bn`` (BN recalibration on cached batches),
-``checkpoint`` (our layout and the authors'), ``export`` (TorchScript, ONNX, safetensors).
+``checkpoint`` (our layout and the authors'), ``export`` (TorchScript, ONNX, safetensors) and
+``memory`` (measured memory of a module).
 
 May import: ``attentivenas.space``, ``attentivenas.costs``, ``attentivenas.errors``, ``attentivenas.io``.
 """
@@ -37,6 +38,7 @@ from .export import (
     subnet_spec,
 )
 from .layers import resize_input
+from .memory import measure_peak_activation_bytes, measure_weight_bytes
 from .static import StaticSubnet
 from .supernet import Supernet
 
@@ -46,5 +48,5 @@ __all__ = [
     "save_supernet", "supernet_payload",
     "FORMATS", "SUFFIXES", "ExportError", "arch_json_path", "onnx_relative_error", "subnet_spec", "export_onnx", "export_pareto_set", "export_safetensors",
     "export_subnet", "export_torchscript", "load_safetensors_subnet", "read_pareto_archs", "script_subnet",
-    "resize_input", "StaticSubnet", "Supernet",
+    "resize_input", "measure_peak_activation_bytes", "measure_weight_bytes", "StaticSubnet", "Supernet",
 ]

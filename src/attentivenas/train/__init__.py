@@ -1,4 +1,14 @@
-"""Stage 1: supernet training (sandwich rule, attentive sampling, distillation, DDP, resume)."""
+"""Stage 1: supernet training (sandwich rule, attentive sampling, distillation, DDP, resume).
+
+Lives here: ``loop`` (:func:`train`, the :class:`Trainer` built from a :class:`TrainConfig`),
+``sandwich`` (one step: max, attentive middles, min; scorers), ``sampling/`` (prior, candidates,
+estimators, :class:`ArchSampler`), ``losses``, ``optim``, ``distributed`` (torchrun, the few
+collectives), ``state`` (checkpoints, rotation, ``--resume auto``), ``validate`` (epoch-end
+evaluation), ``online`` (the accuracy predictor fitted during training) and ``logging``.
+
+May import: ``attentivenas.space``, ``costs``, ``nn``, ``latency``, ``accuracy``, ``config``, ``data``,
+``rng``, ``devices``, ``io``, ``errors``.
+"""
 
 from .loop import TrainingDiverged, TrainResult, default_out_dir, train
 from .losses import adaptive_alpha_divergence, build_distill_loss, label_smoothing_ce, soft_target_ce

@@ -48,7 +48,7 @@ class MetricsLogger:
         self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
         if tensorboard:
             try:
-                from torch.utils.tensorboard import SummaryWriter
+                from torch.utils.tensorboard import SummaryWriter  # optional: TensorBoard may be missing or broken
 
                 self._writer = SummaryWriter(str(Path(out_dir) / "tb"))
             except Exception as exc:  # tensorboard missing or broken: keep training

@@ -1,0 +1,142 @@
+"""The package layout holds: data flows one way between the subpackages, nobody reaches into another
+module's private names, imports sit at module top unless a dependency is heavy or optional (said
+so in a comment), every subpackage says what lives there and what it may import, and the command
+line starts without loading torch."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PKG = Path(__file__).resolve().parents[1] / "src" / "attentivenas"
+
+BASE = {"errors", "io", "rng", "devices", "config"}
+#: unit -> the units it may import (besides itself); a row imports only rows below it (docs/design.md)
+ALLOWED: dict[str, set[str]] = {
+    "errors": set(),
+    "io": {"errors"},
+    "rng": set(),
+    "devices": {"errors"},
+    "config": {"errors", "io"},
+    "space": {"errors", "io"},
+    "data": {"config", "errors", "rng"},
+    "costs": {"space", "errors", "io"},
+    "nn": {"space", "costs", "errors", "io"},
+    "latency": {"space", "costs", "nn", "devices", "errors", "io"},
+    "accuracy": {"space", "costs", "nn", "config", "data", "devices", "errors", "io"},
+    "train": {"space", "costs", "nn", "latency", "accuracy", "config", "data"} | BASE,
+    "search": {"space", "costs", "nn", "latency", "accuracy", "config"} | BASE,
+    "pipeline": {"space", "costs", "nn", "accuracy", "train", "search", "config", "data"} | BASE,
+    "cli": {"space", "costs", "nn", "latency", "accuracy", "train", "search", "pipeline", "data", "__init__"} | BASE,
+    # compatibility aliases of the old flat modules
+    "cost": {"costs"},
+    "supernet": {"nn", "space"},
+    "checkpoint": {"nn"},
+    "__init__": {"space"},
+    "__main__": {"cli"},
+}
+
+
+def _modules() -> list[Path]:
+    return sorted(p for p in PKG.rglob("*.py"))
+
+
+def _unit(path: Path) -> str:
+    rel = path.relative_to(PKG)
+    return rel.parts[0] if len(rel.parts) > 1 else rel.stem
+
+
+def _package_parts(path: Path) -> list[str]:
+    """The dotted package a module belongs to (``attentivenas.nn`` for ``nn/export.py`` and ``nn/__init__.py``)."""
+    return ["attentivenas", *path.relative_to(PKG).with_suffix("").parts][:-1]
+
+
+def _imported(path: Path, node: ast.ImportFrom | ast.Import) -> list[str]:
+    """Absolute dotted names of the attentivenas modules an import statement reads."""
+    if isinstance(node, ast.Import):
+        return [a.name for a in node.names if a.name.startswith("attentivenas")]
+    if node.level == 0:
+        return [node.module] if node.module and node.module.startswith("attentivenas") else []
+    pkg = _package_parts(path)
+    base = pkg[: len(pkg) - (node.level - 1)]
+    mod = ".".join(base + ([node.module] if node.module else []))
+    return [mod] if node.module else [f"{mod}.{a.name}" for a in node.names]
+
+
+def _target_unit(dotted: str) -> str:
+    """The unit a dotted name lives in (a name of the package itself, e.g. ``__version__``: ``__init__``)."""
+    parts = dotted.split(".")
+    return parts[1] if len(parts) > 1 and parts[1] in ALLOWED else "__init__"
+
+
+def test_every_module_belongs_to_a_known_unit() -> None:
+    units = {_unit(p) for p in _modules()}
+    assert units <= set(ALLOWED), sorted(units - set(ALLOWED))
+
+
+def test_data_flows_one_way() -> None:
+    bad = []
+    for path in _modules():
+        unit = _unit(path)
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, (ast.Import, ast.ImportFrom)):
+                continue
+            for dotted in _imported(path, node):
+                target = _target_unit(dotted)
+                if target != unit and target not in ALLOWED[unit]:
+                    bad.append(f"{path.relative_to(PKG)}:{node.lineno} ({unit}) imports {dotted} ({target})")
+    assert not bad, "\n".join(bad)
+
+
+def test_no_reaching_into_private_names_of_other_modules() -> None:
+    bad = []
+    for path in _modules():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level + (node.module or "").count("attentivenas") > 0:
+                bad += [f"{path.relative_to(PKG)}:{node.lineno} imports {a.name}" for a in node.names
+                        if a.name.startswith("_") and not a.name.startswith("__")]
+    assert not bad, "\n".join(bad)
+
+
+def test_imports_inside_functions_say_why() -> None:
+    """A function-level import is allowed for a heavy or optional dependency, and says so."""
+    bad = []
+    for path in _modules():
+        lines = path.read_text().splitlines()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            imports = [s for s in node.body if isinstance(s, (ast.Import, ast.ImportFrom))]
+            if imports and not any(w in lines[imports[0].lineno - 1] for w in ("# heavy", "# optional")):
+                bad.append(f"{path.relative_to(PKG)}:{imports[0].lineno} in {node.name}()")
+    assert not bad, "imports inside functions without a '# heavy' or '# optional' reason:\n" + "\n".join(bad)
+
+
+@pytest.mark.parametrize("package", sorted({p.parent for p in PKG.rglob("__init__.py")} - {PKG}), ids=str)
+def test_each_subpackage_says_what_lives_there_and_what_it_may_import(package: Path) -> None:
+    doc = ast.get_docstring(ast.parse((package / "__init__.py").read_text())) or ""
+    assert "Lives here" in doc and "May import" in doc, package
+
+
+def test_the_command_line_starts_without_torch() -> None:
+    code = ("import sys, attentivenas.cli; "
+            "print(sorted(m for m in ('torch', 'sklearn', 'lightgbm', 'pymoo', 'matplotlib') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_old_import_paths_still_work() -> None:
+    from attentivenas.checkpoint import load_supernet
+    from attentivenas.cost import CostModel, count_flops
+    from attentivenas.nn import Supernet as NewSupernet
+    from attentivenas.nn import load_supernet as new_load
+    from attentivenas.space import ATTENTIVENAS_SPACE, named_arch
+    from attentivenas.supernet import StaticSubnet, Supernet
+
+    assert Supernet is NewSupernet and load_supernet is new_load and StaticSubnet.__module__ == "attentivenas.nn.static"
+    assert round(count_flops(ATTENTIVENAS_SPACE, named_arch("a0")), 2) == 203.39
+    assert CostModel.__module__ == "attentivenas.costs.model"
