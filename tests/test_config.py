@@ -152,3 +152,12 @@ def test_resolved_config_round_trips(tmp_path: Path) -> None:
     again = load_config(path)
     assert again == c
     assert override_config(c, ["seed=7"]).seed == 7 and c.seed == 0
+
+
+def test_search_config_file_lists_every_key_with_its_default() -> None:
+    from attentivenas.config import SearchConfig, load_search_config, read_yaml
+
+    path = Path(__file__).resolve().parents[1] / "configs" / "search.yaml"
+    assert load_search_config(path) == SearchConfig()
+    assert read_yaml(path) == SearchConfig().to_dict()  # every key is written out
+

@@ -289,3 +289,44 @@ def test_predictor_of_another_space_rejected_in_library(predictor_file):
 
     with pytest.raises(CheckpointError, match="not 'attentivenas'"):
         search_with_predictor(ATTENTIVENAS_SPACE, P.load_predictor(predictor_file), SearchConfig())
+
+
+# --------------------------------------------------------------------------- search --config
+def test_cli_search_config_file_overrides_and_flags(predictor_file, tmp_path, capsys):
+    cfg = tmp_path / "search.yaml"
+    cfg.write_text(yaml.safe_dump({"predictor": str(predictor_file), "space": "tiny", "seed": 3,
+                                   "budgets": {"max_mflops": 2.5, "points": [1.2, 1.8]},
+                                   "evolution": {"pop_size": 16, "generations": 3}}))
+    out = tmp_path / "run"
+    code = run_cli_code(["search", "--config", str(cfg), "evolution.generations=2", "--max-mflops", "2",
+                         "--out", str(out), "--json"])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    settings = summary["settings"]
+    assert settings["seed"] == 3 and settings["evolution"] == {"pop_size": 16, "generations": 2, "mutation_prob": 0.1,
+                                                               "crossover_prob": 0.9}
+    assert settings["budgets"]["max_mflops"] == 2.0 and settings["budgets"]["points"] == [1.2, 1.8]  # the flag wins
+    assert settings["accuracy"]["source"] == "predicted"  # resolved from what was given
+    assert all(e["mflops"] <= 2 for e in json.loads((out / "pareto.json").read_text()))
+    # the resolved config runs the same search again
+    again = tmp_path / "again"
+    assert run_cli_code(["search", "--config", str(out / "config.yaml"), "--out", str(again), "--json"]) == 0
+    capsys.readouterr()
+    assert (again / "pareto.json").read_text() == (out / "pareto.json").read_text()
+    assert (again / "config.yaml").read_text() == (out / "config.yaml").read_text()
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["evolution.pop_sise=8"], "unknown config key 'evolution.pop_sise'; did you mean 'evolution.pop_size'?"),
+    (["budgets.max_mflops=-2"], "budget max_mflops must be a positive number, got -2"),
+    (["accuracy.source=guessed"], "unknown accuracy source 'guessed'"),
+    (["objectives=[mflops,energy]"], "unknown objective(s) ['energy']"),
+    (["--budgets", "1,abc"], "budget list must hold numbers separated by commas"),
+    (["--config", "missing.yaml"], "config file not found: missing.yaml"),
+])
+def test_cli_search_config_errors_exit_2(predictor_file, tmp_path, capsys, args, message):
+    code = run_cli_code(["search", "--predictor", str(predictor_file), "--out", str(tmp_path / "o"), *args])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and err.count("\n") == 1
+    assert not (tmp_path / "o").exists()
+
