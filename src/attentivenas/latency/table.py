@@ -67,6 +67,10 @@ class LatencyTable:
                 f"'{space.name}'; build a table for this space with `attentivenas latency build-table`"
             )
 
+    def clear_cache(self) -> None:
+        """Forget the lookup tables of whole stages (after entries or the overhead change)."""
+        self._luts.clear()
+
     def op_ms(self, sig: OpSig) -> float:
         try:
             return self.entries[sig.key()]
@@ -283,7 +287,7 @@ def fit_overhead(table: LatencyTable, space: SearchSpace, archs: Sequence[Arch],
     archs that all have the same number of blocks, only a constant (the median residual).
     """
     table.overhead_ms = table.per_block_ms = 0.0
-    table._luts.clear()
+    table.clear_cache()
     if not archs:
         return
     res = np.array([m - table.predict(space, a) for a, m in zip(archs, measured, strict=True)])

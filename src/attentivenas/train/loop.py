@@ -34,7 +34,6 @@ from ..rng import global_rng_state, seed_everything, set_global_rng_state
 from ..space import SearchSpace, get_space
 from .distributed import DistInfo, all_reduce_sum, broadcast_module, cleanup, init_distributed, is_dist
 from .logging import MetricsLogger, Progress, truncate_metrics
-from .losses import build_distill_loss
 from .online import OnlinePredictor
 from .optim import build_optimizer, build_scheduler
 from .sampling import ArchSampler, load_predictor_estimator
@@ -155,28 +154,13 @@ class Trainer:
         self.total_batch = cfg.data.batch_size * info.world_size
         self.optimizer = build_optimizer(net, cfg.optim, self.total_batch)
         self.scheduler = build_scheduler(self.optimizer, cfg.optim, self.steps_per_epoch)
-        amp_dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.runtime.amp]
         self.scaler = torch.amp.GradScaler(info.device.type) if cfg.runtime.amp == "fp16" else None
-        sc = cfg.sampler
-        self.sampler = ArchSampler.from_config(self.space, sc, seed=cfg.seed, num_classes=self.num_classes)
-        scorer: Scorer | None = None
+        self.sampler = ArchSampler.from_config(self.space, cfg.sampler, seed=cfg.seed, num_classes=self.num_classes)
         self.online: OnlinePredictor | None = None
-        if sc.method != "uniform":
-            if sc.estimator == "online":  # uniform until the first fit (see train.online)
-                self.online = OnlinePredictor(cfg, out_dir, self.space, self.num_classes, info)
-                self.sampler.warmup = True
-            elif sc.estimator == "predictor":
-                scorer = estimator_scorer(load_predictor_estimator(sc.predictor, self.space))
-            else:
-                scorer = loss_scorer
-        self.step_fn = SandwichStep(
-            net, self.optimizer, self.sampler, build_distill_loss(cfg.loss), num_middle=sc.num_middle,
-            label_smoothing=cfg.loss.label_smoothing, dropout=cfg.model.dropout,
-            drop_connect=cfg.model.drop_connect,
-            drop_connect_only_last_two_stages=cfg.model.drop_connect_only_last_two_stages,
-            grad_clip_value=cfg.optim.grad_clip_value, scorer=scorer, scaler=self.scaler, amp_dtype=amp_dtype,
-            channels_last=cfg.runtime.channels_last,
-        )
+        if cfg.sampler.method != "uniform" and cfg.sampler.estimator == "online":
+            self.online = OnlinePredictor(cfg, out_dir, self.space, self.num_classes, info)
+            self.sampler.warmup = True  # uniform until the first fit (see train.online)
+        self.step_fn = SandwichStep.from_config(cfg, net, self.optimizer, self.sampler, self._scorer(), self.scaler)
         self.epoch = 0
         self.step_in_epoch = 0
         self.global_step = 0
@@ -185,6 +169,16 @@ class Trainer:
         self.last_checkpoint: Path | None = None
         # dropout / drop-connect masks differ per rank
         torch.manual_seed(cfg.seed * 7919 + info.rank + 1)
+
+    def _scorer(self) -> Scorer | None:
+        """How the step ranks candidates: mini-batch loss, a predictor file, or (online) none until
+        the first fit; uniform sampling needs none."""
+        sc = self.config.sampler
+        if sc.method == "uniform" or sc.estimator == "online":
+            return None
+        if sc.estimator == "predictor":
+            return estimator_scorer(load_predictor_estimator(sc.predictor, self.space))
+        return loss_scorer
 
     # ----------------------------------------------------------------- state
     def _rank_rngs(self) -> list[dict[str, Any]]:

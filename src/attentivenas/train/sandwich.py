@@ -22,10 +22,11 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from ..config import TrainConfig
 from ..nn import Supernet, resize_input
 from ..space import Arch
 from .distributed import all_reduce_grads, all_reduce_mean
-from .losses import DistillLoss, label_smoothing_ce
+from .losses import DistillLoss, build_distill_loss, label_smoothing_ce
 from .sampling import CandidateGroups, Chosen, Estimator
 
 
@@ -130,6 +131,18 @@ class SandwichStep:
     amp_dtype: torch.dtype | None = None
     channels_last: bool = False
     params: list[nn.Parameter] = field(default_factory=list)
+
+    @classmethod
+    def from_config(cls, cfg: TrainConfig, net: Supernet, optimizer: torch.optim.Optimizer, sampler: MiddleSampler,
+                    scorer: Scorer | None, scaler: torch.amp.GradScaler | None = None) -> SandwichStep:
+        """The step of a training config (losses, regularisation, clipping, AMP, memory format)."""
+        amp_dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.runtime.amp]
+        return cls(net, optimizer, sampler, build_distill_loss(cfg.loss), num_middle=cfg.sampler.num_middle,
+                   label_smoothing=cfg.loss.label_smoothing, dropout=cfg.model.dropout,
+                   drop_connect=cfg.model.drop_connect,
+                   drop_connect_only_last_two_stages=cfg.model.drop_connect_only_last_two_stages,
+                   grad_clip_value=cfg.optim.grad_clip_value, scorer=scorer, scaler=scaler, amp_dtype=amp_dtype,
+                   channels_last=cfg.runtime.channels_last)
 
     def __post_init__(self) -> None:
         if not self.params:
