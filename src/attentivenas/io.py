@@ -3,11 +3,12 @@ and reading the JSON files users hand us.
 
 One JSON convention everywhere: non-finite floats (NaN, inf) are written as ``null``
 (:func:`json_safe`), numpy scalars and arrays as plain numbers and lists, so every file we write is
-strict JSON that any reader accepts.
+strict JSON that any reader accepts. :class:`OutputLock` keeps one process per output folder.
 """
 
 from __future__ import annotations
 
+import fcntl
 import io
 import json
 import math
@@ -17,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .errors import UserError
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
@@ -95,3 +98,66 @@ def read_json_file(path: str | Path, what: str, error: type[Exception] = ValueEr
         return json.loads(p.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise error(f"{what} {p} is not valid JSON: {exc}") from None
+
+
+# --------------------------------------------------------------------------- one run per output folder
+LOCK_NAME = ".attentivenas.lock"
+_held: dict[str, tuple[int, int]] = {}  # resolved lock path -> (fd, depth) held by this process
+
+
+class OutputLock:
+    """An exclusive lock on an output folder (``DIR/.attentivenas.lock``) for one process at a time.
+
+    It is an OS file lock (``flock``): it dies with the process, so a killed run leaves nothing to
+    clean up. Re-entrant within a process (the quick start locks its folder, then trains into it).
+    A second process gets :class:`~attentivenas.errors.UserError` naming the holder's pid. Use as a
+    context manager, or :meth:`acquire` / :meth:`release`.
+    """
+
+    def __init__(self, folder: str | Path, what: str = "output folder", name: str = LOCK_NAME) -> None:
+        self.folder = Path(folder)
+        self.what = what
+        self.path = self.folder / name
+        self._key = ""
+
+    def acquire(self) -> OutputLock:
+        if self.folder.exists() and not self.folder.is_dir():
+            raise UserError(f"{self.what} {self.folder} exists and is not a folder; choose another path")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        key = str(self.path.resolve())
+        if key in _held:
+            fd, depth = _held[key]
+            _held[key] = (fd, depth + 1)
+            self._key = key
+            return self
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            where = self.folder if self.path.name == LOCK_NAME else self.folder / self.path.name[1:-len(".lock")]
+            raise UserError(f"{self.what} {where} is in use by another attentivenas process (pid {holder}); "
+                            "wait for it to finish or choose another one") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        _held[key] = (fd, 1)
+        self._key = key
+        return self
+
+    def release(self) -> None:
+        if not self._key or self._key not in _held:
+            return
+        fd, depth = _held[self._key]
+        if depth > 1:
+            _held[self._key] = (fd, depth - 1)
+        else:
+            del _held[self._key]
+            os.close(fd)  # closing the descriptor releases the flock
+        self._key = ""
+
+    def __enter__(self) -> OutputLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()

@@ -28,7 +28,7 @@ from .accuracy import SubnetEvaluator, build_arch_dataset, evaluate_subnet, fit_
 from .config import PipelineConfig, TrainConfig, load_config
 from .data import build_data
 from .errors import ConfigError
-from .io import atomic_write_bytes, atomic_write_json
+from .io import OutputLock, atomic_write_bytes, atomic_write_json
 from .nn import export_pareto_set
 from .search import run_search, write_search_outputs
 from .train import train
@@ -65,10 +65,14 @@ def run_pipeline(config: TrainConfig, out_dir: str | Path, settings: PipelineCon
                  log: Log = print, progress: bool = True) -> PipelineResult:
     """Train, fit a predictor, search and export; see the module doc."""
     settings = settings or PipelineConfig()
+    with OutputLock(out_dir, "quick-start folder"):
+        return _run(config, Path(out_dir), settings, log, progress)
+
+
+def _run(config: TrainConfig, out: Path, settings: PipelineConfig, log: Log, progress: bool) -> PipelineResult:
     pc, sc = settings.predictor, settings.search
     if pc.folds > pc.num_archs:
         raise ConfigError(f"predictor.folds must be in [2, predictor.num_archs={pc.num_archs}], got {pc.folds}")
-    out = Path(out_dir)
     timings: dict[str, float] = {}
 
     t = time.perf_counter()

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from ..costs import CostModel
 from ..errors import ConfigError, UserError
-from ..io import atomic_write_text
+from ..io import OutputLock, atomic_write_text
 from ..space import Arch, SearchSpace, get_space
 
 DATASET_FORMAT = "attentivenas-arch-dataset"
@@ -282,13 +282,21 @@ def build_arch_dataset(
     cost = CostModel(space, num_classes)
     genes = spread_genes(space, n, rng, cost, bins) if spread == "flops" else _unique_uniform(space, n, rng)
     archs = [space.decode(g) for g in genes]
-    cache = ArchDataset(space, num_classes=num_classes)
-    appender = None
-    if cache_path is not None:
-        cp = Path(cache_path)
-        if cp.exists():
-            cache = ArchDataset.load(cp, space, num_classes)
+    if cache_path is None:
+        return _evaluate_into(ArchDataset(space, num_classes=num_classes), None, archs, genes, cost, evaluate_fn,
+                              progress)
+    cp = Path(cache_path)
+    with OutputLock(cp.parent, "dataset file", name=f".{cp.name}.lock"):
+        if cp.exists() and not cp.is_file():
+            raise ConfigError(f"dataset file {cp} exists and is not a file; choose another path")
+        cache = ArchDataset.load(cp, space, num_classes) if cp.exists() else ArchDataset(space, num_classes=num_classes)
         appender = JsonlAppender(cp, dataset_header(space, num_classes))
+        return _evaluate_into(cache, appender, archs, genes, cost, evaluate_fn, progress)
+
+
+def _evaluate_into(cache: ArchDataset, appender: JsonlAppender | None, archs: list[Arch], genes: np.ndarray,
+                   cost: CostModel, evaluate_fn: Callable[[Arch], float], progress: bool) -> ArchDataset:
+    """Measure the archs not yet in ``cache`` (appending each record), and return the records of ``archs``."""
     todo = [a for a in archs if a not in cache]
     flops, params = cost.flops_and_params(genes)
     index = {a.key(): i for i, a in enumerate(archs)}

@@ -19,6 +19,7 @@ Everything random flows from ``config.seed``.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from tqdm.auto import tqdm
 from ..accuracy import Predictor, check_space, spread_genes
 from ..config import OBJECTIVES, SearchConfig
 from ..errors import ConfigError
+from ..io import OutputLock
 from ..space import Arch, SearchSpace
 from .files import write_search_outputs
 from .measured import MeasuredAccuracy
@@ -85,6 +87,15 @@ def run_search(
     under the budgets. ``accuracy_fn`` maps a gene matrix to top-1 (%); ``evaluate_fn(arch)`` measures
     one arch (wrapped in :class:`MeasuredAccuracy`, cached in ``measured_cache`` when given). With
     ``out_dir`` the files are written (see :func:`write_search_outputs`)."""
+    with OutputLock(out_dir, "search folder") if out_dir is not None else nullcontext():
+        return _run_search(space, config, accuracy_fn, evaluate_fn, latency_fn, memory_fn, num_classes,
+                           measured_cache, progress, out_dir)
+
+
+def _run_search(space: SearchSpace, config: SearchConfig, accuracy_fn: GeneFn | None,
+                evaluate_fn: Callable[[Arch], float] | None, latency_fn: GeneFn | None, memory_fn: GeneFn | None,
+                num_classes: int, measured_cache: str | Path | None, progress: bool,
+                out_dir: str | Path | None) -> SearchResult:
     source = resolve_source(config.accuracy.source, accuracy_fn, evaluate_fn)
     config = config.model_copy(update={"accuracy": config.accuracy.model_copy(update={"source": source})})
     limits = config.budgets.limits()

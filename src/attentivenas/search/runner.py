@@ -11,6 +11,7 @@ from ..config import SearchConfig
 from ..costs import MemoryModel
 from ..devices import resolve_device
 from ..errors import ConfigError
+from ..io import OutputLock
 from ..latency import LatencyTable
 from ..space import SearchSpace, get_space
 from .nsga2 import run_search
@@ -49,7 +50,12 @@ def _memory_fn(config: SearchConfig, space: SearchSpace, num_classes: int) -> Ge
 
 
 def search_from_config(config: SearchConfig, out_dir: str | Path, progress: bool = True) -> SearchResult:
-    """Run the search ``config`` describes and write its files into ``out_dir``."""
+    """Run the search ``config`` describes and write its files into ``out_dir`` (locked meanwhile)."""
+    with OutputLock(out_dir, "search folder"):
+        return _search(config, Path(out_dir), progress)
+
+
+def _search(config: SearchConfig, out: Path, progress: bool) -> SearchResult:
     source = default_source(config)
     pred: Predictor | None = load_predictor(config.predictor) if config.predictor is not None else None
     given_space = get_space(config.space) if config.space else None
@@ -70,7 +76,6 @@ def search_from_config(config: SearchConfig, out_dir: str | Path, progress: bool
     if pred is not None:
         check_space(pred, space)
     config = config.model_copy(update={"accuracy": config.accuracy.model_copy(update={"source": source})})
-    out = Path(out_dir)
     return run_search(
         space, config, pred.predict_genes if pred is not None else None, evaluate_fn=evaluator,
         latency_fn=_latency_fn(config, space), memory_fn=_memory_fn(config, space, num_classes),

@@ -29,6 +29,7 @@ import torch.distributed as dist
 from ..config import TrainConfig, save_config
 from ..data import DataBundle, batches_per_epoch, build_data, check_batch_size, train_loader
 from ..errors import ConfigError, UserError
+from ..io import OutputLock
 from ..nn import Supernet, supernet_payload
 from ..rng import global_rng_state, seed_everything, set_global_rng_state
 from ..space import SearchSpace, get_space
@@ -402,9 +403,11 @@ def train(config: TrainConfig, out_dir: str | Path | None = None, resume: str | 
     Under torchrun every rank calls this; the process group is set up and torn down here.
     """
     info = init_distributed(config.runtime.device, config.runtime.dist_timeout_s)
+    lock: OutputLock | None = None
     try:
         _set_threads(config, info)
         out = _shared_out_dir(out_dir, config)
+        lock = _lock_out_dir(out, info)
         found = resolve_resume(resume, out)
         if found is None and resume is None and (checkpoint_dir(out) / LAST).exists():
             raise ConfigError(f"{out} already holds a run; pass --resume auto to continue it or choose another --out")
@@ -418,4 +421,23 @@ def train(config: TrainConfig, out_dir: str | Path | None = None, resume: str | 
                 truncate_metrics(out / "metrics.jsonl", trainer.global_step)
         return trainer.run()
     finally:
+        if lock is not None:
+            lock.release()
         cleanup(info)
+
+
+def _lock_out_dir(out: Path, info: DistInfo) -> OutputLock | None:
+    """Rank 0 holds the run folder's lock; every rank stops when it cannot be had."""
+    lock, error = None, None
+    if info.is_main:
+        try:
+            lock = OutputLock(out, "run folder").acquire()
+        except UserError as exc:
+            error = exc
+    failed = torch.tensor([1.0 if error is not None else 0.0], device=info.device)
+    all_reduce_sum(failed)
+    if error is not None:
+        raise error
+    if failed.item() > 0:
+        raise UserError(f"run folder {out} is in use by another attentivenas process (rank 0 could not lock it)")
+    return lock
