@@ -95,3 +95,56 @@ def test_json_stays_strict(tmp_path: Path) -> None:
     assert dumps_json({"a": float("nan"), "b": [float("inf"), 1.5]}) == '{"a": null, "b": [null, 1.5]}'
     path = atomic_write_json(tmp_path / "x.json", {"v": float("-inf")})
     assert json.loads(path.read_text()) == {"v": None}
+
+
+# --------------------------------------------------------------------------- checkpoints that prove themselves
+def _cfg(**over):
+    from .synthetic import config_with
+
+    data = {
+        "seed": 0, "space": "tiny",
+        "data": {"name": "digits", "image_size": 32, "batch_size": 8, "eval_batch_size": 128},
+        "optim": {"epochs": 1, "warmup_epochs": 0.5, "lr": 0.4},
+        "sampler": {"method": "uniform", "num_middle": 1, "prior_samples": 2000},
+        "eval": {"every_epochs": 0, "calibration_batches": 1, "max_batches": 1},
+        "checkpoint": {"every_steps": 1, "keep_last": 10},
+        "runtime": {"device": "cpu", "threads": 1, "steps_per_epoch": 3},
+        "log": {"progress": False, "tensorboard": False, "every_steps": 1},
+    }
+    return config_with(data, **over)
+
+
+def _flip_tensor_byte(path: Path) -> None:
+    """Flip one bit inside the largest tensor's stored bytes (the zip and pickle stay readable)."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as zf:
+        info = max((i for i in zf.infolist() if "/data/" in i.filename), key=lambda i: i.file_size)
+    raw = bytearray(path.read_bytes())
+    name_len, extra_len = (int.from_bytes(raw[info.header_offset + o: info.header_offset + o + 2], "little")
+                           for o in (26, 28))
+    pos = info.header_offset + 30 + name_len + extra_len + info.file_size // 2
+    raw[pos] ^= 0x10
+    path.write_bytes(bytes(raw))
+
+
+def test_a_flipped_bit_is_detected_and_the_newest_intact_checkpoint_resumed(tmp_path: Path) -> None:
+    from attentivenas.errors import CheckpointError
+    from attentivenas.nn import load_supernet, read_checkpoint
+    from attentivenas.train import train
+    from attentivenas.train.state import find_resumable
+
+    out = tmp_path / "run"
+    train(_cfg(runtime__max_steps=2), out)
+    last, newest = out / "checkpoints" / "last.pt", out / "checkpoints" / "step_000000002.pt"
+    assert read_checkpoint(last)["checksum"] == read_checkpoint(newest)["checksum"]
+    _flip_tensor_byte(last)
+    with pytest.raises(CheckpointError, match="last.pt is damaged: its contents do not match its checksum"):
+        load_supernet(last)
+    with pytest.warns(RuntimeWarning, match="skipping checkpoint .*last.pt is damaged"):
+        path, obj = find_resumable(out)
+    assert path == newest and obj["progress"]["global_step"] == 2
+    with pytest.warns(RuntimeWarning, match="last.pt is damaged"):
+        res = train(_cfg(), out, resume="auto")
+    assert res.status == "completed" and res.global_step == 3
+    assert read_checkpoint(last)["progress"]["global_step"] == 3  # rewritten intact

@@ -17,8 +17,10 @@ from .checkpoint import (
     is_authors,
     is_ours,
     load_supernet,
+    payload_checksum,
     read_checkpoint,
     save_supernet,
+    sealed,
     supernet_payload,
 )
 from .export import (
@@ -44,8 +46,8 @@ from .supernet import Supernet
 
 __all__ = [
     "CalibrationDataError", "cache_calibration_batches", "calibrate_bn", "to_model_resolution",
-    "FORMAT", "VERSION", "authors_state_dict", "is_authors", "is_ours", "load_supernet", "read_checkpoint",
-    "save_supernet", "supernet_payload",
+    "FORMAT", "VERSION", "authors_state_dict", "is_authors", "is_ours", "load_supernet", "payload_checksum",
+    "read_checkpoint", "save_supernet", "sealed", "supernet_payload",
     "FORMATS", "SUFFIXES", "ExportError", "arch_json_path", "onnx_relative_error", "subnet_spec", "export_onnx", "export_pareto_set", "export_safetensors",
     "export_subnet", "export_torchscript", "load_safetensors_subnet", "read_pareto_archs", "script_subnet",
     "resize_input", "measure_peak_activation_bytes", "measure_weight_bytes", "StaticSubnet", "Supernet",

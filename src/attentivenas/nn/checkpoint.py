@@ -19,6 +19,7 @@ dict subclass), which we allow-list as a plain dict so that ``weights_only=True`
 
 from __future__ import annotations
 
+import hashlib
 import pickle
 from collections.abc import Mapping
 from pathlib import Path
@@ -34,6 +35,44 @@ from .supernet import Supernet
 FORMAT = "attentivenas"
 VERSION = 1
 _AUTHORS_ARGS_CLASS = "utils.config.AttrDict"
+CHECKSUM = "checksum"  #: sha256 of everything else in one of our checkpoints (tensors byte for byte)
+
+
+def _feed(h: Any, obj: Any, where: str) -> None:
+    """Hash ``obj`` into ``h`` in a canonical order (dict keys sorted, tensors as raw bytes)."""
+    h.update(where.encode())
+    if isinstance(obj, torch.Tensor):
+        t = obj.detach().cpu().contiguous()
+        h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy())
+    elif isinstance(obj, Mapping):
+        for k in sorted(obj, key=str):
+            if not (where == "" and k == CHECKSUM):
+                _feed(h, obj[k], f"{where}/{k}")
+    elif isinstance(obj, (list, tuple)):
+        h.update(f"[{len(obj)}".encode())
+        for i, v in enumerate(obj):
+            _feed(h, v, f"{where}[{i}]")
+    else:
+        h.update(repr(obj).encode())
+
+
+def payload_checksum(payload: Mapping[str, Any]) -> str:
+    """The sha256 (hex) of a checkpoint payload, its own ``checksum`` entry left out."""
+    h = hashlib.sha256()
+    _feed(h, payload, "")
+    return h.hexdigest()
+
+
+def sealed(payload: dict[str, Any]) -> dict[str, Any]:
+    """``payload`` with its checksum (see :func:`payload_checksum`), ready to be saved."""
+    return {**payload, CHECKSUM: payload_checksum(payload)}
+
+
+def _verify(obj: Any, path: Path) -> None:
+    """A checkpoint of ours that carries a checksum must match it (older files carry none)."""
+    if is_ours(obj) and CHECKSUM in obj and obj[CHECKSUM] != payload_checksum(obj):
+        raise CheckpointError(f"checkpoint {path} is damaged: its contents do not match its checksum")
 
 
 def read_checkpoint(path: str | Path) -> Any:
@@ -46,7 +85,7 @@ def read_checkpoint(path: str | Path) -> Any:
         raise CheckpointError(f"checkpoint is not a file: {p}")
     try:
         with torch.serialization.safe_globals([(dict, _AUTHORS_ARGS_CLASS)]):
-            return torch.load(p, map_location="cpu", weights_only=True)
+            obj = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         text = str(exc)
         if "global" not in text.lower() and "weights_only" not in text:
@@ -58,6 +97,8 @@ def read_checkpoint(path: str | Path) -> Any:
         ) from None
     except Exception as exc:  # noqa: BLE001 - any failure to parse means a corrupt file
         raise CheckpointError(f"checkpoint {p} is corrupt or not a PyTorch checkpoint ({type(exc).__name__})") from None
+    _verify(obj, p)
+    return obj
 
 
 def is_ours(obj: Any) -> bool:
@@ -179,4 +220,4 @@ def save_supernet(path: str | Path, net: Supernet, extra: Mapping[str, Any] | No
     payload = supernet_payload(net)
     if extra:
         payload.update(extra)
-    return atomic_torch_save(payload, path)
+    return atomic_torch_save(sealed(payload), path)

@@ -13,12 +13,13 @@ of the newest. Every file is written atomically, so a crash leaves the previous 
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
 from ..errors import CheckpointError
 from ..io import atomic_torch_save
-from ..nn import FORMAT, VERSION, read_checkpoint
+from ..nn import FORMAT, VERSION, read_checkpoint, sealed
 
 STEP_FILE = re.compile(r"^step_(\d+)\.pt$")
 LAST = "last.pt"
@@ -47,6 +48,7 @@ def save_training_checkpoint(payload: dict[str, Any], out_dir: str | Path, globa
                              keep_last: int = 3) -> Path:
     """Write ``step_<n>.pt`` and ``last.pt`` atomically, then delete step files beyond the newest
     ``keep_last``. Returns the step file's path."""
+    payload = sealed(payload)
     path = atomic_torch_save(payload, step_path(out_dir, global_step))
     atomic_torch_save(payload, checkpoint_dir(out_dir) / LAST)
     files = step_files(out_dir)
@@ -71,11 +73,13 @@ def read_training_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def _try_read(p: Path) -> dict[str, Any] | None:
+    """The checkpoint at ``p``, or None (with a warning naming it and why) when it cannot be used."""
     if not p.is_file():
         return None
     try:
         return read_training_checkpoint(p)
-    except CheckpointError:
+    except CheckpointError as exc:
+        warnings.warn(f"skipping {exc}", RuntimeWarning, stacklevel=3)
         return None
 
 
