@@ -148,3 +148,54 @@ def test_a_flipped_bit_is_detected_and_the_newest_intact_checkpoint_resumed(tmp_
         res = train(_cfg(), out, resume="auto")
     assert res.status == "completed" and res.global_step == 3
     assert read_checkpoint(last)["progress"]["global_step"] == 3  # rewritten intact
+
+
+# --------------------------------------------------------------------------- divergence that can be recovered from
+def test_no_checkpoint_is_written_inside_a_run_of_non_finite_steps(tmp_path: Path, monkeypatch) -> None:
+    from attentivenas.train import SandwichStep, StepResult, TrainingDiverged, train
+    from attentivenas.train.state import find_resumable
+
+    calls = {"n": 0}
+    real_call = SandwichStep.__call__
+
+    def flaky(self, images, labels):
+        calls["n"] += 1
+        if calls["n"] <= 2:
+            return real_call(self, images, labels)
+        return StepResult([float("nan")] * 3, [TINY_SPACE.max_arch()] * 3, False)
+
+    monkeypatch.setattr(SandwichStep, "__call__", flaky)
+    out = tmp_path / "nan"
+    with pytest.raises(TrainingDiverged, match=r"last good checkpoint is kept: .*last.pt"):
+        train(_cfg(runtime__nan_patience=3, runtime__steps_per_epoch=6), out)
+    path, obj = find_resumable(out)
+    assert obj["progress"]["global_step"] == 2 and obj["progress"]["nan_streak"] == 0
+    assert [p.name for p in sorted((out / "checkpoints").glob("step_*.pt"))] == ["step_000000001.pt",
+                                                                                 "step_000000002.pt"]
+
+
+def test_optimiser_overrides_take_effect_on_resume(tmp_path: Path) -> None:
+    from attentivenas.train import train, warmup_cosine_factor
+    from attentivenas.train.state import read_training_checkpoint
+
+    out = tmp_path / "run"
+    train(_cfg(runtime__max_steps=2), out)
+    res = train(_cfg(optim__lr=0.02, optim__momentum=0.5, optim__weight_decay=0.0), out, resume="auto")
+    assert res.status == "completed" and res.global_step == 3
+    lrs = [r["lr"] for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if r["kind"] == "train"]
+    peak_old, peak_new = 0.4 * 8 / 256, 0.02 * 8 / 256  # lr x batch / 256
+    warmup, total = 2, 3  # 0.5 of 3 steps per epoch, rounded; 1 epoch
+    assert lrs[:2] == pytest.approx([peak_old * warmup_cosine_factor(s, warmup, total) for s in (0, 1)])
+    assert lrs[2] == pytest.approx(peak_new * warmup_cosine_factor(2, warmup, total))
+    groups = read_training_checkpoint(out / "checkpoints" / "last.pt")["optimizer"]["param_groups"]
+    assert all(g["momentum"] == 0.5 and g["weight_decay"] == 0.0 and g["initial_lr"] == pytest.approx(peak_new)
+               for g in groups)
+
+
+@pytest.mark.parametrize("value", [".inf", "-.inf", ".nan"])
+def test_non_finite_numbers_are_refused_by_the_config(value: str) -> None:
+    from attentivenas.config import load_config
+    from attentivenas.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"config key 'optim.lr': Input should be a finite number"):
+        load_config(None, [f"optim.lr={value}"])

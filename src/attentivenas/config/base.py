@@ -26,7 +26,7 @@ M = TypeVar("M", bound=BaseModel)
 class Section(BaseModel):
     """Base of every config section: unknown keys are errors, assignments are validated."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (JSON/YAML friendly)."""

@@ -36,7 +36,7 @@ from ..space import SearchSpace, get_space
 from .distributed import DistInfo, all_reduce_sum, broadcast_module, cleanup, init_distributed, is_dist
 from .logging import MetricsLogger, Progress, truncate_metrics
 from .online import OnlinePredictor
-from .optim import build_optimizer, build_scheduler
+from .optim import build_optimizer, build_scheduler, follow_config
 from .sampling import ArchSampler, load_predictor_estimator
 from .sandwich import SandwichStep, Scorer, StepResult, estimator_scorer, loss_scorer
 from .state import LAST, checkpoint_dir, resolve_resume, save_training_checkpoint
@@ -226,6 +226,7 @@ class Trainer:
                               f"'{self.space.name}', {self.num_classes} classes): {str(exc).splitlines()[0]}") from None
         self.optimizer.load_state_dict(obj["optimizer"])
         self.scheduler.load_state_dict(obj["scheduler"])
+        follow_config(self.optimizer, self.scheduler, self.config.optim, self.total_batch)
         if self.scaler is not None and obj.get("scaler"):
             self.scaler.load_state_dict(obj["scaler"])
         self.sampler.load_state_dict(obj["sampler"])
@@ -349,7 +350,8 @@ class Trainer:
                     self.on_step(self.global_step, result)
                 done = cfg.runtime.max_steps is not None and self.global_step >= cfg.runtime.max_steps
                 halt = stop.agreed(info.device)
-                if done or halt or (every and self.global_step % every == 0):
+                periodic = every and self.global_step % every == 0 and self.nan_streak == 0  # never a bad one
+                if done or halt or periodic:
                     self.save()
                 if halt:
                     progress.write(f"stopped on request at step {self.global_step}; resume with --resume auto")
@@ -366,7 +368,8 @@ class Trainer:
             if self.online is not None and self.online.due(epoch + 1):
                 self._fit_online(epoch + 1, logger, progress)
             self.epoch, self.step_in_epoch = epoch + 1, 0
-            self.save()
+            if self.nan_streak == 0:  # a "last good" checkpoint is never written inside a run of bad steps
+                self.save()
         return "completed"
 
     def _after_step(self, result: StepResult, lr: float, dt: float, logger: MetricsLogger,

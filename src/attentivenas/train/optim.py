@@ -52,6 +52,22 @@ def warmup_cosine_factor(step: int, warmup_steps: int, total_steps: int, start_f
     return min_factor + (1.0 - min_factor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def follow_config(optimizer: torch.optim.Optimizer, scheduler: LambdaLR, cfg: OptimConfig, total_batch: int) -> None:
+    """Make a restored optimiser and schedule follow ``cfg``: a resume may change the learning rate,
+    momentum, Nesterov or weight decay (e.g. ``--resume auto optim.lr=0.01`` after a divergence). The
+    schedule continues at its step from the new peak; unchanged settings give the same values bit for bit."""
+    peak = scaled_lr(cfg, total_batch)
+    groups = optimizer.param_groups
+    for i, group in enumerate(groups):
+        group["initial_lr"] = peak
+        group["momentum"] = cfg.momentum
+        group["nesterov"] = cfg.nesterov and cfg.momentum > 0
+        group["weight_decay"] = cfg.weight_decay if i == 0 else 0.0  # group 1: BN and biases (no decay)
+    scheduler.base_lrs = [peak] * len(groups)
+    for group, factor in zip(groups, scheduler.lr_lambdas, strict=True):
+        group["lr"] = peak * factor(scheduler.last_epoch)
+
+
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig, steps_per_epoch: int) -> LambdaLR:
     """Per-iteration warm-up + cosine over ``cfg.epochs * steps_per_epoch`` iterations (call
     ``scheduler.step()`` once per training step)."""
