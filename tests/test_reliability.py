@@ -199,3 +199,32 @@ def test_non_finite_numbers_are_refused_by_the_config(value: str) -> None:
 
     with pytest.raises(ConfigError, match=r"config key 'optim.lr': Input should be a finite number"):
         load_config(None, [f"optim.lr={value}"])
+
+
+# --------------------------------------------------------------------------- tidy after crashes
+def test_a_crash_between_evaluation_and_the_epoch_end_save_leaves_no_duplicate_record(tmp_path: Path,
+                                                                                      monkeypatch) -> None:
+    from attentivenas.train import train
+    from attentivenas.train.loop import Trainer
+
+    real_save = Trainer.save
+    calls = {"n": 0}
+
+    def crashing_save(self):
+        calls["n"] += 1
+        if calls["n"] == 4:  # steps 1-3 saved; the epoch-end save after the evaluation dies
+            raise RuntimeError("killed")
+        real_save(self)
+
+    monkeypatch.setattr(Trainer, "save", crashing_save)
+    out = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="killed"):
+        train(_cfg(eval__every_epochs=1, optim__epochs=2), out)
+    monkeypatch.setattr(Trainer, "save", real_save)
+    (out / "checkpoints" / ".last.pt.k1ll3d.tmp").write_bytes(b"torn")  # a write a kill interrupted
+    res = train(_cfg(eval__every_epochs=1, optim__epochs=2), out, resume="auto")
+    assert res.status == "completed" and res.global_step == 6
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records if r["kind"] == "eval"] == [1, 2]
+    assert [r["global_step"] for r in records if r["kind"] == "train"] == [1, 2, 3, 4, 5, 6]
+    assert not list((out / "checkpoints").glob(".*.tmp"))

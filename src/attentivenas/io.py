@@ -50,6 +50,22 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     return path
 
 
+def remove_torn_writes(folder: str | Path, depth: int = 2) -> list[Path]:
+    """Delete the temporary files a killed atomic write left in ``folder`` (and its sub-folders, down
+    to ``depth`` levels). Call it while holding the folder's :class:`OutputLock`: no write of ours is
+    then under way there. Returns the files removed."""
+    removed: list[Path] = []
+    root = Path(folder)
+    if not root.is_dir():
+        return removed
+    for level in range(depth + 1):
+        for tmp in root.glob("/".join(["*"] * level + [".*.tmp"])):
+            if tmp.is_file():
+                tmp.unlink(missing_ok=True)
+                removed.append(tmp)
+    return removed
+
+
 def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 

@@ -28,7 +28,7 @@ from .accuracy import SubnetEvaluator, build_arch_dataset, evaluate_subnet, fit_
 from .config import PipelineConfig, TrainConfig, load_config
 from .data import build_data
 from .errors import ConfigError
-from .io import OutputLock, atomic_write_bytes, atomic_write_json
+from .io import OutputLock, atomic_write_bytes, atomic_write_json, remove_torn_writes
 from .nn import export_pareto_set
 from .search import run_search, write_search_outputs
 from .train import train
@@ -66,6 +66,7 @@ def run_pipeline(config: TrainConfig, out_dir: str | Path, settings: PipelineCon
     """Train, fit a predictor, search and export; see the module doc."""
     settings = settings or PipelineConfig()
     with OutputLock(out_dir, "quick-start folder"):
+        remove_torn_writes(out_dir)
         return _run(config, Path(out_dir), settings, log, progress)
 
 

@@ -11,7 +11,7 @@ from ..config import SearchConfig
 from ..costs import MemoryModel
 from ..devices import resolve_device
 from ..errors import ConfigError
-from ..io import OutputLock
+from ..io import OutputLock, remove_torn_writes
 from ..latency import LatencyTable
 from ..space import SearchSpace, get_space
 from .nsga2 import run_search
@@ -52,6 +52,7 @@ def _memory_fn(config: SearchConfig, space: SearchSpace, num_classes: int) -> Ge
 def search_from_config(config: SearchConfig, out_dir: str | Path, progress: bool = True) -> SearchResult:
     """Run the search ``config`` describes and write its files into ``out_dir`` (locked meanwhile)."""
     with OutputLock(out_dir, "search folder"):
+        remove_torn_writes(out_dir)
         return _search(config, Path(out_dir), progress)
 
 

@@ -17,13 +17,21 @@ from ..io import atomic_write_text, dumps_json
 METRICS = "metrics.jsonl"
 
 
-def truncate_metrics(path: str | Path, global_step: int) -> None:
-    """Drop records after ``global_step`` (a resumed run rewrites them), atomically."""
+def _count_lines(path: Path) -> int:
+    return len(path.read_text(encoding="utf-8").splitlines()) if path.is_file() else 0
+
+
+def truncate_metrics(path: str | Path, global_step: int, records: int | None = None) -> None:
+    """Drop what a resumed run writes again, atomically: the records after the checkpoint's first
+    ``records`` lines (what the file held when the checkpoint was written; e.g. an evaluation logged
+    just before a crash), and any record after ``global_step``."""
     p = Path(path)
     if not p.is_file():
         return
     keep = []
-    for line in p.read_text(encoding="utf-8").splitlines():
+    for i, line in enumerate(p.read_text(encoding="utf-8").splitlines()):
+        if records is not None and i >= records:
+            break
         try:
             rec = json.loads(line)
         except json.JSONDecodeError:
@@ -40,11 +48,13 @@ class MetricsLogger:
     def __init__(self, out_dir: str | Path, enabled: bool = True, tensorboard: bool = True) -> None:
         self.path = Path(out_dir) / METRICS
         self.enabled = enabled
+        self.records = 0  # lines in the file: a checkpoint stores it, so a resume drops what came after
         self._writer = None
         self._file = None
         if not enabled:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.records = _count_lines(self.path)
         self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
         if tensorboard:
             try:
@@ -61,6 +71,7 @@ class MetricsLogger:
             return
         rec = {"kind": kind, "global_step": int(global_step), "time": round(time.time(), 3), **values}
         self._file.write(dumps_json(rec) + "\n")  # non-finite values as null (strict JSON)
+        self.records += 1
         self._file.flush()
         if self._writer is not None:
             for k, v in values.items():

@@ -29,7 +29,7 @@ import torch.distributed as dist
 from ..config import TrainConfig, save_config
 from ..data import DataBundle, batches_per_epoch, build_data, check_batch_size, train_loader
 from ..errors import ConfigError, UserError
-from ..io import OutputLock
+from ..io import OutputLock, remove_torn_writes
 from ..nn import Supernet, supernet_payload
 from ..rng import global_rng_state, seed_everything, set_global_rng_state
 from ..space import SearchSpace, get_space
@@ -168,6 +168,7 @@ class Trainer:
         self.nan_streak = 0
         self.last_eval: dict[str, float] = {}
         self.last_checkpoint: Path | None = None
+        self.logger: MetricsLogger | None = None
         # dropout / drop-connect masks differ per rank
         torch.manual_seed(cfg.seed * 7919 + info.rank + 1)
 
@@ -204,7 +205,8 @@ class Trainer:
             "rng_ranks": self._rank_rngs(),
             "progress": {"epoch": self.epoch, "step_in_epoch": self.step_in_epoch,
                          "global_step": self.global_step, "nan_streak": self.nan_streak,
-                         "steps_per_epoch": self.steps_per_epoch, "world_size": self.info.world_size},
+                         "steps_per_epoch": self.steps_per_epoch, "world_size": self.info.world_size,
+                         "metrics_records": self.logger.records if self.logger is not None else None},
             "metrics": dict(self.last_eval),
             "online": self.online.state_dict() if self.online is not None else None,
         })
@@ -299,7 +301,7 @@ class Trainer:
     def run(self) -> TrainResult:
         cfg, info = self.config, self.info
         t_start = time.perf_counter()
-        logger = MetricsLogger(self.out_dir, info.is_main, cfg.log.tensorboard)
+        logger = self.logger = MetricsLogger(self.out_dir, info.is_main, cfg.log.tensorboard)
         progress = Progress(info.is_main and cfg.log.progress, self.total_steps, self.global_step)
         if self.global_step == 0:
             logger.log("start", 0, world_size=info.world_size, total_batch=self.total_batch,
@@ -411,6 +413,8 @@ def train(config: TrainConfig, out_dir: str | Path | None = None, resume: str | 
         _set_threads(config, info)
         out = _shared_out_dir(out_dir, config)
         lock = _lock_out_dir(out, info)
+        if info.is_main:
+            remove_torn_writes(out)  # temporary files of writes a kill interrupted
         found = resolve_resume(resume, out)
         if found is None and resume is None and (checkpoint_dir(out) / LAST).exists():
             raise ConfigError(f"{out} already holds a run; pass --resume auto to continue it or choose another --out")
@@ -421,7 +425,8 @@ def train(config: TrainConfig, out_dir: str | Path | None = None, resume: str | 
         if found is not None:
             trainer.load(*found)
             if info.is_main:
-                truncate_metrics(out / "metrics.jsonl", trainer.global_step)
+                truncate_metrics(out / "metrics.jsonl", trainer.global_step,
+                                 found[1]["progress"].get("metrics_records"))
         return trainer.run()
     finally:
         if lock is not None:
