@@ -228,3 +228,95 @@ def test_a_crash_between_evaluation_and_the_epoch_end_save_leaves_no_duplicate_r
     assert [r["epoch"] for r in records if r["kind"] == "eval"] == [1, 2]
     assert [r["global_step"] for r in records if r["kind"] == "train"] == [1, 2, 3, 4, 5, 6]
     assert not list((out / "checkpoints").glob(".*.tmp"))
+
+
+# --------------------------------------------------------------------------- every user error is one line
+def test_a_full_disk_is_one_line_naming_the_file_and_leaves_no_torn_file(tmp_path: Path, monkeypatch) -> None:
+    import errno
+
+    from attentivenas.io import atomic_write_json
+
+    def no_space(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    target = tmp_path / "out" / "pareto.json"
+    monkeypatch.setattr(os, "fsync", no_space)
+    with pytest.raises(UserError, match=rf"cannot write {target}: No space left on device"):
+        atomic_write_json(target, {"a": 1})
+    assert list(target.parent.iterdir()) == []
+
+
+def _images(root: Path, classes: int, per_class: int = 2) -> None:
+    from PIL import Image
+
+    for split in ("train", "val"):
+        for c in range(classes):
+            folder = root / split / f"class{c}"
+            folder.mkdir(parents=True)
+            for i in range(per_class):
+                Image.new("RGB", (20, 20), (40 * c, 10 * i, 90)).save(folder / f"{i}.png")
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    return save_supernet(tmp_path_factory.mktemp("ck") / "tiny.pt", Supernet(TINY_SPACE, 2))
+
+
+def test_a_corrupt_image_is_named(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    _images(tmp_path, 2, 4)
+    bad = tmp_path / "train" / "class1" / "broken.png"
+    bad.write_bytes(b"\x89PNG not really")
+    r = run_cli("evaluate", "--checkpoint", str(tiny_checkpoint), "--arch", "min", "--data", str(tmp_path),
+                "--calib-batches", "1", "--calib-batch-size", "16", "--device", "cpu")  # reads every training image
+    assert r.code == 2 and f"cannot read image {bad}" in r.err and r.err.count("\n") == 1
+
+
+def test_a_one_class_image_folder_is_one_line(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    _images(tmp_path, 1)
+    r = run_cli("evaluate", "--checkpoint", str(tiny_checkpoint), "--arch", "min", "--data", str(tmp_path))
+    assert r.code == 2 and "holds 1 class folder; a classifier needs at least 2" in r.err and r.err.count("\n") == 1
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["flops", "--space", "tiny", "--arch", '{"resolution": ' + "9" * 400 + ', "width": [8], "depth": [1], '
+      '"kernel_size": [3], "expand_ratio": [1]}'], "is not in space 'tiny'"),
+    (["flops", "--arch", '{"resolution": 224, "width": [' + "1" * 400 + '], "depth": [1], "kernel_size": [3], '
+      '"expand_ratio": [1]}'], "arch field 'width' has 1 values"),
+])
+def test_huge_integers_in_an_arch_are_one_line(args: list[str], message: str) -> None:
+    r = run_cli(*args)
+    assert r.code == 2 and message in r.err and r.err.count("\n") == 1
+
+
+def test_a_space_flag_that_is_not_a_boolean_is_refused(tmp_path: Path) -> None:
+    import yaml
+
+    from attentivenas.space import TINY_SPACE as T
+
+    cfg = T.to_supernet_config()
+    cfg["mb3"]["se"] = "maybe"
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump({"supernet_config": cfg}))
+    r = run_cli("space", "--space", str(path))
+    assert r.code == 2 and "supernet_config.mb3.se must be true or false, got 'maybe'" in r.err
+
+
+@pytest.mark.parametrize("value", [-1.0, float("nan"), 0.0])
+def test_latency_tables_with_bad_entries_are_refused(tmp_path: Path, value: float) -> None:
+    from .synthetic import synthetic_latency_table
+
+    table = synthetic_latency_table()
+    key = next(iter(table.entries))
+    data = table.to_dict()
+    data["entries"][key] = value
+    path = tmp_path / "table.json"
+    path.write_text(json.dumps(data))
+    r = run_cli("latency", "measure", "--arch", "min", "--space", "tiny", "--table", str(path), "--repeats", "1")
+    assert r.code == 2 and f"entry '{key}'" in r.err and "positive finite latency" in r.err
+    assert r.err.count("\n") == 1
+
+
+def test_remeasure_top_below_zero_is_one_line(tmp_path: Path) -> None:
+    r = run_cli("search", "--predictor", str(tmp_path / "p.json"), "--remeasure-top", "-1", "--out", str(tmp_path / "o"))
+    assert r.code == 2 and "'accuracy.remeasure_top'" in r.err and r.err.count("\n") == 1

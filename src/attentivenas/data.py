@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -188,20 +189,39 @@ def _require_dir(path: Path, key: str, what: str) -> Path:
     return path
 
 
-def _imagefolder(cfg: DataConfig, seed: int) -> DataBundle:
+def load_image(path: str) -> Any:
+    """An image file as RGB; an unreadable one is one :class:`ConfigError` line naming it (also when
+    read in a loader worker)."""
+    from PIL import Image  # heavy: PIL loads only when images are read
+
+    try:
+        with open(path, "rb") as f:
+            return Image.open(f).convert("RGB")
+    except (OSError, ValueError, SyntaxError) as exc:  # PIL.UnidentifiedImageError is an OSError
+        raise ConfigError(f"data: cannot read image {path} ({type(exc).__name__}); remove or replace the file") from None
+
+
+def _image_folder(root: Path, key: str) -> Any:
     from torchvision.datasets import ImageFolder  # heavy: torchvision loads only when images need it
 
+    try:
+        folder = ImageFolder(str(root), loader=load_image)
+    except (FileNotFoundError, RuntimeError) as exc:
+        raise ConfigError(f"{key}: no class folders with images in {root} ({exc})") from None
+    if len(folder.classes) < 2:
+        raise ConfigError(f"{key}: {root} holds {len(folder.classes)} class folder; a classifier needs at least 2")
+    return folder
+
+
+def _imagefolder(cfg: DataConfig, seed: int) -> DataBundle:
     root = _require_dir(Path(str(cfg.path)).expanduser(), "data.path", "dataset")
     train_root = _require_dir(root / cfg.train_dir, "data.train_dir", "training")
     test_root = _require_dir(root / cfg.test_dir, "data.test_dir", "test")
-    try:
-        base = ImageFolder(str(train_root))
-    except (FileNotFoundError, RuntimeError) as exc:
-        raise ConfigError(f"data.path: no class folders with images in {train_root} ({exc})") from None
+    base = _image_folder(train_root, "data.path")
     tr_t = train_transform(cfg, IMAGENET_MEAN, IMAGENET_STD)
     ev_t = eval_transform(cfg, IMAGENET_MEAN, IMAGENET_STD)
     if cfg.val_dir:
-        val_base = ImageFolder(str(_require_dir(root / cfg.val_dir, "data.val_dir", "validation")))
+        val_base = _image_folder(_require_dir(root / cfg.val_dir, "data.val_dir", "validation"), "data.val_dir")
         if val_base.classes != base.classes:
             raise ConfigError(f"data.val_dir: the classes of {root / cfg.val_dir} differ from {train_root}")
         train = SeededTransformDataset(base, None, tr_t, seed)
@@ -210,7 +230,7 @@ def _imagefolder(cfg: DataConfig, seed: int) -> DataBundle:
         idx_train, idx_val = holdout_split(len(base), _val_count(cfg, len(base)), cfg.split_seed)
         train = SeededTransformDataset(base, idx_train, tr_t, seed)
         val = SeededTransformDataset(base, idx_val, ev_t, random=False)
-    test_base = ImageFolder(str(test_root))
+    test_base = _image_folder(test_root, "data.test_dir")
     if test_base.classes != base.classes:
         raise ConfigError(f"data.test_dir: the classes of {test_root} differ from {train_root}")
     test = SeededTransformDataset(test_base, None, ev_t, random=False)

@@ -8,12 +8,15 @@ strict JSON that any reader accepts. :class:`OutputLock` keeps one process per o
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import fcntl
 import io
 import json
 import math
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +24,30 @@ import numpy as np
 
 from .errors import UserError
 
+#: Errors of the file system a user can fix (full disk, quota, read-only or forbidden folder).
+USER_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
+
+
+@contextlib.contextmanager
+def user_file_errors(path: str | Path, action: str = "write") -> Iterator[None]:
+    """Report a full disk, a quota, a read-only or forbidden path as one :class:`UserError` line naming
+    ``path``; other ``OSError`` propagate."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in USER_ERRNOS:
+            raise
+        raise UserError(f"cannot {action} {path}: {exc.strerror or exc}") from None
+
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically (the old file, if any, stays until the rename)."""
     path = Path(path)
+    with user_file_errors(path):
+        return _atomic_write_bytes(path, data)
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

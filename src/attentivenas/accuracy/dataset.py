@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from ..costs import CostModel
 from ..errors import ConfigError, UserError
-from ..io import OutputLock, atomic_write_text
+from ..io import OutputLock, atomic_write_text, user_file_errors
 from ..space import Arch, SearchSpace, get_space
 
 DATASET_FORMAT = "attentivenas-arch-dataset"
@@ -200,12 +200,13 @@ class JsonlAppender:
 
     def append(self, obj: dict[str, Any]) -> None:
         data = (json.dumps(obj) + "\n").encode("utf-8")
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        with user_file_errors(self.path):  # a torn line is cut on the next open
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+            try:
+                os.write(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
 
 def _drop_partial_tail(path: Path) -> None:

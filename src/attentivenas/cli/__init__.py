@@ -17,6 +17,7 @@ import typer
 
 from .. import __version__
 from ..errors import UserError
+from ..io import USER_ERRNOS
 from . import evaluate_cmd, foundation, latency_cmd, pipeline_cmd, predictor_cmd, search_cmd, train_cmd
 
 app = typer.Typer(
@@ -51,8 +52,24 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, prog_name="attentivenas")
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_one_line(str(exc))}", file=sys.stderr)
+        sys.exit(2)
+    except OSError as exc:
+        if exc.errno not in USER_ERRNOS:
+            raise
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"error: {exc.strerror or exc}{where}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+
+
+def _one_line(message: str) -> str:
+    """The message itself: a user error raised in a data-loader worker comes back wrapped in the
+    worker's traceback, whose last line is the original ``...UserError: message``."""
+    lines = [ln for ln in message.splitlines() if ln.strip()]
+    if len(lines) > 1 and lines[0].startswith("Caught "):
+        return lines[-1].split("Error: ", 1)[-1]
+    return " ".join(ln.strip() for ln in lines)
+

@@ -12,6 +12,7 @@ measured latency on held-out archs.
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -173,8 +174,13 @@ class LatencyTable:
             raise UserError(f"{source} is not an attentivenas latency table (no 'format': '{TABLE_FORMAT}')")
         try:
             entries = {str(k): float(v) for k, v in data["entries"].items()}
-            for k in entries:
+            for k, v in entries.items():
                 OpSig.from_key(k)
+                if not (math.isfinite(v) and v > 0):
+                    raise ValueError(f"entry {k!r} = {v!r} is not a positive finite latency (ms)")
+            for key in ("overhead_ms", "per_block_ms"):
+                if not math.isfinite(float(data.get(key, 0.0))):
+                    raise ValueError(f"{key} = {data.get(key)!r} is not finite")
             space = data["space"]
             if not isinstance(space, dict) or "supernet_config" not in space:
                 raise ValueError("space")

@@ -21,7 +21,14 @@ IGNORED_KEYS = ("flops", "mflops", "params", "accuracy")
 
 def as_number(v: float) -> int | float:
     """``v`` as an int when it is integral (so JSON writes ``4``, not ``4.0``)."""
-    return int(v) if float(v).is_integer() else float(v)
+    return int(v) if is_integral(v) else float(v)
+
+
+def is_integral(v: Any) -> bool:
+    """Whether a number is a whole number (an int of any size, or an integral finite float)."""
+    if isinstance(v, int):
+        return True
+    return isinstance(v, float) and v.is_integer()
 
 
 @dataclass(frozen=True)
@@ -69,7 +76,7 @@ class Arch:
         if unknown:
             raise ArchError(f"arch has unknown key(s) {unknown}; allowed: {list(ARCH_KEYS)}")
         res = data["resolution"]
-        if isinstance(res, bool) or not isinstance(res, (int, float)) or not float(res).is_integer():
+        if isinstance(res, bool) or not isinstance(res, (int, float)) or not is_integral(res):
             raise ArchError(f"arch field 'resolution' must be an integer, got {res!r}")
         lists: dict[str, tuple] = {}
         for k in ARCH_KEYS[1:]:
@@ -82,7 +89,7 @@ class Arch:
             if k == "expand_ratio":
                 lists[k] = tuple(as_number(x) for x in v)
             else:
-                lists[k] = tuple(int(x) if float(x).is_integer() else x for x in v)
+                lists[k] = tuple(int(x) if is_integral(x) else x for x in v)
         return cls(int(res), lists["width"], lists["depth"], lists["kernel_size"], lists["expand_ratio"])
 
     @classmethod

@@ -43,6 +43,12 @@ def _int_list(v: Any, where: str) -> tuple[int, ...]:
     return tuple(sorted(out))
 
 
+def _flag(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise SpaceError(f"supernet_config.{where} must be true or false, got {value!r}")
+    return value
+
+
 def _activation(value: Any, where: str) -> str:
     act = str(value)
     if act not in ACTIVATIONS:
@@ -79,7 +85,7 @@ def _stage(name: str, sc: Any, default_act: str) -> dict[str, Any]:
         "kernels": kernels,
         "expands": expands,
         "stride": stride,
-        "se": bool(sc.get("se", False)),
+        "se": _flag(sc.get("se", False), f"{name}.se"),
         "act": act,
     }
 
