@@ -320,3 +320,94 @@ def test_latency_tables_with_bad_entries_are_refused(tmp_path: Path, value: floa
 def test_remeasure_top_below_zero_is_one_line(tmp_path: Path) -> None:
     r = run_cli("search", "--predictor", str(tmp_path / "p.json"), "--remeasure-top", "-1", "--out", str(tmp_path / "o"))
     assert r.code == 2 and "'accuracy.remeasure_top'" in r.err and r.err.count("\n") == 1
+
+
+# --------------------------------------------------------------------------- bounded work on hostile files
+@pytest.fixture(scope="module")
+def predictor_files(tmp_path_factory) -> dict[str, Path]:
+    import numpy as np
+
+    from attentivenas.accuracy import ArchDataset, ArchRecord, fit_predictor
+    from attentivenas.costs import CostModel
+
+    cost = CostModel(TINY_SPACE, 10)
+    genes = TINY_SPACE.sample_genes(np.random.default_rng(0), 40)
+    ds = ArchDataset(TINY_SPACE, [ArchRecord(TINY_SPACE.decode(g), 50 + 5 * float(cost.flops(g[None])[0]), 0.0, 0.0)
+                                  for g in genes], 10)
+    folder = tmp_path_factory.mktemp("pred")
+    return {k: fit_predictor(ds, k).save(folder / f"{k}.json") for k in ("rf", "lgbm", "ridge")}
+
+
+def _tamper(path: Path, tmp_path: Path, change) -> Path:
+    data = json.loads(path.read_text())
+    change(data["model"])
+    out = tmp_path / f"bad_{path.name}"
+    out.write_text(json.dumps(data))
+    return out
+
+
+def _cycle(m):  # node 1 points back to the root
+    m["left"][1] = 0
+
+
+def _deep(m):
+    m["depth"] = 10**12
+
+
+@pytest.mark.parametrize(("kind", "change", "message"), [
+    ("rf", _cycle, "a tree has a cycle or is deeper than its stated depth"),
+    ("rf", _deep, "tree depth 1000000000000 is outside"),
+    ("rf", lambda m: m["feature"].__setitem__(0, 99), "the trees use feature 99"),
+    ("rf", lambda m: m["left"].__setitem__(0, 10**9), "tree node index out of range"),
+    ("ridge", lambda m: m["coef"].__setitem__(0, None), "ridge coefficients must be finite numbers"),
+    ("lgbm", lambda m: m.update(model_str=m["model_str"].replace("left_child=1", "left_child=0", 1)),
+     "child indices do not form a tree"),
+    ("lgbm", lambda m: m.update(model_str=m["model_str"].replace("split_feature=", "split_feature=999 ", 1)),
+     "split arrays do not hold"),
+    ("lgbm", lambda m: m.update(model_str=m["model_str"].replace("max_feature_idx=30", "max_feature_idx=2", 1)),
+     "split on an unknown feature"),
+])
+def test_crafted_predictor_files_are_one_line(predictor_files, tmp_path: Path, kind, change, message) -> None:
+    from attentivenas.errors import CheckpointError
+    from attentivenas.accuracy import load_predictor
+
+    bad = _tamper(predictor_files[kind], tmp_path, change)
+    with pytest.raises(CheckpointError, match=rf"predictor file {bad} is corrupt: ValueError: .*{message}"):
+        load_predictor(bad)
+
+
+def test_deep_json_and_yaml_alias_bombs_are_one_line(tmp_path: Path) -> None:
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    r = run_cli("flops", "--arch", str(deep))
+    assert r.code == 2 and "nests deeper than 64 levels" in r.err and r.err.count("\n") == 1
+    bomb = tmp_path / "bomb.yaml"
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 12)]
+    bomb.write_text("\n".join(lines) + "\n")
+    r = run_cli("train", "--config", str(bomb))
+    assert r.code == 2 and f"config file {bomb} is refused: it expands to more than 100000 values" in r.err
+    r = run_cli("space", "--space", str(bomb))
+    assert r.code == 2 and "space file" in r.err and "alias bomb" in r.err
+    many = tmp_path / "many.yaml"
+    many.write_text("a: &a 1\nb: [" + ", ".join(["*a"] * 300) + "]\n")
+    r = run_cli("train", "--config", str(many))
+    assert r.code == 2 and "it uses aliases more than 256 times" in r.err
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda c: c["mb2"].update(c=[10**9]), "mb2.c = 1000000000 is above the limit of 8192"),
+    (lambda c: c["mb2"].update(d=list(range(1, 40))), "mb2.d has 39 values; at most 32"),
+    (lambda c: c.update(resolutions=[10**6]), "resolutions = 1000000 is above the limit of 2048"),
+    (lambda c: c["mb3"].update(t=[1e9]), "mb3.t must hold numbers in (0, 16]"),
+    (lambda c: c["first_conv"].update(s="two"), "first_conv.s = 'two'; allowed: [1, 2]"),
+])
+def test_space_values_are_bounded(tmp_path: Path, change, message) -> None:
+    import yaml
+
+    cfg = TINY_SPACE.to_supernet_config()
+    change(cfg)
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump({"supernet_config": cfg}))
+    r = run_cli("space", "--space", str(path))
+    assert r.code == 2 and message in r.err and r.err.count("\n") == 1

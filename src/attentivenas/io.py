@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 from .errors import UserError
 
@@ -127,16 +128,125 @@ def atomic_torch_save(obj: Any, path: str | Path) -> Path:
     return atomic_write_bytes(path, buf.getvalue())
 
 
-def read_json_file(path: str | Path, what: str, error: type[Exception] = ValueError) -> Any:
-    """Parse a JSON file a user handed us; a missing or malformed file raises ``error`` with one
-    line naming ``what`` and the path (pass a :class:`~attentivenas.errors.UserError` subclass)."""
-    p = Path(path)
+# --------------------------------------------------------------------------- reading what users hand us
+MAX_FILE_BYTES = 1 << 30  #: JSON files (predictors with large forests run to tens of MB)
+MAX_YAML_BYTES = 16 << 20  #: configs and space files are small
+MAX_DEPTH = 64  #: nesting of objects and lists (ours need fewer than 10 levels)
+MAX_YAML_ALIASES = 256  #: YAML anchors re-used (``*alias``)
+MAX_YAML_VALUES = 100_000  #: values once aliases are expanded: an alias bomb multiplies them
+
+
+def check_depth(obj: Any, limit: int = MAX_DEPTH) -> None:
+    """Raise ``ValueError`` when lists and dicts nest deeper than ``limit`` (checked without recursion)."""
+    stack = [(obj, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, (dict, list)):
+            if depth > limit:
+                raise ValueError(f"it nests deeper than {limit} levels")
+            children = node.values() if isinstance(node, dict) else node
+            stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
+
+
+def loads_json(text: str, limit: int = MAX_DEPTH) -> Any:
+    """``json.loads`` with a depth limit (deeply nested text raises ``ValueError``, not a crash)."""
+    try:
+        obj = json.loads(text)
+    except RecursionError:
+        raise ValueError(f"it nests deeper than {limit} levels") from None
+    check_depth(obj, limit)
+    return obj
+
+
+def read_text_file(p: Path, what: str, error: type[Exception], max_bytes: int = MAX_FILE_BYTES) -> str:
+    """The text of a user's file, refused past ``max_bytes``; problems are one ``error`` line naming it."""
     if not p.is_file():
         raise error(f"{what} not found: {p}")
+    size = p.stat().st_size
+    if size > max_bytes:
+        raise error(f"{what} {p} is {size / 2**20:.0f} MiB; files of over {max_bytes / 2**20:.0f} MiB are refused")
     try:
-        return json.loads(p.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise error(f"{what} {p} cannot be read: {exc}") from None
+
+
+def read_json_file(path: str | Path, what: str, error: type[Exception] = ValueError,
+                   max_bytes: int = MAX_FILE_BYTES) -> Any:
+    """Parse a JSON file a user handed us; a missing, oversized, too deeply nested or malformed file
+    raises ``error`` with one line naming ``what`` and the path (pass a
+    :class:`~attentivenas.errors.UserError` subclass)."""
+    p = Path(path)
+    text = read_text_file(p, what, error, max_bytes)
+    try:
+        return loads_json(text)
+    except (json.JSONDecodeError, ValueError) as exc:
         raise error(f"{what} {p} is not valid JSON: {exc}") from None
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with a bound on alias uses and on nesting."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._aliases = 0
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            self._aliases += 1
+            if self._aliases > MAX_YAML_ALIASES:
+                raise ValueError(f"it uses aliases more than {MAX_YAML_ALIASES} times")
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise ValueError(f"it nests deeper than {MAX_DEPTH} levels")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def _expanded_size(obj: Any) -> int:
+    """Number of values ``obj`` holds once shared (aliased) parts are counted every time they occur."""
+    memo: dict[int, int] = {}
+
+    def size(node: Any) -> int:
+        if not isinstance(node, (dict, list)):
+            return 1
+        key = id(node)
+        if key not in memo:
+            memo[key] = 1 + sum(size(c) for c in (node.values() if isinstance(node, dict) else node))
+        return memo[key]
+
+    return size(obj)
+
+
+def loads_yaml(text: str) -> Any:
+    """``yaml.safe_load`` with bounds on aliases, depth and expanded size (``ValueError`` past them)."""
+    loader = _BoundedLoader(text)
+    try:
+        data = loader.get_single_data()
+    finally:
+        loader.dispose()
+    if _expanded_size(data) > MAX_YAML_VALUES:
+        raise ValueError(f"it expands to more than {MAX_YAML_VALUES} values (an alias bomb?)")
+    return data
+
+
+def read_yaml_file(path: str | Path, what: str, error: type[Exception] = ValueError,
+                   max_bytes: int = MAX_YAML_BYTES) -> Any:
+    """Parse a YAML file a user handed us (safe loader: plain data only, bounded aliases, size and
+    depth); every problem raises ``error`` with one line naming ``what`` and the path."""
+    p = Path(path)
+    text = read_text_file(p, what, error, max_bytes)
+    try:
+        return loads_yaml(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise error(f"{what} {p} is not valid YAML{where}") from None
+    except ValueError as exc:
+        raise error(f"{what} {p} is refused: {exc}") from None
 
 
 # --------------------------------------------------------------------------- one run per output folder

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from ..costs import CostModel
 from ..errors import ConfigError, UserError
-from ..io import OutputLock, atomic_write_text, user_file_errors
+from ..io import OutputLock, atomic_write_text, loads_json, read_text_file, user_file_errors
 from ..space import Arch, SearchSpace, get_space
 
 DATASET_FORMAT = "attentivenas-arch-dataset"
@@ -113,12 +113,7 @@ class ArchDataset:
         ``attentivenas`` preset; a header of another space than ``space`` is an error. A truncated
         last line (an interrupted write) is skipped; any other bad line raises :class:`ConfigError`."""
         p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"dataset file not found: {p}")
-        try:
-            text = p.read_text()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"dataset file {p} cannot be read: {exc}") from None
+        text = read_text_file(p, "dataset file", ConfigError)
         header, rows = _parse_jsonl(p, text)
         if header is not None:
             file_space = _space_from_header(p, header)
@@ -146,8 +141,8 @@ def _parse_jsonl(path: Path, text: str) -> tuple[dict | None, list[tuple[int, di
         if not line.strip():
             continue
         try:
-            obj = json.loads(line)
-        except json.JSONDecodeError:
+            obj = loads_json(line)
+        except ValueError:  # bad JSON, or nested too deeply
             if i == len(lines) and not complete:
                 warnings.warn(f"{path}: skipping a truncated last line (interrupted write)", stacklevel=3)
                 continue

@@ -20,6 +20,14 @@ from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
 from sklearn.linear_model import RidgeCV
 
 KINDS = ("rf", "lgbm", "ridge", "gp")
+MAX_TREE_DEPTH = 256  #: forests deeper than this are refused (ours are far shallower)
+MAX_LGBM_TREES = 100_000
+MAX_LGBM_LEAVES = 1 << 16
+
+
+def _finite(*arrays: np.ndarray, what: str) -> None:
+    if not all(np.all(np.isfinite(a)) for a in arrays):
+        raise ValueError(f"{what} must be finite numbers")
 
 
 class TreeEnsemble:
@@ -45,8 +53,29 @@ class TreeEnsemble:
         for a in (self.left, self.right, self.roots):
             if a.size and (a.min() < 0 or a.max() >= n):
                 raise ValueError("tree node index out of range")
-        if not np.all(np.isfinite(self.value)):
-            raise ValueError("tree leaf values must be finite")
+        if self.feature.size and self.feature.min() < 0:
+            raise ValueError("tree feature index out of range")
+        _finite(self.value, what="tree leaf values")
+        _finite(self.threshold, what="tree thresholds")
+        if not 0 <= self.depth <= MAX_TREE_DEPTH:
+            raise ValueError(f"tree depth {self.depth} is outside [0, {MAX_TREE_DEPTH}]")
+        self._check_structure()
+
+    def _check_structure(self) -> None:
+        """Every tree reaches its leaves (nodes pointing to themselves) within ``depth`` steps: no
+        cycle, no path longer than the stated depth. Work is bounded by depth x nodes."""
+        ids = np.arange(self.left.size)
+        leaf = (self.left == ids) & (self.right == ids)
+        if np.any((self.left == ids) ^ (self.right == ids)):
+            raise ValueError("a tree node has one child pointing to itself")
+        frontier = np.unique(self.roots)
+        for _ in range(self.depth):
+            inner = frontier[~leaf[frontier]]
+            if inner.size == 0:
+                break
+            frontier = np.unique(np.concatenate([self.left[inner], self.right[inner]]))
+        if np.any(~leaf[frontier]):
+            raise ValueError(f"a tree has a cycle or is deeper than its stated depth {self.depth}")
 
     def _prepare(self) -> None:
         # a leaf points to itself, so traversal can run a fixed number of steps
@@ -118,6 +147,8 @@ class LinearModel:
         self.intercept = float(intercept)
         if self.coef.size != self.mean.size + sum(c.size for c in self.categories):
             raise ValueError("ridge coefficients do not match the features")
+        _finite(self.mean, self.scale, self.coef, np.asarray([self.intercept]), *self.categories,
+                what="ridge coefficients")
 
     @staticmethod
     def design(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, categories: list[np.ndarray]) -> np.ndarray:
@@ -155,6 +186,8 @@ class GPModel:
         self.y_mean, self.y_std = float(y_mean), float(y_std)
         if self.x_train.shape != (self.alpha.size, self.mean.size):
             raise ValueError("GP training inputs do not match the features")
+        _finite(self.mean, self.scale, self.x_train, self.alpha, self.length_scale,
+                np.asarray([self.amplitude, self.y_mean, self.y_std]), what="GP parameters")
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         z = (x - self.mean) / self.scale / self.length_scale
@@ -181,12 +214,76 @@ class GPModel:
         return cls(*(d[k] for k in keys))
 
 
+def _ints(values: str, what: str) -> np.ndarray:
+    try:
+        return np.array([int(v) for v in values.split()], dtype=np.int64)
+    except ValueError:
+        raise ValueError(f"LightGBM {what} must be integers") from None
+
+
+def _floats(values: str, what: str) -> np.ndarray:
+    try:
+        arr = np.array([float(v) for v in values.split()], dtype=np.float64)
+    except ValueError:
+        raise ValueError(f"LightGBM {what} must be numbers") from None
+    _finite(arr, what=f"LightGBM {what}")
+    return arr
+
+
+def _check_lgbm_tree(fields: dict[str, str], n_features: int, t: int) -> None:
+    """One regression tree: numeric splits on known features, children forming a tree over its leaves."""
+    leaves = int(_ints(fields.get("num_leaves", ""), "num_leaves")[:1].sum()) if "num_leaves" in fields else 0
+    if not 1 <= leaves <= MAX_LGBM_LEAVES:
+        raise ValueError(f"LightGBM tree {t} has {leaves} leaves; allowed 1 to {MAX_LGBM_LEAVES}")
+    if int(fields.get("num_cat", "0")) != 0 or fields.get("is_linear", "0") != "0":
+        raise ValueError(f"LightGBM tree {t}: only numeric splits and constant leaves are supported")
+    if _floats(fields.get("leaf_value", ""), "leaf_value").size != leaves:
+        raise ValueError(f"LightGBM tree {t}: leaf_value does not hold {leaves} values")
+    if leaves == 1:
+        return
+    n = leaves - 1
+    arrays = {k: _ints(fields.get(k, ""), k) for k in ("split_feature", "decision_type", "left_child", "right_child")}
+    if any(a.size != n for a in arrays.values()) or _floats(fields.get("threshold", ""), "threshold").size != n:
+        raise ValueError(f"LightGBM tree {t}: split arrays do not hold {n} values")
+    feat, kind = arrays["split_feature"], arrays["decision_type"]
+    if feat.min() < 0 or feat.max() >= n_features or np.any((kind & 1) != 0) or np.any((kind < 0) | (kind > 15)):
+        raise ValueError(f"LightGBM tree {t}: split on an unknown feature or a categorical split")
+    children = np.concatenate([arrays["left_child"], arrays["right_child"]])
+    inner, leaf = children[children >= 0], ~children[children < 0]
+    # a tree: every node but the root (0) is some node's child exactly once, every leaf likewise
+    if (inner.size and (inner.min() < 1 or inner.max() >= n)) or (leaf.size and leaf.max() >= leaves) \
+            or np.unique(inner).size != n - 1 or np.unique(leaf).size != leaves or inner.size != n - 1:
+        raise ValueError(f"LightGBM tree {t}: child indices do not form a tree")
+
+
+def check_lgbm_text(model_str: str) -> int:
+    """Validate a LightGBM text model before LightGBM parses it (bounded size, trees that are trees,
+    indices in range, finite numbers). Returns its number of features."""
+    if len(model_str) > 256 << 20:
+        raise ValueError("LightGBM model text is over 256 MiB")
+    head, _, rest = model_str.partition("\nTree=")
+    header = dict(line.split("=", 1) for line in head.splitlines() if "=" in line)
+    if header.get("num_class", "1") != "1" or header.get("num_tree_per_iteration", "1") != "1":
+        raise ValueError("LightGBM model must be a single-output regression")
+    n_features = int(_ints(header.get("max_feature_idx", ""), "max_feature_idx")[:1].sum()) + 1
+    if not 1 <= n_features <= 100_000:
+        raise ValueError(f"LightGBM model has {n_features} features")
+    body = rest.split("\nend of trees", 1)[0] if rest else ""
+    blocks = [b for b in ("Tree=" + body).split("\nTree=") if b.strip()] if body else []
+    if len(blocks) > MAX_LGBM_TREES:
+        raise ValueError(f"LightGBM model has {len(blocks)} trees; at most {MAX_LGBM_TREES}")
+    for t, block in enumerate(blocks):
+        _check_lgbm_tree(dict(line.split("=", 1) for line in block.splitlines()[1:] if "=" in line), n_features, t)
+    return n_features
+
+
 class LGBMModel:
     """A LightGBM booster, saved in LightGBM's own text format."""
 
     def __init__(self, model_str: str) -> None:
         if not isinstance(model_str, str) or not model_str.startswith("tree"):
             raise ValueError("not a LightGBM text model")
+        self.num_features = check_lgbm_text(model_str)
         self.model_str = model_str
         try:
             self.booster = lgb.Booster(model_str=model_str)

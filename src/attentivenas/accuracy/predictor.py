@@ -25,7 +25,7 @@ from ..io import atomic_write_json, json_safe, read_json_file
 from ..space import Arch, SearchSpace
 from .dataset import ArchDataset, progress_bar
 from .metrics import rank_metrics
-from .models import DEFAULT_HYPERPARAMS, FITTERS, KINDS, MODEL_CLASSES
+from .models import DEFAULT_HYPERPARAMS, FITTERS, KINDS, MODEL_CLASSES, TreeEnsemble
 
 FORMAT = "attentivenas-predictor"
 VERSION = 1
@@ -269,6 +269,14 @@ def _predictor_from_dict(data: dict[str, Any]) -> Predictor:
     if data.get("feature_names") != feature_names(space, feature_set):
         raise ValueError("feature names do not match the space")
     model = MODEL_CLASSES[kind].from_dict(data["model"])
+    n_features = len(feature_names(space, feature_set))
+    uses = getattr(model, "num_features", None)
+    if isinstance(model, TreeEnsemble) and model.feature.size:
+        uses = int(model.feature.max()) + 1 if uses is None else uses
+        if uses > n_features:
+            raise ValueError(f"the trees use feature {uses - 1}, the space has {n_features}")
+    elif uses is not None and uses != n_features:
+        raise ValueError(f"the model reads {uses} features, the space has {n_features}")
     pred = Predictor(kind, space, model, feature_set, int(data.get("num_classes", 1000)),
                      metrics=data.get("metrics") or {}, hyperparams=data.get("hyperparams") or {},
                      n_train=int(data.get("n_train", 0)), seed=int(data.get("seed", 0)),

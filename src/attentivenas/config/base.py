@@ -18,7 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ..errors import ConfigError
-from ..io import atomic_write_text
+from ..io import atomic_write_text, loads_yaml, read_yaml_file
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -86,14 +86,7 @@ def parse_model(model: type[M], data: Mapping[str, Any] | None, source: str = "c
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping; a missing file or bad YAML raises :class:`ConfigError` naming the file."""
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"config file not found: {p}")
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"config file {p} is not valid YAML{where}") from None
+    data = read_yaml_file(p, "config file", ConfigError)
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -111,8 +104,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not key or any(not p for p in parts):
         raise ConfigError(f"override {text!r} has an empty key; use dotted keys like sampler.k=3")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
+        value = loads_yaml(raw) if raw.strip() else None
+    except (yaml.YAMLError, ValueError):
         value = raw
     return parts, value
 

@@ -28,8 +28,8 @@ class DataConfig(Section):
     val_size: int | None = Field(None, ge=1)  # instead of val_fraction: number of held-out images
     split_seed: int = 0  # seed of the held-out split (kept apart from the training seed)
     download: bool = False  # CIFAR: let torchvision download the files (never in tests)
-    image_size: int = Field(224, ge=8)  # train crop size (digits: size of the upscaled images)
-    eval_resize: int = Field(256, ge=8)  # eval: resize shorter side, then centre-crop image_size
+    image_size: int = Field(224, ge=8, le=4096)  # train crop size (digits: size of the upscaled images)
+    eval_resize: int = Field(256, ge=8, le=4096)  # eval: resize shorter side, then centre-crop image_size
     interpolation: Literal["bicubic", "bilinear"] = "bicubic"
     auto_augment: Literal["imagenet", "cifar10", "none"] = "imagenet"
     random_flip: bool = True

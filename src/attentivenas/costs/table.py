@@ -89,6 +89,9 @@ def _build_tables(space: SearchSpace, num_classes: int) -> _Tables:
     """Tables of every additive term (see the module doc), checked against :class:`CostModel`."""
     sizes = space.gene_sizes
     terms = _terms(space)
+    entries = sum(int(np.prod([int(sizes[c]) for c in t.cols])) for t in terms)
+    if entries >= 2**24:
+        raise ValueError(f"space {space.name!r} is too large for the table cost ({entries} entries)")
     index = np.zeros((len(sizes), len(terms)), dtype=np.float64)
     offsets, tables_m, tables_p = [], [], []
     off = 0
@@ -102,8 +105,6 @@ def _build_tables(space: SearchSpace, num_classes: int) -> _Tables:
         tm, tp = _fill_term(space, num_classes, term, sizes)
         tables_m.append(tm.ravel())
         tables_p.append(tp.ravel())
-    if off >= 2**24:
-        raise ValueError(f"space {space.name!r} is too large for the table cost ({off} entries)")
     tables = _Tables(
         index=index.astype(np.float32),
         offset=np.asarray(offsets, dtype=np.float32),

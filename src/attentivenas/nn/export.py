@@ -29,7 +29,7 @@ from torch import nn
 
 from ..costs import count_flops, count_params
 from ..errors import UserError
-from ..io import atomic_write_bytes, atomic_write_json, read_json_file
+from ..io import atomic_write_bytes, atomic_write_json, loads_json, read_json_file
 from ..space import Arch, SearchSpace, get_space
 from .bn import calibrate_bn
 from .static import StaticSubnet
@@ -189,16 +189,16 @@ def export_safetensors(subnet: nn.Module, path: str | Path) -> dict[str, Any]:
 def _read_spec(path: Path) -> dict[str, Any]:
     js = arch_json_path(path)
     if js.is_file():
-        try:
-            spec = json.loads(js.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ExportError(f"{js} is not valid JSON: {exc}") from None
+        spec = read_json_file(js, "subnet description", ExportError)
     else:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
         if "attentivenas" not in meta:
             raise ExportError(f"{js} not found and {path} has no attentivenas metadata; cannot rebuild the subnet")
-        spec = json.loads(meta["attentivenas"])
+        try:
+            spec = loads_json(meta["attentivenas"])
+        except ValueError as exc:
+            raise ExportError(f"the attentivenas metadata of {path} is not valid JSON: {exc}") from None
     if not isinstance(spec, Mapping) or spec.get("format") != SUBNET_FORMAT:
         raise ExportError(f"{js} is not an attentivenas subnet description")
     return dict(spec)

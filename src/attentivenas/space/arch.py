@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ArchError
+from ..io import loads_json
 
 ARCH_KEYS = ("resolution", "width", "depth", "kernel_size", "expand_ratio")
 #: Keys an arch dict may carry besides :data:`ARCH_KEYS` (e.g. a Pareto entry's costs), ignored.
@@ -95,7 +96,7 @@ class Arch:
     @classmethod
     def from_json(cls, text: str) -> Arch:
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
+            data = loads_json(text)
+        except ValueError as exc:  # json.JSONDecodeError is a ValueError
             raise ArchError(f"arch is not valid JSON: {exc}") from None
         return cls.from_dict(data)
