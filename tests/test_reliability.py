@@ -368,8 +368,8 @@ def _deep(m):
      "split on an unknown feature"),
 ])
 def test_crafted_predictor_files_are_one_line(predictor_files, tmp_path: Path, kind, change, message) -> None:
-    from attentivenas.errors import CheckpointError
     from attentivenas.accuracy import load_predictor
+    from attentivenas.errors import CheckpointError
 
     bad = _tamper(predictor_files[kind], tmp_path, change)
     with pytest.raises(CheckpointError, match=rf"predictor file {bad} is corrupt: ValueError: .*{message}"):
