@@ -411,3 +411,44 @@ def test_space_values_are_bounded(tmp_path: Path, change, message) -> None:
     path.write_text(yaml.safe_dump({"supernet_config": cfg}))
     r = run_cli("space", "--space", str(path))
     assert r.code == 2 and message in r.err and r.err.count("\n") == 1
+
+
+# --------------------------------------------------------------------------- resume picks the right history
+def test_a_rewind_sets_the_abandoned_branch_aside(tmp_path: Path) -> None:
+    from attentivenas.train import train
+    from attentivenas.train.state import find_resumable, read_training_checkpoint
+
+    out = tmp_path / "run"
+    ck = out / "checkpoints"
+    train(_cfg(optim__epochs=2, runtime__max_steps=5, checkpoint__keep_last=3), out)  # steps 3, 4, 5 kept
+    old5 = read_training_checkpoint(ck / "step_000000005.pt")["checksum"]
+    # rewind to step 3 with another learning rate: a new branch, stopped at step 4
+    res = train(_cfg(optim__epochs=2, optim__lr=0.1, runtime__max_steps=4, checkpoint__keep_last=2), out,
+                resume=ck / "step_000000003.pt")
+    assert res.status == "max_steps" and res.global_step == 4
+    abandoned = list((ck / "abandoned").iterdir())
+    assert len(abandoned) == 1 and sorted(p.name for p in abandoned[0].iterdir()) == [
+        "last.pt", "step_000000004.pt", "step_000000005.pt"]
+    assert read_training_checkpoint(abandoned[0] / "step_000000005.pt")["checksum"] == old5
+    # the rotation (keep 2) kept the new branch's files, and auto resumes the new branch
+    assert sorted(p.name for p in ck.glob("step_*.pt")) == ["step_000000003.pt", "step_000000004.pt"]
+    path, obj = find_resumable(out)
+    assert obj["progress"]["global_step"] == 4 and obj["config"]["optim"]["lr"] == 0.1
+
+
+def test_when_every_checkpoint_is_damaged_auto_stops_and_fresh_starts_over(tmp_path: Path) -> None:
+    from attentivenas.errors import CheckpointError
+    from attentivenas.train import train
+
+    out = tmp_path / "run"
+    train(_cfg(runtime__max_steps=2), out)
+    for p in (out / "checkpoints").glob("*.pt"):
+        p.write_bytes(b"garbage")
+    with pytest.warns(RuntimeWarning), pytest.raises(CheckpointError, match=r"no checkpoint in .* can be resumed: "
+                                                                              r"every one is damaged or unsafe"):
+        train(_cfg(), out, resume="auto")
+    r = run_cli("train", "--config", QUICK, "--out", str(out), "--resume", "auto", "runtime.max_steps=1")
+    assert r.code == 2 and "pass --resume fresh to start over" in r.err and r.err.count("\n") == 1
+    res = train(_cfg(runtime__max_steps=1), out, resume="fresh")
+    assert res.status == "max_steps" and res.global_step == 1
+    assert len(list((out / "checkpoints" / "abandoned").glob("*/*.pt"))) == 3  # step 1, step 2, last

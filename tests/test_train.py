@@ -278,7 +278,7 @@ def test_train_writes_checkpoints_metrics_and_config(tmp_path: Path) -> None:
     assert res.final_eval == {k: v for k, v in ev.items() if k not in ("kind", "global_step", "time", "epoch")}
     ck = _final_state(out)
     assert ck["progress"] == {"epoch": 2, "step_in_epoch": 0, "global_step": 6, "nan_streak": 0,
-                              "steps_per_epoch": 3, "world_size": 1}
+                              "steps_per_epoch": 3, "world_size": 1, "metrics_records": len(records)}
     net, meta = load_supernet(out / "checkpoints" / "last.pt")  # the lead's loader reads it
     assert net.num_classes == 10 and meta["config"]["space"] == "tiny"
     with pytest.raises(ConfigError, match="already holds a run"):

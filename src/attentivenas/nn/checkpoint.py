@@ -88,10 +88,10 @@ def read_checkpoint(path: str | Path) -> Any:
             obj = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         text = str(exc)
-        if "global" not in text.lower() and "weights_only" not in text:
+        unsafe = [ln.strip() for ln in text.splitlines() if "GLOBAL" in ln or "global" in ln.lower()]
+        if not unsafe:  # not a forbidden object: bytes that are no pickle of ours
             raise CheckpointError(f"checkpoint {p} is corrupt or not a PyTorch checkpoint (UnpicklingError)") from None
-        unsafe = [ln.strip() for ln in text.splitlines() if "GLOBAL" in ln or "global" in ln]
-        first = unsafe[0] if unsafe else text.strip().splitlines()[0]
+        first = unsafe[0]
         raise CheckpointError(
             f"checkpoint {p} holds objects that cannot be loaded safely (weights_only=True): {first}"
         ) from None

@@ -33,13 +33,13 @@ from ..io import OutputLock, remove_torn_writes
 from ..nn import Supernet, supernet_payload
 from ..rng import global_rng_state, seed_everything, set_global_rng_state
 from ..space import SearchSpace, get_space
-from .distributed import DistInfo, all_reduce_sum, broadcast_module, cleanup, init_distributed, is_dist
+from .distributed import DistInfo, all_reduce_sum, barrier, broadcast_module, cleanup, init_distributed, is_dist
 from .logging import MetricsLogger, Progress, truncate_metrics
 from .online import OnlinePredictor
 from .optim import build_optimizer, build_scheduler, follow_config
 from .sampling import ArchSampler, load_predictor_estimator
 from .sandwich import SandwichStep, Scorer, StepResult, estimator_scorer, loss_scorer
-from .state import LAST, checkpoint_dir, resolve_resume, save_training_checkpoint
+from .state import FRESH, LAST, checkpoint_dir, resolve_resume, save_training_checkpoint, set_aside
 from .validate import calibration_batches, validate_arch
 
 
@@ -417,7 +417,11 @@ def train(config: TrainConfig, out_dir: str | Path | None = None, resume: str | 
             remove_torn_writes(out)  # temporary files of writes a kill interrupted
         found = resolve_resume(resume, out)
         if found is None and resume is None and (checkpoint_dir(out) / LAST).exists():
-            raise ConfigError(f"{out} already holds a run; pass --resume auto to continue it or choose another --out")
+            raise ConfigError(f"{out} already holds a run; pass --resume auto to continue it, --resume {FRESH} to "
+                              "start over, or choose another --out")
+        barrier()  # every rank has read its checkpoint before rank 0 sets an abandoned branch aside
+        if info.is_main and (found is not None or str(resume).lower() == FRESH):
+            set_aside(out, int(found[1]["progress"]["global_step"]) if found is not None else None)
         trainer = Trainer(config, out, info, on_step)
         if info.is_main:
             out.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,9 @@ of the newest. Every file is written atomically, so a crash leaves the previous 
 
 from __future__ import annotations
 
+import os
 import re
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,8 @@ from ..nn import FORMAT, VERSION, read_checkpoint, sealed
 
 STEP_FILE = re.compile(r"^step_(\d+)\.pt$")
 LAST = "last.pt"
+FRESH = "fresh"  #: ``--resume fresh``: start over in a folder that holds checkpoints (they are set aside)
+ABANDONED = "abandoned"  #: ``checkpoints/abandoned/<time>/``: checkpoints of branches no longer followed
 REQUIRED = ("format", "space", "num_classes", "model", "optimizer", "scheduler", "rng", "progress")
 
 
@@ -101,12 +105,54 @@ def find_resumable(out_dir: str | Path) -> tuple[Path, dict[str, Any]] | None:
     return (last_path, last) if last is not None else None
 
 
+def _checkpoint_files(out_dir: str | Path) -> list[Path]:
+    last = checkpoint_dir(out_dir) / LAST
+    return [p for _, p in step_files(out_dir)] + ([last] if last.is_file() else [])
+
+
 def resolve_resume(resume: str | Path | None, out_dir: str | Path) -> tuple[Path, dict[str, Any]] | None:
-    """``None``/``"none"``: fresh start; ``"auto"``: the newest valid checkpoint in ``out_dir`` (or a
-    fresh start if none); a path: that checkpoint (must be valid)."""
-    if resume is None or str(resume).lower() in ("", "none", "no", "false"):
+    """``None``/``"none"``/``"fresh"``: a fresh start; ``"auto"``: the newest valid checkpoint in
+    ``out_dir`` (a fresh start if the folder has none; an error if it has some but none can be read);
+    a path: that checkpoint (must be valid)."""
+    if resume is None or str(resume).lower() in ("", "none", "no", "false", FRESH):
         return None
     if str(resume).lower() == "auto":
-        return find_resumable(out_dir)
+        found = find_resumable(out_dir)
+        files = _checkpoint_files(out_dir)
+        if found is None and files:
+            names = ", ".join(p.name for p in files)
+            raise CheckpointError(
+                f"no checkpoint in {checkpoint_dir(out_dir)} can be resumed: every one is damaged or unsafe ({names}); "
+                f"pass --resume {FRESH} to start over (they are moved to checkpoints/{ABANDONED}/)"
+            )
+        return found
     p = Path(resume)
     return p, read_training_checkpoint(p)
+
+
+def set_aside(out_dir: str | Path, after_step: int | None) -> list[Path]:
+    """Move the checkpoints of an abandoned branch into ``checkpoints/abandoned/<time>/``: the step files
+    after ``after_step`` (every one when None) and ``last.pt`` when it is among them. A run that
+    rewinds (``--resume PATH`` into its own folder) or starts over (``--resume fresh``) calls this, so
+    that ``--resume auto`` and the rotation only ever see the current branch. Returns the new paths."""
+    d = checkpoint_dir(out_dir)
+    move = [p for n, p in step_files(out_dir) if after_step is None or n > after_step]
+    last = d / LAST
+    if last.is_file():
+        try:
+            step = int(read_training_checkpoint(last)["progress"]["global_step"])
+        except CheckpointError:
+            step = None  # a damaged last.pt belongs to no branch worth keeping in place
+        if after_step is None or step is None or step > after_step:
+            move.append(last)
+    if not move:
+        return []
+    dest = d / ABANDONED / time.strftime("%Y%m%d-%H%M%S")
+    while dest.exists():
+        dest = dest.with_name(dest.name + "_")
+    dest.mkdir(parents=True)
+    moved = []
+    for p in move:
+        os.replace(p, dest / p.name)
+        moved.append(dest / p.name)
+    return moved
