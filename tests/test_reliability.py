@@ -452,3 +452,41 @@ def test_when_every_checkpoint_is_damaged_auto_stops_and_fresh_starts_over(tmp_p
     res = train(_cfg(runtime__max_steps=1), out, resume="fresh")
     assert res.status == "max_steps" and res.global_step == 1
     assert len(list((out / "checkpoints" / "abandoned").glob("*/*.pt"))) == 3  # step 1, step 2, last
+
+
+# --------------------------------------------------------------------------- frozen ranks
+@pytest.mark.slow
+def test_a_frozen_rank_ends_the_job_within_the_timeout(tmp_path: Path) -> None:
+    import socket
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "run"
+    procs = []
+    for rank in (0, 1):
+        env = {**os.environ, "RANK": str(rank), "WORLD_SIZE": "2", "LOCAL_RANK": str(rank), "LOCAL_WORLD_SIZE": "2",
+               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "attentivenas", "train", "--config", QUICK, "--out", str(out),
+             "runtime.device=cpu", "runtime.dist_timeout_s=10", "log.tensorboard=false", "log.progress=false",
+             "eval.every_epochs=0", "sampler.prior_samples=2000", "log.every_steps=1"],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    try:
+        deadline = time.monotonic() + 120
+        metrics = out / "metrics.jsonl"
+        while not (metrics.is_file() and '"train"' in metrics.read_text()):
+            assert time.monotonic() < deadline and procs[0].poll() is None, "training did not start"
+            time.sleep(0.5)
+        os.kill(procs[1].pid, signal.SIGSTOP)
+        t0 = time.monotonic()
+        _, err = procs[0].communicate(timeout=90)
+        waited = time.monotonic() - t0
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+    assert procs[0].returncode == 1 and waited < 10 + 30
+    assert "error: rank 0: another rank stopped answering for 10 s (runtime.dist_timeout_s)" in err
+    assert "Traceback" not in err

@@ -2,6 +2,7 @@
 
 Anything a user can fix (a bad config, an arch outside the space, a missing or corrupt file)
 raises a :class:`UserError`; the command line prints its message on one line and exits with 2.
+A :class:`JobFailure` is printed on one line too, with exit code 1.
 """
 
 from __future__ import annotations
@@ -25,3 +26,9 @@ class ConfigError(UserError):
 
 class CheckpointError(UserError):
     """A checkpoint that is missing, corrupt or of another space."""
+
+
+class JobFailure(Exception):
+    """A failure that is not the user's (exit code 1) but has a plain explanation, printed on one line:
+    e.g. another rank of a distributed job stopped answering."""
+

@@ -16,7 +16,7 @@ import sys
 import typer
 
 from .. import __version__
-from ..errors import UserError
+from ..errors import JobFailure, UserError
 from ..io import USER_ERRNOS
 from . import evaluate_cmd, foundation, latency_cmd, pipeline_cmd, predictor_cmd, search_cmd, train_cmd
 
@@ -54,6 +54,9 @@ def main(argv: list[str] | None = None) -> None:
     except UserError as exc:
         print(f"error: {_one_line(str(exc))}", file=sys.stderr)
         sys.exit(2)
+    except JobFailure as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
     except OSError as exc:
         if exc.errno not in USER_ERRNOS:
             raise

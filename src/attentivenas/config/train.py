@@ -193,7 +193,7 @@ class RuntimeConfig(Section):
     steps_per_epoch: int | None = Field(None, ge=1)  # cap iterations per epoch (quick runs)
     max_steps: int | None = Field(None, ge=1)  # stop (with a checkpoint) after this many steps in all
     nan_patience: int = Field(5, ge=1)  # stop after this many non-finite losses in a row
-    dist_timeout_s: int = Field(1800, ge=10)
+    dist_timeout_s: int | None = Field(None, ge=10)  # null: 600 on CPU (gloo), 1800 on CUDA (NCCL)
 
 
 class LogConfig(Section):

@@ -43,12 +43,22 @@ class DistInfo:
         return self.world_size > 1
 
 
-def init_distributed(device_preference: str = "auto", timeout_s: int = 1800) -> DistInfo:
+#: Seconds a collective may wait for every rank before the job ends (``runtime.dist_timeout_s: null``).
+#: gloo (CPU): 10 minutes, longer than any wait between our ranks (evaluation, checkpoint writes and
+#: the online predictor's measurements run on every rank together; rank 0 alone only fits the
+#: predictor and writes files, seconds). NCCL (CUDA): PyTorch's own 30 minutes, since the first
+#: collectives also wait for every rank's CUDA start-up and kernel autotuning, and NCCL's watchdog
+#: ends a rank that waits longer.
+DEFAULT_TIMEOUT_S = {"gloo": 600, "nccl": 1800}
+
+
+def init_distributed(device_preference: str = "auto", timeout_s: int | None = None) -> DistInfo:
     """Join the process group described by torchrun's variables (``RANK``, ``WORLD_SIZE``,
     ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``); a single process otherwise.
 
     Backend: NCCL when the device is CUDA, gloo on CPU. Works across nodes (torchrun sets the
-    variables on every node).
+    variables on every node). ``timeout_s`` (default :data:`DEFAULT_TIMEOUT_S` of the backend) bounds
+    every collective: a rank that stops answering (crashed, frozen) ends the job after it.
     """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -60,7 +70,8 @@ def init_distributed(device_preference: str = "auto", timeout_s: int = 1800) -> 
     if device.type == "cuda":
         torch.cuda.set_device(device)
     backend = "nccl" if device.type == "cuda" else "gloo"
-    dist.init_process_group(backend=backend, timeout=datetime.timedelta(seconds=timeout_s),
+    timeout = timeout_s if timeout_s is not None else DEFAULT_TIMEOUT_S[backend]
+    dist.init_process_group(backend=backend, timeout=datetime.timedelta(seconds=timeout),
                             device_id=device if device.type == "cuda" else None)
     return DistInfo(dist.get_rank(), dist.get_world_size(), local_rank, device, True)
 

@@ -28,12 +28,21 @@ import torch.distributed as dist
 
 from ..config import TrainConfig, save_config
 from ..data import DataBundle, batches_per_epoch, build_data, check_batch_size, train_loader
-from ..errors import ConfigError, UserError
+from ..errors import ConfigError, JobFailure, UserError
 from ..io import OutputLock, remove_torn_writes
 from ..nn import Supernet, supernet_payload
 from ..rng import global_rng_state, seed_everything, set_global_rng_state
 from ..space import SearchSpace, get_space
-from .distributed import DistInfo, all_reduce_sum, barrier, broadcast_module, cleanup, init_distributed, is_dist
+from .distributed import (
+    DEFAULT_TIMEOUT_S,
+    DistInfo,
+    all_reduce_sum,
+    barrier,
+    broadcast_module,
+    cleanup,
+    init_distributed,
+    is_dist,
+)
 from .logging import MetricsLogger, Progress, truncate_metrics
 from .online import OnlinePredictor
 from .optim import build_optimizer, build_scheduler, follow_config
@@ -408,34 +417,46 @@ def train(config: TrainConfig, out_dir: str | Path | None = None, resume: str | 
     Under torchrun every rank calls this; the process group is set up and torn down here.
     """
     info = init_distributed(config.runtime.device, config.runtime.dist_timeout_s)
-    lock: OutputLock | None = None
+    locks: list[OutputLock] = []
     try:
-        _set_threads(config, info)
-        out = _shared_out_dir(out_dir, config)
-        lock = _lock_out_dir(out, info)
-        if info.is_main:
-            remove_torn_writes(out)  # temporary files of writes a kill interrupted
-        found = resolve_resume(resume, out)
-        if found is None and resume is None and (checkpoint_dir(out) / LAST).exists():
-            raise ConfigError(f"{out} already holds a run; pass --resume auto to continue it, --resume {FRESH} to "
-                              "start over, or choose another --out")
-        barrier()  # every rank has read its checkpoint before rank 0 sets an abandoned branch aside
-        if info.is_main and (found is not None or str(resume).lower() == FRESH):
-            set_aside(out, int(found[1]["progress"]["global_step"]) if found is not None else None)
-        trainer = Trainer(config, out, info, on_step)
-        if info.is_main:
-            out.mkdir(parents=True, exist_ok=True)
-            save_config(config, out / "config.yaml")
-        if found is not None:
-            trainer.load(*found)
-            if info.is_main:
-                truncate_metrics(out / "metrics.jsonl", trainer.global_step,
-                                 found[1]["progress"].get("metrics_records"))
-        return trainer.run()
+        return _train(config, out_dir, resume, on_step, info, locks)
+    except RuntimeError as exc:
+        if info.distributed and "timed out" in str(exc).lower():
+            timeout = config.runtime.dist_timeout_s or DEFAULT_TIMEOUT_S[dist.get_backend()]
+            raise JobFailure(f"rank {info.rank}: another rank stopped answering for {timeout} s "
+                             "(runtime.dist_timeout_s), so the job ends; resume it with --resume auto") from None
+        raise
     finally:
-        if lock is not None:
+        for lock in locks:
             lock.release()
         cleanup(info)
+
+
+def _train(config: TrainConfig, out_dir: str | Path | None, resume: str | Path | None,
+           on_step: StepCallback | None, info: DistInfo, locks: list[OutputLock]) -> TrainResult:
+    """:func:`train` inside the process group: lock, pick the checkpoint, build, load, run."""
+    _set_threads(config, info)
+    out = _shared_out_dir(out_dir, config)
+    lock = _lock_out_dir(out, info)
+    if lock is not None:
+        locks.append(lock)
+        remove_torn_writes(out)  # temporary files of writes a kill interrupted
+    found = resolve_resume(resume, out)
+    if found is None and resume is None and (checkpoint_dir(out) / LAST).exists():
+        raise ConfigError(f"{out} already holds a run; pass --resume auto to continue it, --resume {FRESH} to "
+                          "start over, or choose another --out")
+    barrier()  # every rank has read its checkpoint before rank 0 sets an abandoned branch aside
+    if info.is_main and (found is not None or str(resume).lower() == FRESH):
+        set_aside(out, int(found[1]["progress"]["global_step"]) if found is not None else None)
+    trainer = Trainer(config, out, info, on_step)
+    if info.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(config, out / "config.yaml")
+    if found is not None:
+        trainer.load(*found)
+        if info.is_main:
+            truncate_metrics(out / "metrics.jsonl", trainer.global_step, found[1]["progress"].get("metrics_records"))
+    return trainer.run()
 
 
 def _lock_out_dir(out: Path, info: DistInfo) -> OutputLock | None:
