@@ -12,7 +12,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from ..io import atomic_write_text, dumps_json
+from ..io import atomic_write_text, dumps_json, user_file_errors
 
 METRICS = "metrics.jsonl"
 
@@ -70,9 +70,10 @@ class MetricsLogger:
         if not self.enabled or self._file is None:
             return
         rec = {"kind": kind, "global_step": int(global_step), "time": round(time.time(), 3), **values}
-        self._file.write(dumps_json(rec) + "\n")  # non-finite values as null (strict JSON)
+        with user_file_errors(self.path):
+            self._file.write(dumps_json(rec) + "\n")  # non-finite values as null (strict JSON)
+            self._file.flush()
         self.records += 1
-        self._file.flush()
         if self._writer is not None:
             for k, v in values.items():
                 if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("epoch", "step"):
