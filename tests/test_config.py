@@ -161,3 +161,17 @@ def test_search_config_file_lists_every_key_with_its_default() -> None:
     assert load_search_config(path) == SearchConfig()
     assert read_yaml(path) == SearchConfig().to_dict()  # every key is written out
 
+
+def test_every_shipped_config_loads() -> None:
+    from attentivenas.config import load_config
+
+    root = Path(__file__).resolve().parents[1] / "configs"
+    for path in sorted(root.glob("*.yaml")):
+        if path.name == "search.yaml":
+            continue
+        cfg = load_config(path, ["data.path=/data/imagenet"] if "imagenet" in path.name else [])
+        assert cfg.optim.epochs >= 1, path
+    alphanet = load_config(root / "alphanet_imagenet.yaml", ["data.path=/data/imagenet"])
+    assert (alphanet.loss.distill, alphanet.sampler.method) == ("alpha_divergence", "uniform")
+    assert (alphanet.loss.alpha_min, alphanet.loss.alpha_max, alphanet.loss.iw_clip) == (-1.0, 1.0, 5.0)
+

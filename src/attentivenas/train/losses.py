@@ -32,46 +32,50 @@ def soft_target_ce(logits: torch.Tensor, teacher_logits: torch.Tensor, temperatu
     return loss * (t * t) if t != 1.0 else loss
 
 
-def _alpha_terms(logits: torch.Tensor, teacher_logits: torch.Tensor, alpha: float,
-                 iw_clip: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-sample alpha-divergence ``D_alpha(p || q)`` (p teacher, q student) and a surrogate whose
-    gradient is its (weight-clipped) gradient w.r.t. the student.
+def alpha_divergence_terms(logits: torch.Tensor, teacher_logits: torch.Tensor, alpha: float,
+                           iw_clip: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample value and gradient surrogate of AlphaNet's alpha-divergence term (their
+    ``AdaptiveLossSoft``; reference section 9), with p the teacher's and q the student's softmax (both
+    detached) and r = p / q:
 
-    ``D_alpha(p||q) = sum_i q_i f(p_i / q_i)`` with ``f(t) = (t^alpha - 1) / (alpha (alpha - 1))``
-    (KL(q||p) at alpha -> 0, KL(p||q) at alpha -> 1). Its gradient is
-    ``sum_i grad(q_i) * (f(t_i) - t_i f'(t_i))`` and ``grad(q_i) = q_i grad(log q_i)``; the weight
-    ``w_i = t_i^alpha`` is clipped to ``[0, iw_clip]`` to bound the variance.
+    * alpha = 0 (``|alpha| < 1e-3``): r clipped to [0, iw_clip]; f = -log r; rho = log r - 1;
+    * alpha = 1 (``|alpha - 1| < 1e-3``): no clipping; f = r log r; rho = r;
+    * otherwise: w = r^alpha clipped to [0, iw_clip]; f = w / (alpha (alpha - 1)) - base with
+      base = 1 / (alpha (alpha - 1)); rho = w / alpha + base.
+
+    The value is ``sum_i q_i f_i`` (from the clipped weights), the surrogate
+    ``-sum_i q_i rho_i log q_i`` (gradient through log q only). Everything is computed in log space
+    and as products with q, so far-apart logits (small students early in training) stay finite:
+    ``q r = p`` exactly, and clipped weights are bounded by ``iw_clip``.
     """
-    log_q = F.log_softmax(logits.float(), dim=1)
-    log_p = F.log_softmax(teacher_logits.detach().float(), dim=1)
+    dtype = torch.promote_types(logits.dtype, torch.float32)  # at least float32 (bf16 / fp16 under AMP)
+    log_q = F.log_softmax(logits.to(dtype), dim=1)
+    log_p = F.log_softmax(teacher_logits.detach().to(dtype), dim=1)
     q = log_q.exp().detach()
-    log_t = (log_p - log_q).detach()
-    if abs(alpha) < 1e-3:  # KL(q || p)
-        value = (q * -log_t).sum(dim=1)
-        coef = 1.0 - log_t.clamp(max=math.log(iw_clip))  # f - t f' with f = -log t (ratio clipped)
-    elif abs(alpha - 1.0) < 1e-3:  # KL(p || q)
-        t = log_t.exp()
-        value = (q * t * log_t).sum(dim=1)
-        coef = -t.clamp(max=iw_clip)  # f - t f' with f = t log t
+    log_r = (log_p - log_q).detach()
+    if abs(alpha) < 1e-3:
+        log_r = log_r.clamp(max=math.log(iw_clip))  # r <= iw_clip
+        q_f, q_rho = -q * log_r, q * (log_r - 1.0)
+    elif abs(alpha - 1.0) < 1e-3:
+        p = log_p.exp()  # q r = p: no overflow of r = p / q
+        q_f, q_rho = p * log_r, p
     else:
-        w = (alpha * log_t).exp()
-        value = (q * (w - 1.0)).sum(dim=1) / (alpha * (alpha - 1.0))
-        coef = -(w.clamp(max=iw_clip) / alpha + 1.0 / (alpha * (alpha - 1.0)))
-    surrogate = (q * coef * log_q).sum(dim=1)
+        w = (alpha * log_r).exp().clamp(max=iw_clip)  # an overflow to inf clips to iw_clip
+        base = 1.0 / (alpha * (alpha - 1.0))
+        q_f, q_rho = q * (w * base - base), q * (w / alpha + base)
+    value = q_f.sum(dim=1)
+    surrogate = -(q_rho * log_q).sum(dim=1)
     return value.detach(), surrogate
 
 
 def adaptive_alpha_divergence(logits: torch.Tensor, teacher_logits: torch.Tensor, alpha_min: float = -1.0,
                               alpha_max: float = 1.0, iw_clip: float = 5.0) -> torch.Tensor:
-    """AlphaNet's adaptive alpha-divergence: per sample, the larger of ``D_alpha_min`` and
-    ``D_alpha_max``; gradients follow the chosen one. The returned value equals the divergence;
-    its gradient is the clipped estimate."""
-    v_lo, s_lo = _alpha_terms(logits, teacher_logits, alpha_min, iw_clip)
-    v_hi, s_hi = _alpha_terms(logits, teacher_logits, alpha_max, iw_clip)
-    pick_lo = v_lo > v_hi
-    value = torch.where(pick_lo, v_lo, v_hi)
-    surrogate = torch.where(pick_lo, s_lo, s_hi)
-    return (value + surrogate - surrogate.detach()).mean()
+    """AlphaNet's adaptive alpha-divergence: per sample, the ``alpha_min`` term where its value is
+    strictly larger than the ``alpha_max`` term's, else the ``alpha_max`` term; the loss is the batch
+    mean of the chosen surrogates (see :func:`alpha_divergence_terms`)."""
+    v_lo, s_lo = alpha_divergence_terms(logits, teacher_logits, alpha_min, iw_clip)
+    v_hi, s_hi = alpha_divergence_terms(logits, teacher_logits, alpha_max, iw_clip)
+    return torch.where(v_lo > v_hi, s_lo, s_hi).mean()
 
 
 def build_distill_loss(cfg: LossConfig) -> DistillLoss:
