@@ -490,8 +490,11 @@ def test_loss_scorer_uses_the_label_smoothed_training_loss() -> None:
 
 
 def test_a_step_with_alphanets_loss_is_finite(tmp_path: Path) -> None:
-    res = train(_cfg(loss__distill="alpha_divergence", sampler__method="uniform", runtime__max_steps=2,
-                     eval__every_epochs=0), tmp_path / "alpha")
+    from attentivenas.config import override_config
+
+    cfg = override_config(_cfg(sampler__method="uniform", runtime__max_steps=2, eval__every_epochs=0),
+                          ["loss.distill=alpha_divergence"])
+    res = train(cfg, tmp_path / "alpha")
     assert res.status == "max_steps"
     losses = [r["loss"] for r in map(json.loads, (tmp_path / "alpha" / "metrics.jsonl").read_text().splitlines())
               if r["kind"] == "train"]
