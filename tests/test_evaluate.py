@@ -130,7 +130,7 @@ def test_cli_evaluate_json_on_digits_val(checkpoint) -> None:
     assert r.code == 0, r.err
     out = json.loads(r.out)
     assert {"top1", "top5", "mflops", "params_m"} <= set(out)
-    assert out["split"] == "val" and out["samples"] == 270 and out["calib_batches"] == 2  # 15% of 1797 digits
+    assert out["split"] == "holdout" and out["samples"] == 270 and out["calib_batches"] == 2  # 15% of 1797 digits
     assert 0.0 <= out["top1"] <= out["top5"] <= 100.0
     assert out["mflops"] == pytest.approx(count_flops(TINY_SPACE, TINY_SPACE.min_arch(), 10), abs=1e-3)
 
@@ -145,3 +145,45 @@ def test_cli_evaluate_bad_input_exits_2(checkpoint, args, message) -> None:
     r = run_cli("evaluate", "--checkpoint", str(checkpoint), "--device", "cpu", *args)
     assert r.code == 2 and message in r.err and len(r.err.strip().splitlines()) == 1
     assert r.out == ""
+
+
+def test_cli_evaluate_on_the_test_split_and_capped(checkpoint) -> None:
+    r = run_cli("evaluate", "--checkpoint", str(checkpoint), "--arch", "min", "--data", "digits", "--split", "test",
+                "--max-images", "50", "--calib-batches", "1", "--calib-batch-size", "16", "--device", "cpu", "--json")
+    assert r.code == 0, r.err
+    out = json.loads(r.out)
+    assert out["split"] == "test" and out["samples"] == 50
+    r = run_cli("evaluate", "--checkpoint", str(checkpoint), "--arch", "min", "--data", "digits", "--split", "train")
+    assert r.code == 2 and "--split 'train' is not one of ['holdout', 'test', 'val']" in r.err
+    r = run_cli("evaluate", "--checkpoint", str(checkpoint), "--data", "digits")
+    assert r.code == 2 and "give exactly one of --arch ARCH or --published" in r.err
+
+
+def _image_folder(root, classes: int) -> None:
+    from PIL import Image
+
+    for split in ("train", "val"):
+        for c in range(classes):
+            folder = root / split / f"n{c:05d}"
+            folder.mkdir(parents=True)
+            Image.new("RGB", (8, 8), (c % 256, (7 * c) % 256, (13 * c) % 256)).save(folder / "0.png")
+
+
+@pytest.mark.slow
+def test_cli_evaluate_published_table_on_an_authors_checkpoint(authors_checkpoint, tmp_path) -> None:
+    from attentivenas.space import NAMED_ARCHS, PUBLISHED_MFLOPS, PUBLISHED_TOP1
+
+    _image_folder(tmp_path, 1000)
+    args = ["evaluate", "--checkpoint", str(authors_checkpoint[0]), "--published", "--data", str(tmp_path),
+            "--split", "val", "--max-images", "2", "--calib-batches", "1", "--calib-batch-size", "2", "--device", "cpu"]
+    r = run_cli(*args, "--json")
+    assert r.code == 0, r.err
+    out = json.loads(r.out)
+    assert out["split"] == "val" and [row["model"] for row in out["rows"]] == list(NAMED_ARCHS)
+    for row in out["rows"]:
+        assert row["mflops"] == pytest.approx(PUBLISHED_MFLOPS[row["model"]], abs=0.01)
+        assert row["published_top1"] == PUBLISHED_TOP1[row["model"]] and row["samples"] == 2
+        assert row["diff"] == pytest.approx(row["top1"] - row["published_top1"])
+        assert 0.0 <= row["top1"] <= row["top5"] <= 100.0
+    r = run_cli(*args)
+    assert r.code == 0 and "published" in r.out and "alphanet-a5-base" in r.out and "80.62" in r.out

@@ -2,7 +2,8 @@
 
 Lives here: ``evaluate`` (BN-recalibrated top-1 / top-5 of a subnet, :class:`SubnetEvaluator`),
 ``dataset`` (:class:`ArchDataset` JSONL files, archs spread over the FLOPs range), ``models`` (the
-regressors, pickle-free), ``predictor`` (features, fitting, cross-validation, files) and ``metrics``.
+regressors, pickle-free), ``predictor`` (features, fitting, cross-validation, files), ``metrics`` and
+``published`` (the published models evaluated on a checkpoint).
 
 May import: ``attentivenas.space``, ``costs``, ``nn``, ``config``, ``data``, ``io``, ``errors``.
 """
@@ -35,11 +36,12 @@ from .predictor import (
     load_predictor,
     make_features,
 )
+from .published import SPLITS, capped, published_table, split_of
 
 __all__ = [
     "DATASET_FORMAT", "SPREADS", "ArchDataset", "ArchRecord", "JsonlAppender", "build_arch_dataset",
     "dataset_header", "spread_genes", "SubnetEvaluator", "evaluate_arch", "evaluate_subnet", "resolve_data",
-    "kendall_tau", "rank_metrics", "rmse", "spearman_rho", "DEFAULT_HYPERPARAMS", "KINDS", "MODEL_CLASSES",
+    "kendall_tau", "rank_metrics", "rmse", "spearman_rho", "SPLITS", "capped", "published_table", "split_of", "DEFAULT_HYPERPARAMS", "KINDS", "MODEL_CLASSES",
     "GPModel", "LGBMModel", "LinearModel", "TreeEnsemble", "DEFAULT_KINDS", "FEATURE_SETS", "FORMAT", "Predictor",
     "check_kinds", "check_space", "cross_validate", "evaluate_predictor", "feature_names", "fit_best",
     "fit_predictor", "load_predictor", "make_features",
