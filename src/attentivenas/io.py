@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import io
 import json
 import math
@@ -22,6 +21,11 @@ from typing import Any
 
 import numpy as np
 import yaml
+
+try:  # POSIX; elsewhere (Windows) output folders are not locked
+    import fcntl
+except ImportError:  # pragma: no cover - optional: not on every platform
+    fcntl = None  # type: ignore[assignment]
 
 from .errors import UserError
 
@@ -281,15 +285,18 @@ class OutputLock:
             return self
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            os.lseek(fd, 0, os.SEEK_SET)
+            holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
             os.close(fd)
             where = self.folder if self.path.name == LOCK_NAME else self.folder / self.path.name[1:-len(".lock")]
             raise UserError(f"{self.what} {where} is in use by another attentivenas process (pid {holder}); "
                             "wait for it to finish or choose another one") from None
         os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, f"{os.getpid()}\n".encode("ascii"))
         _held[key] = (fd, 1)
         self._key = key
         return self
