@@ -187,3 +187,25 @@ def test_cli_evaluate_published_table_on_an_authors_checkpoint(authors_checkpoin
         assert 0.0 <= row["top1"] <= row["top5"] <= 100.0
     r = run_cli(*args)
     assert r.code == 0 and "published" in r.out and "alphanet-a5-base" in r.out and "80.62" in r.out
+
+
+def test_predictor_build_and_search_measure_on_the_split_asked_for(checkpoint, tmp_path) -> None:
+    common = ["--data", "digits", "--calib-batches", "1", "--device", "cpu"]
+    accs = {}
+    for split in ("holdout", "test"):
+        r = run_cli("evaluate", "--checkpoint", str(checkpoint), "--arch", "min", "--split", split,
+                    "--calib-batch-size", "64", *common, "--json")
+        assert r.code == 0, r.err
+        accs[split] = json.loads(r.out)["top1"]
+        data = tmp_path / f"{split}.jsonl"
+        r = run_cli("predictor", "build", "--checkpoint", str(checkpoint), "--out", str(data), "--num-archs", "2",
+                    "--split", split, *common)
+        assert r.code == 0, r.err
+        records = [json.loads(line) for line in data.read_text().splitlines()[1:]]
+        smallest = next(rec for rec in records if rec["arch"] == TINY_SPACE.min_arch().to_dict())
+        assert smallest["accuracy"] == pytest.approx(accs[split], abs=1e-3)
+    assert accs["holdout"] != accs["test"]
+    r = run_cli("search", "--checkpoint", str(checkpoint), "--split", "test", "--pop-size", "4", "--generations", "1",
+                *common, "--out", str(tmp_path / "s"), "--json")
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["settings"]["accuracy"]["split"] == "test"

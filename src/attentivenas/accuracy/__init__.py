@@ -18,7 +18,7 @@ from .dataset import (
     dataset_header,
     spread_genes,
 )
-from .evaluate import SubnetEvaluator, evaluate_arch, evaluate_subnet, resolve_data
+from .evaluate import SPLITS, SubnetEvaluator, capped, evaluate_arch, evaluate_subnet, resolve_data, split_of
 from .metrics import kendall_tau, rank_metrics, rmse, spearman_rho
 from .models import DEFAULT_HYPERPARAMS, KINDS, MODEL_CLASSES, GPModel, LGBMModel, LinearModel, TreeEnsemble
 from .predictor import (
@@ -36,7 +36,7 @@ from .predictor import (
     load_predictor,
     make_features,
 )
-from .published import SPLITS, capped, published_table, split_of
+from .published import published_table
 
 __all__ = [
     "DATASET_FORMAT", "SPREADS", "ArchDataset", "ArchRecord", "JsonlAppender", "build_arch_dataset",

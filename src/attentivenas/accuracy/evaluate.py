@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import ValidationError
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, IterableDataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset
 
 from ..config import DataConfig
 from ..costs import count_flops, count_params
@@ -97,6 +97,23 @@ def evaluate_arch(
     return result
 
 
+SPLITS = ("holdout", "test", "val")  #: ``val`` = ``test``: an ImageFolder's val/ folder (the official one)
+
+
+def split_of(bundle: DataBundle, split: str) -> Dataset:
+    """The evaluation split of a bundle: ``holdout`` (the seeded part of the training data held out for
+    search) or ``test`` (the data set's test split; ``val`` is its synonym, an ImageFolder's ``val/``)."""
+    if split not in SPLITS:
+        raise UserError(f"--split {split!r} is not one of {list(SPLITS)}")
+    return bundle.val if split == "holdout" else bundle.test
+
+
+def capped(dataset: Dataset, max_images: int | None) -> Dataset:
+    """The first ``max_images`` images of a split (all of them for None)."""
+    n = len(dataset)  # type: ignore[arg-type]
+    return dataset if max_images is None or max_images >= n else Subset(dataset, range(max_images))
+
+
 def resolve_data(spec: str | None, space: SearchSpace, meta: dict[str, Any] | None = None,
                  resolution: int | None = None, seed: int = 0) -> DataBundle:
     """The :class:`~attentivenas.data.DataBundle` of a ``--data`` argument.
@@ -135,28 +152,32 @@ class SubnetEvaluator:
     """``evaluate_fn(arch) -> top-1 (%)`` of one supernet, for predictor datasets and searches.
 
     The calibration batches (training split) are cached once and reused for every arch; accuracy is
-    measured on the validation split only. Data is prepared at the space's largest resolution and
-    each subnet resizes it to its own, as the authors' network does.
+    measured on ``split`` (``holdout`` by default; ``test``/``val`` for a checkpoint that trained on
+    all of its training data, as the authors' did). Data is prepared at the space's largest
+    resolution and each subnet resizes it to its own, as the authors' network does.
     """
 
     def __init__(self, supernet: nn.Module, bundle: DataBundle, calib_batches: int = 64, calib_batch_size: int = 64,
-                 batch_size: int = 256, device: str | torch.device | None = None, seed: int = 0) -> None:
+                 batch_size: int = 256, device: str | torch.device | None = None, seed: int = 0,
+                 split: str = "holdout") -> None:
         if bundle.num_classes != int(getattr(supernet, "num_classes", bundle.num_classes)):
             raise UserError(f"the data has {bundle.num_classes} classes but the supernet's classifier has "
                             f"{supernet.num_classes}")
         self.supernet = supernet
         self.device = torch.device(device) if device is not None else next(supernet.parameters()).device
         self.calib = cache_calibration_batches(bundle.train, calib_batches, calib_batch_size, seed, self.device)
-        self.val_loader = DataLoader(bundle.val, batch_size=batch_size, shuffle=False)
+        self.split = split
+        self.val_loader = DataLoader(split_of(bundle, split), batch_size=batch_size, shuffle=False)
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | Path, space: str | SearchSpace | None = None, data: str | None = None,
                         calib_batches: int = 64, calib_batch_size: int = 64, batch_size: int = 256,
-                        device: str | torch.device | None = None, seed: int = 0) -> SubnetEvaluator:
+                        device: str | torch.device | None = None, seed: int = 0,
+                        split: str = "holdout") -> SubnetEvaluator:
         """Load a supernet checkpoint and its data (``data`` as in :func:`resolve_data`)."""
         net, meta = load_supernet(checkpoint, space, device=device or "cpu")
         bundle = resolve_data(data, net.space, meta, resolution=max(net.space.resolutions), seed=seed)
-        return cls(net, bundle, calib_batches, calib_batch_size, batch_size, device, seed)
+        return cls(net, bundle, calib_batches, calib_batch_size, batch_size, device, seed, split)
 
     def evaluate(self, arch: Arch) -> dict[str, Any]:
         return evaluate_arch(self.supernet, arch, self.calib, self.val_loader, self.device)

@@ -10,29 +10,13 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader
 
 from ..data import DataBundle
 from ..errors import UserError
 from ..nn import Supernet, cache_calibration_batches
 from ..space import NAMED_ARCHS, PUBLISHED_TOP1, named_arch
-from .evaluate import evaluate_arch
-
-SPLITS = ("holdout", "test", "val")  #: ``val`` = ``test``: an ImageFolder's val/ folder (the official one)
-
-
-def split_of(bundle: DataBundle, split: str) -> Dataset:
-    """The evaluation split of a bundle: ``holdout`` (the seeded part of the training data held out for
-    search) or ``test`` (the data set's test split; ``val`` is its synonym, an ImageFolder's ``val/``)."""
-    if split not in SPLITS:
-        raise UserError(f"--split {split!r} is not one of {list(SPLITS)}")
-    return bundle.val if split == "holdout" else bundle.test
-
-
-def capped(dataset: Dataset, max_images: int | None) -> Dataset:
-    """The first ``max_images`` images of a split (all of them for None)."""
-    n = len(dataset)  # type: ignore[arg-type]
-    return dataset if max_images is None or max_images >= n else Subset(dataset, range(max_images))
+from .evaluate import capped, evaluate_arch, split_of
 
 
 def published_table(net: Supernet, data_at: Callable[[int], DataBundle], split: str = "test",

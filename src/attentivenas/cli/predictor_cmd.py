@@ -32,6 +32,9 @@ def predictor_build(
     data: str | None = typer.Option(None, "--data", help="digits, cifar10:PATH, cifar100:PATH or an ImageFolder PATH "
                                     "(default: the checkpoint's training data)."),
     calib_batches: int = typer.Option(64, "--calib-batches", min=1, help="BN calibration batches per subnet."),
+    split: str = typer.Option("holdout", "--split", help="holdout (the part of the training data held out for "
+                              "search) or test (= val: an ImageFolder's val/, for a checkpoint trained on all "
+                              "of train/)."),
     spread: str = typer.Option("flops", "--spread", help="flops (stratified over the FLOPs range) or uniform."),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda or cuda:N (default: cuda if present)."),
     seed: int = typer.Option(0, "--seed"),
@@ -42,7 +45,8 @@ def predictor_build(
     from ..devices import resolve_device
 
     ev = SubnetEvaluator.from_checkpoint(checkpoint, get_space(space) if space else None, data,
-                                         calib_batches=calib_batches, device=resolve_device(device), seed=seed)
+                                         calib_batches=calib_batches, device=resolve_device(device), seed=seed,
+                                         split=split)
     ds = build_arch_dataset(ev.supernet.space, ev, num_archs, seed=seed, cache_path=out, spread=spread,
                             num_classes=ev.supernet.num_classes, progress=not as_json)
     acc = ds.accuracies()

@@ -64,6 +64,8 @@ def search_command(
     data: str | None = typer.Option(None, "--data", help="Data for measured accuracy: digits, cifar10:PATH, "
                                     "cifar100:PATH or an ImageFolder PATH (default: the checkpoint's training data)."),
     calib_batches: int | None = typer.Option(None, "--calib-batches", min=1, help="BN calibration batches (64)."),
+    split: str | None = typer.Option(None, "--split", help="Measured on: holdout (default) or test (= val: an "
+                                     "ImageFolder's val/, for a checkpoint trained on all of train/)."),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda or cuda:N (default: cuda if present)."),
     objectives: str | None = typer.Option(None, "--objectives", help="Comma list of mflops, params, latency, memory "
                                           "(mflops)."),
@@ -88,7 +90,7 @@ def search_command(
         "predictor": predictor, "checkpoint": checkpoint, "space": space, "latency_table": latency_table,
         "objectives": objectives, "seed": seed, "published": published,
         "accuracy.source": accuracy, "accuracy.remeasure_top": remeasure_top, "accuracy.data": data,
-        "accuracy.calib_batches": calib_batches, "accuracy.device": device,
+        "accuracy.calib_batches": calib_batches, "accuracy.device": device, "accuracy.split": split,
         "budgets.max_mflops": max_mflops, "budgets.max_params_m": max_params_m,
         "budgets.max_latency_ms": max_latency_ms, "budgets.max_memory_mb": max_memory_mb,
         "budgets.points": budgets, "budgets.metric": budget_metric,

@@ -97,6 +97,9 @@ class AccuracyConfig(Section):
     source: str | None = None
     remeasure_top: int = Field(10, ge=0)  # predicted+remeasure: candidates re-measured (plus each budget's best)
     data: str | None = None  # digits, cifar10:PATH, cifar100:PATH or an ImageFolder PATH; null: the checkpoint's
+    # holdout: the part of the training data held out for search; test (= val): the data set's test split
+    # (an ImageFolder's val/), for a checkpoint that trained on all of its training data (the authors')
+    split: Literal["holdout", "test", "val"] = "holdout"
     calib_batches: int = Field(64, ge=1)  # BN calibration batches per subnet
     calib_batch_size: int = Field(64, ge=1)
     batch_size: int = Field(256, ge=1)  # validation batch size

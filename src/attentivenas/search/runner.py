@@ -70,7 +70,7 @@ def _search(config: SearchConfig, out: Path, progress: bool) -> SearchResult:
         evaluator = SubnetEvaluator.from_checkpoint(
             Path(config.checkpoint), given_space, acc.data, calib_batches=acc.calib_batches,
             calib_batch_size=acc.calib_batch_size, batch_size=acc.batch_size, device=resolve_device(acc.device),
-            seed=config.seed)
+            seed=config.seed, split=acc.split)
         space, num_classes = evaluator.supernet.space, evaluator.supernet.num_classes
     if source != "measured" and pred is None:
         raise ConfigError(f"accuracy source '{source}' needs --predictor PRED.json")
