@@ -13,17 +13,17 @@ import math
 import os
 import warnings
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from ..costs import CostModel
 from ..errors import ConfigError, UserError
 from ..io import OutputLock, atomic_write_text, loads_json, read_text_file, user_file_errors
+from ..progress import progress_bar
 from ..space import Arch, SearchSpace, get_space
 
 DATASET_FORMAT = "attentivenas-arch-dataset"
@@ -303,8 +303,3 @@ def _evaluate_into(cache: ArchDataset, appender: JsonlAppender | None, archs: li
         if appender is not None:
             appender.append(rec.to_dict())
     return cache.subset(archs)
-
-
-def progress_bar(items: Sequence, desc: str, enabled: bool) -> Any:
-    """``items`` with a progress bar (off when not ``enabled`` or empty)."""
-    return tqdm(items, desc=desc, disable=not enabled or not items, leave=False)

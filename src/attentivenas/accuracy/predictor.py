@@ -22,8 +22,9 @@ from ..config import DEFAULT_PREDICTOR_KINDS
 from ..costs import CostModel
 from ..errors import CheckpointError, ConfigError, UserError
 from ..io import atomic_write_json, json_safe, read_json_file
+from ..progress import progress_bar
 from ..space import Arch, SearchSpace
-from .dataset import ArchDataset, progress_bar
+from .dataset import ArchDataset
 from .metrics import rank_metrics
 from .models import DEFAULT_HYPERPARAMS, FITTERS, KINDS, MODEL_CLASSES, TreeEnsemble
 

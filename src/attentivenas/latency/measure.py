@@ -5,18 +5,18 @@ whole subnets of a space measured in round-robin passes."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from ..devices import resolve_device
 from ..errors import UserError
 from ..nn import Supernet
+from ..progress import progress_bar
 from ..space import Arch, SearchSpace
 
 
@@ -145,11 +145,6 @@ def measure_arch(space: SearchSpace, arch: Arch, device: str | torch.device = "c
                            seed, rounds, clock)
 
 
-def progress_bar(items: list, enabled: bool, desc: str) -> Iterable:
-    """``items`` with a progress bar when ``enabled``."""
-    return tqdm(items, desc=desc, leave=False) if enabled else items
-
-
 def measure_archs(space: SearchSpace, archs: Sequence[Arch], device: str | torch.device = "cpu", batch: int = 1,
                   threads: int | None = 1, warmup: int = 5, repeats: int = 20, passes: int = 1,
                   num_classes: int = 1000, supernet: nn.Module | None = None, seed: int = 0,
@@ -164,7 +159,7 @@ def measure_archs(space: SearchSpace, archs: Sequence[Arch], device: str | torch
     models = [random_subnet(space, a, num_classes, seed, supernet) for a in archs]
     best = [float("inf")] * len(archs)
     for _ in range(passes):
-        for i in progress_bar(list(range(len(archs))), progress, "archs"):
+        for i in progress_bar(list(range(len(archs))), "archs", progress):
             r = archs[i].resolution
             ms = measure_latency(models[i], (batch, 3, r, r), device, warmup, repeats, threads, seed,
                                  clock=clock).median_ms

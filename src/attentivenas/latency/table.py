@@ -26,8 +26,9 @@ from torch import nn
 from ..devices import device_name, resolve_device
 from ..errors import UserError
 from ..io import atomic_write_json, read_json_file
+from ..progress import progress_bar
 from ..space import Arch, SearchSpace
-from .measure import measure_archs, progress_bar
+from .measure import measure_archs
 from .ops import OpSig, arch_ops, first_ops, head_ops, measure_op, space_signatures, stage_ops
 
 TABLE_FORMAT = "attentivenas-latency-table"
@@ -264,7 +265,7 @@ def build_latency_table(
     ordered = sorted(sigs)
     entries: dict[str, float] = {}
     for _ in range(passes):
-        for i, sig in enumerate(progress_bar(ordered, progress, "latency ops")):
+        for i, sig in enumerate(progress_bar(ordered, "latency ops", progress)):
             ms = measure_op(sig, dev, batch, warmup, repeats, threads, seed + i, space.act, clock=clock)
             entries[sig.key()] = min(ms, entries.get(sig.key(), float("inf")))
 

@@ -29,7 +29,6 @@ from .spec import SearchSpace, make_divisible, make_divisible_vec
 
 SE_REDUCTION = 4  #: SE middle width = make_divisible(mid // SE_REDUCTION, 8)
 HEAD_EXPAND = 6  #: the head's final expand conv widens to HEAD_EXPAND x the last stage's width
-SHORTCUTS = ("identity", "pool", "conv", "pool_conv")
 
 
 def conv_out_size(size: int, stride: int) -> int:

@@ -89,10 +89,6 @@ class GeneLayout:
         return 1 + self.num_widths + 2 * self.num_stages + s
 
     @property
-    def depths(self) -> slice:
-        return slice(self.depth(0), self.depth(self.num_stages))
-
-    @property
     def num_genes(self) -> int:
         return 1 + self.num_widths + 3 * self.num_stages
 

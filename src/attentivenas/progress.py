@@ -1,0 +1,15 @@
+"""Progress bars of long loops (tqdm), off when not wanted or when there is nothing to do."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import TypeVar
+
+from tqdm.auto import tqdm
+
+T = TypeVar("T")
+
+
+def progress_bar(items: Sequence[T], desc: str, enabled: bool = True) -> Iterable[T]:
+    """``items`` with a progress bar named ``desc`` (none when not ``enabled`` or ``items`` is empty)."""
+    return tqdm(items, desc=desc, disable=not enabled or not items, leave=False)
