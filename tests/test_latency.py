@@ -156,11 +156,11 @@ def test_build_table_for_given_archs(tiny_net: Supernet) -> None:
 def test_cli_latency_measure_and_build_table(tmp_path) -> None:
     out = tmp_path / "table.json"
     r = run_cli("latency", "build-table", "--space", "tiny", "--archs", "1", "--warmup", "0", "--repeats", "1",
-                "--calibration-archs", "0", "--num-classes", "10", "--out", str(out), "--json")
+                "--calibration-archs", "0", "--holdout-archs", "0", "--num-classes", "10", "--out", str(out), "--json")
     assert r.code == 0, r.err
     info = json.loads(r.out)
     assert info["ops"] == len(LatencyTable.load(out).entries) > 0 and info["threads"] == 1
-    assert info["holdout_archs"] == 0 and info["holdout_mape_percent"] is None  # 1-arch table covers no random arch
+    assert info["holdout_archs"] == 0 and info["holdout_mape_percent"] is None
     r = run_cli("latency", "measure", "--arch", "min", "--space", "tiny", "--repeats", "2", "--warmup", "0",
                 "--threads", "1", "--num-classes", "10", "--table", str(out), "--json")
     assert r.code == 0, r.err

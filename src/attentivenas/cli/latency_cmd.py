@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import typer
 
 from ..costs import peak_activation_bytes, weight_bytes
-from ..space import get_space, resolve_arch
+from ..space import Arch, SearchSpace, get_space, resolve_arch
 from .common import ARCH_HELP, SPACE_HELP, print_json
 
 latency_app = typer.Typer(no_args_is_help=True, help="Measure latency on this device; build latency tables.")
+RUNTIME_HELP = ("torch (eager), onnxruntime, executorch (XNNPACK; extra [executorch]) or openvino (extra "
+                "[openvino]): the subnet is exported and timed in that runtime.")
 
 
 def latency_measure_cmd(
@@ -24,24 +27,28 @@ def latency_measure_cmd(
     repeats: int = typer.Option(50, "--repeats", min=1, help="Timed runs (median reported)."),
     num_classes: int = typer.Option(1000, "--num-classes", min=1, help="Classifier outputs."),
     table: Path | None = typer.Option(None, "--table", help="Also predict with this latency table."),
+    runtime: str = typer.Option("torch", "--runtime", help=RUNTIME_HELP),
+    clock: str = typer.Option("wall", "--clock", help="wall, or cpu (thread CPU time; threads 1)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
-    """Latency of one subnet (random weights) on this device: median of repeats after warm-up."""
+    """Latency of one subnet (random weights) in a runtime on this device: median of repeats after warm-up."""
     import torch  # heavy (torch): loaded when the command runs
 
-    from ..latency import LatencyTable, device_name, measure_arch, resolve_device
+    from ..latency import LatencyTable, check_runtime, device_name, measure_arch, runtime_version
 
     sp = get_space(space)
     a = resolve_arch(arch, sp)
+    dev = check_runtime(runtime, device)
     tab = LatencyTable.load(table) if table is not None else None
     if tab is not None:
         tab.check_space(sp)
-    dev = resolve_device(device)
-    res = measure_arch(sp, a, dev, batch, threads, warmup, repeats, num_classes)
+        tab.check_setting(runtime=runtime, batch=batch, num_classes=num_classes)
+    res = measure_arch(sp, a, dev, batch, threads, warmup, repeats, num_classes, clock=clock, runtime=runtime)
     out = res.to_dict() | {"median_ms": round(res.median_ms, 4), "p90_ms": round(res.p90_ms, 4)}
     out = {"latency_ms": out["median_ms"]} | out
     out["device_name"] = device_name(dev)
     out["torch"] = torch.__version__
+    out["runtime_version"] = runtime_version(runtime)
     out["weight_mb"] = round(weight_bytes(sp, a, torch.float32, num_classes) / 1e6, 4)
     out["peak_activation_mb"] = round(peak_activation_bytes(sp, a, batch, torch.float32, num_classes) / 1e6, 4)
     if tab is not None:
@@ -49,8 +56,9 @@ def latency_measure_cmd(
     if as_json:
         print_json(out)
         return
-    typer.echo(f"{out['latency_ms']:.3f} ms median (p90 {out['p90_ms']:.3f} ms) on {out['device']} "
-               f"({out['device_name']}), batch {batch}, {out['threads']} thread(s), {repeats} runs")
+    typer.echo(f"{out['latency_ms']:.3f} ms median (p90 {out['p90_ms']:.3f} ms) in {runtime} "
+               f"{out['runtime_version']} on {out['device']} ({out['device_name']}), batch {batch}, "
+               f"{out['threads']} thread(s), {repeats} runs")
     typer.echo(f"memory: {out['weight_mb']:.2f} MB weights, {out['peak_activation_mb']:.2f} MB peak activations")
     if tab is not None:
         typer.echo(f"table prediction: {out['predicted_ms']:.3f} ms")
@@ -63,11 +71,14 @@ def latency_build_cmd(
     batch: int = typer.Option(1, "--batch", min=1, help="Batch size."),
     threads: int | None = typer.Option(1, "--threads", min=1, help="CPU threads."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or auto."),
+    runtime: str = typer.Option("torch", "--runtime", help=RUNTIME_HELP),
+    model: str = typer.Option("auto", "--model", help="sum (ops + overhead), scaled (+ one factor per op group; "
+                              "needs --calibration-archs >= 8) or auto (lower leave-one-out error)."),
     warmup: int = typer.Option(5, "--warmup", min=0, help="Untimed runs per op."),
     repeats: int = typer.Option(20, "--repeats", min=1, help="Timed runs per op."),
     passes: int = typer.Option(1, "--passes", min=1, help="Passes over all ops (lowest median kept)."),
     calibration_archs: int = typer.Option(4, "--calibration-archs", min=0,
-                                          help="Whole subnets measured to fit the overhead."),
+                                          help="Whole subnets measured to fit the overhead (and the scaled model)."),
     clock: str = typer.Option("wall", "--clock", help="wall, or cpu (thread CPU time; threads 1)."),
     num_classes: int = typer.Option(1000, "--num-classes", min=1, help="Classifier outputs."),
     seed: int = typer.Option(0, "--seed", help="Seed of the sampled archs."),
@@ -75,39 +86,57 @@ def latency_build_cmd(
                                       help="Held-out subnets measured whole to report the table's MAPE."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
-    """Measure every op needed by a space (or sampled archs), write a latency table, and report its
-    mean absolute percentage error on held-out subnets."""
-    from ..latency import build_latency_table, measure_archs, table_error  # heavy (torch): loaded when the command runs
+    """Measure every op needed by a space (or sampled archs) in a runtime, write a latency table, and
+    report its mean absolute percentage error on held-out subnets (for every fitted model)."""
+    from ..latency import build_latency_table, check_runtime  # heavy (torch): loaded when the command runs
 
     sp = get_space(space)
+    check_runtime(runtime, device)
+    rng = np.random.default_rng(seed + 7919)  # archs apart from the ones the overhead is fitted on
+    held = [sp.sample(rng) for _ in range(holdout_archs)]
     tab = build_latency_table(sp, device, batch, archs, num_classes, threads, warmup, repeats, passes,
-                              calibration_archs, seed, progress=not as_json, clock=clock)
-    mape = None
-    if holdout_archs:
-        rng = np.random.default_rng(seed + 7919)  # archs apart from the ones the overhead was fitted on
-        drawn = (sp.sample(rng) for _ in range(200 * holdout_archs))
-        held = [a for a in drawn if tab.covers(sp, a)][:holdout_archs]  # a table of --archs covers few
-        if held:
-            measured = measure_archs(sp, held, device, batch, threads, warmup, repeats, passes, num_classes,
-                                     seed=seed, progress=not as_json, clock=clock)
-            mape = table_error(tab, sp, held, measured)
-            tab.meta["holdout_archs"] = len(held)
-            tab.meta["holdout_mape_percent"] = mape
-        holdout_archs = len(held)
+                              calibration_archs, seed, progress=not as_json, clock=clock, runtime=runtime,
+                              model=model, extra_archs=held if archs is not None else ())
+    mapes = _holdout_mapes(tab, sp, held, device, batch, threads, warmup, repeats, passes, num_classes, seed,
+                           not as_json, clock, runtime)
     path = tab.save(out)
-    info = {"path": str(path), "ops": len(tab.entries), "overhead_ms": round(tab.overhead_ms, 4),
-            "per_block_ms": round(tab.per_block_ms, 4), "device": tab.device, "device_name": tab.device_name,
-            "threads": tab.threads, "batch": tab.batch, "holdout_archs": holdout_archs,
-            "holdout_mape_percent": None if mape is None else round(mape, 3)}
+    info = {"path": str(path), "ops": len(tab.entries), "runtime": tab.runtime, "runtime_version": tab.runtime_version,
+            "model": tab.model, "overhead_ms": round(tab.overhead_ms, 4), "per_block_ms": round(tab.per_block_ms, 4),
+            "group_scale": {k: round(v, 4) for k, v in tab.group_scale.items()}, "device": tab.device,
+            "device_name": tab.device_name, "threads": tab.threads, "batch": tab.batch, "holdout_archs": len(held),
+            "holdout_mape_percent": None if not mapes else round(mapes[tab.model], 3),
+            "holdout_mape_by_model": {k: round(v, 3) for k, v in mapes.items()}}
     if as_json:
         print_json(info)
-    else:
-        typer.echo(f"wrote {path}: {info['ops']} ops on {tab.device} ({tab.device_name}), batch {batch}, "
-                   f"{tab.threads} thread(s); overhead {tab.overhead_ms:.3f} ms + {tab.per_block_ms:.4f} ms/block")
-        if mape is not None:
-            typer.echo(f"error on {holdout_archs} held-out subnets: {mape:.1f}% mean absolute percentage error")
-        else:
-            typer.echo("no held-out subnet is covered by this table (built for --archs): no error reported")
+        return
+    typer.echo(f"wrote {path}: {info['ops']} ops in {runtime} {tab.runtime_version} on {tab.device} "
+               f"({tab.device_name}), batch {batch}, {tab.threads} thread(s); model {tab.model}: overhead "
+               f"{tab.overhead_ms:.3f} ms + {tab.per_block_ms:.4f} ms/block")
+    for name, mape in mapes.items():
+        typer.echo(f"error on {len(held)} held-out subnets, {name} model: {mape:.1f}% mean absolute percentage error"
+                   + (" (in use)" if name == tab.model else ""))
+
+
+def _holdout_mapes(tab: Any, sp: SearchSpace, held: list[Arch], device: str, batch: int, threads: int | None,
+                   warmup: int, repeats: int, passes: int, num_classes: int, seed: int, progress: bool, clock: str,
+                   runtime: str) -> dict[str, float]:
+    """MAPE (%) of every fitted model of ``tab`` on the held-out archs (recorded in the table's meta)."""
+    from ..latency import measure_archs, table_error  # heavy (torch): loaded when the command runs
+
+    if not held:
+        return {}
+    measured = measure_archs(sp, held, device, batch, threads, warmup, repeats, passes, num_classes, seed=seed,
+                             progress=progress, clock=clock, runtime=runtime)
+    active, mapes = tab.model, {}
+    for name in tab.meta.get("fits", {}) or {"sum": None}:
+        if name in tab.meta.get("fits", {}):
+            tab.use_model(name)
+        mapes[name] = table_error(tab, sp, held, measured)
+    if active in tab.meta.get("fits", {}):
+        tab.use_model(active)
+    tab.meta.update(holdout_archs=len(held), holdout_mape_percent=mapes.get(tab.model),
+                    holdout_mape_by_model=mapes, holdout_measured_ms=measured)
+    return mapes
 
 
 latency_app.command("measure")(latency_measure_cmd)

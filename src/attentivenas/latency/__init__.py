@@ -1,14 +1,16 @@
 """Latency on a device: direct measurement, per-op signatures from the block plan, latency tables.
 
-Lives here: ``measure`` (:func:`measure_latency` of one model, whole subnets of a space), ``ops``
-(:class:`OpSig`, the ops of an arch, the module that runs each op) and ``table``
-(:class:`LatencyTable`: build, predict scalar and vectorised, fit the overhead, report the MAPE).
+Lives here: ``runtimes`` (PyTorch eager, ONNX Runtime, ExecuTorch, OpenVINO: a model exported,
+loaded and bound to its input as a :class:`Runner`), ``measure`` (:func:`measure_latency` of one
+model in a runtime, whole subnets of a space), ``ops`` (:class:`OpSig`, the ops of an arch, the
+module that runs each op) and ``table`` (:class:`LatencyTable`: build per runtime, predict scalar
+and vectorised, fit the overhead and the per-group ``scaled`` model, report the MAPE).
 
 May import: ``attentivenas.space``, ``costs``, ``nn``, ``devices``, ``io``, ``errors``.
 """
 
 from ..devices import device_name, resolve_device
-from .measure import LatencyResult, measure_arch, measure_archs, measure_latency, random_subnet
+from .measure import LatencyResult, measure_arch, measure_archs, measure_latency, random_subnet, time_runner
 from .ops import (
     OP_KINDS,
     OpSig,
@@ -18,16 +20,24 @@ from .ops import (
     head_ops,
     measure_op,
     op_module,
+    null_runner,
+    op_runner,
     space_signatures,
     stage_ops,
 )
+from .runtimes import CPU_CLOCK_RUNTIMES, RUNTIMES, Runner, check_runtime, prepare, runtime_version
 from .table import (
     MIN_FRACTION,
+    MIN_SCALED_ARCHS,
+    MODELS,
+    OP_GROUPS,
     TABLE_FORMAT,
     TABLE_VERSION,
     LatencyTable,
     build_latency_table,
+    fit_models,
     fit_overhead,
+    fit_scaled,
     table_error,
 )
 
@@ -35,5 +45,7 @@ __all__ = [
     "device_name", "resolve_device", "LatencyResult", "measure_arch", "measure_archs", "measure_latency",
     "random_subnet", "OP_KINDS", "OpSig", "arch_ops", "block_ops", "first_ops", "head_ops", "measure_op", "op_module",
     "space_signatures", "stage_ops", "MIN_FRACTION", "TABLE_FORMAT", "TABLE_VERSION", "LatencyTable",
-    "build_latency_table", "fit_overhead", "table_error",
+    "build_latency_table", "fit_overhead", "table_error", "time_runner", "op_runner", "null_runner", "CPU_CLOCK_RUNTIMES",
+    "RUNTIMES", "Runner", "check_runtime", "prepare", "runtime_version", "MIN_SCALED_ARCHS", "MODELS", "OP_GROUPS",
+    "fit_models", "fit_scaled",
 ]

@@ -1,6 +1,6 @@
-"""Measured latency: one model timed on a device (warm-up runs, then the median and spread of timed
-repeats under ``torch.inference_mode``; batch, threads and device are part of the result), and
-whole subnets of a space measured in round-robin passes."""
+"""Measured latency: one model timed on a device in a runtime (warm-up runs, then the median and
+spread of timed repeats; runtime, batch, threads and device are part of the result), and whole
+subnets of a space measured in round-robin passes (all exported and loaded first, then timed)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from ..errors import UserError
 from ..nn import Supernet
 from ..progress import progress_bar
 from ..space import Arch, SearchSpace
+from .runtimes import CPU_CLOCK_RUNTIMES, Runner, prepare
 
 
 @dataclass(frozen=True)
@@ -31,9 +32,11 @@ class LatencyResult:
     device: str
     repeats: int = 0
     clock: str = "wall"
+    runtime: str = "torch"
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "runtime": self.runtime,
             "clock": self.clock,
             "median_ms": self.median_ms,
             "p90_ms": self.p90_ms,
@@ -44,9 +47,59 @@ class LatencyResult:
         }
 
 
-def _sync(dev: torch.device) -> None:
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
+def time_runner(runner: Runner, warmup: int = 10, repeats: int = 50, rounds: int = 1,
+                clock: str = "wall") -> np.ndarray:
+    """Times (ms) of ``repeats`` timed runs of ``runner`` after ``warmup`` untimed ones; with
+    ``rounds > 1`` the round with the lowest median."""
+    timer = time.thread_time if clock == "cpu" else time.perf_counter
+    best: np.ndarray | None = None
+    with runner.session():
+        for _ in range(warmup):
+            runner.run()
+        runner.sync()
+        for _ in range(rounds):
+            times = np.empty(repeats)
+            for i in range(repeats):
+                runner.sync()
+                t0 = timer()
+                runner.run()
+                runner.sync()
+                times[i] = (timer() - t0) * 1e3
+            if best is None or np.median(times) < np.median(best):
+                best = times
+    return np.asarray(best)
+
+
+def check_timing(warmup: int, repeats: int, rounds: int, clock: str, runtime: str,
+                 dev: torch.device, threads: int | None) -> None:
+    """User errors for timing settings that cannot be measured."""
+    if clock not in ("wall", "cpu"):
+        raise UserError(f"unknown clock {clock!r}; use wall or cpu")
+    if repeats < 1 or rounds < 1:
+        raise UserError(f"repeats and rounds must be >= 1, got {repeats} and {rounds}")
+    if warmup < 0:
+        raise UserError(f"warmup must be >= 0, got {warmup}")
+    if threads is not None and threads < 1:
+        raise UserError(f"threads must be >= 1, got {threads}")
+    if clock == "cpu" and (dev.type != "cpu" or threads != 1):
+        raise UserError("clock 'cpu' measures one thread on the CPU: use it with device cpu and threads 1")
+    if clock == "cpu" and runtime not in CPU_CLOCK_RUNTIMES:
+        raise UserError(f"clock 'cpu' is not available for runtime {runtime!r} (it runs on its own threads); "
+                        "use clock wall")
+
+
+def result_of(times: np.ndarray, runner: Runner, batch: int, clock: str, repeats: int) -> LatencyResult:
+    """The :class:`LatencyResult` of timed runs (``times``: the kept round; ``repeats``: all runs)."""
+    return LatencyResult(
+        median_ms=float(np.median(times)),
+        p90_ms=float(np.percentile(times, 90)),
+        batch=int(batch),
+        threads=runner.threads,
+        device=runner.device,
+        repeats=int(repeats),
+        clock=clock,
+        runtime=runner.runtime,
+    )
 
 
 def measure_latency(
@@ -59,71 +112,34 @@ def measure_latency(
     seed: int = 0,
     rounds: int = 1,
     clock: str = "wall",
+    runtime: str = "torch",
 ) -> LatencyResult:
-    """Time ``model`` (moved to ``device``) on a random input of ``input_shape`` (batch first).
+    """Time ``model`` on a random input of ``input_shape`` (batch first) as ``runtime`` runs it.
 
-    Runs ``warmup`` untimed forwards, then ``repeats`` timed ones (CUDA synchronised before and
-    after each) under ``torch.inference_mode`` in eval mode; the result is their median (and 90th
-    percentile). With ``rounds > 1`` this is done ``rounds`` times and the round with the lowest
-    median is kept (robust to other processes sharing the CPU). ``threads`` sets the CPU intra-op
-    threads for the measurement (restored afterwards); the result states the value used.
+    ``runtime``: ``torch`` (eager, on ``device``, under ``torch.inference_mode``), ``onnxruntime``,
+    ``executorch`` (XNNPACK) or ``openvino`` (see :mod:`attentivenas.latency.runtimes`: exported at
+    this input shape and loaded in the runtime first). Runs ``warmup`` untimed forwards, then
+    ``repeats`` timed ones (CUDA synchronised before and after each); the result is their median (and
+    90th percentile). With ``rounds > 1`` this is done ``rounds`` times and the round with the lowest
+    median is kept (robust to other processes sharing the CPU). ``threads`` sets the runtime's CPU
+    threads for the measurement (PyTorch's are restored afterwards); the result states the value used.
 
     ``clock="wall"`` times wall-clock latency (the default, what a user waits). ``clock="cpu"``
     times the CPU time of the calling thread instead: on a CPU shared with other processes it
     does not count the time the process waits for a core, so it estimates the latency of an idle
-    machine. It needs ``threads=1`` on the CPU (other intra-op threads would not be counted).
+    machine. It needs ``threads=1`` on the CPU (other threads would not be counted).
     """
-    if clock not in ("wall", "cpu"):
-        raise UserError(f"unknown clock {clock!r}; use wall or cpu")
-    if repeats < 1 or rounds < 1:
-        raise UserError(f"repeats and rounds must be >= 1, got {repeats} and {rounds}")
-    if warmup < 0:
-        raise UserError(f"warmup must be >= 0, got {warmup}")
     dev = resolve_device(device)
-    if clock == "cpu" and (dev.type != "cpu" or threads != 1):
-        raise UserError("clock 'cpu' measures one thread on the CPU: use it with device cpu and threads 1")
-    timer = time.thread_time if clock == "cpu" else time.perf_counter
-    old_threads = torch.get_num_threads()
-    if threads is not None:
-        if threads < 1:
-            raise UserError(f"threads must be >= 1, got {threads}")
-        torch.set_num_threads(threads)
+    check_timing(warmup, repeats, rounds, clock, runtime, dev, threads)
     was_training = model.training
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(*input_shape, generator=gen)
     try:
-        model.eval()
-        model.to(dev)
-        gen = torch.Generator().manual_seed(seed)
-        x = torch.randn(*input_shape, generator=gen).to(dev)
-        best: np.ndarray | None = None
-        with torch.inference_mode():
-            for _ in range(warmup):
-                model(x)
-            _sync(dev)
-            for _ in range(rounds):
-                times = np.empty(repeats)
-                for i in range(repeats):
-                    _sync(dev)
-                    t0 = timer()
-                    model(x)
-                    _sync(dev)
-                    times[i] = (timer() - t0) * 1e3
-                if best is None or np.median(times) < np.median(best):
-                    best = times
-        used = torch.get_num_threads()
+        runner = prepare(model, x, runtime, dev, threads)
+        times = time_runner(runner, warmup, repeats, rounds, clock)
     finally:
         model.train(was_training)
-        if threads is not None:
-            torch.set_num_threads(old_threads)
-    arr = np.asarray(best)
-    return LatencyResult(
-        median_ms=float(np.median(arr)),
-        p90_ms=float(np.percentile(arr, 90)),
-        batch=int(input_shape[0]),
-        threads=int(used),
-        device=str(dev),
-        repeats=repeats * rounds,
-        clock=clock,
-    )
+    return result_of(times, runner, int(input_shape[0]), clock, repeats * rounds)
 
 
 def random_subnet(space: SearchSpace, arch: Arch, num_classes: int = 1000, seed: int = 0,
@@ -138,30 +154,34 @@ def random_subnet(space: SearchSpace, arch: Arch, num_classes: int = 1000, seed:
 def measure_arch(space: SearchSpace, arch: Arch, device: str | torch.device = "cpu", batch: int = 1,
                  threads: int | None = None, warmup: int = 10, repeats: int = 50, num_classes: int = 1000,
                  supernet: nn.Module | None = None, seed: int = 0, rounds: int = 1,
-                 clock: str = "wall") -> LatencyResult:
-    """Measured latency of the static subnet ``arch`` at its resolution."""
+                 clock: str = "wall", runtime: str = "torch") -> LatencyResult:
+    """Measured latency of the static subnet ``arch`` at its resolution in ``runtime``."""
     model = random_subnet(space, arch, num_classes, seed, supernet)
     return measure_latency(model, (batch, 3, arch.resolution, arch.resolution), device, warmup, repeats, threads,
-                           seed, rounds, clock)
+                           seed, rounds, clock, runtime)
 
 
 def measure_archs(space: SearchSpace, archs: Sequence[Arch], device: str | torch.device = "cpu", batch: int = 1,
                   threads: int | None = 1, warmup: int = 5, repeats: int = 20, passes: int = 1,
                   num_classes: int = 1000, supernet: nn.Module | None = None, seed: int = 0,
-                  progress: bool = False, clock: str = "wall") -> list[float]:
-    """Measured latency (ms) of many archs: ``passes`` round-robin passes over all of them, keeping
-    each arch's lowest median (transient load from other processes only ever adds time)."""
+                  progress: bool = False, clock: str = "wall", runtime: str = "torch") -> list[float]:
+    """Measured latency (ms) of many archs in ``runtime``: every subnet is exported and loaded first,
+    then ``passes`` round-robin passes over all of them keep each arch's lowest median (transient load
+    from other processes only ever adds time)."""
     if passes < 1:
         raise UserError(f"passes must be >= 1, got {passes}")
+    dev = resolve_device(device)
+    check_timing(warmup, repeats, 1, clock, runtime, dev, threads)
     if supernet is None:
         torch.manual_seed(seed)
         supernet = Supernet(space, num_classes=num_classes)
-    models = [random_subnet(space, a, num_classes, seed, supernet) for a in archs]
+    gen = torch.Generator().manual_seed(seed)
+    runners = []
+    for a in progress_bar(list(archs), f"load subnets ({runtime})", progress and runtime != "torch"):
+        x = torch.randn(batch, 3, a.resolution, a.resolution, generator=gen)
+        runners.append(prepare(random_subnet(space, a, num_classes, seed, supernet), x, runtime, dev, threads))
     best = [float("inf")] * len(archs)
     for _ in range(passes):
         for i in progress_bar(list(range(len(archs))), "archs", progress):
-            r = archs[i].resolution
-            ms = measure_latency(models[i], (batch, 3, r, r), device, warmup, repeats, threads, seed,
-                                 clock=clock).median_ms
-            best[i] = min(best[i], ms)
+            best[i] = min(best[i], float(np.median(time_runner(runners[i], warmup, repeats, 1, clock))))
     return best

@@ -9,7 +9,7 @@
 - ``pool`` (global average pool), ``feature_mix`` (1x1 conv + SiLU at 1x1) and ``classifier``.
 
 The ops of an arch come from its block plan (:func:`attentivenas.space.net_plan`); each op
-signature is measured alone by :func:`measure_op`.
+signature is measured alone by :func:`measure_op` (or loaded in a runtime by :func:`op_runner`).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from torch import nn
 from ..nn.static import ConvBnAct, DepthConv, Shortcut
 from ..space import HEAD_EXPAND, Arch, BlockConfig, SearchSpace, conv_out_size, net_plan, stage_input_sizes, stage_plan
 from .measure import measure_latency
+from .runtimes import Runner, prepare
 
 # --------------------------------------------------------------------------- op signatures
 OP_KINDS = (
@@ -165,10 +166,33 @@ def op_module(sig: OpSig, act: str = "swish") -> tuple[nn.Module, tuple[int, int
     raise ValueError(f"unknown op kind {k!r}")
 
 
-def measure_op(sig: OpSig, device: str | torch.device = "cpu", batch: int = 1, warmup: int = 5,
-               repeats: int = 20, threads: int | None = None, seed: int = 0, act: str = "swish",
-               rounds: int = 1, clock: str = "wall") -> float:
-    """Median latency (ms) of one op on ``device``."""
+class _Null(nn.Module):
+    """A near-empty op: its time in a runtime is the runtime's cost of one call."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(x)
+
+
+def null_runner(device: str | torch.device = "cpu", batch: int = 1, threads: int | None = None,
+                runtime: str = "torch") -> Runner:
+    """A near-empty op (ReLU of ``batch x 8``) loaded in ``runtime``: the cost of one call."""
+    return prepare(_Null(), torch.zeros(batch, 8, 1, 1), runtime, device, threads)
+
+
+def op_runner(sig: OpSig, device: str | torch.device = "cpu", batch: int = 1, threads: int | None = None,
+              seed: int = 0, act: str = "swish", runtime: str = "torch") -> Runner:
+    """One op exported and loaded in ``runtime``, bound to a seeded random input of ``batch``."""
     torch.manual_seed(seed)
     module, shape = op_module(sig, act)
-    return measure_latency(module, (batch, *shape), device, warmup, repeats, threads, seed, rounds, clock).median_ms
+    x = torch.randn(batch, *shape, generator=torch.Generator().manual_seed(seed))
+    return prepare(module, x, runtime, device, threads)
+
+
+def measure_op(sig: OpSig, device: str | torch.device = "cpu", batch: int = 1, warmup: int = 5,
+               repeats: int = 20, threads: int | None = None, seed: int = 0, act: str = "swish",
+               rounds: int = 1, clock: str = "wall", runtime: str = "torch") -> float:
+    """Median latency (ms) of one op on ``device`` in ``runtime``."""
+    torch.manual_seed(seed)
+    module, shape = op_module(sig, act)
+    return measure_latency(module, (batch, *shape), device, warmup, repeats, threads, seed, rounds, clock,
+                           runtime).median_ms

@@ -1,12 +1,16 @@
-"""Latency tables: a subnet's latency predicted from per-op latencies measured once on a device.
+"""Latency tables: a subnet's latency predicted from per-op latencies measured once on a device,
+in one runtime (PyTorch eager, ONNX Runtime, ExecuTorch, OpenVINO), batch and thread count.
 
 Each distinct op signature (:mod:`attentivenas.latency.ops`) is measured once
 (:func:`build_latency_table`); the prediction of an arch is the sum of its ops plus
 ``overhead_ms + per_block_ms * blocks``: the work the ops alone do not show (Python dispatch of the
 block and sequence modules, the flatten), fitted by least squares on the residuals of a few whole
-subnets measured on the same device (a prediction is never below ``MIN_FRACTION`` of its summed op
-times). :func:`table_error` reports the mean absolute percentage error (MAPE) of the table against
-measured latency on held-out archs.
+subnets measured the same way (a prediction is never below ``MIN_FRACTION`` of its summed op
+times). That is the ``sum`` model. Runtimes that fuse across layers (an add into the conv before it,
+a whole graph in one delegate call) run a subnet faster than the sum of its ops alone; the
+``scaled`` model (:func:`fit_scaled`) also fits one factor per op group (:data:`OP_GROUPS`) on the
+same whole subnets. :func:`table_error` reports the mean absolute percentage error (MAPE) of the
+table against measured latency on held-out archs.
 """
 
 from __future__ import annotations
@@ -23,16 +27,28 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..devices import device_name, resolve_device
+from ..devices import device_name
 from ..errors import UserError
 from ..io import atomic_write_json, read_json_file
 from ..progress import progress_bar
 from ..space import Arch, SearchSpace
-from .measure import measure_archs
-from .ops import OpSig, arch_ops, first_ops, head_ops, measure_op, space_signatures, stage_ops
+from .measure import check_timing, measure_archs, time_runner
+from .ops import OpSig, arch_ops, first_ops, head_ops, null_runner, op_runner, space_signatures, stage_ops
+from .runtimes import RUNTIMES, check_runtime, runtime_version
 
 TABLE_FORMAT = "attentivenas-latency-table"
-TABLE_VERSION = 1
+TABLE_VERSION = 2  # 2: runtime, model and group scales (version 1 tables are PyTorch eager, sum model)
+MODELS = ("sum", "scaled")
+#: op groups of the ``scaled`` model: each group's summed op times get one fitted factor
+OP_GROUPS: dict[str, tuple[str, ...]] = {
+    "conv": ("first_conv", "expand", "project", "final_expand", "feature_mix", "classifier"),
+    "depthwise": ("depthwise",),
+    "residual": ("residual",),
+    "pool": ("pool",),
+}
+GROUP_OF = {kind: g for g, kinds in OP_GROUPS.items() for kind in kinds}
+#: fewest calibration archs the scaled model is fitted on (2 overhead terms + 4 group factors)
+MIN_SCALED_ARCHS = 8
 #: A prediction never drops below this fraction of its summed op times: the fitted overhead is
 #: often negative (each op timed alone carries call overhead) and, fitted on a few noisy subnets,
 #: must not push a small subnet's prediction to zero or below.
@@ -58,6 +74,11 @@ class LatencyTable:
     device_name: str = ""
     torch_version: str = torch.__version__
     meta: dict[str, Any] = field(default_factory=dict)
+    runtime: str = "torch"
+    runtime_version: str = ""
+    call_ms: float = 0.0
+    model: str = "sum"
+    group_scale: dict[str, float] = field(default_factory=dict)
     _luts: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     # ----------------------------------------------------------------- checks
@@ -68,6 +89,45 @@ class LatencyTable:
                 f"latency table was built for space '{self.space.get('name', '?')}', not for space "
                 f"'{space.name}'; build a table for this space with `attentivenas latency build-table`"
             )
+
+    def check_setting(self, runtime: str | None = None, batch: int | None = None, device: str | None = None,
+                      threads: int | None = None, num_classes: int | None = None) -> None:
+        """Raise :class:`UserError` when the table was measured in another runtime, batch, device,
+        thread count or number of classes than asked (``None``: not asked)."""
+        asked = {"runtime": runtime, "batch": batch, "device": device, "threads": threads, "num_classes": num_classes}
+        have = {"runtime": self.runtime, "batch": self.batch, "device": self.device, "threads": self.threads,
+                "num_classes": self.num_classes}
+        bad = [f"{k} {have[k]!r} (asked: {v!r})" for k, v in asked.items() if v is not None and v != have[k]]
+        if bad:
+            raise UserError(f"latency table was measured with {', '.join(bad)}; build a table for this setting "
+                            "with `attentivenas latency build-table` (--runtime, --batch, --threads)")
+
+    def setting(self) -> dict[str, Any]:
+        """Runtime, device, threads, batch and model of the table."""
+        return {"runtime": self.runtime, "runtime_version": self.runtime_version, "device": self.device,
+                "device_name": self.device_name, "threads": self.threads, "batch": self.batch, "model": self.model}
+
+    def use_model(self, model: str) -> None:
+        """Predict with the fitted model ``model`` (``sum`` or ``scaled``) stored in ``meta['fits']``."""
+        fits = self.meta.get("fits", {})
+        if model not in fits:
+            raise UserError(f"latency table has no fitted {model!r} model (fitted: {sorted(fits) or 'none'})")
+        fit = fits[model]
+        self.model = model
+        self.overhead_ms = float(fit["overhead_ms"])
+        self.per_block_ms = float(fit["per_block_ms"])
+        self.group_scale = {str(k): float(v) for k, v in fit.get("group_scale", {}).items()}
+        self.clear_cache()
+
+    def op_cost(self, ms: float) -> float:
+        """What an op measured alone at ``ms`` adds inside a whole subnet: its time less the runtime's
+        per-call cost ``call_ms`` (paid once per subnet, not once per op; 0 for PyTorch eager, whose
+        module calls are paid in the subnet too), never below ``MIN_FRACTION`` of ``ms``."""
+        return max(ms - self.call_ms, MIN_FRACTION * ms)
+
+    def weight(self, kind: str) -> float:
+        """The factor on the op times of ``kind`` (1 in the ``sum`` model)."""
+        return self.group_scale.get(GROUP_OF.get(kind, ""), 1.0)
 
     def clear_cache(self) -> None:
         """Forget the lookup tables of whole stages (after entries or the overhead change)."""
@@ -91,8 +151,15 @@ class LatencyTable:
         """Predicted latency (ms) of ``arch``: sum of its ops plus the overhead."""
         self.check_space(space)
         space.validate(arch)
-        ops = sum(self.op_ms(op) for op in arch_ops(space, arch, self.num_classes))
+        ops = sum(self.op_cost(self.op_ms(op)) * self.weight(op.kind) for op in arch_ops(space, arch, self.num_classes))
         return max(ops + self.overhead_ms + self.per_block_ms * sum(arch.depth), MIN_FRACTION * ops)
+
+    def group_sums(self, space: SearchSpace, arch: Arch) -> dict[str, float]:
+        """Summed (unweighted) op times of ``arch`` per op group."""
+        sums = dict.fromkeys(OP_GROUPS, 0.0)
+        for op in arch_ops(space, arch, self.num_classes):
+            sums[GROUP_OF[op.kind]] += self.op_cost(self.op_ms(op))
+        return sums
 
     def _sum(self, ops: Iterable[OpSig]) -> float:
         total = 0.0
@@ -100,7 +167,7 @@ class LatencyTable:
             v = self.entries.get(op.key())
             if v is None:
                 return float("nan")
-            total += v
+            total += self.op_cost(v) * self.weight(op.kind)
         return total
 
     def _lookup_tables(self, space: SearchSpace) -> dict[str, Any]:
@@ -157,10 +224,15 @@ class LatencyTable:
             "device": self.device,
             "device_name": self.device_name,
             "torch": self.torch_version,
+            "runtime": self.runtime,
+            "runtime_version": self.runtime_version,
+            "call_ms": self.call_ms,
             "threads": self.threads,
             "batch": self.batch,
             "overhead_ms": self.overhead_ms,
             "per_block_ms": self.per_block_ms,
+            "model": self.model,
+            "group_scale": self.group_scale,
             "meta": self.meta,
             "entries": dict(sorted(self.entries.items())),
         }
@@ -179,12 +251,21 @@ class LatencyTable:
                 OpSig.from_key(k)
                 if not (math.isfinite(v) and v > 0):
                     raise ValueError(f"entry {k!r} = {v!r} is not a positive finite latency (ms)")
+            if not (math.isfinite(float(data.get("call_ms", 0.0))) and float(data.get("call_ms", 0.0)) >= 0):
+                raise ValueError(f"call_ms = {data.get('call_ms')!r} is not a latency >= 0 (ms)")
             for key in ("overhead_ms", "per_block_ms"):
                 if not math.isfinite(float(data.get(key, 0.0))):
                     raise ValueError(f"{key} = {data.get(key)!r} is not finite")
             space = data["space"]
             if not isinstance(space, dict) or "supernet_config" not in space:
                 raise ValueError("space")
+            scale = {str(k): float(v) for k, v in dict(data.get("group_scale", {})).items()}
+            if any(k not in OP_GROUPS or not (math.isfinite(v) and v > 0) for k, v in scale.items()):
+                raise ValueError(f"group_scale {scale!r} needs positive factors of {list(OP_GROUPS)}")
+            if data.get("runtime", "torch") not in RUNTIMES:
+                raise ValueError(f"runtime {data.get('runtime')!r} is not one of {list(RUNTIMES)}")
+            if data.get("model", "sum") not in MODELS:
+                raise ValueError(f"model {data.get('model')!r} is not one of {list(MODELS)}")
             return cls(
                 space=space,
                 entries=entries,
@@ -197,6 +278,11 @@ class LatencyTable:
                 device_name=str(data.get("device_name", "")),
                 torch_version=str(data.get("torch", "")),
                 meta=dict(data.get("meta", {})),
+                runtime=str(data.get("runtime", "torch")),  # version 1 tables: PyTorch eager
+                runtime_version=str(data.get("runtime_version", "")),
+                call_ms=float(data.get("call_ms", 0.0)),
+                model=str(data.get("model", "sum")),
+                group_scale=scale,
             )
         except (KeyError, ValueError, TypeError, AttributeError) as exc:
             raise UserError(f"{source} is malformed ({exc.__class__.__name__}: {exc})") from None
@@ -224,51 +310,40 @@ def build_latency_table(
     max_signatures: int = 20000,
     supernet: nn.Module | None = None,
     clock: str = "wall",
+    runtime: str = "torch",
+    model: str = "auto",
+    extra_archs: Sequence[Arch] = (),
 ) -> LatencyTable:
-    """Measure every op signature needed and fit the per-network overhead.
+    """Measure every op signature needed in ``runtime`` and fit the per-network overhead.
 
     ``archs``: ``None`` measures every signature of the space (feasible for small spaces); an int
     ``n`` the signatures of ``n`` seeded random archs plus the min and max archs; a list, those of
-    the given archs. Each op's latency is the median of ``repeats`` runs after ``warmup``, the
-    lowest over ``passes`` passes over all ops. The overhead (``overhead_ms + per_block_ms *
-    blocks``) is fitted to (measured - sum of ops) on ``calibration_archs`` seeded random whole
-    subnets (see :func:`fit_overhead`; 0: no overhead). ``clock``: see :func:`measure_latency`.
+    the given archs; ``extra_archs``' signatures are added (e.g. held-out archs to be predicted).
+    Every op is first exported and loaded in ``runtime`` (:mod:`attentivenas.latency.runtimes`),
+    then timed: the median of ``repeats`` runs after ``warmup``, the lowest over ``passes`` passes
+    over all ops. The overhead (``overhead_ms + per_block_ms * blocks``) is fitted to (measured - sum
+    of ops) on ``calibration_archs`` seeded random whole subnets (see :func:`fit_overhead`; 0: no
+    overhead); with at least :data:`MIN_SCALED_ARCHS` of them the ``scaled`` model is fitted too
+    (:func:`fit_scaled`). ``model``: ``sum``, ``scaled``, or ``auto`` (the one with the lower
+    leave-one-out error on the calibration archs). ``clock``: see :func:`measure_latency`.
     """
-    dev = resolve_device(device)
+    dev = check_runtime(runtime, device)
     if batch < 1:
         raise UserError(f"batch must be >= 1, got {batch}")
     if passes < 1:
         raise UserError(f"passes must be >= 1, got {passes}")
-    rng = np.random.default_rng(seed)
-    if archs is None:
-        sigs = space_signatures(space, num_classes)
-        if len(sigs) > max_signatures:
-            raise UserError(
-                f"space '{space.name}' has {len(sigs)} op signatures (> {max_signatures}); "
-                "build the table from sampled archs instead (--archs N)"
-            )
-    else:
-        if isinstance(archs, int):
-            if archs < 1:
-                raise UserError(f"number of archs must be >= 1, got {archs}")
-            chosen = [space.min_arch(), space.max_arch()] + [space.sample(rng) for _ in range(archs)]
-        else:
-            chosen = [space.validate(a) for a in archs]
-        sigs = set()
-        for a in chosen:
-            sigs.update(arch_ops(space, a, num_classes))
+    if model not in (*MODELS, "auto"):
+        raise UserError(f"unknown latency model {model!r}; use sum, scaled or auto")
+    if model == "scaled" and calibration_archs < MIN_SCALED_ARCHS:
+        raise UserError(f"the scaled model needs --calibration-archs >= {MIN_SCALED_ARCHS}, got {calibration_archs}")
+    check_timing(warmup, repeats, 1, clock, runtime, dev, threads)
+    sigs = _signatures(space, archs, num_classes, max_signatures, np.random.default_rng(seed))
     crng = np.random.default_rng(seed + 10_007)
     calib = [space.sample(crng) for _ in range(calibration_archs)]
-    for a in calib:
+    for a in [*calib, *extra_archs]:
         sigs.update(arch_ops(space, a, num_classes))
-
-    ordered = sorted(sigs)
-    entries: dict[str, float] = {}
-    for _ in range(passes):
-        for i, sig in enumerate(progress_bar(ordered, "latency ops", progress)):
-            ms = measure_op(sig, dev, batch, warmup, repeats, threads, seed + i, space.act, clock=clock)
-            entries[sig.key()] = min(ms, entries.get(sig.key(), float("inf")))
-
+    entries, call_ms = _measure_ops(sorted(sigs), space, dev, batch, threads, warmup, repeats, passes, seed, clock,
+                                    runtime, progress)
     table = LatencyTable(
         space={"name": space.name, "supernet_config": _space_config(space)},
         entries=entries,
@@ -277,23 +352,71 @@ def build_latency_table(
         threads=threads if threads is not None else torch.get_num_threads(),
         device=str(dev),
         device_name=device_name(dev),
+        runtime=runtime,
+        runtime_version=runtime_version(runtime),
+        call_ms=call_ms,
         meta={"warmup": warmup, "repeats": repeats, "passes": passes, "seed": seed, "num_ops": len(entries),
               "clock": clock},
     )
     if calib:
         measured = measure_archs(space, calib, dev, batch, threads, warmup, repeats, passes, num_classes, supernet,
-                                 seed, progress, clock)
-        fit_overhead(table, space, calib, measured)
+                                 seed, progress, clock, runtime)
+        fit_models(table, space, calib, measured, model)
     return table
 
 
+def _signatures(space: SearchSpace, archs: Sequence[Arch] | int | None, num_classes: int, max_signatures: int,
+                rng: np.random.Generator) -> set[OpSig]:
+    """The op signatures a table of ``archs`` (see :func:`build_latency_table`) measures."""
+    if archs is None:
+        sigs = space_signatures(space, num_classes)
+        if len(sigs) > max_signatures:
+            raise UserError(
+                f"space '{space.name}' has {len(sigs)} op signatures (> {max_signatures}); "
+                "build the table from sampled archs instead (--archs N)"
+            )
+        return set(sigs)
+    if isinstance(archs, int):
+        if archs < 1:
+            raise UserError(f"number of archs must be >= 1, got {archs}")
+        chosen = [space.min_arch(), space.max_arch()] + [space.sample(rng) for _ in range(archs)]
+    else:
+        chosen = [space.validate(a) for a in archs]
+    sigs: set[OpSig] = set()
+    for a in chosen:
+        sigs.update(arch_ops(space, a, num_classes))
+    return sigs
+
+
+def _measure_ops(ordered: Sequence[OpSig], space: SearchSpace, dev: torch.device, batch: int, threads: int | None,
+                 warmup: int, repeats: int, passes: int, seed: int, clock: str, runtime: str,
+                 progress: bool) -> tuple[dict[str, float], float]:
+    """Median ms of every op (all loaded in the runtime first, then timed in ``passes`` passes) and,
+    for runtimes other than PyTorch eager, the per-call cost (a near-empty op timed the same way)."""
+    runners = [op_runner(sig, dev, batch, threads, seed + i, space.act, runtime)
+               for i, sig in enumerate(progress_bar(ordered, f"load ops ({runtime})", progress and runtime != "torch"))]
+    null = None if runtime == "torch" else null_runner(dev, batch, threads, runtime)
+    entries: dict[str, float] = {}
+    call_ms = float("inf")
+    for _ in range(passes):
+        for sig, runner in zip(progress_bar(ordered, "latency ops", progress), runners, strict=True):
+            ms = float(np.median(time_runner(runner, warmup, repeats, 1, clock)))
+            entries[sig.key()] = min(ms, entries.get(sig.key(), float("inf")))
+        if null is not None:
+            call_ms = min(call_ms, float(np.median(time_runner(null, warmup, repeats * 5, 1, clock))))
+    return entries, 0.0 if null is None else call_ms
+
+
 def fit_overhead(table: LatencyTable, space: SearchSpace, archs: Sequence[Arch], measured: Sequence[float]) -> None:
-    """Set ``table.overhead_ms`` and ``table.per_block_ms`` from whole-subnet measurements.
+    """Set ``table.overhead_ms`` and ``table.per_block_ms`` from whole-subnet measurements (the ``sum``
+    model, stored in ``table.meta['fits']['sum']``).
 
     Least squares of (measured - sum of ops) on ``[1, blocks]``; with fewer than 3 archs, or
     archs that all have the same number of blocks, only a constant (the median residual).
     """
     table.overhead_ms = table.per_block_ms = 0.0
+    table.group_scale = {}
+    table.model = "sum"
     table.clear_cache()
     if not archs:
         return
@@ -305,6 +428,74 @@ def fit_overhead(table: LatencyTable, space: SearchSpace, archs: Sequence[Arch],
     else:
         table.overhead_ms = float(statistics.median(res))
     table.meta["calibration_archs"] = len(archs)
+    table.meta.setdefault("fits", {})["sum"] = {"overhead_ms": table.overhead_ms, "per_block_ms": table.per_block_ms}
+
+
+def _scaled_coefficients(x: np.ndarray, y: np.ndarray, ridge: float) -> np.ndarray:
+    """Least squares ``y ~ a + b * blocks + sum_g c_g * S_g`` (columns of ``x``: 1, blocks, S_g...),
+    relative errors weighted alike, the factors shrunk towards 1 with ``ridge``; factors in [0.05, 5]."""
+    w = 1.0 / y  # relative error: a large subnet does not dominate the fit
+    a, t = x * w[:, None], y * w
+    n_g = x.shape[1] - 2
+    prior = np.zeros((n_g, x.shape[1]))
+    scale = np.sqrt(ridge * len(y))
+    prior[:, 2:] = np.eye(n_g) * scale
+    coef = np.linalg.lstsq(np.vstack([a, prior]), np.concatenate([t, np.full(n_g, scale)]), rcond=None)[0]
+    coef[2:] = np.clip(coef[2:], 0.05, 5.0)
+    return coef
+
+
+def _scaled_design(table: LatencyTable, space: SearchSpace, archs: Sequence[Arch]) -> np.ndarray:
+    rows = []
+    for a in archs:
+        sums = table.group_sums(space, a)
+        rows.append([1.0, float(sum(a.depth))] + [sums[g] for g in OP_GROUPS])
+    return np.array(rows)
+
+
+def fit_scaled(table: LatencyTable, space: SearchSpace, archs: Sequence[Arch], measured: Sequence[float],
+               ridge: float = 0.05) -> float:
+    """Fit the ``scaled`` model (one factor per op group, plus ``overhead_ms + per_block_ms * blocks``)
+    on whole-subnet measurements, store it in ``table.meta['fits']['scaled']`` and return its
+    leave-one-out MAPE (%) on ``archs``. The table's active model is not changed."""
+    if len(archs) < MIN_SCALED_ARCHS:
+        raise UserError(f"the scaled model needs >= {MIN_SCALED_ARCHS} calibration archs, got {len(archs)}")
+    x, y = _scaled_design(table, space, archs), np.asarray(measured, dtype=np.float64)
+    coef = _scaled_coefficients(x, y, ridge)
+    table.meta.setdefault("fits", {})["scaled"] = {
+        "overhead_ms": float(coef[0]), "per_block_ms": float(coef[1]),
+        "group_scale": {g: float(c) for g, c in zip(OP_GROUPS, coef[2:], strict=True)}}
+    loo = []
+    for i in range(len(y)):
+        keep = np.arange(len(y)) != i
+        c = _scaled_coefficients(x[keep], y[keep], ridge)
+        pred = max(float(x[i] @ c), MIN_FRACTION * float(x[i, 2:] @ c[2:]))
+        loo.append(abs(pred - y[i]) / y[i])
+    return float(np.mean(loo) * 100.0)
+
+
+def _sum_loo(table: LatencyTable, space: SearchSpace, archs: Sequence[Arch], measured: Sequence[float]) -> float:
+    """Leave-one-out MAPE (%) of the ``sum`` model on the calibration archs."""
+    errs = []
+    for i in range(len(archs)):
+        keep = [j for j in range(len(archs)) if j != i]
+        fit_overhead(table, space, [archs[j] for j in keep], [measured[j] for j in keep])
+        errs.append(abs(table.predict(space, archs[i]) - measured[i]) / measured[i])
+    return float(np.mean(errs) * 100.0)
+
+
+def fit_models(table: LatencyTable, space: SearchSpace, archs: Sequence[Arch], measured: Sequence[float],
+               model: str = "auto") -> None:
+    """Fit the ``sum`` model (and the ``scaled`` one with enough archs) and make ``model`` active
+    (``auto``: the lower leave-one-out error on ``archs``, in ``table.meta['calibration_loo_mape']``)."""
+    loo = {"sum": _sum_loo(table, space, archs, measured)} if len(archs) >= 4 else {}
+    fit_overhead(table, space, archs, measured)
+    if len(archs) >= MIN_SCALED_ARCHS:
+        loo["scaled"] = fit_scaled(table, space, archs, measured)
+    table.meta["calibration_loo_mape"] = loo
+    if model == "auto":
+        model = min(loo, key=lambda k: loo[k]) if loo else "sum"
+    table.use_model(model)
 
 
 def table_error(table: LatencyTable, space: SearchSpace, archs: Sequence[Arch], measured: Sequence[float]) -> float:

@@ -1,4 +1,6 @@
-"""Standalone subnets: TorchScript, ONNX (checked with onnxruntime) and safetensors + arch JSON.
+"""Standalone subnets: TorchScript, ONNX (checked with onnxruntime), ``torch.export`` programs
+(``.pt2``, checked with ``torch.export.load``), ExecuTorch programs (``.pte``, XNNPACK delegate,
+checked with ExecuTorch's runtime) and safetensors + arch JSON.
 
 Every writer is atomic (:mod:`attentivenas.io`) and checks what it wrote against the PyTorch subnet
 on a seeded random batch: the relative error is ``max |exported - torch| / max |torch|`` over all
@@ -12,7 +14,6 @@ BN first; :func:`export_pareto_set` writes a whole Pareto set in one call.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import io
 import json
@@ -32,11 +33,13 @@ from ..errors import UserError
 from ..io import atomic_write_bytes, atomic_write_json, loads_json, read_json_file
 from ..space import Arch, SearchSpace, get_space
 from .bn import calibrate_bn
+from .programs import executorch_bytes, executorch_method, exported_program, onnx_bytes, onnx_session, program_bytes
 from .static import StaticSubnet
 
 SUBNET_FORMAT = "attentivenas-subnet"
-FORMATS = ("torchscript", "onnx", "safetensors")
-SUFFIXES = {"torchscript": ".pt", "onnx": ".onnx", "safetensors": ".safetensors"}
+FORMATS = ("torchscript", "onnx", "safetensors", "torch-export", "executorch")
+SUFFIXES = {"torchscript": ".pt", "onnx": ".onnx", "safetensors": ".safetensors", "torch-export": ".pt2",
+            "executorch": ".pte"}
 
 
 class ExportError(UserError):
@@ -99,31 +102,18 @@ def export_torchscript(subnet: StaticSubnet, path: str | Path, check: bool = Tru
 
 
 # --------------------------------------------------------------------------- ONNX
-def _onnx_bytes(model: nn.Module, x: torch.Tensor, opset: int, exporter: str) -> bytes:
-    if exporter == "torchscript":
-        buf = io.BytesIO()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(model, (x,), buf, dynamo=False, input_names=["input"], output_names=["logits"],
-                              dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
-                              opset_version=opset, do_constant_folding=True)
-        return buf.getvalue()
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
-        prog = torch.onnx.export(model, (x,), dynamo=True, input_names=["input"], output_names=["logits"],
-                                 dynamic_shapes={"x": {0: torch.export.Dim("batch")}},
-                                 opset_version=max(opset, 18), verbose=False)
-    return prog.model_proto.SerializeToString()
-
-
 def onnx_relative_error(onnx_bytes: bytes, model: nn.Module, x: torch.Tensor) -> float:
     """``max |onnx - torch| / max |torch|`` of the logits of ``x`` (onnxruntime, CPU)."""
-    import onnxruntime as ort  # heavy (about 0.3 s): imported only when an ONNX file is checked
-
-    sess = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+    sess = onnx_session(onnx_bytes, threads=1)
     out = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
+    return relative_error(out, model, x)
+
+
+def relative_error(out: Any, model: nn.Module, x: torch.Tensor) -> float:
+    """``max |out - model(x)| / max |model(x)|`` (``inf`` when the shapes differ)."""
     with torch.inference_mode():
         ref = model(x).numpy()
+    out = np.asarray(out)
     if out.shape != ref.shape:
         return float("inf")
     scale = max(float(np.abs(ref).max()), 1e-12)
@@ -153,12 +143,12 @@ def export_onnx(subnet: nn.Module, path: str | Path, batch: int = 1, opset: int 
     used = exporter
     if exporter == "auto":
         try:
-            data = _onnx_bytes(model, x, opset, "torchscript")
+            data = onnx_bytes(model, x, opset, "torchscript")
             used = "torchscript"
         except Exception:  # noqa: BLE001 - the tracing exporter is deprecated; fall back to dynamo
-            data, used = _onnx_bytes(model, x, opset, "dynamo"), "dynamo"
+            data, used = onnx_bytes(model, x, opset, "dynamo"), "dynamo"
     else:
-        data = _onnx_bytes(model, x, opset, exporter)
+        data = onnx_bytes(model, x, opset, exporter)
     check = torch.randn(batch + 1, 3, r, r, generator=gen)
     err = onnx_relative_error(data, model, check)
     if not err <= tol:
@@ -166,6 +156,56 @@ def export_onnx(subnet: nn.Module, path: str | Path, batch: int = 1, opset: int 
     out = atomic_write_bytes(path, data)
     return {"path": str(out), "rel_error": err, "exporter": used, "opset": opset if used == "torchscript" else
             max(opset, 18)}
+
+
+# --------------------------------------------------------------------------- torch.export and ExecuTorch
+def _check_inputs(subnet: nn.Module, batch: int, seed: int) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    """A CPU eval copy of ``subnet``, an example batch and a check batch (seeded)."""
+    if batch < 1:
+        raise ExportError(f"batch must be >= 1, got {batch}")
+    _subnet_info(subnet)
+    model = _cpu_eval_copy(subnet)
+    r = int(model.resolution)
+    gen = torch.Generator().manual_seed(seed)
+    return model, torch.randn(batch, 3, r, r, generator=gen), torch.randn(batch, 3, r, r, generator=gen)
+
+
+def torch_export_relative_error(data: bytes, model: nn.Module, x: torch.Tensor) -> float:
+    """Relative error of a ``.pt2`` file loaded with ``torch.export.load`` against ``model`` on ``x``."""
+    loaded = torch.export.load(io.BytesIO(data)).module()
+    with torch.inference_mode():
+        return relative_error(loaded(x).numpy(), model, x)
+
+
+def export_torch_export(subnet: nn.Module, path: str | Path, batch: int = 1, tol: float = 1e-4,
+                        seed: int = 0) -> dict[str, Any]:
+    """Write a ``.pt2`` ExportedProgram (``torch.export``, dynamic batch axis) loadable with
+    ``torch.export.load`` alone, checked against the eager subnet on a batch of ``batch + 1``."""
+    model, _, check = _check_inputs(subnet, batch + 1, seed)
+    example = torch.randn(2, *check.shape[1:], generator=torch.Generator().manual_seed(seed))
+    data = program_bytes(exported_program(model, example, dynamic_batch=True))  # batch 2: not specialised to 1
+    err = torch_export_relative_error(data, model, check)
+    if not err <= tol:
+        raise ExportError(f"torch.export check failed: relative error {err:.3g} > {tol:g} against PyTorch")
+    return {"path": str(atomic_write_bytes(path, data)), "rel_error": err}
+
+
+def executorch_relative_error(data: bytes, model: nn.Module, x: torch.Tensor) -> float:
+    """Relative error of an ExecuTorch program run by ExecuTorch's runtime against ``model`` on ``x``."""
+    out = executorch_method(data).execute([x])[0]
+    return relative_error(out.numpy(), model, x)
+
+
+def export_executorch(subnet: nn.Module, path: str | Path, batch: int = 1, tol: float = 1e-4,
+                      seed: int = 0) -> dict[str, Any]:
+    """Write a ``.pte`` ExecuTorch program (XNNPACK delegate, fixed input shape ``batch x 3 x r x r``)
+    checked with ExecuTorch's runtime against the eager subnet; needs the ``executorch`` extra."""
+    model, x, check = _check_inputs(subnet, batch, seed)
+    data = executorch_bytes(model, x)
+    err = executorch_relative_error(data, model, check)
+    if not err <= tol:
+        raise ExportError(f"ExecuTorch check failed: relative error {err:.3g} > {tol:g} against PyTorch")
+    return {"path": str(atomic_write_bytes(path, data)), "rel_error": err, "batch": batch}
 
 
 # --------------------------------------------------------------------------- safetensors
@@ -232,7 +272,7 @@ def load_safetensors_subnet(path: str | Path, device: str | torch.device = "cpu"
 # --------------------------------------------------------------------------- dispatch and Pareto sets
 def export_subnet(subnet: nn.Module, path: str | Path, fmt: str = "onnx",
                   calib_batches: Sequence[torch.Tensor] | None = None, **kwargs: Any) -> dict[str, Any]:
-    """Export one subnet as ``fmt`` (torchscript, onnx, safetensors); with ``calib_batches`` its BN
+    """Export one subnet as ``fmt`` (one of :data:`FORMATS`); with ``calib_batches`` its BN
     statistics are first recalibrated on them (on a copy)."""
     if fmt not in FORMATS:
         raise ExportError(f"unknown export format {fmt!r}; use one of {list(FORMATS)}")
@@ -242,6 +282,10 @@ def export_subnet(subnet: nn.Module, path: str | Path, fmt: str = "onnx",
         return export_onnx(subnet, path, **kwargs)
     if fmt == "safetensors":
         return export_safetensors(subnet, path)
+    if fmt == "torch-export":
+        return export_torch_export(subnet, path, **kwargs)
+    if fmt == "executorch":
+        return export_executorch(subnet, path, **kwargs)
     return {"path": str(export_torchscript(subnet, path))}
 
 

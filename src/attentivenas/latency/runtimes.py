@@ -1,0 +1,123 @@
+"""Deployment runtimes a model is timed in: PyTorch eager (``torch``), ONNX Runtime, ExecuTorch
+(XNNPACK delegate) and OpenVINO (CPU plugin).
+
+:func:`prepare` turns a model and an example input into a :class:`Runner`: the model exported and
+loaded in the runtime, bound to the input, with the runtime's threads set. The timing loop
+(:func:`attentivenas.latency.measure_latency`) is the same for every runtime. The runtimes other
+than ``torch`` run on the CPU and are exported at a fixed input shape (batch included), as they
+would be deployed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..devices import resolve_device
+from ..errors import UserError
+from ..nn import (
+    executorch_bytes,
+    executorch_method,
+    onnx_bytes,
+    onnx_session,
+    openvino_compiled,
+    require,
+    set_executorch_threads,
+)
+
+RUNTIMES = ("torch", "onnxruntime", "executorch", "openvino")
+#: runtimes whose work runs on the calling thread with one thread (so ``clock="cpu"`` counts it)
+CPU_CLOCK_RUNTIMES = ("torch", "onnxruntime", "executorch")
+_PACKAGES = {"torch": "torch", "onnxruntime": "onnxruntime", "executorch": "executorch", "openvino": "openvino"}
+
+
+@dataclass
+class Runner:
+    """One model loaded in a runtime and bound to its input: ``run()`` is one forward."""
+
+    runtime: str
+    run: Callable[[], Any]
+    threads: int
+    device: str = "cpu"
+    sync: Callable[[], None] = field(default=lambda: None)
+    session: Callable[[], contextlib.AbstractContextManager[None]] = field(default=contextlib.nullcontext)
+
+
+def check_runtime(runtime: str, device: str | torch.device | None = "cpu") -> torch.device:
+    """The device ``runtime`` runs on; a user error for an unknown runtime, a missing package (naming
+    its extra) or a device it does not run on here."""
+    if runtime not in RUNTIMES:
+        raise UserError(f"unknown runtime {runtime!r}; use one of {', '.join(RUNTIMES)}")
+    dev = resolve_device(device)
+    if runtime != "torch":
+        require(runtime)
+        if dev.type != "cpu":
+            raise UserError(f"runtime {runtime!r} is measured on the CPU here; use --device cpu")
+    return dev
+
+
+def runtime_version(runtime: str) -> str:
+    """The installed version of the runtime's package ('' when unknown)."""
+    try:
+        return metadata.version(_PACKAGES.get(runtime, runtime))
+    except metadata.PackageNotFoundError:
+        return ""
+
+
+def prepare(model: nn.Module, x: torch.Tensor, runtime: str = "torch", device: str | torch.device | None = "cpu",
+            threads: int | None = None) -> Runner:
+    """``model`` (put in eval mode) as ``runtime`` runs it on the input ``x``; ``threads`` defaults to
+    PyTorch's intra-op thread count, and is always stated in the runner."""
+    dev = check_runtime(runtime, device)
+    if threads is not None and threads < 1:
+        raise UserError(f"threads must be >= 1, got {threads}")
+    n = int(threads if threads is not None else torch.get_num_threads())
+    model.eval()
+    if runtime == "torch":
+        return _torch_runner(model, x, dev, n)
+    x = x.detach().to("cpu", torch.float32)
+    if runtime == "onnxruntime":
+        sess = onnx_session(onnx_bytes(model.to("cpu"), x, dynamic_batch=False), n)
+        feed = {sess.get_inputs()[0].name: x.numpy()}
+        return Runner(runtime, lambda: sess.run(None, feed), n)
+    if runtime == "executorch":
+        method = executorch_method(executorch_bytes(model.to("cpu"), x), n)
+        return Runner(runtime, lambda: method.execute([x]), n, session=lambda: _executorch_threads(n))
+    compiled = openvino_compiled(model.to("cpu"), x, n)
+    request = compiled.create_infer_request()
+    arr = x.numpy()
+    return Runner(runtime, lambda: request.infer({0: arr}), n)
+
+
+def _torch_runner(model: nn.Module, x: torch.Tensor, dev: torch.device, threads: int) -> Runner:
+    model.to(dev)
+    xd = x.to(dev)
+
+    def sync() -> None:
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+
+    return Runner("torch", lambda: model(xd), threads, str(dev), sync, lambda: _torch_threads(threads))
+
+
+@contextlib.contextmanager
+def _torch_threads(threads: int) -> Iterator[None]:
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.inference_mode():
+            yield
+    finally:
+        torch.set_num_threads(old)
+
+
+@contextlib.contextmanager
+def _executorch_threads(threads: int) -> Iterator[None]:
+    set_executorch_threads(threads)  # process-wide pool: set again before each timing
+    yield
