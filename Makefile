@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $(STAMP)
 
 $(DEV_STAMP): pyproject.toml $(STAMP)
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q -e ".[dev,executorch,openvino]"
 	touch $(DEV_STAMP)
 
 quickstart: $(STAMP)
