@@ -129,6 +129,8 @@ class SearchConfig(Section):
     checkpoint: str | None = None  # trained supernet (measured accuracy)
     predictor: str | None = None  # accuracy predictor JSON (predicted accuracy)
     latency_table: str | None = None  # from `attentivenas latency build-table` (latency objective or budget)
+    latency_runtime: str | None = None  # runtime the latency is for (torch, onnxruntime, ...): other tables refused
+    latency_batch: int | None = Field(None, ge=1)  # batch the latency is for: a table of another batch is refused
     objectives: list[str] = Field(default_factory=lambda: ["mflops"])  # minimised with -accuracy
     budgets: BudgetsConfig = BudgetsConfig()
     accuracy: AccuracyConfig = AccuracyConfig()

@@ -39,7 +39,9 @@ def _latency_fn(config: SearchConfig, space: SearchSpace) -> GeneFn | None:
         return None
     if config.latency_table is None:
         raise ConfigError("latency objectives and budgets need --latency-table FILE (latency_table in a config)")
-    return LatencyTable.load(config.latency_table).gene_fn(space)
+    table = LatencyTable.load(config.latency_table)
+    table.check_setting(runtime=config.latency_runtime, batch=config.latency_batch)
+    return table.gene_fn(space)
 
 
 def _memory_fn(config: SearchConfig, space: SearchSpace, num_classes: int) -> GeneFn | None:
