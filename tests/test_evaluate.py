@@ -154,7 +154,7 @@ def test_cli_evaluate_on_the_test_split_and_capped(checkpoint) -> None:
     out = json.loads(r.out)
     assert out["split"] == "test" and out["samples"] == 50
     r = run_cli("evaluate", "--checkpoint", str(checkpoint), "--arch", "min", "--data", "digits", "--split", "train")
-    assert r.code == 2 and "--split 'train' is not one of ['holdout', 'test', 'val']" in r.err
+    assert r.code == 2 and "--split 'train' is not one of ['holdout', 'test', 'val', 'val-search'" in r.err
     r = run_cli("evaluate", "--checkpoint", str(checkpoint), "--data", "digits")
     assert r.code == 2 and "give exactly one of --arch ARCH or --published" in r.err
 
@@ -190,11 +190,10 @@ def test_cli_evaluate_published_table_on_an_authors_checkpoint(authors_checkpoin
 
 
 def test_predictor_build_and_search_measure_on_the_split_asked_for(checkpoint, tmp_path) -> None:
-    common = ["--data", "digits", "--calib-batches", "1", "--device", "cpu"]
+    common = ["--data", "digits", "--calib-batches", "1", "--calib-batch-size", "64", "--device", "cpu"]
     accs = {}
     for split in ("holdout", "test"):
-        r = run_cli("evaluate", "--checkpoint", str(checkpoint), "--arch", "min", "--split", split,
-                    "--calib-batch-size", "64", *common, "--json")
+        r = run_cli("evaluate", "--checkpoint", str(checkpoint), "--arch", "min", "--split", split, *common, "--json")
         assert r.code == 0, r.err
         accs[split] = json.loads(r.out)["top1"]
         data = tmp_path / f"{split}.jsonl"

@@ -34,6 +34,7 @@ def _cfg(**over: Any):
         "space": "tiny",
         "data": {"name": "digits", "image_size": 32, "batch_size": 8, "eval_batch_size": 64, "random_shift": 1},
         "optim": {"epochs": 3, "warmup_epochs": 0.5, "lr": 0.4},
+        "model": {"init": "kaiming_fan_out"},  # after 2 steps its subnets already differ on one batch
         "sampler": {"method": "bestup", "k": 3, "num_middle": 2, "bin_width": 0.25, "prior_samples": 2000,
                     "estimator": "online", "online": dict(ONLINE)},
         "eval": {"every_epochs": 0, "calibration_batches": 1, "max_batches": 1},

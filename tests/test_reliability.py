@@ -268,8 +268,8 @@ def test_a_corrupt_image_is_named(tmp_path: Path, tiny_checkpoint: Path) -> None
     bad = tmp_path / "train" / "class1" / "broken.png"
     bad.write_bytes(b"\x89PNG not really")
     r = run_cli("evaluate", "--checkpoint", str(tiny_checkpoint), "--arch", "min", "--data", str(tmp_path),
-                "--calib-batches", "1", "--calib-batch-size", "16", "--device", "cpu")  # reads every training image
-    assert r.code == 2 and f"cannot read image {bad}" in r.err and r.err.count("\n") == 1
+                "--split", "test", "--calib-batches", "1", "--calib-batch-size", "16", "--device", "cpu")
+    assert r.code == 2 and f"cannot read image {bad}" in r.err and r.err.count("\n") == 1  # reads every training image
 
 
 def test_a_one_class_image_folder_is_one_line(tmp_path: Path, tiny_checkpoint: Path) -> None:

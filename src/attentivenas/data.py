@@ -9,8 +9,9 @@ the subnets of that resolution (see :mod:`attentivenas.train.sandwich`).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, S
 
 from .config import DataConfig
 from .errors import ConfigError
-from .rng import mix_seed
+from .rng import mix_seed, seeded_cpu_rngs
 
 DIGITS_MEAN = 0.5
 DIGITS_STD = 0.5
@@ -37,6 +38,18 @@ class DataBundle:
     test: Dataset
     num_classes: int
     image_size: int
+    #: which training images are held out (see :func:`holdout_record`); checkpoints keep it
+    holdout: dict[str, Any] = field(default_factory=dict)
+
+
+def holdout_record(dataset: str, pool: int, held_out: Sequence[int] | np.ndarray, split_seed: int,
+                   val_dir: str | None = None) -> dict[str, Any]:
+    """What a checkpoint records of its hold-out: the data set, the number of images the hold-out
+    was drawn from (``pool``), how many were held out, the seed, and a SHA-256 of their sorted
+    indices (or the folder, for ``data.val_dir``). Stage 2 compares it with the split it measures on."""
+    ids = np.sort(np.asarray(held_out, dtype=np.int64))
+    return {"dataset": dataset, "pool": int(pool), "held_out": int(ids.size), "split_seed": int(split_seed),
+            "indices_sha256": hashlib.sha256(ids.tobytes()).hexdigest(), "val_dir": val_dir}
 
 
 def digits_bundle(image_size: int = 32, seed: int = 0, val_fraction: float = 0.15,
@@ -53,16 +66,20 @@ def digits_bundle(image_size: int = 32, seed: int = 0, val_fraction: float = 0.1
     y = torch.from_numpy(digits.target.astype(np.int64))
     idx = np.arange(len(y))
     idx_trainval, idx_test = train_test_split(idx, test_size=test_fraction, random_state=seed, stratify=y.numpy())
-    rel_val = val_fraction / (1.0 - test_fraction)
-    idx_train, idx_val = train_test_split(
-        idx_trainval, test_size=rel_val, random_state=seed, stratify=y.numpy()[idx_trainval]
-    )
+    if val_fraction > 0:
+        rel_val = val_fraction / (1.0 - test_fraction)
+        idx_train, idx_val = train_test_split(
+            idx_trainval, test_size=rel_val, random_state=seed, stratify=y.numpy()[idx_trainval]
+        )
+    else:  # nothing held out: train on all of the training part
+        idx_train, idx_val = idx_trainval, idx_trainval[:0]
 
     def subset(ids: np.ndarray) -> TensorDataset:
         t = torch.from_numpy(np.sort(ids))
         return TensorDataset(x[t], y[t])
 
-    return DataBundle("digits", subset(idx_train), subset(idx_val), subset(idx_test), 10, image_size)
+    record = holdout_record("digits", len(idx_trainval), idx_val, seed)
+    return DataBundle("digits", subset(idx_train), subset(idx_val), subset(idx_test), 10, image_size, record)
 
 
 # =========================================================================== training data
@@ -99,9 +116,8 @@ class SeededTransformDataset(Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         x, y = self.base[self.indices[i]]
         if self.transform is not None:
-            if self.random:
-                with torch.random.fork_rng(devices=[]):
-                    torch.manual_seed(mix_seed(self.seed, self.epoch, self.indices[i]))
+            if self.random:  # torchvision draws from torch, timm from python's random and numpy
+                with seeded_cpu_rngs(mix_seed(self.seed, self.epoch, self.indices[i])):
                     x = self.transform(x)
             else:
                 x = self.transform(x)
@@ -131,16 +147,53 @@ def _interp(name: str):
     return InterpolationMode.BICUBIC if name == "bicubic" else InterpolationMode.BILINEAR
 
 
+#: ``data.auto_augment`` values read by torchvision (its original AutoAugment policies)
+TORCHVISION_POLICIES = ("imagenet", "cifar10", "svhn")
+
+
+def augment_op(cfg: DataConfig, mean: Sequence[float]) -> Callable | None:
+    """The PIL-image augmentation of ``data.auto_augment``.
+
+    ``v0`` is the authors': timm's TensorFlow-style ImageNet policy "v0" with magnitude noise
+    (``data.augment_magnitude_std``, 0.5), random bilinear/bicubic resampling and the mean colour as
+    fill; ``randaugment`` is timm's RandAugment (``data.rand_augment_ops`` ops of magnitude
+    ``data.rand_augment_magnitude``, same noise and fill); ``imagenet``/``cifar10``/``svhn`` are
+    torchvision's original AutoAugment policies (bilinear, black fill); ``none`` is none.
+    """
+    if cfg.auto_augment == "none":
+        return None
+    if cfg.auto_augment in TORCHVISION_POLICIES:
+        from torchvision import transforms as T  # heavy: torchvision loads only when images need it
+
+        return T.AutoAugment(T.AutoAugmentPolicy(cfg.auto_augment), interpolation=_interp("bilinear"))
+    from timm.data.auto_augment import (  # heavy: timm loads only for its augmentations
+        auto_augment_transform,
+        rand_augment_transform,
+    )
+
+    hparams = {"translate_const": int(cfg.image_size * 0.45), "img_mean": tuple(round(255 * m) for m in mean)}
+    std = cfg.augment_magnitude_std
+    if cfg.auto_augment == "v0":
+        return auto_augment_transform(f"v0-mstd{std}", hparams)
+    return rand_augment_transform(f"rand-m{cfg.rand_augment_magnitude}-n{cfg.rand_augment_ops}-mstd{std}", hparams)
+
+
 def train_transform(cfg: DataConfig, mean: Sequence[float], std: Sequence[float]) -> Callable:
-    """The recipe's training transform: RandomResizedCrop, flip, AutoAugment, normalise."""
+    """The recipe's training transform: RandomResizedCrop, flip, AutoAugment, normalise, and
+    RandomErasing when ``data.random_erasing`` > 0 (timm's, per-pixel noise)."""
     from torchvision import transforms as T  # heavy: torchvision loads only when images need it
 
     ops: list[Callable] = [T.RandomResizedCrop(cfg.image_size, interpolation=_interp(cfg.interpolation))]
     if cfg.random_flip:
         ops.append(T.RandomHorizontalFlip())
-    if cfg.auto_augment != "none":
-        ops.append(T.AutoAugment(T.AutoAugmentPolicy(cfg.auto_augment), interpolation=_interp("bilinear")))
+    augment = augment_op(cfg, mean)
+    if augment is not None:
+        ops.append(augment)
     ops += [T.ToTensor(), T.Normalize(mean, std)]
+    if cfg.random_erasing > 0:
+        from timm.data.random_erasing import RandomErasing  # heavy: timm loads only for its augmentations
+
+        ops.append(RandomErasing(cfg.random_erasing, mode="pixel", device="cpu"))
     return T.Compose(ops)
 
 
@@ -161,16 +214,25 @@ def _val_count(cfg: DataConfig, n: int) -> int:
         count = cfg.val_size
     else:
         frac = cfg.val_fraction if cfg.val_fraction is not None else DEFAULT_VAL_FRACTION[cfg.name]
-        count = max(1, int(round(n * frac)))
+        count = int(round(n * frac))
+        if frac > 0:
+            count = max(1, count)
     if count >= n:
         raise ConfigError(f"data.val_size/val_fraction holds out {count} of {n} training images; keep it below {n}")
     return count
 
 
 def holdout_split(n: int, count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded split of ``range(n)`` into (train, held-out) index arrays, both sorted."""
+    """Seeded split of ``range(n)`` into (train, held-out) index arrays, both sorted (``count`` may be 0)."""
     perm = np.random.default_rng(seed).permutation(n)
     return np.sort(perm[count:]), np.sort(perm[:count])
+
+
+def halves(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded disjoint halves of ``range(n)`` (the first has ``n // 2``): e.g. search on one part of
+    the official val/ and report on the other (``--split val-search`` / ``val-report``)."""
+    rest, first = holdout_split(n, n // 2, mix_seed(seed, 0x5EA4C4))
+    return first, rest
 
 
 def _digits(cfg: DataConfig, seed: int) -> DataBundle:
@@ -226,15 +288,17 @@ def _imagefolder(cfg: DataConfig, seed: int) -> DataBundle:
             raise ConfigError(f"data.val_dir: the classes of {root / cfg.val_dir} differ from {train_root}")
         train = SeededTransformDataset(base, None, tr_t, seed)
         val: Dataset = SeededTransformDataset(val_base, None, ev_t, random=False)
+        record = holdout_record(cfg.name, len(base), [], cfg.split_seed, val_dir=cfg.val_dir)
     else:
         idx_train, idx_val = holdout_split(len(base), _val_count(cfg, len(base)), cfg.split_seed)
         train = SeededTransformDataset(base, idx_train, tr_t, seed)
         val = SeededTransformDataset(base, idx_val, ev_t, random=False)
+        record = holdout_record(cfg.name, len(base), idx_val, cfg.split_seed)
     test_base = _image_folder(test_root, "data.test_dir")
     if test_base.classes != base.classes:
         raise ConfigError(f"data.test_dir: the classes of {test_root} differ from {train_root}")
     test = SeededTransformDataset(test_base, None, ev_t, random=False)
-    return DataBundle(cfg.name, train, val, test, len(base.classes), cfg.image_size)
+    return DataBundle(cfg.name, train, val, test, len(base.classes), cfg.image_size, record)
 
 
 def _cifar(cfg: DataConfig, seed: int) -> DataBundle:
@@ -257,7 +321,8 @@ def _cifar(cfg: DataConfig, seed: int) -> DataBundle:
     train = SeededTransformDataset(base, idx_train, tr_t, seed)
     val = SeededTransformDataset(base, idx_val, ev_t, random=False)
     test = SeededTransformDataset(test_base, None, ev_t, random=False)
-    return DataBundle(cfg.name, train, val, test, len(base.classes), cfg.image_size)
+    record = holdout_record(cfg.name, len(base), idx_val, cfg.split_seed)
+    return DataBundle(cfg.name, train, val, test, len(base.classes), cfg.image_size, record)
 
 
 def build_data(cfg: DataConfig, seed: int = 0) -> DataBundle:

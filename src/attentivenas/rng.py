@@ -6,8 +6,9 @@ generators of python, numpy and torch (CPU and CUDA) that a training process use
 
 from __future__ import annotations
 
+import contextlib
 import random
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -83,3 +84,23 @@ def mix_seed(*parts: int) -> int:
         h = (h ^ (int(p) & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9 & 0xFFFFFFFFFFFFFFFF
         h ^= h >> 31
     return h & 0x7FFFFFFFFFFFFFFF
+
+
+@contextlib.contextmanager
+def seeded_cpu_rngs(seed: int) -> Iterator[None]:
+    """Seed python's, numpy's and torch's (CPU) global generators for the block, then restore them.
+
+    Augmentation libraries draw from all three (timm's AutoAugment from ``random`` and
+    ``numpy.random``, torchvision's from torch), so a per-sample seed must cover them all.
+    """
+    py_state = random.getstate()
+    np_state = np.random.get_state()
+    with torch.random.fork_rng(devices=[]):
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        torch.manual_seed(seed)
+        try:
+            yield
+        finally:
+            random.setstate(py_state)
+            np.random.set_state(np_state)

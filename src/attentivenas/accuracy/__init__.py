@@ -1,6 +1,8 @@
 """Accuracy: evaluation of subnets, and accuracy predictors learnt from measured (arch, top-1) pairs.
 
-Lives here: ``evaluate`` (BN-recalibrated top-1 / top-5 of a subnet, :class:`SubnetEvaluator`),
+Lives here: ``protocol`` (how stage 2 measures: splits, image pipeline, calibration; the
+published evaluation by default), ``evaluate`` (BN-recalibrated top-1 / top-5 of a subnet,
+:class:`SubnetEvaluator`),
 ``dataset`` (:class:`ArchDataset` JSONL files, archs spread over the FLOPs range), ``models`` (the
 regressors, pickle-free), ``predictor`` (features, fitting, cross-validation, files), ``metrics`` and
 ``published`` (the published models evaluated on a checkpoint).
@@ -18,7 +20,7 @@ from .dataset import (
     dataset_header,
     spread_genes,
 )
-from .evaluate import SPLITS, SubnetEvaluator, capped, evaluate_arch, evaluate_subnet, resolve_data, split_of
+from .evaluate import SubnetEvaluator, evaluate_arch, evaluate_subnet
 from .metrics import kendall_tau, rank_metrics, rmse, spearman_rho
 from .models import DEFAULT_HYPERPARAMS, KINDS, MODEL_CLASSES, GPModel, LGBMModel, LinearModel, TreeEnsemble
 from .predictor import (
@@ -36,12 +38,23 @@ from .predictor import (
     load_predictor,
     make_features,
 )
+from .protocol import (
+    PIPELINES,
+    SPLITS,
+    Protocol,
+    capped,
+    holdout_warning,
+    resolve_data,
+    split_of,
+    stage2_data_config,
+)
 from .published import published_table
 
 __all__ = [
     "DATASET_FORMAT", "SPREADS", "ArchDataset", "ArchRecord", "JsonlAppender", "build_arch_dataset",
     "dataset_header", "spread_genes", "SubnetEvaluator", "evaluate_arch", "evaluate_subnet", "resolve_data",
-    "kendall_tau", "rank_metrics", "rmse", "spearman_rho", "SPLITS", "capped", "published_table", "split_of", "DEFAULT_HYPERPARAMS", "KINDS", "MODEL_CLASSES",
+    "kendall_tau", "rank_metrics", "rmse", "spearman_rho", "PIPELINES", "SPLITS", "Protocol", "capped", "holdout_warning", "stage2_data_config",
+    "published_table", "split_of", "DEFAULT_HYPERPARAMS", "KINDS", "MODEL_CLASSES",
     "GPModel", "LGBMModel", "LinearModel", "TreeEnsemble", "DEFAULT_KINDS", "FEATURE_SETS", "FORMAT", "Predictor",
     "check_kinds", "check_space", "cross_validate", "evaluate_predictor", "feature_names", "fit_best",
     "fit_predictor", "load_predictor", "make_features",

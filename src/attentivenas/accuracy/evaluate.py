@@ -9,22 +9,22 @@ with its calibration batches cached once, for predictor datasets and searches.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+import warnings
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from pydantic import ValidationError
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset
+from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-from ..config import DataConfig
 from ..costs import count_flops, count_params
-from ..data import DataBundle, build_data
+from ..data import DataBundle
 from ..errors import UserError
 from ..nn import cache_calibration_batches, calibrate_bn, load_supernet, to_model_resolution
 from ..space import Arch, SearchSpace
+from .protocol import Protocol, capped, holdout_warning, resolve_data, split_of
 
 
 def _as_loader(data: Dataset | DataLoader | Iterable, batch_size: int = 256) -> Iterable:
@@ -97,90 +97,76 @@ def evaluate_arch(
     return result
 
 
-SPLITS = ("holdout", "test", "val")  #: ``val`` = ``test``: an ImageFolder's val/ folder (the official one)
-
-
-def split_of(bundle: DataBundle, split: str) -> Dataset:
-    """The evaluation split of a bundle: ``holdout`` (the seeded part of the training data held out for
-    search) or ``test`` (the data set's test split; ``val`` is its synonym, an ImageFolder's ``val/``)."""
-    if split not in SPLITS:
-        raise UserError(f"--split {split!r} is not one of {list(SPLITS)}")
-    return bundle.val if split == "holdout" else bundle.test
-
-
-def capped(dataset: Dataset, max_images: int | None) -> Dataset:
-    """The first ``max_images`` images of a split (all of them for None)."""
-    n = len(dataset)  # type: ignore[arg-type]
-    return dataset if max_images is None or max_images >= n else Subset(dataset, range(max_images))
-
-
-def resolve_data(spec: str | None, space: SearchSpace, meta: dict[str, Any] | None = None,
-                 resolution: int | None = None, seed: int = 0) -> DataBundle:
-    """The :class:`~attentivenas.data.DataBundle` of a ``--data`` argument.
-
-    ``digits`` (the embedded digits at the space's largest resolution), ``cifar10:PATH``,
-    ``cifar100:PATH``, or ``PATH`` (an ImageFolder root with ``train/`` and ``val/``; the
-    held-out split of ``train/`` is the validation split); ``None`` takes the data section of the
-    checkpoint's training config (``meta["config"]["data"]``). ImageFolder/CIFAR images are
-    prepared at ``resolution`` (resize to ``resolution / 0.875``, centre crop).
-    """
-    cfg: dict[str, Any]
-    if spec is None:
-        saved = (meta or {}).get("config", {})
-        if not isinstance(saved, dict) or not isinstance(saved.get("data"), dict):
-            raise UserError("the checkpoint has no training data config: pass --data digits|cifar10:PATH|PATH")
-        cfg = dict(saved["data"])
-    elif spec == "digits":
-        cfg = {"name": "digits", "image_size": max(space.resolutions)}
-    elif spec.startswith(("cifar10:", "cifar100:")):
-        name, path = spec.split(":", 1)
-        cfg = {"name": name, "path": path}
-    else:
-        cfg = {"name": "imagefolder", "path": spec}
-    if cfg.get("name") != "digits" and resolution is not None:
-        cfg["image_size"] = int(resolution)
-        cfg["eval_resize"] = int(round(resolution / 0.875))
-    try:
-        data_cfg = DataConfig(**cfg)
-    except ValidationError as exc:  # report it as a user error
-        first = str(exc).strip().splitlines()
-        raise UserError(f"bad --data {spec!r}: {first[-1] if first else exc}") from None
-    return build_data(data_cfg, seed)
-
-
 class SubnetEvaluator:
-    """``evaluate_fn(arch) -> top-1 (%)`` of one supernet, for predictor datasets and searches.
+    """``evaluate_fn(arch) -> top-1 (%)`` of one supernet, for ``evaluate``, predictor datasets and searches.
 
-    The calibration batches (training split) are cached once and reused for every arch; accuracy is
-    measured on ``split`` (``holdout`` by default; ``test``/``val`` for a checkpoint that trained on
-    all of its training data, as the authors' did). Data is prepared at the space's largest
-    resolution and each subnet resizes it to its own, as the authors' network does.
+    The calibration batches (training split) are drawn once and reused for every arch at every
+    resolution; accuracy is measured on ``split`` (see :data:`~attentivenas.accuracy.protocol.SPLITS`).
+    The images are those of ``bundle``, resized in the network to each subnet's resolution, unless
+    ``bundle_at(resolution)`` is given (the per-resolution pipeline: evaluation images prepared at
+    each subnet's resolution, built once per resolution).
     """
 
-    def __init__(self, supernet: nn.Module, bundle: DataBundle, calib_batches: int = 64, calib_batch_size: int = 64,
+    def __init__(self, supernet: nn.Module, bundle: DataBundle, calib_batches: int = 64, calib_batch_size: int = 256,
                  batch_size: int = 256, device: str | torch.device | None = None, seed: int = 0,
-                 split: str = "holdout") -> None:
+                 split: str = "holdout", bundle_at: Callable[[int], DataBundle] | None = None,
+                 max_images: int | None = None) -> None:
         if bundle.num_classes != int(getattr(supernet, "num_classes", bundle.num_classes)):
             raise UserError(f"the data has {bundle.num_classes} classes but the supernet's classifier has "
                             f"{supernet.num_classes}")
         self.supernet = supernet
+        self.bundle = bundle
         self.device = torch.device(device) if device is not None else next(supernet.parameters()).device
-        self.calib = cache_calibration_batches(bundle.train, calib_batches, calib_batch_size, seed, self.device)
         self.split = split
-        self.val_loader = DataLoader(split_of(bundle, split), batch_size=batch_size, shuffle=False)
+        self.batch_size = batch_size
+        self.max_images = max_images
+        self.val_loader = self._loader(bundle)  # checks the split before the calibration batches are drawn
+        self.calib = cache_calibration_batches(bundle.train, calib_batches, calib_batch_size, seed, self.device)
+        self._bundle_at = bundle_at
+        self._loaders: dict[int, DataLoader] = {}
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | Path, space: str | SearchSpace | None = None, data: str | None = None,
-                        calib_batches: int = 64, calib_batch_size: int = 64, batch_size: int = 256,
-                        device: str | torch.device | None = None, seed: int = 0,
-                        split: str = "holdout") -> SubnetEvaluator:
-        """Load a supernet checkpoint and its data (``data`` as in :func:`resolve_data`)."""
+                        protocol: Protocol | None = None, device: str | torch.device | None = None,
+                        seed: int = 0, warn: Callable[[str], None] | None = None) -> SubnetEvaluator:
+        """Load a supernet checkpoint and its data (``data`` as in :func:`resolve_data`), measured as
+        ``protocol`` says (the published evaluation by default). ``warn`` receives the warning of
+        :func:`holdout_warning` when the split holds images the checkpoint trained on."""
         net, meta = load_supernet(checkpoint, space, device=device or "cpu")
-        bundle = resolve_data(data, net.space, meta, resolution=max(net.space.resolutions), seed=seed)
-        return cls(net, bundle, calib_batches, calib_batch_size, batch_size, device, seed, split)
+        return cls.for_supernet(net, meta, data, protocol, device, seed, warn)
+
+    @classmethod
+    def for_supernet(cls, net: nn.Module, meta: dict[str, Any], data: str | None = None,
+                     protocol: Protocol | None = None, device: str | torch.device | None = None, seed: int = 0,
+                     warn: Callable[[str], None] | None = None) -> SubnetEvaluator:
+        """:meth:`from_checkpoint` for a supernet already loaded with :func:`load_supernet`."""
+        p = protocol or Protocol()
+        bundle = resolve_data(data, net.space, meta, seed=seed, interpolation=p.interpolation)
+        message = holdout_warning(meta, bundle, p.split)
+        if message is not None:
+            (warn or (lambda m: warnings.warn(m, stacklevel=3)))(message)
+        bundle_at = None
+        if p.per_resolution and bundle.name != "digits":
+            def bundle_at(r: int) -> DataBundle:
+                return resolve_data(data, net.space, meta, resolution=r, seed=seed, interpolation=p.interpolation)
+        return cls(net, bundle, p.calib_batches, p.calib_batch_size, p.batch_size, device, seed, p.split, bundle_at,
+                   p.max_images)
+
+    def _loader(self, bundle: DataBundle) -> DataLoader:
+        return DataLoader(capped(split_of(bundle, self.split), self.max_images), batch_size=self.batch_size,
+                          shuffle=False)
+
+    def loader_for(self, arch: Arch) -> DataLoader:
+        """The evaluation batches ``arch`` is measured on."""
+        if self._bundle_at is None:
+            return self.val_loader
+        r = int(arch.resolution)
+        if r not in self._loaders:
+            self._loaders[r] = self._loader(self._bundle_at(r))
+        return self._loaders[r]
 
     def evaluate(self, arch: Arch) -> dict[str, Any]:
-        return evaluate_arch(self.supernet, arch, self.calib, self.val_loader, self.device)
+        return evaluate_arch(self.supernet, arch, self.calib, self.loader_for(arch), self.device)
 
     def __call__(self, arch: Arch) -> float:
         return float(self.evaluate(arch)["top1"])

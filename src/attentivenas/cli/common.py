@@ -5,12 +5,29 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+import typer
+
 from ..io import dumps_json
 
 SPACE_HELP = "Search space: a preset (attentivenas, alphanet, tiny) or a YAML file with a supernet_config block."
 ARCH_HELP = "Model name (a0..a6, alphanet-a5, alphanet-a5-base, min, max), arch JSON file, or inline JSON."
 DATA_HELP = ("digits, cifar10:PATH, cifar100:PATH or an ImageFolder root PATH (train/ and val/). "
              "Default: the data of the checkpoint's training config.")
+
+SPLIT_HELP = ("holdout (the part of the training data held out for search), test (the data set's test split; val = "
+              "test: an ImageFolder's val/), or val-search / val-report (seeded disjoint halves of it: search on one, "
+              "report on the other).")
+PIPELINE_HELP = ("authors (default: images Resize 256 then CenterCrop 224, resized in the network to each subnet's "
+                 "resolution) or per-resolution (evaluation images prepared at the subnet's resolution r: "
+                 "Resize r/0.875, CenterCrop r).")
+INTERPOLATION_HELP = "bilinear (the authors' evaluation; default) or bicubic, for the resize and the calibration crops."
+CALIB_BATCHES_HELP = "Training batches for BN recalibration (published: 64)."
+CALIB_BATCH_SIZE_HELP = "Training crops per calibration batch (published: 256)."
+
+
+def warn_line(message: str) -> None:
+    """A warning as one line on stderr."""
+    typer.echo(f"warning: {message}", err=True)
 
 
 def print_json(obj: Any) -> None:

@@ -10,40 +10,40 @@ from rich.table import Table
 
 from ..errors import UserError
 from ..space import resolve_arch
-from .common import ARCH_HELP, DATA_HELP, SPACE_HELP, print_json
+from .common import (
+    ARCH_HELP,
+    CALIB_BATCH_SIZE_HELP,
+    CALIB_BATCHES_HELP,
+    DATA_HELP,
+    INTERPOLATION_HELP,
+    PIPELINE_HELP,
+    SPACE_HELP,
+    SPLIT_HELP,
+    print_json,
+    warn_line,
+)
 
 
-def _evaluate(checkpoint: Path, arch: str | None, published: bool, split: str, space: str | None, data: str | None,
-              calib_batches: int, calib_batch_size: int, batch_size: int, device: str, seed: int,
-              threads: int | None, max_images: int | None, as_json: bool) -> None:
+def _evaluate(checkpoint: Path, arch: str | None, published: bool, space: str | None, data: str | None,
+              protocol_args: dict, device: str, seed: int, threads: int | None, as_json: bool) -> None:
     import torch  # heavy (torch): loaded when the command runs
 
-    from ..accuracy import capped, evaluate_arch, published_table, resolve_data, split_of
+    from ..accuracy import Protocol, SubnetEvaluator, published_table
     from ..devices import resolve_device
-    from ..nn import cache_calibration_batches, load_supernet
+    from ..nn import load_supernet
 
     if threads is not None:
         torch.set_num_threads(threads)
+    protocol = Protocol(**protocol_args)
     dev = resolve_device(device)
     net, meta = load_supernet(checkpoint, space, device=dev)
-
-    def data_at(resolution: int):
-        return resolve_data(data, net.space, meta, resolution=resolution, seed=seed)
-
+    a = None if published else resolve_arch(str(arch), net.space)
+    ev = SubnetEvaluator.for_supernet(net, meta, data, protocol, dev, seed, warn=warn_line)
     if published:
-        rows = published_table(net, data_at, split, calib_batches, calib_batch_size, batch_size, dev, seed,
-                               max_images)
-        _print_published(rows, split, as_json)
+        _print_published(published_table(ev), protocol, as_json)
         return
-    a = resolve_arch(str(arch), net.space)
-    bundle = data_at(a.resolution)
-    if bundle.num_classes != net.num_classes:
-        raise UserError(f"--data has {bundle.num_classes} classes but the checkpoint's classifier has "
-                        f"{net.num_classes}")
-    batches = cache_calibration_batches(bundle.train, calib_batches, calib_batch_size, seed, dev)
-    loader = torch.utils.data.DataLoader(capped(split_of(bundle, split), max_images), batch_size=batch_size,
-                                         shuffle=False)
-    res = evaluate_arch(net, a, batches, loader, dev)
+    assert a is not None
+    res = ev.evaluate(a)
     out = {
         "top1": round(res["top1"], 4),
         "top5": round(res["top5"], 4),
@@ -51,25 +51,31 @@ def _evaluate(checkpoint: Path, arch: str | None, published: bool, split: str, s
         "params_m": round(res["params_m"], 6),
         "loss": round(res["loss"], 6),
         "samples": res["samples"],
-        "split": split,
-        "calib_batches": len(batches),
+        "split": protocol.split,
+        "pipeline": protocol.pipeline,
+        "interpolation": protocol.interpolation,
+        "calib_batches": len(ev.calib),
+        "calib_images": sum(int(b.shape[0]) for b in ev.calib),
     }
     if as_json:
         print_json(out)
         return
     typer.echo(f"arch      {a.to_json()}")
-    typer.echo(f"split     {split} ({out['samples']} images), BN recalibrated on {len(batches)} training batches")
+    typer.echo(f"split     {protocol.split} ({out['samples']} images); BN recalibrated on {len(ev.calib)} training "
+               f"batches ({out['calib_images']} crops)")
+    typer.echo(f"images    {protocol.pipeline} pipeline, {protocol.interpolation}")
     typer.echo(f"top-1     {out['top1']:.2f} %")
     typer.echo(f"top-5     {out['top5']:.2f} %")
     typer.echo(f"MFLOPs    {out['mflops']:.2f}")
     typer.echo(f"params    {out['params_m']:.3f} M")
 
 
-def _print_published(rows: list[dict], split: str, as_json: bool) -> None:
+def _print_published(rows: list[dict], protocol, as_json: bool) -> None:
     if as_json:
-        print_json({"split": split, "rows": rows})
+        print_json({"split": protocol.split, "pipeline": protocol.pipeline, "rows": rows})
         return
-    table = Table(title=f"published models on the {split} split ({rows[0]['samples']} images), BN recalibrated")
+    table = Table(title=f"published models on the {protocol.split} split ({rows[0]['samples']} images), "
+                        f"{protocol.pipeline} pipeline, BN recalibrated")
     for col in ("model", "res", "MFLOPs", "params (M)", "top-1", "top-5", "published", "diff"):
         table.add_column(col, justify="right")
     for r in rows:
@@ -83,12 +89,13 @@ def evaluate_cmd(
     arch: str | None = typer.Option(None, "--arch", help=ARCH_HELP),
     published: bool = typer.Option(False, "--published", help="Evaluate A0-A6 and AlphaNet's A5 models and print "
                                    "them beside the papers' top-1 (instead of --arch)."),
-    split: str = typer.Option("holdout", "--split", help="holdout (the part of the training data held out for "
-                              "search), or test (the data set's test split; val = test: an ImageFolder's val/)."),
+    split: str = typer.Option("holdout", "--split", help=SPLIT_HELP),
     space: str | None = typer.Option(None, "--space", help=SPACE_HELP + " Default: from the checkpoint."),
     data: str | None = typer.Option(None, "--data", help=DATA_HELP),
-    calib_batches: int = typer.Option(64, "--calib-batches", help="Training batches for BN recalibration."),
-    calib_batch_size: int = typer.Option(64, "--calib-batch-size", help="Images per calibration batch."),
+    pipeline: str = typer.Option("authors", "--pipeline", help=PIPELINE_HELP),
+    interpolation: str = typer.Option("bilinear", "--interpolation", help=INTERPOLATION_HELP),
+    calib_batches: int = typer.Option(64, "--calib-batches", help=CALIB_BATCHES_HELP),
+    calib_batch_size: int = typer.Option(256, "--calib-batch-size", help=CALIB_BATCH_SIZE_HELP),
     batch_size: int = typer.Option(256, "--batch-size", min=1, help="Evaluation batch size."),
     max_images: int | None = typer.Option(None, "--max-images", min=1, help="Evaluate the first N images only."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
@@ -97,14 +104,12 @@ def evaluate_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """BN-recalibrated top-1/top-5 of one subnet (or of the published models) with MFLOPs and params."""
-    if calib_batches < 1:
-        raise UserError(f"--calib-batches must be >= 1, got {calib_batches}")
-    if calib_batch_size < 1:
-        raise UserError(f"--calib-batch-size must be >= 1, got {calib_batch_size}")
     if (arch is None) == (not published):
         raise UserError("give exactly one of --arch ARCH or --published")
-    _evaluate(checkpoint, arch, published, split, space, data, calib_batches, calib_batch_size, batch_size, device,
-              seed, threads, max_images, as_json)
+    protocol_args = {"split": split, "pipeline": pipeline, "interpolation": interpolation,
+                     "calib_batches": calib_batches, "calib_batch_size": calib_batch_size, "batch_size": batch_size,
+                     "max_images": max_images}
+    _evaluate(checkpoint, arch, published, space, data, protocol_args, device, seed, threads, as_json)
 
 
 def register(app: typer.Typer) -> None:

@@ -84,7 +84,7 @@ def export_cmd(
         None, "--data", help="Data for --calibrate-bn: digits, cifar10:PATH, cifar100:PATH or an ImageFolder PATH "
         "(default: the checkpoint's training data)."),
     calib_batches: int = typer.Option(64, "--calib-batches", min=1, help="Training batches for --calibrate-bn."),
-    calib_batch_size: int = typer.Option(64, "--calib-batch-size", min=1, help="Batch size for --calibrate-bn."),
+    calib_batch_size: int = typer.Option(256, "--calib-batch-size", min=1, help="Batch size for --calibrate-bn."),
 ) -> None:
     """Export one subnet (or a whole Pareto set) as standalone models."""
     from ..accuracy import resolve_data  # heavy (torch): loaded when the command runs
@@ -97,7 +97,7 @@ def export_cmd(
     net, meta = load_supernet(checkpoint, space)
     batches = None
     if calibrate_bn:
-        bundle = resolve_data(data, net.space, meta, max(net.space.resolutions))
+        bundle = resolve_data(data, net.space, meta)  # the published evaluation's crops (224, bilinear)
         batches = cache_calibration_batches(bundle.train, calib_batches, calib_batch_size)
     if pareto is not None:
         records = export_pareto_set(net, pareto, out, fmt, calib_batches=batches)

@@ -15,7 +15,16 @@ from rich.table import Table
 from ..config import DEFAULT_PREDICTOR_KINDS
 from ..io import json_safe
 from ..space import get_space
-from .common import print_json, split_list
+from .common import (
+    CALIB_BATCH_SIZE_HELP,
+    CALIB_BATCHES_HELP,
+    INTERPOLATION_HELP,
+    PIPELINE_HELP,
+    SPLIT_HELP,
+    print_json,
+    split_list,
+    warn_line,
+)
 
 predictor_app = typer.Typer(help="Accuracy predictors: build (arch, accuracy) data, fit, evaluate.", no_args_is_help=True)
 
@@ -31,22 +40,26 @@ def predictor_build(
     space: str | None = typer.Option(None, "--space", help="Space name or YAML (default: the checkpoint's)."),
     data: str | None = typer.Option(None, "--data", help="digits, cifar10:PATH, cifar100:PATH or an ImageFolder PATH "
                                     "(default: the checkpoint's training data)."),
-    calib_batches: int = typer.Option(64, "--calib-batches", min=1, help="BN calibration batches per subnet."),
-    split: str = typer.Option("holdout", "--split", help="holdout (the part of the training data held out for "
-                              "search) or test (= val: an ImageFolder's val/, for a checkpoint trained on all "
-                              "of train/)."),
+    split: str = typer.Option("holdout", "--split", help=SPLIT_HELP),
+    pipeline: str = typer.Option("authors", "--pipeline", help=PIPELINE_HELP),
+    interpolation: str = typer.Option("bilinear", "--interpolation", help=INTERPOLATION_HELP),
+    calib_batches: int = typer.Option(64, "--calib-batches", min=1, help=CALIB_BATCHES_HELP),
+    calib_batch_size: int = typer.Option(256, "--calib-batch-size", min=1, help=CALIB_BATCH_SIZE_HELP),
+    max_images: int | None = typer.Option(None, "--max-images", min=1, help="Measure each subnet on the first N "
+                                          "images of the split only."),
     spread: str = typer.Option("flops", "--spread", help="flops (stratified over the FLOPs range) or uniform."),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda or cuda:N (default: cuda if present)."),
     seed: int = typer.Option(0, "--seed"),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Measure (arch, top-1) pairs of BN-recalibrated subnets on the validation split."""
-    from ..accuracy import SubnetEvaluator, build_arch_dataset  # heavy (torch): loaded when the command runs
+    from ..accuracy import Protocol, SubnetEvaluator, build_arch_dataset  # heavy (torch): loaded when the command runs
     from ..devices import resolve_device
 
-    ev = SubnetEvaluator.from_checkpoint(checkpoint, get_space(space) if space else None, data,
-                                         calib_batches=calib_batches, device=resolve_device(device), seed=seed,
-                                         split=split)
+    protocol = Protocol(split=split, pipeline=pipeline, interpolation=interpolation, calib_batches=calib_batches,
+                        calib_batch_size=calib_batch_size, max_images=max_images)
+    ev = SubnetEvaluator.from_checkpoint(checkpoint, get_space(space) if space else None, data, protocol,
+                                         device=resolve_device(device), seed=seed, warn=warn_line)
     ds = build_arch_dataset(ev.supernet.space, ev, num_archs, seed=seed, cache_path=out, spread=spread,
                             num_classes=ev.supernet.num_classes, progress=not as_json)
     acc = ds.accuracies()

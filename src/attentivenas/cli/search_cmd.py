@@ -15,7 +15,15 @@ from rich.console import Console
 from rich.table import Table
 
 from ..config import SearchConfig, apply_overrides, parse_model, read_yaml
-from .common import print_json
+from .common import (
+    CALIB_BATCH_SIZE_HELP,
+    CALIB_BATCHES_HELP,
+    INTERPOLATION_HELP,
+    PIPELINE_HELP,
+    SPLIT_HELP,
+    print_json,
+    warn_line,
+)
 
 MAX_ROWS = 30
 
@@ -63,9 +71,11 @@ def search_command(
                                      "predictor's)."),
     data: str | None = typer.Option(None, "--data", help="Data for measured accuracy: digits, cifar10:PATH, "
                                     "cifar100:PATH or an ImageFolder PATH (default: the checkpoint's training data)."),
-    calib_batches: int | None = typer.Option(None, "--calib-batches", min=1, help="BN calibration batches (64)."),
-    split: str | None = typer.Option(None, "--split", help="Measured on: holdout (default) or test (= val: an "
-                                     "ImageFolder's val/, for a checkpoint trained on all of train/)."),
+    calib_batches: int | None = typer.Option(None, "--calib-batches", min=1, help=CALIB_BATCHES_HELP),
+    calib_batch_size: int | None = typer.Option(None, "--calib-batch-size", min=1, help=CALIB_BATCH_SIZE_HELP),
+    split: str | None = typer.Option(None, "--split", help="Measured on: " + SPLIT_HELP),
+    pipeline: str | None = typer.Option(None, "--pipeline", help=PIPELINE_HELP),
+    interpolation: str | None = typer.Option(None, "--interpolation", help=INTERPOLATION_HELP),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda or cuda:N (default: cuda if present)."),
     objectives: str | None = typer.Option(None, "--objectives", help="Comma list of mflops, params, latency, memory "
                                           "(mflops)."),
@@ -90,7 +100,9 @@ def search_command(
         "predictor": predictor, "checkpoint": checkpoint, "space": space, "latency_table": latency_table,
         "objectives": objectives, "seed": seed, "published": published,
         "accuracy.source": accuracy, "accuracy.remeasure_top": remeasure_top, "accuracy.data": data,
-        "accuracy.calib_batches": calib_batches, "accuracy.device": device, "accuracy.split": split,
+        "accuracy.calib_batches": calib_batches, "accuracy.calib_batch_size": calib_batch_size,
+        "accuracy.device": device, "accuracy.split": split, "accuracy.pipeline": pipeline,
+        "accuracy.interpolation": interpolation,
         "budgets.max_mflops": max_mflops, "budgets.max_params_m": max_params_m,
         "budgets.max_latency_ms": max_latency_ms, "budgets.max_memory_mb": max_memory_mb,
         "budgets.points": budgets, "budgets.metric": budget_metric,
@@ -98,7 +110,7 @@ def search_command(
     })
     from ..search import search_from_config  # heavy (torch): loaded when the command runs
 
-    result = search_from_config(cfg, out, progress=not as_json)
+    result = search_from_config(cfg, out, progress=not as_json, warn=warn_line)
     _report(result, out, as_json)
 
 

@@ -98,11 +98,17 @@ class AccuracyConfig(Section):
     remeasure_top: int = Field(10, ge=0)  # predicted+remeasure: candidates re-measured (plus each budget's best)
     data: str | None = None  # digits, cifar10:PATH, cifar100:PATH or an ImageFolder PATH; null: the checkpoint's
     # holdout: the part of the training data held out for search; test (= val): the data set's test split
-    # (an ImageFolder's val/), for a checkpoint that trained on all of its training data (the authors')
-    split: Literal["holdout", "test", "val"] = "holdout"
-    calib_batches: int = Field(64, ge=1)  # BN calibration batches per subnet
-    calib_batch_size: int = Field(64, ge=1)
+    # (an ImageFolder's val/), for a checkpoint that trained on all of its training data (the authors');
+    # val-search / val-report: seeded disjoint halves of it (search on one, report on the other)
+    split: Literal["holdout", "test", "val", "val-search", "val-report", "test-search", "test-report"] = "holdout"
+    # authors: images Resize 256 / CenterCrop 224, resized in the network; per-resolution: prepared at
+    # each subnet's resolution r (Resize r / 0.875, CenterCrop r)
+    pipeline: Literal["authors", "per-resolution"] = "authors"
+    interpolation: Literal["bilinear", "bicubic"] = "bilinear"  # resize and calibration crops (authors' eval)
+    calib_batches: int = Field(64, ge=1)  # BN calibration batches per subnet (published: 64 x 256)
+    calib_batch_size: int = Field(256, ge=1)
     batch_size: int = Field(256, ge=1)  # validation batch size
+    max_images: int | None = Field(None, ge=1)  # measure each subnet on the first N images of the split
     device: str | None = None  # cpu, cuda or cuda:N; null: cuda when present
 
     @field_validator("source")

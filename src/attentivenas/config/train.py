@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from .base import Section, load_model, model_to_yaml, override_model, parse_model, save_model
 
@@ -24,14 +24,20 @@ class DataConfig(Section):
     train_dir: str = "train"  # imagefolder: sub-folder with the training classes
     test_dir: str = "val"  # imagefolder: sub-folder used as the test split (the official val/)
     val_dir: str | None = None  # imagefolder: held-out folder for search; else a seeded fraction of train
-    val_fraction: float | None = Field(None, gt=0.0, lt=1.0)  # held out of train for search; None: per dataset
-    val_size: int | None = Field(None, ge=1)  # instead of val_fraction: number of held-out images
+    val_fraction: float | None = Field(None, ge=0.0, lt=1.0)  # held out of train for search; 0: none (train on all)
+    val_size: int | None = Field(None, ge=0)  # instead of val_fraction: number of held-out images (0: none)
     split_seed: int = 0  # seed of the held-out split (kept apart from the training seed)
     download: bool = False  # CIFAR: let torchvision download the files (never in tests)
     image_size: int = Field(224, ge=8, le=4096)  # train crop size (digits: size of the upscaled images)
     eval_resize: int = Field(256, ge=8, le=4096)  # eval: resize shorter side, then centre-crop image_size
     interpolation: Literal["bicubic", "bilinear"] = "bicubic"
-    auto_augment: Literal["imagenet", "cifar10", "none"] = "imagenet"
+    # v0: the authors' (timm's TF ImageNet policy v0); randaugment: timm's RandAugment;
+    # imagenet | cifar10 | svhn: torchvision's original AutoAugment policies; none
+    auto_augment: Literal["v0", "randaugment", "imagenet", "cifar10", "svhn", "none"] = "v0"
+    augment_magnitude_std: float = Field(0.5, ge=0.0, le=10.0)  # v0 / randaugment: noise on the magnitude
+    rand_augment_ops: int = Field(2, ge=1, le=15)  # randaugment: ops per image
+    rand_augment_magnitude: int = Field(9, ge=0, le=30)  # randaugment: magnitude (timm's scale, 10 = max)
+    random_erasing: float = Field(0.0, ge=0.0, le=1.0)  # probability of timm's RandomErasing (per-pixel noise)
     random_flip: bool = True
     random_shift: int = Field(0, ge=0)  # digits: random translation in pixels (seeded per step)
     batch_size: int = Field(32, ge=1)  # per process
@@ -55,6 +61,9 @@ class ModelConfig(Section):
     dropout: float = Field(0.2, ge=0.0, lt=1.0)  # max subnet only
     drop_connect: float = Field(0.2, ge=0.0, lt=1.0)  # max subnet only, scaled by block index / num blocks
     drop_connect_only_last_two_stages: bool = True
+    # pytorch: PyTorch's default init of every layer (the authors'); kaiming_fan_out: He-normal
+    # fan-out convs, N(0, 0.01) classifier, zero last BN of each residual block (torchvision's MobileNetV3)
+    init: Literal["pytorch", "kaiming_fan_out"] = "pytorch"
 
 
 class LossConfig(Section):
@@ -172,8 +181,18 @@ class EvalConfig(Section):
 
     every_epochs: int = Field(1, ge=0)  # 0: never
     calibration_batches: int = Field(64, ge=1)
+    calibration_batch_size: int | None = Field(None, ge=1)  # None: data.batch_size
     max_batches: int | None = Field(None, ge=1)  # cap the validation batches (None: whole split)
-    split: Literal["val", "test"] = "val"
+    # holdout: the part of the training data held out (data.val_fraction); test: the test split
+    # (an ImageFolder's val/: the authors validate there, having trained on all of train/)
+    split: Literal["holdout", "test"] = "holdout"
+
+    @field_validator("split", mode="before")
+    @classmethod
+    def _old_split_name(cls, value: Any) -> Any:
+        """``val`` was this setting's name for the hold-out before stage 2 gave ``val`` its
+        ImageFolder meaning (the official val/ = test); old configs still load."""
+        return "holdout" if value == "val" else value
 
 
 class CheckpointConfig(Section):
@@ -221,6 +240,12 @@ class TrainConfig(Section):
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
+        if self.data.val_fraction == 0 or self.data.val_size == 0:
+            needs = [k for k, on in (("eval.split=holdout", self.eval.split == "holdout" and self.eval.every_epochs),
+                                     ("sampler.estimator=online", self.sampler.estimator == "online")) if on]
+            if needs and not self.data.val_dir:
+                raise ValueError(f"{needs[0]} measures on the hold-out, but data.val_fraction/val_size=0 holds out "
+                                 "nothing; set eval.split=test or hold out some training images")
         on = self.sampler.online
         if self.sampler.estimator == "online" and on.start_epoch >= self.optim.epochs:
             raise ValueError(f"sampler.online.start_epoch ({on.start_epoch}) must be below optim.epochs "

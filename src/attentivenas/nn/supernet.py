@@ -27,7 +27,7 @@ class Supernet(nn.Module):
     """
 
     def __init__(self, space: SearchSpace, num_classes: int = 1000, bn_momentum: float | None = 0.1,
-                 bn_eps: float = 1e-5, zero_init_residual: bool = True) -> None:
+                 bn_eps: float = 1e-5, init: str = "pytorch", zero_init_residual: bool = True) -> None:
         super().__init__()
         self.space = space
         self.num_classes = num_classes
@@ -41,11 +41,17 @@ class Supernet(nn.Module):
         self.last_conv = DynamicHead(max(space.stages[-1].widths), max(space.last_conv), space.act, bn_momentum,
                                      bn_eps)
         self.classifier = DynamicClassifier(max(space.last_conv), num_classes)
-        self._init_weights(zero_init_residual)
+        if init == "kaiming_fan_out":
+            self._init_weights(zero_init_residual)
+        elif init != "pytorch":
+            raise ValueError(f"init must be 'pytorch' or 'kaiming_fan_out', got {init!r}")
         self._arch: Arch = space.max_arch()
         self._plan: NetPlan = net_plan(space, self._arch)
 
     def _init_weights(self, zero_init_residual: bool) -> None:
+        """``init="kaiming_fan_out"``: He-normal fan-out convs, N(0, 0.01) classifier, unit BN, and
+        the last BN of each block zeroed (torchvision's MobileNetV3). ``init="pytorch"`` (the
+        authors') keeps each layer's own default init."""
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out")

@@ -4,9 +4,10 @@ and its data, the latency table and the memory model are loaded from the config'
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
-from ..accuracy import Predictor, SubnetEvaluator, check_space, load_predictor
+from ..accuracy import Predictor, Protocol, SubnetEvaluator, check_space, load_predictor
 from ..config import SearchConfig
 from ..costs import MemoryModel
 from ..devices import resolve_device
@@ -51,14 +52,16 @@ def _memory_fn(config: SearchConfig, space: SearchSpace, num_classes: int) -> Ge
     return MemoryModel(space, num_classes).memory_mb  # weights + peak activations at batch 1, float32
 
 
-def search_from_config(config: SearchConfig, out_dir: str | Path, progress: bool = True) -> SearchResult:
-    """Run the search ``config`` describes and write its files into ``out_dir`` (locked meanwhile)."""
+def search_from_config(config: SearchConfig, out_dir: str | Path, progress: bool = True,
+                       warn: Callable[[str], None] | None = None) -> SearchResult:
+    """Run the search ``config`` describes and write its files into ``out_dir`` (locked meanwhile);
+    ``warn`` receives warnings such as a measured split the checkpoint trained on."""
     with OutputLock(out_dir, "search folder"):
         remove_torn_writes(out_dir)
-        return _search(config, Path(out_dir), progress)
+        return _search(config, Path(out_dir), progress, warn)
 
 
-def _search(config: SearchConfig, out: Path, progress: bool) -> SearchResult:
+def _search(config: SearchConfig, out: Path, progress: bool, warn: Callable[[str], None] | None) -> SearchResult:
     source = default_source(config)
     pred: Predictor | None = load_predictor(config.predictor) if config.predictor is not None else None
     given_space = get_space(config.space) if config.space else None
@@ -69,10 +72,11 @@ def _search(config: SearchConfig, out: Path, progress: bool) -> SearchResult:
         if config.checkpoint is None:
             raise ConfigError(f"accuracy source '{source}' needs --checkpoint CKPT")
         acc = config.accuracy
-        evaluator = SubnetEvaluator.from_checkpoint(
-            Path(config.checkpoint), given_space, acc.data, calib_batches=acc.calib_batches,
-            calib_batch_size=acc.calib_batch_size, batch_size=acc.batch_size, device=resolve_device(acc.device),
-            seed=config.seed, split=acc.split)
+        protocol = Protocol(split=acc.split, pipeline=acc.pipeline, interpolation=acc.interpolation,
+                            calib_batches=acc.calib_batches, calib_batch_size=acc.calib_batch_size,
+                            batch_size=acc.batch_size, max_images=acc.max_images)
+        evaluator = SubnetEvaluator.from_checkpoint(Path(config.checkpoint), given_space, acc.data, protocol,
+                                                    device=resolve_device(acc.device), seed=config.seed, warn=warn)
         space, num_classes = evaluator.supernet.space, evaluator.supernet.num_classes
     if source != "measured" and pred is None:
         raise ConfigError(f"accuracy source '{source}' needs --predictor PRED.json")

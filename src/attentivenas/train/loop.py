@@ -155,7 +155,8 @@ class Trainer:
         self.steps_per_epoch = min(steps, cfg.runtime.steps_per_epoch or steps)
         self.total_steps = cfg.optim.epochs * self.steps_per_epoch
 
-        net = Supernet(self.space, self.num_classes, bn_momentum=cfg.model.bn_momentum, bn_eps=cfg.model.bn_eps)
+        net = Supernet(self.space, self.num_classes, bn_momentum=cfg.model.bn_momentum, bn_eps=cfg.model.bn_eps,
+                       init=cfg.model.init)
         net.to(info.device)
         if cfg.runtime.channels_last:
             net.to(memory_format=torch.channels_last)
@@ -217,6 +218,7 @@ class Trainer:
                          "steps_per_epoch": self.steps_per_epoch, "world_size": self.info.world_size,
                          "metrics_records": self.logger.records if self.logger is not None else None},
             "metrics": dict(self.last_eval),
+            "holdout": dict(self.data.holdout),  # which training images were held out (stage 2 checks it)
             "online": self.online.state_dict() if self.online is not None else None,
         })
         return p
@@ -268,8 +270,9 @@ class Trainer:
     # ----------------------------------------------------------------- pieces
     def validate(self) -> dict[str, float]:
         cfg, info = self.config, self.info
-        split = self.data.val if cfg.eval.split == "val" else self.data.test
-        batches = calibration_batches(self.data.train, cfg.eval.calibration_batches, cfg.data.batch_size,
+        split = self.data.val if cfg.eval.split == "holdout" else self.data.test
+        batches = calibration_batches(self.data.train, cfg.eval.calibration_batches,
+                                      cfg.eval.calibration_batch_size or cfg.data.batch_size,
                                       cfg.seed, info.rank, cfg.data.num_workers)
         out: dict[str, float] = {}
         for name, arch in (("min", self.space.min_arch()), ("max", self.space.max_arch())):

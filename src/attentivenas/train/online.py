@@ -101,7 +101,8 @@ class OnlinePredictor:
         seed = fit_seed(cfg.seed, epochs_done)
         t0 = time.perf_counter()
         batches = calibration_batches(data.train, on.calibration_batches or cfg.eval.calibration_batches,
-                                      cfg.data.batch_size, cfg.seed, info.rank, cfg.data.num_workers)
+                                      cfg.eval.calibration_batch_size or cfg.data.batch_size, cfg.seed, info.rank,
+                                      cfg.data.num_workers)
         max_batches = on.max_batches if on.max_batches is not None else cfg.eval.max_batches
 
         def evaluate(arch: Arch) -> float:
