@@ -41,13 +41,12 @@ TABLE_VERSION = 2  # 2: runtime, model and group scales (version 1 tables are Py
 MODELS = ("sum", "scaled")
 #: op groups of the ``scaled`` model: each group's summed op times get one fitted factor
 OP_GROUPS: dict[str, tuple[str, ...]] = {
-    "conv": ("first_conv", "expand", "project", "final_expand", "feature_mix", "classifier"),
+    "conv": ("first_conv", "expand", "project", "final_expand", "pool", "feature_mix", "classifier"),
     "depthwise": ("depthwise",),
     "residual": ("residual",),
-    "pool": ("pool",),
 }
 GROUP_OF = {kind: g for g, kinds in OP_GROUPS.items() for kind in kinds}
-#: fewest calibration archs the scaled model is fitted on (2 overhead terms + 4 group factors)
+#: fewest calibration archs the scaled model is fitted on (2 overhead terms + 3 group factors)
 MIN_SCALED_ARCHS = 8
 #: A prediction never drops below this fraction of its summed op times: the fitted overhead is
 #: often negative (each op timed alone carries call overhead) and, fitted on a few noisy subnets,
@@ -433,14 +432,15 @@ def fit_overhead(table: LatencyTable, space: SearchSpace, archs: Sequence[Arch],
 
 def _scaled_coefficients(x: np.ndarray, y: np.ndarray, ridge: float) -> np.ndarray:
     """Least squares ``y ~ a + b * blocks + sum_g c_g * S_g`` (columns of ``x``: 1, blocks, S_g...),
-    relative errors weighted alike, the factors shrunk towards 1 with ``ridge``; factors in [0.05, 5]."""
+    relative errors weighted alike, the factors shrunk towards 1 with ``ridge`` (a fraction of each
+    group's own weight in the data); factors in [0.05, 5]."""
     w = 1.0 / y  # relative error: a large subnet does not dominate the fit
     a, t = x * w[:, None], y * w
     n_g = x.shape[1] - 2
+    scale = np.sqrt(ridge) * np.maximum(np.linalg.norm(a[:, 2:], axis=0), 1e-12)  # relative to each group's data
     prior = np.zeros((n_g, x.shape[1]))
-    scale = np.sqrt(ridge * len(y))
-    prior[:, 2:] = np.eye(n_g) * scale
-    coef = np.linalg.lstsq(np.vstack([a, prior]), np.concatenate([t, np.full(n_g, scale)]), rcond=None)[0]
+    prior[:, 2:] = np.diag(scale)
+    coef = np.linalg.lstsq(np.vstack([a, prior]), np.concatenate([t, scale]), rcond=None)[0]
     coef[2:] = np.clip(coef[2:], 0.05, 5.0)
     return coef
 
@@ -454,7 +454,7 @@ def _scaled_design(table: LatencyTable, space: SearchSpace, archs: Sequence[Arch
 
 
 def fit_scaled(table: LatencyTable, space: SearchSpace, archs: Sequence[Arch], measured: Sequence[float],
-               ridge: float = 0.05) -> float:
+               ridge: float = 1e-3) -> float:
     """Fit the ``scaled`` model (one factor per op group, plus ``overhead_ms + per_block_ms * blocks``)
     on whole-subnet measurements, store it in ``table.meta['fits']['scaled']`` and return its
     leave-one-out MAPE (%) on ``archs``. The table's active model is not changed."""

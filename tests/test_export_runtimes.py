@@ -1,0 +1,133 @@
+"""``torch.export`` (.pt2) and ExecuTorch (.pte) exports, each checked against the PyTorch subnet by
+its own runtime in a fresh interpreter that never imports attentivenas."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from attentivenas.nn import (
+    FORMATS,
+    SUFFIXES,
+    MissingRuntimeError,
+    Supernet,
+    export_pareto_set,
+    export_subnet,
+    is_available,
+    save_supernet,
+)
+from attentivenas.space import TINY_SPACE
+
+from .cli_helpers import run_cli
+from .test_runtimes import no_executorch  # noqa: F401 - fixture
+
+needs_executorch = pytest.mark.skipif(not is_available("executorch"),
+                                      reason="executorch not installed (pip install 'attentivenas[executorch]')")
+
+#: loads the file with its runtime alone, runs the saved input, writes the output
+RUNNER = r"""
+import sys
+import numpy as np
+import torch
+kind, model, *paths = sys.argv[1:]
+if kind == "torch-export":
+    run = torch.export.load(model).module()
+else:
+    from executorch.runtime import Runtime
+    program = Runtime.get().load_program(model)
+    method = program.load_method("forward")
+    run = lambda x: method.execute([x])[0]
+for x_path in paths:
+    np.save(x_path.replace(".x.npy", ".y.npy"), run(torch.from_numpy(np.load(x_path))).detach().numpy())
+assert not any(m.startswith("attentivenas") for m in sys.modules), "the check must not need our package"
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny_net() -> Supernet:
+    torch.manual_seed(0)
+    net = Supernet(TINY_SPACE, 10).eval()
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():  # non-trivial BN so that the checks see real statistics
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
+                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
+    return net
+
+
+def _run_alone(kind: str, model: Path, xs: list[torch.Tensor], tmp_path: Path) -> list[np.ndarray]:
+    """Outputs of ``model`` on ``xs`` run by its runtime in a fresh interpreter (no attentivenas)."""
+    paths = [tmp_path / f"{i}.x.npy" for i in range(len(xs))]
+    for p, x in zip(paths, xs, strict=True):
+        np.save(p, x.numpy())
+    script = tmp_path / "check.py"
+    script.write_text(RUNNER)
+    proc = subprocess.run([sys.executable, str(script), kind, str(model), *map(str, paths)], capture_output=True,
+                          text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return [np.load(str(p).replace(".x.npy", ".y.npy")) for p in paths]
+
+
+def _rel_error(out: np.ndarray, sub: torch.nn.Module, x: torch.Tensor) -> float:
+    with torch.no_grad():
+        ref = sub(x).numpy()
+    assert out.shape == ref.shape
+    return float(np.abs(out - ref).max() / np.abs(ref).max())
+
+
+def test_formats_and_suffixes() -> None:
+    assert {"torch-export", "executorch"} <= set(FORMATS)
+    assert (SUFFIXES["torch-export"], SUFFIXES["executorch"]) == (".pt2", ".pte")
+
+
+@pytest.mark.slow
+def test_torch_export_loads_with_torch_alone_at_any_batch(tiny_net: Supernet, tmp_path: Path) -> None:
+    sub = tiny_net.extract(TINY_SPACE.sample(np.random.default_rng(0)))
+    info = export_subnet(sub, tmp_path / "m.pt2", "torch-export")
+    assert info["rel_error"] <= 1e-4 and Path(info["path"]).is_file()
+    r = sub.resolution
+    xs = [torch.randn(batch, 3, r, r, generator=torch.Generator().manual_seed(batch)) for batch in (1, 3)]
+    for x, out in zip(xs, _run_alone("torch-export", tmp_path / "m.pt2", xs, tmp_path), strict=True):
+        assert out.shape == (len(x), 10) and _rel_error(out, sub, x) <= 1e-4
+
+
+@needs_executorch
+@pytest.mark.slow
+def test_executorch_program_runs_in_executorch_alone(tiny_net: Supernet, tmp_path: Path) -> None:
+    sub = tiny_net.extract(TINY_SPACE.min_arch())
+    info = export_subnet(sub, tmp_path / "m.pte", "executorch", batch=2)
+    assert info["rel_error"] <= 1e-4 and info["batch"] == 2
+    r = sub.resolution
+    x = torch.randn(2, 3, r, r, generator=torch.Generator().manual_seed(7))
+    (out,) = _run_alone("executorch", tmp_path / "m.pte", [x], tmp_path)
+    assert _rel_error(out, sub, x) <= 1e-4  # XNNPACK runs float32 kernels
+
+
+def test_executorch_export_without_the_extra_names_it(tiny_net: Supernet, tmp_path: Path,
+                                                      no_executorch: None) -> None:  # noqa: F811
+    with pytest.raises(MissingRuntimeError, match=r"attentivenas\[executorch\]"):
+        export_subnet(tiny_net.extract(TINY_SPACE.min_arch()), tmp_path / "m.pte", "executorch")
+    assert not (tmp_path / "m.pte").exists()
+
+
+@pytest.mark.slow
+def test_cli_export_torch_export_and_pareto_set(tiny_net: Supernet, tmp_path: Path) -> None:
+    ckpt = save_supernet(tmp_path / "tiny.pt", tiny_net)
+    r = run_cli("export", "--checkpoint", str(ckpt), "--arch", "min", "--format", "torch-export",
+                "--out", str(tmp_path / "min.pt2"))
+    assert r.code == 0, r.err
+    assert "torch-export" in r.out and (tmp_path / "min.pt2").is_file()
+    archs = [{"arch": TINY_SPACE.min_arch().to_dict()}, {"arch": TINY_SPACE.max_arch().to_dict()}]
+    records = export_pareto_set(tiny_net, archs, tmp_path / "models", "torch-export")
+    assert [r["file"].endswith(".pt2") for r in records] == [True, True]
+    assert all(r["rel_error"] <= 1e-4 for r in records)
+    assert json.loads((tmp_path / "models" / "index.json").read_text())[1]["format"] == "torch-export"
+    r = run_cli("export", "--checkpoint", str(ckpt), "--arch", "min", "--format", "tflite", "--out", "x")
+    assert r.code == 2 and "torch-export" in r.err

@@ -1,0 +1,211 @@
+"""Latency in deployment runtimes: runners, missing extras, tables that record their runtime, the
+per-call cost and the scaled model, the search's check of a table's setting, and the CLI."""
+
+from __future__ import annotations
+
+import importlib
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from attentivenas import accuracy as P
+from attentivenas.errors import UserError
+from attentivenas.latency import (
+    MIN_FRACTION,
+    OP_GROUPS,
+    RUNTIMES,
+    LatencyTable,
+    arch_ops,
+    build_latency_table,
+    check_runtime,
+    fit_models,
+    measure_latency,
+    table_error,
+)
+from attentivenas.nn import MissingRuntimeError, is_available
+from attentivenas.space import TINY_SPACE
+
+from .cli_helpers import run_cli
+from .synthetic import synthetic_latency_table
+
+needs_executorch = pytest.mark.skipif(not is_available("executorch"),
+                                      reason="executorch not installed (pip install 'attentivenas[executorch]')")
+needs_openvino = pytest.mark.skipif(not is_available("openvino"),
+                                    reason="openvino not installed (pip install 'attentivenas[openvino]')")
+
+
+def _conv() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Conv2d(8, 16, 3, padding=1), torch.nn.ReLU())
+
+
+@pytest.fixture
+def no_executorch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make ``import executorch`` fail, as on a base install."""
+    real = importlib.import_module
+
+    def fake(name: str, *args, **kwargs):
+        if name.split(".")[0] == "executorch":
+            raise ImportError("No module named 'executorch'")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(importlib, "import_module", fake)
+
+
+# --------------------------------------------------------------------------- runners
+def test_unknown_runtime_and_device_are_user_errors() -> None:
+    with pytest.raises(UserError, match="unknown runtime 'tflite'; use one of torch, onnxruntime"):
+        check_runtime("tflite")
+    if torch.cuda.is_available():
+        with pytest.raises(UserError, match="measured on the CPU"):
+            check_runtime("onnxruntime", "cuda")
+    with pytest.raises(UserError, match="not available for runtime 'openvino'"):
+        measure_latency(_conv(), (1, 8, 4, 4), runtime="openvino", threads=1, clock="cpu", repeats=1)
+
+
+def test_missing_runtime_names_its_extra(no_executorch: None) -> None:
+    with pytest.raises(MissingRuntimeError, match=r"pip install 'attentivenas\[executorch\]'"):
+        check_runtime("executorch")
+    assert not is_available("executorch")
+    r = run_cli("latency", "measure", "--arch", "min", "--space", "tiny", "--runtime", "executorch", "--repeats", "1")
+    assert r.code == 2 and "attentivenas[executorch]" in r.err and len(r.err.strip().splitlines()) == 1
+
+
+def test_onnxruntime_measurement_states_runtime_and_threads() -> None:
+    before = torch.get_num_threads()
+    res = measure_latency(_conv(), (2, 8, 6, 6), runtime="onnxruntime", threads=1, warmup=1, repeats=4, rounds=2)
+    assert (res.runtime, res.threads, res.batch, res.repeats, res.device) == ("onnxruntime", 1, 2, 8, "cpu")
+    assert 0 < res.median_ms <= res.p90_ms and res.to_dict()["runtime"] == "onnxruntime"
+    cpu = measure_latency(_conv(), (1, 8, 6, 6), runtime="onnxruntime", threads=1, warmup=0, repeats=2, clock="cpu")
+    assert cpu.clock == "cpu" and cpu.median_ms > 0
+    assert torch.get_num_threads() == before
+
+
+@needs_openvino
+def test_openvino_measurement() -> None:
+    res = measure_latency(_conv(), (1, 8, 6, 6), runtime="openvino", threads=1, warmup=1, repeats=3)
+    assert res.runtime == "openvino" and res.threads == 1 and res.median_ms > 0
+
+
+@needs_executorch
+@pytest.mark.slow
+def test_executorch_measurement() -> None:
+    res = measure_latency(_conv(), (1, 8, 6, 6), runtime="executorch", threads=1, warmup=1, repeats=3)
+    assert res.runtime == "executorch" and res.threads == 1 and res.median_ms > 0
+
+
+# --------------------------------------------------------------------------- tables
+def test_table_records_its_setting_and_refuses_another(tmp_path) -> None:
+    table = synthetic_latency_table(runtime="onnxruntime", runtime_version="1.0", batch=1, threads=1, call_ms=0.002)
+    loaded = LatencyTable.load(table.save(tmp_path / "t.json"))
+    assert loaded.setting() == table.setting() and loaded.call_ms == 0.002 and loaded.runtime == "onnxruntime"
+    loaded.check_setting(runtime="onnxruntime", batch=1, threads=1, num_classes=10)
+    with pytest.raises(UserError, match=r"runtime 'onnxruntime' \(asked: 'torch'\), batch 1 \(asked: 32\)"):
+        loaded.check_setting(runtime="torch", batch=32)
+    old = json.loads((tmp_path / "t.json").read_text())
+    for key in ("runtime", "runtime_version", "call_ms", "model", "group_scale"):
+        del old[key]
+    (tmp_path / "v1.json").write_text(json.dumps(old | {"version": 1}))
+    assert LatencyTable.load(tmp_path / "v1.json").runtime == "torch"  # first tables: PyTorch eager
+    (tmp_path / "bad.json").write_text(json.dumps(old | {"runtime": "tflite"}))
+    with pytest.raises(UserError, match="runtime 'tflite' is not one of"):
+        LatencyTable.load(tmp_path / "bad.json")
+    (tmp_path / "bad2.json").write_text(json.dumps(old | {"group_scale": {"conv": -1}}))
+    with pytest.raises(UserError, match="group_scale"):
+        LatencyTable.load(tmp_path / "bad2.json")
+
+
+def test_call_cost_is_paid_once_per_subnet_not_per_op() -> None:
+    table = synthetic_latency_table(call_ms=0.004, overhead_ms=0.01)
+    genes = TINY_SPACE.sample_genes(np.random.default_rng(4), 32)
+    fast = table.predict_genes(TINY_SPACE, genes)
+    for row, value in zip(genes, fast, strict=True):
+        arch = TINY_SPACE.decode(row)
+        ops = [table.entries[o.key()] for o in arch_ops(TINY_SPACE, arch, 10)]
+        by_hand = sum(max(v - 0.004, MIN_FRACTION * v) for v in ops) + 0.01
+        assert table.predict(TINY_SPACE, arch) == pytest.approx(by_hand, rel=1e-12)
+        assert value == pytest.approx(by_hand, rel=1e-12)
+
+
+def test_scaled_model_recovers_group_factors_and_auto_picks_it() -> None:
+    table = synthetic_latency_table()
+    rng = np.random.default_rng(5)
+    archs = [TINY_SPACE.sample(rng) for _ in range(16)]
+    truth = {"conv": 0.6, "depthwise": 1.3, "residual": 0.2}
+
+    def fused(a):  # a runtime that fuses: each op group runs at its own fraction of its time alone
+        return 0.05 + sum(truth[g] * s for g, s in table.group_sums(TINY_SPACE, a).items())
+
+    measured = [fused(a) for a in archs]
+    fit_models(table, TINY_SPACE, archs, measured, "auto")
+    assert table.model == "scaled" and set(table.group_scale) == set(OP_GROUPS)
+    assert table.group_scale["depthwise"] == pytest.approx(truth["depthwise"], rel=0.1)  # most of the time
+    held = [TINY_SPACE.sample(rng) for _ in range(10)]
+    scaled = table_error(table, TINY_SPACE, held, [fused(a) for a in held])
+    table.use_model("sum")
+    assert table.group_scale == {} and table_error(table, TINY_SPACE, held, [fused(a) for a in held]) > 3 * scaled
+    assert scaled < 2.0 and set(table.meta["calibration_loo_mape"]) == {"sum", "scaled"}
+    with pytest.raises(UserError, match="no fitted 'other' model"):
+        table.use_model("other")
+
+
+def test_build_table_in_onnxruntime(tiny_net) -> None:
+    arch = TINY_SPACE.min_arch()
+    table = build_latency_table(TINY_SPACE, "cpu", 1, [arch], num_classes=10, threads=1, warmup=0, repeats=2,
+                                calibration_archs=0, progress=False, supernet=tiny_net, runtime="onnxruntime")
+    assert (table.runtime, table.threads, table.batch, table.device) == ("onnxruntime", 1, 1, "cpu")
+    assert table.runtime_version and table.call_ms > 0 and table.predict(TINY_SPACE, arch) > 0
+    assert table.covers(TINY_SPACE, arch)
+    with pytest.raises(UserError, match="scaled model needs --calibration-archs >= 8"):
+        build_latency_table(TINY_SPACE, archs=[arch], calibration_archs=2, model="scaled", progress=False)
+
+
+# --------------------------------------------------------------------------- search and CLI
+def _predictor(tmp_path):
+    def accuracy(arch) -> float:
+        return float(TINY_SPACE.encode(arch).sum())
+
+    data = P.build_arch_dataset(TINY_SPACE, accuracy, 12, seed=0, progress=False)
+    return P.fit_predictor(data, "ridge").save(tmp_path / "pred.json")
+
+
+def test_search_refuses_a_table_of_another_runtime_or_batch(tmp_path) -> None:
+    table = synthetic_latency_table(runtime="onnxruntime", batch=1, num_classes=1000).save(tmp_path / "t.json")
+    pred = _predictor(tmp_path)
+    common = ["search", "--predictor", str(pred), "--latency-table", str(table), "--objectives", "mflops,latency",
+              "--pop-size", "8", "--generations", "1", "--json"]
+    r = run_cli(*common, "--out", str(tmp_path / "a"), "latency_runtime=torch")
+    assert r.code == 2 and "runtime 'onnxruntime' (asked: 'torch')" in r.err
+    r = run_cli(*common, "--out", str(tmp_path / "b"), "latency_batch=32")
+    assert r.code == 2 and "batch 1 (asked: 32)" in r.err
+    r = run_cli(*common, "--out", str(tmp_path / "c"), "latency_runtime=onnxruntime", "latency_batch=1")
+    assert r.code == 0, r.err
+
+
+def test_cli_runtime_measure_and_build_table(tmp_path) -> None:
+    r = run_cli("latency", "measure", "--arch", "min", "--space", "tiny", "--runtime", "onnxruntime", "--threads", "1",
+                "--repeats", "2", "--warmup", "0", "--num-classes", "10", "--json")
+    assert r.code == 0, r.err
+    res = json.loads(r.out)
+    assert res["runtime"] == "onnxruntime" and res["threads"] == 1 and res["runtime_version"] and res["latency_ms"] > 0
+    out = tmp_path / "t.json"
+    r = run_cli("latency", "build-table", "--space", "tiny", "--runtime", "onnxruntime", "--archs", "1", "--warmup",
+                "0", "--repeats", "1", "--calibration-archs", "2", "--holdout-archs", "2", "--num-classes", "10",
+                "--out", str(out), "--json")
+    assert r.code == 0, r.err
+    info = json.loads(r.out)
+    assert info["runtime"] == "onnxruntime" and info["holdout_archs"] == 2 and info["holdout_mape_percent"] > 0
+    assert set(info["holdout_mape_by_model"]) == {"sum"}
+    assert LatencyTable.load(out).meta["holdout_mape_by_model"]["sum"] == pytest.approx(info["holdout_mape_percent"],
+                                                                                       rel=1e-3)
+    r = run_cli("latency", "measure", "--arch", "min", "--space", "tiny", "--table", str(out), "--repeats", "1",
+                "--num-classes", "10")
+    assert r.code == 2 and "runtime 'onnxruntime' (asked: 'torch')" in r.err
+    r = run_cli("latency", "measure", "--arch", "min", "--space", "tiny", "--runtime", "tvm")
+    assert r.code == 2 and "unknown runtime 'tvm'" in r.err
+
+
+def test_every_runtime_is_listed() -> None:
+    assert RUNTIMES == ("torch", "onnxruntime", "executorch", "openvino")
