@@ -208,3 +208,30 @@ def test_predictor_build_and_search_measure_on_the_split_asked_for(checkpoint, t
                 *common, "--out", str(tmp_path / "s"), "--json")
     assert r.code == 0, r.err
     assert json.loads(r.out)["settings"]["accuracy"]["split"] == "test"
+
+
+def test_search_on_one_half_of_the_test_split_reports_on_the_other(checkpoint, tmp_path) -> None:
+    common = ["--data", "digits", "--calib-batches", "1", "--calib-batch-size", "64", "--device", "cpu"]
+    out = tmp_path / "s"
+    r = run_cli("search", "--checkpoint", str(checkpoint), "--split", "val-search", "--report-split", "val-report",
+                "--pop-size", "4", "--generations", "1", *common, "--out", str(out), "--json")
+    assert r.code == 0, r.err
+    pareto = json.loads((out / "pareto.json").read_text())
+    assert pareto and all(e["report_split"] == "val-report" for e in pareto)
+    first = pareto[0]
+    r = run_cli("evaluate", "--checkpoint", str(checkpoint), "--arch", json.dumps(first["arch"]),
+                "--split", "val-report", *common, "--json")
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["top1"] == pytest.approx(first["report_top1"], abs=1e-3)
+    assert "report_top1" in (out / "pareto.csv").read_text().splitlines()[0]
+    r = run_cli("search", "--checkpoint", str(checkpoint), "--split", "val-search", "--report-split", "test",
+                *common, "--out", str(tmp_path / "bad"))
+    assert r.code == 2 and "accuracy.report_split=test overlaps accuracy.split=val-search" in r.err
+
+
+def test_split_overlap() -> None:
+    from attentivenas.config.search import splits_overlap
+
+    assert splits_overlap("val", "test") and splits_overlap("test", "val-report")
+    assert not splits_overlap("val-search", "test-report") and not splits_overlap("holdout", "test")
+    assert splits_overlap("val-search", "test-search")

@@ -8,6 +8,7 @@ with its calibration batches cached once, for predictor datasets and searches.
 
 from __future__ import annotations
 
+import copy
 import math
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -124,6 +125,7 @@ class SubnetEvaluator:
         self.calib = cache_calibration_batches(bundle.train, calib_batches, calib_batch_size, seed, self.device)
         self._bundle_at = bundle_at
         self._loaders: dict[int, DataLoader] = {}
+        self.meta: dict[str, Any] = {}  # the checkpoint's metadata, when loaded from one
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | Path, space: str | SearchSpace | None = None, data: str | None = None,
@@ -149,8 +151,18 @@ class SubnetEvaluator:
         if p.per_resolution and bundle.name != "digits":
             def bundle_at(r: int) -> DataBundle:
                 return resolve_data(data, net.space, meta, resolution=r, seed=seed, interpolation=p.interpolation)
-        return cls(net, bundle, p.calib_batches, p.calib_batch_size, p.batch_size, device, seed, p.split, bundle_at,
-                   p.max_images)
+        ev = cls(net, bundle, p.calib_batches, p.calib_batch_size, p.batch_size, device, seed, p.split, bundle_at,
+                 p.max_images)
+        ev.meta = meta
+        return ev
+
+    def on_split(self, split: str) -> SubnetEvaluator:
+        """The same supernet, data and calibration batches, measuring on another split."""
+        other = copy.copy(self)
+        other.split = split
+        other.val_loader = other._loader(self.bundle)
+        other._loaders = {}
+        return other
 
     def _loader(self, bundle: DataBundle) -> DataLoader:
         return DataLoader(capped(split_of(bundle, self.split), self.max_images), batch_size=self.batch_size,

@@ -74,6 +74,8 @@ def search_command(
     calib_batches: int | None = typer.Option(None, "--calib-batches", min=1, help=CALIB_BATCHES_HELP),
     calib_batch_size: int | None = typer.Option(None, "--calib-batch-size", min=1, help=CALIB_BATCH_SIZE_HELP),
     split: str | None = typer.Option(None, "--split", help="Measured on: " + SPLIT_HELP),
+    report_split: str | None = typer.Option(None, "--report-split", help="Also measure the Pareto archs and budget "
+                                            "winners on this split, disjoint from --split (e.g. val-report)."),
     pipeline: str | None = typer.Option(None, "--pipeline", help=PIPELINE_HELP),
     interpolation: str | None = typer.Option(None, "--interpolation", help=INTERPOLATION_HELP),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda or cuda:N (default: cuda if present)."),
@@ -101,7 +103,7 @@ def search_command(
         "objectives": objectives, "seed": seed, "published": published,
         "accuracy.source": accuracy, "accuracy.remeasure_top": remeasure_top, "accuracy.data": data,
         "accuracy.calib_batches": calib_batches, "accuracy.calib_batch_size": calib_batch_size,
-        "accuracy.device": device, "accuracy.split": split, "accuracy.pipeline": pipeline,
+        "accuracy.device": device, "accuracy.split": split, "accuracy.report_split": report_split, "accuracy.pipeline": pipeline,
         "accuracy.interpolation": interpolation,
         "budgets.max_mflops": max_mflops, "budgets.max_params_m": max_params_m,
         "budgets.max_latency_ms": max_latency_ms, "budgets.max_memory_mb": max_memory_mb,

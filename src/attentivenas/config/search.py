@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from ..errors import ConfigError
 from .base import Section, load_model
@@ -101,6 +101,9 @@ class AccuracyConfig(Section):
     # (an ImageFolder's val/), for a checkpoint that trained on all of its training data (the authors');
     # val-search / val-report: seeded disjoint halves of it (search on one, report on the other)
     split: Literal["holdout", "test", "val", "val-search", "val-report", "test-search", "test-report"] = "holdout"
+    # after the search, also measure every Pareto arch and budget winner on this split (report_top1);
+    # it must not overlap split (e.g. split val-search, report_split val-report)
+    report_split: Literal["holdout", "test", "val", "val-search", "val-report", "test-search", "test-report"] | None = None
     # authors: images Resize 256 / CenterCrop 224, resized in the network; per-resolution: prepared at
     # each subnet's resolution r (Resize r / 0.875, CenterCrop r)
     pipeline: Literal["authors", "per-resolution"] = "authors"
@@ -117,6 +120,27 @@ class AccuracyConfig(Section):
         if v is not None and v not in ACCURACY_SOURCES:
             raise ValueError(f"unknown accuracy source {v!r}; allowed: {list(ACCURACY_SOURCES)}")
         return v
+
+    @model_validator(mode="after")
+    def _disjoint_report(self) -> AccuracyConfig:
+        if self.report_split is not None and splits_overlap(self.split, self.report_split):
+            raise ValueError(f"accuracy.report_split={self.report_split} overlaps accuracy.split={self.split}: report "
+                             "on images the search did not choose on (e.g. split val-search, report_split val-report)")
+        return self
+
+
+def _split_family(split: str) -> tuple[str, str]:
+    """(``holdout`` | ``test``, ``all`` | ``search`` | ``report``) of a split name."""
+    if split == "holdout":
+        return "holdout", "all"
+    head, _, part = split.partition("-")
+    return "test", part or "all"
+
+
+def splits_overlap(a: str, b: str) -> bool:
+    """Whether two split names share images (``val`` = ``test``; its halves are disjoint)."""
+    (fa, pa), (fb, pb) = _split_family(a), _split_family(b)
+    return fa == fb and (pa == pb or "all" in (pa, pb))
 
 
 class EvolutionConfig(Section):

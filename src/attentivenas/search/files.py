@@ -42,6 +42,8 @@ def csv_columns(entries: Sequence[dict[str, Any]]) -> list[str]:
     cols += ["accuracy", "accuracy_source"]
     if any("predicted_accuracy" in e for e in entries):
         cols.append("predicted_accuracy")
+    if any("report_top1" in e for e in entries):
+        cols += ["report_top1", "report_split"]
     return cols + list(ARCH_COLUMNS)
 
 

@@ -4,17 +4,20 @@ and its data, the latency table and the memory model are loaded from the config'
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
-from ..accuracy import Predictor, Protocol, SubnetEvaluator, check_space, load_predictor
+from ..accuracy import Predictor, Protocol, SubnetEvaluator, check_space, holdout_warning, load_predictor
 from ..config import SearchConfig
 from ..costs import MemoryModel
 from ..devices import resolve_device
 from ..errors import ConfigError
 from ..io import OutputLock, remove_torn_writes
 from ..latency import LatencyTable
-from ..space import SearchSpace, get_space
+from ..progress import progress_bar
+from ..space import Arch, SearchSpace, get_space
+from .files import write_search_outputs
 from .nsga2 import run_search
 from .problem import GeneFn
 from .results import SearchResult
@@ -83,9 +86,40 @@ def _search(config: SearchConfig, out: Path, progress: bool, warn: Callable[[str
     if pred is not None:
         check_space(pred, space)
     config = config.model_copy(update={"accuracy": config.accuracy.model_copy(update={"source": source})})
-    return run_search(
+    reporter = _reporter(config, evaluator, warn)
+    result = run_search(
         space, config, pred.predict_genes if pred is not None else None, evaluate_fn=evaluator,
         latency_fn=_latency_fn(config, space), memory_fn=_memory_fn(config, space, num_classes),
         num_classes=num_classes, measured_cache=out / "measured.jsonl" if evaluator is not None else None,
-        progress=progress, out_dir=out,
+        progress=progress, out_dir=None if reporter is not None else out,
     )
+    if reporter is not None:
+        report(result, reporter, progress)
+        write_search_outputs(out, result)
+    return result
+
+
+def _reporter(config: SearchConfig, evaluator: SubnetEvaluator | None,
+              warn: Callable[[str], None] | None) -> SubnetEvaluator | None:
+    split = config.accuracy.report_split
+    if split is None:
+        return None
+    if evaluator is None:
+        raise ConfigError("accuracy.report_split measures on the supernet: it needs --checkpoint CKPT")
+    message = holdout_warning(evaluator.meta, evaluator.bundle, split)
+    if message is not None and warn is not None:
+        warn(message)
+    return evaluator.on_split(split)
+
+
+def report(result: SearchResult, reporter: SubnetEvaluator, progress: bool = True) -> None:
+    """Measure every Pareto arch and budget winner on the report split: ``report_top1`` and
+    ``report_split`` in their entries (each distinct arch measured once)."""
+    entries = [e for e in (*result.pareto, *result.budget_winners) if isinstance(e.get("arch"), dict)]
+    keys = sorted({json.dumps(e["arch"], sort_keys=True) for e in entries})
+    top1 = {}
+    for key in progress_bar(keys, f"report on {reporter.split}", enabled=progress):
+        top1[key] = reporter(Arch.from_dict(json.loads(key)))
+    for e in entries:
+        e["report_top1"] = top1[json.dumps(e["arch"], sort_keys=True)]
+        e["report_split"] = reporter.split
