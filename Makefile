@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: quickstart test lint bench clean
+.PHONY: quickstart test lint bench clean fashion-mnist
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,18 @@ $(DEV_STAMP): pyproject.toml $(STAMP)
 quickstart: $(STAMP)
 	$(BIN)/attentivenas quickstart --out runs/quickstart
 
-test: $(DEV_STAMP)
+FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+
+# Fashion-MNIST (Debian's dataset-fashion-mnist) where this runs as root with apt-get; elsewhere the
+# tests that read it skip and say how to install it.
+fashion-mnist:
+	@if [ -f $(FASHION_MNIST) ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null) \
+			|| echo "note: could not install dataset-fashion-mnist; its tests will skip"; \
+	else echo "note: Fashion-MNIST tests skip (as root: apt-get install dataset-fashion-mnist)"; fi
+
+test: $(DEV_STAMP) fashion-mnist
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest --durations=15
 

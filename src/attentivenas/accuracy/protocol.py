@@ -39,7 +39,9 @@ SPLITS = ("holdout", "test", "val", "val-search", "val-report", "test-search", "
 SPLIT_KEYS = ("train_dir", "test_dir", "val_dir", "val_fraction", "val_size", "split_seed")
 #: ``--data`` kinds and the data-config names each may come from
 KINDS = {"imagefolder": ("imagefolder", "imagenet"), "cifar10": ("cifar10",), "cifar100": ("cifar100",),
-         "digits": ("digits",)}
+         "digits": ("digits",), "fashion_mnist": ("fashion_mnist",)}
+#: data sets held in memory as tensors at one size: no crops, resized in the network only
+TENSOR_DATA = ("digits", "fashion_mnist")
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,8 @@ def _saved_data(meta: dict[str, Any] | None) -> dict[str, Any] | None:
 def _kind(spec: str) -> tuple[str, str | None]:
     if spec == "digits":
         return "digits", None
+    if spec == "fashion_mnist" or spec.startswith("fashion_mnist:"):
+        return "fashion_mnist", spec.split(":", 1)[1] if ":" in spec else None
     if spec.startswith(("cifar10:", "cifar100:")):
         name, path = spec.split(":", 1)
         return name, path
@@ -104,15 +108,17 @@ def stage2_data_config(spec: str | None, space: SearchSpace, meta: dict[str, Any
         cfg = saved
     else:
         kind, path = _kind(spec)
-        cfg = {"name": kind} if kind == "digits" else {"name": kind, "path": path}
+        cfg = {"name": kind} if path is None else {"name": kind, "path": path}
         if saved is not None and saved.get("name") in KINDS[kind]:  # the same data elsewhere: keep its splits
             cfg.update({k: saved[k] for k in SPLIT_KEYS if k in saved})
             for k in ("image_size", "eval_resize"):
-                if k in saved and kind != "digits":
+                if k in saved and kind not in TENSOR_DATA:
                     cfg[k] = saved[k]
             cfg["name"] = saved["name"]
     if cfg.get("name") == "digits":
         cfg["image_size"] = max(space.resolutions)
+    elif cfg.get("name") == "fashion_mnist":
+        cfg["image_size"] = int((saved or {}).get("image_size", max(space.resolutions)))
     else:
         if resolution is not None:
             cfg["image_size"] = int(resolution)

@@ -19,16 +19,19 @@ DEFAULT_BIN_WIDTH = {"flops": 25.0, "params": 0.25}
 class DataConfig(Section):
     """Dataset, transforms and loaders."""
 
-    name: Literal["digits", "imagefolder", "imagenet", "cifar10", "cifar100"] = "digits"
-    path: str | None = None  # dataset root; required for everything but digits
+    name: Literal["digits", "fashion_mnist", "imagefolder", "imagenet", "cifar10", "cifar100"] = "digits"
+    # dataset root; required for everything but digits and fashion_mnist (default: the folder of
+    # Debian's dataset-fashion-mnist package, /usr/share/datasets/fashion-mnist)
+    path: str | None = None
     train_dir: str = "train"  # imagefolder: sub-folder with the training classes
     test_dir: str = "val"  # imagefolder: sub-folder used as the test split (the official val/)
     val_dir: str | None = None  # imagefolder: held-out folder for search; else a seeded fraction of train
     val_fraction: float | None = Field(None, ge=0.0, lt=1.0)  # held out of train for search; 0: none (train on all)
     val_size: int | None = Field(None, ge=0)  # instead of val_fraction: number of held-out images (0: none)
     split_seed: int = 0  # seed of the held-out split (kept apart from the training seed)
+    train_size: int | None = Field(None, ge=1)  # train on a seeded, class-stratified subset of this many images
     download: bool = False  # CIFAR: let torchvision download the files (never in tests)
-    image_size: int = Field(224, ge=8, le=4096)  # train crop size (digits: size of the upscaled images)
+    image_size: int = Field(224, ge=8, le=4096)  # train crop size (digits, fashion_mnist (28 if unset): image size)
     eval_resize: int = Field(256, ge=8, le=4096)  # eval: resize shorter side, then centre-crop image_size
     interpolation: Literal["bicubic", "bilinear"] = "bicubic"
     # v0: the authors' (timm's TF ImageNet policy v0); randaugment: timm's RandAugment;
@@ -47,8 +50,10 @@ class DataConfig(Section):
 
     @model_validator(mode="after")
     def _check(self) -> DataConfig:
-        if self.name != "digits" and not self.path:
+        if self.name not in ("digits", "fashion_mnist") and not self.path:
             raise ValueError(f"data.path is required for data.name={self.name!r} (the dataset root folder)")
+        if self.name == "fashion_mnist" and "image_size" not in self.model_fields_set:
+            self.image_size = 28  # the images' own size, not ImageNet's crop
         return self
 
 

@@ -1,0 +1,165 @@
+"""Per-sample transforms: the recipe's training and evaluation transforms (torchvision, timm's
+AutoAugment), the digits' random shift, and the dataset wrapper that seeds them per sample."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from ..config import DataConfig
+from ..rng import mix_seed, seeded_cpu_rngs
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+
+
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
+
+
+CIFAR_STD = (0.2470, 0.2435, 0.2616)
+
+
+class SeededTransformDataset(Dataset):
+    """``transform(base[indices[i]])`` with the torch RNG seeded from (seed, epoch, index).
+
+    Random augmentations are then a pure function of the sample and the epoch: the same in any
+    worker, after a resume, and independent of the global RNG (which is saved and restored).
+    """
+
+    def __init__(self, base: Dataset, indices: Sequence[int] | None, transform: Callable | None, seed: int = 0,
+                 random: bool = True) -> None:
+        self.base = base
+        self.indices = list(range(len(base))) if indices is None else [int(i) for i in indices]  # type: ignore[arg-type]
+        self.transform = transform
+        self.seed = seed
+        self.random = random
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        x, y = self.base[self.indices[i]]
+        if self.transform is not None:
+            if self.random:  # torchvision draws from torch, timm from python's random and numpy
+                with seeded_cpu_rngs(mix_seed(self.seed, self.epoch, self.indices[i])):
+                    x = self.transform(x)
+            else:
+                x = self.transform(x)
+        return x, int(y)
+
+
+class RandomShift:
+    """Translate a CHW tensor by up to ``max_shift`` pixels (zero-padding at the digits' background)."""
+
+    def __init__(self, max_shift: int, fill: float = -1.0) -> None:
+        self.max_shift = max_shift
+        self.fill = fill
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.max_shift
+        if s <= 0:
+            return x
+        dy, dx = (int(v) for v in torch.randint(-s, s + 1, (2,)))
+        padded = F.pad(x, (s, s, s, s), value=self.fill)
+        h, w = x.shape[-2:]
+        return padded[..., s + dy : s + dy + h, s + dx : s + dx + w]
+
+
+class RandomFlip:
+    """Flip a CHW tensor left-right with probability ``p`` (torch's generator)."""
+
+    def __init__(self, p: float = 0.5) -> None:
+        self.p = p
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flip(-1) if float(torch.rand(())) < self.p else x
+
+
+class Chain:
+    """Apply transforms in turn (a picklable, torchvision-free ``Compose`` for tensor data)."""
+
+    def __init__(self, ops: Sequence[Callable]) -> None:
+        self.ops = list(ops)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        for op in self.ops:
+            x = op(x)
+        return x
+
+
+def interpolation_mode(name: str):
+    """torchvision's InterpolationMode of ``bicubic`` / ``bilinear``."""
+    from torchvision.transforms import InterpolationMode  # heavy: torchvision loads only when images need it
+
+    return InterpolationMode.BICUBIC if name == "bicubic" else InterpolationMode.BILINEAR
+
+
+#: ``data.auto_augment`` values read by torchvision (its original AutoAugment policies)
+TORCHVISION_POLICIES = ("imagenet", "cifar10", "svhn")
+
+
+def augment_op(cfg: DataConfig, mean: Sequence[float]) -> Callable | None:
+    """The PIL-image augmentation of ``data.auto_augment``.
+
+    ``v0`` is the authors': timm's TensorFlow-style ImageNet policy "v0" with magnitude noise
+    (``data.augment_magnitude_std``, 0.5), random bilinear/bicubic resampling and the mean colour as
+    fill; ``randaugment`` is timm's RandAugment (``data.rand_augment_ops`` ops of magnitude
+    ``data.rand_augment_magnitude``, same noise and fill); ``imagenet``/``cifar10``/``svhn`` are
+    torchvision's original AutoAugment policies (bilinear, black fill); ``none`` is none.
+    """
+    if cfg.auto_augment == "none":
+        return None
+    if cfg.auto_augment in TORCHVISION_POLICIES:
+        from torchvision import transforms as T  # heavy: torchvision loads only when images need it
+
+        return T.AutoAugment(T.AutoAugmentPolicy(cfg.auto_augment), interpolation=interpolation_mode("bilinear"))
+    from timm.data.auto_augment import (  # heavy: timm loads only for its augmentations
+        auto_augment_transform,
+        rand_augment_transform,
+    )
+
+    hparams = {"translate_const": int(cfg.image_size * 0.45), "img_mean": tuple(round(255 * m) for m in mean)}
+    std = cfg.augment_magnitude_std
+    if cfg.auto_augment == "v0":
+        return auto_augment_transform(f"v0-mstd{std}", hparams)
+    return rand_augment_transform(f"rand-m{cfg.rand_augment_magnitude}-n{cfg.rand_augment_ops}-mstd{std}", hparams)
+
+
+def train_transform(cfg: DataConfig, mean: Sequence[float], std: Sequence[float]) -> Callable:
+    """The recipe's training transform: RandomResizedCrop, flip, AutoAugment, normalise, and
+    RandomErasing when ``data.random_erasing`` > 0 (timm's, per-pixel noise)."""
+    from torchvision import transforms as T  # heavy: torchvision loads only when images need it
+
+    ops: list[Callable] = [T.RandomResizedCrop(cfg.image_size, interpolation=interpolation_mode(cfg.interpolation))]
+    if cfg.random_flip:
+        ops.append(T.RandomHorizontalFlip())
+    augment = augment_op(cfg, mean)
+    if augment is not None:
+        ops.append(augment)
+    ops += [T.ToTensor(), T.Normalize(mean, std)]
+    if cfg.random_erasing > 0:
+        from timm.data.random_erasing import RandomErasing  # heavy: timm loads only for its augmentations
+
+        ops.append(RandomErasing(cfg.random_erasing, mode="pixel", device="cpu"))
+    return T.Compose(ops)
+
+
+def eval_transform(cfg: DataConfig, mean: Sequence[float], std: Sequence[float]) -> Callable:
+    """The recipe's evaluation transform: resize (shorter side), centre crop, normalise."""
+    from torchvision import transforms as T  # heavy: torchvision loads only when images need it
+
+    return T.Compose([
+        T.Resize(cfg.eval_resize, interpolation=interpolation_mode(cfg.interpolation)),
+        T.CenterCrop(cfg.image_size),
+        T.ToTensor(),
+        T.Normalize(mean, std),
+    ])
