@@ -14,7 +14,7 @@ import pytest
 
 PKG = Path(__file__).resolve().parents[1] / "src" / "attentivenas"
 
-BASE = {"errors", "io", "rng", "devices", "config", "progress"}
+BASE = {"errors", "io", "rng", "devices", "distributed", "config", "progress"}
 #: unit -> the units it may import (besides itself); a row imports only rows below it (docs/design.md)
 ALLOWED: dict[str, set[str]] = {
     "errors": set(),
@@ -22,13 +22,14 @@ ALLOWED: dict[str, set[str]] = {
     "rng": set(),
     "progress": set(),
     "devices": {"errors"},
+    "distributed": {"devices"},
     "config": {"errors", "io"},
     "space": {"errors", "io"},
     "data": {"config", "errors", "rng"},
     "costs": {"space", "errors", "io"},
     "nn": {"space", "costs", "errors", "io"},
     "latency": {"space", "costs", "nn", "devices", "errors", "io", "progress"},
-    "accuracy": {"space", "costs", "nn", "config", "data", "devices", "errors", "io", "progress"},
+    "accuracy": {"space", "costs", "nn", "config", "data", "devices", "distributed", "errors", "io", "progress"},
     "train": {"space", "costs", "nn", "latency", "accuracy", "config", "data"} | BASE,
     "search": {"space", "costs", "nn", "latency", "accuracy", "config"} | BASE,
     "pipeline": {"space", "costs", "nn", "accuracy", "train", "search", "config", "data"} | BASE,

@@ -13,82 +13,15 @@ reduced alongside, so a parameter touched on any rank is handled identically eve
 
 from __future__ import annotations
 
-import datetime
-import os
-from dataclasses import dataclass
-
 import torch
 import torch.distributed as dist
 import torch.nn as nn
 
-from ..devices import rank_device
+# the process group itself lives in the base row (stage 2 spreads its measurements over ranks too)
+from ..distributed import DEFAULT_TIMEOUT_S, DistInfo, barrier, cleanup, init_distributed, is_dist
 
-
-@dataclass(frozen=True)
-class DistInfo:
-    """Where this process sits: rank, world size, local rank and its device."""
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-    device: torch.device = torch.device("cpu")
-    initialized: bool = False  # we created the process group (and destroy it at the end)
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def distributed(self) -> bool:
-        return self.world_size > 1
-
-
-#: Seconds a collective may wait for every rank before the job ends (``runtime.dist_timeout_s: null``).
-#: gloo (CPU): 10 minutes, longer than any wait between our ranks (evaluation, checkpoint writes and
-#: the online predictor's measurements run on every rank together; rank 0 alone only fits the
-#: predictor and writes files, seconds). NCCL (CUDA): PyTorch's own 30 minutes, since the first
-#: collectives also wait for every rank's CUDA start-up and kernel autotuning, and NCCL's watchdog
-#: ends a rank that waits longer.
-DEFAULT_TIMEOUT_S = {"gloo": 600, "nccl": 1800}
-
-
-def init_distributed(device_preference: str = "auto", timeout_s: int | None = None) -> DistInfo:
-    """Join the process group described by torchrun's variables (``RANK``, ``WORLD_SIZE``,
-    ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``); a single process otherwise.
-
-    Backend: NCCL when the device is CUDA, gloo on CPU. Works across nodes (torchrun sets the
-    variables on every node). ``timeout_s`` (default :data:`DEFAULT_TIMEOUT_S` of the backend) bounds
-    every collective: a rank that stops answering (crashed, frozen) ends the job after it.
-    """
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = rank_device(device_preference, local_rank)
-    if world <= 1:
-        return DistInfo(0, 1, 0, device, False)
-    if dist.is_initialized():
-        return DistInfo(dist.get_rank(), dist.get_world_size(), local_rank, device, False)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    backend = "nccl" if device.type == "cuda" else "gloo"
-    timeout = timeout_s if timeout_s is not None else DEFAULT_TIMEOUT_S[backend]
-    dist.init_process_group(backend=backend, timeout=datetime.timedelta(seconds=timeout),
-                            device_id=device if device.type == "cuda" else None)
-    return DistInfo(dist.get_rank(), dist.get_world_size(), local_rank, device, True)
-
-
-def cleanup(info: DistInfo) -> None:
-    """Destroy the process group if :func:`init_distributed` created it."""
-    if info.initialized and dist.is_initialized():
-        dist.destroy_process_group()
-
-
-def is_dist() -> bool:
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-
-
-def barrier() -> None:
-    if is_dist():
-        dist.barrier()
+__all__ = ["DEFAULT_TIMEOUT_S", "DistInfo", "barrier", "cleanup", "init_distributed", "is_dist", "all_reduce_mean",
+           "all_reduce_sum", "broadcast_module", "all_reduce_grads"]
 
 
 def all_reduce_mean(t: torch.Tensor) -> torch.Tensor:
