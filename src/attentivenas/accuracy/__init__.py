@@ -16,8 +16,14 @@ from .dataset import (
     ArchDataset,
     ArchRecord,
     JsonlAppender,
+    MeasureStats,
     build_arch_dataset,
     dataset_header,
+    finish_part_file,
+    format_seconds,
+    measure_missing,
+    open_shared_cache,
+    part_file,
     spread_genes,
 )
 from .evaluate import SubnetEvaluator, evaluate_arch, evaluate_subnet
@@ -37,6 +43,7 @@ from .predictor import (
     fit_predictor,
     load_predictor,
     make_features,
+    predictor_from_json,
 )
 from .protocol import (
     PIPELINES,
@@ -52,10 +59,11 @@ from .published import published_table
 
 __all__ = [
     "DATASET_FORMAT", "SPREADS", "ArchDataset", "ArchRecord", "JsonlAppender", "build_arch_dataset",
-    "dataset_header", "spread_genes", "SubnetEvaluator", "evaluate_arch", "evaluate_subnet", "resolve_data",
+    "dataset_header", "spread_genes", "MeasureStats", "finish_part_file", "format_seconds", "measure_missing",
+    "open_shared_cache", "part_file", "SubnetEvaluator", "evaluate_arch", "evaluate_subnet", "resolve_data",
     "kendall_tau", "rank_metrics", "rmse", "spearman_rho", "PIPELINES", "SPLITS", "Protocol", "capped", "holdout_warning", "stage2_data_config",
     "published_table", "split_of", "DEFAULT_HYPERPARAMS", "KINDS", "MODEL_CLASSES",
     "GPModel", "LGBMModel", "LinearModel", "TreeEnsemble", "DEFAULT_KINDS", "FEATURE_SETS", "FORMAT", "Predictor",
     "check_kinds", "check_space", "cross_validate", "evaluate_predictor", "feature_names", "fit_best",
-    "fit_predictor", "load_predictor", "make_features",
+    "fit_predictor", "load_predictor", "make_features", "predictor_from_json",
 ]

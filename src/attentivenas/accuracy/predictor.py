@@ -8,6 +8,7 @@ on all data. Predictor files are plain JSON, never pickles.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Iterable, Sequence
@@ -256,6 +257,20 @@ def load_predictor(path: str | Path) -> Predictor:
         raise CheckpointError(f"predictor file {p} is corrupt: {type(exc).__name__}: {exc}") from None
     pred.path = p
     return pred
+
+
+def predictor_from_json(text: str, where: str = "predictor") -> Predictor:
+    """A predictor from the text of its file (as :func:`load_predictor` reads it)."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise CheckpointError(f"{where} is not valid JSON") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("version") != VERSION:
+        raise CheckpointError(f"{where} is not an attentivenas predictor of version {VERSION}")
+    try:
+        return _predictor_from_dict(data)
+    except (KeyError, TypeError, ValueError, IndexError, UserError, AttributeError) as exc:
+        raise CheckpointError(f"{where} is corrupt: {type(exc).__name__}: {exc}") from None
 
 
 def _predictor_from_dict(data: dict[str, Any]) -> Predictor:

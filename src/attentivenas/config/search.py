@@ -92,8 +92,9 @@ class BudgetsConfig(Section):
 class AccuracyConfig(Section):
     """Where a subnet's accuracy comes from, and how measured accuracy is measured."""
 
-    # predicted (a predictor), measured (BN-recalibrated supernet on the validation split), or
-    # predicted+remeasure (search on predictions, re-measure the best); null: from what is given
+    # predicted (a predictor), measured (BN-recalibrated supernet on the validation split: every candidate of
+    # every generation), or predicted+remeasure (search on predictions, re-measure the best); null: from what
+    # is given (a checkpoint alone: predicted+remeasure with a predictor the search fits, see auto_predictor)
     source: str | None = None
     remeasure_top: int = Field(10, ge=0)  # predicted+remeasure: candidates re-measured (plus each budget's best)
     data: str | None = None  # digits, cifar10:PATH, cifar100:PATH or an ImageFolder PATH; null: the checkpoint's
@@ -152,6 +153,36 @@ class EvolutionConfig(Section):
     crossover_prob: float = Field(0.9, gt=0.0, le=1.0)  # uniform crossover
 
 
+class AutoPredictorConfig(Section):
+    """The accuracy predictor a search fits itself (a checkpoint and no ``--predictor``, accuracy source
+    predicted+remeasure): subnets measured spread over the budgeted range, the best kind kept."""
+
+    num_archs: int = Field(60, ge=4)  # evaluation budget: subnets measured to fit it
+    # time budget instead (seconds of measuring, the re-measurement after the search included): as many
+    # subnets as fit, from the time of the first measurements (then the number depends on the machine)
+    time_budget_s: float | None = Field(None, gt=0)
+    kinds: list[Literal["rf", "lgbm", "ridge", "gp"]] = Field(default_factory=lambda: list(DEFAULT_PREDICTOR_KINDS),
+                                                             min_length=1)
+    feature_set: Literal["knobs", "knobs+cost"] = "knobs+cost"  # better ranks on few archs
+    folds: int = Field(5, ge=2)
+
+    @model_validator(mode="after")
+    def _enough(self) -> AutoPredictorConfig:
+        if self.folds > self.num_archs:
+            raise ValueError(f"auto_predictor.folds={self.folds} exceeds auto_predictor.num_archs={self.num_archs}")
+        return self
+
+
+class SearchRuntimeConfig(Section):
+    """Processes that measure subnets (each with its own device: NCCL on GPUs, gloo on CPU)."""
+
+    # null: as launched (torchrun's WORLD_SIZE, else 1); a number without torchrun starts that many local
+    # processes (one GPU each when there are GPUs)
+    ranks: int | None = Field(None, ge=1)
+    threads: int | None = Field(None, ge=1)  # torch threads per process; null: torch's default (local ranks: cores / ranks)
+    dist_timeout_s: int | None = Field(None, ge=1)  # a collective waiting longer ends the job; null: gloo 600, NCCL 1800
+
+
 class SearchConfig(Section):
     """The whole stage-2 search: inputs, objectives, budgets, accuracy source and the evolution."""
 
@@ -165,6 +196,8 @@ class SearchConfig(Section):
     budgets: BudgetsConfig = BudgetsConfig()
     accuracy: AccuracyConfig = AccuracyConfig()
     evolution: EvolutionConfig = EvolutionConfig()
+    auto_predictor: AutoPredictorConfig = AutoPredictorConfig()
+    runtime: SearchRuntimeConfig = SearchRuntimeConfig()
     seed: int = 0
     published: bool = False  # plot the authors' A0-A6 (ImageNet) beside the front
 

@@ -27,11 +27,11 @@ import numpy as np
 from pymoo.algorithms.moo.nsga2 import NSGA2
 from pymoo.core.callback import Callback
 from pymoo.operators.crossover.ux import UniformCrossover
-from pymoo.optimize import minimize
 from tqdm.auto import tqdm
 
 from ..accuracy import Predictor, check_space, spread_genes
 from ..config import OBJECTIVES, SearchConfig
+from ..distributed import is_main, world_size
 from ..errors import ConfigError
 from ..io import OutputLock
 from ..space import Arch, SearchSpace
@@ -40,6 +40,7 @@ from .measured import MeasuredAccuracy
 from .pareto import pareto_mask
 from .problem import CostEvaluator, GeneFn, SearchState, check_feasible, feasible, make_mutation, make_problem
 from .results import SearchResult, collect
+from .state import fingerprint, load_state, restore_algorithm, restore_archive, save_state
 
 
 def resolve_source(source: str | None, accuracy_fn: GeneFn | None, evaluate_fn: Callable | None) -> str:
@@ -82,20 +83,29 @@ def run_search(
     measured_cache: str | Path | None = None,
     progress: bool = False,
     out_dir: str | Path | None = None,
+    state_path: str | Path | None = None,
+    measured: MeasuredAccuracy | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> SearchResult:
     """NSGA-II search of ``space`` as ``config`` says: maximise accuracy, minimise the objectives
     under the budgets. ``accuracy_fn`` maps a gene matrix to top-1 (%); ``evaluate_fn(arch)`` measures
-    one arch (wrapped in :class:`MeasuredAccuracy`, cached in ``measured_cache`` when given). With
-    ``out_dir`` the files are written (see :func:`write_search_outputs`)."""
-    with OutputLock(out_dir, "search folder") if out_dir is not None else nullcontext():
+    one arch (wrapped in :class:`MeasuredAccuracy`, cached in ``measured_cache`` when given; or pass
+    ``measured`` itself). With ``out_dir`` the files are written (see :func:`write_search_outputs`;
+    rank 0 only under a process group). With ``state_path`` the evolution is checkpointed there after
+    every generation and continues from it (see :mod:`attentivenas.search.state`). ``log`` receives
+    what will be measured and the time estimates."""
+    with OutputLock(out_dir, "search folder") if out_dir is not None and is_main() else nullcontext():
         return _run_search(space, config, accuracy_fn, evaluate_fn, latency_fn, memory_fn, num_classes,
-                           measured_cache, progress, out_dir)
+                           measured_cache, progress, out_dir, state_path, measured, log)
 
 
 def _run_search(space: SearchSpace, config: SearchConfig, accuracy_fn: GeneFn | None,
                 evaluate_fn: Callable[[Arch], float] | None, latency_fn: GeneFn | None, memory_fn: GeneFn | None,
                 num_classes: int, measured_cache: str | Path | None, progress: bool,
-                out_dir: str | Path | None) -> SearchResult:
+                out_dir: str | Path | None, state_path: str | Path | None = None,
+                measured: MeasuredAccuracy | None = None, log: Callable[[str], None] | None = None) -> SearchResult:
+    if measured is not None and evaluate_fn is None:
+        evaluate_fn = measured.evaluate_fn
     source = resolve_source(config.accuracy.source, accuracy_fn, evaluate_fn)
     config = config.model_copy(update={"accuracy": config.accuracy.model_copy(update={"source": source})})
     limits = config.budgets.limits()
@@ -107,18 +117,27 @@ def _run_search(space: SearchSpace, config: SearchConfig, accuracy_fn: GeneFn | 
     if points:
         col = OBJECTIVES[config.budgets.metric]
         check_feasible(space, costs, list(limits) + [(f"max_{col} (budget list)", col, points[0])], rng)
-    measured = None
-    if evaluate_fn is not None and source != "predicted":
-        measured = MeasuredAccuracy(space, evaluate_fn, measured_cache, num_classes)
-    search_fn = measured if source == "measured" and accuracy_fn is None else accuracy_fn
+    if measured is None and evaluate_fn is not None and source != "predicted":
+        measured = MeasuredAccuracy(space, evaluate_fn, measured_cache, num_classes, progress=progress, log=log)
+    if source == "predicted":
+        measured = None
+    exhaustive = source == "measured" and accuracy_fn is None
+    search_fn = measured if exhaustive else accuracy_fn
     assert search_fn is not None
+    if exhaustive and log is not None:
+        evo = config.evolution
+        log(f"measuring up to {evo.pop_size * evo.generations} subnets (population {evo.pop_size} x "
+            f"{evo.generations} generations, each distinct arch once{f', on {world_size()} ranks' if world_size() > 1 else ''})")
     search = SearchState(space, search_fn, costs, config.objectives, limits)
     search.bounds = _cost_bounds(search, rng)
-    history = _run_nsga2(search, config, rng, progress)
+    history = _run_nsga2(search, config, rng, progress, Path(state_path) if state_path is not None else None,
+                         measured if exhaustive else None, log)
     result = collect(search, source, measured, config.accuracy.remeasure_top, points, config.budgets.metric)
     result.history = history
     result.config, result.space_name, result.num_classes = config, space.name, num_classes
-    if out_dir is not None:
+    if measured is not None:
+        measured.finish()
+    if out_dir is not None and is_main():
         write_search_outputs(out_dir, result)
     return result
 
@@ -143,15 +162,19 @@ def _cost_bounds(search: SearchState, rng: np.random.Generator) -> dict[str, tup
     return {c: (float(values[c].min()), float(limit.get(c, values[c].max()))) for c in search.costs.columns}
 
 
-def _run_nsga2(search: SearchState, config: SearchConfig, rng: np.random.Generator,
-               progress: bool) -> list[dict[str, Any]]:
+def _run_nsga2(search: SearchState, config: SearchConfig, rng: np.random.Generator, progress: bool,
+               state_path: Path | None = None, measured: MeasuredAccuracy | None = None,
+               log: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
     evo = config.evolution
     history: list[dict[str, Any]] = []
-    bar = tqdm(total=evo.generations, desc="search", disable=not progress, leave=False)
+    fp = fingerprint(config, {"space": search.space.to_dict(), "columns": list(search.costs.columns)})
+    bar = tqdm(total=evo.generations, desc="search", disable=not progress or not is_main(), leave=False)
 
     class Track(Callback):
         def notify(self, algorithm: Any) -> None:
             history.append(_generation_stats(search, int(algorithm.n_gen)))
+            if state_path is not None:
+                save_state(state_path, algorithm, search, rng, history, fp)
             bar.update(1)
             bar.set_postfix(front=history[-1]["front_size"], best=f"{history[-1]['best_accuracy']:.2f}")
 
@@ -163,12 +186,41 @@ def _run_nsga2(search: SearchState, config: SearchConfig, rng: np.random.Generat
         mutation=make_mutation(sizes, evo.mutation_prob),
         eliminate_duplicates=True,
     )
+    algorithm.setup(make_problem(search), termination=("n_gen", evo.generations), seed=config.seed, callback=Track(),
+                    verbose=False)
+    state = load_state(state_path, fp, log)
+    if state is not None and not _matches(search, state):
+        if log is not None:
+            log(f"{state_path}: its population's accuracy differs from this run's (another predictor or "
+                "checkpoint?); the evolution starts again")
+        state = None
+    if state is not None:
+        restore_archive(search, state)
+        if measured is not None:
+            measured.mark_used(state["archive_genes"])
+        history.extend(state["meta"]["history"])
+        done = restore_algorithm(algorithm, state, rng)
+        bar.update(min(done, evo.generations))
+        if log is not None:
+            log(f"continuing the search after generation {done} ({state_path})")
     try:
-        minimize(make_problem(search), algorithm, ("n_gen", evo.generations), seed=config.seed, callback=Track(),
-                 verbose=False)
+        while algorithm.has_next():
+            algorithm.next()
     finally:
         bar.close()
     return history
+
+
+def _matches(search: SearchState, state: dict[str, Any]) -> bool:
+    """Whether the checkpoint's population has the accuracy this run gives it (measured archs come
+    from the cache: nothing is measured again)."""
+    x = state["pop_x"]
+    if not len(x):
+        return False
+    genes = search.to_genes(x)
+    values = search.costs(genes)
+    values["accuracy"] = np.asarray(search.accuracy_fn(genes), dtype=np.float64)
+    return bool(np.array_equal(search.objectives_matrix(values), state["pop_f"]))
 
 
 def _generation_stats(search: SearchState, gen: int) -> dict[str, Any]:

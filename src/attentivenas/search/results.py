@@ -31,6 +31,7 @@ class SearchResult:
     config: SearchConfig = field(default_factory=SearchConfig)
     space_name: str = ""
     num_classes: int = 1000
+    extra: dict[str, Any] = field(default_factory=dict)  # e.g. the predictor the search fitted (summary.json)
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready summary (written as ``summary.json``, printed by ``search --json``)."""
@@ -44,6 +45,7 @@ class SearchResult:
             "space": self.space_name,
             "num_classes": self.num_classes,
             "settings": self.config.to_dict(),
+            **self.extra,
         }
 
 
@@ -116,6 +118,7 @@ def collect(search: SearchState, source: str, measured: MeasuredAccuracy | None,
         idx = _remeasure_candidates(search, values, top, points, col)
         genes, values = genes[idx], {c: v[idx] for c, v in values.items()}
         predicted = values["accuracy"].copy()
+        measured.measure([search.space.decode(g) for g in genes], what="best candidates again")
         values["accuracy"] = measured(genes)
         genes, values, predicted = _with_known_measurements(search, measured, genes, values, predicted)
         label = "measured"
@@ -135,4 +138,4 @@ def collect(search: SearchState, source: str, measured: MeasuredAccuracy | None,
         "bounds": {c: list(search.bounds[c]) for c in search.obj_cols},
     }
     return SearchResult(pareto, winners, hv, reference, evaluated=evaluated, n_evaluations=len(search.archive),
-                        n_measured=measured.calls if measured is not None else 0)
+                        n_measured=len(measured.used) if measured is not None else 0)
