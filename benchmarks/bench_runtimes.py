@@ -1,0 +1,109 @@
+"""Latency of exported subnets in every installed runtime, beside torchvision's MobileNetV3-Large.
+
+For AttentiveNAS A0, A6 and the tiny space's largest subnet (1000 classes, random weights) and
+torchvision's ``mobilenet_v3_large(weights=None)`` (about 217 MFLOPs), each runtime (PyTorch eager,
+ONNX Runtime, ExecuTorch with XNNPACK, OpenVINO; those installed) gets the model exported at the
+input shape (batch 1 and 32), loads it, warms it up and times repeats: the median and p90 in ms,
+the microseconds per MFLOP per image, and that cost relative to MobileNetV3 in the same runtime and
+batch (below 1: cheaper per MFLOP than MobileNetV3). MFLOPs are multiply-accumulates (the
+authors' convention; MobileNetV3's counted the same way with ``torch.utils.flop_counter``).
+
+    python benchmarks/bench_runtimes.py [--threads 1] [--batches 1,32] [--runtimes torch,onnxruntime]
+                                        [--repeats 20] [--clock wall|cpu] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+from torchvision.models import mobilenet_v3_large
+
+from attentivenas.costs import count_flops
+from attentivenas.latency import RUNTIMES, prepare, runtime_version, time_runner
+from attentivenas.nn import Supernet, is_available
+from attentivenas.space import ATTENTIVENAS_SPACE, TINY_SPACE, named_arch
+
+
+def models() -> list[tuple[str, torch.nn.Module, int, float]]:
+    """(name, model, resolution, MFLOPs) of the compared models, random weights, eval mode."""
+    torch.manual_seed(0)
+    big = Supernet(ATTENTIVENAS_SPACE, 1000).eval()
+    out = []
+    for name in ("a0", "a6"):
+        arch = named_arch(name)
+        out.append((f"AttentiveNAS-{name.upper()}", big.extract(arch).eval(), arch.resolution,
+                    count_flops(ATTENTIVENAS_SPACE, arch, 1000)))
+    tiny = TINY_SPACE.max_arch()
+    out.append(("tiny max", Supernet(TINY_SPACE, 1000).eval().extract(tiny).eval(), tiny.resolution,
+                count_flops(TINY_SPACE, tiny, 1000)))
+    mbv3 = mobilenet_v3_large(weights=None).eval()
+    out.append(("mobilenet_v3_large", mbv3, 224, _macs(mbv3, 224)))
+    return out
+
+
+def _macs(model: torch.nn.Module, resolution: int) -> float:
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(torch.zeros(1, 3, resolution, resolution))
+    return counter.get_total_flops() / 2e6  # FLOPs -> multiply-accumulates, in millions
+
+
+def measure(runtime: str, model: torch.nn.Module, resolution: int, batch: int, threads: int, repeats: int,
+            clock: str) -> dict[str, Any]:
+    """Export and load ``model`` in ``runtime`` at ``batch``, then time it."""
+    x = torch.randn(batch, 3, resolution, resolution, generator=torch.Generator().manual_seed(0))
+    t0 = time.perf_counter()
+    runner = prepare(model, x, runtime, "cpu", threads)
+    load_s = time.perf_counter() - t0
+    times = time_runner(runner, warmup=max(2, repeats // 5), repeats=repeats, rounds=2, clock=clock)
+    return {"median_ms": float(np.median(times)), "p90_ms": float(np.percentile(times, 90)),
+            "threads": runner.threads, "export_load_s": load_s}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--batches", default="1,32")
+    ap.add_argument("--runtimes", default=",".join(RUNTIMES), help="those not installed are skipped")
+    ap.add_argument("--repeats", type=int, default=20, help="timed runs at batch 1 (a quarter at batch 32, >= 3)")
+    ap.add_argument("--clock", default="wall", choices=["wall", "cpu"])
+    ap.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    args = ap.parse_args()
+    runtimes = [r for r in args.runtimes.split(",") if r in RUNTIMES and is_available(r)]
+    skipped = [r for r in args.runtimes.split(",") if r not in runtimes]
+    batches = [int(b) for b in args.batches.split(",")]
+    rows = []
+    for name, model, res, mflops in models():
+        for runtime in runtimes:
+            for batch in batches:
+                clock = args.clock if runtime != "openvino" else "wall"
+                repeats = args.repeats if batch == 1 else max(3, args.repeats // 4)
+                m = measure(runtime, model, res, batch, args.threads, repeats, clock)
+                rows.append({"model": name, "mflops": round(mflops, 2), "runtime": runtime, "batch": batch,
+                             "clock": clock, **m, "us_per_mflop": m["median_ms"] * 1e3 / (mflops * batch)})
+    ref = {(r["runtime"], r["batch"]): r["us_per_mflop"] for r in rows if r["model"] == "mobilenet_v3_large"}
+    for r in rows:
+        r["vs_mbv3_per_mflop"] = r["us_per_mflop"] / ref[(r["runtime"], r["batch"])]
+    info = {"threads": args.threads, "load_1min": os.getloadavg()[0], "cpu_count": os.cpu_count(),
+            "versions": {r: runtime_version(r) for r in runtimes}, "skipped": skipped, "rows": rows}
+    if args.json:
+        print(json.dumps(info, indent=1))
+        return
+    print(f"{args.threads} thread(s), load {info['load_1min']:.2f} on {info['cpu_count']} CPUs; "
+          f"versions {info['versions']}; not installed: {skipped or 'none'}")
+    print("| model | MFLOPs | runtime | batch | median ms | p90 ms | us/MFLOP/image | x MobileNetV3 per MFLOP |")
+    print("|---|---:|---|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['model']} | {r['mflops']:.1f} | {r['runtime']} | {r['batch']} | {r['median_ms']:.2f} | "
+              f"{r['p90_ms']:.2f} | {r['us_per_mflop']:.2f} | {r['vs_mbv3_per_mflop']:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
