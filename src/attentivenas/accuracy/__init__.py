@@ -3,13 +3,16 @@
 Lives here: ``protocol`` (how stage 2 measures: splits, image pipeline, calibration; the
 published evaluation by default), ``evaluate`` (BN-recalibrated top-1 / top-5 of a subnet,
 :class:`SubnetEvaluator`),
-``dataset`` (:class:`ArchDataset` JSONL files, archs spread over the FLOPs range), ``models`` (the
+``dataset`` (:class:`ArchDataset` JSONL files, archs spread over the FLOPs range, measured over
+ranks), ``build`` (``predictor build``: a checkpoint's subnets into a dataset), ``models`` (the
 regressors, pickle-free), ``predictor`` (features, fitting, cross-validation, files), ``metrics`` and
 ``published`` (the published models evaluated on a checkpoint).
 
-May import: ``attentivenas.space``, ``costs``, ``nn``, ``config``, ``data``, ``io``, ``errors``.
+May import: ``attentivenas.space``, ``costs``, ``nn``, ``config``, ``data``, ``devices``, ``distributed``, ``io``,
+``progress``, ``errors``.
 """
 
+from .build import build_from_checkpoint
 from .dataset import (
     DATASET_FORMAT,
     SPREADS,
@@ -58,6 +61,7 @@ from .protocol import (
 from .published import published_table
 
 __all__ = [
+    "build_from_checkpoint",
     "DATASET_FORMAT", "SPREADS", "ArchDataset", "ArchRecord", "JsonlAppender", "build_arch_dataset",
     "dataset_header", "spread_genes", "MeasureStats", "finish_part_file", "format_seconds", "measure_missing",
     "open_shared_cache", "part_file", "SubnetEvaluator", "evaluate_arch", "evaluate_subnet", "resolve_data",

@@ -49,25 +49,28 @@ def predictor_build(
                                           "images of the split only."),
     spread: str = typer.Option("flops", "--spread", help="flops (stratified over the FLOPs range) or uniform."),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda or cuda:N (default: cuda if present)."),
+    ranks: int | None = typer.Option(None, "--ranks", min=1, help="Processes measuring subnets (default: as launched "
+                                     "by torchrun, else 1; N starts N local processes)."),
+    threads: int | None = typer.Option(None, "--threads", min=1, help="Torch threads per process."),
     seed: int = typer.Option(0, "--seed"),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
-    """Measure (arch, top-1) pairs of BN-recalibrated subnets on the validation split."""
-    from ..accuracy import Protocol, SubnetEvaluator, build_arch_dataset  # heavy (torch): loaded when the command runs
-    from ..devices import resolve_device
+    """Measure (arch, top-1) pairs of BN-recalibrated subnets on the validation split (shared over the
+    ranks under torchrun or with --ranks; a killed build run again measures nothing twice)."""
+    from ..accuracy import build_from_checkpoint  # heavy (torch): loaded when the command runs
 
-    protocol = Protocol(split=split, pipeline=pipeline, interpolation=interpolation, calib_batches=calib_batches,
-                        calib_batch_size=calib_batch_size, max_images=max_images)
-    ev = SubnetEvaluator.from_checkpoint(checkpoint, get_space(space) if space else None, data, protocol,
-                                         device=resolve_device(device), seed=seed, warn=warn_line)
-    ds = build_arch_dataset(ev.supernet.space, ev, num_archs, seed=seed, cache_path=out, spread=spread,
-                            num_classes=ev.supernet.num_classes, progress=not as_json)
-    acc = ds.accuracies()
-    summary = {"dataset": str(out), "archs": len(acc), "top1_min": float(acc.min()), "top1_max": float(acc.max())}
+    settings = {"checkpoint": str(checkpoint), "out": str(out), "num_archs": num_archs, "space": space, "data": data,
+                "split": split, "pipeline": pipeline, "interpolation": interpolation, "calib_batches": calib_batches,
+                "calib_batch_size": calib_batch_size, "max_images": max_images, "spread": spread, "device": device,
+                "seed": seed}
+    summary = build_from_checkpoint(settings, ranks=ranks, threads=threads, progress=not as_json,
+                                    warn=warn_line, log=None if as_json else lambda m: typer.echo(m, err=True))
+    if summary is None:  # a rank other than 0
+        return
     if as_json:
         print_json(summary)
     else:
-        typer.echo(f"wrote {out}: {len(acc)} archs, top-1 {acc.min():.2f}-{acc.max():.2f} %")
+        typer.echo(f"wrote {out}: {summary['archs']} archs, top-1 {summary['top1_min']:.2f}-{summary['top1_max']:.2f} %")
 
 
 @predictor_app.command("fit")

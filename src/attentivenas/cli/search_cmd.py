@@ -7,12 +7,14 @@ schema's defaults), then ``key=value`` overrides, then the flags given on the co
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from tqdm.auto import tqdm
 
 from ..config import SearchConfig, apply_overrides, parse_model, read_yaml
 from .common import (
@@ -26,6 +28,11 @@ from .common import (
 )
 
 MAX_ROWS = 30
+
+
+def info_line(message: str) -> None:
+    """What the search measures and how long it should take, one line on stderr (beside the bars)."""
+    tqdm.write(message, file=sys.stderr)  # above a running progress bar, not through it
 
 
 def _flag_overrides(flags: dict[str, Any]) -> dict[str, Any]:
@@ -93,6 +100,13 @@ def search_command(
     latency_table: Path | None = typer.Option(None, "--latency-table", help="Latency table (latency objective)."),
     pop_size: int | None = typer.Option(None, "--pop-size", help="NSGA-II population (50)."),
     generations: int | None = typer.Option(None, "--generations", help="NSGA-II generations (30)."),
+    num_archs: int | None = typer.Option(None, "--num-archs", min=4, help="Evaluation budget of the predictor the "
+                                         "search fits when given a checkpoint alone: subnets measured (60)."),
+    time_budget: float | None = typer.Option(None, "--time-budget", min=1, help="Time budget instead, in seconds "
+                                             "of measuring: as many subnets as fit (re-measurement included)."),
+    ranks: int | None = typer.Option(None, "--ranks", min=1, help="Processes measuring subnets (default: as "
+                                     "launched by torchrun, else 1; N starts N local processes)."),
+    threads: int | None = typer.Option(None, "--threads", min=1, help="Torch threads per process."),
     seed: int | None = typer.Option(None, "--seed", help="Seed of every random choice (0)."),
     published: bool | None = typer.Option(None, "--published/--no-published", help="Plot the authors' A0-A6."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object (the summary)."),
@@ -109,11 +123,15 @@ def search_command(
         "budgets.max_latency_ms": max_latency_ms, "budgets.max_memory_mb": max_memory_mb,
         "budgets.points": budgets, "budgets.metric": budget_metric,
         "evolution.pop_size": pop_size, "evolution.generations": generations,
+        "auto_predictor.num_archs": num_archs, "auto_predictor.time_budget_s": time_budget,
+        "runtime.ranks": ranks, "runtime.threads": threads,
     })
+    from ..distributed import is_main  # heavy (torch): loaded when the command runs
     from ..search import search_from_config  # heavy (torch): loaded when the command runs
 
-    result = search_from_config(cfg, out, progress=not as_json, warn=warn_line)
-    _report(result, out, as_json)
+    result = search_from_config(cfg, out, progress=not as_json, warn=warn_line, log=None if as_json else info_line)
+    if is_main():  # under torchrun the other ranks stay silent
+        _report(result, out, as_json)
 
 
 def _report(result: Any, out: Path, as_json: bool) -> None:
@@ -137,6 +155,9 @@ def _report(result: Any, out: Path, as_json: bool) -> None:
             console.print(f"{w['metric']} <= {w['budget']:g}: no arch found")
         else:
             console.print(f"{w['metric']} <= {w['budget']:g}: {w['accuracy']:.2f}% at {w['mflops']:.2f} MFLOPs")
+    if result.extra.get("auto_predictor"):
+        ap = result.extra["auto_predictor"]
+        console.print(f"predictor fitted on {ap['num_archs']} measured subnets: {out}/{ap['file']}")
     console.print(f"wrote {out}/pareto.json, pareto.csv, pareto.png, summary.json, config.yaml")
 
 

@@ -53,7 +53,7 @@ first ones (and after the first measurements of the search's own batches)."""
         self.used.update(a.key() for a in archs)
         missing = len({a.key() for a in archs if a not in self.cache})
         if missing and what is not None and self.log is not None:
-            self.log(f"measuring {missing} {what} (BN recalibrated)")
+            self.log(f"measuring {missing} subnets {what} (BN recalibrated)")
         self.last = measure_missing(self.cache, archs, self.evaluate_fn, self._cost, appender=self._appender,
                                     cache_path=self.cache_path, progress=self.progress and what is not None,
                                     log=self.log if what is not None or not self.estimated else None,

@@ -118,7 +118,7 @@ def collect(search: SearchState, source: str, measured: MeasuredAccuracy | None,
         idx = _remeasure_candidates(search, values, top, points, col)
         genes, values = genes[idx], {c: v[idx] for c, v in values.items()}
         predicted = values["accuracy"].copy()
-        measured.measure([search.space.decode(g) for g in genes], what="best candidates again")
+        measured.measure([search.space.decode(g) for g in genes], what="again: the best candidates")
         values["accuracy"] = measured(genes)
         genes, values, predicted = _with_known_measurements(search, measured, genes, values, predicted)
         label = "measured"
