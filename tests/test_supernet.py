@@ -8,6 +8,7 @@ import torch
 
 from attentivenas.costs import count_flops, count_params
 from attentivenas.nn import Supernet
+from attentivenas.nn.static import SqueezeExcite
 from attentivenas.space import ATTENTIVENAS_SPACE, TINY_SPACE, named_arch
 
 from .official_reference import official_keys
@@ -168,13 +169,15 @@ def test_analytic_flops_match_module_count(tiny_net: Supernet) -> None:
         macs: list[int] = []
 
         def hook(m, _inp, out, macs=macs):
-            if isinstance(m, torch.nn.Conv2d):
+            if isinstance(m, SqueezeExcite):  # its two 1x1 convs run as matrix products (batch 1)
+                macs.append(2 * m.fc.reduce.in_channels * m.fc.reduce.out_channels)
+            elif isinstance(m, torch.nn.Conv2d):
                 macs.append(m.in_channels // m.groups * m.kernel_size[0] * m.kernel_size[1] * out.numel())
             else:
                 macs.append(m.in_features * m.out_features)
 
         handles = [m.register_forward_hook(hook) for m in sub.modules()
-                   if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+                   if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear, SqueezeExcite))]
         with torch.no_grad():
             sub(torch.randn(1, 3, arch.resolution, arch.resolution))
         for h in handles:

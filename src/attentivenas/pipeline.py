@@ -26,7 +26,7 @@ import torch
 
 from .accuracy import SubnetEvaluator, build_arch_dataset, evaluate_subnet, fit_best
 from .config import PipelineConfig, TrainConfig, load_config
-from .data import build_data
+from .data import DEFAULT_VAL_FRACTION, build_data, digits_split
 from .errors import ConfigError
 from .io import OutputLock, atomic_write_bytes, atomic_write_json, remove_torn_writes
 from .nn import export_pareto_set
@@ -52,6 +52,7 @@ class PipelineResult:
     models: list[dict[str, Any]]
     timings: dict[str, float] = field(default_factory=dict)
     train_eval: dict[str, float] = field(default_factory=dict)
+    baselines: dict[str, float] = field(default_factory=dict)  # test top-1 of classic models, same split
 
     @property
     def plot(self) -> Path:
@@ -126,7 +127,30 @@ def _run(config: TrainConfig, out: Path, settings: PipelineConfig, log: Log, pro
     atomic_write_json(out / "models" / "index.json", records)
     timings["export_s"] = time.perf_counter() - t
     return PipelineResult(out, trained.checkpoint or out / "checkpoints" / "last.pt", predictor_path, report,
-                          result.pareto, result.hypervolume, records, timings, trained.final_eval)
+                          result.pareto, result.hypervolume, records, timings, trained.final_eval,
+                          classic_baselines(config))
+
+
+def classic_baselines(config: TrainConfig) -> dict[str, float]:
+    """Test top-1 (%) of scikit-learn's LogisticRegression and RBF SVC (standardised 8x8 pixels,
+    default settings) trained on the same training images as the supernet: a reference for the digits."""
+    if config.data.name != "digits":
+        return {}
+    from sklearn.datasets import load_digits  # heavy: scikit-learn only for this reference
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    digits = load_digits()
+    frac = config.data.val_fraction if config.data.val_fraction is not None else DEFAULT_VAL_FRACTION["digits"]
+    train_idx, _, test_idx = digits_split(digits.target, config.data.split_seed, frac)
+    x, y = digits.data, digits.target
+    out = {}
+    for name, model in (("LogisticRegression", LogisticRegression(max_iter=5000)), ("RBF SVC", SVC(kernel="rbf"))):
+        fitted = make_pipeline(StandardScaler(), model).fit(x[train_idx], y[train_idx])
+        out[name] = 100.0 * float((fitted.predict(x[test_idx]) == y[test_idx]).mean())
+    return out
 
 
 def _copy_atomic(src: Path, dst: Path) -> None:
@@ -159,6 +183,8 @@ def format_summary(result: PipelineResult) -> str:
         f"hypervolume {result.hypervolume:.4f}; predictor {result.predictor_report['best']}; "
         f"time: train {t.get('train_s', 0):.0f}s, predictor {t.get('predictor_s', 0):.0f}s, "
         f"search {t.get('search_s', 0):.0f}s, export {t.get('export_s', 0):.0f}s",
+        *([("reference on the same test split: " + ", ".join(f"{k} {v:.2f}%" for k, v in result.baselines.items()))]
+          if result.baselines else []),
         f"checkpoint: {result.checkpoint}",
         f"metrics:    {result.out_dir / 'metrics.jsonl'}",
         f"predictor:  {result.predictor}",

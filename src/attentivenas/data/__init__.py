@@ -43,6 +43,7 @@ from .tensors import (
     GreyImages,
     digits_bundle,
     digits_data,
+    digits_split,
     fashion_mnist_data,
     fashion_mnist_files,
 )
@@ -115,7 +116,7 @@ __all__ = [
     "BUILDERS", "CIFAR_MEAN", "CIFAR_STD", "Chain", "DEFAULT_VAL_FRACTION", "DIGITS_MEAN", "DIGITS_STD",
     "DataBundle", "FASHION_MNIST_DIR", "GreyImages", "IMAGENET_MEAN", "IMAGENET_STD", "RandomFlip", "RandomShift",
     "SeededTransformDataset", "SkipSampler", "TORCHVISION_POLICIES", "augment_op", "batches_per_epoch",
-    "build_data", "check_batch_size", "cifar_data", "digits_bundle", "digits_data", "eval_loader", "eval_transform",
+    "build_data", "check_batch_size", "cifar_data", "digits_bundle", "digits_data", "digits_split", "eval_loader", "eval_transform",
     "fashion_mnist_data", "fashion_mnist_files", "halves", "holdout_count", "holdout_record", "holdout_split",
     "image_folder", "imagefolder_data", "interpolation_mode", "labels_of", "load_image", "per_rank_samples",
     "read_idx", "require_dir", "stratified_subset", "subset_of", "train_loader", "train_transform",

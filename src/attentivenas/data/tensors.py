@@ -23,27 +23,35 @@ DIGITS_MEAN = 0.5
 DIGITS_STD = 0.5
 
 
+def digits_split(labels: np.ndarray, seed: int = 0, val_fraction: float = 0.15,
+                 test_fraction: float = 0.15) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stratified (train, hold-out, test) positions of the digits from ``seed`` (the hold-out may be empty)."""
+    from sklearn.model_selection import train_test_split  # heavy (about 0.5 s): only the digits need it here
+
+    idx = np.arange(len(labels))
+    idx_trainval, idx_test = train_test_split(idx, test_size=test_fraction, random_state=seed, stratify=labels)
+    if val_fraction > 0:
+        rel_val = val_fraction / (1.0 - test_fraction)
+        idx_train, idx_val = train_test_split(idx_trainval, test_size=rel_val, random_state=seed,
+                                              stratify=labels[idx_trainval])
+    else:  # nothing held out: train on all of the training part
+        idx_train, idx_val = idx_trainval, idx_trainval[:0]
+    return np.sort(idx_train), np.sort(idx_val), np.sort(idx_test)
+
+
 def digits_bundle(image_size: int = 32, seed: int = 0, val_fraction: float = 0.15,
                   test_fraction: float = 0.15) -> DataBundle:
     """scikit-learn's 1797 handwritten digits, upscaled (bilinear) to ``image_size``, as 3-channel
     tensors normalised to about [-1, 1]; a stratified split into train, val and test from ``seed``."""
     from sklearn.datasets import load_digits  # heavy (about 0.5 s): only the digits need scikit-learn here
-    from sklearn.model_selection import train_test_split
 
     digits = load_digits()
     x = torch.from_numpy(digits.images.astype(np.float32) / 16.0).unsqueeze(1)
     x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False)
     x = ((x - DIGITS_MEAN) / DIGITS_STD).expand(-1, 3, -1, -1).contiguous()
     y = torch.from_numpy(digits.target.astype(np.int64))
-    idx = np.arange(len(y))
-    idx_trainval, idx_test = train_test_split(idx, test_size=test_fraction, random_state=seed, stratify=y.numpy())
-    if val_fraction > 0:
-        rel_val = val_fraction / (1.0 - test_fraction)
-        idx_train, idx_val = train_test_split(
-            idx_trainval, test_size=rel_val, random_state=seed, stratify=y.numpy()[idx_trainval]
-        )
-    else:  # nothing held out: train on all of the training part
-        idx_train, idx_val = idx_trainval, idx_trainval[:0]
+    idx_train, idx_val, idx_test = digits_split(digits.target, seed, val_fraction, test_fraction)
+    idx_trainval = np.concatenate([idx_train, idx_val])
 
     def subset(ids: np.ndarray) -> TensorDataset:
         t = torch.from_numpy(np.sort(ids))
@@ -60,7 +68,7 @@ def digits_data(cfg: DataConfig, seed: int) -> DataBundle:
     if cfg.random_shift > 0:
         train = SeededTransformDataset(b.train, None, RandomShift(cfg.random_shift, fill=-DIGITS_MEAN / DIGITS_STD),
                                        seed)
-        b = DataBundle(b.name, train, b.val, b.test, b.num_classes, b.image_size)
+        b = DataBundle(b.name, train, b.val, b.test, b.num_classes, b.image_size, b.holdout)
     return b
 
 

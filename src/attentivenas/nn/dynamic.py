@@ -150,10 +150,12 @@ class DynamicSE(nn.Module):
         c = x.size(1)
         mid = se_channels(c)
         fc = self.fc
-        y = x.mean((2, 3), keepdim=True)
-        y = F.relu(F.conv2d(y, slice_weight(fc.reduce.weight, mid, c).contiguous(), fc.reduce.bias[:mid]))
-        y = F.hardsigmoid(F.conv2d(y, slice_weight(fc.expand.weight, c, mid).contiguous(), fc.expand.bias[:c]))
-        return x * y
+        # the 1x1 convs of a pooled 1x1 map are matrix products: F.linear runs them 3-5x faster than
+        # oneDNN's convolution (forward + backward, measured on CPU); the weights keep the conv layout
+        y = x.mean((2, 3))
+        y = F.relu(F.linear(y, slice_weight(fc.reduce.weight, mid, c).flatten(1), fc.reduce.bias[:mid]))
+        y = F.hardsigmoid(F.linear(y, slice_weight(fc.expand.weight, c, mid).flatten(1), fc.expand.bias[:c]))
+        return x * y[:, :, None, None]
 
     def copy_to(self, dst: SqueezeExcite) -> SqueezeExcite:
         c, mid = dst.fc.reduce.in_channels, dst.fc.reduce.out_channels

@@ -47,7 +47,7 @@ from .logging import MetricsLogger, Progress, truncate_metrics
 from .online import OnlinePredictor
 from .optim import build_optimizer, build_scheduler, follow_config
 from .sampling import ArchSampler, load_predictor_estimator
-from .sandwich import SandwichStep, Scorer, StepResult, estimator_scorer, loss_scorer
+from .sandwich import SandwichStep, Scorer, StepResult, estimator_scorer, loss_scorer, use_channels_last
 from .state import FRESH, LAST, checkpoint_dir, resolve_resume, save_training_checkpoint, set_aside
 from .validate import calibration_batches, validate_arch
 
@@ -158,7 +158,8 @@ class Trainer:
         net = Supernet(self.space, self.num_classes, bn_momentum=cfg.model.bn_momentum, bn_eps=cfg.model.bn_eps,
                        init=cfg.model.init)
         net.to(info.device)
-        if cfg.runtime.channels_last:
+        self.channels_last = use_channels_last(cfg.runtime.channels_last, info.device)
+        if self.channels_last:
             net.to(memory_format=torch.channels_last)
         broadcast_module(net)
         self.net = net
@@ -171,7 +172,8 @@ class Trainer:
         if cfg.sampler.method != "uniform" and cfg.sampler.estimator == "online":
             self.online = OnlinePredictor(cfg, out_dir, self.space, self.num_classes, info)
             self.sampler.warmup = True  # uniform until the first fit (see train.online)
-        self.step_fn = SandwichStep.from_config(cfg, net, self.optimizer, self.sampler, self._scorer(), self.scaler)
+        self.step_fn = SandwichStep.from_config(cfg, net, self.optimizer, self.sampler, self._scorer(), self.scaler,
+                                                channels_last=self.channels_last)
         self.epoch = 0
         self.step_in_epoch = 0
         self.global_step = 0

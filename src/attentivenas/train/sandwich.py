@@ -30,6 +30,11 @@ from .losses import DistillLoss, build_distill_loss, label_smoothing_ce
 from .sampling import CandidateGroups, Chosen, Estimator
 
 
+def use_channels_last(setting: bool | str, device: torch.device) -> bool:
+    """``runtime.channels_last``: ``auto`` means channels-last memory on CPU, where it measurably pays."""
+    return device.type == "cpu" if setting == "auto" else bool(setting)
+
+
 class MiddleSampler(Protocol):
     """What the step needs from :class:`attentivenas.train.sampling.ArchSampler`."""
 
@@ -106,10 +111,16 @@ class StepResult:
     archs: list[Arch]
     finite: bool
     mflops: list[float] = field(default_factory=list)
+    scored_mflops: float = 0.0  # sum over the candidates scored by a forward pass (mini-batch loss)
 
     @property
     def loss(self) -> float:
         return float(sum(self.losses))
+
+    def gflop(self, batch: int) -> float:
+        """The step's work from the cost model: a multiply-add is 2 FLOPs, a trained subnet costs
+        3x its forward (forward + backward), a scored candidate its forward."""
+        return 2.0 * batch * (3.0 * sum(self.mflops) + self.scored_mflops) / 1e3
 
 
 @dataclass
@@ -134,15 +145,19 @@ class SandwichStep:
 
     @classmethod
     def from_config(cls, cfg: TrainConfig, net: Supernet, optimizer: torch.optim.Optimizer, sampler: MiddleSampler,
-                    scorer: Scorer | None, scaler: torch.amp.GradScaler | None = None) -> SandwichStep:
-        """The step of a training config (losses, regularisation, clipping, AMP, memory format)."""
+                    scorer: Scorer | None, scaler: torch.amp.GradScaler | None = None,
+                    channels_last: bool | None = None) -> SandwichStep:
+        """The step of a training config (losses, regularisation, clipping, AMP, memory format;
+        ``channels_last`` None: resolved from ``runtime.channels_last`` for the net's device)."""
+        if channels_last is None:
+            channels_last = use_channels_last(cfg.runtime.channels_last, next(net.parameters()).device)
         amp_dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.runtime.amp]
         return cls(net, optimizer, sampler, build_distill_loss(cfg.loss), num_middle=cfg.sampler.num_middle,
                    label_smoothing=cfg.loss.label_smoothing, dropout=cfg.model.dropout,
                    drop_connect=cfg.model.drop_connect,
                    drop_connect_only_last_two_stages=cfg.model.drop_connect_only_last_two_stages,
                    grad_clip_value=cfg.optim.grad_clip_value, scorer=scorer, scaler=scaler, amp_dtype=amp_dtype,
-                   channels_last=cfg.runtime.channels_last)
+                   channels_last=channels_last)
 
     def __post_init__(self) -> None:
         if not self.params:
@@ -182,9 +197,12 @@ class SandwichStep:
         # 2. middle subnets: candidates proposed, scored, chosen (identically on every rank)
         middle: list[Arch] = []
         middle_mflops: list[float] = []
+        scored_mflops = 0.0
         if self.num_middle > 0:
             groups = self.sampler.propose(self.num_middle)
             scores = self.scorer(groups, ctx) if self.scorer is not None and groups.k > 1 else None
+            if scores is not None and self.scorer is loss_scorer:
+                scored_mflops = float(sum(self.sampler.mflops(groups.flat())))
             chosen = self.sampler.choose(groups, scores)
             middle, middle_mflops = chosen.archs, chosen.mflops
 
@@ -213,4 +231,4 @@ class SandwichStep:
                 self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         mflops = [self._edge_mflops[0], *middle_mflops, self._edge_mflops[1]]
-        return StepResult(values, archs, finite, mflops)
+        return StepResult(values, archs, finite, mflops, scored_mflops)

@@ -1,0 +1,58 @@
+"""The training-speed benchmarks run and count the step's work from the cost model."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from attentivenas.costs import count_flops
+from attentivenas.space import TINY_SPACE
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_bench_step_prints_one_json_object_per_step(capsys: pytest.CaptureFixture[str]) -> None:
+    bench = _load("bench_step")
+    assert bench.main(["--batch", "2", "--steps", "2", "--threads", "1", "--json", "space=tiny",
+                       "sampler.bin_width=0.25", "sampler.prior_samples=1000"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(rows) == 2
+    for r in rows:
+        assert set(r) == {"step_s", "gflop", "gflop_per_s", "batch", "images_per_s", "threads", "device", "amp",
+                          "channels_last", "compile"}
+        assert r["batch"] == 2 and r["threads"] == 1 and r["channels_last"] is True and r["amp"] == "none"
+        # max + 2 middle + min trained (3x forward), 6 candidates scored (1x): between these bounds
+        lo = 2 * 2 * 3 * (count_flops(TINY_SPACE, TINY_SPACE.max_arch(), 1000) + 3 * count_flops(
+            TINY_SPACE, TINY_SPACE.min_arch(), 1000)) / 1e3
+        hi = 2 * 2 * (3 * 4 + 6) * count_flops(TINY_SPACE, TINY_SPACE.max_arch(), 1000) / 1e3
+        assert lo < r["gflop"] < hi and r["gflop_per_s"] == pytest.approx(r["gflop"] / r["step_s"])
+
+
+def test_step_result_counts_trained_and_scored_work() -> None:
+    from attentivenas.train.sandwich import StepResult
+
+    r = StepResult([1.0], [], True, mflops=[4.0, 2.0, 1.0], scored_mflops=6.0)
+    assert r.gflop(10) == pytest.approx(2 * 10 * (3 * 7.0 + 6.0) / 1e3)
+
+
+@pytest.mark.slow
+def test_bench_train_small_compares_the_step_with_a_plain_loop(capsys: pytest.CaptureFixture[str]) -> None:
+    bench = _load("bench_train_small")
+    assert bench.main(["--configs", "quickstart", "--steps", "1", "--rounds", "1", "--json"]) == 0
+    row = json.loads(capsys.readouterr().out.strip())
+    assert row["config"] == "quickstart" and row["steps"] == 1
+    assert row["sandwich"]["gflop_per_s"] > 0 and row["plain"]["images_per_s"] > 0
+    assert row["ratio_gflops"] == pytest.approx(row["sandwich"]["gflop_per_s"] / row["plain"]["gflop_per_s"])
