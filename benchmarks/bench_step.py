@@ -30,7 +30,7 @@ from attentivenas.nn import Supernet
 from attentivenas.space import get_space
 from attentivenas.train.optim import build_optimizer
 from attentivenas.train.sampling import ArchSampler
-from attentivenas.train.sandwich import SandwichStep, loss_scorer, use_channels_last
+from attentivenas.train.sandwich import SandwichStep, loss_scorer, resolve_amp, use_channels_last
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "configs" / "attentivenas_imagenet.yaml"
@@ -50,7 +50,7 @@ def build_step(batch: int, seed: int, overrides: list[str], device: torch.device
     sampler = ArchSampler.from_config(space, cfg.sampler, seed=seed, num_classes=1000)
     scorer = None if cfg.sampler.method == "uniform" else loss_scorer
     step = SandwichStep.from_config(cfg, net, optimizer, sampler, scorer, channels_last=channels_last)
-    return step, {"amp": cfg.runtime.amp, "channels_last": channels_last}
+    return step, {"amp": resolve_amp(cfg.runtime.amp, device), "channels_last": channels_last}
 
 
 def main(argv: list[str] | None = None) -> int:

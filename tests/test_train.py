@@ -174,6 +174,22 @@ def test_lr_scaling_and_warmup_cosine() -> None:
     assert lrs[10 + 20] == pytest.approx(0.1) and lrs[-1] < 0.001
 
 
+def test_the_optimizer_is_fused_and_matches_the_reference_update() -> None:
+    cfg = parse_config({"optim": {"lr": 0.1, "weight_decay": 1e-3}}).optim
+    torch.manual_seed(0)
+    a, b = torch.nn.Linear(8, 4), torch.nn.Linear(8, 4)
+    b.load_state_dict(a.state_dict())
+    fused = build_optimizer(a, cfg, 256)
+    reference = torch.optim.SGD(param_groups(b, 1e-3, True), lr=0.1, momentum=0.9, nesterov=True)
+    assert fused.defaults["fused"] is True
+    for _ in range(3):
+        for net, opt in ((a, fused), (b, reference)):
+            opt.zero_grad()
+            net(torch.ones(2, 8)).square().sum().backward()
+            opt.step()
+    assert torch.allclose(a.weight, b.weight, atol=1e-6) and torch.allclose(a.bias, b.bias, atol=1e-6)
+
+
 # --------------------------------------------------------------------------- sandwich step
 def _groups(groups: list[list[Arch]]) -> CandidateGroups:
     """Candidate groups (of equal size) in the sampler's gene form."""
@@ -471,6 +487,27 @@ def test_cli_bad_input_is_one_line_and_exit_code_2(tmp_path: Path, overrides: li
              *overrides)
     assert r.code == 2
     assert message in r.err and r.err.count("\n") == 1 and "Traceback" not in r.err
+
+
+def test_candidates_can_be_scored_on_part_of_the_batch() -> None:
+    torch.manual_seed(0)
+    net = Supernet(TINY_SPACE, 10, bn_momentum=0.0)
+    x, y = torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,))
+    groups = [_candidates(3, 0)]
+    ctx = StepContext(net, x, y, lambda: torch.autocast("cpu", enabled=False), score_images=3)
+    scores = loss_scorer(_groups(groups), ctx)
+    net.train()
+    for arch, score in zip(groups[0], scores[0], strict=True):
+        net.set_arch(arch)
+        with torch.no_grad():
+            assert score == pytest.approx(-float(F.cross_entropy(net(x[:3]), y[:3])), abs=1e-5)
+    step = _step(net, RecordingSampler([_candidates(3, 2), _candidates(3, 3)]), score_fraction=0.25)
+    res = step(x, y)
+    full = _step(net, RecordingSampler([_candidates(3, 2), _candidates(3, 3)]))(x, y)
+    assert res.scored_mflops == pytest.approx(full.scored_mflops / 4)  # 2 of the 8 images
+    assert parse_config({"sampler": {"score_fraction": 0.25}}).sampler.score_fraction == 0.25
+    with pytest.raises(ConfigError, match="score_fraction"):
+        parse_config({"sampler": {"score_fraction": 0}})
 
 
 def test_loss_scorer_uses_the_label_smoothed_training_loss() -> None:

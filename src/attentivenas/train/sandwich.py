@@ -30,6 +30,13 @@ from .losses import DistillLoss, build_distill_loss, label_smoothing_ce
 from .sampling import CandidateGroups, Chosen, Estimator
 
 
+def resolve_amp(setting: str, device: torch.device) -> str:
+    """``runtime.amp``: ``auto`` means bf16 on a CUDA device that supports it, none elsewhere."""
+    if setting != "auto":
+        return setting
+    return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "none"
+
+
 def use_channels_last(setting: bool | str, device: torch.device) -> bool:
     """``runtime.channels_last``: ``auto`` means channels-last memory on CPU, where it measurably pays."""
     return device.type == "cpu" if setting == "auto" else bool(setting)
@@ -60,6 +67,7 @@ class StepContext:
     channels_last: bool = False
     teacher: torch.Tensor | None = None
     label_smoothing: float = 0.0  # of the candidates' mini-batch loss (the authors score with the training loss)
+    score_images: int | None = None  # candidates scored on the first N images of the batch (None: all)
     _resized: dict[int, torch.Tensor] = field(default_factory=dict)
 
     def inputs(self, resolution: int) -> torch.Tensor:
@@ -71,10 +79,12 @@ class StepContext:
             self._resized[resolution] = x
         return self._resized[resolution]
 
-    def logits(self, arch: Arch) -> torch.Tensor:
+    def logits(self, arch: Arch, first: int | None = None) -> torch.Tensor:
+        """The active net's logits for ``arch`` on the batch (or its first ``first`` images)."""
         self.net.set_arch(arch)
+        x = self.inputs(arch.resolution)
         with self.autocast():
-            return self.net(self.inputs(arch.resolution))
+            return self.net(x if first is None else x[:first])
 
 
 def loss_scorer(groups: CandidateGroups, ctx: StepContext) -> np.ndarray:
@@ -84,10 +94,11 @@ def loss_scorer(groups: CandidateGroups, ctx: StepContext) -> np.ndarray:
     flat = groups.flat()
     space = ctx.net.space
     losses = torch.empty(len(flat), dtype=torch.float64, device=ctx.labels.device)
+    labels = ctx.labels if ctx.score_images is None else ctx.labels[: ctx.score_images]
     with torch.no_grad():
         for i, genes in enumerate(flat):
-            logits = ctx.logits(space.decode(genes)).float()
-            losses[i] = label_smoothing_ce(logits, ctx.labels, ctx.label_smoothing).double()
+            logits = ctx.logits(space.decode(genes), ctx.score_images).float()
+            losses[i] = label_smoothing_ce(logits, labels, ctx.label_smoothing).double()
     all_reduce_mean(losses)
     return (-losses).cpu().numpy().reshape(len(groups), groups.k)
 
@@ -141,6 +152,7 @@ class SandwichStep:
     scaler: torch.amp.GradScaler | None = None
     amp_dtype: torch.dtype | None = None
     channels_last: bool = False
+    score_fraction: float = 1.0  # candidates scored on this fraction of the batch (the recipe: all of it)
     params: list[nn.Parameter] = field(default_factory=list)
 
     @classmethod
@@ -151,13 +163,14 @@ class SandwichStep:
         ``channels_last`` None: resolved from ``runtime.channels_last`` for the net's device)."""
         if channels_last is None:
             channels_last = use_channels_last(cfg.runtime.channels_last, next(net.parameters()).device)
-        amp_dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.runtime.amp]
+        device = next(net.parameters()).device
+        amp_dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[resolve_amp(cfg.runtime.amp, device)]
         return cls(net, optimizer, sampler, build_distill_loss(cfg.loss), num_middle=cfg.sampler.num_middle,
                    label_smoothing=cfg.loss.label_smoothing, dropout=cfg.model.dropout,
                    drop_connect=cfg.model.drop_connect,
                    drop_connect_only_last_two_stages=cfg.model.drop_connect_only_last_two_stages,
                    grad_clip_value=cfg.optim.grad_clip_value, scorer=scorer, scaler=scaler, amp_dtype=amp_dtype,
-                   channels_last=channels_last)
+                   channels_last=channels_last, score_fraction=cfg.sampler.score_fraction)
 
     def __post_init__(self) -> None:
         if not self.params:
@@ -177,8 +190,9 @@ class SandwichStep:
         net, space = self.net, self.net.space
         net.train()
         self.optimizer.zero_grad(set_to_none=True)
+        score_images = None if self.score_fraction >= 1.0 else max(1, math.ceil(self.score_fraction * len(labels)))
         ctx = StepContext(net, images, labels, self._autocast, self.channels_last,
-                          label_smoothing=self.label_smoothing)
+                          label_smoothing=self.label_smoothing, score_images=score_images)
         losses: list[torch.Tensor] = []
 
         # 1. the max subnet learns from the labels, regularised
@@ -202,7 +216,8 @@ class SandwichStep:
             groups = self.sampler.propose(self.num_middle)
             scores = self.scorer(groups, ctx) if self.scorer is not None and groups.k > 1 else None
             if scores is not None and self.scorer is loss_scorer:
-                scored_mflops = float(sum(self.sampler.mflops(groups.flat())))
+                share = 1.0 if score_images is None else score_images / len(labels)
+                scored_mflops = share * float(sum(self.sampler.mflops(groups.flat())))
             chosen = self.sampler.choose(groups, scores)
             middle, middle_mflops = chosen.archs, chosen.mflops
 
