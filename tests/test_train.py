@@ -174,22 +174,6 @@ def test_lr_scaling_and_warmup_cosine() -> None:
     assert lrs[10 + 20] == pytest.approx(0.1) and lrs[-1] < 0.001
 
 
-def test_the_optimizer_is_fused_and_matches_the_reference_update() -> None:
-    cfg = parse_config({"optim": {"lr": 0.1, "weight_decay": 1e-3}}).optim
-    torch.manual_seed(0)
-    a, b = torch.nn.Linear(8, 4), torch.nn.Linear(8, 4)
-    b.load_state_dict(a.state_dict())
-    fused = build_optimizer(a, cfg, 256)
-    reference = torch.optim.SGD(param_groups(b, 1e-3, True), lr=0.1, momentum=0.9, nesterov=True)
-    assert fused.defaults["fused"] is True
-    for _ in range(3):
-        for net, opt in ((a, fused), (b, reference)):
-            opt.zero_grad()
-            net(torch.ones(2, 8)).square().sum().backward()
-            opt.step()
-    assert torch.allclose(a.weight, b.weight, atol=1e-6) and torch.allclose(a.bias, b.bias, atol=1e-6)
-
-
 # --------------------------------------------------------------------------- sandwich step
 def _groups(groups: list[list[Arch]]) -> CandidateGroups:
     """Candidate groups (of equal size) in the sampler's gene form."""
