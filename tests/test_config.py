@@ -60,7 +60,7 @@ def test_quickstart_config_is_tiny_digits_bestup() -> None:
     c = load_config(QUICKSTART)
     assert (c.space, c.data.name, c.data.image_size) == ("tiny", "digits", 32)
     assert (c.sampler.method, c.sampler.k, c.sampler.estimator) == ("bestup", 3, "loss")
-    assert c.optim.epochs * 40 < 200  # a few hundred steps at most on a CPU
+    assert c.optim.epochs * 40 <= 200  # a few hundred steps at most on a CPU
 
 
 def test_online_predictor_quickstart_config() -> None:
@@ -69,7 +69,9 @@ def test_online_predictor_quickstart_config() -> None:
     on = c.sampler.online
     assert (on.start_epoch, on.refit_every, on.num_archs, on.kinds, on.folds, on.calibration_batches) == (
         1, 1, 40, ["ridge", "rf"], 5, 4)
-    assert c.model_dump(exclude={"sampler"}) == load_config(QUICKSTART).model_dump(exclude={"sampler"})
+    mine, quick = c.model_dump(exclude={"sampler"}), load_config(QUICKSTART).model_dump(exclude={"sampler"})
+    mine["optim"].pop("epochs"), quick["optim"].pop("epochs")  # 3 epochs: two fits of the online predictor
+    assert mine == quick
 
 
 def test_overrides_are_typed_by_yaml() -> None:
