@@ -461,7 +461,7 @@ def test_cli_train_prints_where_the_files_are(tmp_path: Path) -> None:
     (["data.batch_size=4096"], "data.batch_size=4096 is larger than the training split"),
     (["sampler.estimator=predictor", "sampler.predictor=/no/such/predictor.json"], "sampler.predictor=PATH"),
     (["sampler.estimator=online", "sampler.method=uniform"], "sampler.estimator=online ranks candidates"),
-    (["sampler.estimator=online", "sampler.online.start_epoch=3"], "sampler.online.start_epoch (3) must be below"),
+    (["sampler.estimator=online", "sampler.online.start_epoch=5"], "sampler.online.start_epoch (5) must be below"),
     (["sampler.constraint=latency"], "sampler.latency_table (a table from"),
     (["sampler.constraint=latency", "sampler.latency_table=/no/such/table.json"],
      "sampler.latency_table=/no/such/table.json: file not found"),
