@@ -57,7 +57,10 @@ def test_static_subnet_equals_supernet(tiny_net: Supernet, mode: str) -> None:
         sub = tiny_net.extract()
         sub.train(mode == "train")
         x = torch.randn(3, 3, 32, 32)
-        assert (tiny_net(x) - sub(x)).abs().max().item() <= 1e-5
+        # train-mode BN normalises 3 values per channel on the last 1x1 maps, which magnifies the
+        # float rounding of the supernet's small-map kernels (matrix products) against nn.Conv2d
+        tol = 1e-4 if mode == "train" else 1e-5
+        assert (tiny_net(x) - sub(x)).abs().max().item() <= tol
         assert sum(p.numel() for p in sub.parameters()) == count_params(TINY_SPACE, arch, 10)
     tiny_net.eval()
 

@@ -17,6 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..space import HEAD_EXPAND, BlockConfig, SlotConfig, se_channels
+from . import small_maps
 from .layers import ACT_FN, crop_kernel, drop_connect, shortcut_pool, slice_weight
 from .static import Block, ConvBnAct, DepthConv, Head, MBConv, SEFc, Shortcut, SqueezeExcite
 
@@ -58,8 +59,7 @@ class DynamicConv2d(nn.Module):
     def forward(self, x: torch.Tensor, out_channels: int, kernel_size: int | None = None) -> torch.Tensor:
         c_in = x.size(1)
         w = self.active_weight(c_in, out_channels, kernel_size).contiguous()
-        k = w.size(-1)
-        return F.conv2d(x, w, None, self.stride, k // 2, 1, c_in if self.depthwise else 1)
+        return small_maps.conv2d(x, w, self.stride, self.depthwise)
 
     def copy_to(self, dst: nn.Conv2d) -> nn.Conv2d:
         """Copy the active weight into the static conv ``dst`` (its shape selects the slice)."""
