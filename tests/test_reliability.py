@@ -490,3 +490,18 @@ def test_a_frozen_rank_ends_the_job_within_the_timeout(tmp_path: Path) -> None:
     assert procs[0].returncode == 1 and waited < 10 + 30
     assert "error: rank 0: another rank stopped answering for 10 s (runtime.dist_timeout_s)" in err
     assert "Traceback" not in err
+
+
+def test_a_repeated_yaml_key_is_one_line(tmp_path: Path) -> None:
+    cfg = tmp_path / "twice.yaml"
+    cfg.write_text("seed: 0\noptim:\n  lr: 0.1\n  epochs: 2\n  lr: 0.2\n")
+    r = run_cli("train", "--config", str(cfg))
+    assert r.code == 2 and r.err.count("\n") == 1
+    assert f"config file {cfg}" in r.err and "key 'lr' appears twice in one mapping (line 5)" in r.err
+
+
+def test_the_packaged_quickstart_config_is_the_repositorys() -> None:
+    from attentivenas.pipeline import quickstart_config_path
+
+    root = Path(__file__).resolve().parents[1]
+    assert quickstart_config_path().read_text() == (root / "configs" / "quickstart.yaml").read_text()

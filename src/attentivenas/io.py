@@ -189,7 +189,8 @@ def read_json_file(path: str | Path, what: str, error: type[Exception] = ValueEr
 
 
 class _BoundedLoader(yaml.SafeLoader):
-    """PyYAML's safe loader with a bound on alias uses and on nesting."""
+    """PyYAML's safe loader with a bound on alias uses and on nesting, refusing duplicate keys
+    (PyYAML keeps the last one silently, so a repeated setting would hide the first)."""
 
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
@@ -208,6 +209,19 @@ class _BoundedLoader(yaml.SafeLoader):
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                if isinstance(key, (str, int, float, bool)) or key is None:
+                    if key in seen:
+                        raise ValueError(f"key {key!r} appears twice in one mapping (line {key_node.start_mark.line + 1})")
+                    seen.add(key)
+        return super().construct_mapping(node, deep)
 
 
 def _expanded_size(obj: Any) -> int:
