@@ -23,6 +23,7 @@ import torch
 import torch.nn as nn
 
 from ..config import TrainConfig
+from ..devices import use_channels_last
 from ..nn import Supernet, resize_input
 from ..space import Arch
 from .distributed import all_reduce_grads, all_reduce_mean
@@ -35,11 +36,6 @@ def resolve_amp(setting: str, device: torch.device) -> str:
     if setting != "auto":
         return setting
     return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "none"
-
-
-def use_channels_last(setting: bool | str, device: torch.device) -> bool:
-    """``runtime.channels_last``: ``auto`` means channels-last memory on CPU, where it measurably pays."""
-    return device.type == "cpu" if setting == "auto" else bool(setting)
 
 
 class MiddleSampler(Protocol):
