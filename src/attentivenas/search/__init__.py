@@ -25,7 +25,7 @@ from .files import (
 )
 from .measured import MeasuredAccuracy
 from .nsga2 import resolve_source, run_search, search_measured, search_with_predictor
-from .pareto import hypervolume, normalise, pareto_mask, pareto_ranks
+from .pareto import front_hypervolume, hypervolume, normalise, normalised_objectives, pareto_mask, pareto_ranks
 from .problem import UNITS, Archive, CostEvaluator, check_feasible, feasible
 from .results import SearchResult
 from .runner import default_source, search_from_config
@@ -35,6 +35,6 @@ __all__ = [
     "ARCH_COLUMNS", "ENTRY_KEYS", "PUBLISHED_MODELS", "csv_columns", "pareto_csv_text", "plot_pareto",
     "published_points", "read_pareto_json", "write_pareto_csv", "write_pareto_json", "write_search_outputs",
     "MeasuredAccuracy", "resolve_source", "run_search", "search_measured", "search_with_predictor", "hypervolume",
-    "normalise", "pareto_mask", "pareto_ranks", "UNITS", "Archive", "CostEvaluator", "check_feasible", "feasible",
-    "SearchResult", "default_source", "search_from_config",
+    "front_hypervolume", "normalise", "normalised_objectives", "pareto_mask", "pareto_ranks", "UNITS", "Archive",
+    "CostEvaluator", "check_feasible", "feasible", "SearchResult", "default_source", "search_from_config",
 ]

@@ -61,3 +61,24 @@ def hypervolume(F: np.ndarray, ref: Sequence[float]) -> float:
     if len(inside) == 0:
         return 0.0
     return float(HV(ref_point=ref_a)(inside))
+
+
+def normalised_objectives(accuracy: Sequence[float] | np.ndarray, costs: Sequence[Sequence[float] | np.ndarray],
+                          bounds: Sequence[tuple[float, float]]) -> np.ndarray:
+    """The search's minimised objectives of (accuracy, costs) points: the error ``(100 - top1) / 100``,
+    then each cost column scaled so that its ``(lo, hi)`` bound maps to (0, 1)."""
+    err = (100.0 - np.asarray(accuracy, dtype=np.float64).reshape(-1)) / 100.0
+    cols = [normalise(np.asarray(c, dtype=np.float64).reshape(-1, 1), [lo], [hi])[:, 0]
+            for c, (lo, hi) in zip(costs, bounds, strict=True)]
+    return np.column_stack([err, *cols])
+
+
+def front_hypervolume(accuracy: Sequence[float] | np.ndarray, costs: Sequence[Sequence[float] | np.ndarray],
+                      bounds: Sequence[tuple[float, float]]) -> float:
+    """Hypervolume of the non-dominated (accuracy %, cost...) points as the search reports it: objectives of
+    :func:`normalised_objectives`, reference point 1 on every axis (0 for no points). With the space's
+    smallest and largest MFLOPs as ``bounds`` this is the ``hypervolume`` of a search without budgets."""
+    if not len(accuracy):
+        return 0.0
+    F = normalised_objectives(accuracy, costs, bounds)
+    return hypervolume(F[pareto_mask(F)], np.ones(F.shape[1]))

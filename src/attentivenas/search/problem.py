@@ -21,7 +21,7 @@ from ..config import OBJECTIVES
 from ..costs import CostModel
 from ..errors import UserError
 from ..space import SearchSpace
-from .pareto import hypervolume, normalise, pareto_mask
+from .pareto import front_hypervolume, normalised_objectives
 
 UNITS: dict[str, str] = {"mflops": "MFLOPs", "params_m": "M params", "latency_ms": "ms", "memory_mb": "MB"}
 
@@ -163,15 +163,12 @@ class SearchState:
         return np.column_stack([-values["accuracy"]] + [values[c] for c in self.obj_cols])
 
     def normalised(self, values: dict[str, np.ndarray]) -> np.ndarray:
-        err = (100.0 - values["accuracy"]) / 100.0
-        cols = [normalise(values[c][:, None], [self.bounds[c][0]], [self.bounds[c][1]])[:, 0] for c in self.obj_cols]
-        return np.column_stack([err] + cols)
+        return normalised_objectives(values["accuracy"], [values[c] for c in self.obj_cols],
+                                     [self.bounds[c] for c in self.obj_cols])
 
     def front_hv(self, values: dict[str, np.ndarray]) -> float:
-        if not len(values["accuracy"]):
-            return 0.0
-        F = self.normalised(values)
-        return hypervolume(F[pareto_mask(F)], np.ones(F.shape[1]))
+        return front_hypervolume(values["accuracy"], [values[c] for c in self.obj_cols],
+                                 [self.bounds[c] for c in self.obj_cols])
 
 
 def check_feasible(space: SearchSpace, costs: CostEvaluator, limits: Sequence[tuple[str, str, float]],

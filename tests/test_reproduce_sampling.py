@@ -1,0 +1,88 @@
+"""benchmarks/reproduce_sampling.py --smoke: every step of the sampling comparison on a few hundred
+Fashion-MNIST images, its files, the report and the docs page, and resuming without redoing work."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from .test_fashion_mnist import needs_package
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+RUNS = ["bestup-online-s0", "bestup-s0", "uniform-s0", "worstup-s0"]
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _stamps(out: Path) -> dict[Path, int]:
+    """Modification times of everything a run writes once: results, checkpoints, measurement caches."""
+    files = [*out.glob("runs/*/result.json"), *out.glob("runs/*/checkpoints/*.pt"), *out.glob("runs/*/*.jsonl"),
+             *out.glob("runs/*/search/*.jsonl"), out / "archs.json"]
+    return {p: p.stat().st_mtime_ns for p in files}
+
+
+@needs_package
+def test_smoke_writes_every_result_and_resumes_without_redoing_work(tmp_path: Path) -> None:
+    bench = _load("reproduce_sampling")
+    out, docs = tmp_path / "out", tmp_path / "docs" / "results.md"
+    args = ["--smoke", "--out", str(out), "--docs", str(docs), "--threads", "1"]
+    assert bench.main(args) == 0
+    assert bench.STATS["finished"] == 4 and bench.STATS["steps"] == 4 * 4 and bench.STATS["measured"] >= 4 * 8
+
+    assert sorted(p.name for p in (out / "runs").iterdir()) == RUNS
+    fixed = json.loads((out / "archs.json").read_text())["archs"]
+    assert len(fixed) == 8
+    results = {name: json.loads((out / "runs" / name / "result.json").read_text()) for name in RUNS}
+    for name, r in results.items():
+        run = out / "runs" / name
+        assert (run / "checkpoints" / "last.pt").is_file() and (run / "search" / "pareto.json").is_file()
+        assert r["train"]["status"] == "completed" and r["holdout_images"] == 200 and r["test_images"] == 200
+        assert r["fixed"]["n"] == 8 and r["fixed"]["mflops"] == [a["mflops"] for a in fixed]  # the same set
+        assert 0 < r["fixed"]["hypervolume"] <= r["search"]["hypervolume"] + 1e-12 <= 1  # the front holds (a)
+        assert r["search"]["hypervolume"] == pytest.approx(r["search"]["search_hypervolume"])  # the search's own
+        assert len(r["budgets_mflops"]) == 3 and len(r["search"]["budget_winners"]) == 3
+        assert all(w["test_top1"] is not None and w["mflops"] <= w["budget"] for w in r["search"]["budget_winners"])
+        assert r["test"]["min_top1"] is not None and r["test"]["max_top1"] is not None
+        assert r["timing"]["total_s"] > 0 and r["command"].startswith("python benchmarks/reproduce_sampling.py")
+    assert (out / "runs" / "bestup-online-s0" / "predictors" / "epoch_001.json").is_file()  # fitted after epoch 1
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert list(summary["methods"]) == ["uniform", "bestup", "worstup", "bestup-online"]
+    assert list(summary["paired_vs_uniform"]) == ["bestup", "worstup", "bestup-online"]
+    hv = summary["methods"]["bestup"]["metrics"]["hv_front"]
+    assert hv["n"] == 1 and hv["mean"] == pytest.approx(100 * results["bestup-s0"]["search"]["hypervolume"])
+    d = summary["paired_vs_uniform"]["bestup"]["hv_front"]
+    assert d["mean"] == pytest.approx(hv["mean"] - summary["methods"]["uniform"]["metrics"]["hv_front"]["mean"])
+    assert (out / "fronts.png").stat().st_size > 0 and (docs.parent / "results_fronts.png").stat().st_size > 0
+    page = docs.read_text()
+    assert bench.CONCLUSION_BEGIN in page and bench.PLACEHOLDER in page and "BestUp-3 minus uniform" in page
+
+    # run again: every run is done, nothing trained or measured; the hand-written conclusion is kept
+    stamps = _stamps(out)
+    docs.write_text(page.replace(bench.PLACEHOLDER, "Written by hand."))
+    assert bench.main(args) == 0
+    assert bench.STATS == {"steps": 0, "measured": 0, "skipped": 4, "finished": 0}
+    assert _stamps(out) == stamps
+    assert "Written by hand." in docs.read_text()
+
+    # a run killed after its work but before its result: continued from its checkpoint and caches
+    (out / "runs" / "uniform-s0" / "result.json").unlink()
+    assert bench.main(["--smoke", "--out", str(out), "--methods", "uniform", "--threads", "1"]) == 0
+    assert bench.STATS == {"steps": 0, "measured": 0, "skipped": 0, "finished": 1}
+    again = json.loads((out / "runs" / "uniform-s0" / "result.json").read_text())
+    for part in ("fixed", "search", "test"):
+        assert {k: v for k, v in again[part].items() if k != "hypervolume_reference"} == {
+            k: v for k, v in results["uniform-s0"][part].items() if k != "hypervolume_reference"}
+
+    # other settings in the same folder are refused
+    assert bench.main(["--smoke", "--out", str(out), "--epochs", "3", "--threads", "1"]) == 2
