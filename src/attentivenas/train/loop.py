@@ -279,7 +279,7 @@ class Trainer:
         out: dict[str, float] = {}
         for name, arch in (("min", self.space.min_arch()), ("max", self.space.max_arch())):
             res = validate_arch(self.net, arch, batches, split, cfg.data.eval_batch_size, info,
-                                cfg.eval.max_batches, cfg.data.num_workers)
+                                cfg.eval.max_batches, cfg.data.num_workers, self.channels_last)
             out.update({f"{name}_top1": res["top1"], f"{name}_top5": res["top5"], f"{name}_loss": res["loss"]})
         return out
 

@@ -107,7 +107,7 @@ class OnlinePredictor:
 
         def evaluate(arch: Arch) -> float:
             return validate_arch(net, arch, batches, data.val, cfg.data.eval_batch_size, info, max_batches,
-                                 cfg.data.num_workers)["top1"]
+                                 cfg.data.num_workers, cfg.runtime.channels_last)["top1"]
 
         dataset = build_arch_dataset(self.space, evaluate, on.num_archs, seed=seed, num_classes=self.num_classes,
                                      progress=False)
