@@ -15,7 +15,7 @@ def quickstart_command(
                                        help="Training config (default: the packaged quickstart config)."),
     overrides: list[str] | None = typer.Argument(None, help="Config overrides, e.g. optim.epochs=1.",
                                                  show_default=False),
-    num_archs: int = typer.Option(60, "--num-archs", help="Subnets measured to fit the accuracy predictor."),
+    num_archs: int = typer.Option(40, "--num-archs", help="Subnets measured to fit the accuracy predictor."),
     pop_size: int = typer.Option(40, "--pop-size", help="NSGA-II population."),
     generations: int = typer.Option(25, "--generations", help="NSGA-II generations."),
     remeasure_top: int = typer.Option(12, "--remeasure-top", help="Predicted-best archs re-measured."),

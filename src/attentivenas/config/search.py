@@ -216,7 +216,7 @@ class SearchConfig(Section):
 class PredictorConfig(Section):
     """The accuracy predictor the pipeline fits before searching."""
 
-    num_archs: int = Field(60, ge=4)  # subnets measured (BN recalibrated, validation split)
+    num_archs: int = Field(40, ge=4)  # subnets measured (BN recalibrated, validation split)
     kinds: list[Literal["rf", "lgbm", "ridge", "gp"]] = Field(default_factory=lambda: list(DEFAULT_PREDICTOR_KINDS),
                                                              min_length=1)
     feature_set: Literal["knobs", "knobs+cost"] = "knobs+cost"  # better ranks on few archs
