@@ -461,7 +461,8 @@ def test_cli_train_prints_where_the_files_are(tmp_path: Path) -> None:
     (["data.batch_size=4096"], "data.batch_size=4096 is larger than the training split"),
     (["sampler.estimator=predictor", "sampler.predictor=/no/such/predictor.json"], "sampler.predictor=PATH"),
     (["sampler.estimator=online", "sampler.method=uniform"], "sampler.estimator=online ranks candidates"),
-    (["sampler.estimator=online", "sampler.online.start_epoch=5"], "sampler.online.start_epoch (5) must be below"),
+    (["sampler.estimator=online", "optim.epochs=3", "sampler.online.start_epoch=3"],
+     "sampler.online.start_epoch (3) must be below"),
     (["sampler.constraint=latency"], "sampler.latency_table (a table from"),
     (["sampler.constraint=latency", "sampler.latency_table=/no/such/table.json"],
      "sampler.latency_table=/no/such/table.json: file not found"),
@@ -520,3 +521,25 @@ def test_a_step_with_alphanets_loss_is_finite(tmp_path: Path) -> None:
     losses = [r["loss"] for r in map(json.loads, (tmp_path / "alpha" / "metrics.jsonl").read_text().splitlines())
               if r["kind"] == "train"]
     assert len(losses) == 2 and all(math.isfinite(v) for v in losses)
+
+
+def test_fused_sgd_with_zero_buffers_is_pytorchs_sgd_for_late_parameters() -> None:
+    """The fused optimiser (every momentum buffer made up front) updates like PyTorch's per-parameter
+    SGD, also for a parameter whose first gradient comes after the others have momentum."""
+    cfg = parse_config({"optim": {"lr": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 1e-4}})
+    torch.manual_seed(0)
+    ours = torch.nn.Linear(4, 3)
+    ref = torch.nn.Linear(4, 3)
+    ref.load_state_dict(ours.state_dict())
+    opt = build_optimizer(ours, cfg.optim, 256)
+    assert opt.defaults["fused"] and all("momentum_buffer" in opt.state[p] for p in ours.parameters())
+    ref_opt = torch.optim.SGD([{"params": [ref.weight], "weight_decay": 1e-4}, {"params": [ref.bias], "weight_decay": 0.0}],
+                              lr=0.1, momentum=0.9, nesterov=True, foreach=False)
+    for step in range(5):
+        x = torch.randn(8, 4)
+        for model, o in ((ours, opt), (ref, ref_opt)):
+            o.zero_grad(set_to_none=True)
+            out = model(x) if step >= 2 else F.linear(x, model.weight)  # the bias gets its first gradient at step 2
+            out.square().mean().backward()
+            o.step()
+        assert torch.allclose(ours.weight, ref.weight, atol=1e-6) and torch.allclose(ours.bias, ref.bias, atol=1e-6)

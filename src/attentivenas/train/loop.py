@@ -45,7 +45,7 @@ from .distributed import (
 )
 from .logging import MetricsLogger, Progress, truncate_metrics
 from .online import OnlinePredictor
-from .optim import build_optimizer, build_scheduler, follow_config
+from .optim import build_optimizer, build_scheduler, fill_momentum_buffers, follow_config
 from .sampling import ArchSampler, load_predictor_estimator
 from .sandwich import SandwichStep, Scorer, StepResult, estimator_scorer, loss_scorer, use_channels_last
 from .state import FRESH, LAST, checkpoint_dir, resolve_resume, save_training_checkpoint, set_aside
@@ -240,6 +240,7 @@ class Trainer:
             raise ConfigError(f"checkpoint {path} does not fit this config's supernet (space "
                               f"'{self.space.name}', {self.num_classes} classes): {str(exc).splitlines()[0]}") from None
         self.optimizer.load_state_dict(obj["optimizer"])
+        fill_momentum_buffers(self.optimizer)
         self.scheduler.load_state_dict(obj["scheduler"])
         follow_config(self.optimizer, self.scheduler, self.config.optim, self.total_batch)
         if self.scaler is not None and obj.get("scaler"):

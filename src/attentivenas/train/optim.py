@@ -32,17 +32,35 @@ def scaled_lr(cfg: OptimConfig, total_batch: int) -> float:
 
 
 def build_optimizer(model: nn.Module, cfg: OptimConfig, total_batch: int) -> torch.optim.SGD:
-    """SGD (Nesterov when ``cfg.nesterov``) at the batch-scaled learning rate.
+    """SGD (Nesterov when ``cfg.nesterov``) at the batch-scaled learning rate, with PyTorch's fused
+    kernel (4-5x faster on CPU than the per-parameter loop: 70 vs 320 ms per step for the
+    attentivenas supernet's 24M parameters, one thread).
 
-    PyTorch's fused SGD is 4-5x faster on CPU (70 vs 320 ms per step for the attentivenas supernet's
-    24M parameters) but refuses a state in which some parameters have momentum buffers and others not
-    (a resumed supernet whose unused parameters never had a gradient), so it is not used yet."""
-    return torch.optim.SGD(
+    The fused kernel needs every parameter's momentum buffer to exist or none: a supernet's
+    parameters that only some subnets use get their first gradient late. So every buffer starts as
+    zeros (:func:`fill_momentum_buffers`), which with no dampening is the same update as PyTorch's
+    first-step copy of the gradient."""
+    optimizer = torch.optim.SGD(
         param_groups(model, cfg.weight_decay, cfg.no_decay_bn_bias),
         lr=scaled_lr(cfg, total_batch),
         momentum=cfg.momentum,
         nesterov=cfg.nesterov and cfg.momentum > 0,
+        fused=True,
     )
+    fill_momentum_buffers(optimizer)
+    return optimizer
+
+
+def fill_momentum_buffers(optimizer: torch.optim.Optimizer) -> None:
+    """Give every parameter of a momentum group a (zero) momentum buffer where it has none, e.g. in
+    a state restored from a checkpoint written before the fused optimiser."""
+    for group in optimizer.param_groups:
+        if group.get("momentum", 0) == 0 or group.get("dampening", 0) != 0:
+            continue
+        for p in group["params"]:
+            state = optimizer.state[p]
+            if state.get("momentum_buffer") is None:
+                state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
 
 
 def warmup_cosine_factor(step: int, warmup_steps: int, total_steps: int, start_factor: float = 0.0,
