@@ -52,6 +52,7 @@ over the invocations that worked on the run).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import math
 import os
@@ -196,6 +197,8 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
         "online_calib_batches": args.online_calib_batches, "online_eval_batches": args.online_eval_batches,
         "test_front": bool(args.test_front), "set": list(args.set), "smoke": bool(args.smoke),
         "budget_fractions": list(BUDGET_FRACTIONS), "arch_seed": ARCH_SEED, "channels_last": True,
+        # the config file's contents too: a changed recipe (e.g. its learning rate) is another experiment
+        "config_sha256": hashlib.sha256(Path(args.config).read_bytes()).hexdigest(),
     }
 
 
