@@ -19,16 +19,12 @@ from attentivenas.nn import (
     Supernet,
     export_pareto_set,
     export_subnet,
-    is_available,
     save_supernet,
 )
 from attentivenas.space import TINY_SPACE
 
 from .cli_helpers import run_cli
-from .test_runtimes import no_executorch  # noqa: F401 - fixture
-
-needs_executorch = pytest.mark.skipif(not is_available("executorch"),
-                                      reason="executorch not installed (pip install 'attentivenas[executorch]')")
+from .test_runtimes import needs_executorch, no_executorch  # noqa: F401 - no_executorch: a fixture
 
 #: loads the file with its runtime alone, runs the saved input, writes the output
 RUNNER = r"""

@@ -38,7 +38,7 @@ def predictor_build(
     out: Path = typer.Option(..., "--out", help="Dataset JSONL (archs already in it are not measured again)."),
     num_archs: int = typer.Option(100, "--num-archs", min=1, help="Archs to measure, spread over the FLOPs range."),
     space: str | None = typer.Option(None, "--space", help="Space name or YAML (default: the checkpoint's)."),
-    data: str | None = typer.Option(None, "--data", help="digits, cifar10:PATH, cifar100:PATH or an ImageFolder PATH "
+    data: str | None = typer.Option(None, "--data", help="digits, fashion_mnist[:PATH], cifar10:PATH, cifar100:PATH or an ImageFolder PATH "
                                     "(default: the checkpoint's training data)."),
     split: str = typer.Option("holdout", "--split", help=SPLIT_HELP),
     pipeline: str = typer.Option("authors", "--pipeline", help=PIPELINE_HELP),
