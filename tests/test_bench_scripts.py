@@ -2,30 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
 from attentivenas.costs import count_flops
 from attentivenas.space import TINY_SPACE
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+from .bench_helpers import load_benchmark
 
 
 @pytest.mark.slow
 def test_bench_step_prints_one_json_object_per_step(capsys: pytest.CaptureFixture[str]) -> None:
-    bench = _load("bench_step")
+    bench = load_benchmark("bench_step")
     assert bench.main(["--batch", "2", "--steps", "2", "--threads", "1", "--json", "space=tiny",
                        "sampler.bin_width=0.25", "sampler.prior_samples=1000"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
@@ -50,7 +39,7 @@ def test_step_result_counts_trained_and_scored_work() -> None:
 
 @pytest.mark.slow
 def test_bench_train_small_compares_the_step_with_a_plain_loop(capsys: pytest.CaptureFixture[str]) -> None:
-    bench = _load("bench_train_small")
+    bench = load_benchmark("bench_train_small")
     assert bench.main(["--configs", "quickstart", "--steps", "1", "--rounds", "1", "--json"]) == 0
     row = json.loads(capsys.readouterr().out.strip())
     assert row["config"] == "quickstart" and row["steps"] == 1

@@ -3,25 +3,17 @@ Fashion-MNIST images, its files, the report and the docs page, and resuming with
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
+from .bench_helpers import load_benchmark
 from .test_fashion_mnist import needs_package
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 RUNS = ["bestup-online-s0", "bestup-s0", "uniform-s0", "worstup-s0"]
 
 
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def _stamps(out: Path) -> dict[Path, int]:
@@ -33,7 +25,7 @@ def _stamps(out: Path) -> dict[Path, int]:
 
 @needs_package
 def test_smoke_writes_every_result_and_resumes_without_redoing_work(tmp_path: Path) -> None:
-    bench = _load("reproduce_sampling")
+    bench = load_benchmark("reproduce_sampling")
     out, docs = tmp_path / "out", tmp_path / "docs" / "results.md"
     args = ["--smoke", "--out", str(out), "--docs", str(docs), "--threads", "1"]
     assert bench.main(args) == 0
