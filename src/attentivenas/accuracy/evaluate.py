@@ -119,7 +119,8 @@ class SubnetEvaluator:
     def __init__(self, supernet: nn.Module, bundle: DataBundle, calib_batches: int = 64, calib_batch_size: int = 256,
                  batch_size: int = 256, device: str | torch.device | None = None, seed: int = 0,
                  split: str = "holdout", bundle_at: Callable[[int], DataBundle] | None = None,
-                 max_images: int | None = None, channels_last: bool | str = "auto") -> None:
+                 max_images: int | None = None, channels_last: bool | str = "auto",
+                 meta: dict[str, Any] | None = None) -> None:
         if bundle.num_classes != int(getattr(supernet, "num_classes", bundle.num_classes)):
             raise UserError(f"the data has {bundle.num_classes} classes but the supernet's classifier has "
                             f"{supernet.num_classes}")
@@ -134,7 +135,7 @@ class SubnetEvaluator:
         self.calib = cache_calibration_batches(bundle.train, calib_batches, calib_batch_size, seed, self.device)
         self._bundle_at = bundle_at
         self._loaders: dict[int, DataLoader] = {}
-        self.meta: dict[str, Any] = {}  # the checkpoint's metadata, when loaded from one
+        self.meta: dict[str, Any] = dict(meta or {})  # the checkpoint's metadata, when loaded from one
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | Path, space: str | SearchSpace | None = None, data: str | None = None,
@@ -160,10 +161,8 @@ class SubnetEvaluator:
         if p.per_resolution and bundle.name != "digits":
             def bundle_at(r: int) -> DataBundle:
                 return resolve_data(data, net.space, meta, resolution=r, seed=seed, interpolation=p.interpolation)
-        ev = cls(net, bundle, p.calib_batches, p.calib_batch_size, p.batch_size, device, seed, p.split, bundle_at,
-                 p.max_images)
-        ev.meta = meta
-        return ev
+        return cls(net, bundle, p.calib_batches, p.calib_batch_size, p.batch_size, device, seed, p.split, bundle_at,
+                   p.max_images, meta=meta)
 
     def on_split(self, split: str) -> SubnetEvaluator:
         """The same supernet, data and calibration batches, measuring on another split."""
