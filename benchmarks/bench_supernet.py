@@ -1,9 +1,11 @@
 """Supernet speed, measured side by side in one run: set_arch cost, dynamic vs static forward,
 and one sandwich-sized training step of the tiny space.
 
-Usage: python benchmarks/bench_supernet.py [--space tiny] [--batch 64] [--repeats 5] [--threads 1]
+Usage: python benchmarks/bench_supernet.py [--space tiny] [--batch 64] [--resolution R] [--repeats 5]
+                                           [--threads 1] [--channels-last]
 
-Prints best-of-N times and the ratios between them (dynamic / static), so a change to the
+Prints medians of interleaved rounds and the ratios between them (dynamic / static, eval and
+forward + backward), so a change to the
 supernet's ops can be compared before and after on the same noisy machine.
 """
 
@@ -20,22 +22,27 @@ from attentivenas.nn import Supernet
 from attentivenas.space import get_space
 
 
-def best_of(fn: Callable[[], object], repeats: int) -> float:
-    fn()
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
+def interleaved(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median seconds of each function, timed in alternating rounds (fair on a noisy machine)."""
+    for fn in fns.values():
         fn()
-        best = min(best, time.perf_counter() - t)
-    return best
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t)
+    return {k: float(np.median(v)) for k, v in times.items()}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--space", default="tiny")
     ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--resolution", type=int, default=None, help="input size (default: the space's largest)")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--channels-last", action="store_true", help="both nets and the input in channels-last memory")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -49,25 +56,33 @@ def main() -> None:
         net.set_arch(a)
     print(f"set_arch: {(time.perf_counter() - t) / len(archs) * 1e6:.1f} us per arch ({space.name} space)")
 
-    res = max(space.resolutions)
-    x = torch.randn(args.batch, 3, res, res)
-    print(f"batch {args.batch}, {args.threads} thread(s), best of {args.repeats}")
-    print(f"{'subnet':<6} {'dyn eval ms':>12} {'static eval ms':>15} {'ratio':>6} {'dyn fwd+bwd ms':>15}")
+    fmt = torch.channels_last if args.channels_last else torch.contiguous_format
+    net.to(memory_format=fmt)
+    res = args.resolution or max(space.resolutions)
+    x = torch.randn(args.batch, 3, res, res).contiguous(memory_format=fmt)
+    print(f"batch {args.batch} at {res}, {args.threads} thread(s), channels_last {args.channels_last}, "
+          f"median of {args.repeats} interleaved rounds")
+    print(f"{'subnet':<6} {'dyn eval ms':>12} {'static eval ms':>15} {'ratio':>6} "
+          f"{'dyn fwd+bwd ms':>15} {'static fwd+bwd ms':>18} {'ratio':>6}")
     for name, arch in (("min", space.min_arch()), ("max", space.max_arch())):
         net.set_arch(arch)
-        net.eval()
-        static = net.extract().eval()
-        with torch.no_grad():
-            t_dyn = best_of(lambda: net(x), args.repeats)
-            t_static = best_of(lambda static=static: static(x), args.repeats)
-        net.train()
+        static = net.extract().to(memory_format=fmt)
 
-        def step() -> None:
-            net.zero_grad(set_to_none=True)
-            net(x).logsumexp(1).mean().backward()
+        def train_step(model: torch.nn.Module) -> None:
+            model.train()
+            model.zero_grad(set_to_none=True)
+            model(x).logsumexp(1).mean().backward()
 
-        t_train = best_of(step, args.repeats)
-        print(f"{name:<6} {t_dyn * 1e3:>12.2f} {t_static * 1e3:>15.2f} {t_dyn / t_static:>6.2f} {t_train * 1e3:>15.2f}")
+        def evaluate(model: torch.nn.Module) -> None:
+            model.eval()
+            with torch.no_grad():
+                model(x)
+
+        t_eval = interleaved({"dyn": lambda: evaluate(net), "static": lambda s=static: evaluate(s)}, args.repeats)
+        t_train = interleaved({"dyn": lambda: train_step(net), "static": lambda s=static: train_step(s)}, args.repeats)
+        print(f"{name:<6} {t_eval['dyn'] * 1e3:>12.2f} {t_eval['static'] * 1e3:>15.2f} "
+              f"{t_eval['dyn'] / t_eval['static']:>6.3f} {t_train['dyn'] * 1e3:>15.2f} "
+              f"{t_train['static'] * 1e3:>18.2f} {t_train['dyn'] / t_train['static']:>6.3f}")
 
 
 if __name__ == "__main__":
