@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from ..space import HEAD_EXPAND, BlockConfig, SlotConfig, se_channels
 from . import small_maps
-from .layers import ACT_FN, crop_kernel, drop_connect, shortcut_pool, slice_weight
+from .layers import ACT_FN, crop_kernel, drop_connect, first, shortcut_pool, slice_weight
 from .static import Block, ConvBnAct, DepthConv, Head, MBConv, SEFc, Shortcut, SqueezeExcite
 
 
@@ -53,7 +53,7 @@ class DynamicConv2d(nn.Module):
         """The weight slice of ``c_in`` inputs (depthwise: channels), ``out_channels`` outputs and
         ``kernel_size`` (depthwise only; others use their one kernel)."""
         if self.depthwise:
-            return crop_kernel(self.conv.weight[:c_in], kernel_size or self.max_kernel)
+            return crop_kernel(first(self.conv.weight, c_in), kernel_size or self.max_kernel)
         return slice_weight(self.conv.weight, out_channels, c_in)
 
     def forward(self, x: torch.Tensor, out_channels: int, kernel_size: int | None = None) -> torch.Tensor:
@@ -94,10 +94,10 @@ class DynamicBatchNorm2d(nn.Module):
         use_batch_stats = self.training or bn.running_mean is None
         return F.batch_norm(
             x,
-            bn.running_mean[:c] if running else None,
-            bn.running_var[:c] if running else None,
-            bn.weight[:c],
-            bn.bias[:c],
+            first(bn.running_mean, c) if running else None,
+            first(bn.running_var, c) if running else None,
+            first(bn.weight, c),
+            first(bn.bias, c),
             use_batch_stats,
             factor,
             bn.eps,
@@ -153,8 +153,8 @@ class DynamicSE(nn.Module):
         # the 1x1 convs of a pooled 1x1 map are matrix products: F.linear runs them 3-5x faster than
         # oneDNN's convolution (forward + backward, measured on CPU); the weights keep the conv layout
         y = x.mean((2, 3))
-        y = F.relu(F.linear(y, slice_weight(fc.reduce.weight, mid, c).flatten(1), fc.reduce.bias[:mid]))
-        y = F.hardsigmoid(F.linear(y, slice_weight(fc.expand.weight, c, mid).flatten(1), fc.expand.bias[:c]))
+        y = F.relu(F.linear(y, slice_weight(fc.reduce.weight, mid, c).flatten(1), first(fc.reduce.bias, mid)))
+        y = F.hardsigmoid(F.linear(y, slice_weight(fc.expand.weight, c, mid).flatten(1), first(fc.expand.bias, c)))
         return x * y[:, :, None, None]
 
     def copy_to(self, dst: SqueezeExcite) -> SqueezeExcite:
@@ -311,7 +311,7 @@ class DynamicClassifier(nn.Module):
         self.linear.linear = nn.Linear(max_in, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = self.linear.linear.weight[:, : x.size(1)].contiguous()
+        w = first(self.linear.linear.weight, x.size(1), 1).contiguous()
         return F.linear(x, w, self.linear.linear.bias)
 
     def to_static(self, c_in: int) -> nn.Linear:

@@ -46,13 +46,21 @@ def drop_connect(x: torch.Tensor, rate: float, training: bool) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------- weight sharing
+def first(t: torch.Tensor, n: int, dim: int = 0) -> torch.Tensor:
+    """The first ``n`` entries of ``t`` along ``dim``; ``t`` itself when that is all of it (no slice is
+    recorded, so the gradient needs no zero-filled copy of the whole parameter)."""
+    return t if n >= t.size(dim) else t.narrow(dim, 0, n)
+
+
 def crop_kernel(weight: torch.Tensor, kernel: int) -> torch.Tensor:
     """The centre ``kernel x kernel`` of a conv weight (the largest kernel holds every smaller one)."""
+    if kernel >= weight.size(-1):
+        return weight
     start = (weight.size(-1) - kernel) // 2
     return weight[..., start : start + kernel, start : start + kernel]
 
 
 def slice_weight(weight: torch.Tensor, out_channels: int, in_channels: int | None = None) -> torch.Tensor:
     """The first ``out_channels`` (and ``in_channels``) of a conv or linear weight."""
-    w = weight[:out_channels]
-    return w if in_channels is None else w[:, :in_channels]
+    w = first(weight, out_channels)
+    return w if in_channels is None else first(w, in_channels, 1)
