@@ -55,4 +55,3 @@ def use_channels_last(setting: bool | str, device: torch.device) -> bool:
     """``runtime.channels_last``: ``auto`` means channels-last memory on CPU, where it measurably pays
     (oneDNN's depthwise convolutions are several times faster in it; see docs/training.md)."""
     return device.type == "cpu" if setting == "auto" else bool(setting)
-

@@ -11,7 +11,8 @@ from ..io import dumps_json
 
 SPACE_HELP = "Search space: a preset (attentivenas, alphanet, tiny) or a YAML file with a supernet_config block."
 ARCH_HELP = "Model name (a0..a6, alphanet-a5, alphanet-a5-base, min, max), arch JSON file, or inline JSON."
-DATA_HELP = ("digits, fashion_mnist[:PATH], cifar10:PATH, cifar100:PATH or an ImageFolder root PATH (train/ and val/). "
+DATA_CHOICES = "digits, fashion_mnist[:PATH], cifar10:PATH, cifar100:PATH or an ImageFolder root PATH"
+DATA_HELP = (f"{DATA_CHOICES} (train/ and val/). "
              "Default: the data of the checkpoint's training config.")
 
 SPLIT_HELP = ("holdout (the part of the training data held out for search), test (the data set's test split; val = "

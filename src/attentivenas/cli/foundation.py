@@ -15,7 +15,7 @@ from rich.table import Table
 from ..costs import CostModel, count_flops, count_params
 from ..errors import UserError
 from ..space import SearchSpace, get_space, resolve_arch
-from .common import ARCH_HELP, SPACE_HELP, print_json
+from .common import ARCH_HELP, DATA_CHOICES, SPACE_HELP, print_json
 
 
 def _describe(space: SearchSpace) -> dict:
@@ -81,7 +81,7 @@ def export_cmd(
     space: str | None = typer.Option(None, "--space", help=SPACE_HELP + " Default: from the checkpoint."),
     calibrate_bn: bool = typer.Option(False, "--calibrate-bn", help="Recalibrate BN statistics on data first."),
     data: str | None = typer.Option(
-        None, "--data", help="Data for --calibrate-bn: digits, fashion_mnist[:PATH], cifar10:PATH, cifar100:PATH or an ImageFolder PATH "
+        None, "--data", help=f"Data for --calibrate-bn: {DATA_CHOICES} "
         "(default: the checkpoint's training data)."),
     calib_batches: int = typer.Option(64, "--calib-batches", min=1, help="Training batches for --calibrate-bn."),
     calib_batch_size: int = typer.Option(256, "--calib-batch-size", min=1, help="Batch size for --calibrate-bn."),

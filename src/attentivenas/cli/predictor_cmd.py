@@ -18,6 +18,7 @@ from ..space import get_space
 from .common import (
     CALIB_BATCH_SIZE_HELP,
     CALIB_BATCHES_HELP,
+    DATA_CHOICES,
     INTERPOLATION_HELP,
     PIPELINE_HELP,
     SPLIT_HELP,
@@ -38,7 +39,7 @@ def predictor_build(
     out: Path = typer.Option(..., "--out", help="Dataset JSONL (archs already in it are not measured again)."),
     num_archs: int = typer.Option(100, "--num-archs", min=1, help="Archs to measure, spread over the FLOPs range."),
     space: str | None = typer.Option(None, "--space", help="Space name or YAML (default: the checkpoint's)."),
-    data: str | None = typer.Option(None, "--data", help="digits, fashion_mnist[:PATH], cifar10:PATH, cifar100:PATH or an ImageFolder PATH "
+    data: str | None = typer.Option(None, "--data", help=f"{DATA_CHOICES} "
                                     "(default: the checkpoint's training data)."),
     split: str = typer.Option("holdout", "--split", help=SPLIT_HELP),
     pipeline: str = typer.Option("authors", "--pipeline", help=PIPELINE_HELP),

@@ -20,6 +20,7 @@ from ..config import SearchConfig, apply_overrides, parse_model, read_yaml
 from .common import (
     CALIB_BATCH_SIZE_HELP,
     CALIB_BATCHES_HELP,
+    DATA_CHOICES,
     INTERPOLATION_HELP,
     PIPELINE_HELP,
     SPLIT_HELP,
@@ -76,8 +77,8 @@ def search_command(
     checkpoint: Path | None = typer.Option(None, "--checkpoint", help="Supernet checkpoint (measured accuracy)."),
     space: str | None = typer.Option(None, "--space", help="Space name or YAML (default: the checkpoint's or the "
                                      "predictor's)."),
-    data: str | None = typer.Option(None, "--data", help="Data for measured accuracy: digits, fashion_mnist[:PATH], cifar10:PATH, "
-                                    "cifar100:PATH or an ImageFolder PATH (default: the checkpoint's training data)."),
+    data: str | None = typer.Option(None, "--data", help=f"Data for measured accuracy: {DATA_CHOICES} "
+                                    "(default: the checkpoint's training data)."),
     calib_batches: int | None = typer.Option(None, "--calib-batches", min=1, help=CALIB_BATCHES_HELP),
     calib_batch_size: int | None = typer.Option(None, "--calib-batch-size", min=1, help=CALIB_BATCH_SIZE_HELP),
     split: str | None = typer.Option(None, "--split", help="Measured on: " + SPLIT_HELP),

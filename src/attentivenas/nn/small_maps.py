@@ -34,6 +34,11 @@ def _out_size(size: int, kernel: int, stride: int) -> int:
     return (size + 2 * (kernel // 2) - kernel) // stride + 1
 
 
+def _only_padding(tap: int, out: int, stride: int, pad: int, size: int) -> bool:
+    """Whether kernel tap ``tap`` meets only padding along one axis (of ``size`` inputs, ``out`` outputs)."""
+    return all(r < pad or r >= pad + size for r in range(tap, tap + stride * (out - 1) + 1, stride))
+
+
 def depthwise_weight_grad(grad_out: torch.Tensor, x: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
     """The weight gradient ``[C, 1, k, k]`` of a depthwise conv (padding ``k // 2``), per tap.
 
@@ -47,12 +52,10 @@ def depthwise_weight_grad(grad_out: torch.Tensor, x: torch.Tensor, kernel: int, 
     xp = F.pad(x, (pad, pad, pad, pad))
     grad = grad_out.new_zeros(c, kernel, kernel)
     for i in range(kernel):
-        rows = range(i, i + stride * (ho - 1) + 1, stride)
-        if all(r < pad or r >= pad + h for r in rows):
+        if _only_padding(i, ho, stride, pad, h):
             continue
         for j in range(kernel):
-            cols = range(j, j + stride * (wo - 1) + 1, stride)
-            if all(q < pad or q >= pad + w for q in cols):
+            if _only_padding(j, wo, stride, pad, w):
                 continue
             patch = xp[:, :, i:i + stride * (ho - 1) + 1:stride, j:j + stride * (wo - 1) + 1:stride]
             grad[:, i, j] = (grad_out * patch).sum((0, 2, 3))
