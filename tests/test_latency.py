@@ -21,7 +21,9 @@ from attentivenas.latency import (
     op_module,
     space_signatures,
     table_error,
+    time_in_passes,
 )
+from attentivenas.latency.runtimes import Runner
 from attentivenas.nn import Supernet
 from attentivenas.space import ATTENTIVENAS_SPACE, TINY_SPACE
 
@@ -151,6 +153,30 @@ def test_build_table_for_given_archs(tiny_net: Supernet) -> None:
     assert len(measured) == 1 and measured[0] > 0
     with pytest.raises(UserError, match="op signatures"):
         build_latency_table(ATTENTIVENAS_SPACE, "cpu", archs=None, max_signatures=10, progress=False)
+
+
+def test_time_in_passes_times_every_runner_each_pass_in_a_seeded_order() -> None:
+    calls: list[int] = []
+    runners = [Runner("torch", (lambda i=i: calls.append(i)), 1) for i in range(5)]
+    times = time_in_passes(runners, warmup=1, repeats=[2, 2, 2, 2, 7], passes=3, seed=4)
+    assert len(times) == 5 and all(t >= 0 for t in times)
+    assert [calls.count(i) for i in range(5)] == [9, 9, 9, 9, 24]  # (warmup + repeats) x passes
+    order = [i for j, i in enumerate(calls) if j == 0 or calls[j - 1] != i]  # runner order, pass after pass
+    assert sorted(order[:5]) == list(range(5)) and order[:5] != order[5:10]  # shuffled differently per pass
+    calls.clear()
+    time_in_passes(runners, warmup=1, repeats=2, passes=3, seed=4)
+    assert [i for j, i in enumerate(calls) if j == 0 or calls[j - 1] != i] == order
+
+
+def test_build_table_reports_the_holdout_error_of_each_model(tiny_net: Supernet) -> None:
+    held = [TINY_SPACE.max_arch()]
+    table = build_latency_table(TINY_SPACE, "cpu", 1, [TINY_SPACE.min_arch()], num_classes=10, threads=1, warmup=0,
+                                repeats=2, calibration_archs=3, progress=False, supernet=tiny_net, holdout=held)
+    assert table.covers(TINY_SPACE, held[0])  # the held-out arch's ops were measured
+    assert len(table.meta["calibration_measured_ms"]) == 3 and table.meta["holdout_archs"] == 1
+    measured = table.meta["holdout_measured_ms"]
+    assert table.meta["holdout_mape_by_model"] == {"sum": pytest.approx(table_error(table, TINY_SPACE, held, measured))}
+    assert table.meta["holdout_mape_percent"] == table.meta["holdout_mape_by_model"]["sum"]
 
 
 def test_cli_latency_measure_and_build_table(tmp_path) -> None:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import typer
 
 from ..costs import peak_activation_bytes, weight_bytes
-from ..space import Arch, SearchSpace, get_space, resolve_arch
+from ..space import get_space, resolve_arch
 from .common import ARCH_HELP, SPACE_HELP, print_json
 
 latency_app = typer.Typer(no_args_is_help=True, help="Measure latency on this device; build latency tables.")
@@ -96,9 +95,8 @@ def latency_build_cmd(
     held = [sp.sample(rng) for _ in range(holdout_archs)]
     tab = build_latency_table(sp, device, batch, archs, num_classes, threads, warmup, repeats, passes,
                               calibration_archs, seed, progress=not as_json, clock=clock, runtime=runtime,
-                              model=model, extra_archs=held if archs is not None else ())
-    mapes = _holdout_mapes(tab, sp, held, device, batch, threads, warmup, repeats, passes, num_classes, seed,
-                           not as_json, clock, runtime)
+                              model=model, holdout=held)
+    mapes = tab.meta.get("holdout_mape_by_model", {})
     path = tab.save(out)
     info = {"path": str(path), "ops": len(tab.entries), "runtime": tab.runtime, "runtime_version": tab.runtime_version,
             "model": tab.model, "overhead_ms": round(tab.overhead_ms, 4), "per_block_ms": round(tab.per_block_ms, 4),
@@ -115,28 +113,6 @@ def latency_build_cmd(
     for name, mape in mapes.items():
         typer.echo(f"error on {len(held)} held-out subnets, {name} model: {mape:.1f}% mean absolute percentage error"
                    + (" (in use)" if name == tab.model else ""))
-
-
-def _holdout_mapes(tab: Any, sp: SearchSpace, held: list[Arch], device: str, batch: int, threads: int | None,
-                   warmup: int, repeats: int, passes: int, num_classes: int, seed: int, progress: bool, clock: str,
-                   runtime: str) -> dict[str, float]:
-    """MAPE (%) of every fitted model of ``tab`` on the held-out archs (recorded in the table's meta)."""
-    from ..latency import measure_archs, table_error  # heavy (torch): loaded when the command runs
-
-    if not held:
-        return {}
-    measured = measure_archs(sp, held, device, batch, threads, warmup, repeats, passes, num_classes, seed=seed,
-                             progress=progress, clock=clock, runtime=runtime)
-    active, mapes = tab.model, {}
-    for name in tab.meta.get("fits", {}) or {"sum": None}:
-        if name in tab.meta.get("fits", {}):
-            tab.use_model(name)
-        mapes[name] = table_error(tab, sp, held, measured)
-    if active in tab.meta.get("fits", {}):
-        tab.use_model(active)
-    tab.meta.update(holdout_archs=len(held), holdout_mape_percent=mapes.get(tab.model),
-                    holdout_mape_by_model=mapes, holdout_measured_ms=measured)
-    return mapes
 
 
 latency_app.command("measure")(latency_measure_cmd)

@@ -10,7 +10,16 @@ May import: ``attentivenas.space``, ``costs``, ``nn``, ``devices``, ``io``, ``er
 """
 
 from ..devices import device_name, resolve_device
-from .measure import LatencyResult, measure_arch, measure_archs, measure_latency, random_subnet, time_runner
+from .measure import (
+    LatencyResult,
+    arch_runners,
+    measure_arch,
+    measure_archs,
+    measure_latency,
+    random_subnet,
+    time_in_passes,
+    time_runner,
+)
 from .ops import (
     OP_KINDS,
     OpSig,
@@ -38,6 +47,7 @@ from .table import (
     fit_models,
     fit_overhead,
     fit_scaled,
+    holdout_errors,
     table_error,
 )
 
@@ -47,5 +57,5 @@ __all__ = [
     "space_signatures", "stage_ops", "MIN_FRACTION", "TABLE_FORMAT", "TABLE_VERSION", "LatencyTable",
     "build_latency_table", "fit_overhead", "table_error", "time_runner", "op_runner", "null_runner", "CPU_CLOCK_RUNTIMES",
     "RUNTIMES", "Runner", "check_runtime", "prepare", "runtime_version", "MIN_SCALED_ARCHS", "MODELS", "OP_GROUPS",
-    "fit_models", "fit_scaled",
+    "fit_models", "fit_scaled", "holdout_errors", "arch_runners", "time_in_passes",
 ]

@@ -161,17 +161,11 @@ def measure_arch(space: SearchSpace, arch: Arch, device: str | torch.device = "c
                            seed, rounds, clock, runtime)
 
 
-def measure_archs(space: SearchSpace, archs: Sequence[Arch], device: str | torch.device = "cpu", batch: int = 1,
-                  threads: int | None = 1, warmup: int = 5, repeats: int = 20, passes: int = 1,
-                  num_classes: int = 1000, supernet: nn.Module | None = None, seed: int = 0,
-                  progress: bool = False, clock: str = "wall", runtime: str = "torch") -> list[float]:
-    """Measured latency (ms) of many archs in ``runtime``: every subnet is exported and loaded first,
-    then ``passes`` round-robin passes over all of them keep each arch's lowest median (transient load
-    from other processes only ever adds time)."""
-    if passes < 1:
-        raise UserError(f"passes must be >= 1, got {passes}")
-    dev = resolve_device(device)
-    check_timing(warmup, repeats, 1, clock, runtime, dev, threads)
+def arch_runners(space: SearchSpace, archs: Sequence[Arch], device: torch.device, batch: int = 1,
+                 threads: int | None = 1, num_classes: int = 1000, supernet: nn.Module | None = None, seed: int = 0,
+                 progress: bool = False, runtime: str = "torch") -> list[Runner]:
+    """Every arch's static subnet (seeded random weights) exported and loaded in ``runtime``, bound to
+    a seeded random input of its resolution."""
     if supernet is None:
         torch.manual_seed(seed)
         supernet = Supernet(space, num_classes=num_classes)
@@ -179,9 +173,40 @@ def measure_archs(space: SearchSpace, archs: Sequence[Arch], device: str | torch
     runners = []
     for a in progress_bar(list(archs), f"load subnets ({runtime})", progress and runtime != "torch"):
         x = torch.randn(batch, 3, a.resolution, a.resolution, generator=gen)
-        runners.append(prepare(random_subnet(space, a, num_classes, seed, supernet), x, runtime, dev, threads))
-    best = [float("inf")] * len(archs)
+        runners.append(prepare(random_subnet(space, a, num_classes, seed, supernet), x, runtime, device, threads))
+    return runners
+
+
+def time_in_passes(runners: Sequence[Runner], warmup: int, repeats: int | Sequence[int], passes: int = 1,
+                   clock: str = "wall", seed: int = 0, progress: bool = False, label: str = "latency") -> list[float]:
+    """Each runner's lowest median (ms) over ``passes`` passes; a pass times every runner (``warmup``
+    untimed runs, then ``repeats`` timed ones, an int or one per runner) in a seeded random order.
+
+    Timing ops and whole subnets mixed in the same passes spreads the machine's drift (other
+    processes, clock changes) over both alike instead of biasing the ones timed last; transient load
+    only ever adds time, so the lowest median is kept."""
+    if passes < 1:
+        raise UserError(f"passes must be >= 1, got {passes}")
+    reps = [repeats] * len(runners) if isinstance(repeats, int) else list(repeats)
+    if len(reps) != len(runners):
+        raise ValueError("one repeat count per runner")
+    rng = np.random.default_rng(seed)
+    best = [float("inf")] * len(runners)
     for _ in range(passes):
-        for i in progress_bar(list(range(len(archs))), "archs", progress):
-            best[i] = min(best[i], float(np.median(time_runner(runners[i], warmup, repeats, 1, clock))))
+        for i in progress_bar(rng.permutation(len(runners)).tolist(), label, progress):
+            best[i] = min(best[i], float(np.median(time_runner(runners[i], warmup, reps[i], 1, clock))))
     return best
+
+
+def measure_archs(space: SearchSpace, archs: Sequence[Arch], device: str | torch.device = "cpu", batch: int = 1,
+                  threads: int | None = 1, warmup: int = 5, repeats: int = 20, passes: int = 1,
+                  num_classes: int = 1000, supernet: nn.Module | None = None, seed: int = 0,
+                  progress: bool = False, clock: str = "wall", runtime: str = "torch") -> list[float]:
+    """Measured latency (ms) of many archs in ``runtime``: every subnet is exported and loaded first,
+    then timed in ``passes`` passes (:func:`time_in_passes`: each arch's lowest median)."""
+    if passes < 1:
+        raise UserError(f"passes must be >= 1, got {passes}")
+    dev = resolve_device(device)
+    check_timing(warmup, repeats, 1, clock, runtime, dev, threads)
+    runners = arch_runners(space, archs, dev, batch, threads, num_classes, supernet, seed, progress, runtime)
+    return time_in_passes(runners, warmup, repeats, passes, clock, seed, progress, "archs")

@@ -32,9 +32,9 @@ from ..errors import UserError
 from ..io import atomic_write_json, read_json_file
 from ..progress import progress_bar
 from ..space import Arch, SearchSpace
-from .measure import check_timing, measure_archs, time_runner
+from .measure import arch_runners, check_timing, time_in_passes
 from .ops import OpSig, arch_ops, first_ops, head_ops, null_runner, op_runner, space_signatures, stage_ops
-from .runtimes import RUNTIMES, check_runtime, runtime_version
+from .runtimes import RUNTIMES, Runner, check_runtime, runtime_version
 
 TABLE_FORMAT = "attentivenas-latency-table"
 TABLE_VERSION = 2  # 2: runtime, model and group scales (version 1 tables are PyTorch eager, sum model)
@@ -311,20 +311,22 @@ def build_latency_table(
     clock: str = "wall",
     runtime: str = "torch",
     model: str = "auto",
-    extra_archs: Sequence[Arch] = (),
+    holdout: Sequence[Arch] = (),
 ) -> LatencyTable:
     """Measure every op signature needed in ``runtime`` and fit the per-network overhead.
 
     ``archs``: ``None`` measures every signature of the space (feasible for small spaces); an int
     ``n`` the signatures of ``n`` seeded random archs plus the min and max archs; a list, those of
-    the given archs; ``extra_archs``' signatures are added (e.g. held-out archs to be predicted).
-    Every op is first exported and loaded in ``runtime`` (:mod:`attentivenas.latency.runtimes`),
-    then timed: the median of ``repeats`` runs after ``warmup``, the lowest over ``passes`` passes
-    over all ops. The overhead (``overhead_ms + per_block_ms * blocks``) is fitted to (measured - sum
+    the given archs. Every op and whole subnet is first exported and loaded in ``runtime``
+    (:mod:`attentivenas.latency.runtimes`), then all are timed together, in a seeded random order, in
+    ``passes`` passes (:func:`~attentivenas.latency.measure.time_in_passes`): the median of ``repeats``
+    runs after ``warmup``, the lowest over the passes. The overhead (``overhead_ms + per_block_ms * blocks``) is fitted to (measured - sum
     of ops) on ``calibration_archs`` seeded random whole subnets (see :func:`fit_overhead`; 0: no
     overhead); with at least :data:`MIN_SCALED_ARCHS` of them the ``scaled`` model is fitted too
     (:func:`fit_scaled`). ``model``: ``sum``, ``scaled``, or ``auto`` (the one with the lower
-    leave-one-out error on the calibration archs). ``clock``: see :func:`measure_latency`.
+    leave-one-out error on the calibration archs). ``holdout``: archs measured whole in the same
+    passes (and their ops added) to report every model's error on them (:func:`holdout_errors`, in
+    ``table.meta``). ``clock``: see :func:`measure_latency`.
     """
     dev = check_runtime(runtime, device)
     if batch < 1:
@@ -339,10 +341,17 @@ def build_latency_table(
     sigs = _signatures(space, archs, num_classes, max_signatures, np.random.default_rng(seed))
     crng = np.random.default_rng(seed + 10_007)
     calib = [space.sample(crng) for _ in range(calibration_archs)]
-    for a in [*calib, *extra_archs]:
+    for a in [*calib, *holdout]:
         sigs.update(arch_ops(space, a, num_classes))
-    entries, call_ms = _measure_ops(sorted(sigs), space, dev, batch, threads, warmup, repeats, passes, seed, clock,
-                                    runtime, progress)
+    ordered = sorted(sigs)
+    op_run = _op_runners(ordered, space, dev, batch, threads, seed, runtime, progress)
+    whole = arch_runners(space, [*calib, *holdout], dev, batch, threads, num_classes, supernet, seed, progress,
+                         runtime)
+    repeats_of = [repeats] * len(ordered) + [repeats * 5] * (len(op_run) - len(ordered)) + [repeats] * len(whole)
+    times = time_in_passes([*op_run, *whole], warmup, repeats_of, passes, clock, seed, progress, f"latency ({runtime})")
+    entries = {sig.key(): ms for sig, ms in zip(ordered, times[:len(ordered)], strict=True)}
+    call_ms = times[len(ordered)] if len(op_run) > len(ordered) else 0.0
+    whole_ms = times[len(op_run):]
     table = LatencyTable(
         space={"name": space.name, "supernet_config": _space_config(space)},
         entries=entries,
@@ -355,12 +364,12 @@ def build_latency_table(
         runtime_version=runtime_version(runtime),
         call_ms=call_ms,
         meta={"warmup": warmup, "repeats": repeats, "passes": passes, "seed": seed, "num_ops": len(entries),
-              "clock": clock},
+              "clock": clock, "calibration_measured_ms": whole_ms[:len(calib)]},
     )
     if calib:
-        measured = measure_archs(space, calib, dev, batch, threads, warmup, repeats, passes, num_classes, supernet,
-                                 seed, progress, clock, runtime)
-        fit_models(table, space, calib, measured, model)
+        fit_models(table, space, calib, whole_ms[:len(calib)], model)
+    if holdout:
+        holdout_errors(table, space, list(holdout), whole_ms[len(calib):])
     return table
 
 
@@ -387,23 +396,15 @@ def _signatures(space: SearchSpace, archs: Sequence[Arch] | int | None, num_clas
     return sigs
 
 
-def _measure_ops(ordered: Sequence[OpSig], space: SearchSpace, dev: torch.device, batch: int, threads: int | None,
-                 warmup: int, repeats: int, passes: int, seed: int, clock: str, runtime: str,
-                 progress: bool) -> tuple[dict[str, float], float]:
-    """Median ms of every op (all loaded in the runtime first, then timed in ``passes`` passes) and,
-    for runtimes other than PyTorch eager, the per-call cost (a near-empty op timed the same way)."""
+def _op_runners(ordered: Sequence[OpSig], space: SearchSpace, dev: torch.device, batch: int, threads: int | None,
+                seed: int, runtime: str, progress: bool) -> list[Runner]:
+    """Every op loaded in the runtime and, for runtimes other than PyTorch eager, last a near-empty op
+    whose time is the runtime's per-call cost."""
     runners = [op_runner(sig, dev, batch, threads, seed + i, space.act, runtime)
                for i, sig in enumerate(progress_bar(ordered, f"load ops ({runtime})", progress and runtime != "torch"))]
-    null = None if runtime == "torch" else null_runner(dev, batch, threads, runtime)
-    entries: dict[str, float] = {}
-    call_ms = float("inf")
-    for _ in range(passes):
-        for sig, runner in zip(progress_bar(ordered, "latency ops", progress), runners, strict=True):
-            ms = float(np.median(time_runner(runner, warmup, repeats, 1, clock)))
-            entries[sig.key()] = min(ms, entries.get(sig.key(), float("inf")))
-        if null is not None:
-            call_ms = min(call_ms, float(np.median(time_runner(null, warmup, repeats * 5, 1, clock))))
-    return entries, 0.0 if null is None else call_ms
+    if runtime != "torch":
+        runners.append(null_runner(dev, batch, threads, runtime))
+    return runners
 
 
 def fit_overhead(table: LatencyTable, space: SearchSpace, archs: Sequence[Arch], measured: Sequence[float]) -> None:
@@ -496,6 +497,24 @@ def fit_models(table: LatencyTable, space: SearchSpace, archs: Sequence[Arch], m
     if model == "auto":
         model = min(loo, key=lambda k: loo[k]) if loo else "sum"
     table.use_model(model)
+
+
+def holdout_errors(table: LatencyTable, space: SearchSpace, archs: Sequence[Arch],
+                   measured: Sequence[float]) -> dict[str, float]:
+    """MAPE (%) of every fitted model of ``table`` on held-out ``archs`` measured at ``measured`` ms,
+    recorded in ``table.meta`` (``holdout_mape_by_model``, and the active model's as
+    ``holdout_mape_percent``); the active model is kept."""
+    active, mapes = table.model, {}
+    fits = table.meta.get("fits", {})
+    for name in fits or {"sum": None}:
+        if name in fits:
+            table.use_model(name)
+        mapes[name] = table_error(table, space, archs, measured)
+    if active in fits:
+        table.use_model(active)
+    table.meta.update(holdout_archs=len(archs), holdout_mape_percent=mapes.get(table.model),
+                      holdout_mape_by_model=mapes, holdout_measured_ms=list(measured))
+    return mapes
 
 
 def table_error(table: LatencyTable, space: SearchSpace, archs: Sequence[Arch], measured: Sequence[float]) -> float:
