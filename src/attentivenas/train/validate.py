@@ -7,8 +7,8 @@ import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from ..accuracy import evaluate_subnet
+from ..accuracy.evaluate import extract_for_measurement
 from ..data import eval_loader
-from ..devices import use_channels_last
 from ..nn import Supernet, cache_calibration_batches, calibrate_bn
 from ..space import Arch
 from .distributed import DistInfo, all_reduce_mean, all_reduce_sum
@@ -35,9 +35,7 @@ def validate_arch(net: Supernet, arch: Arch, batches: list[torch.Tensor], val: D
     """Top-1/top-5/loss of ``arch`` on ``val``: the subnet is extracted (the supernet is left as it
     was), its BN recalibrated on ``batches``, and every rank evaluates its shard; exact totals.
     ``channels_last`` as ``runtime.channels_last`` (``auto``: on CPU)."""
-    sub = net.extract(arch).to(info.device)
-    if use_channels_last(channels_last, info.device):
-        sub = sub.to(memory_format=torch.channels_last)
+    sub = extract_for_measurement(net, arch, info.device, channels_last)
     calibrate_bn(sub, batches)
     _average_bn_stats(sub)
     loader = eval_loader(val, batch_size, info.rank, info.world_size, num_workers,
