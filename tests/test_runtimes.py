@@ -22,8 +22,10 @@ from attentivenas.latency import (
     check_runtime,
     fit_models,
     measure_latency,
+    refit_table,
     table_error,
 )
+from attentivenas.latency.table import FACTOR_BOUNDS, _scaled_coefficients, _scaled_design, _subnet_records
 from attentivenas.nn import MissingRuntimeError, is_available
 from attentivenas.space import TINY_SPACE
 
@@ -149,6 +151,56 @@ def test_scaled_model_recovers_group_factors_and_auto_picks_it() -> None:
     assert scaled < 2.0 and set(table.meta["calibration_loo_mape"]) == {"sum", "scaled"}
     with pytest.raises(UserError, match="no fitted 'other' model"):
         table.use_model("other")
+
+
+def test_scaled_factors_are_bounded_in_the_fit_not_clipped_after_it() -> None:
+    table = synthetic_latency_table()
+    rng = np.random.default_rng(6)
+    archs = [TINY_SPACE.sample(rng) for _ in range(12)]
+    noise = np.random.default_rng(7)
+
+    def fused(a):  # conv ops nearly free inside the graph (a factor at the lower bound), 10% noise
+        s = table.group_sums(TINY_SPACE, a)
+        return (0.02 + 0.05 * s["conv"] + 1.2 * s["depthwise"] + 0.3 * s["residual"]) * noise.uniform(0.9, 1.1)
+
+    y = np.array([fused(a) for a in archs])
+    x = _scaled_design(table, TINY_SPACE, archs)
+    bounded = _scaled_coefficients(x, y, 0.0)
+    assert all(FACTOR_BOUNDS[0] - 1e-9 <= c <= FACTOR_BOUNDS[1] + 1e-9 for c in bounded[2:])
+    free = np.linalg.lstsq(x / y[:, None], np.ones_like(y), rcond=None)[0]
+    clipped = np.concatenate([free[:2], np.clip(free[2:], *FACTOR_BOUNDS)])
+    sse = [float(np.sum(((x @ c) - y) ** 2 / y**2)) for c in (bounded, clipped)]
+    assert sse[0] <= sse[1] + 1e-12  # the bounded optimum is never worse than clipping afterwards
+
+
+def test_refit_uses_the_subnets_a_table_keeps(tmp_path) -> None:
+    table = synthetic_latency_table()
+    rng = np.random.default_rng(8)
+    calib = [TINY_SPACE.sample(rng) for _ in range(10)]
+    held = [TINY_SPACE.sample(rng) for _ in range(4)]
+
+    def fused(a):
+        s = table.group_sums(TINY_SPACE, a)
+        return 0.03 + 0.5 * s["conv"] + 1.5 * s["depthwise"] + 0.2 * s["residual"]
+
+    path = tmp_path / "t.json"
+    r = run_cli("latency", "refit", "--table", str(table.save(path)))
+    assert r.code == 2 and "no measured subnets in meta.calibration_subnets" in r.err and r.err.count("\n") == 1
+    table.meta.update(calibration_subnets=_subnet_records(calib, [fused(a) for a in calib]),
+                      holdout_subnets=_subnet_records(held, [fused(a) for a in held]), holdout_archs=len(held))
+    table.save(path)
+    r = run_cli("latency", "refit", "--table", str(path), "--json")
+    assert r.code == 0, r.err
+    info = json.loads(r.out)
+    assert info["model"] == "scaled" and set(info["holdout_mape_by_model"]) == {"sum", "scaled"}
+    assert info["holdout_mape_by_model"]["scaled"] < 1.0 < info["holdout_mape_by_model"]["sum"]
+    again = LatencyTable.load(path)
+    assert again.model == "scaled" and again.group_scale["depthwise"] == pytest.approx(1.5, rel=0.05)
+    assert refit_table(again, TINY_SPACE, "sum")["sum"] == pytest.approx(info["holdout_mape_by_model"]["sum"], rel=1e-3)
+    assert again.model == "sum"
+    again.meta["holdout_subnets"][0]["ms"] = -1.0
+    with pytest.raises(UserError, match=r"holdout_subnets\[0\]\.ms = -1.0 is not a positive latency"):
+        refit_table(again, TINY_SPACE)
 
 
 def test_build_table_in_onnxruntime(tiny_net) -> None:

@@ -115,8 +115,38 @@ def latency_build_cmd(
                    + (" (in use)" if name == tab.model else ""))
 
 
+def latency_refit_cmd(
+    table: Path = typer.Option(..., "--table", help="Latency table JSON (built by build-table)."),
+    out: Path | None = typer.Option(None, "--out", help="Write the refitted table here (default: --table)."),
+    model: str = typer.Option("auto", "--model", help="sum, scaled or auto (lower leave-one-out error)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Fit a table's models again on the whole subnets it measured (no measuring), and report their
+    error on its held-out subnets."""
+    from ..latency import LatencyTable, refit_table  # heavy (torch): loaded when the command runs
+    from ..space import SearchSpace
+
+    tab = LatencyTable.load(table)
+    sp = SearchSpace.from_supernet_config(tab.space["supernet_config"], name=str(tab.space.get("name", "custom")))
+    mapes = refit_table(tab, sp, model)
+    path = tab.save(out or table)
+    info = {"path": str(path), "model": tab.model, "overhead_ms": round(tab.overhead_ms, 4),
+            "per_block_ms": round(tab.per_block_ms, 4), "group_scale": {k: round(v, 4) for k, v in tab.group_scale.items()},
+            "calibration_loo_mape": {k: round(v, 3) for k, v in tab.meta.get("calibration_loo_mape", {}).items()},
+            "holdout_mape_by_model": {k: round(v, 3) for k, v in mapes.items()}}
+    if as_json:
+        print_json(info)
+        return
+    typer.echo(f"wrote {path}: model {tab.model}, overhead {tab.overhead_ms:.3f} ms + {tab.per_block_ms:.4f} ms/block"
+               + (f", group factors {info['group_scale']}" if tab.group_scale else ""))
+    for name, mape in mapes.items():
+        typer.echo(f"error on {tab.meta.get('holdout_archs', 0)} held-out subnets, {name} model: {mape:.1f}% "
+                   "mean absolute percentage error" + (" (in use)" if name == tab.model else ""))
+
+
 latency_app.command("measure")(latency_measure_cmd)
 latency_app.command("build-table")(latency_build_cmd)
+latency_app.command("refit")(latency_refit_cmd)
 
 
 def register(app: typer.Typer) -> None:

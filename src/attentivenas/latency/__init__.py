@@ -48,6 +48,8 @@ from .table import (
     fit_overhead,
     fit_scaled,
     holdout_errors,
+    refit_table,
+    stored_subnets,
     table_error,
 )
 
@@ -58,4 +60,5 @@ __all__ = [
     "build_latency_table", "fit_overhead", "table_error", "time_runner", "op_runner", "null_runner", "CPU_CLOCK_RUNTIMES",
     "RUNTIMES", "Runner", "check_runtime", "prepare", "runtime_version", "MIN_SCALED_ARCHS", "MODELS", "OP_GROUPS",
     "fit_models", "fit_scaled", "holdout_errors", "arch_runners", "time_in_passes",
+    "refit_table", "stored_subnets",
 ]

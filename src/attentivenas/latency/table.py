@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy.optimize import lsq_linear
 from torch import nn
 
 from ..devices import device_name
@@ -52,6 +53,8 @@ MIN_SCALED_ARCHS = 8
 #: often negative (each op timed alone carries call overhead) and, fitted on a few noisy subnets,
 #: must not push a small subnet's prediction to zero or below.
 MIN_FRACTION = 0.1
+#: the range of the ``scaled`` model's per-group factors
+FACTOR_BOUNDS = (0.05, 5.0)
 
 
 def _space_config(space: SearchSpace) -> dict[str, Any]:
@@ -364,7 +367,7 @@ def build_latency_table(
         runtime_version=runtime_version(runtime),
         call_ms=call_ms,
         meta={"warmup": warmup, "repeats": repeats, "passes": passes, "seed": seed, "num_ops": len(entries),
-              "clock": clock, "calibration_measured_ms": whole_ms[:len(calib)]},
+              "clock": clock, "calibration_subnets": _subnet_records(calib, whole_ms[:len(calib)])},
     )
     if calib:
         fit_models(table, space, calib, whole_ms[:len(calib)], model)
@@ -434,16 +437,18 @@ def fit_overhead(table: LatencyTable, space: SearchSpace, archs: Sequence[Arch],
 def _scaled_coefficients(x: np.ndarray, y: np.ndarray, ridge: float) -> np.ndarray:
     """Least squares ``y ~ a + b * blocks + sum_g c_g * S_g`` (columns of ``x``: 1, blocks, S_g...),
     relative errors weighted alike, the factors shrunk towards 1 with ``ridge`` (a fraction of each
-    group's own weight in the data); factors in [0.05, 5]."""
+    group's own weight in the data) and bounded to ``FACTOR_BOUNDS`` *in* the fit (bounded least
+    squares): clipping an unbounded solution afterwards left the other terms fitted to factors that
+    were no longer used (an ExecuTorch table's held-out error 23% instead of 10%)."""
     w = 1.0 / y  # relative error: a large subnet does not dominate the fit
     a, t = x * w[:, None], y * w
     n_g = x.shape[1] - 2
     scale = np.sqrt(ridge) * np.maximum(np.linalg.norm(a[:, 2:], axis=0), 1e-12)  # relative to each group's data
     prior = np.zeros((n_g, x.shape[1]))
     prior[:, 2:] = np.diag(scale)
-    coef = np.linalg.lstsq(np.vstack([a, prior]), np.concatenate([t, scale]), rcond=None)[0]
-    coef[2:] = np.clip(coef[2:], 0.05, 5.0)
-    return coef
+    lower = [-np.inf, -np.inf] + [FACTOR_BOUNDS[0]] * n_g
+    upper = [np.inf, np.inf] + [FACTOR_BOUNDS[1]] * n_g
+    return lsq_linear(np.vstack([a, prior]), np.concatenate([t, scale]), bounds=(lower, upper)).x
 
 
 def _scaled_design(table: LatencyTable, space: SearchSpace, archs: Sequence[Arch]) -> np.ndarray:
@@ -513,8 +518,52 @@ def holdout_errors(table: LatencyTable, space: SearchSpace, archs: Sequence[Arch
     if active in fits:
         table.use_model(active)
     table.meta.update(holdout_archs=len(archs), holdout_mape_percent=mapes.get(table.model),
-                      holdout_mape_by_model=mapes, holdout_measured_ms=list(measured))
+                      holdout_mape_by_model=mapes, holdout_measured_ms=list(measured),
+                      holdout_subnets=_subnet_records(archs, measured))
     return mapes
+
+
+def _subnet_records(archs: Sequence[Arch], measured: Sequence[float]) -> list[dict[str, Any]]:
+    """``[{"arch": ..., "ms": ...}]``: whole subnets measured with the table, kept in its meta."""
+    return [{"arch": a.to_dict(), "ms": float(ms)} for a, ms in zip(archs, measured, strict=True)]
+
+
+def stored_subnets(table: LatencyTable, space: SearchSpace, key: str) -> tuple[list[Arch], list[float]]:
+    """The archs and measured ms of ``meta[key]`` (``calibration_subnets`` or ``holdout_subnets``),
+    validated against ``space``; a user error when the table has none or they are malformed."""
+    records = table.meta.get(key)
+    if not isinstance(records, list) or not records:
+        raise UserError(f"latency table has no measured subnets in meta.{key} (tables built before 2026-12-01 "
+                        "do not keep them); rebuild it with `attentivenas latency build-table`")
+    archs, measured = [], []
+    for i, rec in enumerate(records):
+        try:
+            arch = space.validate(Arch.from_dict(rec["arch"]))
+            ms = float(rec["ms"])
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise UserError(f"latency table meta.{key}[{i}] is malformed ({exc.__class__.__name__}: {exc})") from None
+        if not (math.isfinite(ms) and ms > 0):
+            raise UserError(f"latency table meta.{key}[{i}].ms = {ms!r} is not a positive latency (ms)")
+        archs.append(arch)
+        measured.append(ms)
+    return archs, measured
+
+
+def refit_table(table: LatencyTable, space: SearchSpace, model: str = "auto") -> dict[str, float]:
+    """Fit the table's models again on its stored calibration subnets (no measuring: e.g. after a
+    better fitting method) and report every model's error on its stored held-out subnets (if any)."""
+    if model not in (*MODELS, "auto"):
+        raise UserError(f"unknown latency model {model!r}; use sum, scaled or auto")
+    table.check_space(space)
+    calib, measured = stored_subnets(table, space, "calibration_subnets")
+    if model == "scaled" and len(calib) < MIN_SCALED_ARCHS:
+        raise UserError(f"the scaled model needs >= {MIN_SCALED_ARCHS} calibration subnets, the table has {len(calib)}")
+    table.meta.pop("fits", None)
+    fit_models(table, space, calib, measured, model)
+    if not table.meta.get("holdout_subnets"):
+        return {}
+    held, held_ms = stored_subnets(table, space, "holdout_subnets")
+    return holdout_errors(table, space, held, held_ms)
 
 
 def table_error(table: LatencyTable, space: SearchSpace, archs: Sequence[Arch], measured: Sequence[float]) -> float:
