@@ -181,6 +181,14 @@ def test_build_table_reports_the_holdout_error_of_each_model(tiny_net: Supernet)
     assert table.meta["holdout_mape_percent"] == table.meta["holdout_mape_by_model"]["sum"]
 
 
+def test_a_table_rebuilt_from_its_dict_shares_no_meta_with_it() -> None:
+    table = synthetic_latency_table()
+    table.meta["holdout_subnets"] = [{"arch": TINY_SPACE.min_arch().to_dict(), "ms": 1.0}]
+    copy = LatencyTable.from_dict(table.to_dict())
+    copy.meta["holdout_subnets"][0]["ms"] = 2.0
+    assert table.meta["holdout_subnets"][0]["ms"] == 1.0
+
+
 def test_cli_latency_measure_and_build_table(tmp_path) -> None:
     out = tmp_path / "table.json"
     r = run_cli("latency", "build-table", "--space", "tiny", "--archs", "1", "--warmup", "0", "--repeats", "1",

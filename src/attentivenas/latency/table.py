@@ -15,6 +15,7 @@ table against measured latency on held-out archs.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import statistics
@@ -279,7 +280,7 @@ class LatencyTable:
                 device=str(data["device"]),
                 device_name=str(data.get("device_name", "")),
                 torch_version=str(data.get("torch", "")),
-                meta=dict(data.get("meta", {})),
+                meta=copy.deepcopy(dict(data.get("meta", {}))),  # its own copy: nested lists are not shared
                 runtime=str(data.get("runtime", "torch")),  # version 1 tables: PyTorch eager
                 runtime_version=str(data.get("runtime_version", "")),
                 call_ms=float(data.get("call_ms", 0.0)),
