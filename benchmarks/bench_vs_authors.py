@@ -162,7 +162,6 @@ class ForwardLog:
     def __init__(self, space: SearchSpace) -> None:
         self.space = space
         self.forwards: list[dict[str, Any]] = []
-        self._table = TableCost(space, "flops", NUM_CLASSES)
         self._cache: dict[str, float] = {}
 
     def reset(self) -> None:
@@ -170,13 +169,10 @@ class ForwardLog:
         self.forwards = []
 
     def mflops(self, arch: Arch) -> float:
-        """MFLOPs (multiply-adds / 1e6) of ``arch`` by our cost model (table; scalar off the space)."""
+        """MFLOPs (multiply-adds / 1e6) of ``arch`` by our cost model (any resolution it ran at)."""
         key = arch.key()
         if key not in self._cache:
-            try:
-                self._cache[key] = float(self._table(self.space.encode_many([self.space.validate(arch)]))[0])
-            except (SpaceError, ValueError, KeyError):
-                self._cache[key] = count_flops(self.space, arch, NUM_CLASSES)
+            self._cache[key] = count_flops(self.space, arch, NUM_CLASSES)
         return self._cache[key]
 
     def arch_run(self, fwd: dict[str, Any]) -> Arch:

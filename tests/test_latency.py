@@ -175,8 +175,7 @@ def test_build_table_reports_the_holdout_error_of_each_model(tiny_net: Supernet)
     assert table.covers(TINY_SPACE, held[0])  # the held-out arch's ops were measured
     assert len(table.meta["calibration_subnets"]) == 3 and table.meta["holdout_archs"] == 1
     assert table.meta["holdout_subnets"][0]["arch"] == held[0].to_dict()
-    measured = table.meta["holdout_measured_ms"]
-    assert [r["ms"] for r in table.meta["holdout_subnets"]] == measured
+    measured = [r["ms"] for r in table.meta["holdout_subnets"]]
     assert table.meta["holdout_mape_by_model"] == {"sum": pytest.approx(table_error(table, TINY_SPACE, held, measured))}
     assert table.meta["holdout_mape_percent"] == table.meta["holdout_mape_by_model"]["sum"]
 

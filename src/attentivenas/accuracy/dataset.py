@@ -167,8 +167,7 @@ def _parse_jsonl(path: Path, text: str) -> tuple[dict | None, list[tuple[int, di
 
 def _space_from_header(path: Path, header: dict) -> SearchSpace:
     try:
-        sd = header["space"]
-        return SearchSpace.from_supernet_config(sd["supernet_config"], name=str(sd.get("name", "custom")))
+        return SearchSpace.from_dict(header["space"])
     except (KeyError, TypeError, UserError) as exc:
         raise ConfigError(f"dataset {path} has a bad header: {exc}") from None
 

@@ -127,7 +127,7 @@ def latency_refit_cmd(
     from ..space import SearchSpace
 
     tab = LatencyTable.load(table)
-    sp = SearchSpace.from_supernet_config(tab.space["supernet_config"], name=str(tab.space.get("name", "custom")))
+    sp = SearchSpace.from_dict(tab.space)
     mapes = refit_table(tab, sp, model)
     path = tab.save(out or table)
     info = {"path": str(path), "model": tab.model, "overhead_ms": round(tab.overhead_ms, 4),

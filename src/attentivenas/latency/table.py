@@ -351,11 +351,14 @@ def build_latency_table(
     op_run = _op_runners(ordered, space, dev, batch, threads, seed, runtime, progress)
     whole = arch_runners(space, [*calib, *holdout], dev, batch, threads, num_classes, supernet, seed, progress,
                          runtime)
-    repeats_of = [repeats] * len(ordered) + [repeats * 5] * (len(op_run) - len(ordered)) + [repeats] * len(whole)
-    times = time_in_passes([*op_run, *whole], warmup, repeats_of, passes, clock, seed, progress, f"latency ({runtime})")
-    entries = {sig.key(): ms for sig, ms in zip(ordered, times[:len(ordered)], strict=True)}
-    call_ms = times[len(ordered)] if len(op_run) > len(ordered) else 0.0
-    whole_ms = times[len(op_run):]
+    # graph runtimes: a near-empty op, whose time is the per-call cost (timed longer: it is short)
+    null = [] if runtime == "torch" else [null_runner(dev, batch, threads, runtime)]
+    repeats_of = [repeats] * len(op_run) + [repeats * 5] * len(null) + [repeats] * len(whole)
+    times = time_in_passes([*op_run, *null, *whole], warmup, repeats_of, passes, clock, seed, progress,
+                           f"latency ({runtime})")
+    entries = {sig.key(): ms for sig, ms in zip(ordered, times[:len(op_run)], strict=True)}
+    call_ms = times[len(op_run)] if null else 0.0
+    whole_ms = times[len(op_run) + len(null):]
     table = LatencyTable(
         space={"name": space.name, "supernet_config": _space_config(space)},
         entries=entries,
@@ -402,13 +405,9 @@ def _signatures(space: SearchSpace, archs: Sequence[Arch] | int | None, num_clas
 
 def _op_runners(ordered: Sequence[OpSig], space: SearchSpace, dev: torch.device, batch: int, threads: int | None,
                 seed: int, runtime: str, progress: bool) -> list[Runner]:
-    """Every op loaded in the runtime and, for runtimes other than PyTorch eager, last a near-empty op
-    whose time is the runtime's per-call cost."""
-    runners = [op_runner(sig, dev, batch, threads, seed + i, space.act, runtime)
-               for i, sig in enumerate(progress_bar(ordered, f"load ops ({runtime})", progress and runtime != "torch"))]
-    if runtime != "torch":
-        runners.append(null_runner(dev, batch, threads, runtime))
-    return runners
+    """Every op loaded in the runtime."""
+    return [op_runner(sig, dev, batch, threads, seed + i, space.act, runtime)
+            for i, sig in enumerate(progress_bar(ordered, f"load ops ({runtime})", progress and runtime != "torch"))]
 
 
 def fit_overhead(table: LatencyTable, space: SearchSpace, archs: Sequence[Arch], measured: Sequence[float]) -> None:
@@ -519,8 +518,7 @@ def holdout_errors(table: LatencyTable, space: SearchSpace, archs: Sequence[Arch
     if active in fits:
         table.use_model(active)
     table.meta.update(holdout_archs=len(archs), holdout_mape_percent=mapes.get(table.model),
-                      holdout_mape_by_model=mapes, holdout_measured_ms=list(measured),
-                      holdout_subnets=_subnet_records(archs, measured))
+                      holdout_mape_by_model=mapes, holdout_subnets=_subnet_records(archs, measured))
     return mapes
 
 

@@ -339,4 +339,4 @@ def get_space_of(spec: Mapping[str, Any]) -> SearchSpace:
     space = spec.get("space", {})
     if isinstance(space, str):
         return get_space(space)
-    return SearchSpace.from_supernet_config(space["supernet_config"], name=space.get("name", "custom"))
+    return SearchSpace.from_dict(space)

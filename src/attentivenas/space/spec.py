@@ -317,6 +317,11 @@ class SearchSpace:
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "supernet_config": self.to_supernet_config()}
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SearchSpace:
+        """The space of a :meth:`to_dict` description (``supernet_config`` and an optional ``name``)."""
+        return cls.from_supernet_config(data["supernet_config"], name=str(data.get("name", "custom")))
+
     def same_as(self, other: SearchSpace) -> bool:
         """Whether both spaces build the same supernet (names may differ)."""
         return self.to_supernet_config() == other.to_supernet_config()
