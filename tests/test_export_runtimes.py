@@ -21,6 +21,8 @@ from attentivenas.nn import (
     export_subnet,
     save_supernet,
 )
+from attentivenas.nn.programs import exported_program
+from attentivenas.nn.static import SqueezeExcite
 from attentivenas.space import TINY_SPACE
 
 from .cli_helpers import run_cli
@@ -76,6 +78,19 @@ def _rel_error(out: np.ndarray, sub: torch.nn.Module, x: torch.Tensor) -> float:
         ref = sub(x).numpy()
     assert out.shape == ref.shape
     return float(np.abs(out - ref).max() / np.abs(ref).max())
+
+
+def test_exported_squeeze_excite_keeps_its_convs_for_the_runtimes() -> None:
+    """torch.export sees the SE's 1x1 convs on a kept-dim mean (XNNPACK delegates it with the rest of
+    the network); eager runs them as matrix products; both give the same values."""
+    torch.manual_seed(0)
+    se = SqueezeExcite(16, 8).eval()
+    x = torch.randn(2, 16, 5, 5)
+    program = exported_program(se, x)
+    targets = [str(n.target) for n in program.graph.nodes if n.op == "call_function"]
+    assert targets.count("aten.conv2d.default") == 2 and not any("linear" in t for t in targets)
+    with torch.no_grad():
+        torch.testing.assert_close(program.module()(x), se(x), rtol=1e-5, atol=1e-6)
 
 
 def test_formats_and_suffixes() -> None:

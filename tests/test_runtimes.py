@@ -25,7 +25,15 @@ from attentivenas.latency import (
     refit_table,
     table_error,
 )
-from attentivenas.latency.table import FACTOR_BOUNDS, _scaled_coefficients, _scaled_design, _subnet_records
+from attentivenas.latency.measure import arch_inputs, random_subnet, seeded_supernet
+from attentivenas.latency.ops import op_input, seeded_op_module
+from attentivenas.latency.table import (
+    FACTOR_BOUNDS,
+    _runners_exported_apart,
+    _scaled_coefficients,
+    _scaled_design,
+    _subnet_records,
+)
 from attentivenas.nn import MissingRuntimeError, is_available
 from attentivenas.space import TINY_SPACE
 
@@ -212,6 +220,44 @@ def test_build_table_in_onnxruntime(tiny_net) -> None:
     assert table.covers(TINY_SPACE, arch)
     with pytest.raises(UserError, match="scaled model needs --calibration-archs >= 8"):
         build_latency_table(TINY_SPACE, archs=[arch], calibration_archs=2, model="scaled", progress=False)
+
+
+@pytest.mark.slow
+def test_programs_exported_by_workers_are_the_ones_this_process_would_build() -> None:
+    """--jobs: workers rebuild ops and subnets from their seeds; loaded here, each runner computes
+    what the module built in this process computes on the same input, and in the table's order."""
+    ops = sorted(arch_ops(TINY_SPACE, TINY_SPACE.min_arch(), 10))[:3]
+    archs = [TINY_SPACE.sample(np.random.default_rng(3)), TINY_SPACE.min_arch()]
+    op_run, whole = _runners_exported_apart(ops, archs, TINY_SPACE, 2, 1, 10, 7, "onnxruntime", 2, False)
+    supernet = seeded_supernet(TINY_SPACE, 10, 7)
+    modules = [seeded_op_module(sig, 7 + i, TINY_SPACE.act, "onnxruntime") for i, sig in enumerate(ops)]
+    modules += [random_subnet(TINY_SPACE, a, 10, 7, supernet) for a in archs]
+    inputs = [op_input(sig, 2, 7 + i) for i, sig in enumerate(ops)] + arch_inputs(archs, 2, 7)
+    for runner, module, x in zip([*op_run, *whole], modules, inputs, strict=True):
+        with torch.no_grad():
+            ref = module.eval()(x).numpy()
+        np.testing.assert_allclose(runner.run()[0], ref, rtol=1e-4, atol=1e-5)
+
+
+def test_graph_runtimes_time_ops_returning_one_element() -> None:
+    """The graph runtimes hand a graph's output back as a new tensor, which a network's inner ops never
+    pay: their ops are timed returning one element; eager ops return their whole output."""
+    sig = sorted(arch_ops(TINY_SPACE, TINY_SPACE.max_arch(), 10))[0]
+    x = op_input(sig, 2, 0)
+    full = seeded_op_module(sig, 0, TINY_SPACE.act, "torch").eval()
+    one = seeded_op_module(sig, 0, TINY_SPACE.act, "onnxruntime").eval()
+    with torch.no_grad():
+        y, y1 = full(x), one(x)
+    assert y.numel() > 2 and y1.shape == (2,) + (1,) * (y.dim() - 1)
+    torch.testing.assert_close(y1, y[(slice(None),) + (slice(0, 1),) * (y.dim() - 1)])
+
+
+def test_export_jobs_are_checked() -> None:
+    with pytest.raises(UserError, match="runtime 'torch' needs --jobs 1"):
+        build_latency_table(TINY_SPACE, archs=[TINY_SPACE.min_arch()], progress=False, jobs=2)
+    with pytest.raises(UserError, match="jobs must be >= 1"):
+        build_latency_table(TINY_SPACE, archs=[TINY_SPACE.min_arch()], progress=False, jobs=0,
+                            runtime="onnxruntime")
 
 
 # --------------------------------------------------------------------------- search and CLI

@@ -217,3 +217,40 @@ def test_tiny_space_is_cpu_sized() -> None:
         net(x).logsumexp(1).mean().backward()
         best = min(best, time.perf_counter() - t)
     assert best < 0.8
+
+
+def test_shared_slice_gradients_equal_autograd_slicing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sliced parameters add their gradient into ``param.grad`` in place: the same values, element
+    for element, as autograd's zero-filled whole-parameter gradients, over a sandwich of subnets."""
+    from attentivenas.nn import layers
+
+    rng = np.random.default_rng(0)
+    archs = [TINY_SPACE.max_arch(), TINY_SPACE.sample(rng), TINY_SPACE.sample(rng), TINY_SPACE.min_arch()]
+    x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+
+    def grads() -> dict[str, torch.Tensor]:
+        torch.manual_seed(0)
+        net = Supernet(TINY_SPACE, 10).train()
+        for a in archs[::-1]:  # the min subnet first: its slices meet parameters without a gradient yet
+            net.set_arch(a)
+            net(x).square().mean().backward()
+        return {k: p.grad.clone() for k, p in net.named_parameters() if p.grad is not None}
+
+    shared = grads()
+    monkeypatch.setattr(layers._SharedSlice, "apply", lambda t, index: t[index])  # autograd's slicing
+    plain = grads()
+    assert shared.keys() == plain.keys() and len(plain) > 50
+    for k in plain:
+        assert torch.equal(shared[k], plain[k]), k
+
+
+def test_slices_outside_training_are_views() -> None:
+    from attentivenas.nn.layers import first, slice_weight
+
+    w = torch.nn.Parameter(torch.randn(8, 6, 1, 1))
+    assert first(w, 8) is w and slice_weight(w, 8, 6) is w
+    with torch.no_grad():
+        assert slice_weight(w, 4, 3)._base is w  # a view: BN statistics are updated through them
+    buf = torch.zeros(8)
+    first(buf, 3).add_(1)
+    assert buf.sum() == 3

@@ -13,3 +13,8 @@ T = TypeVar("T")
 def progress_bar(items: Sequence[T], desc: str, enabled: bool = True) -> Iterable[T]:
     """``items`` with a progress bar named ``desc`` (none when not ``enabled`` or ``items`` is empty)."""
     return tqdm(items, desc=desc, disable=not enabled or not items, leave=False)
+
+
+def progress_iter(items: Iterable[T], total: int, desc: str, enabled: bool = True) -> Iterable[T]:
+    """An iterator of ``total`` items (e.g. results arriving from workers) with a progress bar."""
+    return tqdm(items, total=total, desc=desc, disable=not enabled or total == 0, leave=False)

@@ -83,6 +83,8 @@ def latency_build_cmd(
     seed: int = typer.Option(0, "--seed", help="Seed of the sampled archs."),
     holdout_archs: int = typer.Option(10, "--holdout-archs", min=0,
                                       help="Held-out subnets measured whole to report the table's MAPE."),
+    jobs: int = typer.Option(1, "--jobs", min=1, help="Processes that export the programs (onnxruntime, "
+                             "executorch) before the timing, one core each."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Measure every op needed by a space (or sampled archs) in a runtime, write a latency table, and
@@ -95,7 +97,7 @@ def latency_build_cmd(
     held = [sp.sample(rng) for _ in range(holdout_archs)]
     tab = build_latency_table(sp, device, batch, archs, num_classes, threads, warmup, repeats, passes,
                               calibration_archs, seed, progress=not as_json, clock=clock, runtime=runtime,
-                              model=model, holdout=held)
+                              model=model, holdout=held, jobs=jobs)
     mapes = tab.meta.get("holdout_mape_by_model", {})
     path = tab.save(out)
     info = {"path": str(path), "ops": len(tab.entries), "runtime": tab.runtime, "runtime_version": tab.runtime_version,

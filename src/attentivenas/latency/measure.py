@@ -165,16 +165,24 @@ def arch_runners(space: SearchSpace, archs: Sequence[Arch], device: torch.device
                  threads: int | None = 1, num_classes: int = 1000, supernet: nn.Module | None = None, seed: int = 0,
                  progress: bool = False, runtime: str = "torch") -> list[Runner]:
     """Every arch's static subnet (seeded random weights) exported and loaded in ``runtime``, bound to
-    a seeded random input of its resolution."""
+    a seeded random input of its resolution (:func:`arch_inputs`)."""
     if supernet is None:
-        torch.manual_seed(seed)
-        supernet = Supernet(space, num_classes=num_classes)
+        supernet = seeded_supernet(space, num_classes, seed)
+    pairs = list(zip(archs, arch_inputs(archs, batch, seed), strict=True))
+    return [prepare(random_subnet(space, a, num_classes, seed, supernet), x, runtime, device, threads)
+            for a, x in progress_bar(pairs, f"load subnets ({runtime})", progress and runtime != "torch")]
+
+
+def seeded_supernet(space: SearchSpace, num_classes: int, seed: int) -> Supernet:
+    """The supernet whose random weights the measured subnets take (the same in any process)."""
+    torch.manual_seed(seed)
+    return Supernet(space, num_classes=num_classes)
+
+
+def arch_inputs(archs: Sequence[Arch], batch: int, seed: int) -> list[torch.Tensor]:
+    """The seeded random inputs whole subnets of ``archs`` are timed on, one per arch in order."""
     gen = torch.Generator().manual_seed(seed)
-    runners = []
-    for a in progress_bar(list(archs), f"load subnets ({runtime})", progress and runtime != "torch"):
-        x = torch.randn(batch, 3, a.resolution, a.resolution, generator=gen)
-        runners.append(prepare(random_subnet(space, a, num_classes, seed, supernet), x, runtime, device, threads))
-    return runners
+    return [torch.randn(batch, 3, a.resolution, a.resolution, generator=gen) for a in archs]
 
 
 def time_in_passes(runners: Sequence[Runner], warmup: int, repeats: int | Sequence[int], passes: int = 1,

@@ -34,6 +34,8 @@ from ..nn import (
 RUNTIMES = ("torch", "onnxruntime", "executorch", "openvino")
 #: runtimes whose work runs on the calling thread with one thread (so ``clock="cpu"`` counts it)
 CPU_CLOCK_RUNTIMES = ("torch", "onnxruntime", "executorch")
+#: runtimes that load a program file (bytes), which can be exported in another process
+PROGRAM_RUNTIMES = ("onnxruntime", "executorch")
 _PACKAGES = {"torch": "torch", "onnxruntime": "onnxruntime", "executorch": "executorch", "openvino": "openvino"}
 
 
@@ -75,24 +77,51 @@ def prepare(model: nn.Module, x: torch.Tensor, runtime: str = "torch", device: s
     """``model`` (put in eval mode) as ``runtime`` runs it on the input ``x``; ``threads`` defaults to
     PyTorch's intra-op thread count, and is always stated in the runner."""
     dev = check_runtime(runtime, device)
-    if threads is not None and threads < 1:
-        raise UserError(f"threads must be >= 1, got {threads}")
-    n = int(threads if threads is not None else torch.get_num_threads())
+    n = _threads(threads)
     model.eval()
     if runtime == "torch":
         return _torch_runner(model, x, dev, n)
+    if runtime in PROGRAM_RUNTIMES:
+        return load_program(export_program(model, x, runtime), x, runtime, n)
     x = x.detach().to("cpu", torch.float32)
-    if runtime == "onnxruntime":
-        sess = onnx_session(onnx_bytes(model.to("cpu"), x, dynamic_batch=False), n)
-        feed = {sess.get_inputs()[0].name: x.numpy()}
-        return Runner(runtime, lambda: sess.run(None, feed), n)
-    if runtime == "executorch":
-        method = executorch_method(executorch_bytes(model.to("cpu"), x), n)
-        return Runner(runtime, lambda: method.execute([x]), n, session=lambda: _executorch_threads(n))
     compiled = openvino_compiled(model.to("cpu"), x, n)
     request = compiled.create_infer_request()
     arr = x.numpy()
     return Runner(runtime, lambda: request.infer({0: arr}), n)
+
+
+def export_program(model: nn.Module, x: torch.Tensor, runtime: str) -> bytes:
+    """The program file ``runtime`` (one of :data:`PROGRAM_RUNTIMES`) loads, for ``model`` at the
+    shape of ``x``: ONNX for ONNX Runtime, ``.pte`` (XNNPACK) for ExecuTorch. Needs no runtime
+    state, so worker processes can export while this one loads (:mod:`.exports`)."""
+    check_runtime(runtime)
+    model.eval()
+    x = x.detach().to("cpu", torch.float32)
+    if runtime == "onnxruntime":
+        return onnx_bytes(model.to("cpu"), x, dynamic_batch=False)
+    if runtime == "executorch":
+        return executorch_bytes(model.to("cpu"), x)
+    raise ValueError(f"runtime {runtime!r} is not loaded from a program file; use one of {PROGRAM_RUNTIMES}")
+
+
+def load_program(data: bytes, x: torch.Tensor, runtime: str, threads: int | None = None) -> Runner:
+    """A program of :func:`export_program` loaded in ``runtime`` and bound to the input ``x``."""
+    n = _threads(threads)
+    x = x.detach().to("cpu", torch.float32)
+    if runtime == "onnxruntime":
+        sess = onnx_session(data, n)
+        feed = {sess.get_inputs()[0].name: x.numpy()}
+        return Runner(runtime, lambda: sess.run(None, feed), n)
+    if runtime == "executorch":
+        method = executorch_method(data, n)
+        return Runner(runtime, lambda: method.execute([x]), n, session=lambda: _executorch_threads(n))
+    raise ValueError(f"runtime {runtime!r} is not loaded from a program file; use one of {PROGRAM_RUNTIMES}")
+
+
+def _threads(threads: int | None) -> int:
+    if threads is not None and threads < 1:
+        raise UserError(f"threads must be >= 1, got {threads}")
+    return int(threads if threads is not None else torch.get_num_threads())
 
 
 def _torch_runner(model: nn.Module, x: torch.Tensor, dev: torch.device, threads: int) -> Runner:

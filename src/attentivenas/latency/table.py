@@ -34,9 +34,10 @@ from ..errors import UserError
 from ..io import atomic_write_json, read_json_file
 from ..progress import progress_bar
 from ..space import Arch, SearchSpace
-from .measure import arch_runners, check_timing, time_in_passes
-from .ops import OpSig, arch_ops, first_ops, head_ops, null_runner, op_runner, space_signatures, stage_ops
-from .runtimes import RUNTIMES, Runner, check_runtime, runtime_version
+from .exports import ExportJob, export_programs
+from .measure import arch_inputs, arch_runners, check_timing, time_in_passes
+from .ops import OpSig, arch_ops, first_ops, head_ops, null_runner, op_input, op_runner, space_signatures, stage_ops
+from .runtimes import PROGRAM_RUNTIMES, RUNTIMES, Runner, check_runtime, load_program, runtime_version
 
 TABLE_FORMAT = "attentivenas-latency-table"
 TABLE_VERSION = 2  # 2: runtime, model and group scales (version 1 tables are PyTorch eager, sum model)
@@ -316,6 +317,7 @@ def build_latency_table(
     runtime: str = "torch",
     model: str = "auto",
     holdout: Sequence[Arch] = (),
+    jobs: int = 1,
 ) -> LatencyTable:
     """Measure every op signature needed in ``runtime`` and fit the per-network overhead.
 
@@ -330,7 +332,9 @@ def build_latency_table(
     (:func:`fit_scaled`). ``model``: ``sum``, ``scaled``, or ``auto`` (the one with the lower
     leave-one-out error on the calibration archs). ``holdout``: archs measured whole in the same
     passes (and their ops added) to report every model's error on them (:func:`holdout_errors`, in
-    ``table.meta``). ``clock``: see :func:`measure_latency`.
+    ``table.meta``). ``clock``: see :func:`measure_latency`. ``jobs``: worker processes that export
+    the programs of ONNX Runtime and ExecuTorch (:mod:`.exports`; the same weights, inputs and
+    timings as with one).
     """
     dev = check_runtime(runtime, device)
     if batch < 1:
@@ -342,15 +346,20 @@ def build_latency_table(
     if model == "scaled" and calibration_archs < MIN_SCALED_ARCHS:
         raise UserError(f"the scaled model needs --calibration-archs >= {MIN_SCALED_ARCHS}, got {calibration_archs}")
     check_timing(warmup, repeats, 1, clock, runtime, dev, threads)
+    check_jobs(jobs, runtime, supernet)
     sigs = _signatures(space, archs, num_classes, max_signatures, np.random.default_rng(seed))
     crng = np.random.default_rng(seed + 10_007)
     calib = [space.sample(crng) for _ in range(calibration_archs)]
     for a in [*calib, *holdout]:
         sigs.update(arch_ops(space, a, num_classes))
     ordered = sorted(sigs)
-    op_run = _op_runners(ordered, space, dev, batch, threads, seed, runtime, progress)
-    whole = arch_runners(space, [*calib, *holdout], dev, batch, threads, num_classes, supernet, seed, progress,
-                         runtime)
+    subnets = [*calib, *holdout]
+    if jobs > 1:
+        op_run, whole = _runners_exported_apart(ordered, subnets, space, batch, threads, num_classes, seed, runtime,
+                                                jobs, progress)
+    else:
+        op_run = _op_runners(ordered, space, dev, batch, threads, seed, runtime, progress)
+        whole = arch_runners(space, subnets, dev, batch, threads, num_classes, supernet, seed, progress, runtime)
     # graph runtimes: a near-empty op, whose time is the per-call cost (timed longer: it is short)
     null = [] if runtime == "torch" else [null_runner(dev, batch, threads, runtime)]
     repeats_of = [repeats] * len(op_run) + [repeats * 5] * len(null) + [repeats] * len(whole)
@@ -371,7 +380,8 @@ def build_latency_table(
         runtime_version=runtime_version(runtime),
         call_ms=call_ms,
         meta={"warmup": warmup, "repeats": repeats, "passes": passes, "seed": seed, "num_ops": len(entries),
-              "clock": clock, "calibration_subnets": _subnet_records(calib, whole_ms[:len(calib)])},
+              "clock": clock, "op_output": "whole" if runtime == "torch" else "one element",
+              "calibration_subnets": _subnet_records(calib, whole_ms[:len(calib)])},
     )
     if calib:
         fit_models(table, space, calib, whole_ms[:len(calib)], model)
@@ -408,6 +418,29 @@ def _op_runners(ordered: Sequence[OpSig], space: SearchSpace, dev: torch.device,
     """Every op loaded in the runtime."""
     return [op_runner(sig, dev, batch, threads, seed + i, space.act, runtime)
             for i, sig in enumerate(progress_bar(ordered, f"load ops ({runtime})", progress and runtime != "torch"))]
+
+
+def check_jobs(jobs: int, runtime: str, supernet: nn.Module | None = None) -> None:
+    """User errors for export ``jobs`` that cannot be used."""
+    if jobs < 1:
+        raise UserError(f"jobs must be >= 1, got {jobs}")
+    if jobs > 1 and runtime not in PROGRAM_RUNTIMES:
+        raise UserError(f"--jobs > 1 exports programs in worker processes, which only {' and '.join(PROGRAM_RUNTIMES)} "
+                        f"load; runtime {runtime!r} needs --jobs 1")
+    if jobs > 1 and supernet is not None:
+        raise ValueError("jobs > 1 rebuilds the subnets from the seed; pass supernet=None")
+
+
+def _runners_exported_apart(ordered: Sequence[OpSig], subnets: Sequence[Arch], space: SearchSpace, batch: int,
+                            threads: int | None, num_classes: int, seed: int, runtime: str, jobs: int,
+                            progress: bool) -> tuple[list[Runner], list[Runner]]:
+    """The op and whole-subnet runners of a table, their programs exported by ``jobs`` workers."""
+    # the whole subnets first: the longest exports, so that no worker is left with one at the end
+    work = [ExportJob.arch(a) for a in subnets] + [ExportJob.op(sig, seed + i) for i, sig in enumerate(ordered)]
+    programs = export_programs(work, space, runtime, batch, num_classes, seed, jobs, progress)
+    inputs = arch_inputs(subnets, batch, seed) + [op_input(sig, batch, seed + i) for i, sig in enumerate(ordered)]
+    runners = [load_program(p, x, runtime, threads) for p, x in zip(programs, inputs, strict=True)]
+    return runners[len(subnets):], runners[:len(subnets)]
 
 
 def fit_overhead(table: LatencyTable, space: SearchSpace, archs: Sequence[Arch], measured: Sequence[float]) -> None:

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from ..space import HEAD_EXPAND, BlockConfig, SlotConfig, se_channels
 from . import small_maps
-from .layers import ACT_FN, crop_kernel, drop_connect, first, shortcut_pool, slice_weight
+from .layers import ACT_FN, depthwise_weight, drop_connect, first, shortcut_pool, slice_weight
 from .static import Block, ConvBnAct, DepthConv, Head, MBConv, SEFc, Shortcut, SqueezeExcite
 
 
@@ -53,7 +53,7 @@ class DynamicConv2d(nn.Module):
         """The weight slice of ``c_in`` inputs (depthwise: channels), ``out_channels`` outputs and
         ``kernel_size`` (depthwise only; others use their one kernel)."""
         if self.depthwise:
-            return crop_kernel(first(self.conv.weight, c_in), kernel_size or self.max_kernel)
+            return depthwise_weight(self.conv.weight, c_in, kernel_size or self.max_kernel)
         return slice_weight(self.conv.weight, out_channels, c_in)
 
     def forward(self, x: torch.Tensor, out_channels: int, kernel_size: int | None = None) -> torch.Tensor:

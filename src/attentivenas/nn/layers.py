@@ -46,21 +46,57 @@ def drop_connect(x: torch.Tensor, rate: float, training: bool) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------- weight sharing
+class _SharedSlice(torch.autograd.Function):
+    """A slice of a shared parameter whose gradient is added in place into the same slice of
+    ``param.grad``. Autograd's own slice backward builds a zero-filled gradient of the *whole*
+    parameter and then adds all of it into ``param.grad``: three passes over the largest setting's
+    weights for every smaller subnet trained, however small (the sandwich trains three per step).
+    The sums are the same, element for element. Gradients are all-reduced once per step from
+    ``param.grad`` (:func:`attentivenas.train.distributed.all_reduce_grads`), so no hook is missed."""
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, param: torch.Tensor,  # type: ignore[override]
+                index: tuple[slice, ...]) -> torch.Tensor:
+        ctx.param, ctx.index = param, index  # type: ignore[attr-defined]
+        return param[index].clone(memory_format=torch.contiguous_format)
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> tuple[None, None]:  # type: ignore[override]
+        param: torch.Tensor = ctx.param  # type: ignore[attr-defined]
+        if param.grad is None:
+            param.grad = torch.zeros_like(param)
+        param.grad[ctx.index].add_(grad)  # type: ignore[attr-defined]
+        return None, None
+
+
+def take(t: torch.Tensor, index: tuple[slice, ...]) -> torch.Tensor:
+    """``t[index]`` for the prefix and centre slices of weight sharing: ``t`` itself when ``index``
+    takes all of it (no slice recorded); a trainable parameter's slice accumulates its gradient in
+    place (:class:`_SharedSlice`), anything else is a view."""
+    if all(sl.indices(n) == (0, n, 1) for sl, n in zip(index, t.shape, strict=False)):
+        return t
+    if t.requires_grad and t.is_leaf and torch.is_grad_enabled() and not torch.compiler.is_compiling():
+        return _SharedSlice.apply(t, index)
+    return t[index]
+
+
 def first(t: torch.Tensor, n: int, dim: int = 0) -> torch.Tensor:
-    """The first ``n`` entries of ``t`` along ``dim``; ``t`` itself when that is all of it (no slice is
-    recorded, so the gradient needs no zero-filled copy of the whole parameter)."""
-    return t if n >= t.size(dim) else t.narrow(dim, 0, n)
+    """The first ``n`` entries of ``t`` along ``dim`` (see :func:`take`)."""
+    return take(t, (slice(None),) * dim + (slice(0, n),))
 
 
-def crop_kernel(weight: torch.Tensor, kernel: int) -> torch.Tensor:
-    """The centre ``kernel x kernel`` of a conv weight (the largest kernel holds every smaller one)."""
-    if kernel >= weight.size(-1):
-        return weight
-    start = (weight.size(-1) - kernel) // 2
-    return weight[..., start : start + kernel, start : start + kernel]
+def kernel_index(size: int, kernel: int) -> tuple[slice, slice]:
+    """The centre ``kernel x kernel`` of a ``size x size`` kernel (the largest holds every smaller one)."""
+    start = (size - kernel) // 2 if kernel < size else 0
+    return slice(start, start + min(kernel, size)), slice(start, start + min(kernel, size))
+
+
+def depthwise_weight(weight: torch.Tensor, channels: int, kernel: int) -> torch.Tensor:
+    """The first ``channels`` filters of a depthwise weight, centre-cropped to ``kernel`` (one slice)."""
+    return take(weight, (slice(0, channels), slice(None), *kernel_index(weight.size(-1), kernel)))
 
 
 def slice_weight(weight: torch.Tensor, out_channels: int, in_channels: int | None = None) -> torch.Tensor:
-    """The first ``out_channels`` (and ``in_channels``) of a conv or linear weight."""
-    w = first(weight, out_channels)
-    return w if in_channels is None else first(w, in_channels, 1)
+    """The first ``out_channels`` (and ``in_channels``) of a conv or linear weight (one slice)."""
+    index = (slice(0, out_channels),) if in_channels is None else (slice(0, out_channels), slice(0, in_channels))
+    return take(weight, index)

@@ -52,9 +52,19 @@ class SqueezeExcite(nn.Module):
         super().__init__()
         self.fc = SEFc(channels, mid)
 
+    @torch.jit.unused
+    def _exporting(self):  # noqa: ANN202 - TorchScript cannot read the annotation here; returns a bool
+        """Whether ``torch.export`` is tracing (TorchScript skips this; its graph keeps the matrix products)."""
+        return torch.compiler.is_exporting()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # the 1x1 convs of the pooled map as matrix products, as in the supernet (faster, same values)
         fc = self.fc
+        if not torch.jit.is_scripting() and self._exporting():
+            # graphs for runtimes (torch.export: ExecuTorch, OpenVINO, .pt2) keep the 1x1 convs on the
+            # kept-dim mean, which XNNPACK takes into the same delegate as the rest of the network;
+            # the matrix-product form leaves mean and addmm outside it (21 delegates for A0, 1.7x slower)
+            return x * F.hardsigmoid(fc.expand(F.relu(fc.reduce(x.mean((2, 3), keepdim=True)))))
+        # eager: the 1x1 convs of the pooled map as matrix products, as in the supernet (faster, same values)
         y = F.relu(F.linear(x.mean((2, 3)), fc.reduce.weight.flatten(1), fc.reduce.bias))
         y = F.hardsigmoid(F.linear(y, fc.expand.weight.flatten(1), fc.expand.bias))
         return x * y[:, :, None, None]
