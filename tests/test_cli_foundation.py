@@ -142,3 +142,12 @@ def test_version() -> None:
 
     r = run_cli("--version")
     assert r.code == 0 and r.out.strip() == f"attentivenas {attentivenas.__version__}"
+
+
+@pytest.mark.parametrize("command", [["export"], ["latency", "build-table"], ["latency", "measure"]])
+def test_help_names_the_extras(command: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    # rich reads "[executorch]" as a markup tag and drops it unless it is escaped
+    monkeypatch.setenv("COLUMNS", "300")
+    r = run_cli(*command, "--help")
+    assert r.code == 0
+    assert "extra [executorch]" in " ".join(r.out.split())

@@ -168,6 +168,36 @@ def test_time_in_passes_times_every_runner_each_pass_in_a_seeded_order() -> None
     assert [i for j, i in enumerate(calls) if j == 0 or calls[j - 1] != i] == order
 
 
+def test_local_reference_is_the_mean_of_the_points_either_side() -> None:
+    from attentivenas.latency.drift import local_reference
+
+    got = local_reference([(0, 1.0), (2, 3.0), (4, 5.0)], 4)
+    assert got.tolist() == [2.0, 2.0, 4.0, 4.0]
+
+
+def test_drift_reference_cancels_a_linear_drift(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The machine slows down call after call (linearly, and from pass to pass): the times of a
+    reference timed between the runners bring back their true ratios, the lowest median does not."""
+    from attentivenas.latency import measure
+    from attentivenas.latency.drift import DriftReference
+
+    calls = [0]
+    base = {0: 1.0, 1: 2.0, 2: 5.0}
+
+    def fake_time(runner: Runner, warmup: int, repeats: int, rounds: int = 1, clock: str = "wall") -> np.ndarray:
+        calls[0] += 1
+        return np.full(repeats, runner.run() * (1.0 + 0.05 * calls[0]))
+
+    monkeypatch.setattr(measure, "time_runner", fake_time)
+    runners = [Runner("torch", (lambda b=b: b), 1) for b in base.values()]
+    ref = DriftReference(Runner("torch", lambda: 4.0, 1), lambda r, w, n: fake_time(r, w, n), every_s=0.0)
+    got = time_in_passes(runners, 0, 3, passes=3, seed=1, reference=ref)
+    assert got[1] / got[0] == pytest.approx(2.0) and got[2] / got[0] == pytest.approx(5.0)
+    assert len(ref.points) == 3 * 4 and ref.runs == 5  # before every runner and after each pass; 20 ms / 4 ms
+    plain = time_in_passes(runners, 0, 3, passes=3, seed=1)
+    assert plain[2] / plain[0] != pytest.approx(5.0, rel=0.02)
+
+
 def test_build_table_reports_the_holdout_error_of_each_model(tiny_net: Supernet) -> None:
     held = [TINY_SPACE.max_arch()]
     table = build_latency_table(TINY_SPACE, "cpu", 1, [TINY_SPACE.min_arch()], num_classes=10, threads=1, warmup=0,
@@ -196,6 +226,14 @@ def test_cli_latency_measure_and_build_table(tmp_path) -> None:
     info = json.loads(r.out)
     assert info["ops"] == len(LatencyTable.load(out).entries) > 0 and info["threads"] == 1
     assert info["holdout_archs"] == 0 and info["holdout_mape_percent"] is None
+    ref = LatencyTable.load(out).meta["drift_reference"]
+    assert ref == info["drift_reference"] and ref["points"] >= 2 and ref["min_ms"] <= ref["typical_ms"] <= ref["max_ms"]
+    plain = tmp_path / "plain.json"
+    r = run_cli("latency", "build-table", "--space", "tiny", "--archs", "1", "--warmup", "0", "--repeats", "1",
+                "--calibration-archs", "0", "--holdout-archs", "0", "--num-classes", "10", "--no-drift-correction",
+                "--out", str(plain), "--json")
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["drift_reference"] is None and LatencyTable.load(plain).meta["drift_reference"] is None
     r = run_cli("latency", "measure", "--arch", "min", "--space", "tiny", "--repeats", "2", "--warmup", "0",
                 "--threads", "1", "--num-classes", "10", "--table", str(out), "--json")
     assert r.code == 0, r.err

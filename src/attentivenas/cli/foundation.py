@@ -77,7 +77,7 @@ def export_cmd(
     arch: str | None = typer.Option(None, "--arch", help=ARCH_HELP),
     pareto: Path | None = typer.Option(None, "--pareto", help="Export every arch of a pareto.json instead."),
     fmt: str = typer.Option("torchscript", "--format", help="torchscript, onnx, safetensors, torch-export (.pt2) "
-                           "or executorch (.pte, XNNPACK; extra [executorch])."),
+                           "or executorch (.pte, XNNPACK; extra \\[executorch])."),
     space: str | None = typer.Option(None, "--space", help=SPACE_HELP + " Default: from the checkpoint."),
     calibrate_bn: bool = typer.Option(False, "--calibrate-bn", help="Recalibrate BN statistics on data first."),
     data: str | None = typer.Option(

@@ -12,8 +12,8 @@ from ..space import get_space, resolve_arch
 from .common import ARCH_HELP, SPACE_HELP, print_json
 
 latency_app = typer.Typer(no_args_is_help=True, help="Measure latency on this device; build latency tables.")
-RUNTIME_HELP = ("torch (eager), onnxruntime, executorch (XNNPACK; extra [executorch]) or openvino (extra "
-                "[openvino]): the subnet is exported and timed in that runtime.")
+RUNTIME_HELP = ("torch (eager), onnxruntime, executorch (XNNPACK; extra \\[executorch]) or openvino (extra "
+                "\\[openvino]): the subnet is exported and timed in that runtime.")
 
 
 def latency_measure_cmd(
@@ -75,7 +75,8 @@ def latency_build_cmd(
                               "needs --calibration-archs >= 8) or auto (lower leave-one-out error)."),
     warmup: int = typer.Option(5, "--warmup", min=0, help="Untimed runs per op."),
     repeats: int = typer.Option(20, "--repeats", min=1, help="Timed runs per op."),
-    passes: int = typer.Option(1, "--passes", min=1, help="Passes over all ops (lowest median kept)."),
+    passes: int = typer.Option(1, "--passes", min=1, help="Passes over all ops and subnets (the median over "
+                               "passes with --drift-correction, else the lowest median)."),
     calibration_archs: int = typer.Option(4, "--calibration-archs", min=0,
                                           help="Whole subnets measured to fit the overhead (and the scaled model)."),
     clock: str = typer.Option("wall", "--clock", help="wall, or cpu (thread CPU time; threads 1)."),
@@ -85,6 +86,10 @@ def latency_build_cmd(
                                       help="Held-out subnets measured whole to report the table's MAPE."),
     jobs: int = typer.Option(1, "--jobs", min=1, help="Processes that export the programs (onnxruntime, "
                              "executorch) before the timing, one core each."),
+    drift_correction: bool = typer.Option(
+        True, "--drift-correction/--no-drift-correction",
+        help="Time the min subnet between measurements and rescale every time to the machine's typical "
+        "speed (see docs/search.md)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Measure every op needed by a space (or sampled archs) in a runtime, write a latency table, and
@@ -97,7 +102,7 @@ def latency_build_cmd(
     held = [sp.sample(rng) for _ in range(holdout_archs)]
     tab = build_latency_table(sp, device, batch, archs, num_classes, threads, warmup, repeats, passes,
                               calibration_archs, seed, progress=not as_json, clock=clock, runtime=runtime,
-                              model=model, holdout=held, jobs=jobs)
+                              model=model, holdout=held, jobs=jobs, drift_correction=drift_correction)
     mapes = tab.meta.get("holdout_mape_by_model", {})
     path = tab.save(out)
     info = {"path": str(path), "ops": len(tab.entries), "runtime": tab.runtime, "runtime_version": tab.runtime_version,
@@ -105,7 +110,8 @@ def latency_build_cmd(
             "group_scale": {k: round(v, 4) for k, v in tab.group_scale.items()}, "device": tab.device,
             "device_name": tab.device_name, "threads": tab.threads, "batch": tab.batch, "holdout_archs": len(held),
             "holdout_mape_percent": None if not mapes else round(mapes[tab.model], 3),
-            "holdout_mape_by_model": {k: round(v, 3) for k, v in mapes.items()}}
+            "holdout_mape_by_model": {k: round(v, 3) for k, v in mapes.items()},
+            "drift_reference": tab.meta.get("drift_reference")}
     if as_json:
         print_json(info)
         return
@@ -135,7 +141,8 @@ def latency_refit_cmd(
     info = {"path": str(path), "model": tab.model, "overhead_ms": round(tab.overhead_ms, 4),
             "per_block_ms": round(tab.per_block_ms, 4), "group_scale": {k: round(v, 4) for k, v in tab.group_scale.items()},
             "calibration_loo_mape": {k: round(v, 3) for k, v in tab.meta.get("calibration_loo_mape", {}).items()},
-            "holdout_mape_by_model": {k: round(v, 3) for k, v in mapes.items()}}
+            "holdout_mape_by_model": {k: round(v, 3) for k, v in mapes.items()},
+            "drift_reference": tab.meta.get("drift_reference")}
     if as_json:
         print_json(info)
         return

@@ -2,9 +2,11 @@
 
 Lives here: ``runtimes`` (PyTorch eager, ONNX Runtime, ExecuTorch, OpenVINO: a model exported,
 loaded and bound to its input as a :class:`Runner`), ``measure`` (:func:`measure_latency` of one
-model in a runtime, whole subnets of a space), ``ops`` (:class:`OpSig`, the ops of an arch, the
-module that runs each op) and ``table`` (:class:`LatencyTable`: build per runtime, predict scalar
-and vectorised, fit the overhead and the per-group ``scaled`` model, report the MAPE).
+model in a runtime, whole subnets of a space), ``drift`` (times rescaled to the machine's typical
+speed by a reference timed between them), ``exports`` (programs exported in worker processes),
+``ops`` (:class:`OpSig`, the ops of an arch, the module that runs each op) and ``table``
+(:class:`LatencyTable`: build per runtime, predict scalar and vectorised, fit the overhead and the
+per-group ``scaled`` model, report the MAPE).
 
 May import: ``attentivenas.space``, ``costs``, ``nn``, ``devices``, ``io``, ``errors``.
 """

@@ -23,17 +23,18 @@ from ..progress import progress_iter
 from ..space import Arch, SearchSpace
 from .measure import random_subnet, seeded_supernet
 from .ops import OpSig, op_input_shape, seeded_op_module
-from .runtimes import PROGRAM_RUNTIMES, export_program
+from .runtimes import check_program_runtime, export_program
 
 
 @dataclass(frozen=True)
 class ExportJob:
     """One program to export: an op (``key`` is its :meth:`OpSig.key`, weights from ``seed``) or a
-    whole subnet (``key`` is its arch as JSON; weights from the table's seeded supernet)."""
+    whole subnet (``key`` is its arch as JSON, ``seed`` None: its weights come from the table's
+    seeded supernet, whose seed each worker holds)."""
 
     kind: str  # "op" | "arch"
     key: str
-    seed: int
+    seed: int | None = None
 
     @classmethod
     def op(cls, sig: OpSig, seed: int) -> ExportJob:
@@ -41,7 +42,7 @@ class ExportJob:
 
     @classmethod
     def arch(cls, arch: Arch) -> ExportJob:
-        return cls("arch", json.dumps(arch.to_dict(), sort_keys=True), 0)
+        return cls("arch", json.dumps(arch.to_dict(), sort_keys=True))
 
 
 _STATE: dict[str, Any] = {}
@@ -58,6 +59,7 @@ def _export(job: ExportJob) -> bytes:
     space: SearchSpace = st["space"]
     if job.kind == "op":
         sig = OpSig.from_key(job.key)
+        assert job.seed is not None, "an op job carries its weights' seed"
         module = seeded_op_module(sig, job.seed, space.act, st["runtime"])
         x = torch.zeros(st["batch"], *op_input_shape(sig))
     else:
@@ -72,8 +74,7 @@ def _export(job: ExportJob) -> bytes:
 def export_programs(jobs: Sequence[ExportJob], space: SearchSpace, runtime: str, batch: int, num_classes: int,
                     seed: int, workers: int, progress: bool = False) -> list[bytes]:
     """The program bytes of every job, in order, exported by ``workers`` processes (one thread each)."""
-    if runtime not in PROGRAM_RUNTIMES:
-        raise ValueError(f"runtime {runtime!r} is not loaded from a program file; use one of {PROGRAM_RUNTIMES}")
+    check_program_runtime(runtime)
     if not jobs:
         return []
     ctx = multiprocessing.get_context("spawn")  # a clean interpreter: no forked torch or runtime threads

@@ -18,6 +18,7 @@ from ..errors import UserError
 from ..nn import Supernet
 from ..progress import progress_bar
 from ..space import Arch, SearchSpace
+from .drift import DriftReference, drift_corrected, local_reference
 from .runtimes import CPU_CLOCK_RUNTIMES, Runner, prepare
 
 
@@ -186,35 +187,60 @@ def arch_inputs(archs: Sequence[Arch], batch: int, seed: int) -> list[torch.Tens
 
 
 def time_in_passes(runners: Sequence[Runner], warmup: int, repeats: int | Sequence[int], passes: int = 1,
-                   clock: str = "wall", seed: int = 0, progress: bool = False, label: str = "latency") -> list[float]:
-    """Each runner's lowest median (ms) over ``passes`` passes; a pass times every runner (``warmup``
-    untimed runs, then ``repeats`` timed ones, an int or one per runner) in a seeded random order.
+                   clock: str = "wall", seed: int = 0, progress: bool = False, label: str = "latency",
+                   reference: DriftReference | None = None) -> list[float]:
+    """Each runner's time (ms) over ``passes`` passes; a pass times every runner (``warmup`` untimed
+    runs, then the median of ``repeats`` timed ones, an int or one per runner) in a seeded random order.
 
     Timing ops and whole subnets mixed in the same passes spreads the machine's drift (other
-    processes, clock changes) over both alike instead of biasing the ones timed last; transient load
-    only ever adds time, so the lowest median is kept."""
+    processes, clock changes) over both alike instead of biasing the ones timed last. Without a
+    ``reference``, transient load only ever adds time, so the lowest median is kept. With one
+    (:func:`drift_reference`), the reference is timed at the start and end of each pass and every
+    :attr:`~.drift.DriftReference.every_s` in between, each median is rescaled to the reference's
+    typical speed (:mod:`.drift`), and the median over the passes is kept."""
     if passes < 1:
         raise UserError(f"passes must be >= 1, got {passes}")
     reps = [repeats] * len(runners) if isinstance(repeats, int) else list(repeats)
     if len(reps) != len(runners):
         raise ValueError("one repeat count per runner")
     rng = np.random.default_rng(seed)
-    best = [float("inf")] * len(runners)
-    for _ in range(passes):
-        for i in progress_bar(rng.permutation(len(runners)).tolist(), label, progress):
-            best[i] = min(best[i], float(np.median(time_runner(runners[i], warmup, reps[i], 1, clock))))
-    return best
+    raw = np.empty((passes, len(runners)))
+    local = np.ones((passes, len(runners)))
+    for p in range(passes):
+        order = rng.permutation(len(runners)).tolist()
+        points: list[tuple[int, float]] = []
+        for pos, i in enumerate(progress_bar(order, label, progress)):
+            if reference is not None and (pos == 0 or reference.due()):
+                points.append((pos, reference.point()))
+            raw[p, i] = float(np.median(time_runner(runners[i], warmup, reps[i], 1, clock)))
+        if reference is not None and runners:
+            points.append((len(order), reference.point()))
+            local[p, order] = local_reference(points, len(order))
+    if not runners:
+        return []
+    if reference is None:
+        return [float(v) for v in raw.min(axis=0)]
+    return drift_corrected(raw, local, reference.typical_ms())
+
+
+def drift_reference(runner: Runner, clock: str = "wall") -> DriftReference:
+    """``runner`` as the drift reference of :func:`time_in_passes`, timed with ``clock``."""
+    return DriftReference(runner, lambda r, warmup, repeats: time_runner(r, warmup, repeats, 1, clock))
 
 
 def measure_archs(space: SearchSpace, archs: Sequence[Arch], device: str | torch.device = "cpu", batch: int = 1,
                   threads: int | None = 1, warmup: int = 5, repeats: int = 20, passes: int = 1,
                   num_classes: int = 1000, supernet: nn.Module | None = None, seed: int = 0,
-                  progress: bool = False, clock: str = "wall", runtime: str = "torch") -> list[float]:
+                  progress: bool = False, clock: str = "wall", runtime: str = "torch",
+                  drift_correction: bool = True) -> list[float]:
     """Measured latency (ms) of many archs in ``runtime``: every subnet is exported and loaded first,
-    then timed in ``passes`` passes (:func:`time_in_passes`: each arch's lowest median)."""
+    then timed in ``passes`` passes (:func:`time_in_passes`; with ``drift_correction``, the space's
+    min subnet is the drift reference, as in a latency table)."""
     if passes < 1:
         raise UserError(f"passes must be >= 1, got {passes}")
     dev = resolve_device(device)
     check_timing(warmup, repeats, 1, clock, runtime, dev, threads)
-    runners = arch_runners(space, archs, dev, batch, threads, num_classes, supernet, seed, progress, runtime)
-    return time_in_passes(runners, warmup, repeats, passes, clock, seed, progress, "archs")
+    chosen = [*archs, *([space.min_arch()] if drift_correction else [])]
+    runners = arch_runners(space, chosen, dev, batch, threads, num_classes, supernet, seed, progress, runtime)
+    reference = drift_reference(runners.pop(), clock) if drift_correction else None
+    return time_in_passes(runners, warmup, repeats, passes, clock, seed, progress, "archs", reference)

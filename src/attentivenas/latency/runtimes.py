@@ -101,7 +101,7 @@ def export_program(model: nn.Module, x: torch.Tensor, runtime: str) -> bytes:
         return onnx_bytes(model.to("cpu"), x, dynamic_batch=False)
     if runtime == "executorch":
         return executorch_bytes(model.to("cpu"), x)
-    raise ValueError(f"runtime {runtime!r} is not loaded from a program file; use one of {PROGRAM_RUNTIMES}")
+    raise _not_a_program_runtime(runtime)
 
 
 def load_program(data: bytes, x: torch.Tensor, runtime: str, threads: int | None = None) -> Runner:
@@ -115,7 +115,17 @@ def load_program(data: bytes, x: torch.Tensor, runtime: str, threads: int | None
     if runtime == "executorch":
         method = executorch_method(data, n)
         return Runner(runtime, lambda: method.execute([x]), n, session=lambda: _executorch_threads(n))
-    raise ValueError(f"runtime {runtime!r} is not loaded from a program file; use one of {PROGRAM_RUNTIMES}")
+    raise _not_a_program_runtime(runtime)
+
+
+def check_program_runtime(runtime: str) -> None:
+    """Refuse (``ValueError``) a runtime that is not loaded from a program file."""
+    if runtime not in PROGRAM_RUNTIMES:
+        raise _not_a_program_runtime(runtime)
+
+
+def _not_a_program_runtime(runtime: str) -> ValueError:
+    return ValueError(f"runtime {runtime!r} is not loaded from a program file; use one of {PROGRAM_RUNTIMES}")
 
 
 def _threads(threads: int | None) -> int:

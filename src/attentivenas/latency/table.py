@@ -34,8 +34,9 @@ from ..errors import UserError
 from ..io import atomic_write_json, read_json_file
 from ..progress import progress_bar
 from ..space import Arch, SearchSpace
+from .drift import DriftReference
 from .exports import ExportJob, export_programs
-from .measure import arch_inputs, arch_runners, check_timing, time_in_passes
+from .measure import arch_inputs, arch_runners, check_timing, drift_reference, time_in_passes
 from .ops import OpSig, arch_ops, first_ops, head_ops, null_runner, op_input, op_runner, space_signatures, stage_ops
 from .runtimes import PROGRAM_RUNTIMES, RUNTIMES, Runner, check_runtime, load_program, runtime_version
 
@@ -318,6 +319,7 @@ def build_latency_table(
     model: str = "auto",
     holdout: Sequence[Arch] = (),
     jobs: int = 1,
+    drift_correction: bool = True,
 ) -> LatencyTable:
     """Measure every op signature needed in ``runtime`` and fit the per-network overhead.
 
@@ -334,7 +336,9 @@ def build_latency_table(
     passes (and their ops added) to report every model's error on them (:func:`holdout_errors`, in
     ``table.meta``). ``clock``: see :func:`measure_latency`. ``jobs``: worker processes that export
     the programs of ONNX Runtime and ExecuTorch (:mod:`.exports`; the same weights, inputs and
-    timings as with one).
+    timings as with one). ``drift_correction``: the space's min subnet, loaded in ``runtime`` too,
+    is the drift reference of the passes (:mod:`.drift`: times at the machine's typical speed,
+    the median over passes) instead of keeping each runner's lowest median.
     """
     dev = check_runtime(runtime, device)
     if batch < 1:
@@ -353,7 +357,7 @@ def build_latency_table(
     for a in [*calib, *holdout]:
         sigs.update(arch_ops(space, a, num_classes))
     ordered = sorted(sigs)
-    subnets = [*calib, *holdout]
+    subnets = [*calib, *holdout, *([space.min_arch()] if drift_correction else [])]
     if jobs > 1:
         op_run, whole = _runners_exported_apart(ordered, subnets, space, batch, threads, num_classes, seed, runtime,
                                                 jobs, progress)
@@ -362,9 +366,10 @@ def build_latency_table(
         whole = arch_runners(space, subnets, dev, batch, threads, num_classes, supernet, seed, progress, runtime)
     # graph runtimes: a near-empty op, whose time is the per-call cost (timed longer: it is short)
     null = [] if runtime == "torch" else [null_runner(dev, batch, threads, runtime)]
+    reference = drift_reference(whole.pop(), clock) if drift_correction else None
     repeats_of = [repeats] * len(op_run) + [repeats * 5] * len(null) + [repeats] * len(whole)
     times = time_in_passes([*op_run, *null, *whole], warmup, repeats_of, passes, clock, seed, progress,
-                           f"latency ({runtime})")
+                           f"latency ({runtime})", reference)
     entries = {sig.key(): ms for sig, ms in zip(ordered, times[:len(op_run)], strict=True)}
     call_ms = times[len(op_run)] if null else 0.0
     whole_ms = times[len(op_run) + len(null):]
@@ -381,13 +386,23 @@ def build_latency_table(
         call_ms=call_ms,
         meta={"warmup": warmup, "repeats": repeats, "passes": passes, "seed": seed, "num_ops": len(entries),
               "clock": clock, "op_output": "whole" if runtime == "torch" else "one element",
-              "calibration_subnets": _subnet_records(calib, whole_ms[:len(calib)])},
+              "calibration_subnets": _subnet_records(calib, whole_ms[:len(calib)]),
+              "drift_reference": _reference_record(reference)},
     )
     if calib:
         fit_models(table, space, calib, whole_ms[:len(calib)], model)
     if holdout:
         holdout_errors(table, space, list(holdout), whole_ms[len(calib):])
     return table
+
+
+def _reference_record(reference: DriftReference | None) -> dict[str, Any] | None:
+    """What a table keeps of its drift reference (the min subnet): its typical time and range."""
+    if reference is None:
+        return None
+    pts = reference.points
+    return {"arch": "min", "typical_ms": reference.typical_ms(), "points": len(pts), "runs_per_point": reference.runs,
+            "min_ms": float(min(pts)), "max_ms": float(max(pts))}
 
 
 def _signatures(space: SearchSpace, archs: Sequence[Arch] | int | None, num_classes: int, max_signatures: int,
