@@ -1,11 +1,11 @@
 """The ImageNet sandwich step's speed: our step exactly as ``train`` builds it from
-``configs/attentivenas_imagenet.yaml`` (default settings for the device: channels-last on CPU, the
+``configs/attentivenas_imagenet.yaml`` (default settings for the device: channels-last and freed memory kept for reuse on CPU, the
 recipe's optimiser, BestUp-3 by mini-batch loss, KD, clip by value), on random 224x224 images with
 1000 classes.
 
 ``--json`` prints one object per timed step::
 
-    {"step_s": ..., "gflop": ..., "gflop_per_s": ..., "batch": ..., "threads": ..., "amp": ..., "channels_last": ...}
+    {"step_s": ..., "gflop": ..., "gflop_per_s": ..., "batch": ..., "threads": ..., "amp": ..., "channels_last": ..., "reuse_freed_memory": ...}
 
 ``gflop`` counts the step's work from the cost model (multiply-adds x 2; forward + backward = 3 x
 forward for the trained subnets, forward only for the scored candidates)::
@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 
 from attentivenas.config import load_config
+from attentivenas.host_memory import in_effect, reuse_freed_memory
 from attentivenas.nn import Supernet
 from attentivenas.space import get_space
 from attentivenas.train.optim import build_optimizer
@@ -42,6 +43,7 @@ def build_step(batch: int, seed: int, overrides: list[str], device: torch.device
     torch.manual_seed(seed)
     space = get_space(cfg.space)
     net = Supernet(space, 1000, bn_momentum=cfg.model.bn_momentum, bn_eps=cfg.model.bn_eps, init=cfg.model.init)
+    reuse_freed_memory(cfg.runtime.reuse_freed_memory, device, "runtime.reuse_freed_memory")
     net.to(device)
     channels_last = use_channels_last(cfg.runtime.channels_last, device)
     if channels_last:
@@ -50,7 +52,8 @@ def build_step(batch: int, seed: int, overrides: list[str], device: torch.device
     sampler = ArchSampler.from_config(space, cfg.sampler, seed=seed, num_classes=1000)
     scorer = None if cfg.sampler.method == "uniform" else loss_scorer
     step = SandwichStep.from_config(cfg, net, optimizer, sampler, scorer, channels_last=channels_last)
-    return step, {"amp": resolve_amp(cfg.runtime.amp, device), "channels_last": channels_last}
+    return step, {"amp": resolve_amp(cfg.runtime.amp, device), "channels_last": channels_last,
+                  "reuse_freed_memory": in_effect()}
 
 
 def main(argv: list[str] | None = None) -> int:

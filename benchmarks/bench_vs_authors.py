@@ -1,12 +1,16 @@
-"""The authors' AttentiveNAS training step against ours, side by side on the CPU, in one process.
+"""The authors' AttentiveNAS training step against ours, side by side on the CPU, each in its own process.
 
 (a) The authors' ``train_epoch`` (``train_attentive_nas.py`` of facebookresearch/AttentiveNAS, which
 is CC-BY-NC: nothing of it is copied here, it is imported at run time from ``--authors DIR``) run on
 a one-batch loader; (b) our sandwich step exactly as ``benchmarks/bench_step.py`` builds it (its
 ``build_step``). Both get the same random 224x224 images with 1000 classes and the same torch
 threads; the authors' side runs in fp32 (their code has no AMP on CPU), ours with its device defaults
-(channels-last on CPU; ``--ours-overrides`` passes config overrides, e.g. runtime.channels_last=false).
-Each timed round runs one step per side, alternating which goes first, after one warm-up step each.
+(channels-last and freed memory kept for reuse on CPU; ``--ours-overrides`` passes config overrides,
+e.g. runtime.channels_last=false). Each side runs in a process of its own, so each has its own malloc
+settings: the authors' process keeps glibc's defaults, as their code runs, unless
+``--authors-reuse-freed-memory`` gives it ours (to show how much of the difference is the allocator).
+Each timed round runs one step per side, alternating which goes first, after one warm-up step each;
+the other side's process waits meanwhile.
 
 Get the authors' checkout and run (nothing is downloaded by the benchmark itself)::
 
@@ -56,11 +60,13 @@ import dataclasses
 import importlib
 import importlib.util
 import json
+import multiprocessing as mp
 import random
 import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator
+from multiprocessing.connection import Connection
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any
@@ -71,6 +77,7 @@ import torch.nn as nn
 
 from attentivenas.costs import TableCost, count_flops
 from attentivenas.errors import SpaceError
+from attentivenas.host_memory import in_effect, reuse_freed_memory
 from attentivenas.space import Arch, SearchSpace, get_space
 
 HERE = Path(__file__).resolve().parent
@@ -286,6 +293,90 @@ def summarize(rows: list[dict]) -> dict[str, float]:
             "gflop_per_s_median": statistics.median(rates)}
 
 
+def _authors_side(args: argparse.Namespace) -> tuple[Callable[[int], dict[str, Any]], str | None]:
+    """The authors' step as a function of the round (after their space is checked), or a problem."""
+    space = get_space("attentivenas")
+    if args.authors_reuse_freed_memory:
+        reuse_freed_memory(True, "cpu", "--authors-reuse-freed-memory")
+    try:
+        authors = import_authors(args.authors)
+    except ImportError as exc:
+        return (lambda rnd: {}), f"--authors {args.authors}: cannot import the authors' code: {exc}"
+    targs = authors_args(authors.config, args.authors, args.batch, args.seed)
+    random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    net = authors.factory.create_model(targs)
+    problems = check_same_space(net, targs.supernet_config, space, args.seed)
+    if problems:
+        return (lambda rnd: {}), "the authors' supernet is not our space: " + "; ".join(problems)
+    log = ForwardLog(space)
+    model = ModuleStandIn(net, log)
+    optimizer = authors.solver.build_optimizer(targs, model)
+    criterion = authors.loss_ops.CrossEntropyLossSmooth(targs.label_smoothing)
+    soft_criterion = authors.loss_ops.KLLossSoft()
+    arch_sampler = OurSpaceFlopsSampler(space, args.seed)
+    images, labels = _batch(args)
+    loader = [(images, labels)]
+
+    def run(rnd: int) -> dict[str, Any]:
+        log.reset()
+        t0 = time.perf_counter()
+        with cuda_returns_self():
+            authors.train.train_epoch(0, model, loader, optimizer, criterion, targs, arch_sampler=arch_sampler,
+                                      soft_criterion=soft_criterion, lr_scheduler=None)
+        secs = time.perf_counter() - t0
+        gflop = log.gflop(args.batch)
+        return {"side": "authors", "round": rnd, "step_s": secs, "gflop": gflop, "gflop_per_s": gflop / secs,
+                "batch": args.batch, "threads": torch.get_num_threads(), "channels_last": False, "amp": "none",
+                "reuse_freed_memory": in_effect(), "forwards": len(log.forwards), "resolutions": log.resolutions(),
+                "trained_resolutions": log.resolutions(grad_only=True), "resolution_mismatches": log.mismatched()}
+
+    return run, None
+
+
+def _our_side(args: argparse.Namespace) -> tuple[Callable[[int], dict[str, Any]], str | None]:
+    """Our step, exactly as bench_step.py builds it, as a function of the round."""
+    step, info = load_build_step()(args.batch, args.seed, list(args.ours_overrides), torch.device("cpu"))
+    images, labels = _batch(args)
+    scored = step.num_middle * getattr(step.sampler, "k", 1)  # candidates scored per step
+
+    def run(rnd: int) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        r = step(images, labels)
+        secs = time.perf_counter() - t0
+        gflop = r.gflop(args.batch)
+        return {"side": "ours", "round": rnd, "step_s": secs, "gflop": gflop, "gflop_per_s": gflop / secs,
+                "batch": args.batch, "threads": torch.get_num_threads(), "channels_last": info["channels_last"],
+                "amp": info["amp"], "reuse_freed_memory": info["reuse_freed_memory"],
+                "forwards": len(r.archs) + (scored if r.scored_mflops else 0),
+                "trained_resolutions": [int(a.resolution) for a in r.archs]}
+
+    return run, None
+
+
+def _batch(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same random images and labels on both sides."""
+    gen = torch.Generator().manual_seed(args.seed)
+    images = torch.randn(args.batch, 3, 224, 224, generator=gen)
+    return images, torch.randint(0, NUM_CLASSES, (args.batch,), generator=gen)
+
+
+def _side_process(side: str, args: argparse.Namespace, conn: Connection) -> None:
+    """One side in its own process: build, warm up, then one step per round number received (None
+    ends it); sends back a row per step, or ``{"problem": ...}``."""
+    torch.set_num_threads(args.threads)
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    run, problem = (_authors_side if side == "authors" else _our_side)(args)
+    if problem is None:
+        run(-1)  # warm-up
+    conn.send({"problem": problem} if problem else {"ready": side})
+    while problem is None and (rnd := conn.recv()) is not None:
+        conn.send(run(rnd))
+    conn.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--authors", type=Path, required=True, help="a checkout of facebookresearch/AttentiveNAS")
@@ -296,6 +387,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--ours-overrides", nargs="*", default=[], metavar="KEY=VALUE",
                     help="config overrides for our step, e.g. runtime.channels_last=false")
+    ap.add_argument("--authors-reuse-freed-memory", action="store_true",
+                    help="give the authors' process our allocator setting too (runtime.reuse_freed_memory)")
     args = ap.parse_args(argv)
     problem = authors_dir_problem(args.authors)
     if problem:
@@ -304,81 +397,37 @@ def main(argv: list[str] | None = None) -> int:
     if args.batch < 2:
         print("--batch must be at least 2 (their forward squeezes the pooled features)", file=sys.stderr)
         return 2
-    torch.set_num_threads(args.threads)
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    device = torch.device("cpu")
-    space = get_space("attentivenas")
 
-    try:
-        authors = import_authors(args.authors)
-    except ImportError as exc:
-        print(f"--authors {args.authors}: cannot import the authors' code: {exc}", file=sys.stderr)
-        return 2
-
-    # ours, exactly as bench_step.py builds it
-    ours_step, ours_info = load_build_step()(args.batch, args.seed, list(args.ours_overrides), device)
-
-    # theirs
-    targs = authors_args(authors.config, args.authors, args.batch, args.seed)
-    random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    net = authors.factory.create_model(targs).to(device)
-    problems = check_same_space(net, targs.supernet_config, space, args.seed)
-    if problems:
-        print("the authors' supernet is not our space: " + "; ".join(problems), file=sys.stderr)
-        return 1
-    log = ForwardLog(space)
-    model = ModuleStandIn(net, log)
-    optimizer = authors.solver.build_optimizer(targs, model)
-    criterion = authors.loss_ops.CrossEntropyLossSmooth(targs.label_smoothing)
-    soft_criterion = authors.loss_ops.KLLossSoft()
-    arch_sampler = OurSpaceFlopsSampler(space, args.seed)
-
-    gen = torch.Generator().manual_seed(args.seed)
-    images = torch.randn(args.batch, 3, 224, 224, generator=gen)
-    labels = torch.randint(0, NUM_CLASSES, (args.batch,), generator=gen)
-    loader = [(images, labels)]
-    threads = torch.get_num_threads()
-
-    def run_authors(rnd: int) -> dict[str, Any]:
-        log.reset()
-        t0 = time.perf_counter()
-        with cuda_returns_self():
-            authors.train.train_epoch(0, model, loader, optimizer, criterion, targs, arch_sampler=arch_sampler,
-                                      soft_criterion=soft_criterion, lr_scheduler=None)
-        secs = time.perf_counter() - t0
-        gflop = log.gflop(args.batch)
-        return {"side": "authors", "round": rnd, "step_s": secs, "gflop": gflop, "gflop_per_s": gflop / secs,
-                "batch": args.batch, "threads": threads, "channels_last": False, "amp": "none",
-                "forwards": len(log.forwards), "resolutions": log.resolutions(),
-                "trained_resolutions": log.resolutions(grad_only=True),
-                "resolution_mismatches": log.mismatched()}
-
-    scored = ours_step.num_middle * getattr(ours_step.sampler, "k", 1)  # candidates scored per step
-
-    def run_ours(rnd: int) -> dict[str, Any]:
-        t0 = time.perf_counter()
-        r = ours_step(images, labels)
-        secs = time.perf_counter() - t0
-        gflop = r.gflop(args.batch)
-        return {"side": "ours", "round": rnd, "step_s": secs, "gflop": gflop, "gflop_per_s": gflop / secs,
-                "batch": args.batch, "threads": threads, "channels_last": ours_info["channels_last"],
-                "amp": ours_info["amp"], "forwards": len(r.archs) + (scored if r.scored_mflops else 0),
-                "trained_resolutions": [int(a.resolution) for a in r.archs]}
-
-    run_authors(-1)  # warm-up
-    run_ours(-1)
+    ctx = mp.get_context("spawn")
+    conns: dict[str, Connection] = {}
+    procs = []
+    for side in ("authors", "ours"):  # built one after the other: only one side computes at a time
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(target=_side_process, args=(side, args, child), daemon=True)
+        proc.start()
+        first = parent.recv()
+        if "problem" in first:
+            print(first["problem"], file=sys.stderr)
+            return 2 if "cannot import" in first["problem"] else 1
+        conns[side] = parent
+        procs.append(proc)
     rows: list[dict[str, Any]] = []
-    for rnd in range(args.rounds):
-        order = (run_authors, run_ours) if rnd % 2 == 0 else (run_ours, run_authors)
-        for fn in order:
-            row = fn(rnd)
-            rows.append(row)
-            if args.json:
-                print(json.dumps(row), flush=True)
+    try:
+        for rnd in range(args.rounds):
+            for side in (("authors", "ours") if rnd % 2 == 0 else ("ours", "authors")):
+                conns[side].send(rnd)
+                row = conns[side].recv()
+                rows.append(row)
+                if args.json:
+                    print(json.dumps(row), flush=True)
+    finally:
+        for conn in conns.values():
+            with contextlib.suppress(OSError):
+                conn.send(None)
+        for proc in procs:
+            proc.join(timeout=60)
 
+    threads = args.threads
     per_side = {side: summarize([r for r in rows if r["side"] == side]) for side in ("authors", "ours")}
     ratio = per_side["ours"]["gflop_per_s_median"] / per_side["authors"]["gflop_per_s_median"]
     seen = sorted({res for r in rows if r["side"] == "authors" for res in r["resolutions"]})
@@ -386,18 +435,22 @@ def main(argv: list[str] | None = None) -> int:
     res_note = ("authors' subnets run at their arch's resolution (their forward resizes bicubic to "
                 f"active_resolution); resolutions run: {seen}; FLOPs counted at the resolution run"
                 + (f" ({mismatches} forwards ran at another resolution than their arch's)" if mismatches else ""))
+    ours_row = next(r for r in rows if r["side"] == "ours")
+    ours_info = {k: ours_row[k] for k in ("amp", "channels_last", "reuse_freed_memory")}
+    authors_reuse = next(r for r in rows if r["side"] == "authors")["reuse_freed_memory"]
     if args.json:
         print(json.dumps({"summary": True, "batch": args.batch, "threads": threads, "rounds": args.rounds,
                           "authors": per_side["authors"], "ours": per_side["ours"],
                           "ratio_gflop_per_s_ours_over_authors": ratio, "ours_info": ours_info,
+                          "authors_reuse_freed_memory": authors_reuse,
                           "space_check": "same space (supernet_config and FLOPs of 6 archs agree)",
                           "resolution_note": res_note}))
         return 0
     print(f"batch {args.batch} threads {threads} rounds {args.rounds}; space check: their supernet_config == "
-          f"our {space.name!r}, FLOPs agree on 6 archs")
+          "our 'attentivenas', FLOPs agree on 6 archs")
     print(res_note)
-    for side, label in (("authors", "authors fp32 contiguous"),
-                        ("ours", f"ours amp {ours_info['amp']} channels_last {ours_info['channels_last']}")):
+    for side, label in (("authors", f"authors fp32 contiguous reuse_freed_memory {authors_reuse}"),
+                        ("ours", " ".join(f"{k} {v}" for k, v in ours_info.items()))):
         s = per_side[side]
         print(f"{label}: step s min/median/max {s['step_s_min']:.2f}/{s['step_s_median']:.2f}/"
               f"{s['step_s_max']:.2f}, GFLOP/step median {s['gflop_median']:.1f}, "

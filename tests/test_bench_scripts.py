@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from attentivenas import host_memory
 from attentivenas.costs import count_flops
 from attentivenas.space import TINY_SPACE
 
@@ -21,8 +22,9 @@ def test_bench_step_prints_one_json_object_per_step(capsys: pytest.CaptureFixtur
     assert len(rows) == 2
     for r in rows:
         assert set(r) == {"step_s", "gflop", "gflop_per_s", "batch", "images_per_s", "threads", "device", "amp",
-                          "channels_last", "compile"}
+                          "channels_last", "compile", "reuse_freed_memory"}
         assert r["batch"] == 2 and r["threads"] == 1 and r["channels_last"] is True and r["amp"] == "none"
+        assert r["reuse_freed_memory"] is host_memory.supported()  # auto: on CPU, where glibc has it
         # max + 2 middle + min trained (3x forward), 6 candidates scored (1x): between these bounds
         lo = 2 * 2 * 3 * (count_flops(TINY_SPACE, TINY_SPACE.max_arch(), 1000) + 3 * count_flops(
             TINY_SPACE, TINY_SPACE.min_arch(), 1000)) / 1e3

@@ -24,6 +24,7 @@ from ..costs import count_flops, count_params
 from ..data import DataBundle
 from ..devices import use_channels_last
 from ..errors import UserError
+from ..host_memory import reuse_freed_memory
 from ..nn import cache_calibration_batches, calibrate_bn, load_supernet, to_model_resolution
 from ..space import Arch, SearchSpace
 from .protocol import Protocol, capped, holdout_warning, resolve_data, split_of
@@ -122,7 +123,8 @@ class SubnetEvaluator:
     The images are those of ``bundle``, resized in the network to each subnet's resolution, unless
     ``bundle_at(resolution)`` is given (the per-resolution pipeline: evaluation images prepared at
     each subnet's resolution, built once per resolution). ``channels_last`` measures every subnet in
-    channels-last memory (see :func:`evaluate_arch`).
+    channels-last memory (see :func:`evaluate_arch`). On CPU, freed host memory is kept for reuse
+    (:func:`attentivenas.host_memory.reuse_freed_memory`; ``ATTENTIVENAS_REUSE_FREED_MEMORY=0`` turns it off).
     """
 
     def __init__(self, supernet: nn.Module, bundle: DataBundle, calib_batches: int = 64, calib_batch_size: int = 256,
@@ -136,6 +138,7 @@ class SubnetEvaluator:
         self.supernet = supernet
         self.bundle = bundle
         self.device = torch.device(device) if device is not None else next(supernet.parameters()).device
+        reuse_freed_memory("auto", self.device)
         self.split = split
         self.batch_size = batch_size
         self.max_images = max_images

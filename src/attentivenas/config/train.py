@@ -220,6 +220,10 @@ class RuntimeConfig(Section):
     # auto: channels-last memory on CPU (measured 1.7-2.4x faster steps there, see docs/training.md),
     # the default contiguous format on CUDA (not measured yet); true / false force it
     channels_last: bool | Literal["auto"] = "auto"
+    # auto: on CPU, glibc keeps freed memory for reuse instead of mapping every large activation
+    # afresh (page faults cost 40% of an ImageNet-recipe step there, see docs/training.md); the
+    # process keeps its peak memory. ATTENTIVENAS_REUSE_FREED_MEMORY=0/1 overrides auto
+    reuse_freed_memory: bool | Literal["auto"] = "auto"
     threads: int | None = Field(None, ge=1)  # torch CPU threads per process
     steps_per_epoch: int | None = Field(None, ge=1)  # cap iterations per epoch (quick runs)
     max_steps: int | None = Field(None, ge=1)  # stop (with a checkpoint) after this many steps in all

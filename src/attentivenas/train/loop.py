@@ -29,6 +29,7 @@ import torch.distributed as dist
 from ..config import TrainConfig, save_config
 from ..data import DataBundle, batches_per_epoch, build_data, check_batch_size, train_loader
 from ..errors import ConfigError, JobFailure, UserError
+from ..host_memory import reuse_freed_memory
 from ..io import OutputLock, remove_torn_writes
 from ..nn import Supernet, supernet_payload
 from ..rng import global_rng_state, seed_everything, set_global_rng_state
@@ -157,6 +158,7 @@ class Trainer:
 
         net = Supernet(self.space, self.num_classes, bn_momentum=cfg.model.bn_momentum, bn_eps=cfg.model.bn_eps,
                        init=cfg.model.init)
+        reuse_freed_memory(cfg.runtime.reuse_freed_memory, info.device, "runtime.reuse_freed_memory")
         net.to(info.device)
         self.channels_last = use_channels_last(cfg.runtime.channels_last, info.device)
         if self.channels_last:
