@@ -293,22 +293,30 @@ def summarize(rows: list[dict]) -> dict[str, float]:
             "gflop_per_s_median": statistics.median(rates)}
 
 
-def _authors_side(args: argparse.Namespace) -> tuple[Callable[[int], dict[str, Any]], str | None]:
-    """The authors' step as a function of the round (after their space is checked), or a problem."""
+class SideProblem(Exception):
+    """Why a side cannot be timed, with the benchmark's exit code (2: a bad ``--authors``)."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def _authors_side(args: argparse.Namespace) -> Callable[[int], dict[str, Any]]:
+    """The authors' step as a function of the round, once their space is checked to be ours."""
     space = get_space("attentivenas")
     if args.authors_reuse_freed_memory:
         reuse_freed_memory(True, "cpu", "--authors-reuse-freed-memory")
     try:
         authors = import_authors(args.authors)
     except ImportError as exc:
-        return (lambda rnd: {}), f"--authors {args.authors}: cannot import the authors' code: {exc}"
+        raise SideProblem(f"--authors {args.authors}: cannot import the authors' code: {exc}", 2) from None
     targs = authors_args(authors.config, args.authors, args.batch, args.seed)
     random.seed(args.seed)
     torch.manual_seed(args.seed)
     net = authors.factory.create_model(targs)
     problems = check_same_space(net, targs.supernet_config, space, args.seed)
     if problems:
-        return (lambda rnd: {}), "the authors' supernet is not our space: " + "; ".join(problems)
+        raise SideProblem("the authors' supernet is not our space: " + "; ".join(problems), 1)
     log = ForwardLog(space)
     model = ModuleStandIn(net, log)
     optimizer = authors.solver.build_optimizer(targs, model)
@@ -331,10 +339,10 @@ def _authors_side(args: argparse.Namespace) -> tuple[Callable[[int], dict[str, A
                 "reuse_freed_memory": in_effect(), "forwards": len(log.forwards), "resolutions": log.resolutions(),
                 "trained_resolutions": log.resolutions(grad_only=True), "resolution_mismatches": log.mismatched()}
 
-    return run, None
+    return run
 
 
-def _our_side(args: argparse.Namespace) -> tuple[Callable[[int], dict[str, Any]], str | None]:
+def _our_side(args: argparse.Namespace) -> Callable[[int], dict[str, Any]]:
     """Our step, exactly as bench_step.py builds it, as a function of the round."""
     step, info = load_build_step()(args.batch, args.seed, list(args.ours_overrides), torch.device("cpu"))
     images, labels = _batch(args)
@@ -351,7 +359,7 @@ def _our_side(args: argparse.Namespace) -> tuple[Callable[[int], dict[str, Any]]
                 "forwards": len(r.archs) + (scored if r.scored_mflops else 0),
                 "trained_resolutions": [int(a.resolution) for a in r.archs]}
 
-    return run, None
+    return run
 
 
 def _batch(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor]:
@@ -363,18 +371,20 @@ def _batch(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _side_process(side: str, args: argparse.Namespace, conn: Connection) -> None:
     """One side in its own process: build, warm up, then one step per round number received (None
-    ends it); sends back a row per step, or ``{"problem": ...}``."""
+    ends it); sends back a row per step, or ``{"problem": ..., "exit_code": ...}``."""
     torch.set_num_threads(args.threads)
     random.seed(args.seed)
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
-    run, problem = (_authors_side if side == "authors" else _our_side)(args)
-    if problem is None:
-        run(-1)  # warm-up
-    conn.send({"problem": problem} if problem else {"ready": side})
-    while problem is None and (rnd := conn.recv()) is not None:
+    try:
+        run = (_authors_side if side == "authors" else _our_side)(args)
+    except SideProblem as exc:
+        conn.send({"problem": str(exc), "exit_code": exc.exit_code})
+        return
+    run(-1)  # warm-up
+    conn.send({"ready": side})
+    while (rnd := conn.recv()) is not None:
         conn.send(run(rnd))
-    conn.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -405,10 +415,14 @@ def main(argv: list[str] | None = None) -> int:
         parent, child = ctx.Pipe()
         proc = ctx.Process(target=_side_process, args=(side, args, child), daemon=True)
         proc.start()
-        first = parent.recv()
+        try:
+            first = parent.recv()
+        except EOFError:
+            print(f"the {side} side's process ended before it was ready (its error is above)", file=sys.stderr)
+            return 1
         if "problem" in first:
             print(first["problem"], file=sys.stderr)
-            return 2 if "cannot import" in first["problem"] else 1
+            return first["exit_code"]
         conns[side] = parent
         procs.append(proc)
     rows: list[dict[str, Any]] = []

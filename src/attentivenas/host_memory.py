@@ -7,11 +7,10 @@ first touch: 0.8-1.6 million page faults per step of the ImageNet recipe at batc
 12 s step on this project's 2-core VM), and oneDNN's strided depthwise backward spent 430 ms of a
 13 ms kernel on them. :func:`reuse_freed_memory` tells glibc to serve large blocks from its heap and
 keep freed memory there (``M_MMAP_MAX = 0``, ``M_TRIM_THRESHOLD = 2 GiB``): later steps reuse the
-same pages (20-190 thousand faults a step remain with glibc 2.36, whose ``posix_memalign`` passes over
+same pages (3-190 thousand faults a step remain with glibc 2.36, whose ``posix_memalign`` passes over
 some holes of the very size it freed). The price is that the process keeps its peak memory until it
-exits. It is process-wide
-and cannot be undone; PyTorch's own tuning guide reaches the same end by preloading jemalloc or
-tcmalloc, which needs the process to be started under them.
+exits. It is process-wide and cannot be undone; PyTorch's own tuning guide reaches the same end by
+preloading jemalloc or tcmalloc, which needs the process to be started under them.
 
 ``auto`` (the default) applies it where the work runs on CPU; ``ATTENTIVENAS_REUSE_FREED_MEMORY=0``
 (or ``1``) overrides ``auto`` for every command, and the training config's
@@ -53,14 +52,13 @@ def wanted(setting: Setting, device: str | torch.device) -> bool:
     :data:`ENV_VAR` says otherwise), ``True`` / ``False`` as given."""
     if setting != "auto":
         return bool(setting)
-    env = os.environ.get(ENV_VAR)
-    if env is not None and env.strip() != "":
-        value = env.strip().lower()
-        if value in _TRUE:
-            return True
-        if value in _FALSE:
-            return False
-        raise ConfigError(f"{ENV_VAR}={env!r}: use 1 or 0")
+    value = os.environ.get(ENV_VAR, "").strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    if value:
+        raise ConfigError(f"{ENV_VAR}={os.environ[ENV_VAR]!r}: use 1 or 0")
     return torch.device(device).type == "cpu"
 
 
