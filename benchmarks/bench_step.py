@@ -26,12 +26,12 @@ from pathlib import Path
 import torch
 
 from attentivenas.config import load_config
-from attentivenas.host_memory import in_effect, reuse_freed_memory
-from attentivenas.nn import Supernet
+from attentivenas.host_memory import in_effect
 from attentivenas.space import get_space
+from attentivenas.train.loop import build_training_supernet
 from attentivenas.train.optim import build_optimizer
 from attentivenas.train.sampling import ArchSampler
-from attentivenas.train.sandwich import SandwichStep, loss_scorer, resolve_amp, use_channels_last
+from attentivenas.train.sandwich import SandwichStep, loss_scorer, resolve_amp
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "configs" / "attentivenas_imagenet.yaml"
@@ -42,12 +42,7 @@ def build_step(batch: int, seed: int, overrides: list[str], device: torch.device
     cfg = load_config(RECIPE, ["data.path=/unused", f"data.batch_size={batch}", f"seed={seed}", *overrides])
     torch.manual_seed(seed)
     space = get_space(cfg.space)
-    net = Supernet(space, 1000, bn_momentum=cfg.model.bn_momentum, bn_eps=cfg.model.bn_eps, init=cfg.model.init)
-    reuse_freed_memory(cfg.runtime.reuse_freed_memory, device, "runtime.reuse_freed_memory")
-    net.to(device)
-    channels_last = use_channels_last(cfg.runtime.channels_last, device)
-    if channels_last:
-        net.to(memory_format=torch.channels_last)
+    net, channels_last = build_training_supernet(cfg, space, 1000, device)
     optimizer = build_optimizer(net, cfg.optim, batch)
     sampler = ArchSampler.from_config(space, cfg.sampler, seed=seed, num_classes=1000)
     scorer = None if cfg.sampler.method == "uniform" else loss_scorer

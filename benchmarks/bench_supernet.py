@@ -1,20 +1,30 @@
-"""Supernet speed, measured side by side in one run: set_arch cost, dynamic vs static forward,
-and one sandwich-sized training step of the tiny space.
+"""Supernet speed, measured side by side in one run: set_arch cost, and the dynamic supernet against
+its extracted static subnet (eval, and one training forward + backward).
 
 Usage: python benchmarks/bench_supernet.py [--space tiny] [--batch 64] [--resolution R] [--repeats 5]
-                                           [--threads 1] [--channels-last] [--reuse-freed-memory auto]
+                                           [--block 3] [--subnets min,max] [--threads 1]
+                                           [--channels-last] [--reuse-freed-memory auto] [--json]
 
-Prints medians of interleaved rounds and the median of the per-round ratios (dynamic / static, eval
-and forward + backward: each round times both back to back, so the machine's drift cancels), so a
-change to the supernet's ops can be compared before and after on the same noisy machine. Freed host
-memory is kept for reuse as training does on CPU (``--reuse-freed-memory false``: glibc's defaults).
+The two sides are timed in blocks: a block runs them alternately ``--block`` times each (the order
+swapped every time) and keeps each side's fastest run, and its ratio is dynamic / static. On a
+shared machine a run is only ever slowed down, in bursts that last from milliseconds to seconds, so
+a block's minimum is the side's speed in that moment and the alternation cancels the slower drift.
+The figure is the median of the block ratios, with a 95% bootstrap interval of that median, so a
+change to the supernet's ops can be compared before and after on the same noisy machine.
+
+A training pass is timed as the sandwich step runs it: the gradients already exist (the step's
+first subnet created them; later ones add into them) and are zeroed outside the timed region.
+Freed host memory is kept for reuse as training does on CPU (``--reuse-freed-memory false``:
+glibc's defaults).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -23,36 +33,101 @@ from attentivenas.host_memory import in_effect, reuse_freed_memory
 from attentivenas.nn import Supernet
 from attentivenas.space import get_space
 
+BOOTSTRAP_RESAMPLES = 2000
 
-def interleaved(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, list[float]]:
-    """Seconds of each function per round, timed in alternating rounds (fair on a noisy machine)."""
+
+def blocks(fns: dict[str, Callable[[], float]], n_blocks: int, block: int) -> dict[str, list[float]]:
+    """Each side's fastest seconds per block; ``fns`` return the seconds of the run they time. Within
+    a block the sides alternate ``block`` times, the first side changing every run."""
     for fn in fns.values():
         fn()
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, fn in fns.items():
-            t = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - t)
-    return times
+    names = list(fns)
+    best: dict[str, list[float]] = {k: [] for k in names}
+    turn = 0
+    for _ in range(n_blocks):
+        runs: dict[str, list[float]] = {k: [] for k in names}
+        for _ in range(block):
+            order = names[turn % len(names):] + names[:turn % len(names)]
+            turn += 1
+            for k in order:
+                runs[k].append(fns[k]())
+        for k in names:
+            best[k].append(min(runs[k]))
+    return best
 
 
-def ratio(times: dict[str, list[float]]) -> float:
-    """The median over rounds of dynamic / static."""
-    return float(np.median([d / s for d, s in zip(times["dyn"], times["static"], strict=True)]))
+@dataclass(frozen=True)
+class Ratio:
+    """dynamic / static over the blocks: the median block ratio, its 95% bootstrap interval, the
+    ratio of the fastest runs overall, and each side's median block time (ms)."""
+
+    median: float
+    low: float
+    high: float
+    of_fastest: float
+    dynamic_ms: float
+    static_ms: float
 
 
-def main() -> None:
+def block_ratio(times: dict[str, Sequence[float]], seed: int = 0) -> Ratio:
+    """The :class:`Ratio` of ``times["dyn"]`` over ``times["static"]`` (paired by block)."""
+    dyn, static = np.asarray(times["dyn"]), np.asarray(times["static"])
+    ratios = dyn / static
+    rng = np.random.default_rng(seed)
+    resampled = np.median(rng.choice(ratios, (BOOTSTRAP_RESAMPLES, len(ratios))), axis=1)
+    low, high = np.percentile(resampled, [2.5, 97.5])
+    return Ratio(float(np.median(ratios)), float(low), float(high), float(dyn.min() / static.min()),
+                 float(np.median(dyn)) * 1e3, float(np.median(static)) * 1e3)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--space", default="tiny")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--resolution", type=int, default=None, help="input size (default: the space's largest)")
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=5, help="blocks per subnet and mode")
+    ap.add_argument("--block", type=int, default=3, help="alternations per block (each side's fastest is kept)")
+    ap.add_argument("--subnets", default="min,max", help="comma-separated: min, max")
+    ap.add_argument("--modes", default="eval,train", help="comma-separated: eval, train (forward + backward)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--channels-last", action="store_true", help="both nets and the input in channels-last memory")
     ap.add_argument("--reuse-freed-memory", choices=("auto", "true", "false"), default="auto",
                     help="glibc keeps freed memory for reuse (auto: on CPU, as training does)")
-    args = ap.parse_args()
+    ap.add_argument("--json", action="store_true", help="one JSON object per subnet and mode")
+    args = ap.parse_args(argv)
+    args.subnets = [s for s in args.subnets.split(",") if s]
+    args.modes = [m for m in args.modes.split(",") if m]
+    if not args.subnets or set(args.subnets) - {"min", "max"}:
+        ap.error("--subnets: a comma-separated list of min, max")
+    if not args.modes or set(args.modes) - {"eval", "train"}:
+        ap.error("--modes: a comma-separated list of eval, train")
+    if args.repeats < 1 or args.block < 1:
+        ap.error("--repeats and --block: at least 1")
+    return args
+
+
+def timer(model: torch.nn.Module, x: torch.Tensor, mode: str) -> Callable[[], float]:
+    """A function that runs one pass of ``model`` on ``x`` and returns its seconds."""
+
+    def evaluate() -> float:
+        model.eval()
+        t = time.perf_counter()
+        with torch.no_grad():
+            model(x)
+        return time.perf_counter() - t
+
+    def train() -> float:
+        model.train()
+        model.zero_grad(set_to_none=False)  # as in the sandwich step: the gradients exist already
+        t = time.perf_counter()
+        model(x).logsumexp(1).mean().backward()
+        return time.perf_counter() - t
+
+    return evaluate if mode == "eval" else train
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
     reuse = {"auto": "auto", "true": True, "false": False}[args.reuse_freed_memory]
     reuse_freed_memory(reuse, "cpu", "--reuse-freed-memory")
     torch.set_num_threads(args.threads)
@@ -65,37 +140,36 @@ def main() -> None:
     t = time.perf_counter()
     for a in archs:
         net.set_arch(a)
-    print(f"set_arch: {(time.perf_counter() - t) / len(archs) * 1e6:.1f} us per arch ({space.name} space)")
+    set_arch_us = (time.perf_counter() - t) / len(archs) * 1e6
 
     fmt = torch.channels_last if args.channels_last else torch.contiguous_format
     net.to(memory_format=fmt)
     res = args.resolution or max(space.resolutions)
     x = torch.randn(args.batch, 3, res, res).contiguous(memory_format=fmt)
-    print(f"batch {args.batch} at {res}, {args.threads} thread(s), channels_last {args.channels_last}, "
-          f"reuse_freed_memory {in_effect()}, median of {args.repeats} interleaved rounds")
-    print(f"{'subnet':<6} {'dyn eval ms':>12} {'static eval ms':>15} {'ratio':>6} "
-          f"{'dyn fwd+bwd ms':>15} {'static fwd+bwd ms':>18} {'ratio':>6}")
-    for name, arch in (("min", space.min_arch()), ("max", space.max_arch())):
-        net.set_arch(arch)
+    setting = {"space": space.name, "batch": args.batch, "resolution": res, "threads": args.threads,
+               "channels_last": args.channels_last, "reuse_freed_memory": in_effect(),
+               "blocks": args.repeats, "block": args.block}
+    if not args.json:
+        print(f"set_arch: {set_arch_us:.1f} us per arch ({space.name} space)")
+        print(f"batch {args.batch} at {res}, {args.threads} thread(s), channels_last {args.channels_last}, "
+              f"reuse_freed_memory {in_effect()}; {args.repeats} blocks of {args.block} alternations, "
+              "each side's fastest per block")
+        print(f"{'subnet':<6} {'pass':<10} {'dyn ms':>9} {'static ms':>10} {'ratio':>6} {'95% interval':>14} "
+              f"{'of fastest':>10}")
+    for name in args.subnets:
+        net.set_arch(space.min_arch() if name == "min" else space.max_arch())
         static = net.extract().to(memory_format=fmt)
-
-        def train_step(model: torch.nn.Module) -> None:
-            model.train()
-            model.zero_grad(set_to_none=True)
-            model(x).logsumexp(1).mean().backward()
-
-        def evaluate(model: torch.nn.Module) -> None:
-            model.eval()
-            with torch.no_grad():
-                model(x)
-
-        t_eval = interleaved({"dyn": lambda: evaluate(net), "static": lambda s=static: evaluate(s)}, args.repeats)
-        t_train = interleaved({"dyn": lambda: train_step(net), "static": lambda s=static: train_step(s)}, args.repeats)
-        med = {k: {side: float(np.median(v)) * 1e3 for side, v in t.items()} for k, t in
-               (("eval", t_eval), ("train", t_train))}
-        print(f"{name:<6} {med['eval']['dyn']:>12.2f} {med['eval']['static']:>15.2f} {ratio(t_eval):>6.3f} "
-              f"{med['train']['dyn']:>15.2f} {med['train']['static']:>18.2f} {ratio(t_train):>6.3f}")
+        for mode in args.modes:
+            times = blocks({"dyn": timer(net, x, mode), "static": timer(static, x, mode)}, args.repeats, args.block)
+            r = block_ratio(times)
+            label = "eval" if mode == "eval" else "fwd+bwd"
+            if args.json:
+                print(json.dumps({**setting, "subnet": name, "pass": label, "set_arch_us": set_arch_us, **asdict(r)}))
+            else:
+                print(f"{name:<6} {label:<10} {r.dynamic_ms:>9.1f} {r.static_ms:>10.1f} {r.median:>6.3f} "
+                      f"{f'{r.low:.3f}-{r.high:.3f}':>14} {r.of_fastest:>10.3f}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -47,3 +47,35 @@ def test_bench_train_small_compares_the_step_with_a_plain_loop(capsys: pytest.Ca
     assert row["config"] == "quickstart" and row["steps"] == 1
     assert row["sandwich"]["gflop_per_s"] > 0 and row["plain"]["images_per_s"] > 0
     assert row["ratio_gflops"] == pytest.approx(row["sandwich"]["gflop_per_s"] / row["plain"]["gflop_per_s"])
+
+
+def test_bench_supernet_blocks_alternate_and_keep_each_sides_fastest() -> None:
+    bench = load_benchmark("bench_supernet")
+    calls: list[str] = []
+    seconds = {"dyn": iter([9.0, 3.0, 2.0, 5.0, 4.0]), "static": iter([9.0, 1.0, 2.0, 4.0, 6.0])}
+
+    def side(name: str):
+        def run() -> float:
+            calls.append(name)
+            return next(seconds[name])
+        return run
+
+    best = bench.blocks({"dyn": side("dyn"), "static": side("static")}, n_blocks=2, block=2)
+    assert calls == ["dyn", "static"] + ["dyn", "static", "static", "dyn"] * 2  # warm-up, then swapped turns
+    assert best == {"dyn": [2.0, 4.0], "static": [1.0, 4.0]}
+    r = bench.block_ratio(best)
+    assert r.median == pytest.approx(1.5) and r.of_fastest == pytest.approx(2.0)
+    assert r.low <= r.median <= r.high and r.dynamic_ms == pytest.approx(3000.0)
+
+
+def test_bench_supernet_prints_a_row_per_subnet_and_pass(capsys: pytest.CaptureFixture[str]) -> None:
+    bench = load_benchmark("bench_supernet")
+    assert bench.main(["--batch", "2", "--repeats", "2", "--block", "1", "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["subnet"], r["pass"]) for r in rows] == [("min", "eval"), ("min", "fwd+bwd"), ("max", "eval"),
+                                                        ("max", "fwd+bwd")]
+    for r in rows:
+        assert r["space"] == "tiny" and r["blocks"] == 2 and r["low"] <= r["median"] <= r["high"]
+        assert r["dynamic_ms"] > 0 and r["static_ms"] > 0
+    with pytest.raises(SystemExit):
+        bench.main(["--subnets", "mid"])

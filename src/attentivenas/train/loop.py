@@ -101,6 +101,21 @@ def _set_threads(config: TrainConfig, info: DistInfo) -> None:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, local)))
 
 
+def build_training_supernet(cfg: TrainConfig, space: SearchSpace, num_classes: int,
+                            device: torch.device) -> tuple[Supernet, bool]:
+    """The supernet as training runs it on ``device``, and whether it is in channels-last memory:
+    initialised from the config (seeded by the caller), freed host memory kept for reuse where
+    ``runtime.reuse_freed_memory`` asks it, moved to the device, channels-last where it pays."""
+    net = Supernet(space, num_classes, bn_momentum=cfg.model.bn_momentum, bn_eps=cfg.model.bn_eps,
+                   init=cfg.model.init)
+    reuse_freed_memory(cfg.runtime.reuse_freed_memory, device, "runtime.reuse_freed_memory")
+    net.to(device)
+    channels_last = use_channels_last(cfg.runtime.channels_last, device)
+    if channels_last:
+        net.to(memory_format=torch.channels_last)
+    return net, channels_last
+
+
 class _StopFlag:
     """SIGINT/SIGTERM ask the loop to stop at the next step boundary (with a checkpoint)."""
 
@@ -156,13 +171,7 @@ class Trainer:
         self.steps_per_epoch = min(steps, cfg.runtime.steps_per_epoch or steps)
         self.total_steps = cfg.optim.epochs * self.steps_per_epoch
 
-        net = Supernet(self.space, self.num_classes, bn_momentum=cfg.model.bn_momentum, bn_eps=cfg.model.bn_eps,
-                       init=cfg.model.init)
-        reuse_freed_memory(cfg.runtime.reuse_freed_memory, info.device, "runtime.reuse_freed_memory")
-        net.to(info.device)
-        self.channels_last = use_channels_last(cfg.runtime.channels_last, info.device)
-        if self.channels_last:
-            net.to(memory_format=torch.channels_last)
+        net, self.channels_last = build_training_supernet(cfg, self.space, self.num_classes, info.device)
         broadcast_module(net)
         self.net = net
         self.total_batch = cfg.data.batch_size * info.world_size
