@@ -6,29 +6,34 @@ replaced by hard-swish, both; torchvision's ``mobilenet_v3_large`` is timed as i
 hard-swish replaced by swish. Every model's MFLOPs (multiply-accumulates) are counted the same way,
 with ``torch.utils.flop_counter``, so ``us/MFLOP`` compares like with like; the shortcut
 projections stay (they are part of the space; their MFLOPs are in the count). Same runtimes and
-timing as ``bench_runtimes.py``::
+timing as ``bench_runtimes.py``, except that all six models of a runtime and batch are loaded
+together and timed in interleaved rounds, each ratio the median of its rounds (with their range)::
 
     python benchmarks/bench_arch_parts.py [--threads 1] [--batches 1,32] [--runtimes torch,onnxruntime]
+                                          [--repeats 20] [--rounds 5] [--clock wall] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import json
 import os
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn as nn
 from torchvision.models import mobilenet_v3_large
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from attentivenas.latency import RUNTIMES  # noqa: E402
+from attentivenas.latency import RUNTIMES, Runner, prepare, time_runner  # noqa: E402
+from attentivenas.latency.runtimes import CPU_CLOCK_RUNTIMES  # noqa: E402
 from attentivenas.nn import Supernet, is_available  # noqa: E402
 from attentivenas.nn.static import SqueezeExcite  # noqa: E402
 from attentivenas.space import ATTENTIVENAS_SPACE, named_arch  # noqa: E402
-from bench_runtimes import _macs, measure  # noqa: E402
+from bench_runtimes import _macs  # noqa: E402
 
 
 def swap(model: nn.Module, kind: type[nn.Module], make) -> nn.Module:
@@ -60,29 +65,68 @@ def variants() -> list[tuple[str, nn.Module, int]]:
     ]
 
 
+def interleaved_medians(runners: dict[str, Runner], repeats: int, rounds: int, clock: str,
+                       warmup: int = 2) -> dict[str, list[float]]:
+    """Each runner's median ms per round; a round times every runner once (``repeats`` runs after
+    ``warmup``), starting one runner further along each round, so slow drift of the machine falls
+    on all of them alike."""
+    names = list(runners)
+    out: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            times = time_runner(runners[name], warmup=warmup, repeats=repeats, rounds=1, clock=clock)
+            out[name].append(float(np.median(times)))
+    return out
+
+
+def ratios_per_mflop(medians: dict[str, list[float]], mflops: dict[str, float], reference: str) -> dict[str, list[float]]:
+    """Per round, each model's time per MFLOP over ``reference``'s in the same round."""
+    ref = [ms / mflops[reference] for ms in medians[reference]]
+    return {n: [ms / mflops[n] / r for ms, r in zip(times, ref, strict=True)] for n, times in medians.items()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--batches", default="1,32")
     ap.add_argument("--runtimes", default="torch,onnxruntime")
-    ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--repeats", type=int, default=20, help="timed runs per round at batch 1 (a quarter at batch 32, >= 3)")
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds over all models (each ratio: median of rounds)")
+    ap.add_argument("--clock", default="wall", choices=["wall", "cpu"])
+    ap.add_argument("--json", action="store_true", help="one JSON object per (model, runtime, batch) instead of the table")
     args = ap.parse_args()
+    if args.repeats < 1 or args.rounds < 1:
+        ap.error("--repeats and --rounds must be at least 1")
     runtimes = [r for r in args.runtimes.split(",") if r in RUNTIMES and is_available(r)]
     batches = [int(b) for b in args.batches.split(",")]
+    models = variants()
+    mflops = {name: _macs(model, res) for name, model, res in models}
+    reference = "mobilenet_v3_large"
     rows = []
-    for name, model, res in variants():
-        mflops = _macs(model, res)
-        for runtime in runtimes:
-            for batch in batches:
-                repeats = args.repeats if batch == 1 else max(3, args.repeats // 4)
-                m = measure(runtime, model, res, batch, args.threads, repeats, "wall")
-                rows.append((name, mflops, runtime, batch, m["median_ms"], m["median_ms"] * 1e3 / (mflops * batch)))
-    ref = {(rt, b): us for n, _, rt, b, _, us in rows if n == "mobilenet_v3_large"}
-    print(f"{args.threads} thread(s), load {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
-    print("| model | MFLOPs | runtime | batch | median ms | us/MFLOP/image | x MobileNetV3 per MFLOP |")
-    print("|---|---:|---|---:|---:|---:|---:|")
-    for n, mf, rt, b, ms, us in rows:
-        print(f"| {n} | {mf:.1f} | {rt} | {b} | {ms:.2f} | {us:.2f} | {us / ref[(rt, b)]:.2f} |")
+    for runtime in runtimes:
+        for batch in batches:
+            gen = torch.Generator().manual_seed(0)
+            runners = {name: prepare(model, torch.randn(batch, 3, res, res, generator=gen), runtime, "cpu",
+                                     args.threads) for name, model, res in models}
+            repeats = args.repeats if batch == 1 else max(3, args.repeats // 4)
+            clock = args.clock if runtime in CPU_CLOCK_RUNTIMES else "wall"
+            medians = interleaved_medians(runners, repeats, args.rounds, clock)
+            for name, ratios in ratios_per_mflop(medians, mflops, reference).items():
+                rows.append({"model": name, "mflops": round(mflops[name], 2), "runtime": runtime, "batch": batch,
+                             "median_ms": float(np.median(medians[name])), "rounds": args.rounds, "clock": clock,
+                             "vs_mbv3_per_mflop": float(np.median(ratios)), "low": min(ratios), "high": max(ratios)})
+            del runners
+    if args.json:
+        for row in rows:
+            print(json.dumps(row))
+        return
+    print(f"{args.threads} thread(s), {args.rounds} interleaved rounds, load {os.getloadavg()[0]:.2f} "
+          f"on {os.cpu_count()} CPUs")
+    print("| model | MFLOPs | runtime | batch | median ms | x MobileNetV3 per MFLOP (median of rounds) | range |")
+    print("|---|---:|---|---:|---:|---:|---|")
+    for r in rows:
+        print(f"| {r['model']} | {r['mflops']:.1f} | {r['runtime']} | {r['batch']} | {r['median_ms']:.2f} "
+              f"| {r['vs_mbv3_per_mflop']:.2f} | {r['low']:.2f}-{r['high']:.2f} |")
 
 
 if __name__ == "__main__":

@@ -79,3 +79,20 @@ def test_bench_supernet_prints_a_row_per_subnet_and_pass(capsys: pytest.CaptureF
         assert r["dynamic_ms"] > 0 and r["static_ms"] > 0
     with pytest.raises(SystemExit):
         bench.main(["--subnets", "mid"])
+
+
+def test_bench_arch_parts_rounds_rotate_and_ratios_are_per_round(monkeypatch: pytest.MonkeyPatch) -> None:
+    bench = load_benchmark("bench_arch_parts")
+    calls: list[str] = []
+    ms = {"a": iter([4.0, 6.0, 8.0]), "ref": iter([2.0, 2.0, 4.0])}
+
+    def fake_time(runner: str, warmup: int, repeats: int, rounds: int, clock: str) -> list[float]:
+        calls.append(runner)
+        return [next(ms[runner])] * repeats
+
+    monkeypatch.setattr(bench, "time_runner", fake_time)
+    medians = bench.interleaved_medians({"a": "a", "ref": "ref"}, repeats=3, rounds=3, clock="wall")
+    assert calls == ["a", "ref", "ref", "a", "a", "ref"]  # each round starts one model further along
+    assert medians == {"a": [4.0, 6.0, 8.0], "ref": [2.0, 2.0, 4.0]}
+    ratios = bench.ratios_per_mflop(medians, {"a": 2.0, "ref": 1.0}, "ref")
+    assert ratios["a"] == pytest.approx([1.0, 1.5, 1.0]) and ratios["ref"] == pytest.approx([1.0, 1.0, 1.0])
