@@ -47,8 +47,15 @@ def random_authors_state(rows, seed: int = 0) -> dict[str, torch.Tensor]:
     return state
 
 
-def save_authors_checkpoint(path: Path, state: dict[str, torch.Tensor], supernet_config: dict | None = None) -> None:
-    """Save like the authors' saver: legacy serialisation, ``args`` an ``utils.config.AttrDict``."""
+#: ``args`` entries of the authors' two training configs that tell them apart
+ATTENTIVENAS_ARGS = {"exp_name": "attentive_nas_dynamic_model_bestup3"}  # configs/train_attentive_nas_models.yml
+ALPHANET_ARGS = {"exp_name": "alphanet", "alpha_min": -1.0, "alpha_max": 1.0, "iw_clip": 5.0}  # train_alphanet_models.yml
+
+
+def save_authors_checkpoint(path: Path, state: dict[str, torch.Tensor], supernet_config: dict | None = None,
+                            args: dict | None = None) -> None:
+    """Save like the authors' saver: legacy serialisation, ``args`` an ``utils.config.AttrDict`` (with the
+    entries of ``args`` added, e.g. :data:`ALPHANET_ARGS`)."""
     utils = types.ModuleType("utils")
     config = types.ModuleType("utils.config")
 
@@ -62,10 +69,10 @@ def save_authors_checkpoint(path: Path, state: dict[str, torch.Tensor], supernet
     saved = {k: sys.modules.get(k) for k in ("utils", "utils.config")}
     sys.modules["utils"], sys.modules["utils.config"] = utils, config
     try:
-        args = AttrDict(arch="attentive_nas_dynamic_model", n_classes=1000, epochs=360)
+        saved_args = AttrDict(arch="attentive_nas_dynamic_model", n_classes=1000, epochs=360, **(args or {}))
         if supernet_config is not None:
-            args["supernet_config"] = AttrDict(supernet_config)
-        ckpt = {"epoch": 359, "args": args, "state_dict": state, "optimizer": {"state": {}, "param_groups": []},
+            saved_args["supernet_config"] = AttrDict(supernet_config)
+        ckpt = {"epoch": 359, "args": saved_args, "state_dict": state, "optimizer": {"state": {}, "param_groups": []},
                 "lr_scheduler": {"last_epoch": 10}}
         torch.save(ckpt, path, _use_new_zipfile_serialization=False)
     finally:
@@ -74,6 +81,17 @@ def save_authors_checkpoint(path: Path, state: dict[str, torch.Tensor], supernet
                 sys.modules.pop(k, None)
             else:
                 sys.modules[k] = v
+
+
+def save_small_authors_checkpoint(path: Path, space, num_classes: int, args: dict | None = None, seed: int = 0) -> Path:
+    """A checkpoint in the authors' layout for a small space (its ``supernet_config`` in ``args``): the
+    weights of a fresh :class:`~attentivenas.nn.Supernet`, keys prefixed ``module.``."""
+    from attentivenas.nn import Supernet
+
+    torch.manual_seed(seed)
+    state = {"module." + k: v for k, v in Supernet(space, num_classes).state_dict().items()}
+    save_authors_checkpoint(path, state, supernet_config=space.to_supernet_config(), args=args)
+    return path
 
 
 def _make_div(v: float, d: int = 8) -> int:

@@ -9,9 +9,18 @@ import torch
 
 from attentivenas.errors import CheckpointError
 from attentivenas.nn import Supernet, load_supernet, save_supernet
+from attentivenas.nn.checkpoint import authors_kind
 from attentivenas.space import ATTENTIVENAS_SPACE, TINY_SPACE, named_arch
 
-from .official_reference import official_keys, random_authors_state, reference_forward, save_authors_checkpoint
+from .official_reference import (
+    ALPHANET_ARGS,
+    ATTENTIVENAS_ARGS,
+    official_keys,
+    random_authors_state,
+    reference_forward,
+    save_authors_checkpoint,
+    save_small_authors_checkpoint,
+)
 
 SPACE = ATTENTIVENAS_SPACE
 LAYOUT = dict(
@@ -114,3 +123,24 @@ def test_unknown_layout(tmp_path: Path) -> None:
     torch.save({"weights": torch.zeros(2)}, p)
     with pytest.raises(CheckpointError, match="neither"):
         load_supernet(p)
+
+
+@pytest.mark.parametrize(("args", "kind"), [
+    (None, "attentivenas"), ({}, "attentivenas"), (ATTENTIVENAS_ARGS, "attentivenas"), (ALPHANET_ARGS, "alphanet"),
+    ({"exp_name": "AlphaNet_run2"}, "alphanet"), ({"iw_clip": 5.0}, "alphanet"), ({"exp_name": 3}, "attentivenas"),
+])
+def test_authors_kind_from_their_training_args(args, kind: str) -> None:
+    assert authors_kind(args) == kind
+
+
+def test_loaded_metadata_names_the_checkpoint_kind(authors_ckpt, tmp_path: Path) -> None:
+    _net, meta = load_supernet(authors_ckpt[0])  # args without exp_name: AttentiveNAS's
+    assert (meta["source"], meta["kind"], meta["exp_name"]) == ("authors", "attentivenas", None)
+    alpha = save_small_authors_checkpoint(tmp_path / "alphanet.pth.tar", TINY_SPACE, 10, ALPHANET_ARGS)
+    net, meta = load_supernet(alpha)
+    assert (meta["source"], meta["kind"], meta["exp_name"]) == ("authors", "alphanet", "alphanet")
+    assert net.space.same_as(TINY_SPACE) and net.num_classes == 10
+    att = save_small_authors_checkpoint(tmp_path / "attentivenas.pth.tar", TINY_SPACE, 10, ATTENTIVENAS_ARGS)
+    assert load_supernet(att)[1]["kind"] == "attentivenas"
+    ours = save_supernet(tmp_path / "ours.pt", net)
+    assert load_supernet(ours)[1]["kind"] == "ours"

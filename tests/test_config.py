@@ -51,6 +51,30 @@ def test_imagenet_config_is_the_full_recipe() -> None:
     assert c.space == "attentivenas"
 
 
+@pytest.mark.parametrize(("name", "calibration_seed"), [("attentivenas_imagenet.yaml", 2),
+                                                        ("alphanet_imagenet.yaml", 5)])
+def test_imagenet_recipes_train_as_the_authors(name: str, calibration_seed: int) -> None:
+    """fp32, their init (zeroed last BN of each block), their LR rule and WarmupCosineLR (warmup_lr
+    0.001, clamp 0), the calibration seed of their evaluation config."""
+    c = load_config(ROOT / "configs" / name, ["data.path=/data/imagenet"])
+    assert (c.runtime.amp, c.model.init, c.model.zero_init_residual) == ("none", "pytorch", True)
+    o = c.optim
+    assert (o.lr_scaling, o.schedule, o.warmup_start_factor, o.min_lr) == ("authors", "authors", 0.001, 0.0)
+    assert c.eval.calibration_seed == calibration_seed
+    assert load_config(ROOT / "configs" / name, ["data.path=/x", "runtime.amp=bf16"]).runtime.amp == "bf16"
+
+
+@pytest.mark.parametrize("path", [QUICKSTART, ROOT / "configs" / "fashion_mnist.yaml",
+                                  ROOT / "src" / "attentivenas" / "configs" / "quickstart.yaml"])
+def test_small_configs_keep_their_schedule_init_and_calibration(path: Path) -> None:
+    """The measured small-data results rest on these: linear scaling, cosine after the warm-up, the
+    run's seed for the calibration batches, kaiming init with zeroed last BN."""
+    c = load_config(path)
+    assert (c.optim.lr_scaling, c.optim.schedule, c.optim.warmup_start_factor, c.optim.min_lr) == (
+        "linear", "warmup_then_cosine", 0.0, 0.0)
+    assert (c.eval.calibration_seed, c.model.init, c.model.zero_init_residual) == (None, "kaiming_fan_out", True)
+
+
 def test_imagenet_config_requires_the_dataset_path() -> None:
     with pytest.raises(ConfigError, match=r"data\.path is required"):
         load_config(IMAGENET)
@@ -116,6 +140,12 @@ def test_wrong_type_and_range_name_the_key() -> None:
         load_config(QUICKSTART, ["sampler.method=topk"])
     with pytest.raises(ConfigError, match=r"'data\.batch_size'"):
         load_config(QUICKSTART, ["data.batch_size=2.5"])
+    with pytest.raises(ConfigError, match=r"'optim\.schedule'.*'warmup_then_cosine' or 'authors'"):
+        load_config(QUICKSTART, ["optim.schedule=cosine"])
+    with pytest.raises(ConfigError, match=r"'optim\.lr_scaling'.*'linear' or 'authors'"):
+        load_config(QUICKSTART, ["optim.lr_scaling=sqrt"])
+    with pytest.raises(ConfigError, match=r"'eval\.calibration_seed'"):
+        load_config(QUICKSTART, ["eval.calibration_seed=-1"])
 
 
 def test_cross_field_rules() -> None:

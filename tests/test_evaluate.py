@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -169,24 +170,54 @@ def _image_folder(root, classes: int) -> None:
             Image.new("RGB", (8, 8), (c % 256, (7 * c) % 256, (13 * c) % 256)).save(folder / "0.png")
 
 
+@pytest.fixture(scope="module")
+def alphanet_checkpoint(tmp_path_factory) -> Path:
+    """A checkpoint in the authors' layout whose args are AlphaNet's training config."""
+    from .official_reference import ALPHANET_ARGS, official_keys, random_authors_state, save_authors_checkpoint
+
+    path = tmp_path_factory.mktemp("alphanet") / "alphanet_pretrained.pth.tar"
+    save_authors_checkpoint(path, random_authors_state(official_keys(), seed=1), args=ALPHANET_ARGS)
+    return path
+
+
 @pytest.mark.slow
-def test_cli_evaluate_published_table_on_an_authors_checkpoint(authors_checkpoint, tmp_path) -> None:
+@pytest.mark.parametrize("kind", ["attentivenas", "alphanet"])
+def test_cli_evaluate_published_table_on_an_authors_checkpoint(authors_checkpoint, alphanet_checkpoint, tmp_path,
+                                                               kind: str) -> None:
     from attentivenas.space import NAMED_ARCHS, PUBLISHED_MFLOPS, PUBLISHED_TOP1
+    from attentivenas.space.presets import ALPHANET_TOP1
 
     _image_folder(tmp_path, 1000)
-    args = ["evaluate", "--checkpoint", str(authors_checkpoint[0]), "--published", "--data", str(tmp_path),
-            "--split", "val", "--max-images", "2", "--calib-batches", "1", "--calib-batch-size", "2", "--device", "cpu"]
+    ckpt = authors_checkpoint[0] if kind == "attentivenas" else alphanet_checkpoint
+    args = ["evaluate", "--checkpoint", str(ckpt), "--published", "--data", str(tmp_path),
+            "--max-images", "2", "--calib-batches", "1", "--calib-batch-size", "2", "--device", "cpu"]
     r = run_cli(*args, "--json")
     assert r.code == 0, r.err
+    assert "warning" not in r.err  # no --split: the test split of a checkpoint that held nothing out
     out = json.loads(r.out)
-    assert out["split"] == "val" and [row["model"] for row in out["rows"]] == list(NAMED_ARCHS)
+    expected = {"attentivenas": ("AttentiveNAS", "bilinear", 2, PUBLISHED_TOP1),
+                "alphanet": ("AlphaNet", "bicubic", 5, ALPHANET_TOP1)}[kind]
+    assert (out["kind"], out["split"], out["published_source"], out["interpolation"], out["calib_seed"]) == (
+        kind, "test", *expected[:3])
+    assert [row["model"] for row in out["rows"]] == list(NAMED_ARCHS)
     for row in out["rows"]:
         assert row["mflops"] == pytest.approx(PUBLISHED_MFLOPS[row["model"]], abs=0.01)
-        assert row["published_top1"] == PUBLISHED_TOP1[row["model"]] and row["samples"] == 2
-        assert row["diff"] == pytest.approx(row["top1"] - row["published_top1"])
+        assert row["published_top1"] == expected[3].get(row["model"]) and row["samples"] == 2
+        if row["published_top1"] is None:
+            assert row["diff"] is None
+        else:
+            assert row["diff"] == pytest.approx(row["top1"] - row["published_top1"])
         assert 0.0 <= row["top1"] <= row["top5"] <= 100.0
+    rows = {row["model"]: row["published_top1"] for row in out["rows"]}
+    if kind == "alphanet":  # AlphaNet's README: A0-A4, its own A5 (small), A5-1 (base), A6; none for AttentiveNAS's A5
+        assert [rows[m] for m in ("a0", "a1", "a2", "a3", "a4", "alphanet-a5", "a6", "alphanet-a5-base")] == [
+            77.87, 78.94, 79.20, 79.41, 80.01, 80.29, 80.78, 80.62]
+        assert rows["a5"] is None
     r = run_cli(*args)
-    assert r.code == 0 and "published" in r.out and "alphanet-a5-base" in r.out and "80.62" in r.out
+    assert r.code == 0 and "alphanet-a5-base" in r.out and "80.62" in r.out
+    title = {"attentivenas": "AttentiveNAS's checkpoint", "alphanet": "AlphaNet's checkpoint"}[kind]
+    text = " ".join(r.out.split())  # the title and caption as words, wherever the table wraps them
+    assert title in text and f"published: {expected[0]}'s top-1" in text and f"(seed {expected[2]})" in text
 
 
 def test_predictor_build_and_search_measure_on_the_split_asked_for(checkpoint, tmp_path) -> None:

@@ -12,7 +12,15 @@ import pytest
 import torch
 from PIL import Image
 
-from attentivenas.accuracy import Protocol, SubnetEvaluator, holdout_warning, split_of, stage2_data_config
+from attentivenas.accuracy import (
+    Protocol,
+    SubnetEvaluator,
+    default_split,
+    held_nothing_out,
+    holdout_warning,
+    split_of,
+    stage2_data_config,
+)
 from attentivenas.config import DataConfig, parse_config
 from attentivenas.data import build_data, holdout_record, train_transform
 from attentivenas.errors import UserError
@@ -61,22 +69,11 @@ def test_augmentations_are_seeded_per_sample(tmp_path: Path, policy: str) -> Non
     assert not torch.equal(b.train[0][0], x)
 
 
-def test_v0_is_timms_tf_policy_with_magnitude_noise_and_mean_fill() -> None:
-    from attentivenas.data import IMAGENET_MEAN, augment_op
-
-    op = augment_op(DataConfig(name="imagenet", path="/x", auto_augment="v0"), IMAGENET_MEAN)
-    first = op.policy[0][0]  # timm's AutoAugment: a list of sub-policies of AugmentOps
-    assert len(op.policy) == 25 and first.magnitude_std == 0.5
-    assert first.kwargs["fillcolor"] == (124, 116, 104) and len(first.kwargs["resample"]) == 2  # random resampling
-    tv = augment_op(DataConfig(name="imagenet", path="/x", auto_augment="imagenet"), IMAGENET_MEAN)
-    assert type(tv).__module__.startswith("torchvision")
-
-
 def test_random_erasing_is_the_last_op() -> None:
     from attentivenas.data import IMAGENET_MEAN, IMAGENET_STD
 
     t = train_transform(DataConfig(name="imagenet", path="/x", random_erasing=0.25), IMAGENET_MEAN, IMAGENET_STD)
-    assert type(t.transforms[-1]).__name__ == "RandomErasing" and t.transforms[-1].probability == 0.25
+    assert type(t.ops[-1]).__name__ == "RandomErasing" and t.ops[-1].probability == 0.25
 
 
 def test_no_holdout_trains_on_everything_and_is_recorded(tmp_path: Path) -> None:
@@ -108,7 +105,8 @@ def test_a_recipe_that_holds_out_nothing_must_validate_on_test() -> None:
 # ----------------------------------------------------------------------------- the protocol
 def test_the_default_protocol_is_the_published_evaluation() -> None:
     p = Protocol()
-    assert (p.pipeline, p.interpolation, p.calib_batches, p.calib_batch_size) == ("authors", "bilinear", 64, 256)
+    assert (p.pipeline, p.calib_batches, p.calib_batch_size) == ("authors", 64, 256)
+    assert (p.split, p.interpolation, p.calib_seed) == (None, None, None)  # the checkpoint's (resolved)
     with pytest.raises(UserError, match="--pipeline 'x' is not one of"):
         Protocol(pipeline="x")
     with pytest.raises(UserError, match="--calib-batch-size must be >= 1"):
@@ -182,7 +180,8 @@ def test_our_checkpoints_record_their_holdout_and_stage2_checks_it(tmp_path: Pat
     assert r.code == 0 and "warning" not in r.err, r.err
     r = run_cli(*common, "--data", "digits")  # the same data named on the command line: its split is kept
     assert r.code == 0 and "warning" not in r.err, r.err
-    assert json.loads(r.out)["pipeline"] == "authors"
+    out = json.loads(r.out)
+    assert (out["pipeline"], out["split"], out["kind"], out["calib_seed"]) == ("authors", "holdout", "ours", 0)
     other = torch.load(ckpt, weights_only=True)
     assert other["holdout"]["held_out"] == 270
 
@@ -191,8 +190,74 @@ def test_published_calibration_defaults_reach_the_search_config() -> None:
     from attentivenas.config import SearchConfig
 
     acc = SearchConfig().accuracy
-    assert (acc.calib_batches, acc.calib_batch_size, acc.pipeline, acc.interpolation) == (64, 256, "authors",
-                                                                                         "bilinear")
+    assert (acc.calib_batches, acc.calib_batch_size, acc.pipeline) == (64, 256, "authors")
+    assert (acc.split, acc.interpolation, acc.calib_seed) == (None, None, None)  # the checkpoint's
+
+
+# ----------------------------------------------------------------------------- per checkpoint kind (issue 24)
+ALPHANET_META = {"source": "authors", "kind": "alphanet", "epoch": 360}
+ATTENTIVENAS_META = {"source": "authors", "kind": "attentivenas", "epoch": 360}
+
+
+def _record(held_out: int, val_dir: str | None = None) -> dict:
+    return {"dataset": "imagenet", "pool": 100, "held_out": held_out, "split_seed": 0, "indices_sha256": "x",
+            "val_dir": val_dir}
+
+
+@pytest.mark.parametrize(("meta", "seed", "expected"), [
+    (ALPHANET_META, 0, ("test", "bicubic", 5)),  # AlphaNet's eval config: no interpolation (bicubic), seed 5
+    (ATTENTIVENAS_META, 0, ("test", "bilinear", 2)),  # AttentiveNAS's: bilinear, seed 2
+    ({"source": "authors"}, 0, ("test", "bilinear", 2)),  # authors' metadata without a kind: AttentiveNAS's
+    ({}, 0, ("holdout", "bilinear", 0)),  # ours without a hold-out record: unchanged
+    ({"kind": "ours", "holdout": _record(10)}, 3, ("holdout", "bilinear", 3)),  # ours: the command's seed
+    ({"kind": "ours", "holdout": _record(0)}, 0, ("test", "bilinear", 0)),  # held out nothing
+    ({"kind": "ours", "holdout": _record(0, "/data/heldout")}, 0, ("holdout", "bilinear", 0)),  # a held-out folder
+])
+def test_unset_settings_are_the_checkpoints(meta: dict, seed: int, expected: tuple) -> None:
+    p = Protocol(calib_batches=3).resolved(meta, seed)
+    assert (p.split, p.interpolation, p.calib_seed) == expected and p.calib_batches == 3
+    assert default_split(meta) == expected[0] and held_nothing_out(meta) == (expected[0] == "test")
+    given = Protocol(split="val-report", interpolation="bilinear", calib_seed=0).resolved(meta, seed)
+    assert (given.split, given.interpolation, given.calib_seed) == ("val-report", "bilinear", 0)  # flags win
+
+
+@pytest.mark.parametrize(("meta", "interpolation", "seed"), [
+    (ALPHANET_META, "bicubic", 5), (ATTENTIVENAS_META, "bilinear", 2), ({}, "bilinear", 7)])
+def test_the_evaluator_calibrates_as_the_checkpoints_authors_did(tmp_path: Path, meta: dict, interpolation: str,
+                                                                  seed: int) -> None:
+    from attentivenas.accuracy import resolve_data
+    from attentivenas.nn import cache_calibration_batches
+
+    _folder(tmp_path)
+    torch.manual_seed(0)
+    net = Supernet(TINY_SPACE, 2).eval()
+    warnings: list[str] = []
+    ev = SubnetEvaluator.for_supernet(net, meta, str(tmp_path), Protocol(calib_batches=1, calib_batch_size=4), "cpu",
+                                      seed=7, warn=warnings.append)
+    assert ev.protocol is not None
+    assert (ev.protocol.interpolation, ev.protocol.calib_seed) == (interpolation, seed)
+    expected_split = "holdout" if meta == {} else "test"
+    assert ev.split == ev.protocol.split == expected_split
+    assert ("does not record" in warnings[0]) if meta == {} else warnings == []  # the default split: no warning
+
+    def batches(interp: str, s: int) -> list[torch.Tensor]:
+        bundle = resolve_data(str(tmp_path), TINY_SPACE, meta, seed=s, interpolation=interp)
+        return cache_calibration_batches(bundle.train, 1, 4, s)
+
+    assert torch.equal(ev.calib[0], batches(interpolation, seed)[0])  # these crops, this seed
+    other = "bilinear" if interpolation == "bicubic" else "bicubic"
+    assert not torch.equal(ev.calib[0], batches(other, seed)[0])
+    assert not torch.equal(ev.calib[0], batches(interpolation, seed + 1)[0])
+
+
+def test_an_explicit_holdout_on_the_authors_checkpoint_still_warns(tmp_path: Path) -> None:
+    _folder(tmp_path)
+    net = Supernet(TINY_SPACE, 2).eval()
+    warnings: list[str] = []
+    ev = SubnetEvaluator.for_supernet(net, ALPHANET_META, str(tmp_path), Protocol(split="holdout", calib_batches=1,
+                                      calib_batch_size=4), "cpu", warn=warnings.append)
+    assert ev.split == "holdout" and len(warnings) == 1
+    assert "the authors' checkpoint trained on all of ImageNet train/" in warnings[0]
 
 
 def test_init_pytorch_is_the_default_and_kaiming_is_a_named_option() -> None:
@@ -204,8 +269,11 @@ def test_init_pytorch_is_the_default_and_kaiming_is_a_named_option() -> None:
     key = next(k for k in a if "depth_conv" in k and a[k].dim() == 4)
     # kaiming fan-out counts every channel of a depthwise conv as fan-out: a much smaller std than PyTorch's default
     assert float(o[key].detach().std()) < float(a[key].detach().std()) / 1.5
-    last_bn = next(k for k in a if "point_linear.bn" in k and k.endswith("weight"))
-    assert float(a[last_bn].detach().abs().sum()) > 0 and float(o[last_bn].detach().abs().sum()) == 0  # no zeroed BN
+    # the class keeps either init plain; model.zero_init_residual (default true, the authors' constructor)
+    # then zeroes the last BN weight of every block (test_supernet counts the authors' 37)
+    last_bn = [k for k in a if "point_linear.bn" in k and k.endswith("weight")]
+    assert last_bn and all(a[k].all() and o[k].all() for k in last_bn)
+    assert parse_config({}).model.zero_init_residual is True
     with pytest.raises(ValueError, match="init must be"):
         Supernet(TINY_SPACE, 10, init="xavier")
     assert parse_config({}).model.init == "pytorch"

@@ -47,6 +47,31 @@ def test_state_dict_matches_authors_layout(big_net: Supernet) -> None:
     assert sum(p.numel() for p in big_net.parameters()) == 23_934_704
 
 
+def test_authors_init_zeroes_the_last_bn_of_every_block() -> None:
+    """The authors' supernet constructor: PyTorch's default init of every layer, then the weight
+    (gamma) of the last BN of every block zeroed (every block of theirs and ours has a shortcut): 37
+    zero gammas in the attentivenas space, every other gamma 1. Training builds it so by default."""
+    from attentivenas.config import parse_config
+    from attentivenas.train.loop import build_training_supernet
+
+    torch.manual_seed(0)
+    cfg = parse_config({"space": "attentivenas", "runtime": {"reuse_freed_memory": False}})
+    net, _ = build_training_supernet(cfg, ATTENTIVENAS_SPACE, 1000, torch.device("cpu"))
+    gammas = {k: p for k, p in net.named_parameters() if k.endswith(".bn.weight")}
+    zero = sorted(k for k, p in gammas.items() if not p.any())
+    assert len(net.blocks) == 37
+    assert zero == sorted(f"blocks.{i}.mobile_inverted_conv.point_linear.bn.bn.weight" for i in range(37))
+    assert all(bool((p == 1).all()) for k, p in gammas.items() if k not in zero) and len(gammas) > 37
+    w = net.classifier.linear.linear.weight.detach()  # PyTorch's default: uniform within 1 / sqrt(fan_in)
+    bound = 1 / w.shape[1] ** 0.5
+    assert bound * 0.99 < float(w.abs().max()) <= bound
+    for init in ("pytorch", "kaiming_fan_out"):
+        plain = Supernet(TINY_SPACE, 10, init=init)  # the class default: no gamma zeroed
+        assert all(bool(p.all()) for k, p in plain.named_parameters() if k.endswith(".bn.weight"))
+        zeroed = Supernet(TINY_SPACE, 10, init=init, zero_init_residual=True)
+        assert all(not b.mobile_inverted_conv.point_linear.bn.bn.weight.any() for b in zeroed.blocks)
+
+
 @pytest.mark.parametrize("mode", ["train", "eval"])
 def test_static_subnet_equals_supernet(tiny_net: Supernet, mode: str) -> None:
     rng = np.random.default_rng(1)

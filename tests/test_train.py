@@ -34,7 +34,7 @@ from attentivenas.train import (
     warmup_cosine_factor,
 )
 from attentivenas.train.losses import alpha_divergence_terms
-from attentivenas.train.optim import build_optimizer, build_scheduler
+from attentivenas.train.optim import authors_factor, build_optimizer, build_scheduler, follow_config
 from attentivenas.train.sampling import CandidateGroups, Chosen
 from attentivenas.train.sandwich import StepContext, loss_scorer
 from attentivenas.train.state import find_resumable, save_training_checkpoint, step_files
@@ -172,6 +172,83 @@ def test_lr_scaling_and_warmup_cosine() -> None:
         sched.step()
     assert lrs[0] == pytest.approx(0.2 / 10) and lrs[9] == pytest.approx(0.2)
     assert lrs[10 + 20] == pytest.approx(0.1) and lrs[-1] < 0.001
+
+
+@pytest.mark.parametrize(("batch", "linear", "authors"), [
+    (32, 0.0125, 0.1), (256, 0.1, 0.1), (300, 0.1171875, 0.1), (2048, 0.8, 0.8)])
+def test_lr_scaling_rules(batch: int, linear: float, authors: float) -> None:
+    """linear: lr x batch / 256; the authors' (train_attentive_nas.py): lr x max(1, batch // 256)."""
+    assert parse_config({}).optim.lr_scaling == "linear"
+    assert scaled_lr(parse_config({}).optim, batch) == pytest.approx(linear)
+    assert scaled_lr(parse_config({"optim": {"lr_scaling": "authors"}}).optim, batch) == pytest.approx(authors)
+
+
+def test_authors_schedule_factor_by_hand() -> None:
+    """Their WarmupCosineLR at iteration i of T = 100, W = 10 warm-up iterations, warmup_factor 0.001:
+    (0.001 (1 - i / W) + i / W for i < W, else 1) x 0.5 (1 + cos(pi i / T)), floored at the clamp
+    only after the warm-up (i > W)."""
+    f = authors_factor
+    assert f(0, 10, 100, 0.001) == pytest.approx(0.001)  # 0.001 x 0.5 (1 + cos 0)
+    assert f(5, 10, 100, 0.001) == pytest.approx(0.5005 * 0.5 * (1 + 0.98768834))  # cos(0.05 pi)
+    assert f(10, 10, 100, 0.001) == pytest.approx(0.5 * (1 + 0.95105652))  # warm-up over; cos(0.1 pi)
+    assert f(50, 10, 100, 0.001) == pytest.approx(0.5)
+    assert f(99, 10, 100, 0.001) == pytest.approx(0.5 * (1 - 0.99950656))  # the last iteration
+    assert f(99, 10, 100, 0.001, clamp_factor=0.01) == pytest.approx(0.01)
+    assert f(0, 10, 100, 0.001, clamp_factor=0.01) == pytest.approx(0.001)  # no clamp in the warm-up
+    assert f(7, 0, 100) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.07)))  # no warm-up
+
+
+def test_authors_schedule_drives_the_optimizer_and_ours_differs() -> None:
+    over = {"epochs": 10, "warmup_epochs": 2, "warmup_start_factor": 0.001, "lr_scaling": "authors"}
+    theirs = parse_config({"optim": {**over, "schedule": "authors"}}).optim
+    ours = parse_config({"optim": over}).optim
+    assert parse_config({}).optim.schedule == "warmup_then_cosine"
+
+    def lrs(cfg: Any) -> list[float]:
+        opt = build_optimizer(torch.nn.Linear(2, 2), cfg, 512)
+        sched = build_scheduler(opt, cfg, steps_per_epoch=5)
+        out = []
+        for _ in range(50):
+            out.append(opt.param_groups[0]["lr"])
+            opt.step()
+            sched.step()
+        return out
+
+    a, b = lrs(theirs), lrs(ours)
+    assert a == pytest.approx([0.2 * authors_factor(i, 10, 50, 0.001) for i in range(50)])
+    assert a[0] == pytest.approx(0.2 * 0.001) and a[10] == pytest.approx(0.2 * 0.5 * (1 + math.cos(math.pi / 5)))
+    assert b[10] == pytest.approx(0.2)  # ours: the cosine starts after the warm-up
+
+
+@pytest.mark.parametrize("schedule", ["authors", "warmup_then_cosine"])
+def test_restored_schedule_continues_where_it_stopped(schedule: str) -> None:
+    """A scheduler and optimiser rebuilt from the config, loaded from a state dict and made to
+    follow the config give the same learning rates as the uninterrupted run."""
+    cfg = parse_config({"optim": {"epochs": 4, "warmup_epochs": 1, "schedule": schedule, "lr_scaling": "authors",
+                                  "warmup_start_factor": 0.001, "min_lr": 0.001}}).optim
+
+    def build() -> tuple[torch.optim.Optimizer, Any]:
+        opt = build_optimizer(torch.nn.Linear(2, 2), cfg, 2048)
+        return opt, build_scheduler(opt, cfg, steps_per_epoch=6)
+
+    opt, sched = build()
+    full, resumed = [], []
+    for i in range(24):
+        full.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+        if i == 9:  # a checkpoint after 10 steps
+            state = (opt.state_dict(), sched.state_dict())
+    opt2, sched2 = build()
+    opt2.load_state_dict(state[0])
+    sched2.load_state_dict(state[1])
+    follow_config(opt2, sched2, cfg, 2048)
+    for _ in range(10, 24):
+        resumed.append(opt2.param_groups[0]["lr"])
+        opt2.step()
+        sched2.step()
+    assert resumed == pytest.approx(full[10:], rel=1e-12, abs=0)
+    assert full[6] == pytest.approx(0.8 * (0.5 * (1 + math.cos(math.pi / 4)) if schedule == "authors" else 1.0))
 
 
 # --------------------------------------------------------------------------- sandwich step
@@ -354,6 +431,19 @@ def test_stopped_and_resumed_runs_end_with_identical_weights(tmp_path: Path) -> 
     other = tmp_path / "other"
     train(_cfg(), other, resume=full / "checkpoints" / "step_000000002.pt")
     _assert_same_training_state(reference, _final_state(other))
+
+
+def test_resumed_run_continues_the_authors_schedule(tmp_path: Path) -> None:
+    """Stopped after 3 of 6 steps and resumed: every step's LR is the authors' schedule at the
+    authors' batch scaling (0.4 x max(1, 8 // 256)), 2 warm-up steps from 0.001."""
+    over = {"optim__schedule": "authors", "optim__lr_scaling": "authors", "optim__warmup_start_factor": 0.001,
+            "eval__every_epochs": 0}
+    out = tmp_path / "run"
+    assert train(_cfg(runtime__max_steps=3, **over), out).status == "max_steps"
+    assert train(_cfg(**over), out, resume="auto").status == "completed"
+    recs = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    lrs = [r["lr"] for r in recs if r["kind"] == "train"]
+    assert lrs == pytest.approx([0.4 * authors_factor(i, 2, 6, 0.001) for i in range(6)], rel=1e-9)
 
 
 def test_max_steps_stops_with_a_checkpoint(tmp_path: Path) -> None:

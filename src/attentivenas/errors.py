@@ -24,6 +24,10 @@ class ConfigError(UserError):
     """A bad config key or value."""
 
 
+class DataError(UserError):
+    """A data sample that cannot be read or transformed (the message names the file and the op)."""
+
+
 class CheckpointError(UserError):
     """A checkpoint that is missing, corrupt or of another space."""
 

@@ -108,6 +108,8 @@ def _run(config: TrainConfig, out: Path, settings: PipelineConfig, log: Log, pro
     measured_cache = out / "search" / "measured.jsonl"
     if not measured_cache.exists():  # the predictor's measurements count for the measured front too
         _copy_atomic(pred_dir / "archs.jsonl", measured_cache)
+    measured_with = {"split": evaluator.split, "interpolation": config.data.interpolation, "calib_seed": settings.seed}
+    sc = sc.model_copy(update={"accuracy": sc.accuracy.model_copy(update=measured_with)})  # recorded as measured
     result = run_search(space, sc, predictor.predict_genes, evaluate_fn=evaluator, measured_cache=measured_cache,
                         num_classes=num_classes, progress=progress)
     files = write_search_outputs(out / "search", result)

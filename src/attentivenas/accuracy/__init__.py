@@ -49,16 +49,20 @@ from .predictor import (
     predictor_from_json,
 )
 from .protocol import (
+    KIND_DEFAULTS,
     PIPELINES,
     SPLITS,
     Protocol,
     capped,
+    checkpoint_kind,
+    default_split,
+    held_nothing_out,
     holdout_warning,
     resolve_data,
     split_of,
     stage2_data_config,
 )
-from .published import published_table
+from .published import published_reference, published_table
 
 __all__ = [
     "build_from_checkpoint",
@@ -66,7 +70,8 @@ __all__ = [
     "dataset_header", "spread_genes", "MeasureStats", "finish_part_file", "format_seconds", "measure_missing",
     "open_shared_cache", "part_file", "SubnetEvaluator", "evaluate_arch", "evaluate_subnet", "resolve_data",
     "kendall_tau", "rank_metrics", "rmse", "spearman_rho", "PIPELINES", "SPLITS", "Protocol", "capped", "holdout_warning", "stage2_data_config",
-    "published_table", "split_of", "DEFAULT_HYPERPARAMS", "KINDS", "MODEL_CLASSES",
+    "published_table", "published_reference", "split_of", "KIND_DEFAULTS", "checkpoint_kind", "default_split",
+    "held_nothing_out", "DEFAULT_HYPERPARAMS", "KINDS", "MODEL_CLASSES",
     "GPModel", "LGBMModel", "LinearModel", "TreeEnsemble", "DEFAULT_KINDS", "FEATURE_SETS", "FORMAT", "Predictor",
     "check_kinds", "check_space", "cross_validate", "evaluate_predictor", "feature_names", "fit_best",
     "fit_predictor", "load_predictor", "make_features", "predictor_from_json",

@@ -19,7 +19,8 @@ from .dataset import build_arch_dataset
 from .evaluate import SubnetEvaluator
 from .protocol import Protocol
 
-#: keys of ``settings`` (the options of ``predictor build``)
+#: keys of ``settings`` (the options of ``predictor build``); ``split``, ``interpolation`` and the optional
+#: ``calib_seed`` may be None: the checkpoint's (see :meth:`Protocol.resolved`; ``seed`` for our checkpoints)
 BUILD_KEYS = ("checkpoint", "out", "num_archs", "space", "data", "split", "pipeline", "interpolation",
               "calib_batches", "calib_batch_size", "max_images", "spread", "device", "seed")
 
@@ -67,7 +68,7 @@ def _build(s: dict[str, Any], info: DistInfo, progress: bool, warn: Callable[[st
     main = info.is_main
     protocol = Protocol(split=s["split"], pipeline=s["pipeline"], interpolation=s["interpolation"],
                         calib_batches=s["calib_batches"], calib_batch_size=s["calib_batch_size"],
-                        max_images=s["max_images"])
+                        max_images=s["max_images"], calib_seed=s.get("calib_seed"))
     device = info.device if info.distributed else resolve_device(s["device"])
     ev = SubnetEvaluator.from_checkpoint(Path(s["checkpoint"]), get_space(s["space"]) if s["space"] else None,
                                          s["data"], protocol, device=device, seed=s["seed"],

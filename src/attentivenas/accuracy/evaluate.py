@@ -9,6 +9,7 @@ with its calibration batches cached once, for predictor datasets and searches.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -148,14 +149,17 @@ class SubnetEvaluator:
         self._bundle_at = bundle_at
         self._loaders: dict[int, DataLoader] = {}
         self.meta: dict[str, Any] = dict(meta or {})  # the checkpoint's metadata, when loaded from one
+        #: the settings it measures with (resolved), when built by :meth:`for_supernet`
+        self.protocol: Protocol | None = None
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | Path, space: str | SearchSpace | None = None, data: str | None = None,
                         protocol: Protocol | None = None, device: str | torch.device | None = None,
                         seed: int = 0, warn: Callable[[str], None] | None = None) -> SubnetEvaluator:
         """Load a supernet checkpoint and its data (``data`` as in :func:`resolve_data`), measured as
-        ``protocol`` says (the published evaluation by default). ``warn`` receives the warning of
-        :func:`holdout_warning` when the split holds images the checkpoint trained on."""
+        ``protocol`` says (the published evaluation of the checkpoint's kind by default; ``seed`` is the
+        calibration seed of our checkpoints, see :meth:`Protocol.resolved`). ``warn`` receives the
+        warning of :func:`holdout_warning` when the split holds images the checkpoint trained on."""
         net, meta = load_supernet(checkpoint, space, device=device or "cpu")
         return cls.for_supernet(net, meta, data, protocol, device, seed, warn)
 
@@ -163,23 +167,30 @@ class SubnetEvaluator:
     def for_supernet(cls, net: nn.Module, meta: dict[str, Any], data: str | None = None,
                      protocol: Protocol | None = None, device: str | torch.device | None = None, seed: int = 0,
                      warn: Callable[[str], None] | None = None) -> SubnetEvaluator:
-        """:meth:`from_checkpoint` for a supernet already loaded with :func:`load_supernet`."""
-        p = protocol or Protocol()
-        bundle = resolve_data(data, net.space, meta, seed=seed, interpolation=p.interpolation)
+        """:meth:`from_checkpoint` for a supernet already loaded with :func:`load_supernet`; the settings
+        it measures with are its ``protocol`` (resolved for the checkpoint)."""
+        p = (protocol or Protocol()).resolved(meta, seed)
+        assert p.split is not None and p.calib_seed is not None
+        bundle = resolve_data(data, net.space, meta, seed=p.calib_seed, interpolation=p.interpolation)
         message = holdout_warning(meta, bundle, p.split)
         if message is not None:
             (warn or (lambda m: warnings.warn(m, stacklevel=3)))(message)
         bundle_at = None
         if p.per_resolution and bundle.name != "digits":
             def bundle_at(r: int) -> DataBundle:
-                return resolve_data(data, net.space, meta, resolution=r, seed=seed, interpolation=p.interpolation)
-        return cls(net, bundle, p.calib_batches, p.calib_batch_size, p.batch_size, device, seed, p.split, bundle_at,
-                   p.max_images, meta=meta)
+                return resolve_data(data, net.space, meta, resolution=r, seed=int(p.calib_seed),
+                                    interpolation=p.interpolation)
+        ev = cls(net, bundle, p.calib_batches, p.calib_batch_size, p.batch_size, device, p.calib_seed, p.split,
+                 bundle_at, p.max_images, meta=meta)
+        ev.protocol = p
+        return ev
 
     def on_split(self, split: str) -> SubnetEvaluator:
         """The same supernet, data and calibration batches, measuring on another split."""
         other = copy.copy(self)
         other.split = split
+        if self.protocol is not None:
+            other.protocol = dataclasses.replace(self.protocol, split=split)
         other.val_loader = other._loader(self.bundle)
         other._loaders = {}
         return other

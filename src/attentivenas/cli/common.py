@@ -17,13 +17,23 @@ DATA_HELP = (f"{DATA_CHOICES} (train/ and val/). "
 
 SPLIT_HELP = ("holdout (the part of the training data held out for search), test (the data set's test split; val = "
               "test: an ImageFolder's val/), or val-search / val-report (seeded disjoint halves of it: search on one, "
-              "report on the other).")
+              "report on the other). Default: test for a checkpoint that held nothing out (the authors'), else "
+              "holdout.")
 PIPELINE_HELP = ("authors (default: images Resize 256 then CenterCrop 224, resized in the network to each subnet's "
                  "resolution) or per-resolution (evaluation images prepared at the subnet's resolution r: "
                  "Resize r/0.875, CenterCrop r).")
-INTERPOLATION_HELP = "bilinear (the authors' evaluation; default) or bicubic, for the resize and the calibration crops."
+INTERPOLATION_HELP = ("bilinear or bicubic, for the resize and the calibration crops. Default: the checkpoint's "
+                      "evaluation (AttentiveNAS's and ours: bilinear; AlphaNet's: bicubic).")
+CALIB_SEED_HELP = ("Seed of the BN-calibration batches (which training crops, their augmentation). Default: the "
+                   "checkpoint's evaluation seed (AttentiveNAS: 2, AlphaNet: 5; ours: {ours}). Our batches drawn with "
+                   "a seed are not the images the authors' loader draws with it.")
 CALIB_BATCHES_HELP = "Training batches for BN recalibration (published: 64)."
 CALIB_BATCH_SIZE_HELP = "Training crops per calibration batch (published: 256)."
+
+
+def calib_seed_help(ours: str) -> str:
+    """:data:`CALIB_SEED_HELP` with what our checkpoints default to in that command."""
+    return CALIB_SEED_HELP.format(ours=ours)
 
 
 def warn_line(message: str) -> None:

@@ -19,16 +19,20 @@ from .common import (
     PIPELINE_HELP,
     SPACE_HELP,
     SPLIT_HELP,
+    calib_seed_help,
     print_json,
     warn_line,
 )
 
+#: how a checkpoint kind is named in titles
+KIND_LABELS = {"ours": "our", "attentivenas": "AttentiveNAS's", "alphanet": "AlphaNet's"}
+
 
 def _evaluate(checkpoint: Path, arch: str | None, published: bool, space: str | None, data: str | None,
-              protocol_args: dict, device: str, seed: int, threads: int | None, as_json: bool) -> None:
+              protocol_args: dict, device: str, threads: int | None, as_json: bool) -> None:
     import torch  # heavy (torch): loaded when the command runs
 
-    from ..accuracy import Protocol, SubnetEvaluator, published_table
+    from ..accuracy import Protocol, SubnetEvaluator, checkpoint_kind, published_reference, published_table
     from ..devices import resolve_device
     from ..nn import load_supernet
 
@@ -38,9 +42,14 @@ def _evaluate(checkpoint: Path, arch: str | None, published: bool, space: str | 
     dev = resolve_device(device)
     net, meta = load_supernet(checkpoint, space, device=dev)
     a = None if published else resolve_arch(str(arch), net.space)
-    ev = SubnetEvaluator.for_supernet(net, meta, data, protocol, dev, seed, warn=warn_line)
+    ev = SubnetEvaluator.for_supernet(net, meta, data, protocol, dev, warn=warn_line)
+    p = ev.protocol
+    assert p is not None
+    settings = {"kind": checkpoint_kind(meta), "split": p.split, "pipeline": p.pipeline,
+                "interpolation": p.interpolation, "calib_seed": p.calib_seed, "calib_batches": len(ev.calib),
+                "calib_images": sum(int(b.shape[0]) for b in ev.calib)}
     if published:
-        _print_published(published_table(ev), protocol, as_json)
+        _print_published(published_table(ev), settings, published_reference(settings["kind"])[0], as_json)
         return
     assert a is not None
     res = ev.evaluate(a)
@@ -51,36 +60,36 @@ def _evaluate(checkpoint: Path, arch: str | None, published: bool, space: str | 
         "params_m": round(res["params_m"], 6),
         "loss": round(res["loss"], 6),
         "samples": res["samples"],
-        "split": protocol.split,
-        "pipeline": protocol.pipeline,
-        "interpolation": protocol.interpolation,
-        "calib_batches": len(ev.calib),
-        "calib_images": sum(int(b.shape[0]) for b in ev.calib),
+        **settings,
     }
     if as_json:
         print_json(out)
         return
     typer.echo(f"arch      {a.to_json()}")
-    typer.echo(f"split     {protocol.split} ({out['samples']} images); BN recalibrated on {len(ev.calib)} training "
-               f"batches ({out['calib_images']} crops)")
-    typer.echo(f"images    {protocol.pipeline} pipeline, {protocol.interpolation}")
+    typer.echo(f"split     {p.split} ({out['samples']} images); BN recalibrated on {len(ev.calib)} training "
+               f"batches ({out['calib_images']} crops, seed {p.calib_seed})")
+    typer.echo(f"images    {p.pipeline} pipeline, {p.interpolation}; {KIND_LABELS[settings['kind']]} checkpoint")
     typer.echo(f"top-1     {out['top1']:.2f} %")
     typer.echo(f"top-5     {out['top5']:.2f} %")
     typer.echo(f"MFLOPs    {out['mflops']:.2f}")
     typer.echo(f"params    {out['params_m']:.3f} M")
 
 
-def _print_published(rows: list[dict], protocol, as_json: bool) -> None:
+def _print_published(rows: list[dict], settings: dict, source: str, as_json: bool) -> None:
     if as_json:
-        print_json({"split": protocol.split, "pipeline": protocol.pipeline, "rows": rows})
+        print_json({**settings, "published_source": source, "rows": rows})
         return
-    table = Table(title=f"published models on the {protocol.split} split ({rows[0]['samples']} images), "
-                        f"{protocol.pipeline} pipeline, BN recalibrated")
-    for col in ("model", "res", "MFLOPs", "params (M)", "top-1", "top-5", "published", "diff"):
+    table = Table(title=f"{KIND_LABELS[settings['kind']]} checkpoint: published models on the {settings['split']} "
+                        f"split ({rows[0]['samples']} images)",
+                  caption=f"{settings['pipeline']} pipeline, {settings['interpolation']}, BN recalibrated (seed "
+                          f"{settings['calib_seed']}); published: {source}'s top-1")
+    for col in ("model", "res", "MFLOPs", "params (M)", "top-1", "top-5", f"{source} top-1", "diff"):
         table.add_column(col, justify="right")
     for r in rows:
+        top1, diff = r["published_top1"], r["diff"]
         table.add_row(r["model"], str(r["resolution"]), f"{r['mflops']:.2f}", f"{r['params_m']:.2f}",
-                      f"{r['top1']:.2f}", f"{r['top5']:.2f}", f"{r['published_top1']:.2f}", f"{r['diff']:+.2f}")
+                      f"{r['top1']:.2f}", f"{r['top5']:.2f}", "-" if top1 is None else f"{top1:.2f}",
+                      "-" if diff is None else f"{diff:+.2f}")
     Console(width=max(Console().width, 100)).print(table)  # the whole table, also when not a terminal
 
 
@@ -88,18 +97,20 @@ def evaluate_cmd(
     checkpoint: Path = typer.Option(..., "--checkpoint", help="Our checkpoint or one released by the authors."),
     arch: str | None = typer.Option(None, "--arch", help=ARCH_HELP),
     published: bool = typer.Option(False, "--published", help="Evaluate A0-A6 and AlphaNet's A5 models and print "
-                                   "them beside the papers' top-1 (instead of --arch)."),
-    split: str = typer.Option("holdout", "--split", help=SPLIT_HELP),
+                                   "them beside the top-1 published for the checkpoint (AlphaNet's for an AlphaNet "
+                                   "checkpoint, else AttentiveNAS's) (instead of --arch)."),
+    split: str | None = typer.Option(None, "--split", help=SPLIT_HELP, show_default=False),
     space: str | None = typer.Option(None, "--space", help=SPACE_HELP + " Default: from the checkpoint."),
     data: str | None = typer.Option(None, "--data", help=DATA_HELP),
     pipeline: str = typer.Option("authors", "--pipeline", help=PIPELINE_HELP),
-    interpolation: str = typer.Option("bilinear", "--interpolation", help=INTERPOLATION_HELP),
+    interpolation: str | None = typer.Option(None, "--interpolation", help=INTERPOLATION_HELP, show_default=False),
     calib_batches: int = typer.Option(64, "--calib-batches", help=CALIB_BATCHES_HELP),
     calib_batch_size: int = typer.Option(256, "--calib-batch-size", help=CALIB_BATCH_SIZE_HELP),
     batch_size: int = typer.Option(256, "--batch-size", min=1, help="Evaluation batch size."),
     max_images: int | None = typer.Option(None, "--max-images", min=1, help="Evaluate the first N images only."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the calibration batches."),
+    calib_seed: int | None = typer.Option(None, "--calib-seed", "--seed", show_default=False,
+                                          help=calib_seed_help("0") + " --seed is another name for it."),
     threads: int | None = typer.Option(None, "--threads", min=1, help="CPU threads."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
@@ -108,8 +119,8 @@ def evaluate_cmd(
         raise UserError("give exactly one of --arch ARCH or --published")
     protocol_args = {"split": split, "pipeline": pipeline, "interpolation": interpolation,
                      "calib_batches": calib_batches, "calib_batch_size": calib_batch_size, "batch_size": batch_size,
-                     "max_images": max_images}
-    _evaluate(checkpoint, arch, published, space, data, protocol_args, device, seed, threads, as_json)
+                     "max_images": max_images, "calib_seed": calib_seed}
+    _evaluate(checkpoint, arch, published, space, data, protocol_args, device, threads, as_json)
 
 
 def register(app: typer.Typer) -> None:

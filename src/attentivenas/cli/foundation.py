@@ -15,7 +15,7 @@ from rich.table import Table
 from ..costs import CostModel, count_flops, count_params
 from ..errors import UserError
 from ..space import SearchSpace, get_space, resolve_arch
-from .common import ARCH_HELP, DATA_CHOICES, SPACE_HELP, print_json
+from .common import ARCH_HELP, DATA_CHOICES, INTERPOLATION_HELP, SPACE_HELP, calib_seed_help, print_json
 
 
 def _describe(space: SearchSpace) -> dict:
@@ -85,20 +85,27 @@ def export_cmd(
         "(default: the checkpoint's training data)."),
     calib_batches: int = typer.Option(64, "--calib-batches", min=1, help="Training batches for --calibrate-bn."),
     calib_batch_size: int = typer.Option(256, "--calib-batch-size", min=1, help="Batch size for --calibrate-bn."),
+    interpolation: str | None = typer.Option(None, "--interpolation", show_default=False,
+                                             help="For --calibrate-bn: " + INTERPOLATION_HELP),
+    calib_seed: int | None = typer.Option(None, "--calib-seed", show_default=False,
+                                          help="For --calibrate-bn: " + calib_seed_help("0")),
 ) -> None:
     """Export one subnet (or a whole Pareto set) as standalone models."""
-    from ..accuracy import resolve_data  # heavy (torch): loaded when the command runs
+    from ..accuracy import Protocol, resolve_data  # heavy (torch): loaded when the command runs
     from ..nn import FORMATS, cache_calibration_batches, export_pareto_set, export_subnet, load_supernet
 
     if fmt not in FORMATS:
         raise UserError(f"--format {fmt!r} is not supported; allowed: {list(FORMATS)}")
     if (arch is None) == (pareto is None):
         raise UserError("give exactly one of --arch ARCH or --pareto PARETO.json")
+    protocol = Protocol(interpolation=interpolation, calib_seed=calib_seed)  # checks the flags before loading
     net, meta = load_supernet(checkpoint, space)
     batches = None
     if calibrate_bn:
-        bundle = resolve_data(data, net.space, meta)  # the published evaluation's crops (224, bilinear)
-        batches = cache_calibration_batches(bundle.train, calib_batches, calib_batch_size)
+        p = protocol.resolved(meta)  # the checkpoint's evaluation: 224 crops, its interpolation and seed
+        seed = int(p.calib_seed or 0)
+        bundle = resolve_data(data, net.space, meta, seed=seed, interpolation=p.interpolation)
+        batches = cache_calibration_batches(bundle.train, calib_batches, calib_batch_size, seed)
     if pareto is not None:
         records = export_pareto_set(net, pareto, out, fmt, calib_batches=batches)
         for r in records:

@@ -22,13 +22,11 @@ from .common import (
     INTERPOLATION_HELP,
     PIPELINE_HELP,
     SPLIT_HELP,
+    calib_seed_help,
     print_json,
     split_list,
     warn_line,
 )
-
-predictor_app = typer.Typer(help="Accuracy predictors: build (arch, accuracy) data, fit, evaluate.", no_args_is_help=True)
-
 
 predictor_app = typer.Typer(help="Accuracy predictors: build (arch, accuracy) data, fit, evaluate.", no_args_is_help=True)
 
@@ -41,11 +39,13 @@ def predictor_build(
     space: str | None = typer.Option(None, "--space", help="Space name or YAML (default: the checkpoint's)."),
     data: str | None = typer.Option(None, "--data", help=f"{DATA_CHOICES} "
                                     "(default: the checkpoint's training data)."),
-    split: str = typer.Option("holdout", "--split", help=SPLIT_HELP),
+    split: str | None = typer.Option(None, "--split", help=SPLIT_HELP, show_default=False),
     pipeline: str = typer.Option("authors", "--pipeline", help=PIPELINE_HELP),
-    interpolation: str = typer.Option("bilinear", "--interpolation", help=INTERPOLATION_HELP),
+    interpolation: str | None = typer.Option(None, "--interpolation", help=INTERPOLATION_HELP, show_default=False),
     calib_batches: int = typer.Option(64, "--calib-batches", min=1, help=CALIB_BATCHES_HELP),
     calib_batch_size: int = typer.Option(256, "--calib-batch-size", min=1, help=CALIB_BATCH_SIZE_HELP),
+    calib_seed: int | None = typer.Option(None, "--calib-seed", show_default=False,
+                                          help=calib_seed_help("--seed")),
     max_images: int | None = typer.Option(None, "--max-images", min=1, help="Measure each subnet on the first N "
                                           "images of the split only."),
     spread: str = typer.Option("flops", "--spread", help="flops (stratified over the FLOPs range) or uniform."),
@@ -53,7 +53,8 @@ def predictor_build(
     ranks: int | None = typer.Option(None, "--ranks", min=1, help="Processes measuring subnets (default: as launched "
                                      "by torchrun, else 1; N starts N local processes)."),
     threads: int | None = typer.Option(None, "--threads", min=1, help="Torch threads per process."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", help="Seed of the archs measured (and of the calibration batches of our "
+                             "checkpoints, unless --calib-seed)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Measure (arch, top-1) pairs of BN-recalibrated subnets on the validation split (shared over the
@@ -63,7 +64,7 @@ def predictor_build(
     settings = {"checkpoint": str(checkpoint), "out": str(out), "num_archs": num_archs, "space": space, "data": data,
                 "split": split, "pipeline": pipeline, "interpolation": interpolation, "calib_batches": calib_batches,
                 "calib_batch_size": calib_batch_size, "max_images": max_images, "spread": spread, "device": device,
-                "seed": seed}
+                "seed": seed, "calib_seed": calib_seed}
     summary = build_from_checkpoint(settings, ranks=ranks, threads=threads, progress=not as_json,
                                     warn=warn_line, log=None if as_json else lambda m: typer.echo(m, err=True))
     if summary is None:  # a rank other than 0

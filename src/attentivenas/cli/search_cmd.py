@@ -24,6 +24,7 @@ from .common import (
     INTERPOLATION_HELP,
     PIPELINE_HELP,
     SPLIT_HELP,
+    calib_seed_help,
     print_json,
     warn_line,
 )
@@ -81,6 +82,7 @@ def search_command(
                                     "(default: the checkpoint's training data)."),
     calib_batches: int | None = typer.Option(None, "--calib-batches", min=1, help=CALIB_BATCHES_HELP),
     calib_batch_size: int | None = typer.Option(None, "--calib-batch-size", min=1, help=CALIB_BATCH_SIZE_HELP),
+    calib_seed: int | None = typer.Option(None, "--calib-seed", help=calib_seed_help("--seed"), show_default=False),
     split: str | None = typer.Option(None, "--split", help="Measured on: " + SPLIT_HELP),
     report_split: str | None = typer.Option(None, "--report-split", help="Also measure the Pareto archs and budget "
                                             "winners on this split, disjoint from --split (e.g. val-report)."),
@@ -119,7 +121,7 @@ def search_command(
         "accuracy.source": accuracy, "accuracy.remeasure_top": remeasure_top, "accuracy.data": data,
         "accuracy.calib_batches": calib_batches, "accuracy.calib_batch_size": calib_batch_size,
         "accuracy.device": device, "accuracy.split": split, "accuracy.report_split": report_split, "accuracy.pipeline": pipeline,
-        "accuracy.interpolation": interpolation,
+        "accuracy.interpolation": interpolation, "accuracy.calib_seed": calib_seed,
         "budgets.max_mflops": max_mflops, "budgets.max_params_m": max_params_m,
         "budgets.max_latency_ms": max_latency_ms, "budgets.max_memory_mb": max_memory_mb,
         "budgets.points": budgets, "budgets.metric": budget_metric,

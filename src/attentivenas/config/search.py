@@ -99,16 +99,21 @@ class AccuracyConfig(Section):
     remeasure_top: int = Field(10, ge=0)  # predicted+remeasure: candidates re-measured (plus each budget's best)
     data: str | None = None  # digits, cifar10:PATH, cifar100:PATH or an ImageFolder PATH; null: the checkpoint's
     # holdout: the part of the training data held out for search; test (= val): the data set's test split
-    # (an ImageFolder's val/), for a checkpoint that trained on all of its training data (the authors');
-    # val-search / val-report: seeded disjoint halves of it (search on one, report on the other)
-    split: Literal["holdout", "test", "val", "val-search", "val-report", "test-search", "test-report"] = "holdout"
+    # (an ImageFolder's val/); val-search / val-report: seeded disjoint halves of it (search on one, report on
+    # the other); null: test for a checkpoint that held nothing out (the authors'), else holdout
+    split: Literal["holdout", "test", "val", "val-search", "val-report", "test-search", "test-report"] | None = None
     # after the search, also measure every Pareto arch and budget winner on this split (report_top1);
     # it must not overlap split (e.g. split val-search, report_split val-report)
     report_split: Literal["holdout", "test", "val", "val-search", "val-report", "test-search", "test-report"] | None = None
     # authors: images Resize 256 / CenterCrop 224, resized in the network; per-resolution: prepared at
     # each subnet's resolution r (Resize r / 0.875, CenterCrop r)
     pipeline: Literal["authors", "per-resolution"] = "authors"
-    interpolation: Literal["bilinear", "bicubic"] = "bilinear"  # resize and calibration crops (authors' eval)
+    # resize and calibration crops; null: the checkpoint's evaluation (AttentiveNAS's, ours: bilinear; AlphaNet's:
+    # bicubic)
+    interpolation: Literal["bilinear", "bicubic"] | None = None
+    # seed of the BN-calibration batches; null: the checkpoint's evaluation seed (AttentiveNAS 2, AlphaNet 5; ours:
+    # the search's seed)
+    calib_seed: int | None = None
     calib_batches: int = Field(64, ge=1)  # BN calibration batches per subnet (published: 64 x 256)
     calib_batch_size: int = Field(256, ge=1)
     batch_size: int = Field(256, ge=1)  # validation batch size
@@ -124,10 +129,19 @@ class AccuracyConfig(Section):
 
     @model_validator(mode="after")
     def _disjoint_report(self) -> AccuracyConfig:
-        if self.report_split is not None and splits_overlap(self.split, self.report_split):
-            raise ValueError(f"accuracy.report_split={self.report_split} overlaps accuracy.split={self.split}: report "
-                             "on images the search did not choose on (e.g. split val-search, report_split val-report)")
+        if self.split is not None:  # else checked once the checkpoint gives the split
+            message = report_overlap(self.split, self.report_split)
+            if message is not None:
+                raise ValueError(message)
         return self
+
+
+def report_overlap(split: str, report_split: str | None) -> str | None:
+    """Why ``report_split`` may not be reported on after searching on ``split``, or None when it may."""
+    if report_split is None or not splits_overlap(split, report_split):
+        return None
+    return (f"accuracy.report_split={report_split} overlaps accuracy.split={split}: report on images the search did "
+            "not choose on (e.g. split val-search, report_split val-report)")
 
 
 def _split_family(split: str) -> tuple[str, str]:

@@ -67,8 +67,11 @@ class ModelConfig(Section):
     drop_connect: float = Field(0.2, ge=0.0, lt=1.0)  # max subnet only, scaled by block index / num blocks
     drop_connect_only_last_two_stages: bool = True
     # pytorch: PyTorch's default init of every layer (the authors'); kaiming_fan_out: He-normal
-    # fan-out convs, N(0, 0.01) classifier, zero last BN of each residual block (torchvision's MobileNetV3)
+    # fan-out convs, N(0, 0.01) classifier, unit BN (torchvision's MobileNetV3)
     init: Literal["pytorch", "kaiming_fan_out"] = "pytorch"
+    # then zero the weight (gamma) of the last BN of every block, so each block starts as its shortcut
+    # (the authors' supernet constructor: 37 blocks in the attentivenas space); false: the plain init
+    zero_init_residual: bool = True
 
 
 class LossConfig(Section):
@@ -91,16 +94,26 @@ class LossConfig(Section):
 class OptimConfig(Section):
     """SGD and the warm-up + cosine schedule (per iteration)."""
 
-    lr: float = Field(0.1, gt=0.0)  # per lr_reference_batch images: lr_used = lr * total_batch / reference
+    lr: float = Field(0.1, gt=0.0)  # per lr_reference_batch images (the peak lr: see lr_scaling)
     lr_reference_batch: int = Field(256, ge=1)
+    # linear: lr * total_batch / reference (0.0125 at batch 32, 0.8 at 2048); authors: their
+    # lr * max(1, total_batch // reference) (0.1 at batch 32 or 300, 0.8 at 2048; train_attentive_nas.py)
+    lr_scaling: Literal["linear", "authors"] = "linear"
+    # warmup_then_cosine: linear warm-up from warmup_start_factor to 1, reached at the end of the
+    # warm-up, then a cosine from 1 to min_lr over the remaining iterations. authors: their
+    # WarmupCosineLR: at iteration i of T, warm-up factor w(i) = s (1 - i / W) + i / W (1 after the W
+    # warm-up iterations, s = warmup_start_factor) times a cosine over the WHOLE run,
+    # 0.5 (1 + cos(pi i / T)); min_lr is their clamp_lr, a floor from iteration W + 1 on
+    schedule: Literal["warmup_then_cosine", "authors"] = "warmup_then_cosine"
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
     nesterov: bool = True
     weight_decay: float = Field(1e-5, ge=0.0)
     no_decay_bn_bias: bool = True
     epochs: int = Field(360, ge=1)
     warmup_epochs: float = Field(5.0, ge=0.0)
-    warmup_start_factor: float = Field(0.0, ge=0.0, le=1.0)  # warm-up starts at this fraction of the lr
-    min_lr: float = Field(0.0, ge=0.0)  # end of the cosine
+    # warm-up starts at this fraction of the lr (the authors': 0.001, their default warmup_lr)
+    warmup_start_factor: float = Field(0.0, ge=0.0, le=1.0)
+    min_lr: float = Field(0.0, ge=0.0)  # end of the cosine (schedule authors: the floor after warm-up)
     grad_clip_value: float | None = Field(1.0, gt=0.0)  # clip by value; null: no clipping
 
 
@@ -190,6 +203,10 @@ class EvalConfig(Section):
     every_epochs: int = Field(1, ge=0)  # 0: never
     calibration_batches: int = Field(64, ge=1)
     calibration_batch_size: int | None = Field(None, ge=1)  # None: data.batch_size
+    # seed of the BN-calibration batches (drawn from the training split, the same every epoch; each rank
+    # draws its own); None: the run's seed. The authors' evaluation configs seed 2 (AttentiveNAS) and 5
+    # (AlphaNet); their epoch-end checks calibrate on the first batches of that epoch's training loader
+    calibration_seed: int | None = Field(None, ge=0)
     max_batches: int | None = Field(None, ge=1)  # cap the validation batches (None: whole split)
     # holdout: the part of the training data held out (data.val_fraction); test: the test split
     # (an ImageFolder's val/: the authors validate there, having trained on all of train/)
@@ -215,7 +232,8 @@ class RuntimeConfig(Section):
 
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # auto: bf16 autocast on CUDA (where the GPU supports it), none on CPU (measured there: bf16 adds
-    # nothing once channels-last is on); none | bf16 | fp16 force it
+    # nothing once channels-last is on); none (fp32, the authors' precision; the ImageNet recipes) |
+    # bf16 | fp16 force it
     amp: Literal["auto", "none", "bf16", "fp16"] = "auto"
     # auto: channels-last memory on CPU (measured 1.7-2.4x faster steps there, see docs/training.md),
     # the default contiguous format on CUDA (not measured yet); true / false force it

@@ -1,8 +1,9 @@
 """Data: the data sets, their splits, the recipe's transforms and the training / evaluation loaders.
 
 Lives here: ``splits`` (:class:`DataBundle` of train / hold-out / test, the seeded hold-out and its
-record, halves, stratified subsets), ``transforms`` (the recipe's transforms, timm's AutoAugment,
-per-sample seeding), ``idx`` (IDX files read safely), ``tensors`` (the embedded digits and
+record, halves, stratified subsets), ``transforms`` (the recipe's transforms, per-sample seeding and
+per-image failure messages), ``augment`` (the AutoAugment / RandAugment policies on timm's and
+torchvision's ops), ``ops`` (transform chains that name a failing op), ``idx`` (IDX files read safely), ``tensors`` (the embedded digits and
 Fashion-MNIST, held in memory), ``folders`` (ImageFolder and CIFAR files), ``loaders`` (seeded,
 sharded, resumable batches) and :func:`build_data`, which builds a ``DataConfig``'s bundle.
 
@@ -24,9 +25,11 @@ from torch.utils.data import Dataset, Subset, TensorDataset
 
 from ..config import DataConfig
 from ..errors import ConfigError
+from .augment import RAND_AUGMENT_OPS, TORCHVISION_POLICIES, V0_POLICY, augment_op
 from .folders import cifar_data, image_folder, imagefolder_data, load_image, require_dir
 from .idx import read_idx
 from .loaders import SkipSampler, batches_per_epoch, check_batch_size, eval_loader, per_rank_samples, train_loader
+from .ops import Chain, LabelledOp, TransformFailure
 from .splits import (
     DEFAULT_VAL_FRACTION,
     DataBundle,
@@ -52,12 +55,9 @@ from .transforms import (
     CIFAR_STD,
     IMAGENET_MEAN,
     IMAGENET_STD,
-    TORCHVISION_POLICIES,
-    Chain,
     RandomFlip,
     RandomShift,
     SeededTransformDataset,
-    augment_op,
     eval_transform,
     interpolation_mode,
     train_transform,
@@ -114,8 +114,9 @@ def build_data(cfg: DataConfig, seed: int = 0) -> DataBundle:
 
 __all__ = [
     "BUILDERS", "CIFAR_MEAN", "CIFAR_STD", "Chain", "DEFAULT_VAL_FRACTION", "DIGITS_MEAN", "DIGITS_STD",
-    "DataBundle", "FASHION_MNIST_DIR", "GreyImages", "IMAGENET_MEAN", "IMAGENET_STD", "RandomFlip", "RandomShift",
-    "SeededTransformDataset", "SkipSampler", "TORCHVISION_POLICIES", "augment_op", "batches_per_epoch",
+    "DataBundle", "FASHION_MNIST_DIR", "GreyImages", "IMAGENET_MEAN", "IMAGENET_STD", "LabelledOp",
+    "RAND_AUGMENT_OPS", "RandomFlip", "RandomShift", "SeededTransformDataset", "SkipSampler", "TORCHVISION_POLICIES",
+    "TransformFailure", "V0_POLICY", "augment_op", "batches_per_epoch",
     "build_data", "check_batch_size", "cifar_data", "digits_bundle", "digits_data", "digits_split", "eval_loader", "eval_transform",
     "fashion_mnist_data", "fashion_mnist_files", "halves", "holdout_count", "holdout_record", "holdout_split",
     "image_folder", "imagefolder_data", "interpolation_mode", "labels_of", "load_image", "per_rank_samples",

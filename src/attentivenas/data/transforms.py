@@ -1,5 +1,6 @@
-"""Per-sample transforms: the recipe's training and evaluation transforms (torchvision, timm's
-AutoAugment), the digits' random shift, and the dataset wrapper that seeds them per sample."""
+"""Per-sample transforms: the recipe's training and evaluation transforms (torchvision, and the
+augmentations of :mod:`.augment`), the digits' random shift, and the dataset wrapper that seeds them
+per sample and names the image and the op when one fails."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from ..config import DataConfig
+from ..errors import DataError
 from ..rng import mix_seed, seeded_cpu_rngs
+from .augment import augment_op
+from .ops import Chain, TransformFailure, op_label
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 
@@ -49,12 +53,34 @@ class SeededTransformDataset(Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         x, y = self.base[self.indices[i]]
         if self.transform is not None:
-            if self.random:  # torchvision draws from torch, timm from python's random and numpy
-                with seeded_cpu_rngs(mix_seed(self.seed, self.epoch, self.indices[i])):
+            try:
+                if self.random:  # torchvision draws from torch, timm from python's random and numpy
+                    with seeded_cpu_rngs(mix_seed(self.seed, self.epoch, self.indices[i])):
+                        x = self.transform(x)
+                else:
                     x = self.transform(x)
-            else:
-                x = self.transform(x)
+            except Exception as exc:  # any transform's failure: one line naming the image and the op
+                raise DataError(self.failure_message(i, exc)) from None
         return x, int(y)
+
+    def describe(self, i: int) -> str:
+        """The ``i``-th sample for messages: its file where the base data set has files."""
+        index = self.indices[i]
+        samples = getattr(self.base, "samples", None)
+        if isinstance(samples, list) and 0 <= index < len(samples):
+            return f"image {samples[index][0]}"
+        return f"sample {index} of {type(self.base).__name__}"
+
+    def failure_message(self, i: int, exc: Exception) -> str:
+        """One line: which image, which op, what it raised, and the way around it."""
+        if isinstance(exc, TransformFailure):
+            op, cause = exc.op, exc.cause
+        else:
+            op, cause = op_label(self.transform), exc  # type: ignore[arg-type]
+        what = f"{type(cause).__name__}: {' '.join(str(cause).split())}"
+        advice = ("train without this augmentation (data.auto_augment=none) and report it" if "Augment" in op
+                  else "check or replace the file")
+        return f"data: the transform failed on {self.describe(i)} (epoch {self.epoch}) in {op}: {what}; {advice}"
 
 
 class RandomShift:
@@ -84,54 +110,11 @@ class RandomFlip:
         return x.flip(-1) if float(torch.rand(())) < self.p else x
 
 
-class Chain:
-    """Apply transforms in turn (a picklable, torchvision-free ``Compose`` for tensor data)."""
-
-    def __init__(self, ops: Sequence[Callable]) -> None:
-        self.ops = list(ops)
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        for op in self.ops:
-            x = op(x)
-        return x
-
-
 def interpolation_mode(name: str):
     """torchvision's InterpolationMode of ``bicubic`` / ``bilinear``."""
     from torchvision.transforms import InterpolationMode  # heavy: torchvision loads only when images need it
 
     return InterpolationMode.BICUBIC if name == "bicubic" else InterpolationMode.BILINEAR
-
-
-#: ``data.auto_augment`` values read by torchvision (its original AutoAugment policies)
-TORCHVISION_POLICIES = ("imagenet", "cifar10", "svhn")
-
-
-def augment_op(cfg: DataConfig, mean: Sequence[float]) -> Callable | None:
-    """The PIL-image augmentation of ``data.auto_augment``.
-
-    ``v0`` is the authors': timm's TensorFlow-style ImageNet policy "v0" with magnitude noise
-    (``data.augment_magnitude_std``, 0.5), random bilinear/bicubic resampling and the mean colour as
-    fill; ``randaugment`` is timm's RandAugment (``data.rand_augment_ops`` ops of magnitude
-    ``data.rand_augment_magnitude``, same noise and fill); ``imagenet``/``cifar10``/``svhn`` are
-    torchvision's original AutoAugment policies (bilinear, black fill); ``none`` is none.
-    """
-    if cfg.auto_augment == "none":
-        return None
-    if cfg.auto_augment in TORCHVISION_POLICIES:
-        from torchvision import transforms as T  # heavy: torchvision loads only when images need it
-
-        return T.AutoAugment(T.AutoAugmentPolicy(cfg.auto_augment), interpolation=interpolation_mode("bilinear"))
-    from timm.data.auto_augment import (  # heavy: timm loads only for its augmentations
-        auto_augment_transform,
-        rand_augment_transform,
-    )
-
-    hparams = {"translate_const": int(cfg.image_size * 0.45), "img_mean": tuple(round(255 * m) for m in mean)}
-    std = cfg.augment_magnitude_std
-    if cfg.auto_augment == "v0":
-        return auto_augment_transform(f"v0-mstd{std}", hparams)
-    return rand_augment_transform(f"rand-m{cfg.rand_augment_magnitude}-n{cfg.rand_augment_ops}-mstd{std}", hparams)
 
 
 def train_transform(cfg: DataConfig, mean: Sequence[float], std: Sequence[float]) -> Callable:
@@ -150,14 +133,14 @@ def train_transform(cfg: DataConfig, mean: Sequence[float], std: Sequence[float]
         from timm.data.random_erasing import RandomErasing  # heavy: timm loads only for its augmentations
 
         ops.append(RandomErasing(cfg.random_erasing, mode="pixel", device="cpu"))
-    return T.Compose(ops)
+    return Chain(ops)
 
 
 def eval_transform(cfg: DataConfig, mean: Sequence[float], std: Sequence[float]) -> Callable:
     """The recipe's evaluation transform: resize (shorter side), centre crop, normalise."""
     from torchvision import transforms as T  # heavy: torchvision loads only when images need it
 
-    return T.Compose([
+    return Chain([
         T.Resize(cfg.eval_resize, interpolation=interpolation_mode(cfg.interpolation)),
         T.CenterCrop(cfg.image_size),
         T.ToTensor(),

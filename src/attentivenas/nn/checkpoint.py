@@ -15,6 +15,10 @@ lists and dicts)::
 The authors' checkpoints are ``{"epoch", "args", "state_dict", "optimizer", "lr_scheduler"}`` with
 ``module.``-prefixed keys and unused ``bn_tracking`` buffers; ``args`` is their ``AttrDict`` (a
 dict subclass), which we allow-list as a plain dict so that ``weights_only=True`` still holds.
+
+The metadata :func:`load_supernet` returns names the checkpoint's ``kind``: ``ours``, or for the
+authors' files ``attentivenas`` or ``alphanet`` (see :func:`authors_kind`), which stage 2 uses to
+measure as their evaluation did.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ from .supernet import Supernet
 FORMAT = "attentivenas"
 VERSION = 1
 _AUTHORS_ARGS_CLASS = "utils.config.AttrDict"
+#: keys only AlphaNet's training config sets (its alpha-divergence: configs/train_alphanet_models.yml)
+_ALPHANET_ARGS = ("alpha_min", "alpha_max", "iw_clip")
 CHECKSUM = "checksum"  #: sha256 of everything else in one of our checkpoints (tensors byte for byte)
 
 
@@ -120,6 +126,21 @@ def authors_state_dict(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Ten
     return out
 
 
+def authors_kind(args: Any) -> str:
+    """``alphanet`` or ``attentivenas``: which release an authors' checkpoint comes from, by its ``args``.
+
+    Their saver stores the training config as ``args``: AlphaNet's sets ``exp_name: "alphanet"`` and
+    the alpha-divergence keys (``alpha_min``, ``alpha_max``, ``iw_clip``); AttentiveNAS's sets
+    ``exp_name: "attentive_nas_dynamic_model_bestup3"`` and none of them. Anything else reads as
+    AttentiveNAS's.
+    """
+    if not isinstance(args, Mapping):
+        return "attentivenas"
+    if "alphanet" in str(args.get("exp_name") or "").lower() or any(k in args for k in _ALPHANET_ARGS):
+        return "alphanet"
+    return "attentivenas"
+
+
 def _space_from_authors_args(args: Any) -> SearchSpace | None:
     if isinstance(args, Mapping) and isinstance(args.get("supernet_config"), Mapping):
         try:
@@ -162,7 +183,8 @@ def load_supernet(path: str | Path, space: str | SearchSpace | None = None,
 
     ``space`` overrides the space stored in the checkpoint (ours) or the default (authors':
     the ``supernet_config`` in their ``args`` when present, else the AttentiveNAS space).
-    Returns the network (eval mode) and the checkpoint's metadata (everything but the weights).
+    Returns the network (eval mode) and the checkpoint's metadata (everything but the weights; its
+    ``kind`` is ``ours``, ``attentivenas`` or ``alphanet``).
     """
     obj = read_checkpoint(path)
     if is_ours(obj):
@@ -181,6 +203,7 @@ def load_supernet(path: str | Path, space: str | SearchSpace | None = None,
         _load_state(net, state, path)
         meta = {k: v for k, v in obj.items() if k != "model"}
         meta["source"] = "attentivenas"
+        meta["kind"] = "ours"
     elif is_authors(obj):
         state = authors_state_dict(obj["state_dict"])
         if space is not None:
@@ -192,7 +215,10 @@ def load_supernet(path: str | Path, space: str | SearchSpace | None = None,
             raise CheckpointError(f"checkpoint {path} has no classifier weight 'classifier.linear.linear.weight'")
         net = Supernet(sp, int(cls_w.shape[0]), bn_momentum=0.0, bn_eps=1e-5)
         _load_state(net, state, path)
-        meta = {"source": "authors", "epoch": obj.get("epoch")}
+        args = obj.get("args")
+        exp_name = args.get("exp_name") if isinstance(args, Mapping) else None
+        meta = {"source": "authors", "kind": authors_kind(args), "epoch": obj.get("epoch"),
+                "exp_name": exp_name if isinstance(exp_name, str) else None}
     else:
         raise CheckpointError(
             f"checkpoint {path} is neither an attentivenas checkpoint nor one of the authors' (no 'format' or "

@@ -24,10 +24,14 @@ class Supernet(nn.Module):
 
     ``set_arch`` picks the active subnet; ``forward`` runs it (input resized to its resolution).
     ``extract`` returns the active subnet as a :class:`StaticSubnet` of plain modules.
+    Weights: ``init`` ``pytorch`` (each layer's PyTorch default) or ``kaiming_fan_out``, then, with
+    ``zero_init_residual``, the last BN weight of every block zeroed. ``init="pytorch",
+    zero_init_residual=True`` is the authors' constructor (training's ``model.*`` defaults); the class
+    default leaves every block contributing to the output (a fresh supernet for tests and latency).
     """
 
     def __init__(self, space: SearchSpace, num_classes: int = 1000, bn_momentum: float | None = 0.1,
-                 bn_eps: float = 1e-5, init: str = "pytorch", zero_init_residual: bool = True) -> None:
+                 bn_eps: float = 1e-5, init: str = "pytorch", zero_init_residual: bool = False) -> None:
         super().__init__()
         self.space = space
         self.num_classes = num_classes
@@ -42,16 +46,17 @@ class Supernet(nn.Module):
                                      bn_eps)
         self.classifier = DynamicClassifier(max(space.last_conv), num_classes)
         if init == "kaiming_fan_out":
-            self._init_weights(zero_init_residual)
+            self._init_weights()
         elif init != "pytorch":
             raise ValueError(f"init must be 'pytorch' or 'kaiming_fan_out', got {init!r}")
+        if zero_init_residual:
+            self.zero_residual_bn_weights()
         self._arch: Arch = space.max_arch()
         self._plan: NetPlan = net_plan(space, self._arch)
 
-    def _init_weights(self, zero_init_residual: bool) -> None:
-        """``init="kaiming_fan_out"``: He-normal fan-out convs, N(0, 0.01) classifier, unit BN, and
-        the last BN of each block zeroed (torchvision's MobileNetV3). ``init="pytorch"`` (the
-        authors') keeps each layer's own default init."""
+    def _init_weights(self) -> None:
+        """``init="kaiming_fan_out"``: He-normal fan-out convs, N(0, 0.01) classifier, unit BN
+        (torchvision's MobileNetV3). ``init="pytorch"`` (the authors') keeps each layer's own default."""
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out")
@@ -63,9 +68,14 @@ class Supernet(nn.Module):
             elif isinstance(m, nn.Linear):
                 nn.init.normal_(m.weight, 0, 0.01)
                 nn.init.zeros_(m.bias)
-        if zero_init_residual:
-            for block in self.blocks:
-                nn.init.zeros_(block.mobile_inverted_conv.point_linear.bn.bn.weight)
+
+    @torch.no_grad()
+    def zero_residual_bn_weights(self) -> None:
+        """Zero the weight (gamma) of the last BN of every block, so each block starts as its
+        shortcut: the one init step of the authors' supernet constructor. Every block of ours has a
+        shortcut, as every block of theirs does, so all of them count (37 in the attentivenas space)."""
+        for block in self.blocks:
+            nn.init.zeros_(block.mobile_inverted_conv.point_linear.bn.bn.weight)
 
     # ----------------------------------------------------------------- arch
     @property

@@ -20,6 +20,7 @@ from ..accuracy import (
     Protocol,
     SubnetEvaluator,
     check_space,
+    default_split,
     fit_best,
     holdout_warning,
     load_predictor,
@@ -28,6 +29,7 @@ from ..accuracy import (
     spread_genes,
 )
 from ..config import OBJECTIVES, SearchConfig
+from ..config.search import report_overlap
 from ..costs import CostModel, MemoryModel
 from ..devices import resolve_device
 from ..distributed import (
@@ -45,6 +47,7 @@ from ..distributed import (
 from ..errors import ConfigError, UserError
 from ..io import OutputLock, atomic_write_json, remove_torn_writes
 from ..latency import LatencyTable
+from ..nn import load_supernet
 from ..rng import mix_seed
 from ..space import Arch, SearchSpace, get_space
 from .files import write_search_outputs
@@ -154,18 +157,12 @@ def _search(config: SearchConfig, out: Path, progress: bool, warn: Callable[[str
     if source != "predicted":
         if config.checkpoint is None:
             raise ConfigError(f"accuracy source '{source}' needs --checkpoint CKPT")
-        acc = config.accuracy
-        protocol = Protocol(split=acc.split, pipeline=acc.pipeline, interpolation=acc.interpolation,
-                            calib_batches=acc.calib_batches, calib_batch_size=acc.calib_batch_size,
-                            batch_size=acc.batch_size, max_images=acc.max_images)
-        device = info.device if info.distributed else resolve_device(acc.device)
-        evaluator = SubnetEvaluator.from_checkpoint(Path(config.checkpoint), given_space, acc.data, protocol,
-                                                    device=device, seed=config.seed, warn=warn)
+        evaluator = _evaluator(config, given_space, info, warn)
         space, num_classes = evaluator.supernet.space, evaluator.supernet.num_classes
     if pred is not None:
         check_space(pred, space)
     config = config.model_copy(update={
-        "accuracy": config.accuracy.model_copy(update={"source": source}),
+        "accuracy": config.accuracy.model_copy(update={"source": source, **_measured_with(evaluator)}),
         "runtime": config.runtime.model_copy(update={"ranks": info.world_size}),
     })
     latency_fn, memory_fn = _latency_fn(config, space), _memory_fn(config, space, num_classes)
@@ -191,6 +188,33 @@ def _search(config: SearchConfig, out: Path, progress: bool, warn: Callable[[str
     if info.is_main:
         write_search_outputs(out, result)
     return result
+
+
+def _evaluator(config: SearchConfig, space: SearchSpace | None, info: DistInfo,
+               warn: Callable[[str], None] | None) -> SubnetEvaluator:
+    """The checkpoint's evaluator, measuring as ``config.accuracy`` says (unset settings: the checkpoint's)."""
+    acc = config.accuracy
+    protocol = Protocol(split=acc.split, pipeline=acc.pipeline, interpolation=acc.interpolation,
+                        calib_batches=acc.calib_batches, calib_batch_size=acc.calib_batch_size,
+                        batch_size=acc.batch_size, max_images=acc.max_images, calib_seed=acc.calib_seed)
+    device = info.device if info.distributed else resolve_device(acc.device)
+    net, meta = load_supernet(Path(str(config.checkpoint)), space, device=device)
+    _check_report(acc.split or default_split(meta), acc.report_split)  # before the calibration batches are drawn
+    return SubnetEvaluator.for_supernet(net, meta, acc.data, protocol, device, config.seed, warn)
+
+
+def _check_report(split: str, report_split: str | None) -> None:
+    message = report_overlap(split, report_split)
+    if message is not None:
+        raise ConfigError(message)
+
+
+def _measured_with(evaluator: SubnetEvaluator | None) -> dict[str, Any]:
+    """The accuracy settings the evaluator resolved for its checkpoint (recorded in ``config.yaml``)."""
+    p = evaluator.protocol if evaluator is not None else None
+    if p is None:
+        return {}
+    return {"split": p.split, "interpolation": p.interpolation, "calib_seed": p.calib_seed}
 
 
 def _budget_keep(config: SearchConfig, costs: CostEvaluator) -> Callable[[np.ndarray], np.ndarray]:

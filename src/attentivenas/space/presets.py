@@ -99,6 +99,13 @@ PUBLISHED_TOP1: dict[str, float] = {
     "alphanet-a5": 80.29, "alphanet-a5-base": 80.62,
 }
 
+#: AlphaNet's published top-1 (its README): the same A0-A4 and A6 archs trained with alpha-divergence,
+#: its own A5 (small) and A5-1 (base); AttentiveNAS's A5 arch has no AlphaNet number.
+ALPHANET_TOP1: dict[str, float] = {
+    "a0": 77.87, "a1": 78.94, "a2": 79.20, "a3": 79.41, "a4": 80.01, "a6": 80.78,
+    "alphanet-a5": 80.29, "alphanet-a5-base": 80.62,
+}
+
 MODEL_NAMES: tuple[str, ...] = tuple(NAMED_ARCHS) + ("min", "max")
 
 

@@ -50,7 +50,7 @@ from .optim import build_optimizer, build_scheduler, fill_momentum_buffers, foll
 from .sampling import ArchSampler, load_predictor_estimator
 from .sandwich import SandwichStep, Scorer, StepResult, estimator_scorer, loss_scorer, use_channels_last
 from .state import FRESH, LAST, checkpoint_dir, resolve_resume, save_training_checkpoint, set_aside
-from .validate import calibration_batches, validate_arch
+from .validate import calibration_batches, calibration_seed, validate_arch
 
 
 class TrainingDiverged(UserError):
@@ -107,7 +107,7 @@ def build_training_supernet(cfg: TrainConfig, space: SearchSpace, num_classes: i
     initialised from the config (seeded by the caller), freed host memory kept for reuse where
     ``runtime.reuse_freed_memory`` asks it, moved to the device, channels-last where it pays."""
     net = Supernet(space, num_classes, bn_momentum=cfg.model.bn_momentum, bn_eps=cfg.model.bn_eps,
-                   init=cfg.model.init)
+                   init=cfg.model.init, zero_init_residual=cfg.model.zero_init_residual)
     reuse_freed_memory(cfg.runtime.reuse_freed_memory, device, "runtime.reuse_freed_memory")
     net.to(device)
     channels_last = use_channels_last(cfg.runtime.channels_last, device)
@@ -287,7 +287,7 @@ class Trainer:
         split = self.data.val if cfg.eval.split == "holdout" else self.data.test
         batches = calibration_batches(self.data.train, cfg.eval.calibration_batches,
                                       cfg.eval.calibration_batch_size or cfg.data.batch_size,
-                                      cfg.seed, info.rank, cfg.data.num_workers)
+                                      calibration_seed(cfg), info.rank, cfg.data.num_workers)
         out: dict[str, float] = {}
         for name, arch in (("min", self.space.min_arch()), ("max", self.space.max_arch())):
             res = validate_arch(self.net, arch, batches, split, cfg.data.eval_batch_size, info,

@@ -37,7 +37,7 @@ from ..nn import Supernet
 from ..space import Arch, SearchSpace
 from .distributed import DistInfo, all_reduce_sum, barrier
 from .sampling import PredictorEstimator, load_predictor_estimator
-from .validate import calibration_batches, validate_arch
+from .validate import calibration_batches, calibration_seed, validate_arch
 
 PREDICTOR_DIR = "predictors"
 
@@ -101,8 +101,8 @@ class OnlinePredictor:
         seed = fit_seed(cfg.seed, epochs_done)
         t0 = time.perf_counter()
         batches = calibration_batches(data.train, on.calibration_batches or cfg.eval.calibration_batches,
-                                      cfg.eval.calibration_batch_size or cfg.data.batch_size, cfg.seed, info.rank,
-                                      cfg.data.num_workers)
+                                      cfg.eval.calibration_batch_size or cfg.data.batch_size, calibration_seed(cfg),
+                                      info.rank, cfg.data.num_workers)
         max_batches = on.max_batches if on.max_batches is not None else cfg.eval.max_batches
 
         def evaluate(arch: Arch) -> float:

@@ -1,9 +1,11 @@
-"""SGD with Nesterov momentum (no weight decay on BN and biases) and the per-iteration
-warm-up + cosine learning-rate schedule."""
+"""SGD with Nesterov momentum (no weight decay on BN and biases), the batch-scaled learning rate
+and the per-iteration warm-up + cosine schedule: ours (``optim.schedule: warmup_then_cosine``) or
+the authors' ``WarmupCosineLR`` (``optim.schedule: authors``)."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn as nn
@@ -27,7 +29,11 @@ def param_groups(model: nn.Module, weight_decay: float, no_decay_bn_bias: bool =
 
 
 def scaled_lr(cfg: OptimConfig, total_batch: int) -> float:
-    """The peak learning rate: ``lr * total_batch / lr_reference_batch`` (0.1 x 2048 / 256 = 0.8)."""
+    """The peak learning rate for ``total_batch`` images per step. ``optim.lr_scaling: linear``:
+    ``lr * total_batch / lr_reference_batch`` (0.1 x 2048 / 256 = 0.8; 0.0125 at batch 32);
+    ``authors``: their ``lr * max(1, total_batch // lr_reference_batch)`` (0.8 at 2048, 0.1 at 32 or 300)."""
+    if cfg.lr_scaling == "authors":
+        return cfg.lr * max(1, total_batch // cfg.lr_reference_batch)
     return cfg.lr * total_batch / cfg.lr_reference_batch
 
 
@@ -65,13 +71,29 @@ def fill_momentum_buffers(optimizer: torch.optim.Optimizer) -> None:
 
 def warmup_cosine_factor(step: int, warmup_steps: int, total_steps: int, start_factor: float = 0.0,
                          min_factor: float = 0.0) -> float:
-    """LR multiplier at iteration ``step`` (0-based): linear from ``start_factor`` to 1 over the
-    warm-up (reaching 1 at ``warmup_steps``), then a cosine from 1 to ``min_factor`` at ``total_steps``."""
+    """``optim.schedule: warmup_then_cosine``: LR multiplier at iteration ``step`` (0-based): linear
+    from ``start_factor`` to 1 over the warm-up (reaching 1 at ``warmup_steps``), then a cosine from 1
+    to ``min_factor`` at ``total_steps``."""
     if warmup_steps > 0 and step < warmup_steps:
         return start_factor + (1.0 - start_factor) * (step + 1) / warmup_steps
     span = max(1, total_steps - warmup_steps)
     progress = min(1.0, max(0.0, (step - warmup_steps) / span))
     return min_factor + (1.0 - min_factor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def authors_factor(step: int, warmup_steps: int, total_steps: int, start_factor: float = 0.001,
+                   clamp_factor: float = 0.0) -> float:
+    """``optim.schedule: authors``: the multiplier of their ``WarmupCosineLR`` at iteration ``step``
+    (0-based): a linear warm-up factor ``s (1 - i / W) + i / W`` (``s`` = ``start_factor``, 1 from
+    iteration ``W`` on) times a cosine over the whole run, ``0.5 (1 + cos(pi i / T))``, floored at
+    ``clamp_factor`` after the warm-up (their ``clamp_lr``). Iterations past ``T`` stay at ``T``'s value."""
+    step = min(max(step, 0), max(total_steps, 1))
+    warm = 1.0
+    if step < warmup_steps:
+        alpha = step / warmup_steps
+        warm = start_factor * (1.0 - alpha) + alpha
+    value = warm * 0.5 * (1.0 + math.cos(math.pi * step / max(total_steps, 1)))
+    return max(clamp_factor if step > warmup_steps else 0.0, value)
 
 
 def follow_config(optimizer: torch.optim.Optimizer, scheduler: LambdaLR, cfg: OptimConfig, total_batch: int) -> None:
@@ -90,16 +112,20 @@ def follow_config(optimizer: torch.optim.Optimizer, scheduler: LambdaLR, cfg: Op
         group["lr"] = peak * factor(scheduler.last_epoch)
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig, steps_per_epoch: int) -> LambdaLR:
-    """Per-iteration warm-up + cosine over ``cfg.epochs * steps_per_epoch`` iterations (call
-    ``scheduler.step()`` once per training step)."""
+def schedule_factor(cfg: OptimConfig, steps_per_epoch: int, peak: float) -> Callable[[int], float]:
+    """The LR multiplier of ``cfg.schedule`` per iteration, for a run of ``cfg.epochs`` epochs of
+    ``steps_per_epoch`` iterations at the peak learning rate ``peak`` (``cfg.min_lr`` is absolute)."""
     total = cfg.epochs * steps_per_epoch
     warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
-    peak = optimizer.param_groups[0]["lr"]
-    min_factor = min(1.0, cfg.min_lr / peak) if peak > 0 else 0.0
     start = cfg.warmup_start_factor
+    if cfg.schedule == "authors":
+        clamp = cfg.min_lr / peak if peak > 0 else 0.0
+        return lambda step: authors_factor(step, warmup, total, start, clamp)
+    min_factor = min(1.0, cfg.min_lr / peak) if peak > 0 else 0.0
+    return lambda step: warmup_cosine_factor(step, warmup, total, start, min_factor)
 
-    def factor(step: int) -> float:
-        return warmup_cosine_factor(step, warmup, total, start, min_factor)
 
-    return LambdaLR(optimizer, factor)
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig, steps_per_epoch: int) -> LambdaLR:
+    """Per-iteration warm-up + cosine (``cfg.schedule``) over ``cfg.epochs * steps_per_epoch``
+    iterations (call ``scheduler.step()`` once per training step)."""
+    return LambdaLR(optimizer, schedule_factor(cfg, steps_per_epoch, optimizer.param_groups[0]["lr"]))

@@ -8,10 +8,16 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from ..accuracy import evaluate_subnet
 from ..accuracy.evaluate import extract_for_measurement
+from ..config import TrainConfig
 from ..data import eval_loader
 from ..nn import Supernet, cache_calibration_batches, calibrate_bn
 from ..space import Arch
 from .distributed import DistInfo, all_reduce_mean, all_reduce_sum
+
+
+def calibration_seed(cfg: TrainConfig) -> int:
+    """The seed of the BN-calibration batches: ``eval.calibration_seed``, else the run's ``seed``."""
+    return cfg.seed if cfg.eval.calibration_seed is None else cfg.eval.calibration_seed
 
 
 def calibration_batches(train: Dataset, num_batches: int, batch_size: int, seed: int, rank: int,
