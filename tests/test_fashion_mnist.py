@@ -6,6 +6,7 @@ import gzip
 import os
 import shutil
 import struct
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -87,6 +88,37 @@ def test_hostile_idx_files_are_one_line(tmp_path: Path) -> None:
     torn.write_bytes(gzip.compress(b"\x00\x00\x08\x01" + struct.pack(">I", 4) + b"\x01" * 4)[:-6])
     with pytest.raises(ConfigError, match="cannot be read"):
         read_idx(torn, 1)
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_an_idx_header_claiming_more_than_the_file_holds_allocates_nothing_that_size(tmp_path: Path, gz: bool) -> None:
+    """A small file announcing 100,000 x 28 x 28 = 78 MB is refused before that much is allocated
+    (a raw file by its size on disk, a gzip one by decompressing at most the announced size + 1)."""
+    lie = tmp_path / ("lie.gz" if gz else "lie")
+    data = b"\x00\x00\x08\x03" + struct.pack(">3I", 100_000, 28, 28) + b"\x07" * 4000
+    lie.write_bytes(gzip.compress(data) if gz else data)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ConfigError, match=f"{lie}.* holds 4000 bytes of values; its header announces 78400000$"):
+            read_idx(lie, 3)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20, f"reading a 4 KB file peaked at {peak} bytes"
+
+
+def test_a_crafted_idx_header_of_1e14_bytes_is_one_line(tmp_path: Path) -> None:
+    crafted = tmp_path / "crafted"  # 10^7 x 4096 x 4096: every dimension within its bound
+    crafted.write_bytes(b"\x00\x00\x08\x03" + struct.pack(">3I", 10_000_000, 4096, 4096) + b"\x00" * 16)
+    with pytest.raises(ConfigError, match=f"{crafted} holds 16 bytes of values; its header announces 167772160000000"):
+        read_idx(crafted, 3)
+    longer = tmp_path / "longer.gz"  # a gzip body longer than announced: no more than count + 1 bytes read
+    longer.write_bytes(gzip.compress(b"\x00\x00\x08\x01" + struct.pack(">I", 4) + b"\x01" * 10_000))
+    with pytest.raises(ConfigError, match="holds 4\\+ bytes of values; its header announces 4"):
+        read_idx(longer, 1)
+    raw = tmp_path / "raw"  # the exact size still reads
+    raw.write_bytes(b"\x00\x00\x08\x01" + struct.pack(">I", 3) + b"\x01\x02\x03")
+    assert read_idx(raw, 1).tolist() == [1, 2, 3]
 
 
 def test_the_config_defaults_to_the_debian_folder_and_28_pixels() -> None:

@@ -211,6 +211,25 @@ def test_refit_uses_the_subnets_a_table_keeps(tmp_path) -> None:
         refit_table(again, TINY_SPACE)
 
 
+def test_refit_refuses_more_stored_subnets_than_its_bound(tmp_path) -> None:
+    """Refit's leave-one-out fits grow with the square of the subnets: over MAX_REFIT_SUBNETS is one
+    line naming the file, the count and the limit, before any record is validated or fitted."""
+    MAX_REFIT_SUBNETS = 300  # the documented bound (attentivenas.latency.table.MAX_REFIT_SUBNETS)
+    table = synthetic_latency_table()
+    table.meta.update(calibration_subnets=[{"arch": {}, "ms": 1.0}] * MAX_REFIT_SUBNETS,
+                      holdout_subnets=[{"arch": {}, "ms": 1.0}])
+    path = table.save(tmp_path / "big.json")
+    r = run_cli("latency", "refit", "--table", str(path))
+    assert r.code == 2 and r.err.count("\n") == 1, r.err
+    assert (f"latency table {path} holds {MAX_REFIT_SUBNETS + 1} measured subnets (calibration + held-out); "
+            f"refit handles at most {MAX_REFIT_SUBNETS}") in r.err
+    with pytest.raises(UserError, match=f"holds {MAX_REFIT_SUBNETS + 1} measured subnets"):
+        refit_table(table, TINY_SPACE)
+    import attentivenas.latency.table as latency_table
+
+    assert latency_table.MAX_REFIT_SUBNETS == MAX_REFIT_SUBNETS
+
+
 def test_build_table_in_onnxruntime(tiny_net) -> None:
     arch = TINY_SPACE.min_arch()
     table = build_latency_table(TINY_SPACE, "cpu", 1, [arch], num_classes=10, threads=1, warmup=0, repeats=2,

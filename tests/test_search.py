@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from attentivenas import accuracy as P
-from attentivenas.config import SearchConfig, parse_model
+from attentivenas.config import SearchConfig, load_search_config, parse_model
 from attentivenas.costs import CostModel
 from attentivenas.errors import CheckpointError, ConfigError, UserError
 from attentivenas.search import (
@@ -323,6 +323,9 @@ def test_cli_search_config_file_overrides_and_flags(predictor_file, tmp_path, ca
     (["objectives=[mflops,energy]"], "unknown objective(s) ['energy']"),
     (["--budgets", "1,abc"], "budget list must hold numbers separated by commas"),
     (["--config", "missing.yaml"], "config file not found: missing.yaml"),
+    (["seed=-1"], "config key 'seed': Input should be greater than or equal to 0 (got -1)"),
+    (["--seed", "-1"], "config key 'seed': Input should be greater than or equal to 0 (got -1)"),
+    (["evolution.pop_size=100000000"], "config key 'evolution.pop_size': Input should be less than or equal to 100000"),
 ])
 def test_cli_search_config_errors_exit_2(predictor_file, tmp_path, capsys, args, message):
     code = run_cli_code(["search", "--predictor", str(predictor_file), "--out", str(tmp_path / "o"), *args])
@@ -330,3 +333,20 @@ def test_cli_search_config_errors_exit_2(predictor_file, tmp_path, capsys, args,
     assert code == 2 and message in err and err.count("\n") == 1
     assert not (tmp_path / "o").exists()
 
+
+
+@pytest.mark.parametrize(("override", "key"), [
+    ("seed=-1", "seed"), ("seed=4294967296", "seed"), ("accuracy.calib_seed=-3", "accuracy.calib_seed"),
+    ("evolution.pop_size=100000000", "evolution.pop_size"), ("evolution.pop_size=3", "evolution.pop_size"),
+    ("evolution.generations=100001", "evolution.generations"), ("evolution.generations=0", "evolution.generations"),
+    ("accuracy.remeasure_top=100001", "accuracy.remeasure_top"),
+    ("auto_predictor.num_archs=100001", "auto_predictor.num_archs"),
+])
+def test_search_counts_and_seeds_are_bounded(override, key):
+    """Seeds in [0, 2**32), population 4..100,000, generations 1..100,000: one line naming the key."""
+    with pytest.raises(ConfigError, match=f"config key '{key}': Input should be") as info:
+        load_search_config(None, [override])
+    assert "\n" not in str(info.value)
+    ok = load_search_config(None, ["seed=4294967295", "evolution.pop_size=100000",
+                                    "evolution.generations=100000"])
+    assert (ok.seed, ok.evolution.pop_size, ok.evolution.generations) == (2**32 - 1, 100_000, 100_000)

@@ -130,13 +130,13 @@ def latency_refit_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Fit a table's models again on the whole subnets it measured (no measuring), and report their
-    error on its held-out subnets."""
+    error on its held-out subnets. A table of more than MAX_REFIT_SUBNETS (300) stored subnets is refused."""
     from ..latency import LatencyTable, refit_table  # heavy (torch): loaded when the command runs
     from ..space import SearchSpace
 
     tab = LatencyTable.load(table)
     sp = SearchSpace.from_dict(tab.space)
-    mapes = refit_table(tab, sp, model)
+    mapes = refit_table(tab, sp, model, source=f"latency table {table}")
     path = tab.save(out or table)
     info = {"path": str(path), "model": tab.model, "overhead_ms": round(tab.overhead_ms, 4),
             "per_block_ms": round(tab.per_block_ms, 4), "group_scale": {k: round(v, 4) for k, v in tab.group_scale.items()},

@@ -25,6 +25,13 @@ BUDGET_FIELDS = {"max_mflops": "mflops", "max_params_m": "params_m", "max_latenc
 ObjectiveName = Literal["mflops", "params", "latency", "memory"]
 #: Predictor kinds cross-validated by default (the Gaussian process is opt-in: it scales poorly).
 DEFAULT_PREDICTOR_KINDS = ("rf", "lgbm", "ridge")
+#: Bounds of the search's counts and seeds (a value outside is one config error naming the key, not a traceback
+#: or hours of work): NSGA-II population and generations, subnets measured or re-measured, and seeds (numpy's
+#: and torch's generators take 0 .. 2**32 - 1).
+MAX_POP_SIZE = 100_000
+MAX_GENERATIONS = 100_000
+MAX_ARCHS = 100_000
+SEED_LIMIT = 2**32  # seeds lie in [0, SEED_LIMIT)
 
 
 def parse_budget_points(text: str | Sequence[float] | None) -> tuple[float, ...]:
@@ -96,7 +103,7 @@ class AccuracyConfig(Section):
     # every generation), or predicted+remeasure (search on predictions, re-measure the best); null: from what
     # is given (a checkpoint alone: predicted+remeasure with a predictor the search fits, see auto_predictor)
     source: str | None = None
-    remeasure_top: int = Field(10, ge=0)  # predicted+remeasure: candidates re-measured (plus each budget's best)
+    remeasure_top: int = Field(10, ge=0, le=MAX_ARCHS)  # predicted+remeasure: candidates re-measured (plus each budget's best)
     data: str | None = None  # digits, cifar10:PATH, cifar100:PATH or an ImageFolder PATH; null: the checkpoint's
     # holdout: the part of the training data held out for search; test (= val): the data set's test split
     # (an ImageFolder's val/); val-search / val-report: seeded disjoint halves of it (search on one, report on
@@ -113,7 +120,7 @@ class AccuracyConfig(Section):
     interpolation: Literal["bilinear", "bicubic"] | None = None
     # seed of the BN-calibration batches; null: the checkpoint's evaluation seed (AttentiveNAS 2, AlphaNet 5; ours:
     # the search's seed)
-    calib_seed: int | None = None
+    calib_seed: int | None = Field(None, ge=0, lt=SEED_LIMIT)
     calib_batches: int = Field(64, ge=1)  # BN calibration batches per subnet (published: 64 x 256)
     calib_batch_size: int = Field(256, ge=1)
     batch_size: int = Field(256, ge=1)  # validation batch size
@@ -161,8 +168,8 @@ def splits_overlap(a: str, b: str) -> bool:
 class EvolutionConfig(Section):
     """NSGA-II (pymoo) over the gene vectors."""
 
-    pop_size: int = Field(50, ge=4)
-    generations: int = Field(30, ge=1)
+    pop_size: int = Field(50, ge=4, le=MAX_POP_SIZE)
+    generations: int = Field(30, ge=1, le=MAX_GENERATIONS)
     mutation_prob: float = Field(0.1, gt=0.0, le=1.0)  # per gene: move to another of its choices
     crossover_prob: float = Field(0.9, gt=0.0, le=1.0)  # uniform crossover
 
@@ -171,7 +178,7 @@ class AutoPredictorConfig(Section):
     """The accuracy predictor a search fits itself (a checkpoint and no ``--predictor``, accuracy source
     predicted+remeasure): subnets measured spread over the budgeted range, the best kind kept."""
 
-    num_archs: int = Field(60, ge=4)  # evaluation budget: subnets measured to fit it
+    num_archs: int = Field(60, ge=4, le=MAX_ARCHS)  # evaluation budget: subnets measured to fit it
     # time budget instead (seconds of measuring, the re-measurement after the search included): as many
     # subnets as fit, from the time of the first measurements (then the number depends on the machine)
     time_budget_s: float | None = Field(None, gt=0)
@@ -212,7 +219,7 @@ class SearchConfig(Section):
     evolution: EvolutionConfig = EvolutionConfig()
     auto_predictor: AutoPredictorConfig = AutoPredictorConfig()
     runtime: SearchRuntimeConfig = SearchRuntimeConfig()
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=SEED_LIMIT)
     published: bool = False  # plot the authors' A0-A6 (ImageNet) beside the front
 
     @field_validator("objectives", mode="before")
@@ -230,7 +237,7 @@ class SearchConfig(Section):
 class PredictorConfig(Section):
     """The accuracy predictor the pipeline fits before searching."""
 
-    num_archs: int = Field(40, ge=4)  # subnets measured (BN recalibrated, validation split)
+    num_archs: int = Field(40, ge=4, le=MAX_ARCHS)  # subnets measured (BN recalibrated, validation split)
     kinds: list[Literal["rf", "lgbm", "ridge", "gp"]] = Field(default_factory=lambda: list(DEFAULT_PREDICTOR_KINDS),
                                                              min_length=1)
     feature_set: Literal["knobs", "knobs+cost"] = "knobs+cost"  # better ranks on few archs
@@ -248,7 +255,7 @@ class PipelineConfig(Section):
     predictor: PredictorConfig = PredictorConfig()
     search: SearchConfig = Field(default_factory=_pipeline_search)
     export_format: Literal["torchscript", "onnx", "safetensors"] = "torchscript"
-    seed: int = 0  # of the measured archs and the calibration batches (the search has its own)
+    seed: int = Field(0, ge=0, lt=SEED_LIMIT)  # of the measured archs and the calibration batches (the search has its own)
 
 
 def load_search_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> SearchConfig:

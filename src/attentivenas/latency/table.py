@@ -50,6 +50,9 @@ OP_GROUPS: dict[str, tuple[str, ...]] = {
     "residual": ("residual",),
 }
 GROUP_OF = {kind: g for g, kinds in OP_GROUPS.items() for kind in kinds}
+#: most stored subnets (calibration + held-out) `latency refit` accepts: its leave-one-out fits grow with the
+#: square of the count (tiny space: 100 subnets 2 s, 200 9 s, 1,000 over 4 min), so a larger table is refused
+MAX_REFIT_SUBNETS = 300
 #: fewest calibration archs the scaled model is fitted on (2 overhead terms + 3 group factors)
 MIN_SCALED_ARCHS = 8
 #: A prediction never drops below this fraction of its summed op times: the fitted overhead is
@@ -596,12 +599,19 @@ def stored_subnets(table: LatencyTable, space: SearchSpace, key: str) -> tuple[l
     return archs, measured
 
 
-def refit_table(table: LatencyTable, space: SearchSpace, model: str = "auto") -> dict[str, float]:
+def refit_table(table: LatencyTable, space: SearchSpace, model: str = "auto",
+                source: str = "latency table") -> dict[str, float]:
     """Fit the table's models again on its stored calibration subnets (no measuring: e.g. after a
-    better fitting method) and report every model's error on its stored held-out subnets (if any)."""
+    better fitting method) and report every model's error on its stored held-out subnets (if any).
+    A table of more than :data:`MAX_REFIT_SUBNETS` stored subnets is a user error naming ``source``."""
     if model not in (*MODELS, "auto"):
         raise UserError(f"unknown latency model {model!r}; use sum, scaled or auto")
     table.check_space(space)
+    stored = sum(len(v) for k in ("calibration_subnets", "holdout_subnets")
+                 if isinstance(v := table.meta.get(k), list))
+    if stored > MAX_REFIT_SUBNETS:  # bounded work: refuse before validating or fitting anything
+        raise UserError(f"{source} holds {stored} measured subnets (calibration + held-out); refit handles at most "
+                        f"{MAX_REFIT_SUBNETS}")
     calib, measured = stored_subnets(table, space, "calibration_subnets")
     if model == "scaled" and len(calib) < MIN_SCALED_ARCHS:
         raise UserError(f"the scaled model needs >= {MIN_SCALED_ARCHS} calibration subnets, the table has {len(calib)}")
