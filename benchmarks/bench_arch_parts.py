@@ -6,8 +6,9 @@ replaced by hard-swish, both; torchvision's ``mobilenet_v3_large`` is timed as i
 hard-swish replaced by swish. Every model's MFLOPs (multiply-accumulates) are counted the same way,
 with ``torch.utils.flop_counter``, so ``us/MFLOP`` compares like with like; the shortcut
 projections stay (they are part of the space; their MFLOPs are in the count). Same runtimes and
-timing as ``bench_runtimes.py``, except that all six models of a runtime and batch are loaded
-together and timed in interleaved rounds, each ratio the median of its rounds (with their range)::
+timing as ``bench_runtimes.py``: all six models of a runtime and batch are loaded together and
+timed in the shared interleaved rounds (``benchmarks/timing.py``), each ratio the median of its
+rounds (with their range and a 95% bootstrap interval of that median)::
 
     python benchmarks/bench_arch_parts.py [--threads 1] [--batches 1,32] [--runtimes torch,onnxruntime]
                                           [--repeats 20] [--rounds 5] [--clock wall] [--json]
@@ -18,7 +19,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -34,6 +34,7 @@ from attentivenas.nn import Supernet, is_available  # noqa: E402
 from attentivenas.nn.static import SqueezeExcite  # noqa: E402
 from attentivenas.space import ATTENTIVENAS_SPACE, named_arch  # noqa: E402
 from bench_runtimes import _macs  # noqa: E402
+from timing import interleaved_rounds, median_interval, print_header, ratios  # noqa: E402
 
 
 def swap(model: nn.Module, kind: type[nn.Module], make) -> nn.Module:
@@ -67,22 +68,20 @@ def variants() -> list[tuple[str, nn.Module, int]]:
 
 def interleaved_medians(runners: dict[str, Runner], repeats: int, rounds: int, clock: str,
                        warmup: int = 2) -> dict[str, list[float]]:
-    """Each runner's median ms per round; a round times every runner once (``repeats`` runs after
-    ``warmup``), starting one runner further along each round, so slow drift of the machine falls
-    on all of them alike."""
-    names = list(runners)
-    out: dict[str, list[float]] = {n: [] for n in names}
-    for r in range(rounds):
-        for name in names[r % len(names):] + names[:r % len(names)]:
-            times = time_runner(runners[name], warmup=warmup, repeats=repeats, rounds=1, clock=clock)
-            out[name].append(float(np.median(times)))
-    return out
+    """Each runner's median ms per round, in the shared timer's interleaved rounds: a round times
+    every runner once (``repeats`` runs after ``warmup``), starting one runner further along each
+    round, so slow drift of the machine falls on all of them alike."""
+
+    def side(runner: Runner):
+        return lambda: float(np.median(time_runner(runner, warmup=warmup, repeats=repeats, rounds=1, clock=clock)))
+
+    return interleaved_rounds({name: side(r) for name, r in runners.items()}, rounds)
 
 
 def ratios_per_mflop(medians: dict[str, list[float]], mflops: dict[str, float], reference: str) -> dict[str, list[float]]:
     """Per round, each model's time per MFLOP over ``reference``'s in the same round."""
-    ref = [ms / mflops[reference] for ms in medians[reference]]
-    return {n: [ms / mflops[n] / r for ms, r in zip(times, ref, strict=True)] for n, times in medians.items()}
+    return {n: [r * mflops[reference] / mflops[n] for r in ratios(times, medians[reference])]
+            for n, times in medians.items()}
 
 
 def main() -> None:
@@ -111,22 +110,26 @@ def main() -> None:
             repeats = args.repeats if batch == 1 else max(3, args.repeats // 4)
             clock = args.clock if runtime in CPU_CLOCK_RUNTIMES else "wall"
             medians = interleaved_medians(runners, repeats, args.rounds, clock)
-            for name, ratios in ratios_per_mflop(medians, mflops, reference).items():
+            for name, per_round in ratios_per_mflop(medians, mflops, reference).items():
+                iv = median_interval(per_round)
                 rows.append({"model": name, "mflops": round(mflops[name], 2), "runtime": runtime, "batch": batch,
                              "median_ms": float(np.median(medians[name])), "rounds": args.rounds, "clock": clock,
-                             "vs_mbv3_per_mflop": float(np.median(ratios)), "low": min(ratios), "high": max(ratios)})
+                             "vs_mbv3_per_mflop": iv.median, "low": min(per_round), "high": max(per_round),
+                             "ci95_low": iv.low, "ci95_high": iv.high})
             del runners
     if args.json:
         for row in rows:
             print(json.dumps(row))
         return
-    print(f"{args.threads} thread(s), {args.rounds} interleaved rounds, load {os.getloadavg()[0]:.2f} "
-          f"on {os.cpu_count()} CPUs")
-    print("| model | MFLOPs | runtime | batch | median ms | x MobileNetV3 per MFLOP (median of rounds) | range |")
-    print("|---|---:|---|---:|---:|---:|---|")
+    print_header()
+    print(f"{args.threads} thread(s), {args.rounds} interleaved rounds")
+    print("| model | MFLOPs | runtime | batch | median ms | x MobileNetV3 per MFLOP (median of rounds) | range "
+          "| 95% interval |")
+    print("|---|---:|---|---:|---:|---:|---|---|")
     for r in rows:
         print(f"| {r['model']} | {r['mflops']:.1f} | {r['runtime']} | {r['batch']} | {r['median_ms']:.2f} "
-              f"| {r['vs_mbv3_per_mflop']:.2f} | {r['low']:.2f}-{r['high']:.2f} |")
+              f"| {r['vs_mbv3_per_mflop']:.2f} | {r['low']:.2f}-{r['high']:.2f} "
+              f"| {r['ci95_low']:.2f}-{r['ci95_high']:.2f} |")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@
 For AttentiveNAS A0, A6 and the tiny space's largest subnet (1000 classes, random weights) and
 torchvision's ``mobilenet_v3_large(weights=None)`` (about 217 MFLOPs), each runtime (PyTorch eager,
 ONNX Runtime, ExecuTorch with XNNPACK, OpenVINO; those installed) gets the model exported at the
-input shape (batch 1 and 32), loads it, warms it up and times repeats: the median and p90 in ms,
+input shape (batch 1 and 32), loads it; the four models of a runtime and batch are then timed
+together in the shared interleaved rounds of ``benchmarks/timing.py`` (2 rounds; each round warms a
+model up and times its repeats; each model's round of lowest median is kept): the median and p90 in ms,
 the microseconds per MFLOP per image, and that cost relative to MobileNetV3 in the same runtime and
 batch (below 1: cheaper per MFLOP than MobileNetV3). MFLOPs are multiply-accumulates (the
 authors' convention; MobileNetV3's counted the same way with ``torch.utils.flop_counter``).
@@ -17,8 +19,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
-from typing import Any
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -26,9 +29,12 @@ from torch.utils.flop_counter import FlopCounterMode
 from torchvision.models import mobilenet_v3_large
 
 from attentivenas.costs import count_flops
-from attentivenas.latency import RUNTIMES, prepare, runtime_version, time_runner
+from attentivenas.latency import RUNTIMES, Runner, prepare, runtime_version, time_runner
 from attentivenas.nn import Supernet, is_available
 from attentivenas.space import ATTENTIVENAS_SPACE, TINY_SPACE, named_arch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import interleaved_rounds, print_header  # noqa: E402
 
 
 def models() -> list[tuple[str, torch.nn.Module, int, float]]:
@@ -55,16 +61,31 @@ def _macs(model: torch.nn.Module, resolution: int) -> float:
     return counter.get_total_flops() / 2e6  # FLOPs -> multiply-accumulates, in millions
 
 
-def measure(runtime: str, model: torch.nn.Module, resolution: int, batch: int, threads: int, repeats: int,
-            clock: str) -> dict[str, Any]:
-    """Export and load ``model`` in ``runtime`` at ``batch``, then time it."""
+ROUNDS = 2  #: interleaved rounds per runtime and batch; each model keeps its round of lowest median
+
+
+def prepared(runtime: str, model: torch.nn.Module, resolution: int, batch: int, threads: int) -> tuple[Runner, float]:
+    """``model`` exported and loaded in ``runtime`` at ``batch``, and the seconds that took."""
     x = torch.randn(batch, 3, resolution, resolution, generator=torch.Generator().manual_seed(0))
     t0 = time.perf_counter()
     runner = prepare(model, x, runtime, "cpu", threads)
-    load_s = time.perf_counter() - t0
-    times = time_runner(runner, warmup=max(2, repeats // 5), repeats=repeats, rounds=2, clock=clock)
-    return {"median_ms": float(np.median(times)), "p90_ms": float(np.percentile(times, 90)),
-            "threads": runner.threads, "export_load_s": load_s}
+    return runner, time.perf_counter() - t0
+
+
+def measure_together(runners: dict[str, Runner], repeats: int, clock: str, rounds: int = ROUNDS) -> dict[str, dict]:
+    """Each runner timed in the shared interleaved rounds (``repeats`` runs after a warm-up per
+    round); its figures are those of its round with the lowest median: median and p90 ms."""
+    warmup = max(2, repeats // 5)
+
+    def side(runner: Runner):
+        return lambda: time_runner(runner, warmup=warmup, repeats=repeats, rounds=1, clock=clock)
+
+    out = {}
+    for name, per_round in interleaved_rounds({n: side(r) for n, r in runners.items()}, rounds).items():
+        times = min(per_round, key=lambda t: float(np.median(t)))
+        out[name] = {"median_ms": float(np.median(times)), "p90_ms": float(np.percentile(times, 90)),
+                     "threads": runners[name].threads}
+    return out
 
 
 def main() -> None:
@@ -80,14 +101,20 @@ def main() -> None:
     skipped = [r for r in args.runtimes.split(",") if r not in runtimes]
     batches = [int(b) for b in args.batches.split(",")]
     rows = []
-    for name, model, res, mflops in models():
-        for runtime in runtimes:
-            for batch in batches:
-                clock = args.clock if runtime != "openvino" else "wall"
-                repeats = args.repeats if batch == 1 else max(3, args.repeats // 4)
-                m = measure(runtime, model, res, batch, args.threads, repeats, clock)
+    compared = models()
+    for runtime in runtimes:
+        for batch in batches:
+            clock = args.clock if runtime != "openvino" else "wall"
+            repeats = args.repeats if batch == 1 else max(3, args.repeats // 4)
+            loaded = {name: prepared(runtime, model, res, batch, args.threads) for name, model, res, _ in compared}
+            timed = measure_together({name: runner for name, (runner, _) in loaded.items()}, repeats, clock)
+            for name, _, _, mflops in compared:
+                m = {**timed[name], "export_load_s": loaded[name][1]}
                 rows.append({"model": name, "mflops": round(mflops, 2), "runtime": runtime, "batch": batch,
                              "clock": clock, **m, "us_per_mflop": m["median_ms"] * 1e3 / (mflops * batch)})
+            del loaded, timed
+    order = {name: i for i, (name, *_) in enumerate(compared)}
+    rows.sort(key=lambda r: order[r["model"]])  # by model, then runtime and batch (stable), as always printed
     ref = {(r["runtime"], r["batch"]): r["us_per_mflop"] for r in rows if r["model"] == "mobilenet_v3_large"}
     for r in rows:
         r["vs_mbv3_per_mflop"] = r["us_per_mflop"] / ref[(r["runtime"], r["batch"])]
@@ -96,8 +123,9 @@ def main() -> None:
     if args.json:
         print(json.dumps(info, indent=1))
         return
-    print(f"{args.threads} thread(s), load {info['load_1min']:.2f} on {info['cpu_count']} CPUs; "
-          f"versions {info['versions']}; not installed: {skipped or 'none'}")
+    print_header()
+    print(f"{args.threads} thread(s), {ROUNDS} interleaved rounds; versions {info['versions']}; "
+          f"not installed: {skipped or 'none'}")
     print("| model | MFLOPs | runtime | batch | median ms | p90 ms | us/MFLOP/image | x MobileNetV3 per MFLOP |")
     print("|---|---:|---|---:|---:|---:|---:|---:|")
     for r in rows:

@@ -16,11 +16,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 from attentivenas.accuracy import build_from_checkpoint
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import interleaved_rounds, print_header  # noqa: E402
 
 
 def _one(settings: dict, ranks: int) -> dict:
@@ -38,21 +42,29 @@ def main() -> None:
     ap.add_argument("--calib-batches", type=int, default=64)
     ap.add_argument("--split", default="test")
     args = ap.parse_args()
+    print_header()
     load_before = os.getloadavg()
-    rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        files = []
-        for ranks in (1, 2):
-            out = Path(tmp) / f"ranks{ranks}.jsonl"
-            settings = {"checkpoint": args.checkpoint, "out": str(out), "num_archs": args.archs, "space": None,
-                        "data": None, "split": args.split, "pipeline": "authors", "interpolation": "bilinear",
-                        "calib_batches": args.calib_batches, "calib_batch_size": 256, "max_images": None,
-                        "spread": "flops", "device": "cpu", "seed": 0}
-            rows.append(_one(settings, ranks))
-            files.append(out.read_bytes())
-            print(json.dumps(rows[-1]), flush=True)
-        identical = files[0] == files[1]
-    one, two = rows
+        files: dict[int, bytes] = {}
+
+        def side(ranks: int):
+            def run() -> dict:
+                out = Path(tmp) / f"ranks{ranks}.jsonl"
+                settings = {"checkpoint": args.checkpoint, "out": str(out), "num_archs": args.archs, "space": None,
+                            "data": None, "split": args.split, "pipeline": "authors", "interpolation": "bilinear",
+                            "calib_batches": args.calib_batches, "calib_batch_size": 256, "max_images": None,
+                            "spread": "flops", "device": "cpu", "seed": 0}
+                row = _one(settings, ranks)
+                files[ranks] = out.read_bytes()
+                print(json.dumps(row), flush=True)
+                return row
+            return run
+
+        # the shared timer, one round (a side builds its file from scratch): 1 rank, then 2
+        timed = interleaved_rounds({1: side(1), 2: side(2)}, rounds=1)
+        identical = files[1] == files[2]
+    one, two = timed[1][0], timed[2][0]
+    rows = [one, two]
     result = {"archs": args.archs, "calib_batches": args.calib_batches, "identical_files": identical,
               "speedup_wall": one["wall_s"] / two["wall_s"], "speedup_measure": one["measure_s"] / two["measure_s"],
               "load_before": load_before, "load_after": os.getloadavg(), "cpus": os.cpu_count(), "runs": rows}

@@ -1,7 +1,10 @@
 """Gradients of sliced shared weights: added in place into ``param.grad`` (``nn.layers._SharedSlice``,
 the default) against autograd's own slicing (a zero-filled gradient of the whole parameter, then
-added whole), timed side by side in one process, in interleaved rounds, on the supernet's forward +
-backward of the min subnet and of seeded random subnets.
+added whole), timed side by side in one process, in the shared interleaved rounds of
+``benchmarks/timing.py`` (every subnet and variant once a round, the order rotating), on the
+supernet's forward + backward of the min subnet and of seeded random subnets. Printed per subnet:
+the median ms of each variant, the ratio of those medians, and the median of the per-round ratios
+with its 95% bootstrap interval.
 
     python benchmarks/bench_shared_slice.py --batch 16 --resolution 224 --rounds 7 --threads 1
 """
@@ -10,13 +13,18 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from attentivenas.nn import Supernet, layers
 from attentivenas.space import get_space
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import compare, interleaved_rounds, print_header  # noqa: E402
 
 SHARED = layers._SharedSlice.apply
 
@@ -48,22 +56,32 @@ def main() -> None:
     net = Supernet(space, 1000).train().to(memory_format=torch.channels_last)
     rng = np.random.default_rng(args.seed)
     archs = {"min": space.min_arch(), **{f"random {i}": space.sample(rng) for i in range(args.random)}}
-    times: dict[tuple[str, str], list[float]] = {}
-    for _ in range(args.rounds):
-        for name, arch in archs.items():
-            r = args.resolution or arch.resolution
-            x = torch.randn(args.batch, 3, r, r).to(memory_format=torch.channels_last)
-            net.set_arch(arch)
-            for variant, apply in (("in place", SHARED), ("autograd", autograd_slice)):
-                layers._SharedSlice.apply = apply  # type: ignore[method-assign]
-                times.setdefault((name, variant), []).append(step_ms(net, x))
-    layers._SharedSlice.apply = SHARED  # type: ignore[method-assign]
+    sizes = {name: args.resolution or arch.resolution for name, arch in archs.items()}
+    inputs = {name: torch.randn(args.batch, 3, r, r).to(memory_format=torch.channels_last) for name, r in sizes.items()}
+
+    def side(name: str, apply):
+        def run() -> float:
+            net.set_arch(archs[name])
+            layers._SharedSlice.apply = apply  # type: ignore[method-assign]
+            return step_ms(net, inputs[name])
+
+        return run
+
+    sides = {(name, variant): side(name, apply) for name in archs
+             for variant, apply in (("in place", SHARED), ("autograd", autograd_slice))}
+    try:
+        times = interleaved_rounds(sides, args.rounds)
+    finally:
+        layers._SharedSlice.apply = SHARED  # type: ignore[method-assign]
+    print_header()
     print(f"forward + backward, batch {args.batch}, {args.threads} thread(s), channels-last, "
           f"median of {args.rounds} interleaved rounds (ms)")
-    print(f"{'subnet':<10} {'autograd':>10} {'in place':>10} {'autograd / in place':>20}")
+    print(f"{'subnet':<10} {'autograd':>10} {'in place':>10} {'autograd / in place':>20} "
+          f"{'per round: median':>18} {'95% interval':>14}")
     for name in archs:
         a, s = (statistics.median(times[(name, v)]) for v in ("autograd", "in place"))
-        print(f"{name:<10} {a:>10.1f} {s:>10.1f} {a / s:>20.3f}")
+        c = compare(times[(name, "autograd")], times[(name, "in place")])
+        print(f"{name:<10} {a:>10.1f} {s:>10.1f} {a / s:>20.3f} {c.median:>18.3f} {f'{c.low:.3f}-{c.high:.3f}':>14}")
 
 
 if __name__ == "__main__":

@@ -6,8 +6,8 @@ Usage: python benchmarks/bench_supernet.py [--space tiny] [--batch 64] [--resolu
                                            [--channels-last] [--reuse-freed-memory auto] [--json]
 
 The two sides are timed in blocks: a block runs them alternately ``--block`` times each (the order
-swapped every time) and keeps each side's fastest run, and its ratio is dynamic / static. On a
-shared machine a run is only ever slowed down, in bursts that last from milliseconds to seconds, so
+swapped every time; the shared interleaved-rounds timer of ``benchmarks/timing.py``) and keeps each
+side's fastest run, and its ratio is dynamic / static. On a shared machine a run is only ever slowed down, in bursts that last from milliseconds to seconds, so
 a block's minimum is the side's speed in that moment and the alternation cancels the slower drift.
 The figure is the median of the block ratios, with a 95% bootstrap interval of that median, so a
 change to the supernet's ops can be compared before and after on the same noisy machine.
@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -33,27 +35,16 @@ from attentivenas.host_memory import in_effect, reuse_freed_memory
 from attentivenas.nn import Supernet
 from attentivenas.space import get_space
 
-BOOTSTRAP_RESAMPLES = 2000
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import compare, interleaved_rounds, print_header  # noqa: E402
 
 
 def blocks(fns: dict[str, Callable[[], float]], n_blocks: int, block: int) -> dict[str, list[float]]:
-    """Each side's fastest seconds per block; ``fns`` return the seconds of the run they time. Within
-    a block the sides alternate ``block`` times, the first side changing every run."""
-    for fn in fns.values():
-        fn()
-    names = list(fns)
-    best: dict[str, list[float]] = {k: [] for k in names}
-    turn = 0
-    for _ in range(n_blocks):
-        runs: dict[str, list[float]] = {k: [] for k in names}
-        for _ in range(block):
-            order = names[turn % len(names):] + names[:turn % len(names)]
-            turn += 1
-            for k in order:
-                runs[k].append(fns[k]())
-        for k in names:
-            best[k].append(min(runs[k]))
-    return best
+    """Each side's fastest seconds per block; ``fns`` return the seconds of the run they time. The
+    sides run in the shared timer's interleaved rounds (one warm-up round, then ``n_blocks`` x
+    ``block`` rounds, the first side changing every round); a block is ``block`` consecutive rounds."""
+    runs = interleaved_rounds(fns, n_blocks * block, warmup=1)
+    return {k: [min(v[i * block:(i + 1) * block]) for i in range(n_blocks)] for k, v in runs.items()}
 
 
 @dataclass(frozen=True)
@@ -72,11 +63,8 @@ class Ratio:
 def block_ratio(times: dict[str, Sequence[float]], seed: int = 0) -> Ratio:
     """The :class:`Ratio` of ``times["dyn"]`` over ``times["static"]`` (paired by block)."""
     dyn, static = np.asarray(times["dyn"]), np.asarray(times["static"])
-    ratios = dyn / static
-    rng = np.random.default_rng(seed)
-    resampled = np.median(rng.choice(ratios, (BOOTSTRAP_RESAMPLES, len(ratios))), axis=1)
-    low, high = np.percentile(resampled, [2.5, 97.5])
-    return Ratio(float(np.median(ratios)), float(low), float(high), float(dyn.min() / static.min()),
+    c = compare(dyn, static, seed)
+    return Ratio(c.median, c.low, c.high, float(dyn.min() / static.min()),
                  float(np.median(dyn)) * 1e3, float(np.median(static)) * 1e3)
 
 
@@ -150,6 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                "channels_last": args.channels_last, "reuse_freed_memory": in_effect(),
                "blocks": args.repeats, "block": args.block}
     if not args.json:
+        print_header()
         print(f"set_arch: {set_arch_us:.1f} us per arch ({space.name} space)")
         print(f"batch {args.batch} at {res}, {args.threads} thread(s), channels_last {args.channels_last}, "
               f"reuse_freed_memory {in_effect()}; {args.repeats} blocks of {args.block} alternations, "

@@ -9,7 +9,9 @@ For each config (the quick start on the digits, Fashion-MNIST), in one run on th
 
 Printed per row: images/s and the achieved GFLOP/s counted from the cost model (a multiply-add is
 two FLOPs; forward + backward = 3 x forward for trained subnets, forward only for scored candidates).
-Rounds of the two are interleaved and the median is reported, since these machines are noisy::
+Rounds of the two are interleaved (the shared timer of ``benchmarks/timing.py``: the side that goes
+first alternates) and the median is reported, since these machines are noisy; the GFLOP/s ratio is
+that of the medians, and beside it the median of the per-round ratios with its 95% bootstrap interval::
 
     python benchmarks/bench_train_small.py                 # both configs, 1 thread
     python benchmarks/bench_train_small.py --threads 2 --steps 20 --rounds 3 --json
@@ -31,8 +33,11 @@ import torch
 from attentivenas.config import load_config
 from attentivenas.costs import count_flops
 from attentivenas.data import train_loader
-from attentivenas.train.distributed import DistInfo
+from attentivenas.distributed import DistInfo
 from attentivenas.train.loop import Trainer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import compare, interleaved_rounds, print_header  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = {"quickstart": (ROOT / "configs" / "quickstart.yaml", []),
@@ -102,10 +107,8 @@ def bench(name: str, steps: int, rounds: int, threads: int, overrides: list[str]
         res = trainer.space.max_arch().resolution
         cl = trainer.channels_last
         time_plain(model, opt, mflops, warm, res, cl)
-        rows: dict[str, list[tuple[float, float]]] = {"sandwich": [], "plain": []}
-        for _ in range(rounds):
-            rows["sandwich"].append(time_sandwich(trainer, timed))
-            rows["plain"].append(time_plain(model, opt, mflops, timed, res, cl))
+        rows = interleaved_rounds({"sandwich": lambda: time_sandwich(trainer, timed),
+                                   "plain": lambda: time_plain(model, opt, mflops, timed, res, cl)}, rounds)
     images = sum(int(x.shape[0]) for x, _ in timed)
     out: dict[str, Any] = {"config": name, "batch": cfg.data.batch_size, "threads": threads, "steps": len(timed),
                            "rounds": rounds, "channels_last": cl}
@@ -114,6 +117,9 @@ def bench(name: str, steps: int, rounds: int, threads: int, overrides: list[str]
         gflop = runs[0][1]
         out[kind] = {"images_per_s": images / secs, "gflop_per_s": gflop / secs, "step_s": secs / len(timed)}
     out["ratio_gflops"] = out["sandwich"]["gflop_per_s"] / out["plain"]["gflop_per_s"]
+    per_round = compare(*([g / s for s, g in rows[kind]] for kind in ("sandwich", "plain")))
+    out["ratio_gflops_rounds"] = {"median": per_round.median, "ci95": [per_round.low, per_round.high],
+                                  "ratios": list(per_round.ratios)}
     return out
 
 
@@ -126,15 +132,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true")
     ap.add_argument("overrides", nargs="*", help="config overrides for both configs, e.g. data.batch_size=64")
     args = ap.parse_args(argv)
+    if not args.json:
+        print_header()
     for name in args.configs.split(","):
         r = bench(name, args.steps, args.rounds, args.threads, args.overrides)
         if args.json:
             print(json.dumps(r))
             continue
-        s, p = r["sandwich"], r["plain"]
+        s, p, q = r["sandwich"], r["plain"], r["ratio_gflops_rounds"]
         print(f"{name:14s} batch {r['batch']:4d} threads {r['threads']} channels_last {int(r['channels_last'])}  sandwich {s['images_per_s']:8.1f} img/s "
               f"{s['gflop_per_s']:6.2f} GFLOP/s ({s['step_s'] * 1e3:7.1f} ms/step) | plain max subnet "
-              f"{p['images_per_s']:8.1f} img/s {p['gflop_per_s']:6.2f} GFLOP/s | GFLOP/s ratio {r['ratio_gflops']:.2f}")
+              f"{p['images_per_s']:8.1f} img/s {p['gflop_per_s']:6.2f} GFLOP/s | GFLOP/s ratio {r['ratio_gflops']:.2f} "
+              f"(per round: median {q['median']:.2f}, 95% interval {q['ci95'][0]:.2f}-{q['ci95'][1]:.2f})")
     return 0
 
 

@@ -9,8 +9,10 @@ threads; the authors' side runs in fp32 (their code has no AMP on CPU), ours wit
 e.g. runtime.channels_last=false). Each side runs in a process of its own, so each has its own malloc
 settings: the authors' process keeps glibc's defaults, as their code runs, unless
 ``--authors-reuse-freed-memory`` gives it ours (to show how much of the difference is the allocator).
-Each timed round runs one step per side, alternating which goes first, after one warm-up step each;
-the other side's process waits meanwhile.
+Each timed round runs one step per side, alternating which goes first (the shared interleaved-rounds
+timer of ``benchmarks/timing.py``), after one warm-up step each; the other side's process waits
+meanwhile. The ratio is that of the sides' median GFLOP/s, and beside it the median of the per-round
+ratios with its 95% bootstrap interval.
 
 Get the authors' checkout and run (nothing is downloaded by the benchmark itself)::
 
@@ -81,6 +83,9 @@ from attentivenas.host_memory import in_effect, reuse_freed_memory
 from attentivenas.space import Arch, SearchSpace, get_space
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from timing import compare, interleaved_rounds, print_header  # noqa: E402
+
 AUTHORS_CONFIG = Path("configs") / "train_attentive_nas_models.yml"
 FLOPS_BIN = 25  # MFLOPs: their discretize_step in the recipe (and our prior's bin width)
 CHUNK, MAX_CHUNKS = 1024, 64  # uniform archs drawn per try, tries before taking the nearest one
@@ -387,6 +392,27 @@ def _side_process(side: str, args: argparse.Namespace, conn: Connection) -> None
         conn.send(run(rnd))
 
 
+def timed_rounds(conns: dict[str, Connection], rounds: int, rows: list[dict[str, Any]],
+                 print_rows: bool = False) -> dict[str, list[dict[str, Any]]]:
+    """The shared timer's rounds over the side processes: one step per side a round, the side that
+    goes first alternating (authors first in even rounds). Each side is sent its round number and
+    answers with the row of its step; every row is appended to ``rows`` as it comes (and printed as
+    JSON with ``print_rows``). Returns each side's rows in round order."""
+
+    def step(side: str) -> Callable[[], dict[str, Any]]:
+        def run() -> dict[str, Any]:
+            conns[side].send(sum(1 for r in rows if r["side"] == side))  # its round: the steps it has timed
+            row = conns[side].recv()
+            rows.append(row)
+            if print_rows:
+                print(json.dumps(row), flush=True)
+            return row
+
+        return run
+
+    return interleaved_rounds({side: step(side) for side in ("authors", "ours")}, rounds)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--authors", type=Path, required=True, help="a checkout of facebookresearch/AttentiveNAS")
@@ -427,13 +453,7 @@ def main(argv: list[str] | None = None) -> int:
         procs.append(proc)
     rows: list[dict[str, Any]] = []
     try:
-        for rnd in range(args.rounds):
-            for side in (("authors", "ours") if rnd % 2 == 0 else ("ours", "authors")):
-                conns[side].send(rnd)
-                row = conns[side].recv()
-                rows.append(row)
-                if args.json:
-                    print(json.dumps(row), flush=True)
+        by_side = timed_rounds(conns, args.rounds, rows, args.json)
     finally:
         for conn in conns.values():
             with contextlib.suppress(OSError):
@@ -442,7 +462,8 @@ def main(argv: list[str] | None = None) -> int:
             proc.join(timeout=60)
 
     threads = args.threads
-    per_side = {side: summarize([r for r in rows if r["side"] == side]) for side in ("authors", "ours")}
+    per_round = compare(*([r["gflop_per_s"] for r in by_side[side]] for side in ("ours", "authors")))
+    per_side = {side: summarize(side_rows) for side, side_rows in by_side.items()}
     ratio = per_side["ours"]["gflop_per_s_median"] / per_side["authors"]["gflop_per_s_median"]
     seen = sorted({res for r in rows if r["side"] == "authors" for res in r["resolutions"]})
     mismatches = sum(r.get("resolution_mismatches", 0) for r in rows)
@@ -455,11 +476,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps({"summary": True, "batch": args.batch, "threads": threads, "rounds": args.rounds,
                           "authors": per_side["authors"], "ours": per_side["ours"],
-                          "ratio_gflop_per_s_ours_over_authors": ratio, "ours_info": ours_info,
+                          "ratio_gflop_per_s_ours_over_authors": ratio,
+                          "ratio_per_round": {"median": per_round.median, "ci95": [per_round.low, per_round.high],
+                                              "ratios": list(per_round.ratios)},
+                          "ours_info": ours_info,
                           "authors_reuse_freed_memory": authors_reuse,
                           "space_check": "same space (supernet_config and FLOPs of 6 archs agree)",
                           "resolution_note": res_note}))
         return 0
+    print_header()
     print(f"batch {args.batch} threads {threads} rounds {args.rounds}; space check: their supernet_config == "
           "our 'attentivenas', FLOPs agree on 6 archs")
     print(res_note)
@@ -469,7 +494,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{label}: step s min/median/max {s['step_s_min']:.2f}/{s['step_s_median']:.2f}/"
               f"{s['step_s_max']:.2f}, GFLOP/step median {s['gflop_median']:.1f}, "
               f"GFLOP/s median {s['gflop_per_s_median']:.1f}")
-    print(f"ratio ours/authors of median GFLOP/s: {ratio:.2f}")
+    print(f"ratio ours/authors of median GFLOP/s: {ratio:.2f}; per round: median {per_round.median:.2f}, "
+          f"95% interval {per_round.low:.2f}-{per_round.high:.2f}")
     return 0
 
 

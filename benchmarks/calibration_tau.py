@@ -20,7 +20,8 @@ import time
 import numpy as np
 import torch
 
-from attentivenas.accuracy import Protocol, SubnetEvaluator, kendall_tau, spread_genes
+from attentivenas.accuracy import SubnetEvaluator, kendall_tau, spread_genes
+from attentivenas.config import MeasureSettings
 from attentivenas.costs import CostModel
 
 #: (batches, crops per batch); on the digits 8 x 256 and 16 x 256 draw the same 1,257 images in the same
@@ -45,7 +46,8 @@ def main() -> None:
     archs = None
     for batches, size in ALL if args.all else SETTINGS:
         ev = SubnetEvaluator.from_checkpoint(args.checkpoint, None, None,
-                                             Protocol(split=args.split, calib_batches=batches, calib_batch_size=size),
+                                             MeasureSettings(split=args.split, calib_batches=batches,
+                                                             calib_batch_size=size),
                                              device="cpu", seed=args.seed, warn=lambda m: None)
         if archs is None:
             space = ev.supernet.space

@@ -57,6 +57,7 @@ def stage2_throughput(subnets: int, eval_images: int, calib_batches: int, calib_
     from torch.utils.data import TensorDataset
 
     from attentivenas.accuracy import SubnetEvaluator
+    from attentivenas.config import MeasureSettings
     from attentivenas.data import DataBundle
     from attentivenas.nn import Supernet
     from attentivenas.space import ATTENTIVENAS_SPACE
@@ -70,7 +71,9 @@ def stage2_throughput(subnets: int, eval_images: int, calib_batches: int, calib_
                          torch.randint(0, 1000, (eval_images,), device=dev))
     bundle = DataBundle("synthetic", train, test, test, 1000, 224)
     t0 = time.perf_counter()
-    ev = SubnetEvaluator(net, bundle, calib_batches, calib_batch_size, batch_size=256, device=dev, split="test")
+    settings = MeasureSettings(split="test", calib_batches=calib_batches, calib_batch_size=calib_batch_size,
+                               batch_size=256)
+    ev = SubnetEvaluator(net, bundle, settings, device=dev)
     prep_s = time.perf_counter() - t0
     rng = __import__("numpy").random.default_rng(0)
     archs = [ATTENTIVENAS_SPACE.sample(rng) for _ in range(subnets)]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from attentivenas.latency import LatencyTable, space_signatures
@@ -28,3 +30,12 @@ def config_with(data: dict[str, Any], **over: Any) -> Any:
         section, name = key.split("__")
         data[section][name] = value
     return parse_config(data)
+
+
+def tamper_predictor(path: Path, tmp_path: Path, change: Callable[[dict], Any]) -> Path:
+    """A copy of the predictor JSON at ``path`` (in ``tmp_path``) whose ``model`` went through ``change``."""
+    data = json.loads(path.read_text())
+    change(data["model"])
+    out = tmp_path / f"bad_{path.name}"
+    out.write_text(json.dumps(data))
+    return out

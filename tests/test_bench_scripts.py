@@ -96,3 +96,50 @@ def test_bench_arch_parts_rounds_rotate_and_ratios_are_per_round(monkeypatch: py
     assert medians == {"a": [4.0, 6.0, 8.0], "ref": [2.0, 2.0, 4.0]}
     ratios = bench.ratios_per_mflop(medians, {"a": 2.0, "ref": 1.0}, "ref")
     assert ratios["a"] == pytest.approx([1.0, 1.5, 1.0]) and ratios["ref"] == pytest.approx([1.0, 1.0, 1.0])
+
+
+def test_bench_vs_authors_rounds_alternate_the_first_side_and_send_each_its_round(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    bench = load_benchmark("bench_vs_authors")
+    order: list[tuple[str, int]] = []
+
+    class FakeSide:  # stands in for the pipe to a side's process: answers a round number with a row
+        def __init__(self, side: str) -> None:
+            self.side, self.sent = side, -1
+
+        def send(self, rnd: int) -> None:
+            self.sent = rnd
+            order.append((self.side, rnd))
+
+        def recv(self) -> dict:
+            secs = {"authors": 2.0, "ours": 1.0}[self.side] * (1 + self.sent)
+            return {"side": self.side, "round": self.sent, "step_s": secs, "gflop_per_s": 10.0 / secs}
+
+    rows: list[dict] = []
+    per_side = bench.timed_rounds({"authors": FakeSide("authors"), "ours": FakeSide("ours")}, 3, rows, print_rows=True)
+    assert order == [("authors", 0), ("ours", 0), ("ours", 1), ("authors", 1), ("authors", 2), ("ours", 2)]
+    assert [r["round"] for r in per_side["authors"]] == [0, 1, 2] and [r["side"] for r in per_side["ours"]] == ["ours"] * 3
+    assert [(r["side"], r["round"]) for r in rows] == order
+    assert [json.loads(line)["side"] for line in capsys.readouterr().out.splitlines()] == [s for s, _ in order]
+
+
+def test_bench_runtimes_times_the_models_together_and_keeps_each_ones_round_of_lowest_median(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    bench = load_benchmark("bench_runtimes")
+    calls: list[str] = []
+    ms = {"a": iter([[5.0, 6.0, 4.0], [3.0, 9.0, 2.0]]), "b": iter([[1.0, 1.0, 1.0], [2.0, 2.0, 2.0]])}
+
+    def fake_time(runner, warmup: int, repeats: int, rounds: int, clock: str) -> np.ndarray:
+        assert rounds == 1 and warmup == 2 and repeats == 3 and clock == "wall"
+        calls.append(runner.name)
+        return np.array(next(ms[runner.name]))
+
+    monkeypatch.setattr(bench, "time_runner", fake_time)
+    out = bench.measure_together({n: SimpleNamespace(name=n, threads=1) for n in ("a", "b")}, repeats=3, clock="wall")
+    assert calls == ["a", "b", "b", "a"]  # 2 interleaved rounds, the first model alternating
+    assert out["a"]["median_ms"] == 3.0 and out["b"]["median_ms"] == 1.0  # each one's round of lowest median
+    assert out["a"]["p90_ms"] == pytest.approx(np.percentile([3.0, 9.0, 2.0], 90)) and out["b"]["threads"] == 1

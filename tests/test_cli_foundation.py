@@ -146,7 +146,7 @@ def test_version() -> None:
 
 @pytest.mark.parametrize("command", [["export"], ["latency", "build-table"], ["latency", "measure"]])
 def test_help_names_the_extras(command: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    # rich reads "[executorch]" as a markup tag and drops it unless it is escaped
+    # plain help (no rich markup): "[executorch]" prints as written
     monkeypatch.setenv("COLUMNS", "300")
     r = run_cli(*command, "--help")
     assert r.code == 0

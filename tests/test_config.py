@@ -42,7 +42,7 @@ def test_imagenet_config_is_the_full_recipe() -> None:
     s = c.sampler
     assert (s.method, s.k, s.num_middle, s.prior, s.bin_width, s.constraint, s.estimator) == (
         "bestup", 3, 2, "empirical", 25.0, "flops", "loss")
-    assert c.eval.calibration_batches == 64
+    assert c.eval.calib_batches == 64
     # the authors' data, augmentation and init (reference section 8): all of train/, timm's v0, PyTorch's init
     assert (c.data.val_fraction, c.eval.split, c.data.auto_augment, c.data.augment_magnitude_std) == (
         0.0, "test", "v0", 0.5)

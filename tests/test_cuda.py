@@ -51,11 +51,12 @@ def test_channels_last_gives_the_same_logits_on_cuda() -> None:
 
 
 def test_stage2_measures_the_same_on_cuda_and_cpu() -> None:
-    from attentivenas.accuracy import Protocol, SubnetEvaluator
+    from attentivenas.accuracy import SubnetEvaluator
+    from attentivenas.config import MeasureSettings
 
     torch.manual_seed(0)
     net = Supernet(TINY_SPACE, 10).eval()
-    p = Protocol(split="test", calib_batches=2, calib_batch_size=64)
+    p = MeasureSettings(split="test", calib_batches=2, calib_batch_size=64)
     cpu = SubnetEvaluator.for_supernet(net, {}, "digits", p, "cpu").evaluate(TINY_SPACE.min_arch())
     gpu = SubnetEvaluator.for_supernet(net.cuda(), {}, "digits", p, "cuda").evaluate(TINY_SPACE.min_arch())
     assert abs(cpu["top1"] - gpu["top1"]) <= 100.0 / cpu["samples"] + 1e-9  # at most one image flips

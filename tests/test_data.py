@@ -139,6 +139,57 @@ def test_imagefolder_val_dir_and_errors(tmp_path: Path) -> None:
         build_data(DataConfig(name="imagenet", path=str(tmp_path), test_dir="test"))
 
 
+def test_an_image_folder_is_read_as_a_tree_not_a_graph(tmp_path: Path) -> None:
+    """Links that loop (``train/cat/loop -> ..``), that name a class twice or alias an image of
+    another class are left out with one warning: each image once, under its own class, and the
+    hold-out is drawn from the same images (torchvision's walk followed ``loop`` ~40 levels deep)."""
+    import os
+    import pickle
+    import warnings
+
+    _image_folder(tmp_path, "train", 5)
+    _image_folder(tmp_path, "val", 2)
+    cfg = DataConfig(name="imagefolder", path=str(tmp_path), image_size=16, eval_resize=18, val_size=2)
+    plain = build_data(cfg, seed=0)
+    os.symlink("..", tmp_path / "train" / "cat" / "loop")
+    os.symlink("../../train", tmp_path / "train" / "dog" / "up")
+    os.symlink(".", tmp_path / "train" / "self")
+    os.symlink("dog", tmp_path / "train" / "hound")
+    os.symlink("../dog/0.png", tmp_path / "train" / "cat" / "alias.png")
+    outside = tmp_path / "extra"
+    outside.mkdir()
+    Image.fromarray(np.zeros((20, 24, 3), dtype=np.uint8)).save(outside / "x.png")
+    os.symlink(outside, tmp_path / "train" / "dog" / "more")  # a link out of the folder is read, once
+    os.symlink(outside, tmp_path / "train" / "dog" / "again")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        b = build_data(cfg, seed=0)
+    messages = [str(w.message) for w in caught if "left out" in str(w.message)]
+    assert len(messages) == 1 and "left out 6 linked" in messages[0] and "cat/alias.png" in messages[0]
+    base = b.train.base
+    assert len(base) == 11 and base.classes == ["cat", "dog"]
+    assert [Path(p).parent.name for p, y in base.samples if y == 0] == ["cat"] * 5
+    assert sum(Path(p).name == "x.png" for p, _ in base.samples) == 1
+    assert (len(b.train), len(b.val)) == (9, 2) and set(b.train.indices).isdisjoint(b.val.indices)
+    again = pickle.loads(pickle.dumps(base))  # data-loader workers started by spawn unpickle it
+    assert again.samples == base.samples and again.skipped == base.skipped
+    assert [p for p, _ in base.samples if "extra" not in p and "more" not in p and "again" not in p] == \
+        [p for p, _ in plain.train.base.samples]  # the paths and order of a plain folder are kept
+
+
+def test_many_empty_classes_are_a_short_message_naming_those_with_images(tmp_path: Path) -> None:
+    for c in range(40):
+        (tmp_path / "train" / f"n{c:02d}").mkdir(parents=True)
+    for c in (3, 17):
+        Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8)).save(tmp_path / "train" / f"n{c:02d}" / "a.png")
+    (tmp_path / "val").mkdir()
+    with pytest.raises(ConfigError) as info:
+        build_data(DataConfig(name="imagefolder", path=str(tmp_path)))
+    message = str(info.value)
+    assert "38 of 40 class folders" in message and "hold no images (n00, n01, n02, n04, n05 and 33 more)" in message
+    assert "images only in 2: n03, n17" in message and len(message) < 300
+
+
 def test_cifar_without_files_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"data\.path: CIFAR-10 files not found .*data\.download=true"):
         build_data(DataConfig(name="cifar10", path=str(tmp_path)))

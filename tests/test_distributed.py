@@ -55,8 +55,9 @@ def _worker(rank: int, port: int, out_dir: str, result_dir: str, online: bool = 
     torch.set_num_threads(1)
     import torch.distributed as dist
 
+    from attentivenas.distributed import init_distributed
     from attentivenas.train import train
-    from attentivenas.train.distributed import all_reduce_grads, init_distributed
+    from attentivenas.train.distributed import all_reduce_grads
 
     info = init_distributed("cpu", timeout_s=120)
     assert info.world_size == WORLD and info.rank == rank and dist.get_backend() == "gloo"

@@ -71,6 +71,21 @@ def test_a_missing_folder_names_the_package(tmp_path: Path) -> None:
         build_data(DataConfig(name="fashion_mnist", path=str(tmp_path)))
 
 
+@pytest.mark.parametrize(("train", "test", "part"), [(0, 20, "train"), (40, 0, "test")])
+def test_files_of_no_images_are_named_not_held_out_1_of_0(tmp_path: Path, train: int, test: int, part: str) -> None:
+    with pytest.raises(ConfigError, match=rf"the Fashion-MNIST {part} files in .* hold 0 images") as info:
+        build_data(DataConfig(name="fashion_mnist", path=str(_fake(tmp_path, train=train, test=test))))
+    assert "of 0" not in str(info.value)
+
+
+def test_a_training_set_of_no_images_is_named() -> None:
+    from attentivenas.data import holdout_count
+
+    with pytest.raises(ConfigError, match="training data holds no images") as info:
+        holdout_count(DataConfig(name="cifar10", path="x"), 0)
+    assert "1 of 0" not in str(info.value)
+
+
 def test_hostile_idx_files_are_one_line(tmp_path: Path) -> None:
     bad = tmp_path / "x.gz"
     bad.write_bytes(gzip.compress(b"\x00\x00\x08\x03" + struct.pack(">3I", 5, 28, 28) + b"\x00" * 10))

@@ -6,6 +6,8 @@ line starts without loading torch."""
 from __future__ import annotations
 
 import ast
+import importlib
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -29,14 +31,14 @@ ALLOWED: dict[str, set[str]] = {
     "data": {"config", "errors", "rng"},
     "costs": {"space", "errors", "io"},
     "nn": {"space", "costs", "errors", "io"},
-    "latency": {"space", "costs", "nn", "devices", "errors", "io", "progress"},
+    "latency": {"space", "costs", "nn", "config", "devices", "errors", "io", "progress"},
     "accuracy": {"space", "costs", "nn", "config", "data", "devices", "host_memory", "distributed", "errors", "io",
                  "progress"},
     "train": {"space", "costs", "nn", "latency", "accuracy", "config", "data"} | BASE,
     "search": {"space", "costs", "nn", "latency", "accuracy", "config"} | BASE,
     "pipeline": {"space", "costs", "nn", "accuracy", "train", "search", "config", "data"} | BASE,
     "cli": {"space", "costs", "nn", "latency", "accuracy", "train", "search", "pipeline", "data", "__init__"} | BASE,
-    # compatibility aliases of the old flat modules
+    # deprecated aliases of the old flat modules (they warn on import; nothing in the project imports them)
     "cost": {"costs"},
     "supernet": {"nn", "space"},
     "checkpoint": {"nn"},
@@ -126,6 +128,65 @@ def test_each_subpackage_says_what_lives_there_and_what_it_may_import(package: P
     assert "Lives here" in doc and "May import" in doc, package
 
 
+def _may_import(doc: str) -> set[str]:
+    """The units a docstring's "May import:" line names: its ``names`` up to the first ';' or full stop
+    (``attentivenas.x`` and ``x`` both name ``x``; ``attentivenas`` itself names ``__init__``)."""
+    text = doc.split("May import:", 1)[1].split("\n\n", 1)[0]
+    text = re.split(r";|\.(?:\s|$)", text, maxsplit=1)[0]
+    return {"__init__" if n == "attentivenas" else n.removeprefix("attentivenas.")
+            for n in re.findall(r"``([\w.]+)``", text)}
+
+
+def _imported_units(paths: list[Path], unit: str) -> set[str]:
+    found = set()
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                found |= {_target_unit(d) for d in _imported(path, node)}
+    return found - {unit}
+
+
+@pytest.mark.parametrize("package", sorted({p.parent for p in PKG.rglob("__init__.py")} - {PKG}), ids=str)
+def test_each_subpackage_may_import_line_agrees_with_the_table(package: Path) -> None:
+    """A package's "May import" line names exactly its row of ``ALLOWED``; a nested package (``train/sampling``)
+    names a part of its unit's row that covers what it imports."""
+    doc = ast.get_docstring(ast.parse((package / "__init__.py").read_text())) or ""
+    declared, unit = _may_import(doc), _unit(package / "__init__.py")
+    assert declared <= set(ALLOWED), sorted(declared - set(ALLOWED))
+    if package.parent == PKG:
+        assert declared == ALLOWED[unit], (f"docstring names {sorted(declared - ALLOWED[unit])} beyond the table, "
+                                           f"misses {sorted(ALLOWED[unit] - declared)}")
+    else:
+        used = _imported_units(sorted(package.rglob("*.py")), unit)
+        assert used <= declared <= ALLOWED[unit], (sorted(used - declared), sorted(declared - ALLOWED[unit]))
+
+
+def _design_table() -> dict[str, str]:
+    """docs/design.md's module table: first cell -> second cell."""
+    rows = {}
+    for line in (PKG.parents[1] / "docs" / "design.md").read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("| `") and len(cells) == 2:
+            rows[cells[0]] = cells[1]
+    return rows
+
+
+def test_design_module_table_names_every_module() -> None:
+    """Each package's row of docs/design.md names each of its modules (and subpackages); the base modules and
+    ``pipeline`` have their rows."""
+    rows = _design_table()
+    missing = []
+    for package in sorted(p for p in PKG.iterdir() if (p / "__init__.py").exists()):
+        row = rows.get(f"`{package.name}/`", "") or next((v for k, v in rows.items() if f"`{package.name}/`" in k), "")
+        names = {p.stem for p in package.rglob("*.py") if p.stem != "__init__"}
+        names |= {f"{p.parent.name}/" for p in package.rglob("*/__init__.py")}
+        missing += [f"{package.name}/{n}" for n in sorted(names) if f"`{n}`" not in row]
+    first_cells = " ".join(rows)
+    aliases = {"cost", "supernet", "checkpoint", "__init__", "__main__"}
+    missing += [p.stem for p in sorted(PKG.glob("*.py")) if p.stem not in aliases and f"`{p.stem}`" not in first_cells]
+    assert not missing, "docs/design.md's module table misses " + ", ".join(missing)
+
+
 def test_the_command_line_starts_without_torch() -> None:
     code = ("import sys, attentivenas.cli; "
             "print(sorted(m for m in ('torch', 'sklearn', 'lightgbm', 'pymoo', 'matplotlib') if m in sys.modules))")
@@ -133,6 +194,36 @@ def test_the_command_line_starts_without_torch() -> None:
     assert out.strip() == "[]"
 
 
+ALIASES = {"cost": "attentivenas.costs", "supernet": "attentivenas.nn", "checkpoint": "attentivenas.nn.checkpoint"}
+
+
+@pytest.mark.parametrize("alias", sorted(ALIASES))
+def test_old_import_paths_warn_naming_the_new_path(alias: str) -> None:
+    sys.modules.pop(f"attentivenas.{alias}", None)
+    with pytest.warns(DeprecationWarning, match=re.escape(f"attentivenas.{alias} is deprecated: import from "
+                                                          f"{ALIASES[alias]}")):
+        importlib.import_module(f"attentivenas.{alias}")
+
+
+def test_nothing_imports_the_old_paths() -> None:
+    """Only the tests above import the deprecated aliases."""
+    root = PKG.parents[1]
+    bad = []
+    for path in sorted([*PKG.rglob("*.py"), *(root / "tests").rglob("*.py"), *(root / "benchmarks").rglob("*.py")]):
+        if path == Path(__file__).resolve():
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, (ast.Import, ast.ImportFrom)):
+                continue
+            names = _imported(path, node) if path.is_relative_to(PKG) else (
+                [a.name for a in node.names] if isinstance(node, ast.Import) else
+                [node.module or ""] + [f"{node.module}.{a.name}" for a in node.names])
+            bad += [f"{path.relative_to(root)}:{node.lineno} imports {n}" for n in names
+                    if n in {f"attentivenas.{a}" for a in ALIASES}]
+    assert not bad, "\n".join(bad)
+
+
+@pytest.mark.filterwarnings("ignore:attentivenas.(cost|supernet|checkpoint) is deprecated:DeprecationWarning")
 def test_old_import_paths_still_work() -> None:
     from attentivenas.checkpoint import load_supernet
     from attentivenas.cost import CostModel, count_flops

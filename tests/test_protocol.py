@@ -13,15 +13,19 @@ import torch
 from PIL import Image
 
 from attentivenas.accuracy import (
-    Protocol,
     SubnetEvaluator,
-    default_split,
-    held_nothing_out,
     holdout_warning,
     split_of,
     stage2_data_config,
 )
-from attentivenas.config import DataConfig, parse_config
+from attentivenas.config import (
+    DataConfig,
+    MeasureSettings,
+    default_split,
+    held_nothing_out,
+    measure_from_flags,
+    parse_config,
+)
 from attentivenas.data import build_data, holdout_record, train_transform
 from attentivenas.errors import UserError
 from attentivenas.nn import Supernet
@@ -104,13 +108,13 @@ def test_a_recipe_that_holds_out_nothing_must_validate_on_test() -> None:
 
 # ----------------------------------------------------------------------------- the protocol
 def test_the_default_protocol_is_the_published_evaluation() -> None:
-    p = Protocol()
+    p = MeasureSettings()
     assert (p.pipeline, p.calib_batches, p.calib_batch_size) == ("authors", 64, 256)
     assert (p.split, p.interpolation, p.calib_seed) == (None, None, None)  # the checkpoint's (resolved)
     with pytest.raises(UserError, match="--pipeline 'x' is not one of"):
-        Protocol(pipeline="x")
+        measure_from_flags(pipeline="x")
     with pytest.raises(UserError, match="--calib-batch-size must be >= 1"):
-        Protocol(calib_batch_size=0)
+        measure_from_flags(calib_batch_size=0)
 
 
 def test_stage2_images_are_224_crops_resized_in_the_network_unless_per_resolution() -> None:
@@ -151,14 +155,14 @@ def test_per_resolution_evaluator_builds_one_loader_per_resolution(tmp_path: Pat
     torch.manual_seed(0)
     net = Supernet(TINY_SPACE, 2).eval()
     meta = {"config": {"data": {"name": "imagefolder", "path": str(tmp_path), "val_size": 2}}}
-    p = Protocol(split="val-report", pipeline="per-resolution", calib_batches=1, calib_batch_size=4)
+    p = MeasureSettings(split="val-report", pipeline="per-resolution", calib_batches=1, calib_batch_size=4)
     ev = SubnetEvaluator.for_supernet(net, meta, None, p, "cpu")
     assert ev.calib[0].shape == (4, 3, 224, 224)  # shared calibration crops at the recipe's 224
     small, big = TINY_SPACE.min_arch(), TINY_SPACE.max_arch()
     assert next(iter(ev.loader_for(small)))[0].shape[-1] == small.resolution
     assert next(iter(ev.loader_for(big)))[0].shape[-1] == big.resolution
     assert ev.evaluate(small)["samples"] == 5  # half of the 10 val/ images
-    authors = SubnetEvaluator.for_supernet(net, meta, None, Protocol(split="val-report", calib_batches=1,
+    authors = SubnetEvaluator.for_supernet(net, meta, None, MeasureSettings(split="val-report", calib_batches=1,
                                                                      calib_batch_size=4), "cpu")
     assert next(iter(authors.loader_for(small)))[0].shape[-1] == 224
 
@@ -214,10 +218,10 @@ def _record(held_out: int, val_dir: str | None = None) -> dict:
     ({"kind": "ours", "holdout": _record(0, "/data/heldout")}, 0, ("holdout", "bilinear", 0)),  # a held-out folder
 ])
 def test_unset_settings_are_the_checkpoints(meta: dict, seed: int, expected: tuple) -> None:
-    p = Protocol(calib_batches=3).resolved(meta, seed)
+    p = MeasureSettings(calib_batches=3).resolved(meta, seed)
     assert (p.split, p.interpolation, p.calib_seed) == expected and p.calib_batches == 3
     assert default_split(meta) == expected[0] and held_nothing_out(meta) == (expected[0] == "test")
-    given = Protocol(split="val-report", interpolation="bilinear", calib_seed=0).resolved(meta, seed)
+    given = MeasureSettings(split="val-report", interpolation="bilinear", calib_seed=0).resolved(meta, seed)
     assert (given.split, given.interpolation, given.calib_seed) == ("val-report", "bilinear", 0)  # flags win
 
 
@@ -232,12 +236,12 @@ def test_the_evaluator_calibrates_as_the_checkpoints_authors_did(tmp_path: Path,
     torch.manual_seed(0)
     net = Supernet(TINY_SPACE, 2).eval()
     warnings: list[str] = []
-    ev = SubnetEvaluator.for_supernet(net, meta, str(tmp_path), Protocol(calib_batches=1, calib_batch_size=4), "cpu",
+    ev = SubnetEvaluator.for_supernet(net, meta, str(tmp_path), MeasureSettings(calib_batches=1, calib_batch_size=4), "cpu",
                                       seed=7, warn=warnings.append)
-    assert ev.protocol is not None
-    assert (ev.protocol.interpolation, ev.protocol.calib_seed) == (interpolation, seed)
+    assert ev.settings is not None
+    assert (ev.settings.interpolation, ev.settings.calib_seed) == (interpolation, seed)
     expected_split = "holdout" if meta == {} else "test"
-    assert ev.split == ev.protocol.split == expected_split
+    assert ev.split == ev.settings.split == expected_split
     assert ("does not record" in warnings[0]) if meta == {} else warnings == []  # the default split: no warning
 
     def batches(interp: str, s: int) -> list[torch.Tensor]:
@@ -254,7 +258,7 @@ def test_an_explicit_holdout_on_the_authors_checkpoint_still_warns(tmp_path: Pat
     _folder(tmp_path)
     net = Supernet(TINY_SPACE, 2).eval()
     warnings: list[str] = []
-    ev = SubnetEvaluator.for_supernet(net, ALPHANET_META, str(tmp_path), Protocol(split="holdout", calib_batches=1,
+    ev = SubnetEvaluator.for_supernet(net, ALPHANET_META, str(tmp_path), MeasureSettings(split="holdout", calib_batches=1,
                                       calib_batch_size=4), "cpu", warn=warnings.append)
     assert ev.split == "holdout" and len(warnings) == 1
     assert "the authors' checkpoint trained on all of ImageNet train/" in warnings[0]

@@ -38,6 +38,7 @@ def test_quickstart_end_to_end(tmp_path: Path) -> None:
                  "--generations", "3", "--remeasure-top", "3", *SHORT)
     assert r2.code == 0, r2.err
     assert len((out / "predictor" / "archs.jsonl").read_text().splitlines()) == 9
+    assert "measuring again" not in r2.out + r2.err and not list(out.glob("*/*.stale"))  # the same weights
 
 
 def test_quickstart_bad_override(tmp_path: Path) -> None:

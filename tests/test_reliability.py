@@ -17,6 +17,7 @@ from attentivenas.errors import UserError
 from attentivenas.io import OutputLock
 from attentivenas.nn import Supernet, save_supernet
 from attentivenas.space import TINY_SPACE
+from tests.synthetic import tamper_predictor
 
 from .cli_helpers import run_cli
 
@@ -338,14 +339,6 @@ def predictor_files(tmp_path_factory) -> dict[str, Path]:
     return {k: fit_predictor(ds, k).save(folder / f"{k}.json") for k in ("rf", "lgbm", "ridge")}
 
 
-def _tamper(path: Path, tmp_path: Path, change) -> Path:
-    data = json.loads(path.read_text())
-    change(data["model"])
-    out = tmp_path / f"bad_{path.name}"
-    out.write_text(json.dumps(data))
-    return out
-
-
 def _cycle(m):  # node 1 points back to the root
     m["left"][1] = 0
 
@@ -371,7 +364,7 @@ def test_crafted_predictor_files_are_one_line(predictor_files, tmp_path: Path, k
     from attentivenas.accuracy import load_predictor
     from attentivenas.errors import CheckpointError
 
-    bad = _tamper(predictor_files[kind], tmp_path, change)
+    bad = tamper_predictor(predictor_files[kind], tmp_path, change)
     with pytest.raises(CheckpointError, match=rf"predictor file {bad} is corrupt: ValueError: .*{message}"):
         load_predictor(bad)
 
@@ -505,3 +498,104 @@ def test_the_packaged_quickstart_config_is_the_repositorys() -> None:
 
     root = Path(__file__).resolve().parents[1]
     assert quickstart_config_path().read_text() == (root / "configs" / "quickstart.yaml").read_text()
+
+
+# --------------------------------------------------------------------------- a refused resume changes nothing
+def _tree_hashes(folder: Path) -> dict[str, str]:
+    import hashlib
+
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_refused_resume_leaves_every_file_of_the_run_as_it_was(tmp_path: Path) -> None:
+    """``--resume auto`` with a setting the checkpoint cannot continue (here sampler.method) is one line,
+    exit 2, and leaves ``config.yaml`` and every other file byte-identical (it used to write the
+    refused settings into ``config.yaml``)."""
+    from attentivenas.train import train
+
+    out = tmp_path / "run"
+    train(_cfg(runtime__max_steps=2), out)
+    before = _tree_hashes(out)
+    assert "config.yaml" in before and "checkpoints/last.pt" in before
+    r = run_cli("train", "--config", str(out / "config.yaml"), "--out", str(out), "--resume", "auto",
+                "sampler.method=bestup", "sampler.k=3")
+    assert r.code == 2 and "differs from the checkpoint's" in r.err and r.err.count("\n") == 1
+    assert _tree_hashes(out) == before
+
+
+# --------------------------------------------------------------------------- the command line's own errors, help, warnings
+@pytest.mark.parametrize(("args", "message", "hint"), [
+    (["search", "--bogus"], "No such option: --bogus", "attentivenas search --help"),
+    (["search", "--generations", "abc"], "Invalid value for '--generations'", "attentivenas search --help"),
+    (["bogus"], "No such command 'bogus'", "attentivenas --help"),
+    (["latency", "build-table", "--space", "tiny"], "Missing option '--out'", "attentivenas latency build-table --help"),
+])
+def test_an_unknown_flag_or_a_bad_value_is_one_line(args: list[str], message: str, hint: str) -> None:
+    r = run_cli(*args)
+    assert r.code == 2 and r.err.startswith(f"error: {message}") and r.err.count("\n") == 1, r.err
+    assert f"try '{hint}'" in r.err and "╭" not in r.err and r.out == ""
+
+
+@pytest.mark.parametrize("command", [["search"], ["latency", "build-table"]])
+def test_help_is_readable_at_80_columns_when_piped(command: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    r = run_cli(*command, "--help")
+    assert r.code == 0 and r.out.startswith("Usage: attentivenas")
+    assert max(map(len, r.out.splitlines())) <= 80
+    assert not any(c in r.out for c in "╭│╰…")  # no boxes, no option names cut short
+    flags = {"search": "--calib-batch-size", "latency": "--drift-correction"}[command[0]]
+    assert f"  {flags}" in r.out
+
+
+def test_a_warning_is_one_plain_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``warning: message``: no file, line number, category or source line (Python's default)."""
+    import warnings
+
+    import attentivenas.cli as cli
+
+    shown: list[str] = []
+
+    def app(**_: object) -> None:
+        shown.append(warnings.formatwarning("skipping checkpoint last.pt is corrupt\n(UnpicklingError)",
+                                            RuntimeWarning, "/src/attentivenas/train/state.py", 86,
+                                            '    warnings.warn(f"skipping {exc}")'))
+
+    monkeypatch.setattr(cli, "app", app)
+    cli.main([])
+    assert shown == ["warning: skipping checkpoint last.pt is corrupt (UnpicklingError)\n"]
+    assert warnings.formatwarning is not cli._warning_line  # put back when the command ends
+
+
+@pytest.mark.parametrize("command", ["train", "search"])
+def test_a_folder_given_as_config_is_named_as_a_folder(tmp_path: Path, command: str) -> None:
+    extra = ["--predictor", str(tmp_path / "p.json")] if command == "search" else []
+    r = run_cli(command, "--config", str(tmp_path), *extra)
+    assert r.code == 2 and f"config file {tmp_path} is a folder" in r.err and r.err.count("\n") == 1
+
+
+def test_a_table_of_another_space_of_the_same_name_says_where_they_differ() -> None:
+    import json as _json
+
+    from attentivenas.space import SearchSpace
+
+    from .synthetic import synthetic_latency_table
+
+    cfg = _json.loads(_json.dumps(TINY_SPACE.to_supernet_config()))
+    cfg["resolutions"] = cfg["resolutions"][:-1]
+    edited = SearchSpace.from_supernet_config(cfg, name="tiny")
+    with pytest.raises(UserError, match=r"built for another space named 'tiny' \(its supernet_config differs in "
+                                        r"resolutions\)") as info:
+        synthetic_latency_table().check_space(edited)
+    assert "not for space 'tiny'" not in str(info.value)
+
+
+def test_published_on_a_space_that_cannot_hold_them_is_one_line(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    r = run_cli("evaluate", "--checkpoint", str(tiny_checkpoint), "--published", "--data", "digits", "--device", "cpu")
+    assert r.code == 2 and "this checkpoint's space 'tiny' cannot hold them" in r.err and r.err.count("\n") == 1
+    from attentivenas.config import SearchConfig
+    from attentivenas.search import SearchResult, write_search_outputs
+
+    result = SearchResult(pareto=[], config=SearchConfig.model_validate({"published": True}), space_name="tiny")
+    with pytest.warns(UserWarning, match=r"--published: .* not plotted beside a front of space 'tiny'"):
+        write_search_outputs(tmp_path / "s", result)

@@ -25,15 +25,11 @@ from attentivenas.latency import (
     refit_table,
     table_error,
 )
+from attentivenas.latency.build import _runners_exported_apart
+from attentivenas.latency.fit import FACTOR_BOUNDS, _scaled_coefficients, _scaled_design
+from attentivenas.latency.fit import subnet_records as _subnet_records
 from attentivenas.latency.measure import arch_inputs, random_subnet, seeded_supernet
 from attentivenas.latency.ops import op_input, seeded_op_module
-from attentivenas.latency.table import (
-    FACTOR_BOUNDS,
-    _runners_exported_apart,
-    _scaled_coefficients,
-    _scaled_design,
-    _subnet_records,
-)
 from attentivenas.nn import MissingRuntimeError, is_available
 from attentivenas.space import TINY_SPACE
 
@@ -214,7 +210,7 @@ def test_refit_uses_the_subnets_a_table_keeps(tmp_path) -> None:
 def test_refit_refuses_more_stored_subnets_than_its_bound(tmp_path) -> None:
     """Refit's leave-one-out fits grow with the square of the subnets: over MAX_REFIT_SUBNETS is one
     line naming the file, the count and the limit, before any record is validated or fitted."""
-    MAX_REFIT_SUBNETS = 300  # the documented bound (attentivenas.latency.table.MAX_REFIT_SUBNETS)
+    MAX_REFIT_SUBNETS = 300  # the documented bound (attentivenas.latency.fit.MAX_REFIT_SUBNETS)
     table = synthetic_latency_table()
     table.meta.update(calibration_subnets=[{"arch": {}, "ms": 1.0}] * MAX_REFIT_SUBNETS,
                       holdout_subnets=[{"arch": {}, "ms": 1.0}])
@@ -225,7 +221,7 @@ def test_refit_refuses_more_stored_subnets_than_its_bound(tmp_path) -> None:
             f"refit handles at most {MAX_REFIT_SUBNETS}") in r.err
     with pytest.raises(UserError, match=f"holds {MAX_REFIT_SUBNETS + 1} measured subnets"):
         refit_table(table, TINY_SPACE)
-    import attentivenas.latency.table as latency_table
+    import attentivenas.latency.fit as latency_table
 
     assert latency_table.MAX_REFIT_SUBNETS == MAX_REFIT_SUBNETS
 

@@ -89,6 +89,61 @@ def test_a_state_of_other_settings_is_not_used(tmp_path: Path) -> None:
     assert any("accuracy differs" in m for m in logs)
 
 
+def _rewrite_state(path: Path, **change) -> None:
+    """Rewrite a search state with some arrays (or ``meta`` keys, given as ``meta={...}``) replaced."""
+    import io
+
+    with np.load(path, allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    meta = json.loads(arrays["meta"].tobytes())
+    meta.update(change.pop("meta", {}))
+    arrays.update(change)
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    path.write_bytes(buf.getvalue())
+
+
+@pytest.mark.parametrize("damage", ["truncated", "short_rank", "wide_pop", "no_archive_column", "history", "rng"])
+def test_a_truncated_or_inconsistent_state_is_a_warning_and_a_fresh_start(tmp_path: Path, damage: str) -> None:
+    state = tmp_path / "search_state.npz"
+    cfg = _cfg(generations=2, pop_size=6, accuracy={"source": "predicted"})
+    fresh = run_search(SPACE, cfg, accuracy, num_classes=10)
+    run_search(SPACE, cfg, accuracy, num_classes=10, state_path=state)
+    with np.load(state, allow_pickle=False) as npz:
+        pop_x, rank = npz["pop_x"], npz["pop_rank"]
+    if damage == "truncated":
+        state.write_bytes(state.read_bytes()[: state.stat().st_size // 2])
+    elif damage == "short_rank":
+        _rewrite_state(state, pop_rank=rank[:-1])
+    elif damage == "wide_pop":
+        _rewrite_state(state, pop_x=np.hstack([pop_x, pop_x[:, :1]]))
+    elif damage == "no_archive_column":
+        _rewrite_state(state, meta={"columns": ["accuracy", "mflops", "nonsense"]})
+    elif damage == "history":
+        _rewrite_state(state, meta={"history": []})
+    else:
+        _rewrite_state(state, meta={"rng": {"state": "x"}})
+    logs: list[str] = []
+    res = run_search(SPACE, cfg, accuracy, num_classes=10, state_path=state, log=logs.append)
+    _same(res, fresh)
+    unreadable = [m for m in logs if "is unreadable" in m and "the evolution starts again" in m]
+    assert len(unreadable) == 1 and "\n" not in unreadable[0] and len(unreadable[0]) < 400, logs
+
+
+def test_a_state_past_the_asked_generations_is_refused_and_kept(tmp_path: Path) -> None:
+    from attentivenas.errors import UserError
+
+    state = tmp_path / "search_state.npz"
+    run_search(SPACE, _cfg(generations=3, pop_size=6, accuracy={"source": "predicted"}), accuracy, num_classes=10,
+               state_path=state)
+    saved = state.read_bytes()
+    with pytest.raises(UserError, match=r"holds generation 3 of this search, past evolution.generations=2"):
+        run_search(SPACE, _cfg(generations=2, pop_size=6, accuracy={"source": "predicted"}), accuracy,
+                   num_classes=10, state_path=state)
+    assert state.read_bytes() == saved
+
+
 def test_shares_are_balanced_disjoint_and_cover_everything() -> None:
     w = [5.0, 1.0, 1.0, 1.0, 1.0, 1.0, 3.0, 2.0]
     parts = [share(w, 3, r) for r in range(3)]

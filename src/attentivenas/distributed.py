@@ -14,7 +14,7 @@ import socket
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -22,6 +22,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from .devices import rank_device
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -237,3 +239,39 @@ def local_group(world: int, child: Callable[..., Any], args: tuple = (), threads
             for p in ctx.processes:
                 if p.is_alive():
                     p.terminate()
+
+
+def _rank_work(work: Callable[..., Any], args: tuple, device: str, timeout_s: int | None) -> None:
+    """A local rank > 0 of :func:`run_on_ranks`: ``work(info, *args)``, silent (no rank-0 keywords)."""
+    info = init_distributed(device, timeout_s)
+    try:
+        work(info, *args)
+    finally:
+        cleanup(info)
+
+
+def run_on_ranks(work: Callable[..., T], args: tuple = (), ranks: int | None = None, threads: int | None = None,
+                 device: str = "auto", timeout_s: int | None = None,
+                 mismatch: Callable[[int], BaseException] | None = None, **main: Any) -> T:
+    """``work(info, *args, **main)`` on every rank of the job, the result of this process's.
+
+    Under torchrun (or :func:`spawn`) every process joins the group; ``ranks`` > 1 otherwise starts
+    ranks 1..ranks-1 here (:func:`local_group`, ``threads`` torch threads each, the cores shared by
+    default) and they run ``work(info, *args)``: ``work`` (a module-level function) and ``args``
+    must pickle, ``main`` (callbacks, say) goes to this process only, and ``work`` keeps
+    rank 0 alone reporting and writing. ``ranks`` that differ from a launched job's size raise
+    ``mismatch(world_size)``."""
+    if ranks is not None and ranks > 1 and not launched():
+        with local_group(ranks, _rank_work, (work, args, device, timeout_s), threads or default_threads(ranks),
+                         device, timeout_s) as info:
+            return work(info, *args, **main)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    info = init_distributed(device, timeout_s) if launched() else DistInfo()
+    try:
+        if ranks is not None and ranks != info.world_size:
+            raise (mismatch or (lambda n: RuntimeError(f"ranks={ranks} but the job has {n} processes")))(
+                info.world_size)
+        return work(info, *args, **main)
+    finally:
+        cleanup(info)

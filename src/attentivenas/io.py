@@ -45,6 +45,29 @@ def user_file_errors(path: str | Path, action: str = "write") -> Iterator[None]:
         raise UserError(f"cannot {action} {path}: {exc.strerror or exc}") from None
 
 
+def check_output(path: str | Path, kind: str = "file", flag: str = "--out") -> Path:
+    """Refuse, in one :class:`UserError` line and before any work, an output ``path`` that cannot be
+    written: a folder where a file is asked for (``kind="file"``) or a file where a folder is
+    (``kind="dir"``), a path under a file, or one whose nearest existing folder refuses new files
+    (read-only, forbidden, ``/proc``; probed with a temporary file that is removed at once)."""
+    path = Path(path)
+    for parent in path.parents:
+        if parent.exists() and not parent.is_dir():
+            raise UserError(f"{flag} {path} is under {parent}, which is a file, not a folder")
+    if kind == "file" and path.is_dir():
+        raise UserError(f"{flag} {path} is a folder; give a file name (e.g. {path / 'out.json'})")
+    if kind == "dir" and path.exists() and not path.is_dir():
+        raise UserError(f"{flag} {path} exists and is not a folder; choose another path")
+    base = next((p for p in (path, *path.parents) if p.is_dir()), Path.cwd())
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".attentivenas-probe.", dir=base)
+    except OSError as exc:
+        raise UserError(f"cannot write {flag} {path}: {base} refuses new files ({exc.strerror or exc})") from None
+    os.close(fd)
+    os.unlink(probe)
+    return path
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically (the old file, if any, stays until the rename)."""
     path = Path(path)
@@ -164,6 +187,8 @@ def loads_json(text: str, limit: int = MAX_DEPTH) -> Any:
 
 def read_text_file(p: Path, what: str, error: type[Exception], max_bytes: int = MAX_FILE_BYTES) -> str:
     """The text of a user's file, refused past ``max_bytes``; problems are one ``error`` line naming it."""
+    if p.is_dir():
+        raise error(f"{what} {p} is a folder; give the file itself")
     if not p.is_file():
         raise error(f"{what} not found: {p}")
     size = p.stat().st_size

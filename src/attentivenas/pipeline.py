@@ -24,13 +24,13 @@ from typing import Any
 
 import torch
 
-from .accuracy import SubnetEvaluator, build_arch_dataset, evaluate_subnet, fit_best
-from .config import PipelineConfig, TrainConfig, load_config
+from .accuracy import SubnetEvaluator, build_arch_dataset, checked_text, evaluate_subnet, format_metric, provenance_of
+from .config import MeasureSettings, PipelineConfig, TrainConfig, load_config
 from .data import DEFAULT_VAL_FRACTION, build_data, digits_split
 from .errors import ConfigError
 from .io import OutputLock, atomic_write_bytes, atomic_write_json, remove_torn_writes
 from .nn import export_pareto_set
-from .search import run_search, write_search_outputs
+from .search import fit_with_settings, run_stage2
 from .train import train
 
 PACKAGED_QUICKSTART = "quickstart.yaml"
@@ -73,8 +73,8 @@ def run_pipeline(config: TrainConfig, out_dir: str | Path, settings: PipelineCon
 
 def _run(config: TrainConfig, out: Path, settings: PipelineConfig, log: Log, progress: bool) -> PipelineResult:
     pc, sc = settings.predictor, settings.search
-    if pc.folds > pc.num_archs:
-        raise ConfigError(f"predictor.folds must be in [2, predictor.num_archs={pc.num_archs}], got {pc.folds}")
+    if 2 * pc.folds > pc.num_archs:  # the fit needs 2 subnets per fold
+        raise ConfigError(f"predictor.folds must be in [2, predictor.num_archs / 2 = {pc.num_archs // 2}], got {pc.folds}")
     timings: dict[str, float] = {}
 
     t = time.perf_counter()
@@ -88,33 +88,33 @@ def _run(config: TrainConfig, out: Path, settings: PipelineConfig, log: Log, pro
 
     t = time.perf_counter()
     bundle = build_data(config.data, config.seed)
-    evaluator = SubnetEvaluator(net, bundle, calib_batches=config.eval.calibration_batches,
-                                calib_batch_size=config.data.batch_size, batch_size=config.data.eval_batch_size,
-                                device="cpu", seed=settings.seed)
+    measure = MeasureSettings(split="holdout", interpolation=config.data.interpolation,
+                              calib_batches=config.eval.calib_batches, calib_batch_size=config.data.batch_size,
+                              batch_size=config.data.eval_batch_size, calib_seed=settings.seed)
+    evaluator = SubnetEvaluator(net, bundle, measure, device="cpu")
     log(f"[2/4] measuring {pc.num_archs} subnets (BN recalibrated, validation split) for the predictor")
     pred_dir = out / "predictor"
     dataset = build_arch_dataset(space, evaluator, pc.num_archs, seed=settings.seed,
-                                 cache_path=pred_dir / "archs.jsonl", num_classes=num_classes, progress=progress)
-    predictor, report = fit_best(dataset, pc.kinds, folds=pc.folds, seed=settings.seed, feature_set=pc.feature_set)
+                                 cache_path=pred_dir / "archs.jsonl", num_classes=num_classes, progress=progress,
+                                 warn=log)
+    predictor, report = fit_with_settings(dataset, pc, settings.seed)
     predictor_path = predictor.save(pred_dir / "predictor.json")
     best = report["kinds"][report["best"]]
-    log(f"      best predictor: {report['best']} (Kendall tau {best['kendall_tau']:.3f}, "
-        f"Spearman rho {best['spearman_rho']:.3f}, RMSE {best['rmse']:.2f} on held-out archs)")
+    log(f"      best predictor: {report['best']} (Kendall tau {format_metric(best['kendall_tau'])}, "
+        f"Spearman rho {format_metric(best['spearman_rho'])}, RMSE {best['rmse']:.2f} on held-out archs)")
     timings["predictor_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
     log(f"[3/4] NSGA-II search (population {sc.evolution.pop_size}, {sc.evolution.generations} generations), "
         f"re-measuring the top {sc.accuracy.remeasure_top}")
     measured_cache = out / "search" / "measured.jsonl"
+    checked_text(measured_cache, provenance_of(evaluator), "remeasure", log)  # another checkpoint's: moved aside
     if not measured_cache.exists():  # the predictor's measurements count for the measured front too
         _copy_atomic(pred_dir / "archs.jsonl", measured_cache)
-    measured_with = {"split": evaluator.split, "interpolation": config.data.interpolation, "calib_seed": settings.seed}
-    sc = sc.model_copy(update={"accuracy": sc.accuracy.model_copy(update=measured_with)})  # recorded as measured
-    result = run_search(space, sc, predictor.predict_genes, evaluate_fn=evaluator, measured_cache=measured_cache,
-                        num_classes=num_classes, progress=progress)
-    files = write_search_outputs(out / "search", result)
+    result = run_stage2(sc, out / "search", space, predictor=predictor, evaluator=evaluator, num_classes=num_classes,
+                        measured_path=measured_cache, progress=progress)
     for name in ("pareto.json", "pareto.csv", "pareto.png"):
-        _copy_atomic(files[name], out / name)
+        _copy_atomic(out / "search" / name, out / name)
     timings["search_s"] = time.perf_counter() - t
 
     t = time.perf_counter()

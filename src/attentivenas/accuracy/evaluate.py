@@ -9,7 +9,6 @@ with its calibration batches cached once, for predictor datasets and searches.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -21,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
+from ..config import MeasureSettings
 from ..costs import count_flops, count_params
 from ..data import DataBundle
 from ..devices import use_channels_last
@@ -28,7 +28,8 @@ from ..errors import UserError
 from ..host_memory import reuse_freed_memory
 from ..nn import cache_calibration_batches, calibrate_bn, load_supernet, to_model_resolution
 from ..space import Arch, SearchSpace
-from .protocol import Protocol, capped, holdout_warning, resolve_data, split_of
+from .protocol import capped, holdout_warning, resolve_data, split_of
+from .provenance import SETTING_KEYS, weights_fingerprint
 
 
 def _as_loader(data: Dataset | DataLoader | Iterable, batch_size: int = 256) -> Iterable:
@@ -119,57 +120,77 @@ def evaluate_arch(
 class SubnetEvaluator:
     """``evaluate_fn(arch) -> top-1 (%)`` of one supernet, for ``evaluate``, predictor datasets and searches.
 
-    The calibration batches (training split) are drawn once and reused for every arch at every
-    resolution; accuracy is measured on ``split`` (see :data:`~attentivenas.accuracy.protocol.SPLITS`).
-    The images are those of ``bundle``, resized in the network to each subnet's resolution, unless
-    ``bundle_at(resolution)`` is given (the per-resolution pipeline: evaluation images prepared at
-    each subnet's resolution, built once per resolution). ``channels_last`` measures every subnet in
-    channels-last memory (see :func:`evaluate_arch`). On CPU, freed host memory is kept for reuse
-    (:func:`attentivenas.host_memory.reuse_freed_memory`; ``ATTENTIVENAS_REUSE_FREED_MEMORY=0`` turns it off).
+    It measures as ``settings`` (:class:`~attentivenas.config.MeasureSettings`) say; built directly, a
+    split left None is ``holdout`` and a calibration seed left None is 0 (:meth:`for_supernet` resolves
+    them for the checkpoint instead). The calibration batches (training split) are drawn once and
+    reused for every arch at every resolution. The images are those of ``bundle``, resized in the
+    network to each subnet's resolution, unless ``bundle_at(resolution)`` is given (the per-resolution
+    pipeline: evaluation images prepared at each subnet's resolution, built once per resolution).
+    ``channels_last`` measures every subnet in channels-last memory (see :func:`evaluate_arch`). On
+    CPU, freed host memory is kept for reuse (:func:`attentivenas.host_memory.reuse_freed_memory`;
+    ``ATTENTIVENAS_REUSE_FREED_MEMORY=0`` turns it off).
     """
 
-    def __init__(self, supernet: nn.Module, bundle: DataBundle, calib_batches: int = 64, calib_batch_size: int = 256,
-                 batch_size: int = 256, device: str | torch.device | None = None, seed: int = 0,
-                 split: str = "holdout", bundle_at: Callable[[int], DataBundle] | None = None,
-                 max_images: int | None = None, channels_last: bool | str = "auto",
-                 meta: dict[str, Any] | None = None) -> None:
+    def __init__(self, supernet: nn.Module, bundle: DataBundle, settings: MeasureSettings | None = None,
+                 device: str | torch.device | None = None, bundle_at: Callable[[int], DataBundle] | None = None,
+                 channels_last: bool | str = "auto", meta: dict[str, Any] | None = None) -> None:
         if bundle.num_classes != int(getattr(supernet, "num_classes", bundle.num_classes)):
             raise UserError(f"the data has {bundle.num_classes} classes but the supernet's classifier has "
                             f"{supernet.num_classes}")
+        s = (settings or MeasureSettings()).measurement()
+        #: the settings it measures with (split and calibration seed filled in)
+        self.settings = s.model_copy(update={"split": s.split or "holdout", "calib_seed": s.calib_seed or 0})
         self.supernet = supernet
         self.bundle = bundle
         self.device = torch.device(device) if device is not None else next(supernet.parameters()).device
         reuse_freed_memory("auto", self.device)
-        self.split = split
-        self.batch_size = batch_size
-        self.max_images = max_images
         self.channels_last = channels_last
         self.val_loader = self._loader(bundle)  # checks the split before the calibration batches are drawn
-        self.calib = cache_calibration_batches(bundle.train, calib_batches, calib_batch_size, seed, self.device)
+        self.calib = cache_calibration_batches(bundle.train, self.settings.calib_batches,
+                                               self.settings.calib_batch_size, self.settings.calib_seed, self.device)
         self._bundle_at = bundle_at
         self._loaders: dict[int, DataLoader] = {}
         self.meta: dict[str, Any] = dict(meta or {})  # the checkpoint's metadata, when loaded from one
-        #: the settings it measures with (resolved), when built by :meth:`for_supernet`
-        self.protocol: Protocol | None = None
+        self._weights: str | None = None
+
+    def provenance(self) -> dict[str, Any]:
+        """What it measures with (``measured_with`` in a dataset file's header): a fingerprint of the
+        supernet's weights (computed once), the data (name, images of the split, hold-out) and the
+        settings that change accuracy (:data:`~attentivenas.accuracy.provenance.SETTING_KEYS`)."""
+        if self._weights is None:
+            self._weights = weights_fingerprint(self.supernet)
+        try:
+            images: int | None = len(split_of(self.bundle, self.split))  # type: ignore[arg-type]
+        except TypeError:
+            images = None
+        hold = self.bundle.holdout or {}
+        data = {"name": self.bundle.name, "images": images,
+                "holdout": hold.get("indices_sha256") or hold.get("val_dir")}
+        return {"weights": self._weights, "data": data, **{k: getattr(self.settings, k) for k in SETTING_KEYS}}
+
+    @property
+    def split(self) -> str:
+        """The split it measures on."""
+        return str(self.settings.split)
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | Path, space: str | SearchSpace | None = None, data: str | None = None,
-                        protocol: Protocol | None = None, device: str | torch.device | None = None,
+                        settings: MeasureSettings | None = None, device: str | torch.device | None = None,
                         seed: int = 0, warn: Callable[[str], None] | None = None) -> SubnetEvaluator:
         """Load a supernet checkpoint and its data (``data`` as in :func:`resolve_data`), measured as
-        ``protocol`` says (the published evaluation of the checkpoint's kind by default; ``seed`` is the
-        calibration seed of our checkpoints, see :meth:`Protocol.resolved`). ``warn`` receives the
+        ``settings`` say (the published evaluation of the checkpoint's kind by default; ``seed`` is the
+        calibration seed of our checkpoints, see :meth:`MeasureSettings.resolved`). ``warn`` receives the
         warning of :func:`holdout_warning` when the split holds images the checkpoint trained on."""
         net, meta = load_supernet(checkpoint, space, device=device or "cpu")
-        return cls.for_supernet(net, meta, data, protocol, device, seed, warn)
+        return cls.for_supernet(net, meta, data, settings, device, seed, warn)
 
     @classmethod
     def for_supernet(cls, net: nn.Module, meta: dict[str, Any], data: str | None = None,
-                     protocol: Protocol | None = None, device: str | torch.device | None = None, seed: int = 0,
+                     settings: MeasureSettings | None = None, device: str | torch.device | None = None, seed: int = 0,
                      warn: Callable[[str], None] | None = None) -> SubnetEvaluator:
-        """:meth:`from_checkpoint` for a supernet already loaded with :func:`load_supernet`; the settings
-        it measures with are its ``protocol`` (resolved for the checkpoint)."""
-        p = (protocol or Protocol()).resolved(meta, seed)
+        """:meth:`from_checkpoint` for a supernet already loaded with :func:`load_supernet`; its
+        ``settings`` are resolved for the checkpoint."""
+        p = (settings or MeasureSettings()).resolved(meta, seed)
         assert p.split is not None and p.calib_seed is not None
         bundle = resolve_data(data, net.space, meta, seed=p.calib_seed, interpolation=p.interpolation)
         message = holdout_warning(meta, bundle, p.split)
@@ -180,24 +201,19 @@ class SubnetEvaluator:
             def bundle_at(r: int) -> DataBundle:
                 return resolve_data(data, net.space, meta, resolution=r, seed=int(p.calib_seed),
                                     interpolation=p.interpolation)
-        ev = cls(net, bundle, p.calib_batches, p.calib_batch_size, p.batch_size, device, p.calib_seed, p.split,
-                 bundle_at, p.max_images, meta=meta)
-        ev.protocol = p
-        return ev
+        return cls(net, bundle, p, device, bundle_at, meta=meta)
 
     def on_split(self, split: str) -> SubnetEvaluator:
         """The same supernet, data and calibration batches, measuring on another split."""
         other = copy.copy(self)
-        other.split = split
-        if self.protocol is not None:
-            other.protocol = dataclasses.replace(self.protocol, split=split)
+        other.settings = self.settings.model_copy(update={"split": split})
         other.val_loader = other._loader(self.bundle)
         other._loaders = {}
         return other
 
     def _loader(self, bundle: DataBundle) -> DataLoader:
-        return DataLoader(capped(split_of(bundle, self.split), self.max_images), batch_size=self.batch_size,
-                          shuffle=False)
+        return DataLoader(capped(split_of(bundle, self.split), self.settings.max_images),
+                          batch_size=self.settings.batch_size, shuffle=False)
 
     def loader_for(self, arch: Arch) -> DataLoader:
         """The evaluation batches ``arch`` is measured on."""

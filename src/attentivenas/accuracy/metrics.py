@@ -38,6 +38,14 @@ def rmse(y_true: Sequence[float], y_pred: Sequence[float]) -> float:
     return float(np.sqrt(np.mean((a - b) ** 2))) if a.size else float("nan")
 
 
+def format_metric(value: object, digits: int = 3) -> str:
+    """A metric for a log line: ``"undefined"`` when it is missing or not finite (a rank correlation
+    of tied accuracies, read back from JSON as ``null``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+        return "undefined"
+    return f"{value:.{digits}f}"
+
+
 def rank_metrics(y_true: Sequence[float], y_pred: Sequence[float]) -> dict[str, float]:
     """``{"kendall_tau", "spearman_rho", "rmse"}`` of a prediction."""
     return {

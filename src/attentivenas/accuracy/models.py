@@ -76,6 +76,24 @@ class TreeEnsemble:
             frontier = np.unique(np.concatenate([self.left[inner], self.right[inner]]))
         if np.any(~leaf[frontier]):
             raise ValueError(f"a tree has a cycle or is deeper than its stated depth {self.depth}")
+        self._check_each_node_once(leaf)
+
+    def _check_each_node_once(self, leaf: np.ndarray) -> None:
+        """The children form trees: from the roots, every node is reached exactly once (no node with
+        two parents, no two trees sharing nodes, no node outside every tree). Work is bounded by the nodes."""
+        seen = np.zeros(self.left.size, dtype=bool)
+        frontier = self.roots
+        while frontier.size:
+            uniq, counts = np.unique(frontier, return_counts=True)
+            twice = np.concatenate([uniq[seen[uniq]], uniq[counts > 1]])
+            if twice.size:
+                raise ValueError(f"tree node {int(twice[0])} has two parents: child indices do not form a tree")
+            seen[frontier] = True
+            inner = frontier[~leaf[frontier]]
+            frontier = np.concatenate([self.left[inner], self.right[inner]])
+        if not seen.all():
+            raise ValueError(f"{int((~seen).sum())} tree nodes (e.g. node {int(np.flatnonzero(~seen)[0])}) belong to "
+                             "no tree: child indices do not form a tree")
 
     def _prepare(self) -> None:
         # a leaf points to itself, so traversal can run a fixed number of steps

@@ -33,6 +33,8 @@ FORMAT = "attentivenas-predictor"
 VERSION = 1
 DEFAULT_KINDS = DEFAULT_PREDICTOR_KINDS
 FEATURE_SETS = ("knobs", "knobs+cost")
+#: a loaded predictor predicting beyond +-this (top-1 in percent) for a probe subnet is refused
+MAX_PREDICTION = 1e4
 
 
 # --------------------------------------------------------------------------- features
@@ -103,7 +105,14 @@ class Predictor:
         x = np.atleast_2d(np.asarray(features, dtype=np.float64))
         if x.shape[1] != len(self.feature_names):
             raise ValueError(f"predictor expects {len(self.feature_names)} features, got {x.shape[1]}")
-        return self.model.predict(x)
+        with np.errstate(over="ignore", invalid="ignore"):
+            y = np.asarray(self.model.predict(x), dtype=np.float64)
+        if not np.all(np.isfinite(y)):
+            where = f" {self.path}" if self.path else ""
+            raise CheckpointError(f"predictor{where} predicts a non-finite accuracy ({_first_bad(y)}) for "
+                                  f"{int(np.sum(~np.isfinite(y)))} of {y.size} subnets: its {self.kind} model "
+                                  "overflows; fit it again")
+        return y
 
     def predict_genes(self, genes: np.ndarray) -> np.ndarray:
         return self.predict(self.featurize(genes))
@@ -297,8 +306,34 @@ def _predictor_from_dict(data: dict[str, Any]) -> Predictor:
                      metrics=data.get("metrics") or {}, hyperparams=data.get("hyperparams") or {},
                      n_train=int(data.get("n_train", 0)), seed=int(data.get("seed", 0)),
                      report=data.get("report") or {})
-    pred.predict(np.zeros((1, len(pred.feature_names))))  # fail on load, not in the search
+    _probe(pred)  # fail on load, not in the search
     return pred
+
+
+def _first_bad(y: np.ndarray) -> float:
+    return float(y[~np.isfinite(y)][0])
+
+
+def _probe(pred: Predictor) -> None:
+    """Predict the smallest, the largest and a few random subnets (and all-zero features): a model
+    whose predictions are not finite numbers (overflowing coefficients) raises ``ValueError``."""
+    space = pred.space
+    genes = np.concatenate([space.encode_many([space.min_arch(), space.max_arch()]),
+                            space.sample_genes(np.random.default_rng(0), 6)])
+    x = np.concatenate([np.zeros((1, len(pred.feature_names))), pred.featurize(genes)])
+    with np.errstate(over="ignore", invalid="ignore"):
+        y = np.asarray(pred.model.predict(x), dtype=np.float64)
+    if y.shape != (len(x),):
+        raise ValueError(f"the model gives {y.shape} predictions for {len(x)} subnets")
+    names = ["all-zero features", "the smallest subnet", "the largest subnet"]
+    if not np.all(np.isfinite(y)):
+        which = [names[i] if i < 3 else "a random subnet" for i in np.flatnonzero(~np.isfinite(y))]
+        raise ValueError(f"the model predicts {_first_bad(y)} for {which[0]} ({len(which)} of {len(x)} probes not "
+                         "finite): its numbers overflow")
+    far = int(np.argmax(np.abs(y[1:]))) + 1  # the subnets' predictions (all-zero features may extrapolate)
+    if abs(y[far]) > MAX_PREDICTION:
+        which = names[far] if far < 3 else "a random subnet"
+        raise ValueError(f"the model predicts {y[far]:.3g}% top-1 for {which}: not an accuracy in percent")
 
 
 def check_space(predictor: Predictor, space: SearchSpace) -> None:

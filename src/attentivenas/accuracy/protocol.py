@@ -1,24 +1,13 @@
-"""How stage 2 measures a subnet: which images, prepared how, calibrated on what.
+"""Where stage 2 measures a subnet: the images of a ``--data`` argument, its splits, and whether a
+split holds images the checkpoint trained on.
 
-:class:`Protocol` holds the settings shared by ``evaluate``, ``predictor build``, ``search`` and
-``export --calibrate-bn``; its defaults are the authors' published evaluation (their eval configs):
-
-- ``pipeline="authors"``: every image is prepared once, Resize 256 (shorter side) then CenterCrop
-  224 (the recipe's ``data.eval_resize`` / ``data.image_size``), and the network resizes it to the
-  subnet's resolution (bicubic, align_corners False), as in training. ``"per-resolution"`` prepares
-  the evaluation images at the subnet's resolution r instead (Resize r / 0.875, CenterCrop r), as a
-  standalone model is usually evaluated; calibration crops stay the shared 224 crops either way.
-- BN recalibration on ``calib_batches=64`` batches of ``calib_batch_size=256`` training crops (the
-  training transform, AutoAugment included), a cumulative average.
-
-``split``, ``interpolation`` and ``calib_seed`` left None are the checkpoint's (:meth:`Protocol.resolved`):
-
-- ``interpolation`` (the resize and the calibration crops) and ``calib_seed`` (the seed of the
-  calibration batches) per checkpoint kind (:data:`KIND_DEFAULTS`): AttentiveNAS's eval config sets
-  bilinear and seed 2; AlphaNet's sets no interpolation (so its transforms use bicubic) and seed 5;
-  our checkpoints get bilinear and the command's own seed (0 unless given).
-- ``split`` (:func:`default_split`): ``test`` for a checkpoint that held nothing out of its training
-  data (the authors' trained on all of ImageNet ``train/``), else ``holdout``.
+The settings (split, image pipeline, calibration) are :class:`~attentivenas.config.MeasureSettings`,
+defined in ``config/``; :data:`SPLITS`, :data:`PIPELINES` and :data:`INTERPOLATIONS` are the values
+they allow. ``pipeline="authors"`` prepares every image once, Resize 256 (shorter side) then
+CenterCrop 224 (the recipe's ``data.eval_resize`` / ``data.image_size``), and the network resizes it
+to the subnet's resolution (bicubic, align_corners False), as in training; ``"per-resolution"``
+prepares the evaluation images at the subnet's resolution r (Resize r / 0.875, CenterCrop r), as a
+standalone model is usually evaluated; calibration crops stay the shared 224 crops either way.
 
 :func:`split_of` picks the measured split and :func:`holdout_warning` says when that split holds
 images the checkpoint trained on.
@@ -26,7 +15,6 @@ images the checkpoint trained on.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
 from typing import Any
 
 from pydantic import ValidationError
@@ -50,85 +38,6 @@ KINDS = {"imagefolder": ("imagefolder", "imagenet"), "cifar10": ("cifar10",), "c
          "digits": ("digits",), "fashion_mnist": ("fashion_mnist",)}
 #: data sets held in memory as tensors at one size: no crops, resized in the network only
 TENSOR_DATA = ("digits", "fashion_mnist")
-#: checkpoint kind -> (interpolation, calibration seed) of its authors' evaluation; None: the command's seed
-KIND_DEFAULTS: dict[str, tuple[str, int | None]] = {
-    "attentivenas": ("bilinear", 2),  # configs/eval_attentive_nas_models.yml: interpolation bilinear, seed 2
-    "alphanet": ("bicubic", 5),  # configs/eval_alphanet_models.yml: no interpolation (bicubic), seed 5
-    "ours": ("bilinear", None),
-}
-
-
-def checkpoint_kind(meta: dict[str, Any] | None) -> str:
-    """``ours``, ``attentivenas`` or ``alphanet`` (see :func:`attentivenas.nn.checkpoint.authors_kind`);
-    metadata without a kind reads as AttentiveNAS's when it is the authors', else as ours."""
-    meta = meta or {}
-    kind = meta.get("kind")
-    if kind in KIND_DEFAULTS:
-        return str(kind)
-    return "attentivenas" if meta.get("source") == "authors" else "ours"
-
-
-def held_nothing_out(meta: dict[str, Any] | None) -> bool:
-    """Whether the checkpoint trained on all of its training data: the authors' (all of ImageNet
-    ``train/``), or ours whose ``holdout`` record says it held out no image and no folder."""
-    meta = meta or {}
-    if meta.get("source") == "authors":
-        return True
-    record = meta.get("holdout")
-    return isinstance(record, dict) and not record.get("val_dir") and int(record.get("held_out", -1)) == 0
-
-
-def default_split(meta: dict[str, Any] | None) -> str:
-    """The split stage 2 measures on when none is asked for: ``test`` when the checkpoint held
-    nothing out (there is no hold-out it did not train on), else ``holdout``."""
-    return "test" if held_nothing_out(meta) else "holdout"
-
-
-@dataclass(frozen=True)
-class Protocol:
-    """Stage 2's measurement settings (see the module docstring); defaults are the published ones,
-    ``None`` the checkpoint's (:meth:`resolved`)."""
-
-    split: str | None = None
-    pipeline: str = "authors"
-    interpolation: str | None = None
-    calib_batches: int = 64
-    calib_batch_size: int = 256
-    batch_size: int = 256
-    max_images: int | None = None
-    calib_seed: int | None = None
-
-    def __post_init__(self) -> None:
-        for name, value, allowed in (("split", self.split, SPLITS), ("pipeline", self.pipeline, PIPELINES),
-                                     ("interpolation", self.interpolation, INTERPOLATIONS)):
-            if value is not None and value not in allowed:
-                raise UserError(f"--{name} {value!r} is not one of {list(allowed)}")
-        for name, value in (("calib-batches", self.calib_batches), ("calib-batch-size", self.calib_batch_size),
-                            ("batch-size", self.batch_size)):
-            if int(value) < 1:
-                raise UserError(f"--{name} must be >= 1, got {value}")
-        if self.max_images is not None and self.max_images < 1:
-            raise UserError(f"--max-images must be >= 1, got {self.max_images}")
-
-    @property
-    def per_resolution(self) -> bool:
-        return self.pipeline == "per-resolution"
-
-    def resolved(self, meta: dict[str, Any] | None, seed: int = 0) -> Protocol:
-        """These settings with ``split``, ``interpolation`` and ``calib_seed`` filled in for the checkpoint
-        of ``meta`` where they are None (see the module docstring); ``seed`` is our checkpoints' seed."""
-        interpolation, calib_seed = KIND_DEFAULTS[checkpoint_kind(meta)]
-        return replace(self, split=self.split if self.split is not None else default_split(meta),
-                       interpolation=self.interpolation or interpolation,
-                       calib_seed=self.calib_seed if self.calib_seed is not None else
-                       (calib_seed if calib_seed is not None else int(seed)))
-
-    def describe(self) -> str:
-        """One line for logs: split, pipeline and calibration."""
-        prep = ("images prepared per resolution (Resize r/0.875, CenterCrop r)" if self.per_resolution
-                else "images Resize 256 / CenterCrop 224, resized in the network")
-        return (f"split {self.split}; {prep}, {self.interpolation}; BN recalibrated on {self.calib_batches} x "
-                f"{self.calib_batch_size} training crops (seed {self.calib_seed})")
 
 
 def _saved_data(meta: dict[str, Any] | None) -> dict[str, Any] | None:

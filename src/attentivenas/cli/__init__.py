@@ -1,32 +1,50 @@
 """The ``attentivenas`` command. Thin: parse, call the library, print.
 
-Lives here: one module per topic (``foundation``: space, flops, export; ``train_cmd``;
-``evaluate_cmd``; ``latency_cmd``; ``predictor_cmd``; ``search_cmd``; ``pipeline_cmd``: quickstart),
-each adding its commands with ``register(app)``, and ``common`` (option texts, JSON output). User
-errors print one line on stderr and exit with 2.
+Lives here: one module per topic, named ``<topic>_cmd`` (``space_cmd``: space, flops;
+``export_cmd``; ``train_cmd``; ``evaluate_cmd``; ``latency_cmd``; ``predictor_cmd``; ``search_cmd``;
+``pipeline_cmd``: quickstart), each adding its commands with ``register(app)``, and ``common``
+(option texts, JSON output). User errors print one line on stderr and exit with 2.
 
-May import: everything below it; the torch-based layers are imported inside the commands (heavy),
-so ``attentivenas --help``, ``space`` and ``flops`` start fast.
+May import: everything below it: ``attentivenas`` (its version), ``space``, ``costs``, ``nn``, ``latency``,
+``accuracy``, ``train``, ``search``, ``pipeline``, ``data``, ``config``, ``rng``, ``devices``, ``host_memory``,
+``distributed``, ``io``, ``progress``, ``errors``; the torch-based layers are imported inside the commands
+(heavy), so ``attentivenas --help``, ``space`` and ``flops`` start fast.
 """
 
 from __future__ import annotations
 
 import sys
+import warnings
 
 import typer
 
 from .. import __version__
 from ..errors import JobFailure, UserError
 from ..io import USER_ERRNOS
-from . import evaluate_cmd, foundation, latency_cmd, pipeline_cmd, predictor_cmd, search_cmd, train_cmd
+
+try:  # a typer that carries its own copy of click
+    from typer._click import exceptions as click_errors
+except ImportError:  # pragma: no cover - an older typer, on click
+    from click import exceptions as click_errors  # type: ignore[no-redef]
+
+from . import (
+    evaluate_cmd,
+    export_cmd,
+    latency_cmd,
+    pipeline_cmd,
+    predictor_cmd,
+    search_cmd,
+    space_cmd,
+    train_cmd,
+)
 
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help, wrapped to the terminal (80 columns when piped), no boxes
     help="Two-stage neural architecture search with attentive sampling (AttentiveNAS).",
 )
-
 
 
 def _version(value: bool) -> None:
@@ -42,15 +60,33 @@ def _main(
     """Two-stage neural architecture search with attentive sampling (AttentiveNAS)."""
 
 
-# Each ``cli/<topic>.py`` adds its commands through ``register(app)``.
-for _module in (foundation, train_cmd, evaluate_cmd, latency_cmd, predictor_cmd, search_cmd, pipeline_cmd):
+# Each ``cli/<topic>_cmd.py`` adds its commands through ``register(app)``.
+for _module in (space_cmd, export_cmd, train_cmd, evaluate_cmd, latency_cmd, predictor_cmd, search_cmd, pipeline_cmd):
     _module.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: user errors print one line on stderr and exit with code 2."""
+    """Entry point: user errors (and unknown flags, bad flag values) print one line on stderr and exit
+    with code 2; warnings are one line each."""
+    formatwarning = warnings.formatwarning
+    warnings.formatwarning = _warning_line
     try:
-        app(args=argv, prog_name="attentivenas")
+        code = app(args=argv, prog_name="attentivenas", standalone_mode=False)
+        if isinstance(code, int) and code:  # typer.Exit(code): returned, not raised, outside standalone mode
+            sys.exit(code)
+    except click_errors.NoArgsIsHelpError as exc:  # a group without its command: its help
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click_errors.UsageError as exc:  # unknown flag or command, bad flag value, missing argument
+        where = exc.ctx.command_path if exc.ctx is not None else "attentivenas"
+        print(f"error: {_one_line(exc.format_message()).rstrip('.')}; try '{where} --help'", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except click_errors.ClickException as exc:
+        print(f"error: {_one_line(exc.format_message())}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        print("aborted", file=sys.stderr)
+        sys.exit(1)
     except UserError as exc:
         print(f"error: {_one_line(str(exc))}", file=sys.stderr)
         sys.exit(2)
@@ -66,6 +102,15 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    finally:
+        warnings.formatwarning = formatwarning
+
+
+def _warning_line(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  line: str | None = None) -> str:
+    """A warning as ``warning: message``, one line (Python's default adds the file, line number,
+    category and the source line that warned)."""
+    return f"warning: {_one_line(str(message))}\n"
 
 
 def _one_line(message: str) -> str:

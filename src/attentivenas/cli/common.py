@@ -7,6 +7,7 @@ from typing import Any
 
 import typer
 
+from ..config import DEFAULT_CALIB_BATCH_SIZE, DEFAULT_CALIB_BATCHES
 from ..io import dumps_json
 
 SPACE_HELP = "Search space: a preset (attentivenas, alphanet, tiny) or a YAML file with a supernet_config block."
@@ -27,8 +28,8 @@ INTERPOLATION_HELP = ("bilinear or bicubic, for the resize and the calibration c
 CALIB_SEED_HELP = ("Seed of the BN-calibration batches (which training crops, their augmentation). Default: the "
                    "checkpoint's evaluation seed (AttentiveNAS: 2, AlphaNet: 5; ours: {ours}). Our batches drawn with "
                    "a seed are not the images the authors' loader draws with it.")
-CALIB_BATCHES_HELP = "Training batches for BN recalibration (published: 64)."
-CALIB_BATCH_SIZE_HELP = "Training crops per calibration batch (published: 256)."
+CALIB_BATCHES_HELP = f"Training batches for BN recalibration (published: {DEFAULT_CALIB_BATCHES})."
+CALIB_BATCH_SIZE_HELP = f"Training crops per calibration batch (published: {DEFAULT_CALIB_BATCH_SIZE})."
 
 
 def calib_seed_help(ours: str) -> str:

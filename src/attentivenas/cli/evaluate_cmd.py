@@ -8,6 +8,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ..config import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_CALIB_BATCH_SIZE,
+    DEFAULT_CALIB_BATCHES,
+    DEFAULT_PIPELINE,
+    MeasureSettings,
+    checkpoint_kind,
+    measure_from_flags,
+)
 from ..errors import UserError
 from ..space import resolve_arch
 from .common import (
@@ -29,22 +38,24 @@ KIND_LABELS = {"ours": "our", "attentivenas": "AttentiveNAS's", "alphanet": "Alp
 
 
 def _evaluate(checkpoint: Path, arch: str | None, published: bool, space: str | None, data: str | None,
-              protocol_args: dict, device: str, threads: int | None, as_json: bool) -> None:
+              measure: MeasureSettings, device: str, threads: int | None, as_json: bool) -> None:
     import torch  # heavy (torch): loaded when the command runs
 
-    from ..accuracy import Protocol, SubnetEvaluator, checkpoint_kind, published_reference, published_table
+    from ..accuracy import SubnetEvaluator, published_reference, published_table
     from ..devices import resolve_device
     from ..nn import load_supernet
 
     if threads is not None:
         torch.set_num_threads(threads)
-    protocol = Protocol(**protocol_args)
     dev = resolve_device(device)
     net, meta = load_supernet(checkpoint, space, device=dev)
+    if published:
+        from ..accuracy.published import published_archs
+
+        published_archs(net.space)  # a space that cannot hold them is refused before the calibration batches
     a = None if published else resolve_arch(str(arch), net.space)
-    ev = SubnetEvaluator.for_supernet(net, meta, data, protocol, dev, warn=warn_line)
-    p = ev.protocol
-    assert p is not None
+    ev = SubnetEvaluator.for_supernet(net, meta, data, measure, dev, warn=warn_line)
+    p = ev.settings
     settings = {"kind": checkpoint_kind(meta), "split": p.split, "pipeline": p.pipeline,
                 "interpolation": p.interpolation, "calib_seed": p.calib_seed, "calib_batches": len(ev.calib),
                 "calib_images": sum(int(b.shape[0]) for b in ev.calib)}
@@ -102,11 +113,11 @@ def evaluate_cmd(
     split: str | None = typer.Option(None, "--split", help=SPLIT_HELP, show_default=False),
     space: str | None = typer.Option(None, "--space", help=SPACE_HELP + " Default: from the checkpoint."),
     data: str | None = typer.Option(None, "--data", help=DATA_HELP),
-    pipeline: str = typer.Option("authors", "--pipeline", help=PIPELINE_HELP),
+    pipeline: str = typer.Option(DEFAULT_PIPELINE, "--pipeline", help=PIPELINE_HELP),
     interpolation: str | None = typer.Option(None, "--interpolation", help=INTERPOLATION_HELP, show_default=False),
-    calib_batches: int = typer.Option(64, "--calib-batches", help=CALIB_BATCHES_HELP),
-    calib_batch_size: int = typer.Option(256, "--calib-batch-size", help=CALIB_BATCH_SIZE_HELP),
-    batch_size: int = typer.Option(256, "--batch-size", min=1, help="Evaluation batch size."),
+    calib_batches: int = typer.Option(DEFAULT_CALIB_BATCHES, "--calib-batches", help=CALIB_BATCHES_HELP),
+    calib_batch_size: int = typer.Option(DEFAULT_CALIB_BATCH_SIZE, "--calib-batch-size", help=CALIB_BATCH_SIZE_HELP),
+    batch_size: int = typer.Option(DEFAULT_BATCH_SIZE, "--batch-size", min=1, help="Evaluation batch size."),
     max_images: int | None = typer.Option(None, "--max-images", min=1, help="Evaluate the first N images only."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     calib_seed: int | None = typer.Option(None, "--calib-seed", "--seed", show_default=False,
@@ -117,10 +128,10 @@ def evaluate_cmd(
     """BN-recalibrated top-1/top-5 of one subnet (or of the published models) with MFLOPs and params."""
     if (arch is None) == (not published):
         raise UserError("give exactly one of --arch ARCH or --published")
-    protocol_args = {"split": split, "pipeline": pipeline, "interpolation": interpolation,
-                     "calib_batches": calib_batches, "calib_batch_size": calib_batch_size, "batch_size": batch_size,
-                     "max_images": max_images, "calib_seed": calib_seed}
-    _evaluate(checkpoint, arch, published, space, data, protocol_args, device, threads, as_json)
+    measure = measure_from_flags(split=split, pipeline=pipeline, interpolation=interpolation,
+                                 calib_batches=calib_batches, calib_batch_size=calib_batch_size,
+                                 batch_size=batch_size, max_images=max_images, calib_seed=calib_seed)
+    _evaluate(checkpoint, arch, published, space, data, measure, device, threads, as_json)
 
 
 def register(app: typer.Typer) -> None:

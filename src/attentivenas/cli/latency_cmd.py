@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 import typer
 
+from ..config import LatencyTableConfig, parse_model
 from ..costs import peak_activation_bytes, weight_bytes
+from ..errors import ConfigError
+from ..io import check_output
 from ..space import get_space, resolve_arch
 from .common import ARCH_HELP, SPACE_HELP, print_json
 
 latency_app = typer.Typer(no_args_is_help=True, help="Measure latency on this device; build latency tables.")
-RUNTIME_HELP = ("torch (eager), onnxruntime, executorch (XNNPACK; extra \\[executorch]) or openvino (extra "
-                "\\[openvino]): the subnet is exported and timed in that runtime.")
+RUNTIME_HELP = ("torch (eager), onnxruntime, executorch (XNNPACK; extra [executorch]) or openvino (extra "
+                "[openvino]): the subnet is exported and timed in that runtime.")
+TABLE = LatencyTableConfig()  # the defaults of `build-table`'s flags
 
 
 def latency_measure_cmd(
@@ -65,50 +70,51 @@ def latency_measure_cmd(
 def latency_build_cmd(
     out: Path = typer.Option(..., "--out", help="Table JSON to write."),
     space: str = typer.Option("attentivenas", "--space", help=SPACE_HELP),
-    archs: int | None = typer.Option(None, "--archs", min=1,
+    archs: int | None = typer.Option(TABLE.archs, "--archs", min=1,
                                      help="Signatures of N random archs (+min, max); default: the whole space."),
-    batch: int = typer.Option(1, "--batch", min=1, help="Batch size."),
-    threads: int | None = typer.Option(1, "--threads", min=1, help="CPU threads."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or auto."),
-    runtime: str = typer.Option("torch", "--runtime", help=RUNTIME_HELP),
-    model: str = typer.Option("auto", "--model", help="sum (ops + overhead), scaled (+ one factor per op group; "
+    batch: int = typer.Option(TABLE.batch, "--batch", min=1, help="Batch size."),
+    threads: int | None = typer.Option(TABLE.threads, "--threads", min=1, help="CPU threads."),
+    device: str = typer.Option(TABLE.device, "--device", help="cpu, cuda, cuda:N or auto."),
+    runtime: str = typer.Option(TABLE.runtime, "--runtime", help=RUNTIME_HELP),
+    model: str = typer.Option(TABLE.model, "--model", help="sum (ops + overhead), scaled (+ one factor per op group; "
                               "needs --calibration-archs >= 8) or auto (lower leave-one-out error)."),
-    warmup: int = typer.Option(5, "--warmup", min=0, help="Untimed runs per op."),
-    repeats: int = typer.Option(20, "--repeats", min=1, help="Timed runs per op."),
-    passes: int = typer.Option(1, "--passes", min=1, help="Passes over all ops and subnets (the median over "
+    warmup: int = typer.Option(TABLE.warmup, "--warmup", min=0, help="Untimed runs per op."),
+    repeats: int = typer.Option(TABLE.repeats, "--repeats", min=1, help="Timed runs per op."),
+    passes: int = typer.Option(TABLE.passes, "--passes", min=1, help="Passes over all ops and subnets (the median over "
                                "passes with --drift-correction, else the lowest median)."),
-    calibration_archs: int = typer.Option(4, "--calibration-archs", min=0,
+    calibration_archs: int = typer.Option(TABLE.calibration_archs, "--calibration-archs", min=0,
                                           help="Whole subnets measured to fit the overhead (and the scaled model)."),
-    clock: str = typer.Option("wall", "--clock", help="wall, or cpu (thread CPU time; threads 1)."),
-    num_classes: int = typer.Option(1000, "--num-classes", min=1, help="Classifier outputs."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the sampled archs."),
-    holdout_archs: int = typer.Option(10, "--holdout-archs", min=0,
+    clock: str = typer.Option(TABLE.clock, "--clock", help="wall, or cpu (thread CPU time; threads 1)."),
+    num_classes: int = typer.Option(TABLE.num_classes, "--num-classes", min=1, help="Classifier outputs."),
+    seed: int = typer.Option(TABLE.seed, "--seed", help="Seed of the sampled archs."),
+    holdout_archs: int = typer.Option(TABLE.holdout_archs, "--holdout-archs", min=0,
                                       help="Held-out subnets measured whole to report the table's MAPE."),
-    jobs: int = typer.Option(1, "--jobs", min=1, help="Processes that export the programs (onnxruntime, "
+    jobs: int = typer.Option(TABLE.jobs, "--jobs", min=1, help="Processes that export the programs (onnxruntime, "
                              "executorch) before the timing, one core each."),
     drift_correction: bool = typer.Option(
-        True, "--drift-correction/--no-drift-correction",
+        TABLE.drift_correction, "--drift-correction/--no-drift-correction",
         help="Time the min subnet between measurements and rescale every time to the machine's typical "
         "speed (see docs/search.md)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Measure every op needed by a space (or sampled archs) in a runtime, write a latency table, and
     report its mean absolute percentage error on held-out subnets (for every fitted model)."""
-    from ..latency import build_latency_table, check_runtime  # heavy (torch): loaded when the command runs
+    from ..latency import build_table, check_runtime  # heavy (torch): loaded when the command runs
 
+    check_output(out)
     sp = get_space(space)
     check_runtime(runtime, device)
-    rng = np.random.default_rng(seed + 7919)  # archs apart from the ones the overhead is fitted on
-    held = [sp.sample(rng) for _ in range(holdout_archs)]
-    tab = build_latency_table(sp, device, batch, archs, num_classes, threads, warmup, repeats, passes,
-                              calibration_archs, seed, progress=not as_json, clock=clock, runtime=runtime,
-                              model=model, holdout=held, jobs=jobs, drift_correction=drift_correction)
+    config = _table_config(dict(
+        runtime=runtime, device=device, batch=batch, threads=threads, num_classes=num_classes, archs=archs,
+        warmup=warmup, repeats=repeats, passes=passes, clock=clock, calibration_archs=calibration_archs, model=model,
+        holdout_archs=holdout_archs, seed=seed, jobs=jobs, drift_correction=drift_correction))
+    tab = build_table(sp, config, progress=not as_json)
     mapes = tab.meta.get("holdout_mape_by_model", {})
     path = tab.save(out)
     info = {"path": str(path), "ops": len(tab.entries), "runtime": tab.runtime, "runtime_version": tab.runtime_version,
             "model": tab.model, "overhead_ms": round(tab.overhead_ms, 4), "per_block_ms": round(tab.per_block_ms, 4),
             "group_scale": {k: round(v, 4) for k, v in tab.group_scale.items()}, "device": tab.device,
-            "device_name": tab.device_name, "threads": tab.threads, "batch": tab.batch, "holdout_archs": len(held),
+            "device_name": tab.device_name, "threads": tab.threads, "batch": tab.batch, "holdout_archs": holdout_archs,
             "holdout_mape_percent": None if not mapes else round(mapes[tab.model], 3),
             "holdout_mape_by_model": {k: round(v, 3) for k, v in mapes.items()},
             "drift_reference": tab.meta.get("drift_reference")}
@@ -119,8 +125,16 @@ def latency_build_cmd(
                f"({tab.device_name}), batch {batch}, {tab.threads} thread(s); model {tab.model}: overhead "
                f"{tab.overhead_ms:.3f} ms + {tab.per_block_ms:.4f} ms/block")
     for name, mape in mapes.items():
-        typer.echo(f"error on {len(held)} held-out subnets, {name} model: {mape:.1f}% mean absolute percentage error"
+        typer.echo(f"error on {holdout_archs} held-out subnets, {name} model: {mape:.1f}% mean absolute percentage error"
                    + (" (in use)" if name == tab.model else ""))
+
+
+def _table_config(flags: dict[str, Any]) -> LatencyTableConfig:
+    """The section of ``build-table``'s flags; a value out of bounds is one line naming its flag."""
+    try:
+        return parse_model(LatencyTableConfig, flags, "latency build-table")
+    except ConfigError as exc:
+        raise ConfigError(re.sub(r"config key '(\w+)'", lambda m: "--" + m.group(1).replace("_", "-"), str(exc))) from None
 
 
 def latency_refit_cmd(
@@ -131,6 +145,8 @@ def latency_refit_cmd(
 ) -> None:
     """Fit a table's models again on the whole subnets it measured (no measuring), and report their
     error on its held-out subnets. A table of more than MAX_REFIT_SUBNETS (300) stored subnets is refused."""
+    if out is not None:
+        check_output(out)
     from ..latency import LatencyTable, refit_table  # heavy (torch): loaded when the command runs
     from ..space import SearchSpace
 

@@ -7,6 +7,10 @@ from pathlib import Path
 import typer
 
 from ..config import PipelineConfig, parse_model
+from ..io import check_output
+
+#: the quick start's stage-2 defaults (the options' defaults)
+DEFAULTS = PipelineConfig()
 
 
 def quickstart_command(
@@ -15,12 +19,15 @@ def quickstart_command(
                                        help="Training config (default: the packaged quickstart config)."),
     overrides: list[str] | None = typer.Argument(None, help="Config overrides, e.g. optim.epochs=1.",
                                                  show_default=False),
-    num_archs: int = typer.Option(40, "--num-archs", help="Subnets measured to fit the accuracy predictor."),
-    pop_size: int = typer.Option(40, "--pop-size", help="NSGA-II population."),
-    generations: int = typer.Option(25, "--generations", help="NSGA-II generations."),
-    remeasure_top: int = typer.Option(12, "--remeasure-top", help="Predicted-best archs re-measured."),
-    folds: int = typer.Option(5, "--folds", help="Predictor cross-validation folds."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the stage-2 choices (training uses the config's)."),
+    num_archs: int = typer.Option(DEFAULTS.predictor.num_archs, "--num-archs",
+                                  help="Subnets measured to fit the accuracy predictor."),
+    pop_size: int = typer.Option(DEFAULTS.search.evolution.pop_size, "--pop-size", help="NSGA-II population."),
+    generations: int = typer.Option(DEFAULTS.search.evolution.generations, "--generations",
+                                    help="NSGA-II generations."),
+    remeasure_top: int = typer.Option(DEFAULTS.search.accuracy.remeasure_top, "--remeasure-top",
+                                      help="Predicted-best archs re-measured."),
+    folds: int = typer.Option(DEFAULTS.predictor.folds, "--folds", help="Predictor cross-validation folds."),
+    seed: int = typer.Option(DEFAULTS.seed, "--seed", help="Seed of the stage-2 choices (training uses the config's)."),
 ) -> None:
     """Train the tiny supernet, fit a predictor, search the Pareto front and export its models."""
     from ..pipeline import (  # heavy (torch): loaded when the command runs
@@ -29,12 +36,12 @@ def quickstart_command(
         run_pipeline,
     )
 
+    check_output(out, "dir")
     cfg = load_quickstart_config(config, overrides or [])
-    defaults = PipelineConfig()
     settings = parse_model(PipelineConfig, {
         "seed": seed,
         "predictor": {"num_archs": num_archs, "folds": folds},
-        "search": defaults.search.model_dump(mode="json") | {
+        "search": DEFAULTS.search.model_dump(mode="json") | {
             "seed": seed,
             "evolution": {"pop_size": pop_size, "generations": generations},
             "accuracy": {"source": "predicted+remeasure", "remeasure_top": remeasure_top},

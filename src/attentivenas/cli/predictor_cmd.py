@@ -12,8 +12,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..config import DEFAULT_PREDICTOR_KINDS
-from ..io import json_safe
+from ..config import (
+    DEFAULT_CALIB_BATCH_SIZE,
+    DEFAULT_CALIB_BATCHES,
+    DEFAULT_FOLDS,
+    DEFAULT_PIPELINE,
+    DEFAULT_PREDICTOR_KINDS,
+)
+from ..io import check_output, json_safe
 from ..space import get_space
 from .common import (
     CALIB_BATCH_SIZE_HELP,
@@ -40,10 +46,11 @@ def predictor_build(
     data: str | None = typer.Option(None, "--data", help=f"{DATA_CHOICES} "
                                     "(default: the checkpoint's training data)."),
     split: str | None = typer.Option(None, "--split", help=SPLIT_HELP, show_default=False),
-    pipeline: str = typer.Option("authors", "--pipeline", help=PIPELINE_HELP),
+    pipeline: str = typer.Option(DEFAULT_PIPELINE, "--pipeline", help=PIPELINE_HELP),
     interpolation: str | None = typer.Option(None, "--interpolation", help=INTERPOLATION_HELP, show_default=False),
-    calib_batches: int = typer.Option(64, "--calib-batches", min=1, help=CALIB_BATCHES_HELP),
-    calib_batch_size: int = typer.Option(256, "--calib-batch-size", min=1, help=CALIB_BATCH_SIZE_HELP),
+    calib_batches: int = typer.Option(DEFAULT_CALIB_BATCHES, "--calib-batches", min=1, help=CALIB_BATCHES_HELP),
+    calib_batch_size: int = typer.Option(DEFAULT_CALIB_BATCH_SIZE, "--calib-batch-size", min=1,
+                                         help=CALIB_BATCH_SIZE_HELP),
     calib_seed: int | None = typer.Option(None, "--calib-seed", show_default=False,
                                           help=calib_seed_help("--seed")),
     max_images: int | None = typer.Option(None, "--max-images", min=1, help="Measure each subnet on the first N "
@@ -55,16 +62,19 @@ def predictor_build(
     threads: int | None = typer.Option(None, "--threads", min=1, help="Torch threads per process."),
     seed: int = typer.Option(0, "--seed", help="Seed of the archs measured (and of the calibration batches of our "
                              "checkpoints, unless --calib-seed)."),
+    fresh: bool = typer.Option(False, "--fresh", help="Start --out over (the old file is kept as FILE.stale); "
+                               "needed when it was measured on another checkpoint, data or settings."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Measure (arch, top-1) pairs of BN-recalibrated subnets on the validation split (shared over the
     ranks under torchrun or with --ranks; a killed build run again measures nothing twice)."""
     from ..accuracy import build_from_checkpoint  # heavy (torch): loaded when the command runs
 
+    check_output(out)
     settings = {"checkpoint": str(checkpoint), "out": str(out), "num_archs": num_archs, "space": space, "data": data,
                 "split": split, "pipeline": pipeline, "interpolation": interpolation, "calib_batches": calib_batches,
                 "calib_batch_size": calib_batch_size, "max_images": max_images, "spread": spread, "device": device,
-                "seed": seed, "calib_seed": calib_seed}
+                "seed": seed, "calib_seed": calib_seed, "fresh": fresh}
     summary = build_from_checkpoint(settings, ranks=ranks, threads=threads, progress=not as_json,
                                     warn=warn_line, log=None if as_json else lambda m: typer.echo(m, err=True))
     if summary is None:  # a rank other than 0
@@ -80,7 +90,7 @@ def predictor_fit(
     dataset: Path = typer.Option(..., "--dataset", help="Arch dataset, JSON lines (arch, accuracy)."),
     out: Path = typer.Option(..., "--out", help="Where to write the predictor JSON."),
     kinds: str = typer.Option(",".join(DEFAULT_PREDICTOR_KINDS), "--kinds", help="Comma list of rf, lgbm, ridge, gp."),
-    folds: int = typer.Option(5, "--folds", help="Cross-validation folds."),
+    folds: int = typer.Option(DEFAULT_FOLDS, "--folds", help="Cross-validation folds."),
     seed: int = typer.Option(0, "--seed"),
     space: str | None = typer.Option(None, "--space", help="Space name or YAML (default: the dataset's)."),
     features: str = typer.Option("knobs", "--features", help="knobs or knobs+cost (adds log MFLOPs, params)."),
@@ -89,6 +99,7 @@ def predictor_fit(
     """Cross-validate predictor kinds, refit the best (by Kendall tau) on all data and save it."""
     from ..accuracy import ArchDataset, check_kinds, fit_best  # heavy (torch): loaded when the command runs
 
+    check_output(out)
     kinds_t = check_kinds(split_list(kinds))
     ds = ArchDataset.load(dataset, get_space(space) if space else None)
     pred, report = fit_best(ds, kinds_t, folds=folds, seed=seed, feature_set=features, progress=not as_json)

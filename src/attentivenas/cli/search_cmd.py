@@ -17,6 +17,7 @@ from rich.table import Table
 from tqdm.auto import tqdm
 
 from ..config import SearchConfig, apply_overrides, parse_model, read_yaml
+from ..io import check_output
 from .common import (
     CALIB_BATCH_SIZE_HELP,
     CALIB_BATCHES_HELP,
@@ -129,6 +130,7 @@ def search_command(
         "auto_predictor.num_archs": num_archs, "auto_predictor.time_budget_s": time_budget,
         "runtime.ranks": ranks, "runtime.threads": threads,
     })
+    check_output(out, "dir")
     from ..distributed import is_main  # heavy (torch): loaded when the command runs
     from ..search import search_from_config  # heavy (torch): loaded when the command runs
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from ..config import load_config
+from ..io import check_output
 
 CONFIG_HELP = "YAML config (e.g. configs/quickstart.yaml, configs/attentivenas_imagenet.yaml)."
 OVERRIDES_HELP = "Config overrides as dotted key=value pairs, e.g. optim.lr=0.05 sampler.k=5."
@@ -26,6 +27,8 @@ def train_command(
     """Train a supernet (sandwich rule, attentive sampling). Works under torchrun for DDP."""
     from ..train import train  # heavy (torch): loaded when the command runs
 
+    if out is not None:
+        check_output(out, "dir")
     cfg = load_config(config, overrides or [])
     result = train(cfg, out, resume=resume)
     if result.model is not None and _is_main():

@@ -2,8 +2,10 @@
 (:class:`SearchConfig`, :class:`PipelineConfig`), YAML files and ``key=value`` overrides.
 
 Lives here: ``base`` (strict sections, one-line errors naming the dotted key, YAML, overrides),
-``train`` (stage 1) and ``search`` (stage 2). Builders take these objects as they are (the trainer,
-the sampler, the search): a setting is defined, defaulted and validated here only.
+``train`` (stage 1), ``measure`` (how stage 2 measures a subnet and fits a predictor: one typed
+definition each, and :func:`measure_from_flags` for the CLI) and ``search`` (stage 2). Builders take
+these objects as they are (the trainer, the sampler, the search): a setting is defined, defaulted and
+validated here only.
 
 May import: ``attentivenas.errors`` and ``attentivenas.io`` (pydantic and PyYAML outside).
 """
@@ -19,9 +21,24 @@ from .base import (
     read_yaml,
     save_model,
 )
+from .latency import MAX_REFIT_SUBNETS, LatencyTableConfig
+from .measure import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_CALIB_BATCH_SIZE,
+    DEFAULT_CALIB_BATCHES,
+    DEFAULT_FOLDS,
+    DEFAULT_PIPELINE,
+    DEFAULT_PREDICTOR_KINDS,
+    KIND_DEFAULTS,
+    MeasureSettings,
+    PredictorFitSettings,
+    checkpoint_kind,
+    default_split,
+    held_nothing_out,
+    measure_from_flags,
+)
 from .search import (
     ACCURACY_SOURCES,
-    DEFAULT_PREDICTOR_KINDS,
     OBJECTIVES,
     AccuracyConfig,
     AutoPredictorConfig,
@@ -57,7 +74,10 @@ from .train import (
 
 __all__ = [
     "Section", "apply_overrides", "load_model", "model_to_yaml", "override_model", "parse_model", "parse_override",
-    "read_yaml", "save_model",
+    "read_yaml", "save_model", "LatencyTableConfig", "MAX_REFIT_SUBNETS",
+    "DEFAULT_BATCH_SIZE", "DEFAULT_CALIB_BATCH_SIZE", "DEFAULT_CALIB_BATCHES", "DEFAULT_FOLDS", "DEFAULT_PIPELINE",
+    "KIND_DEFAULTS", "MeasureSettings", "PredictorFitSettings", "checkpoint_kind", "default_split", "held_nothing_out",
+    "measure_from_flags",
     "ACCURACY_SOURCES", "DEFAULT_PREDICTOR_KINDS", "OBJECTIVES", "AccuracyConfig", "BudgetsConfig", "EvolutionConfig", "PipelineConfig",
     "PredictorConfig", "SearchConfig", "AutoPredictorConfig", "SearchRuntimeConfig", "check_objectives", "load_search_config", "parse_budget_points",
     "DEFAULT_BIN_WIDTH", "CheckpointConfig", "DataConfig", "EvalConfig", "LogConfig", "LossConfig", "ModelConfig",

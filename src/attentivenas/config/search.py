@@ -10,12 +10,20 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SerializerFunctionWrapHandler, field_validator, model_serializer, model_validator
 
 from ..errors import ConfigError
 from .base import Section, load_model
+from .measure import (
+    MAX_ARCHS,
+    SEED_LIMIT,
+    ArchCount,
+    MeasureSettings,
+    PredictorFitSettings,
+    SplitName,
+)
 
 #: cost objective -> the column it minimises
 OBJECTIVES: dict[str, str] = {"mflops": "mflops", "params": "params_m", "latency": "latency_ms", "memory": "memory_mb"}
@@ -23,15 +31,17 @@ ACCURACY_SOURCES = ("predicted", "measured", "predicted+remeasure")
 BUDGET_FIELDS = {"max_mflops": "mflops", "max_params_m": "params_m", "max_latency_ms": "latency_ms",
                  "max_memory_mb": "memory_mb"}
 ObjectiveName = Literal["mflops", "params", "latency", "memory"]
-#: Predictor kinds cross-validated by default (the Gaussian process is opt-in: it scales poorly).
-DEFAULT_PREDICTOR_KINDS = ("rf", "lgbm", "ridge")
 #: Bounds of the search's counts and seeds (a value outside is one config error naming the key, not a traceback
 #: or hours of work): NSGA-II population and generations, subnets measured or re-measured, and seeds (numpy's
 #: and torch's generators take 0 .. 2**32 - 1).
 MAX_POP_SIZE = 100_000
 MAX_GENERATIONS = 100_000
-MAX_ARCHS = 100_000
-SEED_LIMIT = 2**32  # seeds lie in [0, SEED_LIMIT)
+#: export formats of the quick start's Pareto models
+ExportFormat = Literal["torchscript", "onnx", "safetensors"]
+
+#: the keys of ``accuracy`` in the order a written config lists them
+ACCURACY_KEY_ORDER = ("source", "remeasure_top", "data", "split", "report_split", "pipeline", "interpolation",
+                      "calib_seed", "calib_batches", "calib_batch_size", "batch_size", "max_images", "device")
 
 
 def parse_budget_points(text: str | Sequence[float] | None) -> tuple[float, ...]:
@@ -96,8 +106,9 @@ class BudgetsConfig(Section):
                 if getattr(self, name) is not None]
 
 
-class AccuracyConfig(Section):
-    """Where a subnet's accuracy comes from, and how measured accuracy is measured."""
+class AccuracyConfig(MeasureSettings):
+    """Where a subnet's accuracy comes from, and how measured accuracy is measured (the keys of
+    :class:`~attentivenas.config.measure.MeasureSettings`, plus the ones below)."""
 
     # predicted (a predictor), measured (BN-recalibrated supernet on the validation split: every candidate of
     # every generation), or predicted+remeasure (search on predictions, re-measure the best); null: from what
@@ -105,26 +116,9 @@ class AccuracyConfig(Section):
     source: str | None = None
     remeasure_top: int = Field(10, ge=0, le=MAX_ARCHS)  # predicted+remeasure: candidates re-measured (plus each budget's best)
     data: str | None = None  # digits, cifar10:PATH, cifar100:PATH or an ImageFolder PATH; null: the checkpoint's
-    # holdout: the part of the training data held out for search; test (= val): the data set's test split
-    # (an ImageFolder's val/); val-search / val-report: seeded disjoint halves of it (search on one, report on
-    # the other); null: test for a checkpoint that held nothing out (the authors'), else holdout
-    split: Literal["holdout", "test", "val", "val-search", "val-report", "test-search", "test-report"] | None = None
     # after the search, also measure every Pareto arch and budget winner on this split (report_top1);
     # it must not overlap split (e.g. split val-search, report_split val-report)
-    report_split: Literal["holdout", "test", "val", "val-search", "val-report", "test-search", "test-report"] | None = None
-    # authors: images Resize 256 / CenterCrop 224, resized in the network; per-resolution: prepared at
-    # each subnet's resolution r (Resize r / 0.875, CenterCrop r)
-    pipeline: Literal["authors", "per-resolution"] = "authors"
-    # resize and calibration crops; null: the checkpoint's evaluation (AttentiveNAS's, ours: bilinear; AlphaNet's:
-    # bicubic)
-    interpolation: Literal["bilinear", "bicubic"] | None = None
-    # seed of the BN-calibration batches; null: the checkpoint's evaluation seed (AttentiveNAS 2, AlphaNet 5; ours:
-    # the search's seed)
-    calib_seed: int | None = Field(None, ge=0, lt=SEED_LIMIT)
-    calib_batches: int = Field(64, ge=1)  # BN calibration batches per subnet (published: 64 x 256)
-    calib_batch_size: int = Field(256, ge=1)
-    batch_size: int = Field(256, ge=1)  # validation batch size
-    max_images: int | None = Field(None, ge=1)  # measure each subnet on the first N images of the split
+    report_split: SplitName | None = None
     device: str | None = None  # cpu, cuda or cuda:N; null: cuda when present
 
     @field_validator("source")
@@ -141,6 +135,15 @@ class AccuracyConfig(Section):
             if message is not None:
                 raise ValueError(message)
         return self
+
+    @model_serializer(mode="wrap")
+    def _ordered(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return _in_order(handler(self), ACCURACY_KEY_ORDER)
+
+
+def _in_order(data: dict[str, Any], order: tuple[str, ...]) -> dict[str, Any]:
+    """``data`` with its keys in ``order`` (a written config keeps its key order)."""
+    return {**{k: data[k] for k in order if k in data}, **data}
 
 
 def report_overlap(split: str, report_split: str | None) -> str | None:
@@ -174,24 +177,20 @@ class EvolutionConfig(Section):
     crossover_prob: float = Field(0.9, gt=0.0, le=1.0)  # uniform crossover
 
 
-class AutoPredictorConfig(Section):
+class AutoPredictorConfig(PredictorFitSettings):
     """The accuracy predictor a search fits itself (a checkpoint and no ``--predictor``, accuracy source
     predicted+remeasure): subnets measured spread over the budgeted range, the best kind kept."""
 
-    num_archs: int = Field(60, ge=4, le=MAX_ARCHS)  # evaluation budget: subnets measured to fit it
+    num_archs: ArchCount = 60  # evaluation budget: subnets measured to fit it
     # time budget instead (seconds of measuring, the re-measurement after the search included): as many
     # subnets as fit, from the time of the first measurements (then the number depends on the machine)
     time_budget_s: float | None = Field(None, gt=0)
-    kinds: list[Literal["rf", "lgbm", "ridge", "gp"]] = Field(default_factory=lambda: list(DEFAULT_PREDICTOR_KINDS),
-                                                             min_length=1)
-    feature_set: Literal["knobs", "knobs+cost"] = "knobs+cost"  # better ranks on few archs
-    folds: int = Field(5, ge=2)
 
-    @model_validator(mode="after")
-    def _enough(self) -> AutoPredictorConfig:
-        if self.folds > self.num_archs:
-            raise ValueError(f"auto_predictor.folds={self.folds} exceeds auto_predictor.num_archs={self.num_archs}")
-        return self
+    section: ClassVar[str] = "auto_predictor"
+
+    @model_serializer(mode="wrap")
+    def _ordered(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return _in_order(handler(self), ("num_archs", "time_budget_s"))
 
 
 class SearchRuntimeConfig(Section):
@@ -234,14 +233,10 @@ class SearchConfig(Section):
             raise ValueError(str(exc)) from None
 
 
-class PredictorConfig(Section):
+class PredictorConfig(PredictorFitSettings):
     """The accuracy predictor the pipeline fits before searching."""
 
-    num_archs: int = Field(40, ge=4, le=MAX_ARCHS)  # subnets measured (BN recalibrated, validation split)
-    kinds: list[Literal["rf", "lgbm", "ridge", "gp"]] = Field(default_factory=lambda: list(DEFAULT_PREDICTOR_KINDS),
-                                                             min_length=1)
-    feature_set: Literal["knobs", "knobs+cost"] = "knobs+cost"  # better ranks on few archs
-    folds: int = Field(5, ge=2)
+    num_archs: ArchCount = 40  # subnets measured (BN recalibrated, validation split)
 
 
 def _pipeline_search() -> SearchConfig:
@@ -254,7 +249,7 @@ class PipelineConfig(Section):
 
     predictor: PredictorConfig = PredictorConfig()
     search: SearchConfig = Field(default_factory=_pipeline_search)
-    export_format: Literal["torchscript", "onnx", "safetensors"] = "torchscript"
+    export_format: ExportFormat = "torchscript"
     seed: int = Field(0, ge=0, lt=SEED_LIMIT)  # of the measured archs and the calibration batches (the search has its own)
 
 

@@ -3,6 +3,7 @@ checkpoint, runtime, log). ``attentivenas train --config FILE [key=value ...]`` 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -10,6 +11,10 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from .base import Section, load_model, model_to_yaml, override_model, parse_model, save_model
+from .measure import DEFAULT_CALIB_BATCHES
+
+#: the old name of ``eval.calib_batches`` (read, with a DeprecationWarning, never written)
+OLD_CALIB_KEY = "calibration_batches"
 
 #: Default bin width of the prior per named cost constraint (MFLOPs, millions of parameters); the
 #: callable constraints (latency, memory) get (max - min) / 40 of their range over the space.
@@ -135,7 +140,7 @@ class OnlinePredictorConfig(Section):
                                                              min_length=1)
     folds: int = Field(5, ge=2)  # cross-validation folds for choosing the kind (2 archs per fold at least)
     feature_set: Literal["knobs", "knobs+cost"] = "knobs"
-    calibration_batches: int | None = Field(None, ge=1)  # BN-calibration batches per subnet (None: eval's)
+    calibration_batches: int | None = Field(None, ge=1)  # BN-calibration batches per subnet (None: eval.calib_batches)
     max_batches: int | None = Field(None, ge=1)  # cap of validation batches per subnet (None: eval's)
 
     @model_validator(mode="after")
@@ -201,7 +206,8 @@ class EvalConfig(Section):
     """Epoch-end validation of the min and max subnets (BN recalibrated)."""
 
     every_epochs: int = Field(1, ge=0)  # 0: never
-    calibration_batches: int = Field(64, ge=1)
+    # BN-calibration batches per check (stage 2's name; ``calibration_batches``, the old one, still loads)
+    calib_batches: int = Field(DEFAULT_CALIB_BATCHES, ge=1)
     calibration_batch_size: int | None = Field(None, ge=1)  # None: data.batch_size
     # seed of the BN-calibration batches (drawn from the training split, the same every epoch; each rank
     # draws its own); None: the run's seed. The authors' evaluation configs seed 2 (AttentiveNAS) and 5
@@ -211,6 +217,22 @@ class EvalConfig(Section):
     # holdout: the part of the training data held out (data.val_fraction); test: the test split
     # (an ImageFolder's val/: the authors validate there, having trained on all of train/)
     split: Literal["holdout", "test"] = "holdout"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_calib_name(cls, data: Any) -> Any:
+        """``eval.calibration_batches``, the old spelling of ``eval.calib_batches``, still loads (older
+        runs' ``config.yaml``, old overrides), with a :class:`DeprecationWarning`. Given both (an old
+        file with a new override, or the other way round), the one written later wins."""
+        if not isinstance(data, Mapping) or OLD_CALIB_KEY not in data:
+            return data
+        warnings.warn(f"config key 'eval.{OLD_CALIB_KEY}' is deprecated: write 'eval.calib_batches'",
+                      DeprecationWarning, stacklevel=2)
+        keys = list(data)
+        out = {k: v for k, v in data.items() if k not in (OLD_CALIB_KEY, "calib_batches")}
+        later = max((k for k in (OLD_CALIB_KEY, "calib_batches") if k in data), key=keys.index)
+        out["calib_batches"] = data[later]
+        return out
 
     @field_validator("split", mode="before")
     @classmethod

@@ -5,8 +5,8 @@ Lives here: ``layers`` (per-layer specs of one subnet, :func:`count_flops`, :fun
 same numbers as table look-ups for the sampler's hot path) and ``memory`` (weight bytes and the
 peak activation bytes of eager inference; :mod:`attentivenas.nn.memory` measures them).
 
-May import: ``attentivenas.space``, ``attentivenas.errors`` (numpy outside; no torch, so the cost
-model loads in a fraction of a second).
+May import: ``attentivenas.space``, ``attentivenas.errors``, ``attentivenas.io`` (numpy outside; no torch,
+so the cost model loads in a fraction of a second).
 """
 
 from .layers import LayerSpec, block_layers, count_flops, count_params, layer_specs

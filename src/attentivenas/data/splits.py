@@ -45,6 +45,8 @@ def holdout_record(dataset: str, pool: int, held_out: Sequence[int] | np.ndarray
 
 def holdout_count(cfg: DataConfig, n: int) -> int:
     """How many of ``n`` training images ``data.val_size`` / ``data.val_fraction`` hold out (0: none)."""
+    if n == 0:
+        raise ConfigError(f"data.path: the {cfg.name} training data holds no images; nothing to train on or hold out")
     if cfg.val_size is not None:
         count = cfg.val_size
     else:

@@ -134,6 +134,10 @@ def fashion_mnist_data(cfg: DataConfig, seed: int) -> DataBundle:
                               f"{len(labels)} labels, labels up to {int(labels.max()) if labels.size else 0})")
     y = arrays["train_labels"].astype(np.int64)
     n = len(y)
+    for part in ("train", "test"):
+        if not len(arrays[f"{part}_labels"]):
+            raise ConfigError(f"data.path: the Fashion-MNIST {part} files in {root} hold 0 images "
+                              f"({files[f'{part}_images'].name}, {files[f'{part}_labels'].name})")
     count = holdout_count(cfg, n)
     idx_val = stratified_subset(y, count, mix_seed(cfg.split_seed, 0xFA5)) if count else np.arange(0)
     idx_train = np.setdiff1d(np.arange(n), idx_val)

@@ -4,14 +4,27 @@ Lives here: ``runtimes`` (PyTorch eager, ONNX Runtime, ExecuTorch, OpenVINO: a m
 loaded and bound to its input as a :class:`Runner`), ``measure`` (:func:`measure_latency` of one
 model in a runtime, whole subnets of a space), ``drift`` (times rescaled to the machine's typical
 speed by a reference timed between them), ``exports`` (programs exported in worker processes),
-``ops`` (:class:`OpSig`, the ops of an arch, the module that runs each op) and ``table``
-(:class:`LatencyTable`: build per runtime, predict scalar and vectorised, fit the overhead and the
-per-group ``scaled`` model, report the MAPE).
+``ops`` (:class:`OpSig`, the ops of an arch, the module that runs each op), ``table``
+(:class:`LatencyTable`: the file format, scalar and vectorised prediction), ``build`` (a table
+measured per runtime from a :class:`~attentivenas.config.LatencyTableConfig`) and ``fit`` (the
+overhead and the per-group ``scaled`` model fitted, the MAPE reported, a table refitted).
 
-May import: ``attentivenas.space``, ``costs``, ``nn``, ``devices``, ``io``, ``errors``.
+May import: ``attentivenas.space``, ``costs``, ``nn``, ``config``, ``devices``, ``io``, ``progress``, ``errors``.
 """
 
 from ..devices import device_name, resolve_device
+from .build import build_latency_table, build_table, check_jobs
+from .fit import (
+    MAX_REFIT_SUBNETS,
+    MIN_SCALED_ARCHS,
+    fit_models,
+    fit_overhead,
+    fit_scaled,
+    holdout_errors,
+    refit_table,
+    stored_subnets,
+    table_error,
+)
 from .measure import (
     LatencyResult,
     arch_runners,
@@ -37,23 +50,7 @@ from .ops import (
     stage_ops,
 )
 from .runtimes import CPU_CLOCK_RUNTIMES, RUNTIMES, Runner, check_runtime, prepare, runtime_version
-from .table import (
-    MIN_FRACTION,
-    MIN_SCALED_ARCHS,
-    MODELS,
-    OP_GROUPS,
-    TABLE_FORMAT,
-    TABLE_VERSION,
-    LatencyTable,
-    build_latency_table,
-    fit_models,
-    fit_overhead,
-    fit_scaled,
-    holdout_errors,
-    refit_table,
-    stored_subnets,
-    table_error,
-)
+from .table import MIN_FRACTION, MODELS, OP_GROUPS, TABLE_FORMAT, TABLE_VERSION, LatencyTable
 
 __all__ = [
     "device_name", "resolve_device", "LatencyResult", "measure_arch", "measure_archs", "measure_latency",
@@ -62,5 +59,5 @@ __all__ = [
     "build_latency_table", "fit_overhead", "table_error", "time_runner", "op_runner", "null_runner", "CPU_CLOCK_RUNTIMES",
     "RUNTIMES", "Runner", "check_runtime", "prepare", "runtime_version", "MIN_SCALED_ARCHS", "MODELS", "OP_GROUPS",
     "fit_models", "fit_scaled", "holdout_errors", "arch_runners", "time_in_passes",
-    "refit_table", "stored_subnets",
+    "refit_table", "stored_subnets", "build_table", "check_jobs", "MAX_REFIT_SUBNETS",
 ]

@@ -2,15 +2,14 @@
 in one runtime (PyTorch eager, ONNX Runtime, ExecuTorch, OpenVINO), batch and thread count.
 
 Each distinct op signature (:mod:`attentivenas.latency.ops`) is measured once
-(:func:`build_latency_table`); the prediction of an arch is the sum of its ops plus
+(:func:`~attentivenas.latency.build.build_table`); the prediction of an arch is the sum of its ops plus
 ``overhead_ms + per_block_ms * blocks``: the work the ops alone do not show (Python dispatch of the
 block and sequence modules, the flatten), fitted by least squares on the residuals of a few whole
 subnets measured the same way (a prediction is never below ``MIN_FRACTION`` of its summed op
 times). That is the ``sum`` model. Runtimes that fuse across layers (an add into the conv before it,
 a whole graph in one delegate call) run a subnet faster than the sum of its ops alone; the
-``scaled`` model (:func:`fit_scaled`) also fits one factor per op group (:data:`OP_GROUPS`) on the
-same whole subnets. :func:`table_error` reports the mean absolute percentage error (MAPE) of the
-table against measured latency on held-out archs.
+``scaled`` model also fits one factor per op group (:data:`OP_GROUPS`) on the same whole subnets
+(:mod:`attentivenas.latency.fit`). This module holds the table's format and its prediction.
 """
 
 from __future__ import annotations
@@ -18,27 +17,19 @@ from __future__ import annotations
 import copy
 import json
 import math
-import statistics
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from scipy.optimize import lsq_linear
-from torch import nn
 
-from ..devices import device_name
 from ..errors import UserError
 from ..io import atomic_write_json, read_json_file
-from ..progress import progress_bar
 from ..space import Arch, SearchSpace
-from .drift import DriftReference
-from .exports import ExportJob, export_programs
-from .measure import arch_inputs, arch_runners, check_timing, drift_reference, time_in_passes
-from .ops import OpSig, arch_ops, first_ops, head_ops, null_runner, op_input, op_runner, space_signatures, stage_ops
-from .runtimes import PROGRAM_RUNTIMES, RUNTIMES, Runner, check_runtime, load_program, runtime_version
+from .ops import OpSig, arch_ops, first_ops, head_ops, stage_ops
+from .runtimes import RUNTIMES
 
 TABLE_FORMAT = "attentivenas-latency-table"
 TABLE_VERSION = 2  # 2: runtime, model and group scales (version 1 tables are PyTorch eager, sum model)
@@ -50,20 +41,14 @@ OP_GROUPS: dict[str, tuple[str, ...]] = {
     "residual": ("residual",),
 }
 GROUP_OF = {kind: g for g, kinds in OP_GROUPS.items() for kind in kinds}
-#: most stored subnets (calibration + held-out) `latency refit` accepts: its leave-one-out fits grow with the
-#: square of the count (tiny space: 100 subnets 2 s, 200 9 s, 1,000 over 4 min), so a larger table is refused
-MAX_REFIT_SUBNETS = 300
-#: fewest calibration archs the scaled model is fitted on (2 overhead terms + 3 group factors)
-MIN_SCALED_ARCHS = 8
 #: A prediction never drops below this fraction of its summed op times: the fitted overhead is
 #: often negative (each op timed alone carries call overhead) and, fitted on a few noisy subnets,
 #: must not push a small subnet's prediction to zero or below.
 MIN_FRACTION = 0.1
-#: the range of the ``scaled`` model's per-group factors
-FACTOR_BOUNDS = (0.05, 5.0)
 
 
-def _space_config(space: SearchSpace) -> dict[str, Any]:
+def space_config(space: SearchSpace) -> dict[str, Any]:
+    """The space's supernet config as plain JSON (what a table stores and checks)."""
     return json.loads(json.dumps(space.to_supernet_config()))
 
 
@@ -92,11 +77,17 @@ class LatencyTable:
     # ----------------------------------------------------------------- checks
     def check_space(self, space: SearchSpace) -> None:
         """Raise :class:`UserError` when ``space`` is not the table's space."""
-        if _space_config(space) != self.space.get("supernet_config"):
-            raise UserError(
-                f"latency table was built for space '{self.space.get('name', '?')}', not for space "
-                f"'{space.name}'; build a table for this space with `attentivenas latency build-table`"
-            )
+        mine, theirs = space_config(space), self.space.get("supernet_config")
+        if mine != theirs:
+            name = self.space.get("name", "?")
+            built = f"space '{name}', not for space '{space.name}'"
+            if name == space.name:  # same name, other blocks: say where they differ
+                other = theirs if isinstance(theirs, dict) else {}
+                keys = [k for k in sorted(set(mine) | set(other), key=str) if mine.get(k) != other.get(k)]
+                built = (f"another space named '{name}' (its supernet_config differs in "
+                         f"{', '.join(map(str, keys[:5])) or 'its form'})")
+            raise UserError(f"latency table was built for {built}; build a table for this space with "
+                            "`attentivenas latency build-table`")
 
     def check_setting(self, runtime: str | None = None, batch: int | None = None, device: str | None = None,
                       threads: int | None = None, num_classes: int | None = None) -> None:
@@ -300,335 +291,3 @@ class LatencyTable:
         """Read a table written by :meth:`save`."""
         data = read_json_file(path, "latency table", UserError)
         return cls.from_dict(data, source=f"latency table {path}")
-
-
-def build_latency_table(
-    space: SearchSpace,
-    device: str | torch.device | None = "cpu",
-    batch: int = 1,
-    archs: Sequence[Arch] | int | None = None,
-    num_classes: int = 1000,
-    threads: int | None = 1,
-    warmup: int = 5,
-    repeats: int = 20,
-    passes: int = 1,
-    calibration_archs: int = 4,
-    seed: int = 0,
-    progress: bool = True,
-    max_signatures: int = 20000,
-    supernet: nn.Module | None = None,
-    clock: str = "wall",
-    runtime: str = "torch",
-    model: str = "auto",
-    holdout: Sequence[Arch] = (),
-    jobs: int = 1,
-    drift_correction: bool = True,
-) -> LatencyTable:
-    """Measure every op signature needed in ``runtime`` and fit the per-network overhead.
-
-    ``archs``: ``None`` measures every signature of the space (feasible for small spaces); an int
-    ``n`` the signatures of ``n`` seeded random archs plus the min and max archs; a list, those of
-    the given archs. Every op and whole subnet is first exported and loaded in ``runtime``
-    (:mod:`attentivenas.latency.runtimes`), then all are timed together, in a seeded random order, in
-    ``passes`` passes (:func:`~attentivenas.latency.measure.time_in_passes`): the median of ``repeats``
-    runs after ``warmup``, the lowest over the passes. The overhead (``overhead_ms + per_block_ms * blocks``) is fitted to (measured - sum
-    of ops) on ``calibration_archs`` seeded random whole subnets (see :func:`fit_overhead`; 0: no
-    overhead); with at least :data:`MIN_SCALED_ARCHS` of them the ``scaled`` model is fitted too
-    (:func:`fit_scaled`). ``model``: ``sum``, ``scaled``, or ``auto`` (the one with the lower
-    leave-one-out error on the calibration archs). ``holdout``: archs measured whole in the same
-    passes (and their ops added) to report every model's error on them (:func:`holdout_errors`, in
-    ``table.meta``). ``clock``: see :func:`measure_latency`. ``jobs``: worker processes that export
-    the programs of ONNX Runtime and ExecuTorch (:mod:`.exports`; the same weights, inputs and
-    timings as with one). ``drift_correction``: the space's min subnet, loaded in ``runtime`` too,
-    is the drift reference of the passes (:mod:`.drift`: times at the machine's typical speed,
-    the median over passes) instead of keeping each runner's lowest median.
-    """
-    dev = check_runtime(runtime, device)
-    if batch < 1:
-        raise UserError(f"batch must be >= 1, got {batch}")
-    if passes < 1:
-        raise UserError(f"passes must be >= 1, got {passes}")
-    if model not in (*MODELS, "auto"):
-        raise UserError(f"unknown latency model {model!r}; use sum, scaled or auto")
-    if model == "scaled" and calibration_archs < MIN_SCALED_ARCHS:
-        raise UserError(f"the scaled model needs --calibration-archs >= {MIN_SCALED_ARCHS}, got {calibration_archs}")
-    check_timing(warmup, repeats, 1, clock, runtime, dev, threads)
-    check_jobs(jobs, runtime, supernet)
-    sigs = _signatures(space, archs, num_classes, max_signatures, np.random.default_rng(seed))
-    crng = np.random.default_rng(seed + 10_007)
-    calib = [space.sample(crng) for _ in range(calibration_archs)]
-    for a in [*calib, *holdout]:
-        sigs.update(arch_ops(space, a, num_classes))
-    ordered = sorted(sigs)
-    subnets = [*calib, *holdout, *([space.min_arch()] if drift_correction else [])]
-    if jobs > 1:
-        op_run, whole = _runners_exported_apart(ordered, subnets, space, batch, threads, num_classes, seed, runtime,
-                                                jobs, progress)
-    else:
-        op_run = _op_runners(ordered, space, dev, batch, threads, seed, runtime, progress)
-        whole = arch_runners(space, subnets, dev, batch, threads, num_classes, supernet, seed, progress, runtime)
-    # graph runtimes: a near-empty op, whose time is the per-call cost (timed longer: it is short)
-    null = [] if runtime == "torch" else [null_runner(dev, batch, threads, runtime)]
-    reference = drift_reference(whole.pop(), clock) if drift_correction else None
-    repeats_of = [repeats] * len(op_run) + [repeats * 5] * len(null) + [repeats] * len(whole)
-    times = time_in_passes([*op_run, *null, *whole], warmup, repeats_of, passes, clock, seed, progress,
-                           f"latency ({runtime})", reference)
-    entries = {sig.key(): ms for sig, ms in zip(ordered, times[:len(op_run)], strict=True)}
-    call_ms = times[len(op_run)] if null else 0.0
-    whole_ms = times[len(op_run) + len(null):]
-    table = LatencyTable(
-        space={"name": space.name, "supernet_config": _space_config(space)},
-        entries=entries,
-        num_classes=num_classes,
-        batch=batch,
-        threads=threads if threads is not None else torch.get_num_threads(),
-        device=str(dev),
-        device_name=device_name(dev),
-        runtime=runtime,
-        runtime_version=runtime_version(runtime),
-        call_ms=call_ms,
-        meta={"warmup": warmup, "repeats": repeats, "passes": passes, "seed": seed, "num_ops": len(entries),
-              "clock": clock, "op_output": "whole" if runtime == "torch" else "one element",
-              "calibration_subnets": _subnet_records(calib, whole_ms[:len(calib)]),
-              "drift_reference": _reference_record(reference)},
-    )
-    if calib:
-        fit_models(table, space, calib, whole_ms[:len(calib)], model)
-    if holdout:
-        holdout_errors(table, space, list(holdout), whole_ms[len(calib):])
-    return table
-
-
-def _reference_record(reference: DriftReference | None) -> dict[str, Any] | None:
-    """What a table keeps of its drift reference (the min subnet): its typical time and range."""
-    if reference is None:
-        return None
-    pts = reference.points
-    return {"arch": "min", "typical_ms": reference.typical_ms(), "points": len(pts), "runs_per_point": reference.runs,
-            "min_ms": float(min(pts)), "max_ms": float(max(pts))}
-
-
-def _signatures(space: SearchSpace, archs: Sequence[Arch] | int | None, num_classes: int, max_signatures: int,
-                rng: np.random.Generator) -> set[OpSig]:
-    """The op signatures a table of ``archs`` (see :func:`build_latency_table`) measures."""
-    if archs is None:
-        sigs = space_signatures(space, num_classes)
-        if len(sigs) > max_signatures:
-            raise UserError(
-                f"space '{space.name}' has {len(sigs)} op signatures (> {max_signatures}); "
-                "build the table from sampled archs instead (--archs N)"
-            )
-        return set(sigs)
-    if isinstance(archs, int):
-        if archs < 1:
-            raise UserError(f"number of archs must be >= 1, got {archs}")
-        chosen = [space.min_arch(), space.max_arch()] + [space.sample(rng) for _ in range(archs)]
-    else:
-        chosen = [space.validate(a) for a in archs]
-    sigs: set[OpSig] = set()
-    for a in chosen:
-        sigs.update(arch_ops(space, a, num_classes))
-    return sigs
-
-
-def _op_runners(ordered: Sequence[OpSig], space: SearchSpace, dev: torch.device, batch: int, threads: int | None,
-                seed: int, runtime: str, progress: bool) -> list[Runner]:
-    """Every op loaded in the runtime."""
-    return [op_runner(sig, dev, batch, threads, seed + i, space.act, runtime)
-            for i, sig in enumerate(progress_bar(ordered, f"load ops ({runtime})", progress and runtime != "torch"))]
-
-
-def check_jobs(jobs: int, runtime: str, supernet: nn.Module | None = None) -> None:
-    """User errors for export ``jobs`` that cannot be used."""
-    if jobs < 1:
-        raise UserError(f"jobs must be >= 1, got {jobs}")
-    if jobs > 1 and runtime not in PROGRAM_RUNTIMES:
-        raise UserError(f"--jobs > 1 exports programs in worker processes, which only {' and '.join(PROGRAM_RUNTIMES)} "
-                        f"load; runtime {runtime!r} needs --jobs 1")
-    if jobs > 1 and supernet is not None:
-        raise ValueError("jobs > 1 rebuilds the subnets from the seed; pass supernet=None")
-
-
-def _runners_exported_apart(ordered: Sequence[OpSig], subnets: Sequence[Arch], space: SearchSpace, batch: int,
-                            threads: int | None, num_classes: int, seed: int, runtime: str, jobs: int,
-                            progress: bool) -> tuple[list[Runner], list[Runner]]:
-    """The op and whole-subnet runners of a table, their programs exported by ``jobs`` workers."""
-    # the whole subnets first: the longest exports, so that no worker is left with one at the end
-    work = [ExportJob.arch(a) for a in subnets] + [ExportJob.op(sig, seed + i) for i, sig in enumerate(ordered)]
-    programs = export_programs(work, space, runtime, batch, num_classes, seed, jobs, progress)
-    inputs = arch_inputs(subnets, batch, seed) + [op_input(sig, batch, seed + i) for i, sig in enumerate(ordered)]
-    runners = [load_program(p, x, runtime, threads) for p, x in zip(programs, inputs, strict=True)]
-    return runners[len(subnets):], runners[:len(subnets)]
-
-
-def fit_overhead(table: LatencyTable, space: SearchSpace, archs: Sequence[Arch], measured: Sequence[float]) -> None:
-    """Set ``table.overhead_ms`` and ``table.per_block_ms`` from whole-subnet measurements (the ``sum``
-    model, stored in ``table.meta['fits']['sum']``).
-
-    Least squares of (measured - sum of ops) on ``[1, blocks]``; with fewer than 3 archs, or
-    archs that all have the same number of blocks, only a constant (the median residual).
-    """
-    table.overhead_ms = table.per_block_ms = 0.0
-    table.group_scale = {}
-    table.model = "sum"
-    table.clear_cache()
-    if not archs:
-        return
-    res = np.array([m - table.predict(space, a) for a, m in zip(archs, measured, strict=True)])
-    blocks = np.array([sum(a.depth) for a in archs], dtype=np.float64)
-    if len(archs) >= 3 and np.ptp(blocks) > 0:
-        coef = np.linalg.lstsq(np.stack([np.ones_like(blocks), blocks], 1), res, rcond=None)[0]
-        table.overhead_ms, table.per_block_ms = float(coef[0]), float(coef[1])
-    else:
-        table.overhead_ms = float(statistics.median(res))
-    table.meta["calibration_archs"] = len(archs)
-    table.meta.setdefault("fits", {})["sum"] = {"overhead_ms": table.overhead_ms, "per_block_ms": table.per_block_ms}
-
-
-def _scaled_coefficients(x: np.ndarray, y: np.ndarray, ridge: float) -> np.ndarray:
-    """Least squares ``y ~ a + b * blocks + sum_g c_g * S_g`` (columns of ``x``: 1, blocks, S_g...),
-    relative errors weighted alike, the factors shrunk towards 1 with ``ridge`` (a fraction of each
-    group's own weight in the data) and bounded to ``FACTOR_BOUNDS`` *in* the fit (bounded least
-    squares): clipping an unbounded solution afterwards left the other terms fitted to factors that
-    were no longer used (an ExecuTorch table's held-out error 23% instead of 10%)."""
-    w = 1.0 / y  # relative error: a large subnet does not dominate the fit
-    a, t = x * w[:, None], y * w
-    n_g = x.shape[1] - 2
-    scale = np.sqrt(ridge) * np.maximum(np.linalg.norm(a[:, 2:], axis=0), 1e-12)  # relative to each group's data
-    prior = np.zeros((n_g, x.shape[1]))
-    prior[:, 2:] = np.diag(scale)
-    lower = [-np.inf, -np.inf] + [FACTOR_BOUNDS[0]] * n_g
-    upper = [np.inf, np.inf] + [FACTOR_BOUNDS[1]] * n_g
-    return lsq_linear(np.vstack([a, prior]), np.concatenate([t, scale]), bounds=(lower, upper)).x
-
-
-def _scaled_design(table: LatencyTable, space: SearchSpace, archs: Sequence[Arch]) -> np.ndarray:
-    rows = []
-    for a in archs:
-        sums = table.group_sums(space, a)
-        rows.append([1.0, float(sum(a.depth))] + [sums[g] for g in OP_GROUPS])
-    return np.array(rows)
-
-
-def fit_scaled(table: LatencyTable, space: SearchSpace, archs: Sequence[Arch], measured: Sequence[float],
-               ridge: float = 1e-3) -> float:
-    """Fit the ``scaled`` model (one factor per op group, plus ``overhead_ms + per_block_ms * blocks``)
-    on whole-subnet measurements, store it in ``table.meta['fits']['scaled']`` and return its
-    leave-one-out MAPE (%) on ``archs``. The table's active model is not changed."""
-    if len(archs) < MIN_SCALED_ARCHS:
-        raise UserError(f"the scaled model needs >= {MIN_SCALED_ARCHS} calibration archs, got {len(archs)}")
-    x, y = _scaled_design(table, space, archs), np.asarray(measured, dtype=np.float64)
-    coef = _scaled_coefficients(x, y, ridge)
-    table.meta.setdefault("fits", {})["scaled"] = {
-        "overhead_ms": float(coef[0]), "per_block_ms": float(coef[1]),
-        "group_scale": {g: float(c) for g, c in zip(OP_GROUPS, coef[2:], strict=True)}}
-    loo = []
-    for i in range(len(y)):
-        keep = np.arange(len(y)) != i
-        c = _scaled_coefficients(x[keep], y[keep], ridge)
-        pred = max(float(x[i] @ c), MIN_FRACTION * float(x[i, 2:] @ c[2:]))
-        loo.append(abs(pred - y[i]) / y[i])
-    return float(np.mean(loo) * 100.0)
-
-
-def _sum_loo(table: LatencyTable, space: SearchSpace, archs: Sequence[Arch], measured: Sequence[float]) -> float:
-    """Leave-one-out MAPE (%) of the ``sum`` model on the calibration archs."""
-    errs = []
-    for i in range(len(archs)):
-        keep = [j for j in range(len(archs)) if j != i]
-        fit_overhead(table, space, [archs[j] for j in keep], [measured[j] for j in keep])
-        errs.append(abs(table.predict(space, archs[i]) - measured[i]) / measured[i])
-    return float(np.mean(errs) * 100.0)
-
-
-def fit_models(table: LatencyTable, space: SearchSpace, archs: Sequence[Arch], measured: Sequence[float],
-               model: str = "auto") -> None:
-    """Fit the ``sum`` model (and the ``scaled`` one with enough archs) and make ``model`` active
-    (``auto``: the lower leave-one-out error on ``archs``, in ``table.meta['calibration_loo_mape']``)."""
-    loo = {"sum": _sum_loo(table, space, archs, measured)} if len(archs) >= 4 else {}
-    fit_overhead(table, space, archs, measured)
-    if len(archs) >= MIN_SCALED_ARCHS:
-        loo["scaled"] = fit_scaled(table, space, archs, measured)
-    table.meta["calibration_loo_mape"] = loo
-    if model == "auto":
-        model = min(loo, key=lambda k: loo[k]) if loo else "sum"
-    table.use_model(model)
-
-
-def holdout_errors(table: LatencyTable, space: SearchSpace, archs: Sequence[Arch],
-                   measured: Sequence[float]) -> dict[str, float]:
-    """MAPE (%) of every fitted model of ``table`` on held-out ``archs`` measured at ``measured`` ms,
-    recorded in ``table.meta`` (``holdout_mape_by_model``, and the active model's as
-    ``holdout_mape_percent``); the active model is kept."""
-    active, mapes = table.model, {}
-    fits = table.meta.get("fits", {})
-    for name in fits or {"sum": None}:
-        if name in fits:
-            table.use_model(name)
-        mapes[name] = table_error(table, space, archs, measured)
-    if active in fits:
-        table.use_model(active)
-    table.meta.update(holdout_archs=len(archs), holdout_mape_percent=mapes.get(table.model),
-                      holdout_mape_by_model=mapes, holdout_subnets=_subnet_records(archs, measured))
-    return mapes
-
-
-def _subnet_records(archs: Sequence[Arch], measured: Sequence[float]) -> list[dict[str, Any]]:
-    """``[{"arch": ..., "ms": ...}]``: whole subnets measured with the table, kept in its meta."""
-    return [{"arch": a.to_dict(), "ms": float(ms)} for a, ms in zip(archs, measured, strict=True)]
-
-
-def stored_subnets(table: LatencyTable, space: SearchSpace, key: str) -> tuple[list[Arch], list[float]]:
-    """The archs and measured ms of ``meta[key]`` (``calibration_subnets`` or ``holdout_subnets``),
-    validated against ``space``; a user error when the table has none or they are malformed."""
-    records = table.meta.get(key)
-    if not isinstance(records, list) or not records:
-        raise UserError(f"latency table has no measured subnets in meta.{key} (tables built before 2026-12-01 "
-                        "do not keep them); rebuild it with `attentivenas latency build-table`")
-    archs, measured = [], []
-    for i, rec in enumerate(records):
-        try:
-            arch = space.validate(Arch.from_dict(rec["arch"]))
-            ms = float(rec["ms"])
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise UserError(f"latency table meta.{key}[{i}] is malformed ({exc.__class__.__name__}: {exc})") from None
-        if not (math.isfinite(ms) and ms > 0):
-            raise UserError(f"latency table meta.{key}[{i}].ms = {ms!r} is not a positive latency (ms)")
-        archs.append(arch)
-        measured.append(ms)
-    return archs, measured
-
-
-def refit_table(table: LatencyTable, space: SearchSpace, model: str = "auto",
-                source: str = "latency table") -> dict[str, float]:
-    """Fit the table's models again on its stored calibration subnets (no measuring: e.g. after a
-    better fitting method) and report every model's error on its stored held-out subnets (if any).
-    A table of more than :data:`MAX_REFIT_SUBNETS` stored subnets is a user error naming ``source``."""
-    if model not in (*MODELS, "auto"):
-        raise UserError(f"unknown latency model {model!r}; use sum, scaled or auto")
-    table.check_space(space)
-    stored = sum(len(v) for k in ("calibration_subnets", "holdout_subnets")
-                 if isinstance(v := table.meta.get(k), list))
-    if stored > MAX_REFIT_SUBNETS:  # bounded work: refuse before validating or fitting anything
-        raise UserError(f"{source} holds {stored} measured subnets (calibration + held-out); refit handles at most "
-                        f"{MAX_REFIT_SUBNETS}")
-    calib, measured = stored_subnets(table, space, "calibration_subnets")
-    if model == "scaled" and len(calib) < MIN_SCALED_ARCHS:
-        raise UserError(f"the scaled model needs >= {MIN_SCALED_ARCHS} calibration subnets, the table has {len(calib)}")
-    table.meta.pop("fits", None)
-    fit_models(table, space, calib, measured, model)
-    if not table.meta.get("holdout_subnets"):
-        return {}
-    held, held_ms = stored_subnets(table, space, "holdout_subnets")
-    return holdout_errors(table, space, held, held_ms)
-
-
-def table_error(table: LatencyTable, space: SearchSpace, archs: Sequence[Arch], measured: Sequence[float]) -> float:
-    """Mean absolute percentage error (%) of the table's predictions against ``measured`` (ms)."""
-    if len(archs) != len(measured) or not archs:
-        raise UserError("table_error needs one measured latency per arch (and at least one arch)")
-    pred = np.array([table.predict(space, a) for a in archs])
-    meas = np.asarray(measured, dtype=np.float64)
-    if np.any(meas <= 0):
-        raise UserError("measured latencies must be positive")
-    return float(np.mean(np.abs(pred - meas) / meas) * 100.0)

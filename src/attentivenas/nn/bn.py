@@ -43,7 +43,7 @@ def _stack_images(items: list[Any]) -> torch.Tensor:
 
 def cache_calibration_batches(
     data: Dataset | DataLoader | Iterable,
-    num_batches: int = 64,
+    num_batches: int = 64,  # = config.measure.DEFAULT_CALIB_BATCHES (nn may not import config; a test holds them equal)
     batch_size: int = 64,
     seed: int = 0,
     device: str | torch.device | None = None,

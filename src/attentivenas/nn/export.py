@@ -245,7 +245,7 @@ def _read_spec(path: Path) -> dict[str, Any]:
 
 
 def load_safetensors_subnet(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
-    """Rebuild a :class:`~attentivenas.supernet.StaticSubnet` written by :func:`export_safetensors`."""
+    """Rebuild a :class:`~attentivenas.nn.StaticSubnet` written by :func:`export_safetensors`."""
     p = Path(path)
     if not p.is_file():
         raise ExportError(f"safetensors file not found: {p}")

@@ -3,10 +3,11 @@
 Lives here: ``problem`` (cost columns, the archive, budgets as pymoo constraints), ``measured``
 (measured accuracy with a cache), ``nsga2`` (:func:`run_search`), ``results`` (Pareto entries, budget
 winners, re-measurement), ``pareto`` (non-dominance, hypervolume), ``files`` (pareto.json / csv / png,
-summary, metrics, config) and ``runner`` (:func:`search_from_config`: everything from a config's paths).
+summary, metrics, config), ``stage2`` (:func:`run_stage2`: the stage-2 sequence, predictor fit to files) and
+``runner`` (:func:`search_from_config`: everything from a config's paths, over ranks).
 
-May import: ``attentivenas.space``, ``costs``, ``nn``, ``latency``, ``accuracy``, ``config``, ``io``,
-``devices``, ``errors``.
+May import: ``attentivenas.space``, ``costs``, ``nn``, ``latency``, ``accuracy``, ``config``, ``rng``,
+``devices``, ``host_memory``, ``distributed``, ``io``, ``progress``, ``errors``.
 """
 
 from ..config import ACCURACY_SOURCES, OBJECTIVES, BudgetsConfig, SearchConfig, check_objectives, parse_budget_points
@@ -28,7 +29,8 @@ from .nsga2 import resolve_source, run_search, search_measured, search_with_pred
 from .pareto import front_hypervolume, hypervolume, normalise, normalised_objectives, pareto_mask, pareto_ranks
 from .problem import UNITS, Archive, CostEvaluator, check_feasible, feasible
 from .results import SearchResult
-from .runner import default_source, search_from_config
+from .runner import search_from_config
+from .stage2 import default_source, fit_with_settings, report, run_stage2
 
 __all__ = [
     "ACCURACY_SOURCES", "OBJECTIVES", "BudgetsConfig", "SearchConfig", "check_objectives", "parse_budget_points",
@@ -37,4 +39,5 @@ __all__ = [
     "MeasuredAccuracy", "resolve_source", "run_search", "search_measured", "search_with_predictor", "hypervolume",
     "front_hypervolume", "normalise", "normalised_objectives", "pareto_mask", "pareto_ranks", "UNITS", "Archive",
     "CostEvaluator", "check_feasible", "feasible", "SearchResult", "default_source", "search_from_config",
+    "fit_with_settings", "report", "run_stage2",
 ]

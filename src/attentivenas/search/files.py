@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,10 @@ def read_pareto_json(path: str | Path) -> list[dict[str, Any]]:
     return data
 
 
+#: spaces whose fronts the published models are plotted beside (``search --published``)
+PUBLISHED_SPACES = ("attentivenas", "alphanet")
+
+
 def published_points(names: Sequence[str] = PUBLISHED_MODELS) -> list[tuple[str, float, float]]:
     """(name, MFLOPs, ImageNet top-1) of the authors' published models."""
     return [(n.upper(), PUBLISHED_MFLOPS[n], PUBLISHED_TOP1[n]) for n in names]
@@ -141,7 +146,10 @@ def write_search_outputs(out_dir: str | Path, result: SearchResult) -> dict[str,
     cfg = result.config
     source = cfg.accuracy.source or "predicted"
     measured = "measure" in source
-    published = published_points() if cfg.published else ()
+    published = published_points() if cfg.published and result.space_name in PUBLISHED_SPACES else ()
+    if cfg.published and not published:
+        warnings.warn(f"--published: the authors' A0-A6 are ImageNet models of the attentivenas space; they are not "
+                      f"plotted beside a front of space '{result.space_name}'", UserWarning, stacklevel=2)
     title = f"{result.space_name} Pareto front ({'measured' if measured else 'predicted'} accuracy)"
     return {
         "pareto.json": write_pareto_json(out / "pareto.json", result.pareto),

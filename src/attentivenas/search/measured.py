@@ -23,16 +23,21 @@ class MeasuredAccuracy:
     the keys of every arch whose measured accuracy was asked for (from the cache or measured), so
     ``len(used)`` is the same for a run and for a killed-then-resumed one. ``log`` receives one line
     before each named batch of measurements (:meth:`measure` with ``what``) and a time estimate after its
-first ones (and after the first measurements of the search's own batches)."""
+first ones (and after the first measurements of the search's own batches). A ``cache_path`` measured
+with something else than ``evaluate_fn`` measures with (another checkpoint, data or settings: see
+:mod:`attentivenas.accuracy.provenance`) is moved aside with one line to ``warn``, and measured again."""
 
     def __init__(self, space: SearchSpace, evaluate_fn: Callable[[Arch], float], cache_path: str | Path | None = None,
-                 num_classes: int = 1000, progress: bool = False, log: Callable[[str], None] | None = None) -> None:
+                 num_classes: int = 1000, progress: bool = False, log: Callable[[str], None] | None = None,
+                 warn: Callable[[str], None] | None = None) -> None:
         self.space, self.evaluate_fn = space, evaluate_fn
         self._cost = CostModel(space, num_classes)
         self._appender = None
+        self.measured_with: dict | None = None
         self.cache_path = Path(cache_path) if cache_path is not None else None
         if self.cache_path is not None:
-            self.cache, self._appender = open_shared_cache(self.cache_path, space, num_classes)
+            self.cache, self._appender, self.measured_with = open_shared_cache(
+                self.cache_path, space, num_classes, evaluate_fn, "remeasure", warn or log)
         else:
             self.cache = ArchDataset(space, num_classes=num_classes)
         self.calls = 0
@@ -57,7 +62,7 @@ first ones (and after the first measurements of the search's own batches)."""
         self.last = measure_missing(self.cache, archs, self.evaluate_fn, self._cost, appender=self._appender,
                                     cache_path=self.cache_path, progress=self.progress and what is not None,
                                     log=self.log if what is not None or not self.estimated else None,
-                                    over_ranks=True)
+                                    over_ranks=True, measured_with=self.measured_with)
         if self.last.measured:
             self.estimated = True
             self.calls += self.last.measured

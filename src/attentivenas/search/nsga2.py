@@ -188,7 +188,8 @@ def _run_nsga2(search: SearchState, config: SearchConfig, rng: np.random.Generat
     )
     algorithm.setup(make_problem(search), termination=("n_gen", evo.generations), seed=config.seed, callback=Track(),
                     verbose=False)
-    state = load_state(state_path, fp, log)
+    state = load_state(state_path, fp, log, widths=(len(search.var_idx), search.space.num_genes),
+                       generations=evo.generations)
     if state is not None and not _matches(search, state):
         if log is not None:
             log(f"{state_path}: its population's accuracy differs from this run's (another predictor or "

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from pymoo.core.population import Population
 
 from ..config import SearchConfig
 from ..distributed import broadcast_bytes, is_main
+from ..errors import UserError
 from ..io import atomic_write_bytes
 from ..rng import generator_state, set_generator_state
 from .problem import SearchState
@@ -73,9 +75,13 @@ def save_state(path: Path, algorithm: Any, search: SearchState, rng: np.random.G
     atomic_write_bytes(path, buf.getvalue())
 
 
-def load_state(path: Path | None, fp: str, warn: Callable[[str], None] | None = None) -> dict[str, Any] | None:
+def load_state(path: Path | None, fp: str, warn: Callable[[str], None] | None = None, *,
+               widths: tuple[int, int] | None = None, generations: int | None = None) -> dict[str, Any] | None:
     """The state in ``path`` (read by rank 0, sent to every rank), or None when there is none, it is
-    unreadable or it was written with other settings (then the evolution starts again)."""
+    unreadable (truncated, or arrays that do not fit together or the search: ``widths`` = (variable
+    genes, genes)) or it was written with other settings (then the evolution starts again). A state
+    past ``generations`` is refused (:class:`UserError`): continuing it would not be that search, and
+    starting again would overwrite it."""
     if path is None:
         return None
     data = None
@@ -88,17 +94,56 @@ def load_state(path: Path | None, fp: str, warn: Callable[[str], None] | None = 
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
         meta = json.loads(arrays.pop("meta").tobytes().decode("utf-8"))
-        if meta.get("format") != STATE_FORMAT or meta.get("version") != STATE_VERSION:
+        if not isinstance(meta, dict) or meta.get("format") != STATE_FORMAT or meta.get("version") != STATE_VERSION:
             raise ValueError("not a search state of this version")
-    except (ValueError, KeyError, OSError, EOFError) as exc:
+        if meta.get("fingerprint") == fp:
+            _check_state(meta, arrays, widths)
+    except (ValueError, KeyError, TypeError, IndexError, OSError, EOFError, zipfile.BadZipFile) as exc:
         if warn is not None:
-            warn(f"{path} is unreadable ({exc}); the evolution starts again")
+            warn(f"{path} is unreadable ({_reason(exc)}); the evolution starts again")
         return None
     if meta.get("fingerprint") != fp:
         if warn is not None:
             warn(f"{path} was written with other search settings; the evolution starts again")
         return None
+    if generations is not None and meta["generation"] > generations:
+        raise UserError(f"{path} holds generation {meta['generation']} of this search, past evolution.generations="
+                        f"{generations}: ask for {meta['generation']} or more to continue it, or move the file away "
+                        "to start again")
     return {"meta": meta, **arrays}
+
+
+def _reason(exc: BaseException) -> str:
+    """Why a state is unreadable, in a few words (a zip error's own message may span lines)."""
+    text = f"no {exc}" if isinstance(exc, KeyError) else " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def _check_state(meta: dict[str, Any], arrays: dict[str, np.ndarray], widths: tuple[int, int] | None) -> None:
+    """Raise ValueError unless the arrays and the document of a state fit together (and the search)."""
+    gen = meta["generation"]
+    if not isinstance(gen, int) or isinstance(gen, bool) or gen < 1:
+        raise ValueError(f"generation {gen!r}")
+    if not isinstance(meta["history"], list) or len(meta["history"]) != gen:
+        raise ValueError(f"a history of {len(meta['history'])} generations for generation {gen}")
+    x, f = arrays["pop_x"], arrays["pop_f"]
+    n = len(x)
+    if x.ndim != 2 or n < 1 or f.ndim != 2 or len(f) != n or len(arrays["pop_g"]) != n or \
+            arrays["pop_rank"].shape != (n,) or arrays["pop_crowding"].shape != (n,):
+        raise ValueError("population arrays of different lengths")
+    genes = arrays["archive_genes"]
+    columns = meta["columns"]
+    if genes.ndim != 2 or not isinstance(columns, list) or \
+            any(arrays[f"archive_{c}"].shape != (len(genes),) for c in columns):
+        raise ValueError("archive arrays of different lengths")
+    if widths is not None and (x.shape[1] != widths[0] or (len(genes) and genes.shape[1] != widths[1])):
+        raise ValueError(f"archs of {x.shape[1]} variable genes; this search has {widths[0]}")
+    for key in ("pymoo_rng", "rng"):
+        set_generator_state(np.random.default_rng(), meta[key])
+    for bound in meta["bounds"].values():
+        if len(bound) != 2:
+            raise ValueError(f"cost bounds {bound!r}")
+        float(bound[0]) + float(bound[1])  # numbers, else TypeError / ValueError
 
 
 def restore_archive(search: SearchState, state: dict[str, Any]) -> None:

@@ -3,11 +3,12 @@
 Lives here: ``loop`` (:func:`train`, the :class:`Trainer` built from a :class:`TrainConfig`),
 ``sandwich`` (one step: max, attentive middles, min; scorers), ``sampling/`` (prior, candidates,
 estimators, :class:`ArchSampler`), ``losses``, ``optim``, ``distributed`` (torchrun, the few
-collectives), ``state`` (checkpoints, rotation, ``--resume auto``), ``validate`` (epoch-end
-evaluation), ``online`` (the accuracy predictor fitted during training) and ``logging``.
+collectives), ``state`` (checkpoints: the trainer's payload, save and load, rotation, ``--resume
+auto``), ``validate`` (epoch-end evaluation), ``online`` (the accuracy predictor fitted during
+training) and ``logging``.
 
 May import: ``attentivenas.space``, ``costs``, ``nn``, ``latency``, ``accuracy``, ``config``, ``data``,
-``rng``, ``devices``, ``io``, ``errors``.
+``rng``, ``devices``, ``host_memory``, ``distributed``, ``io``, ``progress``, ``errors``.
 """
 
 from .loop import TrainingDiverged, TrainResult, default_out_dir, train

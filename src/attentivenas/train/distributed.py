@@ -1,5 +1,5 @@
-"""Multi-process training: setup from torchrun's environment, and the few collectives the
-sandwich step needs.
+"""Multi-process training: the few collectives the sandwich step needs (the process group's setup
+from torchrun's environment lives in :mod:`attentivenas.distributed`).
 
 We do not wrap the supernet in ``DistributedDataParallel``. Each step runs several forward and
 backward passes over different subnets, so DDP would either all-reduce after every backward or
@@ -17,11 +17,11 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
-# the process group itself lives in the base row (stage 2 spreads its measurements over ranks too)
-from ..distributed import DEFAULT_TIMEOUT_S, DistInfo, barrier, cleanup, init_distributed, is_dist
+# the process group itself (DistInfo, init_distributed, barrier, ...) lives in the base row,
+# attentivenas.distributed (stage 2 spreads its measurements over ranks too); import it from there
+from ..distributed import is_dist
 
-__all__ = ["DEFAULT_TIMEOUT_S", "DistInfo", "barrier", "cleanup", "init_distributed", "is_dist", "all_reduce_mean",
-           "all_reduce_sum", "broadcast_module", "all_reduce_grads"]
+__all__ = ["all_reduce_mean", "all_reduce_sum", "broadcast_module", "all_reduce_grads"]
 
 
 def all_reduce_mean(t: torch.Tensor) -> torch.Tensor:

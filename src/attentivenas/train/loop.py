@@ -28,28 +28,20 @@ import torch.distributed as dist
 
 from ..config import TrainConfig, save_config
 from ..data import DataBundle, batches_per_epoch, build_data, check_batch_size, train_loader
+from ..distributed import DEFAULT_TIMEOUT_S, DistInfo, barrier, cleanup, init_distributed, is_dist
 from ..errors import ConfigError, JobFailure, UserError
 from ..host_memory import reuse_freed_memory
 from ..io import OutputLock, remove_torn_writes
-from ..nn import Supernet, supernet_payload
-from ..rng import global_rng_state, seed_everything, set_global_rng_state
+from ..nn import Supernet
+from ..rng import seed_everything
 from ..space import SearchSpace, get_space
-from .distributed import (
-    DEFAULT_TIMEOUT_S,
-    DistInfo,
-    all_reduce_sum,
-    barrier,
-    broadcast_module,
-    cleanup,
-    init_distributed,
-    is_dist,
-)
+from .distributed import all_reduce_sum, broadcast_module
 from .logging import MetricsLogger, Progress, truncate_metrics
 from .online import OnlinePredictor
-from .optim import build_optimizer, build_scheduler, fill_momentum_buffers, follow_config
+from .optim import build_optimizer, build_scheduler
 from .sampling import ArchSampler, load_predictor_estimator
 from .sandwich import SandwichStep, Scorer, StepResult, estimator_scorer, loss_scorer, use_channels_last
-from .state import FRESH, LAST, checkpoint_dir, resolve_resume, save_training_checkpoint, set_aside
+from .state import FRESH, LAST, TrainerState, checkpoint_dir, resolve_resume, set_aside
 from .validate import calibration_batches, calibration_seed, validate_arch
 
 
@@ -149,8 +141,9 @@ class _StopFlag:
         return t.item() > 0
 
 
-class Trainer:
-    """One training run (built by :func:`train`): components, state, checkpoints and the loop."""
+class Trainer(TrainerState):
+    """One training run (built by :func:`train`): components, state and the loop (its checkpoints:
+    :class:`~attentivenas.train.state.TrainerState`)."""
 
     def __init__(self, config: TrainConfig, out_dir: Path, info: DistInfo, on_step: StepCallback | None = None):
         self.config = config
@@ -205,87 +198,11 @@ class Trainer:
             return estimator_scorer(load_predictor_estimator(sc.predictor, self.space))
         return loss_scorer
 
-    # ----------------------------------------------------------------- state
-    def _rank_rngs(self) -> list[dict[str, Any]]:
-        mine = {"torch": torch.get_rng_state(),
-                "cuda": list(torch.cuda.get_rng_state_all()) if torch.cuda.is_available() else []}
-        if not is_dist():
-            return [mine]
-        out: list[Any] = [None] * self.info.world_size
-        dist.all_gather_object(out, mine)
-        return out
-
-    def payload(self) -> dict[str, Any]:
-        p = supernet_payload(self.net)
-        p.update({
-            "kind": "training",
-            "config": self.config.to_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
-            "sampler": self.sampler.state_dict(),
-            "rng": global_rng_state(),
-            "rng_ranks": self._rank_rngs(),
-            "progress": {"epoch": self.epoch, "step_in_epoch": self.step_in_epoch,
-                         "global_step": self.global_step, "nan_streak": self.nan_streak,
-                         "steps_per_epoch": self.steps_per_epoch, "world_size": self.info.world_size,
-                         "metrics_records": self.logger.records if self.logger is not None else None},
-            "metrics": dict(self.last_eval),
-            "holdout": dict(self.data.holdout),  # which training images were held out (stage 2 checks it)
-            "online": self.online.state_dict() if self.online is not None else None,
-        })
-        return p
-
-    def save(self) -> None:
-        """All ranks take part (RNG states are gathered); rank 0 writes."""
-        payload = self.payload()
-        if self.info.is_main:
-            save_training_checkpoint(payload, self.out_dir, self.global_step, self.config.checkpoint.keep_last)
-        self.last_checkpoint = checkpoint_dir(self.out_dir) / LAST
-
-    def load(self, path: Path, obj: dict[str, Any]) -> None:
-        """Restore everything from a training checkpoint."""
-        try:
-            self.net.load_state_dict(obj["model"], strict=True)
-        except RuntimeError as exc:
-            raise ConfigError(f"checkpoint {path} does not fit this config's supernet (space "
-                              f"'{self.space.name}', {self.num_classes} classes): {str(exc).splitlines()[0]}") from None
-        self.optimizer.load_state_dict(obj["optimizer"])
-        fill_momentum_buffers(self.optimizer)
-        self.scheduler.load_state_dict(obj["scheduler"])
-        follow_config(self.optimizer, self.scheduler, self.config.optim, self.total_batch)
-        if self.scaler is not None and obj.get("scaler"):
-            self.scaler.load_state_dict(obj["scaler"])
-        self.sampler.load_state_dict(obj["sampler"])
-        if self.online is not None:
-            self.online.load_state_dict(obj.get("online"), path)
-            self._use_online_estimator()
-        else:
-            self.sampler.warmup = False  # e.g. an online run resumed with another estimator
-        prog = obj["progress"]
-        self.epoch, self.step_in_epoch = int(prog["epoch"]), int(prog["step_in_epoch"])
-        self.global_step, self.nan_streak = int(prog["global_step"]), int(prog.get("nan_streak", 0))
-        self.last_eval = dict(obj.get("metrics") or {})
-        set_global_rng_state(obj["rng"])
-        ranks = obj.get("rng_ranks") or []
-        if len(ranks) == self.info.world_size:
-            torch.set_rng_state(ranks[self.info.rank]["torch"])
-            cuda = ranks[self.info.rank].get("cuda") or []
-            if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
-                torch.cuda.set_rng_state_all(cuda)
-        else:
-            torch.manual_seed(self.config.seed * 7919 + self.info.rank + 1 + self.global_step)
-        if int(prog.get("steps_per_epoch", self.steps_per_epoch)) != self.steps_per_epoch or \
-                int(prog.get("world_size", self.info.world_size)) != self.info.world_size:
-            warnings.warn(f"resuming {path} with another world size or epoch length: the data order differs "
-                          "from an uninterrupted run", stacklevel=2)
-        self.last_checkpoint = path
-
     # ----------------------------------------------------------------- pieces
     def validate(self) -> dict[str, float]:
         cfg, info = self.config, self.info
         split = self.data.val if cfg.eval.split == "holdout" else self.data.test
-        batches = calibration_batches(self.data.train, cfg.eval.calibration_batches,
+        batches = calibration_batches(self.data.train, cfg.eval.calib_batches,
                                       cfg.eval.calibration_batch_size or cfg.data.batch_size,
                                       calibration_seed(cfg), info.rank, cfg.data.num_workers)
         out: dict[str, float] = {}
@@ -462,16 +379,16 @@ def _train(config: TrainConfig, out_dir: str | Path | None, resume: str | Path |
     if found is None and resume is None and (checkpoint_dir(out) / LAST).exists():
         raise ConfigError(f"{out} already holds a run; pass --resume auto to continue it, --resume {FRESH} to "
                           "start over, or choose another --out")
+    trainer = Trainer(config, out, info, on_step)
+    if found is not None:
+        trainer.load(*found)  # refuses settings it cannot continue before any file of the run changes
     barrier()  # every rank has read its checkpoint before rank 0 sets an abandoned branch aside
     if info.is_main and (found is not None or str(resume).lower() == FRESH):
         set_aside(out, int(found[1]["progress"]["global_step"]) if found is not None else None)
-    trainer = Trainer(config, out, info, on_step)
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
         save_config(config, out / "config.yaml")
-    if found is not None:
-        trainer.load(*found)
-        if info.is_main:
+        if found is not None:
             truncate_metrics(out / "metrics.jsonl", trainer.global_step, found[1]["progress"].get("metrics_records"))
     return trainer.run()
 

@@ -31,11 +31,12 @@ import torch
 from ..accuracy import build_arch_dataset, fit_best
 from ..config import TrainConfig
 from ..data import DataBundle
+from ..distributed import DistInfo, barrier
 from ..errors import CheckpointError
 from ..io import atomic_write_bytes
 from ..nn import Supernet
 from ..space import Arch, SearchSpace
-from .distributed import DistInfo, all_reduce_sum, barrier
+from .distributed import all_reduce_sum
 from .sampling import PredictorEstimator, load_predictor_estimator
 from .validate import calibration_batches, calibration_seed, validate_arch
 
@@ -100,7 +101,7 @@ class OnlinePredictor:
         cfg, on, info = self.config, self.cfg, self.info
         seed = fit_seed(cfg.seed, epochs_done)
         t0 = time.perf_counter()
-        batches = calibration_batches(data.train, on.calibration_batches or cfg.eval.calibration_batches,
+        batches = calibration_batches(data.train, on.calibration_batches or cfg.eval.calib_batches,
                                       cfg.eval.calibration_batch_size or cfg.data.batch_size, calibration_seed(cfg),
                                       info.rank, cfg.data.num_workers)
         max_batches = on.max_batches if on.max_batches is not None else cfg.eval.max_batches

@@ -8,6 +8,7 @@ and the resolved config. Only tensors, numbers, strings, lists and dicts: loadab
 
 Files: ``DIR/checkpoints/step_000000123.pt`` (the last ``keep_last`` kept) and ``last.pt``, a copy
 of the newest. Every file is written atomically, so a crash leaves the previous one intact.
+:class:`TrainerState` is the trainer's half of it: the payload, its save and a run restored from it.
 """
 
 from __future__ import annotations
@@ -19,9 +20,22 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from ..errors import CheckpointError
+import torch
+import torch.distributed as dist
+from torch.optim.lr_scheduler import LRScheduler
+
+from ..config import TrainConfig
+from ..data import DataBundle
+from ..distributed import DistInfo, is_dist
+from ..errors import CheckpointError, ConfigError
 from ..io import atomic_torch_save
-from ..nn import FORMAT, VERSION, read_checkpoint, sealed
+from ..nn import FORMAT, VERSION, Supernet, read_checkpoint, sealed, supernet_payload
+from ..rng import global_rng_state, set_global_rng_state
+from ..space import SearchSpace
+from .logging import MetricsLogger
+from .online import OnlinePredictor
+from .optim import fill_momentum_buffers, follow_config
+from .sampling import ArchSampler
 
 STEP_FILE = re.compile(r"^step_(\d+)\.pt$")
 LAST = "last.pt"
@@ -156,3 +170,112 @@ def set_aside(out_dir: str | Path, after_step: int | None) -> list[Path]:
         os.replace(p, dest / p.name)
         moved.append(dest / p.name)
     return moved
+
+
+# --------------------------------------------------------------------------- the trainer's state
+class TrainerState:
+    """The checkpoint half of :class:`~attentivenas.train.loop.Trainer`: its payload, :meth:`save`
+    and :meth:`load` (the attributes below are set by the trainer)."""
+
+    config: TrainConfig
+    out_dir: Path
+    info: DistInfo
+    space: SearchSpace
+    data: DataBundle
+    num_classes: int
+    net: Supernet
+    optimizer: torch.optim.Optimizer
+    scheduler: LRScheduler
+    scaler: torch.amp.GradScaler | None
+    sampler: ArchSampler
+    online: OnlinePredictor | None
+    total_batch: int
+    steps_per_epoch: int
+    epoch: int
+    step_in_epoch: int
+    global_step: int
+    nan_streak: int
+    last_eval: dict[str, float]
+    last_checkpoint: Path | None
+    logger: MetricsLogger | None
+
+    def _use_online_estimator(self) -> None:
+        """Score with the online predictor once there is one (the trainer's)."""
+        raise NotImplementedError
+
+    def _rank_rngs(self) -> list[dict[str, Any]]:
+        """Every rank's torch (CPU and CUDA) RNG states, gathered (one entry without a process group)."""
+        mine = {"torch": torch.get_rng_state(),
+                "cuda": list(torch.cuda.get_rng_state_all()) if torch.cuda.is_available() else []}
+        if not is_dist():
+            return [mine]
+        out: list[Any] = [None] * self.info.world_size
+        dist.all_gather_object(out, mine)
+        return out
+
+    def payload(self) -> dict[str, Any]:
+        """The training checkpoint: the supernet's payload plus the whole state of the run."""
+        p = supernet_payload(self.net)
+        p.update({
+            "kind": "training",
+            "config": self.config.to_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "sampler": self.sampler.state_dict(),
+            "rng": global_rng_state(),
+            "rng_ranks": self._rank_rngs(),
+            "progress": {"epoch": self.epoch, "step_in_epoch": self.step_in_epoch,
+                         "global_step": self.global_step, "nan_streak": self.nan_streak,
+                         "steps_per_epoch": self.steps_per_epoch, "world_size": self.info.world_size,
+                         "metrics_records": self.logger.records if self.logger is not None else None},
+            "metrics": dict(self.last_eval),
+            "holdout": dict(self.data.holdout),  # which training images were held out (stage 2 checks it)
+            "online": self.online.state_dict() if self.online is not None else None,
+        })
+        return p
+
+    def save(self) -> None:
+        """All ranks take part (RNG states are gathered); rank 0 writes."""
+        payload = self.payload()
+        if self.info.is_main:
+            save_training_checkpoint(payload, self.out_dir, self.global_step, self.config.checkpoint.keep_last)
+        self.last_checkpoint = checkpoint_dir(self.out_dir) / LAST
+
+    def load(self, path: Path, obj: dict[str, Any]) -> None:
+        """Restore everything from a training checkpoint."""
+        try:
+            self.net.load_state_dict(obj["model"], strict=True)
+        except RuntimeError as exc:
+            raise ConfigError(f"checkpoint {path} does not fit this config's supernet (space "
+                              f"'{self.space.name}', {self.num_classes} classes): {str(exc).splitlines()[0]}") from None
+        self.optimizer.load_state_dict(obj["optimizer"])
+        fill_momentum_buffers(self.optimizer)
+        self.scheduler.load_state_dict(obj["scheduler"])
+        follow_config(self.optimizer, self.scheduler, self.config.optim, self.total_batch)
+        if self.scaler is not None and obj.get("scaler"):
+            self.scaler.load_state_dict(obj["scaler"])
+        self.sampler.load_state_dict(obj["sampler"])
+        if self.online is not None:
+            self.online.load_state_dict(obj.get("online"), path)
+            self._use_online_estimator()
+        else:
+            self.sampler.warmup = False  # e.g. an online run resumed with another estimator
+        prog = obj["progress"]
+        self.epoch, self.step_in_epoch = int(prog["epoch"]), int(prog["step_in_epoch"])
+        self.global_step, self.nan_streak = int(prog["global_step"]), int(prog.get("nan_streak", 0))
+        self.last_eval = dict(obj.get("metrics") or {})
+        set_global_rng_state(obj["rng"])
+        ranks = obj.get("rng_ranks") or []
+        if len(ranks) == self.info.world_size:
+            torch.set_rng_state(ranks[self.info.rank]["torch"])
+            cuda = ranks[self.info.rank].get("cuda") or []
+            if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+                torch.cuda.set_rng_state_all(cuda)
+        else:
+            torch.manual_seed(self.config.seed * 7919 + self.info.rank + 1 + self.global_step)
+        if int(prog.get("steps_per_epoch", self.steps_per_epoch)) != self.steps_per_epoch or \
+                int(prog.get("world_size", self.info.world_size)) != self.info.world_size:
+            warnings.warn(f"resuming {path} with another world size or epoch length: the data order differs "
+                          "from an uninterrupted run", stacklevel=2)
+        self.last_checkpoint = path

@@ -10,9 +10,10 @@ from ..accuracy import evaluate_subnet
 from ..accuracy.evaluate import extract_for_measurement
 from ..config import TrainConfig
 from ..data import eval_loader
+from ..distributed import DistInfo
 from ..nn import Supernet, cache_calibration_batches, calibrate_bn
 from ..space import Arch
-from .distributed import DistInfo, all_reduce_mean, all_reduce_sum
+from .distributed import all_reduce_mean, all_reduce_sum
 
 
 def calibration_seed(cfg: TrainConfig) -> int:

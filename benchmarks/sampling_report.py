@@ -1,0 +1,367 @@
+"""The reporting half of ``benchmarks/reproduce_sampling.py``: from ``OUT/runs/*/result.json`` to
+``OUT/summary.json``, ``OUT/summary.md``, ``OUT/fronts.png`` and the ``--docs`` page.
+
+Per method the mean ± std over seeds of every metric; per attentive method the differences to
+uniform paired by seed, with a 95% t interval; one panel of searched fronts per method; the Markdown
+tables, the comparison sentences computed from the numbers, and the page with its hand-written
+conclusion kept on regeneration. Reads results only: nothing here trains or measures.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from attentivenas.errors import UserError
+from attentivenas.io import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json_file
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from sampling_runs import BASELINE, METHODS, SCRIPT, log, shown  # noqa: E402
+from timing import machine  # noqa: E402
+
+
+# --------------------------------------------------------------------------- aggregation
+def load_results(out: Path) -> list[dict[str, Any]]:
+    return [read_json_file(p, "run result", UserError) for p in sorted(out.glob("runs/*/result.json"))]
+
+
+def run_metrics(r: dict[str, Any]) -> dict[str, float | None]:
+    """One run's numbers, in percent (hypervolumes x 100)."""
+    m: dict[str, float | None] = {
+        "hv_fixed": 100 * r["fixed"]["hypervolume"], "hv_front": 100 * r["search"]["hypervolume"],
+        "hv_front_test": None if r["search"]["hypervolume_test"] is None else 100 * r["search"]["hypervolume_test"],
+        "min_top1": r["fixed"]["min_top1"], "max_top1": r["fixed"]["max_top1"],
+        "min_test_top1": r["test"]["min_top1"], "max_test_top1": r["test"]["max_top1"],
+        "wall_s": r["timing"]["total_s"], "train_s": r["timing"]["train_s"],
+    }
+    for i, w in enumerate(r["search"]["budget_winners"]):
+        m[f"budget{i}_top1"], m[f"budget{i}_test_top1"] = w.get("top1"), w.get("test_top1")
+    for i, v in enumerate(r["fixed"]["budget_top1"]):
+        m[f"budget{i}_fixed_top1"] = v
+    return m
+
+
+def mean_std(values: Sequence[float | None]) -> dict[str, Any]:
+    v = [float(x) for x in values if x is not None]
+    if not v:
+        return {"mean": None, "std": None, "n": 0, "values": list(values)}
+    return {"mean": float(np.mean(v)), "std": float(np.std(v, ddof=1)) if len(v) > 1 else None, "n": len(v),
+            "values": list(values)}
+
+
+def paired(a: dict[int, float | None], b: dict[int, float | None]) -> dict[str, Any] | None:
+    """Per-seed differences a - b over the seeds both have: mean, std, 95% t interval, seeds above 0."""
+    seeds = sorted(s for s in a if s in b and a[s] is not None and b[s] is not None)
+    if not seeds:
+        return None
+    d = np.array([float(a[s]) - float(b[s]) for s in seeds])  # type: ignore[arg-type]
+    out: dict[str, Any] = {"seeds": seeds, "diffs": d.tolist(), "n": len(d), "mean": float(d.mean()),
+                           "std": None, "ci95": None, "t_crit": None, "positive": int((d > 0).sum())}
+    if len(d) > 1:
+        from scipy import stats  # heavy: only the report needs it
+
+        sd = float(d.std(ddof=1))
+        t = float(stats.t.ppf(0.975, len(d) - 1))
+        half = t * sd / math.sqrt(len(d))
+        out.update(std=sd, t_crit=t, ci95=[out["mean"] - half, out["mean"] + half])
+    return out
+
+
+def aggregate(results: list[dict[str, Any]], plan: dict[str, Any] | None) -> dict[str, Any]:
+    """Per method: mean and std over seeds of every metric; per attentive method: paired differences to uniform."""
+    methods = [m for m in METHODS if any(r["method"] == m for r in results)]
+    per_run = {(r["method"], r["seed"]): run_metrics(r) for r in results}
+    names = sorted({k for m in per_run.values() for k in m})
+    summary: dict[str, Any] = {"settings": plan, "methods": {}, "paired_vs_uniform": {}, "runs": []}
+    if results:
+        summary["budgets_mflops"] = results[0]["budgets_mflops"]
+        summary["hv_bounds_mflops"] = results[0]["hv_bounds_mflops"]
+        summary["holdout_images"], summary["test_images"] = results[0]["holdout_images"], results[0]["test_images"]
+        summary["train"] = {k: results[0]["train"].get(k) for k in ("train_size", "batch_size", "lr", "epochs")}
+    for m in methods:
+        runs = sorted((r for r in results if r["method"] == m), key=lambda r: r["seed"])
+        summary["methods"][m] = {"label": METHODS[m][0], "seeds": [r["seed"] for r in runs],
+                                 "metrics": {k: mean_std([per_run[(m, r["seed"])].get(k) for r in runs])
+                                             for k in names}}
+    for m in methods:
+        if m == BASELINE or BASELINE not in methods:
+            continue
+        summary["paired_vs_uniform"][m] = {
+            k: paired({s: v.get(k) for (mm, s), v in per_run.items() if mm == m},
+                      {s: v.get(k) for (mm, s), v in per_run.items() if mm == BASELINE})
+            for k in names if not k.endswith("_s")}
+    for r in sorted(results, key=lambda r: (list(METHODS).index(r["method"]), r["seed"])):
+        summary["runs"].append({"method": r["method"], "seed": r["seed"], **r["timing"], "threads": r.get("threads"),
+                                "load_average": r.get("load_average"), "finished": r.get("finished"),
+                                "command": r.get("command")})
+    summary["wall_s_total"] = float(sum(r["timing"]["total_s"] for r in results))
+    summary["machine"] = results[0]["machine"] if results else machine()
+    return summary
+
+
+def plot_fronts(results: list[dict[str, Any]], path: Path) -> Path:
+    """One panel per method: each seed's searched front (hold-out top-1 vs MFLOPs), uniform's in grey."""
+    import matplotlib  # heavy: only the report plots
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = [m for m in METHODS if any(r["method"] == m for r in results)] or [BASELINE]
+    cols = 2 if len(methods) > 1 else 1
+    rows = math.ceil(len(methods) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.6 * rows), dpi=110, sharex=True, sharey=True,
+                             squeeze=False)
+    styles = ["-", "--", ":", "-."]
+
+    def front(r: dict[str, Any]) -> tuple[list[float], list[float]]:
+        pts = sorted((e["mflops"], e["top1"]) for e in r["search"]["pareto"])
+        return [p[0] for p in pts], [p[1] for p in pts]
+
+    for ax, m in zip(axes.flat, methods, strict=False):
+        if m != BASELINE:
+            for k, r in enumerate(r for r in results if r["method"] == BASELINE):
+                xs, ys = front(r)
+                ax.plot(xs, ys, drawstyle="steps-post", color="0.7", lw=1, ls=styles[k % 4],
+                        label="uniform" if k == 0 else None)
+        for k, r in enumerate(sorted((r for r in results if r["method"] == m), key=lambda r: r["seed"])):
+            xs, ys = front(r)
+            ax.plot(xs, ys, drawstyle="steps-post", marker="o", ms=3, lw=1.3, ls=styles[k % 4], color="tab:blue",
+                    label=f"seed {r['seed']}")
+        for b in (results[0]["budgets_mflops"] if results else []):
+            ax.axvline(b, ls=":", color="0.5", lw=0.8)
+        ax.set_title(METHODS[m][0], fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    for ax in list(axes.flat)[len(methods):]:
+        ax.set_visible(False)
+    fig.supxlabel("MFLOPs (dotted: the 3 budgets)", fontsize=9)
+    fig.supylabel("hold-out top-1 (%)", fontsize=9)
+    fig.suptitle("Searched Pareto fronts (re-measured on the hold-out)", fontsize=11)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+# --------------------------------------------------------------------------- markdown
+CONCLUSION_BEGIN = "<!-- conclusion: written by hand; kept when this page is regenerated -->"
+CONCLUSION_END = "<!-- end of conclusion -->"
+PLACEHOLDER = "_To be written: what the numbers above say about the paper's claim._"
+#: (metric, what it is) of the sentences comparing each attentive method with uniform
+COMPARED = (("hv_front", "hypervolume of the searched front"), ("hv_fixed", "hypervolume of the fixed subnets"),
+            ("hv_front_test", "hypervolume of the searched front on the test split"))
+
+
+def fmt(stat: dict[str, Any] | None, digits: int = 2) -> str:
+    """``mean ± std`` of a :func:`mean_std` (``mean`` alone for one value, ``-`` for none)."""
+    if not stat or stat.get("mean") is None:
+        return "-"
+    sd = stat.get("std")
+    return f"{stat['mean']:.{digits}f}" + (f" ± {sd:.{digits}f}" if sd is not None else "")
+
+
+def fmt_diff(d: dict[str, Any] | None) -> str:
+    if not d:
+        return "-"
+    return f"{d['mean']:+.2f}" + (f" ± {d['std']:.2f}" if d["std"] is not None else "")
+
+
+def fmt_seconds(s: float) -> str:
+    return f"{s / 60:.1f} min" if s >= 90 else f"{s:.0f} s"
+
+
+def comparison_lines(summary: dict[str, Any]) -> list[str]:
+    """Each attentive method minus uniform, paired by seed, as sentences computed from the numbers."""
+    lines = []
+    for m, diffs in summary["paired_vs_uniform"].items():
+        for key, what in COMPARED:
+            p = diffs.get(key)
+            if not p:
+                continue
+            head = f"- {METHODS[m][0]} minus uniform, {what}: {p['mean']:+.2f}"
+            if p["std"] is None:
+                lines.append(f"{head} points (HV x 100) from {p['n']} seed: no spread, hence no interval.")
+                continue
+            lo, hi = p["ci95"]
+            verdict = ("above 0: agrees with the claim" if lo > 0 else "below 0: contradicts the claim" if hi < 0
+                       else "contains 0: these seeds cannot tell")
+            lines.append(f"{head} ± {p['std']:.2f} points (HV x 100; mean ± std of the per-seed differences, "
+                         f"{p['n']} seeds); 95% interval [{lo:+.2f}, {hi:+.2f}], {verdict}; higher than uniform "
+                         f"in {p['positive']} of {p['n']} seeds.")
+    if not lines:
+        return ["- (no attentive method shares a seed with uniform yet)"]
+    with_t = [p for d in summary["paired_vs_uniform"].values() for p in d.values() if p and p["t_crit"]]
+    if with_t:
+        n, t = max((p["n"], p["t_crit"]) for p in with_t)
+        lines.append(f"- How sure {n} seeds let us be: the 95% interval of a mean of {n} paired differences is "
+                     f"± {t:.2f} x std / sqrt({n}) = ± {t / math.sqrt(n):.2f} x their seed-to-seed std (t with {n - 1} "
+                     "degrees of freedom): the mean difference must exceed that to be told apart from 0.")
+    return lines
+
+
+def markdown_tables(summary: dict[str, Any]) -> str:
+    """The tables of a summary: per method the mean ± std over seeds, then the paired differences."""
+    budgets = summary.get("budgets_mflops", [])
+    methods = summary["methods"]
+    test_hv = any(s["metrics"].get("hv_front_test", {}).get("mean") is not None for s in methods.values())
+    head = ["method", "seeds", "HV fixed subnets", "HV searched front", *(["HV front, test"] if test_hv else []),
+            "min subnet", "max subnet", "min, test", "max, test"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for s in methods.values():
+        k = s["metrics"]
+        cells = [s["label"], ",".join(map(str, s["seeds"])), fmt(k["hv_fixed"]), fmt(k["hv_front"]),
+                 *([fmt(k.get("hv_front_test"))] if test_hv else []), fmt(k["min_top1"]), fmt(k["max_top1"]),
+                 fmt(k["min_test_top1"]), fmt(k["max_test_top1"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    head = ["best subnet under", *[f"{b:.2f} MFLOPs: {w}" for b in budgets for w in ("hold-out", "test")],
+            *[f"fixed subnets, {b:.2f}" for b in budgets]]
+    lines += ["", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for s in methods.values():
+        k = s["metrics"]
+        cells = [s["label"], *[fmt(k.get(f"budget{i}_{w}")) for i in range(len(budgets)) for w in ("top1", "test_top1")],
+                 *[fmt(k.get(f"budget{i}_fixed_top1")) for i in range(len(budgets))]]
+        lines.append("| " + " | ".join(cells) + " |")
+    if summary["paired_vs_uniform"]:
+        keys = ["hv_front", "hv_fixed", *(["hv_front_test"] if test_hv else []), "min_top1", "max_top1",
+                *[f"budget{i}_{w}" for i in range(len(budgets)) for w in ("top1", "test_top1")]]
+        head = ["minus uniform, paired by seed", "HV searched front", "HV fixed subnets",
+                *(["HV front, test"] if test_hv else []), "min subnet", "max subnet",
+                *[f"{b:.2f} MFLOPs: {w}" for b in budgets for w in ("hold-out", "test")]]
+        lines += ["", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for m, d in summary["paired_vs_uniform"].items():
+            lines.append("| " + " | ".join([METHODS[m][0], *[fmt_diff(d.get(k)) for k in keys]]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def timing_table(summary: dict[str, Any]) -> str:
+    lines = ["| run | train | fixed subnets | search | test | total | threads | load average, start → end |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in summary["runs"]:
+        la = r.get("load_average") or {}
+        load = " → ".join(f"{x[0]:.1f}" if x else "?" for x in (la.get("start"), la.get("end")))
+        lines.append(f"| {r['method']} s{r['seed']} | {fmt_seconds(r['train_s'])} | {fmt_seconds(r['measure_s'])} | "
+                     f"{fmt_seconds(r['search_s'])} | {fmt_seconds(r['test_s'])} | {fmt_seconds(r['total_s'])} | "
+                     f"{r.get('threads')} | {load} |")
+    return "\n".join(lines) + "\n"
+
+
+def kept_conclusion(path: Path) -> str:
+    """The hand-written conclusion of an existing page (between the markers), or a placeholder."""
+    if path.is_file():
+        text = path.read_text()
+        if CONCLUSION_BEGIN in text and CONCLUSION_END in text:
+            return text.split(CONCLUSION_BEGIN, 1)[1].split(CONCLUSION_END, 1)[0].strip("\n")
+    return PLACEHOLDER
+
+
+def results_page(summary: dict[str, Any], out: Path, png: str, docs: Path, conclusion: str) -> str:
+    """``docs/results.md``: the claim, what was run, tables, plot, computed comparison, the conclusion
+    (kept), commands, machine and wall time."""
+    s = summary.get("settings") or {}
+    mach = summary["machine"]
+    budgets = summary.get("budgets_mflops", [])
+    lo, hi = summary.get("hv_bounds_mflops", [float("nan"), float("nan")])
+    commands = list(dict.fromkeys(r["command"] for r in summary["runs"] if r.get("command")))
+    commands.append(f"python {SCRIPT} --report --out {shown(out)} --docs {shown(docs)}")
+    loads = [x[0] for r in summary["runs"] for x in ((r.get("load_average") or {}).get("start"),
+                                                     (r.get("load_average") or {}).get("end")) if x]
+    load = (f"1-minute load average {min(loads):.1f} to {max(loads):.1f} at the starts and ends of the runs"
+            if loads else "load not recorded")
+    seeds = sorted({r["seed"] for r in summary["runs"]})
+    train = summary.get("train", {})
+    extra = "".join(f", `{x}`" for x in s.get("set", []))
+    tested = "the best subnet under each budget, the min and max subnets" + (
+        " and every subnet of the front" if s.get("test_front") else "")
+    return f"""# Results: attentive sampling vs uniform sampling on Fashion-MNIST
+
+<!-- Written by `python {SCRIPT} --report --docs {shown(docs)}` from {shown(out)}/runs/*/result.json.
+     Only the conclusion section is kept when the page is written again. -->
+
+The claim tested (AttentiveNAS, Wang et al., CVPR 2021): sampling the sandwich rule's middle
+subnets attentively, BestUp-k (the best of k candidates at a FLOPs target) or WorstUp-k (the worst),
+gives a better accuracy / FLOPs Pareto front than uniform sampling; their recipe trains with
+BestUp-3 ranked by the mini-batch loss. BestUp-3 ranked by a predictor fitted during training
+(`sampler.estimator=online`) is this package's addition.
+
+## What was run
+
+{len(summary['runs'])} runs: {'; '.join(v['label'] for v in summary['methods'].values())}; seeds {', '.join(map(str, seeds))}.
+One budget for all: `{Path(s.get('config', '?')).name}` (tiny space, {lo:.2f}-{hi:.2f} MFLOPs) with
+{s.get('train_size')} training images (class-stratified, the same for every seed), {s.get('epochs')} epochs,
+batch {train.get('batch_size')}, LR {train.get('lr')} per 256 images{extra}. Per run, every subnet BN-recalibrated on
+{s.get('calib_batches')} batches of training images:
+
+* (a) the same {s.get('archs')} fixed subnets (spread over the FLOPs range, min and max included;
+  `{shown(out)}/archs.json`) measured on {summary.get('holdout_images')} hold-out images;
+* (b) NSGA-II (population {s.get('pop_size')}, {s.get('generations')} generations) on a predictor fitted to (a)
+  ({', '.join(s.get('predictor_kinds', []))}; the best by {s.get('folds')}-fold Kendall tau), its
+  {s.get('remeasure_top')} best candidates and the best 3 under each budget re-measured on the same hold-out
+  images; the front is built from every measured subnet, those of (a) included, so it is never below (a)'s;
+* on {summary.get('test_images')} test images: {tested}. Budgets: {', '.join(f'{b:.2f}' for b in budgets)} MFLOPs
+  (25, 50 and 75% of the range).
+
+Hypervolume (HV, x 100) of the non-dominated (error, MFLOPs) points, with error = (100 - top-1) / 100,
+MFLOPs scaled {lo:.3f} -> 0 and {hi:.3f} -> 1 and the reference point (1, 1): the search's own
+measure (`attentivenas.search.front_hypervolume`). Accuracies are top-1 in %, on the hold-out
+unless marked test; each cell is the mean ± std over seeds.
+
+## Tables
+
+{markdown_tables(summary)}
+## Fronts
+
+![searched fronts per method]({png})
+
+## Computed comparison with uniform
+
+{chr(10).join(comparison_lines(summary))}
+
+## Conclusion
+
+{CONCLUSION_BEGIN}
+{conclusion}
+{CONCLUSION_END}
+
+## How it was run
+
+```
+{chr(10).join(commands)}
+```
+
+Machine: {mach.get('cpu')}, {mach.get('cores')} cores, {mach.get('platform')}, Python {mach.get('python')},
+torch {mach.get('torch')}; {load}.
+
+Wall time: {fmt_seconds(summary['wall_s_total'])} for the {len(summary['runs'])} runs (the phases of each run,
+summed over the invocations that worked on it):
+
+{timing_table(summary)}
+Raw results: `{shown(out)}/runs/<method>-s<seed>/result.json`; their aggregate: `{shown(out)}/summary.json`.
+"""
+
+
+def write_report(out: Path, docs: str | None) -> dict[str, Any]:
+    """Aggregate ``OUT/runs/*/result.json`` into ``OUT/summary.json|md``, ``OUT/fronts.png`` (and ``docs``)."""
+    results = load_results(out)
+    if not results:
+        raise UserError(f"no results in {out}/runs/*/result.json yet")
+    plan_path = out / "plan.json"
+    plan = read_json_file(plan_path, "results plan", UserError).get("settings") if plan_path.is_file() else None
+    summary = aggregate(results, plan)
+    atomic_write_json(out / "summary.json", summary)
+    atomic_write_text(out / "summary.md", markdown_tables(summary) + "\n" + "\n".join(comparison_lines(summary)) + "\n")
+    plot_fronts(results, out / "fronts.png")
+    log(f"report: {len(results)} runs -> {out / 'summary.json'}, {out / 'summary.md'}, {out / 'fronts.png'}")
+    if docs is not None:
+        page = Path(docs)
+        png = page.with_name(f"{page.stem}_fronts.png")
+        plot_fronts(results, png)
+        atomic_write_text(page, results_page(summary, out, png.name, page, kept_conclusion(page)))
+        log(f"report: {page} and {png}")
+    return summary

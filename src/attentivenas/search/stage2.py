@@ -1,0 +1,229 @@
+"""The stage-2 sequence, once its inputs are loaded (:func:`run_stage2`): measure subnets spread over
+the budgeted range and fit a predictor when none is given, search on its predictions (or on
+measurements), re-measure the best, report on a second split, write the files. ``search``
+(:mod:`.runner`) and the quick start call it; the accuracy source is decided by :func:`default_source`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..accuracy import (
+    ArchDataset,
+    Predictor,
+    SubnetEvaluator,
+    fit_best,
+    format_metric,
+    holdout_warning,
+    measure_missing,
+    predictor_from_json,
+    spread_genes,
+)
+from ..config import OBJECTIVES, PredictorFitSettings, SearchConfig
+from ..costs import CostModel
+from ..distributed import broadcast_bytes, is_main, max_float, world_size
+from ..errors import ConfigError, UserError
+from ..io import atomic_write_json
+from ..rng import mix_seed
+from ..space import Arch, SearchSpace
+from .files import write_search_outputs
+from .measured import MeasuredAccuracy
+from .nsga2 import run_search
+from .problem import CostEvaluator, GeneFn, feasible
+from .results import SearchResult
+
+PREDICTOR_FILE = "predictor.json"
+PLAN_FILE = "auto_predictor.json"
+
+Log = Callable[[str], None]
+
+
+def default_source(config: SearchConfig) -> str:
+    """``predicted+remeasure`` with a checkpoint (a predictor given, or one the search fits itself:
+    see ``auto_predictor``), ``predicted`` with a predictor only; ``measured`` only when asked."""
+    if config.accuracy.source is not None:
+        return config.accuracy.source
+    if config.checkpoint is not None:
+        return "predicted+remeasure"
+    if config.predictor is not None:
+        return "predicted"
+    raise ConfigError("search needs --predictor PRED.json (predicted accuracy) and/or --checkpoint CKPT (measured)")
+
+
+def fit_with_settings(data: ArchDataset, fit: PredictorFitSettings, seed: int, progress: bool = False
+                  ) -> tuple[Predictor, dict[str, Any]]:
+    """Cross-validate ``fit.kinds`` on ``data`` and refit the best (see :func:`~attentivenas.accuracy.fit_best`)."""
+    return fit_best(data, fit.kinds, folds=fit.folds, seed=seed, feature_set=fit.feature_set, progress=progress)
+
+
+def run_stage2(config: SearchConfig, out: Path, space: SearchSpace, *, predictor: Predictor | None = None,
+               evaluator: Callable[[Arch], float] | None = None, num_classes: int = 1000,
+               latency_fn: GeneFn | None = None, memory_fn: GeneFn | None = None, measured_path: Path | None = None,
+               state_path: Path | None = None, progress: bool = False, warn: Log | None = None,
+               log: Log | None = None) -> SearchResult:
+    """Search ``space`` as ``config`` says and write the files into ``out`` (rank 0).
+
+    Accuracy comes from ``predictor`` and/or ``evaluator`` (``arch -> top-1``, usually a
+    :class:`~attentivenas.accuracy.SubnetEvaluator`; :func:`default_source`); measurements go
+    to ``measured_path`` (a dataset JSONL, also resumed from). With the source predicted+remeasure and
+    no predictor, subnets spread over the budgeted range are measured and a predictor fitted first
+    (``config.auto_predictor``, ``out/predictor.json``). ``state_path`` checkpoints the evolution;
+    ``accuracy.report_split`` measures the Pareto archs and budget winners again on that split."""
+    source = default_source(config)
+    config = config.model_copy(update={
+        "accuracy": config.accuracy.model_copy(update={"source": source, **_measured_with(evaluator)})})
+    measured = None
+    if evaluator is not None and source != "predicted":
+        measured = MeasuredAccuracy(space, evaluator, measured_path, num_classes, progress=progress, log=log,
+                                    warn=warn)
+    extra: dict[str, Any] = {}
+    if source == "predicted+remeasure" and predictor is None:
+        assert measured is not None
+        predictor, extra = _auto_predictor(config, space, num_classes, CostEvaluator(space, num_classes, latency_fn,
+                                                                                   memory_fn), measured, out, log)
+    if source != "measured" and predictor is None:
+        raise ConfigError(f"accuracy source '{source}' needs --predictor PRED.json")
+    reporter = _reporter(config, evaluator, warn)
+    result = run_search(
+        space, config, predictor.predict_genes if predictor is not None else None, evaluate_fn=evaluator,
+        latency_fn=latency_fn, memory_fn=memory_fn, num_classes=num_classes, measured=measured,
+        progress=progress, out_dir=None, state_path=state_path, log=log,
+    )
+    result.extra.update(extra)
+    if reporter is not None:
+        report(result, reporter, progress)
+    if is_main():
+        write_search_outputs(out, result)
+    return result
+
+
+def _measured_with(evaluator: Callable[[Arch], float] | None) -> dict[str, Any]:
+    """The accuracy settings the evaluator measures with (recorded in ``config.yaml``); none for a plain function."""
+    p = evaluator.settings if isinstance(evaluator, SubnetEvaluator) else None
+    if p is None:
+        return {}
+    return {"split": p.split, "interpolation": p.interpolation, "calib_seed": p.calib_seed}
+
+
+
+def _budget_keep(config: SearchConfig, costs: CostEvaluator) -> Callable[[np.ndarray], np.ndarray]:
+    """Genes -> whether the arch meets every budget (and is under the largest budget point)."""
+    limits = list(config.budgets.limits())
+    if config.budgets.points:
+        col = OBJECTIVES[config.budgets.metric]
+        if all(c != col for _, c, _ in limits):
+            limits.append(("budget list", col, max(config.budgets.points)))
+
+    def keep(genes: np.ndarray) -> np.ndarray:
+        return feasible(costs(genes), limits)
+
+    return keep
+
+
+def _auto_predictor(config: SearchConfig, space: SearchSpace, num_classes: int, costs: CostEvaluator,
+                    measured: MeasuredAccuracy, out: Path, log: Log | None
+                    ) -> tuple[Predictor, dict[str, Any]]:
+    """Measure subnets spread over the budgeted range (as many as the evaluation or time budget says),
+    fit the best predictor kind on them (rank 0; every rank gets its file) and write ``DIR/predictor.json``."""
+    ap = config.auto_predictor
+    cap = max(ap.num_archs, 1000) if ap.time_budget_s is not None else ap.num_archs
+    rng = np.random.default_rng(mix_seed(config.seed, 7))
+    genes = spread_genes(space, cap, rng, costs.model, keep=_budget_keep(config, costs))
+    archs = [space.decode(g) for g in genes]
+    if len(archs) < 2 * ap.folds:  # before measuring: the fit needs 2 subnets per fold
+        raise UserError(f"only {len(archs)} distinct subnets meet the budgets: too few to fit a predictor with "
+                        f"{ap.folds} folds (2 per fold); search with --accuracy measured")
+    again = config.accuracy.remeasure_top + 3 * len(config.budgets.points)
+    n = min(ap.num_archs, len(archs)) if ap.time_budget_s is None else _timed_count(config, archs, again, measured,
+                                                                                   out, log)
+    archs = archs[:n]
+    if log is not None:
+        f = costs.model.flops(genes[:n])
+        ranks = f" on {world_size()} ranks" if world_size() > 1 else ""
+        log(f"accuracy predictor: {n} subnets spread over {f.min():.4g}-{f.max():.4g} MFLOPs{ranks}, then about "
+            f"{again} best candidates measured again after the search")
+    measured.measure(archs, what="for the accuracy predictor")
+    text = None
+    if is_main():
+        pred, rep = fit_with_settings(measured.cache.subset(archs), ap, config.seed)
+        pred.save(out / PREDICTOR_FILE)
+        text = (out / PREDICTOR_FILE).read_text()
+    pred = predictor_from_json(broadcast_bytes(text.encode() if text is not None else None).decode())
+    best = pred.metrics
+    if log is not None:
+        log(f"accuracy predictor: {pred.kind} (Kendall tau {format_metric(best.get('kendall_tau'))} on held-out "
+            f"archs, {ap.folds}-fold CV) -> {out / PREDICTOR_FILE}")
+    return pred, {"auto_predictor": {"file": PREDICTOR_FILE, "num_archs": n, "kind": pred.kind,
+                                     "kendall_tau": best.get("kendall_tau"), "spearman_rho": best.get("spearman_rho"),
+                                     "rmse": best.get("rmse")}}
+
+
+def _timed_count(config: SearchConfig, archs: list[Arch], again: int, measured: MeasuredAccuracy, out: Path,
+                 log: Callable[[str], None] | None) -> int:
+    """Subnets to measure for the predictor within ``auto_predictor.time_budget_s``: the first ones are
+    timed, the count is recorded in ``DIR/auto_predictor.json`` (a resumed search reuses it)."""
+    ap = config.auto_predictor
+    plan_path = out / PLAN_FILE
+    text = None
+    if is_main():
+        text = plan_path.read_text() if plan_path.is_file() else ""
+    plan = broadcast_bytes(text.encode() if text is not None else None).decode()
+    if plan:
+        try:
+            saved = json.loads(plan)
+            if saved.get("time_budget_s") == ap.time_budget_s and saved.get("ranks") == world_size():
+                return int(saved["num_archs"])
+        except (ValueError, KeyError, TypeError):
+            pass
+    world = world_size()
+    probe = archs[: max(2, world)]
+    if log is not None:
+        log(f"timing the first {len(probe)} subnets to fit a {ap.time_budget_s:g} s budget")
+    t0 = time.perf_counter()
+    measured.measure(probe)
+    per_rank = max_float(time.perf_counter() - t0) / -(-len(probe) // world)
+    fits = int(ap.time_budget_s * world / max(per_rank, 1e-6)) - again
+    n = int(min(len(archs), max(fits, ap.folds * 2, len(probe))))
+    if is_main():
+        atomic_write_json(plan_path, {"time_budget_s": ap.time_budget_s, "ranks": world, "seconds_per_subnet":
+                                      per_rank, "num_archs": n})
+    n = int(broadcast_bytes(str(n).encode() if is_main() else None).decode())
+    if log is not None:
+        log(f"about {per_rank:.2f} s per subnet on each of {world} rank(s): {n} subnets for the predictor "
+            f"fit in {ap.time_budget_s:g} s")
+    return n
+
+
+def _reporter(config: SearchConfig, evaluator: Callable[[Arch], float] | None,
+              warn: Callable[[str], None] | None) -> SubnetEvaluator | None:
+    split = config.accuracy.report_split
+    if split is None:
+        return None
+    if not isinstance(evaluator, SubnetEvaluator):
+        raise ConfigError("accuracy.report_split measures on the supernet: it needs --checkpoint CKPT")
+    message = holdout_warning(evaluator.meta, evaluator.bundle, split)
+    if message is not None and warn is not None:
+        warn(message)
+    return evaluator.on_split(split)
+
+
+def report(result: SearchResult, reporter: SubnetEvaluator, progress: bool = True) -> None:
+    """Measure every Pareto arch and budget winner on the report split: ``report_top1`` and
+    ``report_split`` in their entries (each distinct arch measured once, shared over ranks)."""
+    entries = [e for e in (*result.pareto, *result.budget_winners) if isinstance(e.get("arch"), dict)]
+    keys = sorted({json.dumps(e["arch"], sort_keys=True) for e in entries})
+    space = reporter.supernet.space
+    archs = [space.arch_from_dict(json.loads(k)) for k in keys]
+    cache = ArchDataset(space, num_classes=reporter.supernet.num_classes)
+    measure_missing(cache, archs, reporter, CostModel(space, cache.num_classes), progress=progress,
+                    desc=f"report on {reporter.split}")
+    top1 = {k: cache.get(a).accuracy for k, a in zip(keys, archs, strict=True)}  # type: ignore[union-attr]
+    for e in entries:
+        e["report_top1"] = top1[json.dumps(e["arch"], sort_keys=True)]
+        e["report_split"] = reporter.split
