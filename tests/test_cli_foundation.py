@@ -78,6 +78,8 @@ def test_export_torchscript_loads_alone(tiny_ckpt: Path, tmp_path: Path) -> None
     r = run_cli("export", "--checkpoint", str(tiny_ckpt), "--arch", "max", "--format", "torchscript",
                 "--out", str(out))
     assert r.code == 0, r.err
+    warning = [ln for ln in r.err.splitlines() if "deprecated" in ln]  # said once, in one line
+    assert len(warning) == 1 and warning[0].startswith("warning: the torchscript format is deprecated")
     loaded = torch.jit.load(str(out))
     from attentivenas.nn import load_supernet
 
@@ -89,10 +91,11 @@ def test_export_torchscript_loads_alone(tiny_ckpt: Path, tmp_path: Path) -> None
 
 def test_export_from_authors_checkpoint(authors_checkpoint, tmp_path: Path) -> None:
     ckpt = authors_checkpoint[0]
-    out = tmp_path / "a0.ts"
-    r = run_cli("export", "--checkpoint", str(ckpt), "--arch", "a0", "--out", str(out))
+    out = tmp_path / "a0.pt2"
+    r = run_cli("export", "--checkpoint", str(ckpt), "--arch", "a0", "--out", str(out))  # default: torch-export
     assert r.code == 0, r.err
-    assert torch.jit.load(str(out))(torch.randn(1, 3, 192, 192)).shape == (1, 1000)
+    assert "torch-export" in r.out and "batch dynamic" in r.out
+    assert torch.export.load(str(out)).module()(torch.randn(1, 3, 192, 192)).shape == (1, 1000)
 
 
 def test_export_arch_of_wrong_space(tiny_ckpt: Path, tmp_path: Path) -> None:
@@ -130,6 +133,8 @@ def test_export_pareto_set_in_one_command(tiny_ckpt: Path, tmp_path: Path) -> No
     assert r.code == 0, r.err
     index = json.loads((tmp_path / "models" / "index.json").read_text())
     assert len(index) == 2 and all((tmp_path / "models" / e["file"]).is_file() for e in index)
+    assert all(e["format"] == "torch-export" and e["file"].endswith(".pt2") and e["batch"] == "dynamic"
+               for e in index)  # the default format, its batch recorded
 
 
 def test_export_needs_exactly_one_of_arch_or_pareto(tiny_ckpt: Path, tmp_path: Path) -> None:

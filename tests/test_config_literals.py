@@ -79,7 +79,8 @@ def test_data_interpolation_allows_the_stage2_interpolations() -> None:
 
 def test_the_quick_start_exports_formats_the_exporter_writes_without_extras() -> None:
     allowed = literal_values(PipelineConfig, "export_format")
-    assert set(allowed) <= set(FORMATS) and allowed == FORMATS[:3]  # torch-export / executorch: `export` only
+    assert set(allowed) <= set(FORMATS) and allowed == FORMATS[:4]  # executorch: `export` only
+    assert PipelineConfig().export_format == allowed[0] == "torch-export"  # the default
 
 
 def test_the_default_predictor_kinds_are_the_librarys() -> None:

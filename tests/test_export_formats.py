@@ -69,6 +69,26 @@ def test_onnx_dynamo_exporter(tiny_net: Supernet, tmp_path) -> None:
     assert info["exporter"] == "dynamo" and info["rel_error"] <= 1e-4 and info["opset"] >= 18
 
 
+@pytest.mark.slow
+def test_onnx_default_is_dynamo_and_a_fixed_batch_is_recorded(tiny_net: Supernet, tmp_path) -> None:
+    sub = tiny_net.extract(_arch(6))
+    info = export_onnx(sub, tmp_path / "f.onnx", batch=3)
+    assert info["exporter"] == "dynamo" and info["batch"] == 3 and info["rel_error"] <= 1e-4
+    sess = ort.InferenceSession(str(tmp_path / "f.onnx"), providers=["CPUExecutionProvider"])
+    assert sess.get_inputs()[0].shape == [3, 3, sub.resolution, sub.resolution]
+    with pytest.raises(ExportError, match="unknown ONNX exporter"):
+        export_onnx(sub, tmp_path / "g.onnx", exporter="auto")
+    with pytest.raises(ExportError, match="positive integer or 'dynamic'"):
+        export_onnx(sub, tmp_path / "g.onnx", batch=0)
+    with pytest.raises(ExportError, match="--batch applies to onnx"):
+        export_subnet(sub, tmp_path / "g.safetensors", "safetensors", batch=2)
+
+
+def test_torchscript_says_it_is_deprecated(tiny_net: Supernet, tmp_path) -> None:
+    with pytest.warns(FutureWarning, match="torchscript format is deprecated"):
+        export_subnet(tiny_net.extract(TINY_SPACE.min_arch()), tmp_path / "m.pt", "torchscript")
+
+
 def test_safetensors_round_trip(tiny_net: Supernet, tmp_path) -> None:
     arch = _arch(3)
     sub = tiny_net.extract(arch)

@@ -121,6 +121,25 @@ def test_executorch_program_runs_in_executorch_alone(tiny_net: Supernet, tmp_pat
     assert _rel_error(out, sub, x) <= 1e-4  # XNNPACK runs float32 kernels
 
 
+@needs_executorch
+@pytest.mark.slow
+def test_cli_executorch_batch_2_runs_at_batch_2(tiny_net: Supernet, tmp_path: Path) -> None:
+    """`export --batch 2`: the .pte takes a batch of 2 (the default batch-1 program refuses one)."""
+    ckpt = save_supernet(tmp_path / "tiny.pt", tiny_net)
+    r = run_cli("export", "--checkpoint", str(ckpt), "--arch", "min", "--format", "executorch", "--batch", "2",
+                "--out", str(tmp_path / "min.pte"))
+    assert r.code == 0, r.err
+    assert "batch 2" in r.out
+    sub = tiny_net.extract(TINY_SPACE.min_arch())
+    x = torch.randn(2, 3, sub.resolution, sub.resolution, generator=torch.Generator().manual_seed(3))
+    (out,) = _run_alone("executorch", tmp_path / "min.pte", [x], tmp_path)
+    assert out.shape == (2, 10) and _rel_error(out, sub, x) <= 1e-4
+    r = run_cli("export", "--checkpoint", str(ckpt), "--arch", "min", "--format", "executorch", "--batch", "dynamic",
+                "--out", str(tmp_path / "dyn.pte"))
+    assert r.code == 2 and "not supported for executorch" in r.err and r.err.count("\n") == 1
+    assert not (tmp_path / "dyn.pte").exists()
+
+
 def test_executorch_export_without_the_extra_names_it(tiny_net: Supernet, tmp_path: Path,
                                                       no_executorch: None) -> None:  # noqa: F811
     with pytest.raises(MissingRuntimeError, match=r"attentivenas\[executorch\]"):
@@ -140,5 +159,10 @@ def test_cli_export_torch_export_and_pareto_set(tiny_net: Supernet, tmp_path: Pa
     assert [r["file"].endswith(".pt2") for r in records] == [True, True]
     assert all(r["rel_error"] <= 1e-4 for r in records)
     assert json.loads((tmp_path / "models" / "index.json").read_text())[1]["format"] == "torch-export"
+    records = export_pareto_set(tiny_net, archs[:1], tmp_path / "fixed", "torch-export", batch=2)
+    assert json.loads((tmp_path / "fixed" / "index.json").read_text())[0]["batch"] == records[0]["batch"] == 2
+    x = torch.randn(2, 3, TINY_SPACE.min_arch().resolution, TINY_SPACE.min_arch().resolution)
+    (out,) = _run_alone("torch-export", tmp_path / "fixed" / records[0]["file"], [x], tmp_path)
+    assert out.shape == (2, 10)
     r = run_cli("export", "--checkpoint", str(ckpt), "--arch", "min", "--format", "tflite", "--out", "x")
     assert r.code == 2 and "torch-export" in r.err

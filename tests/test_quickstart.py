@@ -29,8 +29,10 @@ def test_quickstart_end_to_end(tmp_path: Path) -> None:
     for rec, entry in zip(index, pareto, strict=True):
         assert rec["arch"] == entry["arch"] and rec["val_top1"] == entry["accuracy"]
         assert 0.0 <= rec["test_top1"] <= 100.0
-        model = torch.jit.load(str(out / "models" / rec["file"]))
-        assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+        assert rec["format"] == "torch-export" and rec["batch"] == "dynamic"  # the default: .pt2
+        model = torch.export.load(str(out / "models" / rec["file"])).module()
+        res = rec["arch"]["resolution"]  # a program takes images at its subnet's resolution (no resize inside)
+        assert model(torch.randn(2, 3, res, res)).shape == (2, 10)
     assert "plot:" in r.out and "models:" in r.out and "checkpoint:" in r.out
 
     # a second run resumes the finished training and reuses the measured archs

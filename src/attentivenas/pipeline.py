@@ -4,8 +4,9 @@
 2. measure subnets spread over the FLOPs range (BN recalibrated, validation split) and fit an
    accuracy predictor (cross-validated, the best kind kept);
 3. search the Pareto front with NSGA-II on predicted accuracy, re-measuring the best candidates;
-4. export every Pareto subnet as a standalone TorchScript model, and report its test-split accuracy
-   (the test split is only read here, after the search).
+4. export every Pareto subnet as a standalone model (``torch.export`` ``.pt2`` by default, dynamic
+   batch), and report its test-split accuracy measured on the exported file loaded back (the test
+   split is only read here, after the search).
 
 Files (the DESIGN.md contract): ``OUT/checkpoints/last.pt``, ``OUT/metrics.jsonl``,
 ``OUT/config.yaml``, ``OUT/pareto.json|csv|png``, ``OUT/models/`` (plus ``OUT/predictor/`` and
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from .accuracy import SubnetEvaluator, build_arch_dataset, checked_text, evaluate_subnet, format_metric, provenance_of
 from .config import MeasureSettings, PipelineConfig, TrainConfig, load_config
@@ -125,7 +127,7 @@ def _run(config: TrainConfig, out: Path, settings: PipelineConfig, log: Log, pro
         rec["val_top1"] = entry["accuracy"]
         rec["accuracy_source"] = entry["accuracy_source"]
         rec["test_top1"] = _test_accuracy(out / "models" / rec["file"], bundle.test, settings.export_format,
-                                          config.data.eval_batch_size)
+                                          config.data.eval_batch_size, int(rec["arch"]["resolution"]))
     atomic_write_json(out / "models" / "index.json", records)
     timings["export_s"] = time.perf_counter() - t
     return PipelineResult(out, trained.checkpoint or out / "checkpoints" / "last.pt", predictor_path, report,
@@ -159,13 +161,33 @@ def _copy_atomic(src: Path, dst: Path) -> None:
     atomic_write_bytes(dst, Path(src).read_bytes())
 
 
-def _test_accuracy(model_path: Path, test_set: Any, fmt: str, batch_size: int) -> float | None:
-    """Top-1 of an exported model on the test split (TorchScript files are loaded back as shipped)."""
-    if fmt != "torchscript":
+class _LoadedProgram(nn.Module):
+    """A ``.pt2`` program loaded with ``torch.export.load`` as :func:`evaluate_subnet` runs a model
+    (the program is already in eval mode; its module refuses ``eval()``)."""
+
+    def __init__(self, module: nn.Module, resolution: int) -> None:
+        super().__init__()
+        self.program = module
+        self.resolution = resolution
+
+    def train(self, mode: bool = True) -> _LoadedProgram:
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.program(x)
+
+
+def _test_accuracy(model_path: Path, test_set: Any, fmt: str, batch_size: int, resolution: int) -> float | None:
+    """Top-1 of an exported model on the test split, loaded back as shipped (``.pt2`` with
+    ``torch.export.load``, TorchScript with ``torch.jit.load``); None for the other formats."""
+    if fmt == "torch-export":
+        model: nn.Module = _LoadedProgram(torch.export.load(str(model_path)).module(), resolution)
+    elif fmt == "torchscript":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            model = torch.jit.load(str(model_path), map_location="cpu")
+    else:
         return None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        model = torch.jit.load(str(model_path), map_location="cpu")
     return float(evaluate_subnet(model, test_set, "cpu", batch_size)["top1"])
 
 
@@ -192,9 +214,16 @@ def format_summary(result: PipelineResult) -> str:
         f"predictor:  {result.predictor}",
         f"pareto:     {result.out_dir / 'pareto.json'} (csv beside it)",
         f"plot:       {result.plot}",
-        f"models:     {result.out_dir / 'models'}/ (index.json lists them)",
+        f"models:     {result.out_dir / 'models'}/ ({_format_text(result.models)}; index.json lists them)",
     ]
     return "\n".join(lines)
+
+
+def _format_text(records: list[dict[str, Any]]) -> str:
+    fmt = records[0].get("format", "?") if records else "?"
+    if fmt == "torch-export":
+        return "torch.export .pt2, load with torch.export.load(path).module()"
+    return fmt
 
 
 def load_quickstart_config(path: str | Path | None, overrides: list[str]) -> TrainConfig:

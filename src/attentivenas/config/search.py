@@ -36,8 +36,8 @@ ObjectiveName = Literal["mflops", "params", "latency", "memory"]
 #: and torch's generators take 0 .. 2**32 - 1).
 MAX_POP_SIZE = 100_000
 MAX_GENERATIONS = 100_000
-#: export formats of the quick start's Pareto models
-ExportFormat = Literal["torchscript", "onnx", "safetensors"]
+#: export formats of the quick start's Pareto models (those written without an extra; torchscript is deprecated)
+ExportFormat = Literal["torch-export", "onnx", "safetensors", "torchscript"]
 
 #: the keys of ``accuracy`` in the order a written config lists them
 ACCURACY_KEY_ORDER = ("source", "remeasure_top", "data", "split", "report_split", "pipeline", "interpolation",
@@ -249,7 +249,7 @@ class PipelineConfig(Section):
 
     predictor: PredictorConfig = PredictorConfig()
     search: SearchConfig = Field(default_factory=_pipeline_search)
-    export_format: ExportFormat = "torchscript"
+    export_format: ExportFormat = "torch-export"
     seed: int = Field(0, ge=0, lt=SEED_LIMIT)  # of the measured archs and the calibration batches (the search has its own)
 
 

@@ -3,8 +3,8 @@
 Lives here: ``layers`` (activations, resize, pooling, drop-connect, weight slicing), ``static``
 (plain ``torch.nn`` modules and :class:`StaticSubnet`), ``dynamic`` (the weight-sharing ops, each
 with ``to_static``), ``supernet`` (:class:`Supernet`), ``bn`` (BN recalibration on cached batches),
-``checkpoint`` (our layout and the authors'), ``export`` (TorchScript, ONNX, safetensors,
-``torch.export`` and ExecuTorch files), ``programs`` (a model as a deployment runtime runs it:
+``checkpoint`` (our layout and the authors'), ``export`` (``torch.export`` — the default —, ONNX,
+safetensors, ExecuTorch and deprecated TorchScript files), ``programs`` (a model as a deployment runtime runs it:
 exported programs, ONNX, ExecuTorch, OpenVINO; optional runtimes named by their extra) and
 ``memory`` (measured memory of a module).
 

@@ -1,6 +1,12 @@
-"""Standalone subnets: TorchScript, ONNX (checked with onnxruntime), ``torch.export`` programs
-(``.pt2``, checked with ``torch.export.load``), ExecuTorch programs (``.pte``, XNNPACK delegate,
-checked with ExecuTorch's runtime) and safetensors + arch JSON.
+"""Standalone subnets: ``torch.export`` programs (``.pt2``, checked with ``torch.export.load``; the
+default), ONNX (dynamo exporter by default, checked with onnxruntime), ExecuTorch programs (``.pte``,
+XNNPACK delegate, checked with ExecuTorch's runtime), safetensors + arch JSON, and TorchScript
+(deprecated: ``torch.jit`` is deprecated in PyTorch; a :class:`FutureWarning` says so).
+
+The batch of ONNX, ``.pt2`` and ``.pte`` files is ``batch``: a fixed size N or ``"dynamic"`` (a
+symbolic batch axis, ``torch.export.Dim``; ONNX and ``.pt2`` only, ExecuTorch programs here have a
+fixed input shape). Each writer returns it as ``"batch"`` in its info dict (and
+:func:`export_pareto_set` in ``index.json``).
 
 Every writer is atomic (:mod:`attentivenas.io`) and checks what it wrote against the PyTorch subnet
 on a seeded random batch: the relative error is ``max |exported - torch| / max |torch|`` over all
@@ -37,7 +43,17 @@ from .programs import executorch_bytes, executorch_method, exported_program, onn
 from .static import StaticSubnet
 
 SUBNET_FORMAT = "attentivenas-subnet"
-FORMATS = ("torchscript", "onnx", "safetensors", "torch-export", "executorch")
+#: formats written without an optional extra (the quick start's choices), default first
+BASE_FORMATS = ("torch-export", "onnx", "safetensors", "torchscript")
+FORMATS = (*BASE_FORMATS, "executorch")
+DEFAULT_FORMAT = "torch-export"
+#: formats whose files have a batch size (``batch=N`` or ``"dynamic"``)
+BATCH_FORMATS = ("onnx", "torch-export", "executorch")
+#: ONNX exporters: ``torch.export``-based (the default) and PyTorch's deprecated TorchScript-based one
+ONNX_EXPORTERS = ("dynamo", "torchscript")
+DYNAMIC = "dynamic"
+TORCHSCRIPT_DEPRECATED = ("the torchscript format is deprecated (torch.jit is deprecated in PyTorch); "
+                          "use --format torch-export (.pt2, loaded with torch.export.load)")
 SUFFIXES = {"torchscript": ".pt", "onnx": ".onnx", "safetensors": ".safetensors", "torch-export": ".pt2",
             "executorch": ".pte"}
 
@@ -51,6 +67,33 @@ def _subnet_info(subnet: nn.Module) -> tuple[SearchSpace, Arch, int]:
         if not hasattr(subnet, attr):
             raise ExportError(f"model has no '{attr}': export a StaticSubnet (Supernet.extract(arch))")
     return subnet.space, subnet.arch, int(subnet.num_classes)
+
+
+def parse_batch(value: int | str | None, fmt: str) -> int | str:
+    """``--batch`` of ``fmt``: a size N >= 1 or ``"dynamic"``; ``None`` is the format's default
+    (dynamic for ONNX and ``.pt2``, 1 for ExecuTorch). Raises :class:`ExportError` (one line) for a
+    bad value, a format without a batch, or ``dynamic`` for ExecuTorch."""
+    if value is None:
+        return 1 if fmt == "executorch" else DYNAMIC
+    if fmt not in BATCH_FORMATS:
+        raise ExportError(f"--batch applies to {', '.join(BATCH_FORMATS)}, not to {fmt}")
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text == DYNAMIC:
+            value = DYNAMIC
+        else:
+            try:
+                value = int(text)
+            except ValueError:
+                raise ExportError(f"--batch must be a positive integer or 'dynamic', got {value!r}") from None
+    if value == DYNAMIC:
+        if fmt == "executorch":
+            raise ExportError("--batch dynamic is not supported for executorch (its XNNPACK program has a fixed "
+                              "input shape): give --batch N")
+        return DYNAMIC
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ExportError(f"--batch must be a positive integer or 'dynamic', got {value!r}")
+    return value
 
 
 def _cpu_eval_copy(subnet: nn.Module) -> nn.Module:
@@ -120,42 +163,34 @@ def relative_error(out: Any, model: nn.Module, x: torch.Tensor) -> float:
     return float(np.abs(out.astype(np.float64) - ref).max() / scale)
 
 
-def export_onnx(subnet: nn.Module, path: str | Path, batch: int = 1, opset: int = 17, tol: float = 1e-4,
-                exporter: str = "auto", seed: int = 0) -> dict[str, Any]:
-    """Export ``subnet`` to ONNX at its resolution (dynamic batch axis) and check it.
+def export_onnx(subnet: nn.Module, path: str | Path, batch: int | str | None = None, opset: int = 17,
+                tol: float = 1e-4, exporter: str = "dynamo", seed: int = 0) -> dict[str, Any]:
+    """Export ``subnet`` to ONNX at its resolution and check it.
 
-    ``exporter``: ``"torchscript"`` (PyTorch's tracing exporter: fast), ``"dynamo"``
-    (``torch.export``-based, slower) or ``"auto"`` (tracing exporter when this PyTorch has it, else
-    dynamo). The exported file is run with onnxruntime on a seeded random batch of ``batch + 1``
-    images (so the dynamic batch is exercised); the file is only written when the relative error
-    is <= ``tol``, otherwise :class:`ExportError`. Returns ``{"path", "rel_error", "exporter",
-    "opset"}``.
+    ``batch``: ``"dynamic"`` (the default: a symbolic batch axis) or a fixed size N.
+    ``exporter``: ``"dynamo"`` (``torch.export``-based, the default) or ``"torchscript"`` (PyTorch's
+    deprecated tracing exporter, only on request). The exported file is run with onnxruntime on a
+    seeded random batch (N images, or 3 for a dynamic batch, which the example batch of 2 does not
+    fix); the file is only written when the relative error is <= ``tol``, otherwise
+    :class:`ExportError`. Returns ``{"path", "rel_error", "exporter", "opset", "batch"}``.
     """
-    if batch < 1:
-        raise ExportError(f"batch must be >= 1, got {batch}")
-    if exporter not in ("auto", "torchscript", "dynamo"):
-        raise ExportError(f"unknown ONNX exporter {exporter!r}; use auto, torchscript or dynamo")
+    batch = parse_batch(batch, "onnx")
+    if exporter not in ONNX_EXPORTERS:
+        raise ExportError(f"unknown ONNX exporter {exporter!r}; use {' or '.join(ONNX_EXPORTERS)}")
     _subnet_info(subnet)
     model = _cpu_eval_copy(subnet)
     r = int(model.resolution)
     gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(batch, 3, r, r, generator=gen)
-    used = exporter
-    if exporter == "auto":
-        try:
-            data = onnx_bytes(model, x, opset, "torchscript")
-            used = "torchscript"
-        except Exception:  # noqa: BLE001 - the tracing exporter is deprecated; fall back to dynamo
-            data, used = onnx_bytes(model, x, opset, "dynamo"), "dynamo"
-    else:
-        data = onnx_bytes(model, x, opset, exporter)
-    check = torch.randn(batch + 1, 3, r, r, generator=gen)
+    dynamic = batch == DYNAMIC
+    x = torch.randn(2 if dynamic else batch, 3, r, r, generator=gen)
+    data = onnx_bytes(model, x, opset, exporter, dynamic_batch=dynamic)
+    check = torch.randn(3 if dynamic else batch, 3, r, r, generator=gen)
     err = onnx_relative_error(data, model, check)
     if not err <= tol:
         raise ExportError(f"ONNX check failed: relative error {err:.3g} > {tol:g} against PyTorch")
     out = atomic_write_bytes(path, data)
-    return {"path": str(out), "rel_error": err, "exporter": used, "opset": opset if used == "torchscript" else
-            max(opset, 18)}
+    return {"path": str(out), "rel_error": err, "exporter": exporter,
+            "opset": opset if exporter == "torchscript" else max(opset, 18), "batch": batch}
 
 
 # --------------------------------------------------------------------------- torch.export and ExecuTorch
@@ -177,17 +212,20 @@ def torch_export_relative_error(data: bytes, model: nn.Module, x: torch.Tensor) 
         return relative_error(loaded(x).numpy(), model, x)
 
 
-def export_torch_export(subnet: nn.Module, path: str | Path, batch: int = 1, tol: float = 1e-4,
+def export_torch_export(subnet: nn.Module, path: str | Path, batch: int | str | None = None, tol: float = 1e-4,
                         seed: int = 0) -> dict[str, Any]:
-    """Write a ``.pt2`` ExportedProgram (``torch.export``, dynamic batch axis) loadable with
-    ``torch.export.load`` alone, checked against the eager subnet on a batch of ``batch + 1``."""
-    model, _, check = _check_inputs(subnet, batch + 1, seed)
-    example = torch.randn(2, *check.shape[1:], generator=torch.Generator().manual_seed(seed))
-    data = program_bytes(exported_program(model, example, dynamic_batch=True))  # batch 2: not specialised to 1
+    """Write a ``.pt2`` ExportedProgram (``torch.export``) loadable with ``torch.export.load`` alone,
+    checked against the eager subnet. ``batch``: ``"dynamic"`` (the default: a ``torch.export.Dim``
+    batch axis, exported on a batch of 2 and checked on 3) or a fixed size N (checked on N)."""
+    batch = parse_batch(batch, "torch-export")
+    dynamic = batch == DYNAMIC
+    model, _, check = _check_inputs(subnet, 3 if dynamic else batch, seed)
+    example = torch.randn(2 if dynamic else batch, *check.shape[1:], generator=torch.Generator().manual_seed(seed))
+    data = program_bytes(exported_program(model, example, dynamic_batch=dynamic))  # batch 2: not specialised to 1
     err = torch_export_relative_error(data, model, check)
     if not err <= tol:
         raise ExportError(f"torch.export check failed: relative error {err:.3g} > {tol:g} against PyTorch")
-    return {"path": str(atomic_write_bytes(path, data)), "rel_error": err}
+    return {"path": str(atomic_write_bytes(path, data)), "rel_error": err, "batch": batch}
 
 
 def executorch_relative_error(data: bytes, model: nn.Module, x: torch.Tensor) -> float:
@@ -196,10 +234,13 @@ def executorch_relative_error(data: bytes, model: nn.Module, x: torch.Tensor) ->
     return relative_error(out.numpy(), model, x)
 
 
-def export_executorch(subnet: nn.Module, path: str | Path, batch: int = 1, tol: float = 1e-4,
+def export_executorch(subnet: nn.Module, path: str | Path, batch: int | str | None = None, tol: float = 1e-4,
                       seed: int = 0) -> dict[str, Any]:
-    """Write a ``.pte`` ExecuTorch program (XNNPACK delegate, fixed input shape ``batch x 3 x r x r``)
-    checked with ExecuTorch's runtime against the eager subnet; needs the ``executorch`` extra."""
+    """Write a ``.pte`` ExecuTorch program (XNNPACK delegate, fixed input shape ``batch x 3 x r x r``,
+    default batch 1; ``"dynamic"`` is refused) checked with ExecuTorch's runtime against the eager
+    subnet; needs the ``executorch`` extra."""
+    batch = parse_batch(batch, "executorch")
+    assert isinstance(batch, int)
     model, x, check = _check_inputs(subnet, batch, seed)
     data = executorch_bytes(model, x)
     err = executorch_relative_error(data, model, check)
@@ -270,12 +311,12 @@ def load_safetensors_subnet(path: str | Path, device: str | torch.device = "cpu"
 
 
 # --------------------------------------------------------------------------- dispatch and Pareto sets
-def export_subnet(subnet: nn.Module, path: str | Path, fmt: str = "onnx",
+def export_subnet(subnet: nn.Module, path: str | Path, fmt: str = DEFAULT_FORMAT,
                   calib_batches: Sequence[torch.Tensor] | None = None, **kwargs: Any) -> dict[str, Any]:
     """Export one subnet as ``fmt`` (one of :data:`FORMATS`); with ``calib_batches`` its BN
-    statistics are first recalibrated on them (on a copy)."""
-    if fmt not in FORMATS:
-        raise ExportError(f"unknown export format {fmt!r}; use one of {list(FORMATS)}")
+    statistics are first recalibrated on them (on a copy). ``kwargs`` go to the format's writer
+    (``batch`` for ONNX, ``.pt2`` and ``.pte``; ``exporter`` for ONNX)."""
+    _check_format(fmt, kwargs)
     if calib_batches is not None:
         subnet = calibrate_bn(copy.deepcopy(subnet), calib_batches)
     if fmt == "onnx":
@@ -286,7 +327,22 @@ def export_subnet(subnet: nn.Module, path: str | Path, fmt: str = "onnx",
         return export_torch_export(subnet, path, **kwargs)
     if fmt == "executorch":
         return export_executorch(subnet, path, **kwargs)
+    warnings.warn(TORCHSCRIPT_DEPRECATED, FutureWarning, stacklevel=2)
     return {"path": str(export_torchscript(subnet, path))}
+
+
+def _check_format(fmt: str, kwargs: Mapping[str, Any]) -> None:
+    """Refuse an unknown format, and options its writer does not take, before any work."""
+    if fmt not in FORMATS:
+        raise ExportError(f"unknown export format {fmt!r}; use one of {list(FORMATS)}")
+    if kwargs.get("batch") is not None:
+        parse_batch(kwargs["batch"], fmt)
+    if kwargs.get("exporter") is not None and fmt != "onnx":
+        raise ExportError(f"an ONNX exporter applies to --format onnx, not to {fmt}")
+    if fmt in ("torchscript", "safetensors"):
+        extra = sorted(k for k, v in kwargs.items() if v is not None)
+        if extra:
+            raise ExportError(f"the {fmt} format takes no {', '.join(extra)}")
 
 
 def read_pareto_archs(pareto: str | Path | Sequence[Any], space: SearchSpace) -> list[Arch]:
@@ -309,12 +365,12 @@ def read_pareto_archs(pareto: str | Path | Sequence[Any], space: SearchSpace) ->
 
 
 def export_pareto_set(supernet: nn.Module, pareto: str | Path | Sequence[Any], out_dir: str | Path,
-                      fmt: str = "onnx", calib_batches: Sequence[torch.Tensor] | None = None,
+                      fmt: str = DEFAULT_FORMAT, calib_batches: Sequence[torch.Tensor] | None = None,
                       **kwargs: Any) -> list[dict[str, Any]]:
     """Export every arch of a Pareto set from ``supernet`` into ``out_dir`` (one file per arch, plus
-    ``index.json`` listing arch, MFLOPs, params and file). ``calib_batches``: recalibrate BN first."""
-    if fmt not in FORMATS:
-        raise ExportError(f"unknown export format {fmt!r}; use one of {list(FORMATS)}")
+    ``index.json`` listing arch, MFLOPs, params, file and, for ONNX / ``.pt2`` / ``.pte``, the batch).
+    ``calib_batches``: recalibrate BN first."""
+    _check_format(fmt, kwargs)
     space = supernet.space
     num_classes = int(getattr(supernet, "num_classes", 1000))
     archs = read_pareto_archs(pareto, space)
@@ -326,7 +382,7 @@ def export_pareto_set(supernet: nn.Module, pareto: str | Path | Sequence[Any], o
         info = export_subnet(supernet.extract(arch), path, fmt, calib_batches, **kwargs)
         record = {"file": path.name, "arch": arch.to_dict(), "mflops": mflops,
                   "params_m": count_params(space, arch, num_classes) / 1e6, "format": fmt}
-        record.update({k: v for k, v in info.items() if k in ("rel_error", "exporter", "opset", "tensors")})
+        record.update({k: v for k, v in info.items() if k in ("rel_error", "exporter", "opset", "tensors", "batch")})
         if "arch_json" in info:
             record["arch_json"] = Path(info["arch_json"]).name
         records.append(record)
