@@ -107,19 +107,19 @@ def test_search_records_the_settings_it_measured_with(ckpts, tmp_path: Path) -> 
 
 
 def test_export_calibrates_on_the_checkpoints_batches(ckpts, tmp_path: Path) -> None:
-    out = tmp_path / "min.pt"
+    out = tmp_path / "min.pt2"
     r = run_cli("export", "--checkpoint", str(ckpts["alphanet"]), "--arch", "min", "--out", str(out),
                 "--calibrate-bn", "--data", "digits", "--calib-batches", "1", "--calib-batch-size", "16")
     assert r.code == 0, r.err
     net, meta = load_supernet(ckpts["alphanet"])
     bundle = resolve_data("digits", net.space, meta, seed=5, interpolation="bicubic")
     expected = calibrate_bn(net.extract(TINY_SPACE.min_arch()), cache_calibration_batches(bundle.train, 1, 16, 5))
-    exported = dict(torch.jit.load(str(out)).state_dict())
+    exported = dict(torch.export.load(str(out)).module().state_dict())  # the default format: torch-export
     means = [k for k in expected.state_dict() if k.endswith("running_mean")]
     assert means and all(torch.allclose(exported[k], expected.state_dict()[k]) for k in means)
     r = run_cli("export", "--checkpoint", str(ckpts["alphanet"]), "--arch", "min", "--out", str(out),
                 "--calibrate-bn", "--data", "digits", "--calib-batches", "1", "--calib-batch-size", "16",
                 "--calib-seed", "6")
     assert r.code == 0, r.err
-    exported = dict(torch.jit.load(str(out)).state_dict())
+    exported = dict(torch.export.load(str(out)).module().state_dict())
     assert not all(torch.allclose(exported[k], expected.state_dict()[k]) for k in means)
