@@ -10,8 +10,13 @@ the microseconds per MFLOP per image, and that cost relative to MobileNetV3 in t
 batch (below 1: cheaper per MFLOP than MobileNetV3). MFLOPs are multiply-accumulates (the
 authors' convention; MobileNetV3's counted the same way with ``torch.utils.flop_counter``).
 
+``--precision fp32,int8`` adds INT8 rows: every model post-training quantized for the runtimes that
+run INT8 (ExecuTorch PT2E/XNNPACK, ONNX Runtime QDQ, OpenVINO NNCF; :mod:`attentivenas.nn.quantize`,
+calibrated on seeded random inputs, as ``latency --precision int8``); MobileNetV3 quantized the same
+way is the INT8 reference (``x MobileNetV3`` compares within one runtime, precision and batch).
+
     python benchmarks/bench_runtimes.py [--threads 1] [--batches 1,32] [--runtimes torch,onnxruntime]
-                                        [--repeats 20] [--clock wall|cpu] [--json]
+                                        [--precision fp32|int8|fp32,int8] [--repeats 20] [--clock wall|cpu] [--json]
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from torchvision.models import mobilenet_v3_large
 
 from attentivenas.costs import count_flops
 from attentivenas.latency import RUNTIMES, Runner, prepare, runtime_version, time_runner
-from attentivenas.nn import Supernet, is_available
+from attentivenas.nn import INT8_RUNTIMES, PRECISIONS, Supernet, is_available
 from attentivenas.space import ATTENTIVENAS_SPACE, TINY_SPACE, named_arch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -64,11 +69,13 @@ def _macs(model: torch.nn.Module, resolution: int) -> float:
 ROUNDS = 2  #: interleaved rounds per runtime and batch; each model keeps its round of lowest median
 
 
-def prepared(runtime: str, model: torch.nn.Module, resolution: int, batch: int, threads: int) -> tuple[Runner, float]:
-    """``model`` exported and loaded in ``runtime`` at ``batch``, and the seconds that took."""
+def prepared(runtime: str, model: torch.nn.Module, resolution: int, batch: int, threads: int,
+             precision: str = "fp32") -> tuple[Runner, float]:
+    """``model`` exported (quantized for ``int8``) and loaded in ``runtime`` at ``batch``, and the
+    seconds that took."""
     x = torch.randn(batch, 3, resolution, resolution, generator=torch.Generator().manual_seed(0))
     t0 = time.perf_counter()
-    runner = prepare(model, x, runtime, "cpu", threads)
+    runner = prepare(model, x, runtime, "cpu", threads, precision)
     return runner, time.perf_counter() - t0
 
 
@@ -95,29 +102,38 @@ def main() -> None:
     ap.add_argument("--runtimes", default=",".join(RUNTIMES), help="those not installed are skipped")
     ap.add_argument("--repeats", type=int, default=20, help="timed runs at batch 1 (a quarter at batch 32, >= 3)")
     ap.add_argument("--clock", default="wall", choices=["wall", "cpu"])
+    ap.add_argument("--precision", default="fp32", help="fp32, int8 or fp32,int8 (int8: runtimes "
+                    f"{', '.join(INT8_RUNTIMES)} only)")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     args = ap.parse_args()
     runtimes = [r for r in args.runtimes.split(",") if r in RUNTIMES and is_available(r)]
     skipped = [r for r in args.runtimes.split(",") if r not in runtimes]
     batches = [int(b) for b in args.batches.split(",")]
+    precisions = [p for p in args.precision.split(",") if p]
+    if not precisions or any(p not in PRECISIONS for p in precisions):
+        ap.error(f"--precision takes a comma list of {', '.join(PRECISIONS)}, got {args.precision!r}")
+    settings = [(r, p) for p in precisions for r in runtimes if p == "fp32" or r in INT8_RUNTIMES]
     rows = []
     compared = models()
-    for runtime in runtimes:
+    for runtime, precision in settings:
         for batch in batches:
             clock = args.clock if runtime != "openvino" else "wall"
             repeats = args.repeats if batch == 1 else max(3, args.repeats // 4)
-            loaded = {name: prepared(runtime, model, res, batch, args.threads) for name, model, res, _ in compared}
+            loaded = {name: prepared(runtime, model, res, batch, args.threads, precision)
+                      for name, model, res, _ in compared}
             timed = measure_together({name: runner for name, (runner, _) in loaded.items()}, repeats, clock)
             for name, _, _, mflops in compared:
                 m = {**timed[name], "export_load_s": loaded[name][1]}
-                rows.append({"model": name, "mflops": round(mflops, 2), "runtime": runtime, "batch": batch,
-                             "clock": clock, **m, "us_per_mflop": m["median_ms"] * 1e3 / (mflops * batch)})
+                rows.append({"model": name, "mflops": round(mflops, 2), "runtime": runtime, "precision": precision,
+                             "batch": batch, "clock": clock, **m,
+                             "us_per_mflop": m["median_ms"] * 1e3 / (mflops * batch)})
             del loaded, timed
     order = {name: i for i, (name, *_) in enumerate(compared)}
     rows.sort(key=lambda r: order[r["model"]])  # by model, then runtime and batch (stable), as always printed
-    ref = {(r["runtime"], r["batch"]): r["us_per_mflop"] for r in rows if r["model"] == "mobilenet_v3_large"}
+    ref = {(r["runtime"], r["precision"], r["batch"]): r["us_per_mflop"] for r in rows
+           if r["model"] == "mobilenet_v3_large"}
     for r in rows:
-        r["vs_mbv3_per_mflop"] = r["us_per_mflop"] / ref[(r["runtime"], r["batch"])]
+        r["vs_mbv3_per_mflop"] = r["us_per_mflop"] / ref[(r["runtime"], r["precision"], r["batch"])]
     info = {"threads": args.threads, "load_1min": os.getloadavg()[0], "cpu_count": os.cpu_count(),
             "versions": {r: runtime_version(r) for r in runtimes}, "skipped": skipped, "rows": rows}
     if args.json:
@@ -126,10 +142,12 @@ def main() -> None:
     print_header()
     print(f"{args.threads} thread(s), {ROUNDS} interleaved rounds; versions {info['versions']}; "
           f"not installed: {skipped or 'none'}")
-    print("| model | MFLOPs | runtime | batch | median ms | p90 ms | us/MFLOP/image | x MobileNetV3 per MFLOP |")
-    print("|---|---:|---|---:|---:|---:|---:|---:|")
+    print("| model | MFLOPs | runtime | precision | batch | median ms | p90 ms | us/MFLOP/image | "
+          "x MobileNetV3 per MFLOP |")
+    print("|---|---:|---|---|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['model']} | {r['mflops']:.1f} | {r['runtime']} | {r['batch']} | {r['median_ms']:.2f} | "
+        print(f"| {r['model']} | {r['mflops']:.1f} | {r['runtime']} | {r['precision']} | {r['batch']} | "
+              f"{r['median_ms']:.2f} | "
               f"{r['p90_ms']:.2f} | {r['us_per_mflop']:.2f} | {r['vs_mbv3_per_mflop']:.2f} |")
 
 

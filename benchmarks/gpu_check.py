@@ -7,14 +7,22 @@
 2. Stage 2's measured evaluation: subnets/min with BN recalibration on the published 64 x 256 crops
    at 224 and ``--eval-images`` evaluation images (synthetic tensors already on the GPU, so the
    figure is the GPU's, without a data loader).
+3. Optional (``--sampling DIR``, ``GPU_CHECK_SAMPLING=1`` in ``gpu_check.sh``): the whole sampling
+   comparison of ``reproduce_sampling.py`` on the GPU (4 methods x 5 seeds, all 54,000 Fashion-MNIST
+   training images, 8 epochs, 8 runs at once), under a time limit; its wall time, exit code, runs
+   finished and log are added to the JSON file (``sampling``), the other entries kept. A timed-out
+   comparison resumes where it stopped when run again with the same folder.
 
     python benchmarks/gpu_check.py --out gpu_check.json [--quick]
+    python benchmarks/gpu_check.py --out gpu_check.json --sampling results/sampling-gpu [--sampling-limit-s 600]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -88,15 +96,68 @@ def stage2_throughput(subnets: int, eval_images: int, calib_batches: int, calib_
             "prepare_s": prep_s, "seconds_per_subnet": secs / subnets, "subnets_per_min": 60.0 * subnets / secs}
 
 
+#: the comparison of step 3: reproduce_sampling.py's options (--jobs: ``--sampling-jobs``)
+SAMPLING_ARGS = ["--device", "cuda", "--seeds", "0,1,2,3,4", "--train-size", "54000", "--epochs", "8", "--quiet"]
+
+
+def sampling_comparison(out: Path, limit_s: float, jobs: int = 8, extra: list[str] | None = None) -> dict[str, Any]:
+    """Step 3: ``reproduce_sampling.py`` with :data:`SAMPLING_ARGS` and ``--jobs jobs`` into ``out``, its
+    whole process group stopped (SIGTERM, then SIGKILL after 30 s) past ``limit_s``; its wall time, exit
+    code and runs done."""
+    out.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, str(HERE / "reproduce_sampling.py"), *SAMPLING_ARGS, "--jobs", str(jobs), "--out", str(out),
+           *(extra or [])]
+    log_path = out / "gpu_check_sampling.log"
+    t0 = time.perf_counter()
+    timed_out = False
+    with log_path.open("ab") as fh:
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            rc = proc.wait(timeout=limit_s)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            os.killpg(proc.pid, signal.SIGTERM)  # the workers too: the trainers stop with a checkpoint
+            try:
+                rc = proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                rc = proc.wait()
+    wall = time.perf_counter() - t0
+    done = sorted(p.parent.name for p in out.glob("runs/*/result.json"))
+    train_s = []
+    for p in out.glob("runs/*/result.json"):
+        try:
+            train_s.append(float(json.loads(p.read_text())["timing"]["train_s"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    return {"command": " ".join(["python", "benchmarks/reproduce_sampling.py", *cmd[2:]]), "out": str(out),
+            "log": str(log_path), "limit_s": limit_s, "wall_s": wall, "exit": rc, "timed_out": timed_out,
+            "runs_done": len(done), "runs": done, "summary": str(out / "summary.json"),
+            "train_s_median": statistics.median(train_s) if train_s else None}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="gpu_check.json")
     ap.add_argument("--quick", action="store_true", help="batch 64 only, fewer steps and subnets")
     ap.add_argument("--eval-images", type=int, default=10_000)
+    ap.add_argument("--sampling", metavar="DIR",
+                    help="only step 3: the sampling comparison into DIR, added to --out (its other entries kept)")
+    ap.add_argument("--sampling-limit-s", type=float, default=600.0, help="time limit of step 3 (default 600 s)")
+    ap.add_argument("--sampling-jobs", type=int, default=8, help="runs at once in step 3 (default 8)")
     args = ap.parse_args(argv)
     if not torch.cuda.is_available():
         print("gpu_check: no CUDA device", file=sys.stderr)
         return 2
+    if args.sampling:
+        path = Path(args.out)
+        saved: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+        saved["sampling"] = sampling_comparison(Path(args.sampling), args.sampling_limit_s, args.sampling_jobs)
+        from attentivenas.io import atomic_write_json
+
+        atomic_write_json(path, saved)
+        print(json.dumps(saved["sampling"]))
+        return 0 if saved["sampling"]["exit"] == 0 else 1
     report: dict[str, Any] = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__,
                               "cuda": torch.version.cuda, "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
     report["step"] = step_runs([64] if args.quick else [64, 128], 3 if args.quick else 5, 150)

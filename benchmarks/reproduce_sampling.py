@@ -43,26 +43,41 @@ result is written atomically to ``result.json``, which makes the run skipped nex
 any moment and run the same command again. Wall time per phase is kept in ``timing.json`` (summed
 over the invocations that worked on the run).
 
+``--jobs N`` runs N runs at once, each in a worker process with ``--threads`` threads (on a 2-core
+CPU: ``--jobs 2 --threads 1``), its output in ``OUT/runs/<method>-s<seed>/run.log``; each run folder is
+locked by the process working on it, and the report is written once all have finished. ``--device
+cuda`` trains and measures on the GPU, the training images held there (``data.on_device=auto``: each
+batch gathered and augmented on the GPU); several runs share one GPU. On one H200 the whole comparison
+at full size is meant to fit in 8 minutes (``GPU_CHECK_SAMPLING=1 bash benchmarks/gpu_check.sh``):
+
+    python benchmarks/reproduce_sampling.py --device cuda --jobs 8 --seeds 0,1,2,3,4 --train-size 54000 --epochs 8
+
     python benchmarks/reproduce_sampling.py --docs docs/results.md        # the whole thing, ~2 h
     python benchmarks/reproduce_sampling.py --methods uniform --seeds 0    # one part of it
     python benchmarks/reproduce_sampling.py --report --docs docs/results.md
     python benchmarks/reproduce_sampling.py --smoke                        # every step on a few hundred images
+    python benchmarks/reproduce_sampling.py --jobs 2 --threads 1           # two runs at once on 2 cores
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import json
+import os
 import shlex
+import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from attentivenas.devices import resolve_device
 from attentivenas.errors import UserError
 from attentivenas.io import OutputLock, atomic_write_json, read_json_file, remove_torn_writes
 
@@ -80,6 +95,7 @@ from sampling_runs import (  # noqa: E402
     SMOKE,
     STATS,
     log,
+    run_dir_of,
     run_one,
     shown,
 )
@@ -117,7 +133,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                     help="also measure every subnet of the searched front on the test split (its test hypervolume)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="another training-config override for every run (repeatable), e.g. --set optim.lr=0.3")
-    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2; of each run with --jobs)")
+    ap.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu",
+                    help="where runs train and measure (runtime.device; default cpu). cuda keeps the training data "
+                         "on the GPU (data.on_device=auto)")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="runs at once, each a worker process with --threads threads (on cuda they share the GPU; "
+                         "default 1: one after the other in this process)")
+    ap.add_argument("--worker", help=argparse.SUPPRESS)  # METHOD:SEED: one run, in a worker process of --jobs
     ap.add_argument("--report", action="store_true", help="only aggregate the results already in --out")
     ap.add_argument("--docs", help="also write this Markdown page (e.g. docs/results.md) and its plot beside it")
     ap.add_argument("--smoke", action="store_true", help="every step on a few hundred images, 1 seed (under a minute)")
@@ -138,7 +161,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     except ValueError:
         raise UserError(f"--seeds must be comma-separated integers, got {args.seeds!r}") from None
     for name in ("train_size", "epochs", "archs", "eval_images", "calib_batches", "pop_size", "generations", "folds",
-                 "online_archs", "online_folds", "online_calib_batches", "online_eval_batches", "threads"):
+                 "online_archs", "online_folds", "online_calib_batches", "online_eval_batches", "threads", "jobs"):
         if int(getattr(args, name)) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be >= 1")
     if args.test_images is not None and args.test_images < 1:
@@ -146,6 +169,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.archs < max(args.folds, 4):
         raise UserError(f"--archs {args.archs}: the search's predictor needs at least --folds ({args.folds}) and 4")
     args.predictor_kinds = [k.strip() for k in str(args.predictor_kinds).split(",") if k.strip()]
+    if args.device == "cuda":
+        resolve_device("cuda")  # a one-line error where there is no GPU, before any run starts
     return args
 
 
@@ -178,6 +203,78 @@ def check_plan(out: Path, plan: dict[str, Any]) -> None:
     atomic_write_json(path, {"settings": plan, "created": time.strftime("%Y-%m-%d %H:%M:%S")})
 
 
+# --------------------------------------------------------------------------- worker processes (--jobs)
+WORKER_LOG = "run.log"  #: what a worker process prints, in its run folder (appended by every invocation)
+STATS_MARK = "@stats "  #: the worker's last line: its STATS, added to the parent's
+
+
+def worker_main(args: argparse.Namespace, argv: list[str]) -> int:
+    """``--worker METHOD:SEED``: one run, in a worker process the parent started (which holds the
+    results folder's lock and checked the plan); its command as the user typed it is the parent's."""
+    method, _, seed = str(args.worker).partition(":")
+    if method not in METHODS or not seed.lstrip("-").isdigit():
+        raise UserError(f"--worker expects METHOD:SEED, got {args.worker!r}")
+    user = argv[:argv.index("--worker")] if "--worker" in argv else argv
+    try:
+        run_one(args, Path(args.out), method, int(seed), f"[{method}-s{seed}]",
+                f"python {SCRIPT} {shlex.join(user)}".rstrip())
+    finally:
+        print(STATS_MARK + json.dumps(STATS), flush=True)
+    return 0
+
+
+def run_worker(args: argparse.Namespace, out: Path, method: str, seed: int, argv: list[str],
+               where: str) -> tuple[int, dict[str, int], str]:
+    """Run one (method, seed) in a worker process (``--threads`` threads), its output appended to
+    ``OUT/runs/<method>-s<seed>/run.log``; (exit code, its STATS, its last line of error)."""
+    run_dir = run_dir_of(out, method, seed)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / WORKER_LOG
+    start = path.stat().st_size if path.is_file() else 0
+    cmd = [sys.executable, str(Path(__file__).resolve()), *argv, "--worker", f"{method}:{seed}", "--out", str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
+    t0 = time.perf_counter()
+    log(f"{where} {method} seed {seed}: started in a worker process (log: {path})")
+    with path.open("ab") as fh:
+        rc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, check=False).returncode
+    with path.open("rb") as fh:
+        fh.seek(start)
+        lines = fh.read().decode("utf-8", "replace").splitlines()
+    stats = {k: 0 for k in STATS}
+    for line in lines:
+        if line.startswith(STATS_MARK):
+            stats = {k: int(v) for k, v in json.loads(line[len(STATS_MARK):]).items() if k in STATS}
+    errors = [ln for ln in lines if ln.strip() and not ln.startswith(STATS_MARK)]
+    last = errors[-1].strip() if errors else ""
+    state = "done" if rc == 0 else f"failed (exit {rc}): {last}"
+    log(f"{where} {method} seed {seed}: {state} after {time.perf_counter() - t0:.0f} s")
+    return rc, stats, last
+
+
+def run_parallel(args: argparse.Namespace, out: Path, runs: list[tuple[str, int]], argv: list[str]) -> None:
+    """``--jobs N``: the runs not done yet, N at once in worker processes; the report waits for all."""
+    todo = []
+    for m, s in runs:
+        if (run_dir_of(out, m, s) / "result.json").is_file():
+            STATS["skipped"] += 1
+            log(f"{m} seed {s}: already done ({run_dir_of(out, m, s) / 'result.json'})")
+        else:
+            todo.append((m, s))
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        futures = [pool.submit(run_worker, args, out, m, s, argv, f"[{i}/{len(todo)}]")
+                   for i, (m, s) in enumerate(todo, start=1)]
+        results = [f.result() for f in futures]
+    failed = []
+    for (m, s), (rc, stats, last) in zip(todo, results, strict=True):
+        for key in STATS:
+            STATS[key] += stats.get(key, 0)
+        if rc != 0:
+            failed.append(f"{m}-s{s} ({last or f'exit {rc}'})")
+    if failed:
+        raise UserError(f"{len(failed)} of {len(todo)} runs failed: {'; '.join(failed)}; their logs are "
+                        f"{out / 'runs' / '<run>' / WORKER_LOG}; run the same command again to resume them")
+
+
 # --------------------------------------------------------------------------- main
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -187,6 +284,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parse_args(argv)
         torch.set_num_threads(args.threads)
+        if args.worker:
+            return worker_main(args, argv)
         out = Path(args.out)
         with OutputLock(out, "results folder"):
             remove_torn_writes(out, depth=3)  # the temporary files of writes a kill interrupted
@@ -194,9 +293,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 check_plan(out, settings(args))
                 runs = [(m, s) for s in args.seeds for m in args.methods]
                 t0 = time.perf_counter()
-                log(f"{len(runs)} runs ({', '.join(args.methods)} x seeds {','.join(map(str, args.seeds))}) -> {out}")
-                for i, (m, s) in enumerate(runs, start=1):
-                    run_one(args, out, m, s, f"[{i}/{len(runs)}]", f"python {SCRIPT} {shlex.join(argv)}".rstrip())
+                how = (f", {args.jobs} at once" if args.jobs > 1 else "") + (
+                    f", on {args.device}" if args.device != "cpu" else "")
+                log(f"{len(runs)} runs ({', '.join(args.methods)} x seeds {','.join(map(str, args.seeds))}{how}) "
+                    f"-> {out}")
+                if args.jobs > 1:
+                    run_parallel(args, out, runs, argv)
+                else:
+                    for i, (m, s) in enumerate(runs, start=1):
+                        run_one(args, out, m, s, f"[{i}/{len(runs)}]", f"python {SCRIPT} {shlex.join(argv)}".rstrip())
                 log(f"runs done in {time.perf_counter() - t0:.0f} s (this invocation)")
             write_report(out, args.docs)
     except UserError as exc:

@@ -343,6 +343,19 @@ summed over the invocations that worked on it):
 
 {timing_table(summary)}
 Raw results: `{shown(out)}/runs/<method>-s<seed>/result.json`; their aggregate: `{shown(out)}/summary.json`.
+### On a GPU
+
+`--device cuda` trains and measures every run on the GPU, the training images held there
+(`data.on_device`: each batch gathered, shifted and flipped on the GPU, as `docs/training.md` says),
+and `--jobs N` runs N runs at once in worker processes that share the GPU (on this 2-core CPU,
+`--jobs 2 --threads 1` runs two at once, one thread each). The whole comparison with 5 seeds, all
+54,000 training images and 8 epochs is meant to take at most 8 minutes on one H200; it has not been
+timed yet: `GPU_CHECK_SAMPLING=1 bash benchmarks/gpu_check.sh` runs it under a time limit and writes
+its wall time to `gpu_check.json` (`sampling.wall_s`).
+
+```
+python benchmarks/reproduce_sampling.py --device cuda --jobs 8 --seeds 0,1,2,3,4 --train-size 54000 --epochs 8 --out benchmarks/results/sampling-gpu
+```
 """
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from attentivenas.accuracy import SubnetEvaluator, spread_genes
 from attentivenas.config import (
@@ -34,8 +35,9 @@ from attentivenas.config import (
 )
 from attentivenas.costs import CostModel
 from attentivenas.data import DataBundle, build_data
+from attentivenas.devices import device_name, resolve_device
 from attentivenas.errors import UserError
-from attentivenas.io import atomic_write_bytes, atomic_write_json, dumps_json, read_json_file
+from attentivenas.io import OutputLock, atomic_write_bytes, atomic_write_json, dumps_json, read_json_file
 from attentivenas.search import MeasuredAccuracy, fit_with_settings, front_hypervolume, run_stage2
 from attentivenas.space import Arch, SearchSpace
 from attentivenas.train import train
@@ -93,7 +95,7 @@ def shown(path: Path) -> str:
 def train_overrides(args: argparse.Namespace, method: str, seed: int) -> list[str]:
     """The training config of one run, as ``key=value`` overrides of ``--config``."""
     out = [f"seed={seed}", f"data.train_size={args.train_size}", f"optim.epochs={args.epochs}",
-           f"eval.every_epochs={args.epochs}", f"runtime.threads={args.threads}", "runtime.device=cpu",
+           f"eval.every_epochs={args.epochs}", f"runtime.threads={args.threads}", f"runtime.device={args.device}",
            "log.tensorboard=false"]
     out += METHODS[method][1]
     if method == "bestup-online":
@@ -204,13 +206,15 @@ def eval_data(cfg: TrainConfig) -> DataBundle:
 
 
 def evaluator(net: Any, bundle: DataBundle, args: argparse.Namespace, cfg: TrainConfig, split: str,
-              max_images: int | None) -> SubnetEvaluator:
+              max_images: int | None, device: torch.device | None = None) -> SubnetEvaluator:
     """How every run measures a subnet on ``split`` (its first ``max_images``): BN recalibrated on
-    ``--calib-batches`` training batches (seed ``EVAL_SEED``), on the CPU in channels-last memory."""
+    ``--calib-batches`` training batches (seed ``EVAL_SEED``, kept on the device), on the CPU in
+    channels-last memory, or on ``--device cuda`` in its default memory format (as training there)."""
+    dev = device or torch.device("cpu")
     settings = MeasureSettings(split=split, max_images=max_images, calib_batches=args.calib_batches,
                                calib_batch_size=cfg.data.batch_size, batch_size=cfg.data.eval_batch_size,
                                calib_seed=EVAL_SEED)
-    return SubnetEvaluator(net, bundle, settings, device="cpu", channels_last=True)
+    return SubnetEvaluator(net, bundle, settings, device=dev, channels_last=True if dev.type == "cpu" else "auto")
 
 
 def best_under(mflops: Sequence[float], top1: Sequence[float], budget: float) -> float | None:
@@ -280,15 +284,33 @@ def stage2(args: argparse.Namespace, run_dir: Path, space: SearchSpace, num_clas
 
 
 # --------------------------------------------------------------------------- one run
+def run_dir_of(out: Path, method: str, seed: int) -> Path:
+    """The folder of one (method, seed)."""
+    return out / "runs" / f"{method}-s{seed}"
+
+
 def run_one(args: argparse.Namespace, out: Path, method: str, seed: int, where: str, command: str) -> None:
-    """Train, measure, search and test one (method, seed); skipped when its ``result.json`` exists."""
-    run_dir = out / "runs" / f"{method}-s{seed}"
+    """Train, measure, search and test one (method, seed); skipped when its ``result.json`` exists.
+    The run folder is locked for the whole run (a worker process of ``--jobs`` holds it alone)."""
+    run_dir = run_dir_of(out, method, seed)
     result_path = run_dir / "result.json"
     if result_path.is_file():
         STATS["skipped"] += 1
         log(f"{where} {method} seed {seed}: already done ({result_path})")
         return
+    with OutputLock(run_dir, "run folder"):
+        if result_path.is_file():  # another process finished it meanwhile
+            STATS["skipped"] += 1
+            log(f"{where} {method} seed {seed}: already done ({result_path})")
+            return
+        _run_one(args, out, method, seed, where, command, run_dir, result_path)
+
+
+def _run_one(args: argparse.Namespace, out: Path, method: str, seed: int, where: str, command: str, run_dir: Path,
+             result_path: Path) -> None:
+    """:func:`run_one` inside its run folder's lock."""
     load_start = load_average()
+    device = resolve_device(args.device)
     run_dir.mkdir(parents=True, exist_ok=True)
     clock = PhaseClock(run_dir / "timing.json")
     cfg: TrainConfig = load_config(args.config, train_overrides(args, method, seed))
@@ -307,13 +329,13 @@ def run_one(args: argparse.Namespace, out: Path, method: str, seed: int, where: 
     ev = trained.final_eval
     check = f"; min / max subnet {ev['min_top1']:.2f} / {ev['max_top1']:.2f}% (hold-out)" if "min_top1" in ev else ""
     log(f"      trained: {trained.global_step} steps, {train_s:.0f} s in all{check}")
-    net = trained.model.cpu().eval()
+    net = trained.model.to(device).eval()
     space, num_classes = net.space, net.num_classes
     archs = fixed_archs(out, space, args.archs, num_classes)
     lo, hi = mflops_range(space, num_classes)
     budgets = [round(lo + f * (hi - lo), 4) for f in BUDGET_FRACTIONS]
     bundle = eval_data(cfg)
-    holdout = evaluator(net, bundle, args, cfg, "holdout", args.eval_images)
+    holdout = evaluator(net, bundle, args, cfg, "holdout", args.eval_images, device)
     n_holdout = len(holdout.val_loader.dataset)  # type: ignore[arg-type]
 
     st2 = stage2(args, run_dir, space, num_classes, archs, holdout, n_holdout, budgets, seed, clock)
@@ -323,7 +345,7 @@ def run_one(args: argparse.Namespace, out: Path, method: str, seed: int, where: 
 
     # the searched models, and the min and max subnets, on the test split
     clock.start("test")
-    test = evaluator(net, bundle, args, cfg, "test", args.test_images)
+    test = evaluator(net, bundle, args, cfg, "test", args.test_images, device)
     n_test = len(test.val_loader.dataset)  # type: ignore[arg-type]
     winners = [w for w in result.budget_winners if isinstance(w.get("arch"), dict)]
     to_test = [space.arch_from_dict(e["arch"]) for e in (*winners, *(result.pareto if args.test_front else ()))]
@@ -376,7 +398,9 @@ def run_one(args: argparse.Namespace, out: Path, method: str, seed: int, where: 
         "test": {"min_top1": test_top1(space.min_arch()), "max_top1": test_top1(space.max_arch())},
         "timing": {"train_s": train_s, "measure_s": measure_s, "search_s": search_s, "test_s": test_s,
                    "total_s": train_s + measure_s + search_s + test_s},
-        "threads": args.threads, "load_average": {"start": load_start, "end": load_average()},
+        "threads": args.threads, "device": str(device), "device_name": device_name(device),
+        "data_on_device": device.type == "cuda" if cfg.data.on_device == "auto" else bool(cfg.data.on_device),
+        "load_average": {"start": load_start, "end": load_average()},
         "machine": machine(), "command": command, "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     atomic_write_json(result_path, res)

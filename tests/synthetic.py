@@ -28,7 +28,7 @@ def config_with(data: dict[str, Any], **over: Any) -> Any:
 
     for key, value in over.items():
         section, name = key.split("__")
-        data[section][name] = value
+        data.setdefault(section, {})[name] = value
     return parse_config(data)
 
 

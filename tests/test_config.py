@@ -84,7 +84,7 @@ def test_quickstart_config_is_tiny_digits_bestup() -> None:
     c = load_config(QUICKSTART)
     assert (c.space, c.data.name, c.data.image_size) == ("tiny", "digits", 32)
     assert (c.sampler.method, c.sampler.k, c.sampler.estimator) == ("bestup", 3, "loss")
-    assert c.optim.epochs * 40 <= 300  # a few hundred steps at most on a CPU
+    assert c.optim.epochs * 40 <= 600  # a few hundred steps at most on a CPU (546: about four minutes)
 
 
 def test_online_predictor_quickstart_config() -> None:

@@ -17,6 +17,7 @@ from attentivenas.config import (
     AutoPredictorConfig,
     BudgetsConfig,
     DataConfig,
+    LatencyTableConfig,
     MeasureSettings,
     OnlinePredictorConfig,
     PipelineConfig,
@@ -25,8 +26,10 @@ from attentivenas.config import (
     SamplerConfig,
     SearchConfig,
 )
+from attentivenas.config.search import Int8Config
 from attentivenas.data import BUILDERS
 from attentivenas.nn import FORMATS
+from attentivenas.nn.quantize import INT8_RUNTIMES, PRECISIONS
 from attentivenas.train.sampling.constraints import PRIOR_CONSTRAINTS
 from attentivenas.train.sampling.prior import PRIOR_KINDS
 from attentivenas.train.sampling.sampler import METHODS
@@ -61,6 +64,9 @@ ORDERED = [
     (OnlinePredictorConfig, "kinds", PREDICTOR_KINDS),
     (OnlinePredictorConfig, "feature_set", FEATURE_SETS),
     (BudgetsConfig, "metric", tuple(OBJECTIVES)),
+    (SearchConfig, "precision", PRECISIONS),
+    (LatencyTableConfig, "precision", PRECISIONS),
+    (Int8Config, "runtime", INT8_RUNTIMES),
     (SamplerConfig, "method", METHODS),
     (SamplerConfig, "prior", PRIOR_KINDS),
     (SamplerConfig, "constraint", PRIOR_CONSTRAINTS),
@@ -91,7 +97,7 @@ def test_every_stage2_literal_is_checked() -> None:
     """A new ``Literal`` in a stage-2 section needs its entry above."""
     checked = {(m, f) for m, f, _ in ORDERED} | {(PipelineConfig, "export_format")}
     sections = (MeasureSettings, AccuracyConfig, PredictorFitSettings, PredictorConfig, AutoPredictorConfig,
-                BudgetsConfig, PipelineConfig, SearchConfig)
+                BudgetsConfig, PipelineConfig, SearchConfig, Int8Config)
     found = {(m, f) for m in sections for f in m.model_fields if literal_values(m, f)}
     assert found <= checked, sorted((m.__name__, f) for m, f in found - checked)
 

@@ -196,3 +196,109 @@ def test_cifar_without_files_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="CIFAR-100"):
         build_data(DataConfig(name="cifar100", path=str(tmp_path)))
     assert not any(tmp_path.iterdir())  # nothing was downloaded
+
+
+# --------------------------------------------------------------------------- data.on_device
+def _grey_train(n: int = 96, size: int = 12, shift: int = 2, flip: bool = True, seed: int = 5) -> SeededTransformDataset:
+    """A synthetic greyscale training set augmented as Fashion-MNIST's (shift, then flip)."""
+    from attentivenas.data import Chain, GreyImages, RandomFlip
+
+    gen = torch.Generator().manual_seed(0)
+    images = torch.randint(1, 256, (n, size, size), dtype=torch.uint8, generator=gen)  # no pixel at the fill
+    base = GreyImages(images, torch.arange(n) % 10, size, 0.25, 0.5)
+    ops: list = [RandomShift(shift, fill=-0.5)] if shift else []
+    ops += [RandomFlip()] if flip else []
+    return SeededTransformDataset(base, None, Chain(ops), seed)
+
+
+def _device_batches(dataset, batch: int = 16, seed: int = 1, epoch: int = 0, skip: int = 0, **kw):
+    from attentivenas.data import epoch_batches
+
+    cfg = DataConfig(name="digits", batch_size=batch, on_device=True)
+    return list(epoch_batches(dataset, cfg, seed, epoch, kw.get("rank", 0), kw.get("world", 1), skip, "cpu"))
+
+
+def test_on_device_batches_are_the_cpu_loaders_order_shapes_and_values_without_augmentation() -> None:
+    plain = _grey_train(shift=0, flip=False)
+    dev, cpu = _device_batches(plain), list(train_loader(plain, 16, seed=1, epoch=0))
+    assert len(dev) == len(cpu) == 6
+    for (x, y), (xc, yc) in zip(dev, cpu, strict=True):
+        assert x.shape == xc.shape == (16, 3, 12, 12) and x.dtype == torch.float32 and y.dtype == torch.int64
+        assert torch.equal(y, yc) and torch.equal(x, xc)  # bit-identical without augmentation
+    digits = build_data(DataConfig(name="digits", image_size=32, train_size=300), seed=0)  # a Subset of tensors
+    d, c = _device_batches(digits.train, 64), list(train_loader(digits.train, 64, seed=1, epoch=0))
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(d, c, strict=True))
+    # sharded as the CPU loader: the two ranks' labels are those of its two shards
+    r1 = _device_batches(plain, 8, rank=1, world=2)
+    assert [torch.equal(a[1], b[1]) for a, b in zip(r1, train_loader(plain, 8, 1, 0, rank=1, world_size=2),
+                                                       strict=True)] == [True] * 6
+
+
+def _as_shift_and_flip(out: torch.Tensor, original: torch.Tensor, s: int, fill: float) -> tuple[int, int, bool] | None:
+    """The (dy, dx, flipped) that turn ``original`` (C, H, W) into ``out`` (as RandomShift, then flip)."""
+    h, w = original.shape[-2:]
+    padded = torch.nn.functional.pad(original, (s, s, s, s), value=fill)
+    for dy in range(-s, s + 1):
+        for dx in range(-s, s + 1):
+            shifted = padded[..., s + dy:s + dy + h, s + dx:s + dx + w]
+            for flipped in (False, True):
+                if torch.equal(shifted.flip(-1) if flipped else shifted, out):
+                    return dy, dx, flipped
+    return None
+
+
+def test_on_device_augmentation_is_a_bounded_shift_and_flip_seeded_per_sample_and_epoch() -> None:
+    train = _grey_train(n=400, shift=2)
+    plain = _grey_train(n=400, shift=0, flip=False)
+    positions = [int(i) for i in torch.utils.data.DistributedSampler(range(400), 1, 0, seed=1)]  # type: ignore[arg-type]
+    first = _device_batches(train, 40)
+    assert first[0][0].shape == (40, 3, 12, 12)
+    seen = []
+    for b, (x, y) in enumerate(first):
+        for j in range(len(y)):
+            item = positions[b * 40 + j]
+            found = _as_shift_and_flip(x[j], plain[item][0], 2, -0.5)
+            assert found is not None, f"sample {item} is not a shift by <= 2 pixels (fill -0.5), maybe flipped"
+            seen.append(found)
+    assert {(dy, dx) for dy, dx, _ in seen} == {(a, b) for a in range(-2, 3) for b in range(-2, 3)}  # all 25
+    assert 0.35 < np.mean([f for _, _, f in seen]) < 0.65
+    # deterministic for a seed; another epoch or seed augments differently; the order is the CPU loader's
+    again = _device_batches(train, 40)
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(first, again, strict=True))
+    assert not torch.equal(first[0][0], _device_batches(train, 40, epoch=1)[0][0])
+    other_seed = _SeededCopy(train, seed=6)
+    assert not torch.equal(first[0][0], _device_batches(other_seed, 40)[0][0])
+    assert all(torch.equal(a[1], b[1]) for a, b in zip(first, train_loader(train, 40, 1, 0), strict=True))
+
+
+def _SeededCopy(dataset: SeededTransformDataset, seed: int) -> SeededTransformDataset:
+    return SeededTransformDataset(dataset.base, dataset.indices, dataset.transform, seed)
+
+
+def test_on_device_resume_mid_epoch_gives_the_same_remaining_batches() -> None:
+    train = _grey_train(n=160, shift=2)
+    state = torch.get_rng_state()
+    whole = _device_batches(train, 16, epoch=3)
+    tail = _device_batches(train, 16, epoch=3, skip=4)
+    assert torch.equal(state, torch.get_rng_state())  # the global generator is left alone
+    assert len(whole) == 10 and len(tail) == 6
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(whole[4:], tail, strict=True))
+
+
+def test_on_device_setting_auto_true_and_unsupported_data() -> None:
+    from attentivenas.data import DeviceTrainLoader, epoch_batches, supports_device
+
+    train = _grey_train()
+    auto = DataConfig(name="digits", batch_size=16)
+    assert auto.on_device == "auto"
+    assert not isinstance(epoch_batches(train, auto, 0, 0, 0, 1, 0, "cpu"), DeviceTrainLoader)  # auto: CPU loader
+    assert isinstance(epoch_batches(train, auto.model_copy(update={"on_device": True}), 0, 0, 0, 1, 0, "cpu"),
+                      DeviceTrainLoader)
+    epoch_batches(train, auto.model_copy(update={"on_device": True}), 0, 2, 0, 1, 0, "cpu")
+    assert train.epoch == 2  # set as the CPU loader sets it (BN calibration draws from the same data set)
+    odd = SeededTransformDataset(train.base, None, lambda x: x, 0)  # an op the device path does not know
+    assert not supports_device(odd)
+    with pytest.raises(ConfigError, match=r"data\.on_device=true needs an in-memory tensor data set"):
+        epoch_batches(odd, auto.model_copy(update={"on_device": True}), 0, 0, 0, 1, 0, "cpu")
+    with pytest.raises(ValueError, match=r"data\.on_device=true needs an in-memory data set"):
+        DataConfig(name="imagefolder", path="/x", on_device=True)

@@ -42,7 +42,7 @@ ALLOWED: dict[str, set[str]] = {
     "cost": {"costs"},
     "supernet": {"nn", "space"},
     "checkpoint": {"nn"},
-    "__init__": {"space"},
+    "__init__": {"space", "nn"},  # nn: load_pretrained only, imported on first use (PEP 562 __getattr__)
     "__main__": {"cli"},
 }
 

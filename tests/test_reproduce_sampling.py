@@ -4,6 +4,7 @@ Fashion-MNIST images, its files, the report and the docs page, and resuming with
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -78,3 +79,43 @@ def test_smoke_writes_every_result_and_resumes_without_redoing_work(tmp_path: Pa
 
     # other settings in the same folder are refused
     assert bench.main(["--smoke", "--out", str(out), "--epochs", "3", "--threads", "1"]) == 2
+
+
+@needs_package
+def test_jobs_runs_worker_processes_at_once_on_the_device_data_path_and_resumes(tmp_path: Path) -> None:
+    """--jobs 2 on the CPU: two runs at once in worker processes (one thread each), the training
+    batches made by the device path (data.on_device=true, the code path --device cuda takes)."""
+    bench = load_benchmark("reproduce_sampling")
+    out = tmp_path / "out"
+    args = ["--smoke", "--out", str(out), "--methods", "uniform,bestup", "--threads", "1", "--jobs", "2",
+            "--set", "data.on_device=true", "--archs", "6", "--folds", "3", "--eval-images", "100",
+            "--test-images", "100", "--pop-size", "6", "--generations", "1", "--remeasure-top", "1"]  # a small budget
+    assert bench.main(args) == 0
+    assert bench.STATS["finished"] == 2 and bench.STATS["steps"] == 2 * 4 and bench.STATS["measured"] >= 2 * 6
+    results = {}
+    for name in ("bestup-s0", "uniform-s0"):
+        run = out / "runs" / name
+        r = results[name] = json.loads((run / "result.json").read_text())
+        assert r["train"]["status"] == "completed" and r["device"] == "cpu" and r["data_on_device"] is True
+        assert r["command"] == "python benchmarks/reproduce_sampling.py " + " ".join(args)  # the user's, no --worker
+        assert "runtime.threads=1" in r["overrides"] and "data.on_device=true" in r["overrides"]
+        assert "@stats " in (run / "run.log").read_text()  # the worker's output, in its run folder
+    summary = json.loads((out / "summary.json").read_text())  # the report, once both had finished
+    assert list(summary["methods"]) == ["uniform", "bestup"]
+    # both at once: each run's span (its finish time less its phases) overlaps the other's
+    spans = []
+    for r in results.values():
+        end = time.mktime(time.strptime(r["finished"], "%Y-%m-%d %H:%M:%S"))
+        spans.append((end - r["timing"]["total_s"] - 2, end + 1))
+    assert max(s for s, _ in spans) < min(e for _, e in spans)
+
+    # again: both done, no worker started, nothing written
+    stamps = _stamps(out)
+    assert bench.main(args) == 0
+    assert bench.STATS == {"steps": 0, "measured": 0, "skipped": 2, "finished": 0} and _stamps(out) == stamps
+
+    # a worker that fails is named, with its log; the others go on; exit code 2
+    bad = ["--smoke", "--out", str(tmp_path / "bad"), "--methods", "uniform,worstup", "--threads", "1", "--jobs", "2",
+           "--set", "optim.lr=-1"]
+    assert bench.main(bad) == 2
+    assert "optim.lr" in (tmp_path / "bad" / "runs" / "uniform-s0" / "run.log").read_text()

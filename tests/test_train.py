@@ -326,6 +326,20 @@ def test_sandwich_step_trains_max_best_middles_and_min() -> None:
     assert all(p.grad is None for p in net.parameters())
 
 
+def test_distillation_warm_up_trains_middles_and_min_on_the_labels() -> None:
+    x, y = torch.randn(6, 3, 32, 32), torch.randint(0, 10, (6,))
+    losses = {}
+    for labels_only in (False, True):
+        torch.manual_seed(0)
+        net = Supernet(TINY_SPACE, 10, bn_momentum=0.0)
+        step = _step(net, RecordingSampler([_candidates(1, 8), _candidates(1, 9)]), label_smoothing=0.1,
+                     labels_only=labels_only)
+        losses[labels_only] = step(x, y).losses
+    # the max subnet learns from the labels either way; the others from the teacher or from the labels
+    assert losses[True][0] == pytest.approx(losses[False][0])
+    assert losses[True][-1] != pytest.approx(losses[False][-1])
+
+
 def test_gradients_are_clipped_by_value() -> None:
     torch.manual_seed(0)
     net = Supernet(TINY_SPACE, 10, bn_momentum=0.0)
@@ -633,3 +647,18 @@ def test_fused_sgd_with_zero_buffers_is_pytorchs_sgd_for_late_parameters() -> No
             out.square().mean().backward()
             o.step()
         assert torch.allclose(ours.weight, ref.weight, atol=1e-6) and torch.allclose(ours.bias, ref.bias, atol=1e-6)
+
+
+def test_the_trainer_switches_distillation_on_after_the_warm_up(tmp_path: Path, monkeypatch) -> None:
+    from attentivenas.train.sandwich import SandwichStep
+
+    seen: list[bool] = []
+    original = SandwichStep.__call__
+
+    def spy(step, images, labels):
+        seen.append(step.labels_only)
+        return original(step, images, labels)
+
+    monkeypatch.setattr(SandwichStep, "__call__", spy)
+    train(_cfg(loss__distill_warmup_epochs=0.5, optim__epochs=2, runtime__steps_per_epoch=4), tmp_path / "run")
+    assert seen == [True, True, False, False, False, False, False, False]

@@ -2,7 +2,7 @@
 
 Lives here: ``protocol`` (where stage 2 measures: the data of ``--data``, its splits, hold-out
 warnings; the settings are :class:`~attentivenas.config.MeasureSettings`), ``evaluate``
-(BN-recalibrated top-1 / top-5 of a subnet, :class:`SubnetEvaluator`),
+(BN-recalibrated top-1 / top-5 of a subnet, :class:`SubnetEvaluator`; quantized: :class:`Int8SubnetEvaluator`),
 ``dataset`` (:class:`ArchDataset` JSONL files), ``measure`` (archs spread over the FLOPs range, measured
 over ranks), ``provenance`` (what measured a file: reused only when it is what measures now), ``build`` (``predictor build``: a checkpoint's subnets into a dataset), ``models`` (the
 regressors, pickle-free), ``predictor`` (features, fitting, cross-validation, files), ``metrics`` and
@@ -14,7 +14,7 @@ May import: ``attentivenas.space``, ``costs``, ``nn``, ``config``, ``data``, ``d
 
 from .build import build_from_checkpoint
 from .dataset import DATASET_FORMAT, ArchDataset, ArchRecord, JsonlAppender, dataset_header
-from .evaluate import SubnetEvaluator, evaluate_arch, evaluate_subnet
+from .evaluate import Int8SubnetEvaluator, SubnetEvaluator, evaluate_arch, evaluate_subnet, score_predictions
 from .measure import (
     SPREADS,
     MeasureStats,
@@ -61,7 +61,8 @@ __all__ = [
     "build_from_checkpoint",
     "DATASET_FORMAT", "SPREADS", "ArchDataset", "ArchRecord", "JsonlAppender", "build_arch_dataset",
     "dataset_header", "spread_genes", "MeasureStats", "finish_part_file", "format_seconds", "measure_missing",
-    "open_shared_cache", "part_file", "SubnetEvaluator", "evaluate_arch", "evaluate_subnet", "resolve_data",
+    "open_shared_cache", "part_file", "SubnetEvaluator", "Int8SubnetEvaluator", "evaluate_arch", "evaluate_subnet",
+    "score_predictions", "resolve_data",
     "format_metric", "kendall_tau", "rank_metrics", "rmse", "spearman_rho", "INTERPOLATIONS", "PIPELINES", "SPLITS", "capped", "holdout_warning", "stage2_data_config",
     "published_table", "published_reference", "split_of", "DEFAULT_HYPERPARAMS", "KINDS", "MODEL_CLASSES",
     "GPModel", "LGBMModel", "LinearModel", "TreeEnsemble", "DEFAULT_KINDS", "FEATURE_SETS", "FORMAT", "Predictor",

@@ -51,26 +51,35 @@ def evaluate_subnet(model: nn.Module, loader: Dataset | DataLoader | Iterable,
     model.to(dev)
     was_training = model.training
     model.eval()
+    try:
+        return score_predictions(lambda x: model(to_model_resolution(x, model)), loader, dev, batch_size)
+    finally:
+        model.train(was_training)
+
+
+@torch.no_grad()
+def score_predictions(predict: Callable[[torch.Tensor], torch.Tensor], loader: Dataset | DataLoader | Iterable,
+                      device: str | torch.device = "cpu", batch_size: int = 256) -> dict[str, float]:
+    """Top-1, top-5 (percent), mean cross-entropy and sample count of ``predict(images) -> logits`` on
+    ``loader`` (batches of ``(images, labels)``, moved to ``device``)."""
+    dev = torch.device(device)
     correct1 = correct5 = 0
     loss_sum = 0.0
     n = 0
-    try:
-        for batch in _as_loader(loader, batch_size):
-            if not isinstance(batch, (list, tuple)) or len(batch) < 2:
-                raise UserError("evaluation data must yield (images, labels) batches")
-            x, y = batch[0].to(dev), batch[1].to(dev)
-            if x.shape[0] == 0:
-                continue
-            logits = model(to_model_resolution(x, model))
-            loss_sum += float(F.cross_entropy(logits.float(), y, reduction="sum"))
-            k = min(5, logits.size(1))
-            top = logits.topk(k, dim=1).indices
-            hit = top.eq(y[:, None])
-            correct1 += int(hit[:, 0].sum())
-            correct5 += int(hit.any(dim=1).sum())
-            n += int(y.numel())
-    finally:
-        model.train(was_training)
+    for batch in _as_loader(loader, batch_size):
+        if not isinstance(batch, (list, tuple)) or len(batch) < 2:
+            raise UserError("evaluation data must yield (images, labels) batches")
+        x, y = batch[0].to(dev), batch[1].to(dev)
+        if x.shape[0] == 0:
+            continue
+        logits = torch.as_tensor(predict(x)).to(y.device)
+        loss_sum += float(F.cross_entropy(logits.float(), y, reduction="sum"))
+        k = min(5, logits.size(1))
+        top = logits.topk(k, dim=1).indices
+        hit = top.eq(y[:, None])
+        correct1 += int(hit[:, 0].sum())
+        correct5 += int(hit.any(dim=1).sum())
+        n += int(y.numel())
     if n == 0:
         raise UserError("evaluation data is empty")
     return {"top1": 100.0 * correct1 / n, "top5": 100.0 * correct5 / n, "loss": loss_sum / n, "samples": n}
@@ -226,6 +235,90 @@ class SubnetEvaluator:
 
     def evaluate(self, arch: Arch) -> dict[str, Any]:
         return evaluate_arch(self.supernet, arch, self.calib, self.loader_for(arch), self.device, self.channels_last)
+
+    def __call__(self, arch: Arch) -> float:
+        return float(self.evaluate(arch)["top1"])
+
+
+#: the seed offset of the INT8 calibration images (drawn apart from the BN calibration crops)
+INT8_CALIB_SEED_OFFSET = 8
+#: the largest batch of a quantized program measured for accuracy (its batch is fixed; the last one is padded)
+INT8_EVAL_BATCH = 64
+
+
+class Int8SubnetEvaluator:
+    """``evaluate_fn(arch) -> top-1 (%)`` of the subnet quantized to INT8, beside a float
+    :class:`SubnetEvaluator` ``base``: the subnet is extracted and its BN recalibrated exactly as ``base``
+    does, then quantized with :func:`attentivenas.nn.quantize.int8_predict_fn` in ``runtime`` (static
+    quantization calibrated on ``calib_images`` training images, drawn once with the seed
+    ``base``'s calibration seed + :data:`INT8_CALIB_SEED_OFFSET`) and evaluated on the images ``base``
+    evaluates that arch on. The INT8 runtimes run on the CPU with ``threads`` threads (default: torch's),
+    programs of a fixed batch (the evaluation batch size, at most :data:`INT8_EVAL_BATCH`)."""
+
+    precision = "int8"
+
+    def __init__(self, base: SubnetEvaluator, runtime: str = "onnxruntime", calib_images: int | None = None,
+                 threads: int | None = None) -> None:
+        from ..nn.quantize import DEFAULT_CALIB_IMAGES, check_int8_runtime  # heavy: the INT8 runtimes come with it
+
+        check_int8_runtime(runtime)  # one line now, not after the search, when its quantizer is missing
+        self.base, self.runtime = base, runtime
+        self.calib_images = int(calib_images or DEFAULT_CALIB_IMAGES)
+        self.threads = int(threads or torch.get_num_threads())
+        self.calib_seed = int(base.settings.calib_seed or 0) + INT8_CALIB_SEED_OFFSET
+        self._images: torch.Tensor | None = None
+
+    @property
+    def settings(self) -> MeasureSettings:
+        """The float evaluator's settings (the same split, images and BN calibration)."""
+        return self.base.settings
+
+    @property
+    def split(self) -> str:
+        return self.base.split
+
+    def provenance(self) -> dict[str, Any]:
+        """``base``'s provenance plus the precision, the INT8 runtime and its calibration images."""
+        return {**self.base.provenance(), "precision": self.precision, "int8_runtime": self.runtime,
+                "int8_calib_images": self.calib_images, "int8_calib_seed": self.calib_seed}
+
+    def quantization_images(self) -> torch.Tensor:
+        """The seeded training images that calibrate the quantization (drawn once, on the CPU)."""
+        if self._images is None:
+            batches = cache_calibration_batches(self.base.bundle.train, 1, self.calib_images, self.calib_seed, "cpu")
+            self._images = batches[0].float().contiguous()
+        return self._images
+
+    def quantized(self, arch: Arch) -> tuple[nn.Module, Callable[[torch.Tensor], torch.Tensor]]:
+        """The BN-recalibrated float subnet of ``arch`` (on the CPU) and its INT8 ``predict(images) -> logits``
+        (images at any size: resized to the subnet's resolution first)."""
+        from ..nn.quantize import int8_predict_fn  # heavy: the INT8 runtimes come with it
+
+        b = self.base
+        b.supernet.space.validate(arch)
+        sub = extract_for_measurement(b.supernet, arch, b.device, b.channels_last)
+        calibrate_bn(sub, b.calib)
+        sub = sub.to("cpu", memory_format=torch.contiguous_format).eval()
+        calib = to_model_resolution(self.quantization_images(), sub).contiguous()
+        batch = max(1, min(int(b.settings.batch_size), INT8_EVAL_BATCH))
+        example = calib[:1].expand(batch, *calib.shape[1:]).contiguous()
+        run = int8_predict_fn(sub, self.runtime, calib, example, threads=self.threads)
+
+        def predict(x: torch.Tensor) -> torch.Tensor:
+            return run(to_model_resolution(x.to("cpu").float(), sub).contiguous())
+
+        return sub, predict
+
+    def evaluate(self, arch: Arch) -> dict[str, Any]:
+        """Top-1 / top-5 / loss / samples of ``arch`` quantized, with its MFLOPs, params and the arch."""
+        _, predict = self.quantized(arch)
+        result: dict[str, Any] = dict(score_predictions(predict, self.base.loader_for(arch), "cpu"))
+        space, num_classes = self.base.supernet.space, int(getattr(self.base.supernet, "num_classes", 1000))
+        result.update(mflops=count_flops(space, arch, num_classes), params_m=count_params(space, arch, num_classes) / 1e6,
+                      arch=arch.to_dict(), precision=self.precision, runtime=self.runtime)
+        if not all(math.isfinite(float(result[k])) for k in ("top1", "top5")):
+            raise RuntimeError("INT8 evaluation produced a non-finite accuracy")
+        return result
 
     def __call__(self, arch: Arch) -> float:
         return float(self.evaluate(arch)["top1"])

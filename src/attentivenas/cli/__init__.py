@@ -1,7 +1,7 @@
 """The ``attentivenas`` command. Thin: parse, call the library, print.
 
 Lives here: one module per topic, named ``<topic>_cmd`` (``space_cmd``: space, flops;
-``export_cmd``; ``train_cmd``; ``evaluate_cmd``; ``latency_cmd``; ``predictor_cmd``; ``search_cmd``;
+``export_cmd``; ``train_cmd``; ``finetune_cmd``; ``evaluate_cmd``; ``latency_cmd``; ``predictor_cmd``; ``search_cmd``;
 ``pipeline_cmd``: quickstart), each adding its commands with ``register(app)``, and ``common``
 (option texts, JSON output). User errors print one line on stderr and exit with 2.
 
@@ -30,6 +30,7 @@ except ImportError:  # pragma: no cover - an older typer, on click
 from . import (
     evaluate_cmd,
     export_cmd,
+    finetune_cmd,
     latency_cmd,
     pipeline_cmd,
     predictor_cmd,
@@ -61,7 +62,8 @@ def _main(
 
 
 # Each ``cli/<topic>_cmd.py`` adds its commands through ``register(app)``.
-for _module in (space_cmd, export_cmd, train_cmd, evaluate_cmd, latency_cmd, predictor_cmd, search_cmd, pipeline_cmd):
+for _module in (space_cmd, export_cmd, train_cmd, finetune_cmd, evaluate_cmd, latency_cmd, predictor_cmd, search_cmd,
+                pipeline_cmd):
     _module.register(app)
 
 

@@ -43,17 +43,25 @@ def _evaluate(checkpoint: Path, arch: str | None, published: bool, space: str | 
 
     from ..accuracy import SubnetEvaluator, published_reference, published_table
     from ..devices import resolve_device
-    from ..nn import load_supernet
+    from ..nn import load_checkpoint_model
 
     if threads is not None:
         torch.set_num_threads(threads)
     dev = resolve_device(device)
-    net, meta = load_supernet(checkpoint, space, device=dev)
+    net, meta = load_checkpoint_model(checkpoint, space, device=dev)  # a supernet, or a fine-tuned subnet
+    if meta.get("subnet"):  # `finetune`'s checkpoint: --arch is optional (must be its arch if given)
+        if published:
+            raise UserError(f"checkpoint {checkpoint} is a fine-tuned subnet: --published needs a supernet")
+        arch = arch if arch is not None else net.arch.to_json()
+    elif arch is None and not published:
+        raise UserError("give exactly one of --arch ARCH or --published")
     if published:
         from ..accuracy.published import published_archs
 
         published_archs(net.space)  # a space that cannot hold them is refused before the calibration batches
     a = None if published else resolve_arch(str(arch), net.space)
+    if a is not None:
+        net.set_arch(a)  # a fine-tuned subnet refuses any arch but its own
     ev = SubnetEvaluator.for_supernet(net, meta, data, measure, dev, warn=warn_line)
     p = ev.settings
     settings = {"kind": checkpoint_kind(meta), "split": p.split, "pipeline": p.pipeline,
@@ -106,7 +114,8 @@ def _print_published(rows: list[dict], settings: dict, source: str, as_json: boo
 
 def evaluate_cmd(
     checkpoint: Path = typer.Option(..., "--checkpoint", help="Our checkpoint or one released by the authors."),
-    arch: str | None = typer.Option(None, "--arch", help=ARCH_HELP),
+    arch: str | None = typer.Option(None, "--arch", help=ARCH_HELP + " Optional for a fine-tuned subnet's "
+                                    "checkpoint (`finetune`): its own arch."),
     published: bool = typer.Option(False, "--published", help="Evaluate A0-A6 and AlphaNet's A5 models and print "
                                    "them beside the top-1 published for the checkpoint (AlphaNet's for an AlphaNet "
                                    "checkpoint, else AttentiveNAS's) (instead of --arch)."),
@@ -126,7 +135,7 @@ def evaluate_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """BN-recalibrated top-1/top-5 of one subnet (or of the published models) with MFLOPs and params."""
-    if (arch is None) == (not published):
+    if arch is not None and published:
         raise UserError("give exactly one of --arch ARCH or --published")
     measure = measure_from_flags(split=split, pipeline=pipeline, interpolation=interpolation,
                                  calib_batches=calib_batches, calib_batch_size=calib_batch_size,
@@ -134,6 +143,63 @@ def evaluate_cmd(
     _evaluate(checkpoint, arch, published, space, data, measure, device, threads, as_json)
 
 
+def ranking_cmd(
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="Our checkpoint or one released by the authors."),
+    probe: Path = typer.Option(..., "--probe", help="Probe set: JSON {\"split\": ..., \"subnets\": [{\"name\", "
+                               "\"arch\", \"top1\"}]} or JSON lines, each subnet's top-1 trained alone."),
+    split: str | None = typer.Option(None, "--split", help=SPLIT_HELP + " Default: the probe file's split, else "
+                                     "as for evaluate.", show_default=False),
+    space: str | None = typer.Option(None, "--space", help=SPACE_HELP + " Default: from the checkpoint."),
+    data: str | None = typer.Option(None, "--data", help=DATA_HELP),
+    calib_batches: int = typer.Option(DEFAULT_CALIB_BATCHES, "--calib-batches", help=CALIB_BATCHES_HELP),
+    calib_batch_size: int = typer.Option(DEFAULT_CALIB_BATCH_SIZE, "--calib-batch-size", help=CALIB_BATCH_SIZE_HELP),
+    max_images: int | None = typer.Option(None, "--max-images", min=1, help="Evaluate the first N images only."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    threads: int | None = typer.Option(None, "--threads", min=1, help="CPU threads."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """How far the supernet ranks subnets as training them alone does: Kendall tau, Spearman rho and
+    the gap in points between inherited (BN-recalibrated) and standalone top-1 of a probe set."""
+    import torch  # heavy (torch): loaded when the command runs
+
+    from ..accuracy import SubnetEvaluator
+    from ..accuracy.ranking import measure_ranking, read_probe_set
+    from ..devices import resolve_device
+    from ..nn import load_supernet
+
+    measure = measure_from_flags(split=split, calib_batches=calib_batches, calib_batch_size=calib_batch_size,
+                                 max_images=max_images)  # the flags checked before loading
+    if threads is not None:
+        torch.set_num_threads(threads)
+    dev = resolve_device(device)
+    net, meta = load_supernet(checkpoint, space, device=dev)
+    probes = read_probe_set(probe, net.space, split)  # refuses a probe file of another --split
+    if split is None and probes.split is not None:
+        measure = measure_from_flags(split=probes.split, calib_batches=calib_batches,
+                                     calib_batch_size=calib_batch_size, max_images=max_images)
+    ev = SubnetEvaluator.for_supernet(net, meta, data, measure, dev, warn=warn_line)
+
+    def said(i: int, n: int, p, value: float) -> None:
+        if not as_json:
+            typer.echo(f"[{i}/{n}] {p.name}: inherited {value:.2f} %, standalone {p.standalone_top1:.2f} %", err=True)
+
+    report = measure_ranking(probes, ev, net.space, net.num_classes, progress=said)
+    report.update(split=ev.settings.split, checkpoint=str(checkpoint), probe=str(probe))
+    if as_json:
+        print_json(report)
+        return
+    from ..accuracy import format_metric
+
+    typer.echo(f"{report['n']} probe subnets on the {report['split']} split (inherited: BN recalibrated)")
+    for r in report["subnets"]:
+        typer.echo(f"  {r['name']:<12} {r['mflops']:8.2f} MFLOPs  inherited {r['inherited_top1']:6.2f}  "
+                   f"standalone {r['standalone_top1']:6.2f}  gap {r['gap']:+6.2f}")
+    typer.echo(f"Kendall tau  {format_metric(report['kendall_tau'])} (p {format_metric(report['kendall_p'])})")
+    typer.echo(f"Spearman rho {format_metric(report['spearman_rho'])} (p {format_metric(report['spearman_p'])})")
+    typer.echo(f"gap          {report['mean_gap']:+.2f} points on average ({report['mean_abs_gap']:.2f} absolute)")
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``evaluate`` to ``app``."""
+    """Add ``evaluate`` and ``ranking`` to ``app``."""
     app.command("evaluate")(evaluate_cmd)
+    app.command("ranking")(ranking_cmd)

@@ -18,6 +18,8 @@ from .common import ARCH_HELP, SPACE_HELP, print_json
 latency_app = typer.Typer(no_args_is_help=True, help="Measure latency on this device; build latency tables.")
 RUNTIME_HELP = ("torch (eager), onnxruntime, executorch (XNNPACK; extra [executorch]) or openvino (extra "
                 "[openvino]): the subnet is exported and timed in that runtime.")
+PRECISION_HELP = ("fp32, or int8: the subnet post-training quantized (seeded random calibration inputs; latency "
+                  "does not depend on them) for executorch, onnxruntime or openvino (NNCF).")
 TABLE = LatencyTableConfig()  # the defaults of `build-table`'s flags
 
 
@@ -33,6 +35,7 @@ def latency_measure_cmd(
     table: Path | None = typer.Option(None, "--table", help="Also predict with this latency table."),
     runtime: str = typer.Option("torch", "--runtime", help=RUNTIME_HELP),
     clock: str = typer.Option("wall", "--clock", help="wall, or cpu (thread CPU time; threads 1)."),
+    precision: str = typer.Option("fp32", "--precision", help=PRECISION_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Latency of one subnet (random weights) in a runtime on this device: median of repeats after warm-up."""
@@ -42,12 +45,13 @@ def latency_measure_cmd(
 
     sp = get_space(space)
     a = resolve_arch(arch, sp)
-    dev = check_runtime(runtime, device)
+    dev = check_runtime(runtime, device, precision)
     tab = LatencyTable.load(table) if table is not None else None
     if tab is not None:
         tab.check_space(sp)
-        tab.check_setting(runtime=runtime, batch=batch, num_classes=num_classes)
-    res = measure_arch(sp, a, dev, batch, threads, warmup, repeats, num_classes, clock=clock, runtime=runtime)
+        tab.check_setting(runtime=runtime, batch=batch, num_classes=num_classes, precision=precision)
+    res = measure_arch(sp, a, dev, batch, threads, warmup, repeats, num_classes, clock=clock, runtime=runtime,
+                       precision=precision)
     out = res.to_dict() | {"median_ms": round(res.median_ms, 4), "p90_ms": round(res.p90_ms, 4)}
     out = {"latency_ms": out["median_ms"]} | out
     out["device_name"] = device_name(dev)
@@ -60,7 +64,7 @@ def latency_measure_cmd(
     if as_json:
         print_json(out)
         return
-    typer.echo(f"{out['latency_ms']:.3f} ms median (p90 {out['p90_ms']:.3f} ms) in {runtime} "
+    typer.echo(f"{out['latency_ms']:.3f} ms median (p90 {out['p90_ms']:.3f} ms) in {runtime}{_int8(precision)} "
                f"{out['runtime_version']} on {out['device']} ({out['device_name']}), batch {batch}, "
                f"{out['threads']} thread(s), {repeats} runs")
     typer.echo(f"memory: {out['weight_mb']:.2f} MB weights, {out['peak_activation_mb']:.2f} MB peak activations")
@@ -76,6 +80,7 @@ def latency_build_cmd(
     threads: int | None = typer.Option(TABLE.threads, "--threads", min=1, help="CPU threads."),
     device: str = typer.Option(TABLE.device, "--device", help="cpu, cuda, cuda:N or auto."),
     runtime: str = typer.Option(TABLE.runtime, "--runtime", help=RUNTIME_HELP),
+    precision: str = typer.Option(TABLE.precision, "--precision", help=PRECISION_HELP),
     model: str = typer.Option(TABLE.model, "--model", help="sum (ops + overhead), scaled (+ one factor per op group; "
                               "needs --calibration-archs >= 8) or auto (lower leave-one-out error)."),
     warmup: int = typer.Option(TABLE.warmup, "--warmup", min=0, help="Untimed runs per op."),
@@ -103,15 +108,16 @@ def latency_build_cmd(
 
     check_output(out)
     sp = get_space(space)
-    check_runtime(runtime, device)
+    check_runtime(runtime, device, precision)
     config = _table_config(dict(
-        runtime=runtime, device=device, batch=batch, threads=threads, num_classes=num_classes, archs=archs,
+        runtime=runtime, precision=precision, device=device, batch=batch, threads=threads, num_classes=num_classes, archs=archs,
         warmup=warmup, repeats=repeats, passes=passes, clock=clock, calibration_archs=calibration_archs, model=model,
         holdout_archs=holdout_archs, seed=seed, jobs=jobs, drift_correction=drift_correction))
     tab = build_table(sp, config, progress=not as_json)
     mapes = tab.meta.get("holdout_mape_by_model", {})
     path = tab.save(out)
     info = {"path": str(path), "ops": len(tab.entries), "runtime": tab.runtime, "runtime_version": tab.runtime_version,
+            "precision": tab.precision,
             "model": tab.model, "overhead_ms": round(tab.overhead_ms, 4), "per_block_ms": round(tab.per_block_ms, 4),
             "group_scale": {k: round(v, 4) for k, v in tab.group_scale.items()}, "device": tab.device,
             "device_name": tab.device_name, "threads": tab.threads, "batch": tab.batch, "holdout_archs": holdout_archs,
@@ -121,12 +127,16 @@ def latency_build_cmd(
     if as_json:
         print_json(info)
         return
-    typer.echo(f"wrote {path}: {info['ops']} ops in {runtime} {tab.runtime_version} on {tab.device} "
+    typer.echo(f"wrote {path}: {info['ops']} ops in {runtime} {tab.runtime_version}{_int8(tab.precision)} on {tab.device} "
                f"({tab.device_name}), batch {batch}, {tab.threads} thread(s); model {tab.model}: overhead "
                f"{tab.overhead_ms:.3f} ms + {tab.per_block_ms:.4f} ms/block")
     for name, mape in mapes.items():
         typer.echo(f"error on {holdout_archs} held-out subnets, {name} model: {mape:.1f}% mean absolute percentage error"
                    + (" (in use)" if name == tab.model else ""))
+
+
+def _int8(precision: str) -> str:
+    return " (INT8)" if precision == "int8" else ""
 
 
 def _table_config(flags: dict[str, Any]) -> LatencyTableConfig:
@@ -154,7 +164,7 @@ def latency_refit_cmd(
     sp = SearchSpace.from_dict(tab.space)
     mapes = refit_table(tab, sp, model, source=f"latency table {table}")
     path = tab.save(out or table)
-    info = {"path": str(path), "model": tab.model, "overhead_ms": round(tab.overhead_ms, 4),
+    info = {"path": str(path), "precision": tab.precision, "model": tab.model, "overhead_ms": round(tab.overhead_ms, 4),
             "per_block_ms": round(tab.per_block_ms, 4), "group_scale": {k: round(v, 4) for k, v in tab.group_scale.items()},
             "calibration_loo_mape": {k: round(v, 3) for k, v in tab.meta.get("calibration_loo_mape", {}).items()},
             "holdout_mape_by_model": {k: round(v, 3) for k, v in mapes.items()},

@@ -102,6 +102,12 @@ def search_command(
     budgets: str | None = typer.Option(None, "--budgets", help="Comma list of budgets: best arch under each."),
     budget_metric: str | None = typer.Option(None, "--budget-metric", help="Metric of --budgets (mflops)."),
     latency_table: Path | None = typer.Option(None, "--latency-table", help="Latency table (latency objective)."),
+    precision: str | None = typer.Option(None, "--precision", help="fp32 or int8: INT8 latency (an INT8 table) and "
+                                         "the best candidates and budget winners measured again quantized (fp32)."),
+    int8_runtime: str | None = typer.Option(None, "--int8-runtime", help="Runtime the quantized subnets run in for "
+                                            "their INT8 top-1: onnxruntime, executorch or openvino (onnxruntime)."),
+    int8_calib_images: int | None = typer.Option(None, "--int8-calib-images", min=1, help="Seeded training images "
+                                                 "that calibrate the quantization (256)."),
     pop_size: int | None = typer.Option(None, "--pop-size", help="NSGA-II population (50)."),
     generations: int | None = typer.Option(None, "--generations", help="NSGA-II generations (30)."),
     num_archs: int | None = typer.Option(None, "--num-archs", min=4, help="Evaluation budget of the predictor the "
@@ -118,7 +124,8 @@ def search_command(
     """Stage 2: NSGA-II search for the accuracy / cost Pareto front under budgets."""
     cfg = search_config(config, overrides or [], {
         "predictor": predictor, "checkpoint": checkpoint, "space": space, "latency_table": latency_table,
-        "objectives": objectives, "seed": seed, "published": published,
+        "objectives": objectives, "seed": seed, "published": published, "precision": precision,
+        "int8.runtime": int8_runtime, "int8.calib_images": int8_calib_images,
         "accuracy.source": accuracy, "accuracy.remeasure_top": remeasure_top, "accuracy.data": data,
         "accuracy.calib_batches": calib_batches, "accuracy.calib_batch_size": calib_batch_size,
         "accuracy.device": device, "accuracy.split": split, "accuracy.report_split": report_split, "accuracy.pipeline": pipeline,
@@ -144,13 +151,16 @@ def _report(result: Any, out: Path, as_json: bool) -> None:
     if as_json:
         print_json({**result.summary(), "out": str(out)})
         return
+    int8 = any("top1_int8" in e for e in result.pareto)
     table = Table(title=f"Pareto front: {len(result.pareto)} archs, hypervolume {result.hypervolume:.4f}")
-    for col in ("MFLOPs", "params (M)", "latency (ms)", "top-1 (%)", "source"):
+    cols = ("MFLOPs", "params (M)", "latency (ms)", "INT8 top-1 (%)" if int8 else "top-1 (%)", "source")
+    for col in cols + (("fp32 top-1 (%)",) if int8 else ()):
         table.add_column(col, justify="right")
     shown = result.pareto if len(result.pareto) <= MAX_ROWS else result.pareto[:: -(-len(result.pareto) // MAX_ROWS)]
     for e in shown:
         lat = "-" if e.get("latency_ms") is None else f"{e['latency_ms']:.2f}"
-        table.add_row(f"{e['mflops']:.2f}", f"{e['params_m']:.2f}", lat, f"{e['accuracy']:.2f}", e["accuracy_source"])
+        row = [f"{e['mflops']:.2f}", f"{e['params_m']:.2f}", lat, f"{e['accuracy']:.2f}", e["accuracy_source"]]
+        table.add_row(*row, *([f"{e['top1_fp32']:.2f}"] if int8 else []))
     console = Console()
     console.print(table)
     if len(shown) < len(result.pareto):
@@ -159,7 +169,9 @@ def _report(result: Any, out: Path, as_json: bool) -> None:
         if w.get("arch") is None:
             console.print(f"{w['metric']} <= {w['budget']:g}: no arch found")
         else:
-            console.print(f"{w['metric']} <= {w['budget']:g}: {w['accuracy']:.2f}% at {w['mflops']:.2f} MFLOPs")
+            fp32 = f" (fp32 {w['top1_fp32']:.2f}%)" if "top1_fp32" in w else ""
+            console.print(f"{w['metric']} <= {w['budget']:g}: {w['accuracy']:.2f}%{' INT8' if fp32 else ''}{fp32} at "
+                          f"{w['mflops']:.2f} MFLOPs")
     if result.extra.get("auto_predictor"):
         ap = result.extra["auto_predictor"]
         console.print(f"predictor fitted on {ap['num_archs']} measured subnets: {out}/{ap['file']}")

@@ -12,7 +12,8 @@ from ..config import load_config
 from ..io import check_output
 
 CONFIG_HELP = "YAML config (e.g. configs/quickstart.yaml, configs/attentivenas_imagenet.yaml)."
-OVERRIDES_HELP = "Config overrides as dotted key=value pairs, e.g. optim.lr=0.05 sampler.k=5."
+OVERRIDES_HELP = ("Config overrides as dotted key=value pairs, e.g. optim.lr=0.05 sampler.k=5; init_from=CKPT starts "
+                  "from a trained supernet (ours or the authors'), see configs/transfer.yaml.")
 RESUME_HELP = ("'auto': continue from the newest valid checkpoint in --out (fresh if none); a checkpoint path "
                "(a rewind into --out sets the later checkpoints aside); 'fresh': start over (likewise).")
 OUT_HELP = "Output folder (default: runs/train-<space>-<data>-<time>)."

@@ -9,6 +9,8 @@ work: no count asks for hours of measuring or a table that ``latency refit`` can
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, model_validator
 
 from .base import Section
@@ -23,6 +25,7 @@ class LatencyTableConfig(Section):
     """How a latency table is measured: runtime, device, ops and subnets timed, timing and fitting."""
 
     runtime: str = "torch"  # torch (eager), onnxruntime, executorch or openvino
+    precision: Literal["fp32", "int8"] = "fp32"  # int8: ops and subnets post-training quantized (not torch)
     device: str | None = "cpu"  # cpu, cuda or cuda:N; null or auto: cuda when present
     batch: int = Field(1, le=4096)
     threads: int | None = 1  # CPU threads; null: torch's

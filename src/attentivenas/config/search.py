@@ -36,6 +36,11 @@ ObjectiveName = Literal["mflops", "params", "latency", "memory"]
 #: and torch's generators take 0 .. 2**32 - 1).
 MAX_POP_SIZE = 100_000
 MAX_GENERATIONS = 100_000
+#: the precisions a search measures latency and the re-measured accuracy in (= ``nn.quantize.PRECISIONS``)
+Precision = Literal["fp32", "int8"]
+#: the runtimes an INT8 subnet is quantized and run in for its accuracy (= ``nn.quantize.INT8_RUNTIMES``)
+Int8Runtime = Literal["executorch", "onnxruntime", "openvino"]
+MAX_CALIB_IMAGES = 100_000
 #: export formats of the quick start's Pareto models (those written without an extra; torchscript is deprecated)
 ExportFormat = Literal["torch-export", "onnx", "safetensors", "torchscript"]
 
@@ -203,6 +208,15 @@ class SearchRuntimeConfig(Section):
     dist_timeout_s: int | None = Field(None, ge=1)  # a collective waiting longer ends the job; null: gloo 600, NCCL 1800
 
 
+class Int8Config(Section):
+    """How a search with ``precision: int8`` measures a subnet's INT8 top-1: the subnet extracted and BN
+    recalibrated as for its float top-1, then quantized (static, calibrated on seeded training images)
+    and run in ``runtime`` on the same evaluation images."""
+
+    runtime: Int8Runtime = "onnxruntime"  # onnxruntime: the fastest to quantize and run for accuracy
+    calib_images: int | None = Field(None, ge=1, le=MAX_CALIB_IMAGES)  # null: nn.quantize.DEFAULT_CALIB_IMAGES
+
+
 class SearchConfig(Section):
     """The whole stage-2 search: inputs, objectives, budgets, accuracy source and the evolution."""
 
@@ -212,6 +226,10 @@ class SearchConfig(Section):
     latency_table: str | None = None  # from `attentivenas latency build-table` (latency objective or budget)
     latency_runtime: str | None = None  # runtime the latency is for (torch, onnxruntime, ...): other tables refused
     latency_batch: int | None = Field(None, ge=1)  # batch the latency is for: a table of another batch is refused
+    # int8: latency from an INT8 table (an fp32 one is refused), the best candidates and every budget winner
+    # re-measured quantized (pareto.json: accuracy = INT8 top-1, with top1_fp32 / top1_int8); needs a checkpoint
+    precision: Precision = "fp32"
+    int8: Int8Config = Int8Config()
     objectives: list[str] = Field(default_factory=lambda: ["mflops"])  # minimised with -accuracy
     budgets: BudgetsConfig = BudgetsConfig()
     accuracy: AccuracyConfig = AccuracyConfig()

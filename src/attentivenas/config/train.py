@@ -52,11 +52,17 @@ class DataConfig(Section):
     eval_batch_size: int = Field(64, ge=1)
     num_workers: int = Field(0, ge=0)
     pin_memory: bool = True
+    # keep the whole training set on the device and make each batch there (seeded shift / flip as the
+    # CPU path, see data/device.py): auto: on for digits and fashion_mnist on CUDA; true also on CPU
+    on_device: bool | Literal["auto"] = "auto"
 
     @model_validator(mode="after")
     def _check(self) -> DataConfig:
         if self.name not in ("digits", "fashion_mnist") and not self.path:
             raise ValueError(f"data.path is required for data.name={self.name!r} (the dataset root folder)")
+        if self.on_device is True and self.name not in ("digits", "fashion_mnist"):
+            raise ValueError(f"data.on_device=true needs an in-memory data set (digits, fashion_mnist), not "
+                             f"data.name={self.name!r}; use auto or false")
         if self.name == "fashion_mnist" and "image_size" not in self.model_fields_set:
             self.image_size = 28  # the images' own size, not ImageNet's crop
         return self
@@ -85,6 +91,10 @@ class LossConfig(Section):
     label_smoothing: float = Field(0.1, ge=0.0, lt=1.0)  # max subnet vs the labels
     distill: Literal["kd", "alpha_divergence"] = "kd"  # other subnets vs the max net's detached logits
     temperature: float = Field(1.0, gt=0.0)  # kd only
+    # the middle and min subnets learn from the labels (label-smoothed CE) for the first this many
+    # epochs (fractions allowed), then from the max subnet (in-place distillation); 0: distil from
+    # step 0 (the authors' recipe). An untrained teacher pulls small-data supernets toward flat outputs.
+    distill_warmup_epochs: float = Field(0.0, ge=0.0, le=1000.0)
     alpha_min: float = Field(-1.0, ge=-1.0, le=1.0)  # alpha_divergence (AlphaNet)
     alpha_max: float = Field(1.0, ge=-1.0, le=1.0)
     iw_clip: float = Field(5.0, gt=0.0)  # clip of the importance weight (p / q) ** alpha
@@ -120,6 +130,8 @@ class OptimConfig(Section):
     warmup_start_factor: float = Field(0.0, ge=0.0, le=1.0)
     min_lr: float = Field(0.0, ge=0.0)  # end of the cosine (schedule authors: the floor after warm-up)
     grad_clip_value: float | None = Field(1.0, gt=0.0)  # clip by value; null: no clipping
+    # the classifier's LR as a multiple of the others' (transfer: e.g. 10 for a re-initialised classifier)
+    classifier_lr_scale: float = Field(1.0, gt=0.0)
 
 
 class OnlinePredictorConfig(Section):
@@ -284,6 +296,12 @@ class TrainConfig(Section):
 
     seed: int = 0
     space: str = "attentivenas"  # preset name or a YAML file with a supernet_config block
+    # a supernet checkpoint (ours or the authors') to start from: every tensor that fits is kept, the
+    # classifier re-initialised when the class count differs; ignored when a run resumes (see train/transfer.py)
+    init_from: str | None = None
+    # init_from's classifier: auto (kept when its shape fits, i.e. the class count is the same) or new
+    # (always re-initialised: new data whose classes mean something else, e.g. Fashion-MNIST -> digits)
+    init_classifier: Literal["auto", "new"] = "auto"
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     loss: LossConfig = LossConfig()

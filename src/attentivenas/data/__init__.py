@@ -5,7 +5,8 @@ record, halves, stratified subsets), ``transforms`` (the recipe's transforms, pe
 per-image failure messages), ``augment`` (the AutoAugment / RandAugment policies on timm's and
 torchvision's ops), ``ops`` (transform chains that name a failing op), ``idx`` (IDX files read safely), ``tensors`` (the embedded digits and
 Fashion-MNIST, held in memory), ``folders`` (ImageFolder and CIFAR files), ``loaders`` (seeded,
-sharded, resumable batches) and :func:`build_data`, which builds a ``DataConfig``'s bundle.
+sharded, resumable batches), ``device`` (those batches made on the device from a tensor data set held
+there, ``data.on_device``) and :func:`build_data`, which builds a ``DataConfig``'s bundle.
 
 May import: ``attentivenas.config``, ``errors``, ``rng``.
 
@@ -26,6 +27,7 @@ from torch.utils.data import Dataset, Subset, TensorDataset
 from ..config import DataConfig
 from ..errors import ConfigError
 from .augment import RAND_AUGMENT_OPS, TORCHVISION_POLICIES, V0_POLICY, augment_op
+from .device import DeviceSource, DeviceTrainLoader, device_source, epoch_batches, supports_device, use_device_data
 from .folders import cifar_data, image_folder, imagefolder_data, load_image, require_dir
 from .idx import read_idx
 from .loaders import SkipSampler, batches_per_epoch, check_batch_size, eval_loader, per_rank_samples, train_loader
@@ -114,11 +116,11 @@ def build_data(cfg: DataConfig, seed: int = 0) -> DataBundle:
 
 __all__ = [
     "BUILDERS", "CIFAR_MEAN", "CIFAR_STD", "Chain", "DEFAULT_VAL_FRACTION", "DIGITS_MEAN", "DIGITS_STD",
-    "DataBundle", "FASHION_MNIST_DIR", "GreyImages", "IMAGENET_MEAN", "IMAGENET_STD", "LabelledOp",
+    "DataBundle", "DeviceSource", "DeviceTrainLoader", "FASHION_MNIST_DIR", "GreyImages", "IMAGENET_MEAN", "IMAGENET_STD", "LabelledOp",
     "RAND_AUGMENT_OPS", "RandomFlip", "RandomShift", "SeededTransformDataset", "SkipSampler", "TORCHVISION_POLICIES",
     "TransformFailure", "V0_POLICY", "augment_op", "batches_per_epoch",
-    "build_data", "check_batch_size", "cifar_data", "digits_bundle", "digits_data", "digits_split", "eval_loader", "eval_transform",
+    "build_data", "check_batch_size", "cifar_data", "device_source", "epoch_batches", "digits_bundle", "digits_data", "digits_split", "eval_loader", "eval_transform",
     "fashion_mnist_data", "fashion_mnist_files", "halves", "holdout_count", "holdout_record", "holdout_split",
     "image_folder", "imagefolder_data", "interpolation_mode", "labels_of", "load_image", "per_rank_samples",
-    "read_idx", "require_dir", "stratified_subset", "subset_of", "train_loader", "train_transform",
+    "read_idx", "require_dir", "stratified_subset", "subset_of", "supports_device", "train_loader", "train_transform", "use_device_data",
 ]

@@ -45,7 +45,10 @@ def build_table(space: SearchSpace, config: LatencyTableConfig, archs: Sequence[
     ``model``: ``sum``, ``scaled``, or ``auto`` (the lower leave-one-out error on the calibration
     archs). ``holdout`` (``None``: ``config.holdout_archs`` seeded random archs): archs measured whole
     in the same passes (and their ops added) to report every model's error on them (in
-    ``table.meta``). ``clock``: see :func:`~attentivenas.latency.measure.measure_latency`. ``jobs``:
+    ``table.meta``). ``clock``: see :func:`~attentivenas.latency.measure.measure_latency`.
+    ``precision``: ``int8`` quantizes every op and whole subnet alike (:mod:`.runtimes`; ExecuTorch,
+    ONNX Runtime, OpenVINO) and the table's ``meta["precision"]`` records it
+    (:func:`~.table.check_table_precision`). ``jobs``:
     worker processes that export the programs of ONNX Runtime and ExecuTorch (:mod:`.exports`; the
     same weights, inputs and timings as with one). ``drift_correction``: the space's min subnet,
     loaded in the runtime too, is the drift reference of the passes (:mod:`.drift`: times at the
@@ -53,7 +56,8 @@ def build_table(space: SearchSpace, config: LatencyTableConfig, archs: Sequence[
     """
     c = config
     runtime, batch, threads, num_classes, seed = c.runtime, c.batch, c.threads, c.num_classes, c.seed
-    dev = check_runtime(runtime, c.device)
+    precision = c.precision
+    dev = check_runtime(runtime, c.device, precision)
     if batch < 1:
         raise UserError(f"batch must be >= 1, got {batch}")
     if c.passes < 1:
@@ -77,12 +81,13 @@ def build_table(space: SearchSpace, config: LatencyTableConfig, archs: Sequence[
     subnets = [*calib, *holdout, *([space.min_arch()] if c.drift_correction else [])]
     if c.jobs > 1:
         op_run, whole = _runners_exported_apart(ordered, subnets, space, batch, threads, num_classes, seed, runtime,
-                                                c.jobs, progress)
+                                                c.jobs, progress, precision)
     else:
-        op_run = _op_runners(ordered, space, dev, batch, threads, seed, runtime, progress)
-        whole = arch_runners(space, subnets, dev, batch, threads, num_classes, supernet, seed, progress, runtime)
+        op_run = _op_runners(ordered, space, dev, batch, threads, seed, runtime, progress, precision)
+        whole = arch_runners(space, subnets, dev, batch, threads, num_classes, supernet, seed, progress, runtime,
+                             precision)
     # graph runtimes: a near-empty op, whose time is the per-call cost (timed longer: it is short)
-    null = [] if runtime == "torch" else [null_runner(dev, batch, threads, runtime)]
+    null = [] if runtime == "torch" else [null_runner(dev, batch, threads, runtime, precision)]
     reference = drift_reference(whole.pop(), c.clock) if c.drift_correction else None
     repeats_of = [c.repeats] * len(op_run) + [c.repeats * 5] * len(null) + [c.repeats] * len(whole)
     times = time_in_passes([*op_run, *null, *whole], c.warmup, repeats_of, c.passes, c.clock, seed, progress,
@@ -101,7 +106,7 @@ def build_table(space: SearchSpace, config: LatencyTableConfig, archs: Sequence[
         runtime=runtime,
         runtime_version=runtime_version(runtime),
         call_ms=call_ms,
-        meta={"warmup": c.warmup, "repeats": c.repeats, "passes": c.passes, "seed": seed, "num_ops": len(entries),
+        meta={"precision": precision, "warmup": c.warmup, "repeats": c.repeats, "passes": c.passes, "seed": seed, "num_ops": len(entries),
               "clock": c.clock, "op_output": "whole" if runtime == "torch" else "one element",
               "calibration_subnets": subnet_records(calib, whole_ms[:len(calib)]),
               "drift_reference": _reference_record(reference)},
@@ -134,17 +139,18 @@ def build_latency_table(
     holdout: Sequence[Arch] = (),
     jobs: int = 1,
     drift_correction: bool = True,
+    precision: str = "fp32",
 ) -> LatencyTable:
     """:func:`build_table` with the settings as keywords (the defaults of :class:`LatencyTableConfig`;
     ``archs``: a count, a list of archs or ``None``; ``holdout``: the held-out archs, none by default)."""
     if isinstance(device, torch.device):
-        check_runtime(runtime, device)  # its errors name the device as given
+        check_runtime(runtime, device, precision)  # its errors name the device as given
         device = str(device)
     config = LatencyTableConfig(
         runtime=runtime, device=device, batch=batch, threads=threads, num_classes=num_classes,
         archs=archs if isinstance(archs, int) else None, max_signatures=max_signatures, warmup=warmup,
         repeats=repeats, passes=passes, clock=clock, calibration_archs=calibration_archs, model=model,
-        holdout_archs=len(holdout), seed=seed, jobs=jobs, drift_correction=drift_correction)
+        holdout_archs=len(holdout), seed=seed, jobs=jobs, drift_correction=drift_correction, precision=precision)
     return build_table(space, config, None if isinstance(archs, int) else archs, list(holdout), supernet, progress)
 
 
@@ -181,9 +187,9 @@ def _signatures(space: SearchSpace, archs: Sequence[Arch] | int | None, num_clas
 
 
 def _op_runners(ordered: Sequence[OpSig], space: SearchSpace, dev: torch.device, batch: int, threads: int | None,
-                seed: int, runtime: str, progress: bool) -> list[Runner]:
+                seed: int, runtime: str, progress: bool, precision: str = "fp32") -> list[Runner]:
     """Every op loaded in the runtime."""
-    return [op_runner(sig, dev, batch, threads, seed + i, space.act, runtime)
+    return [op_runner(sig, dev, batch, threads, seed + i, space.act, runtime, precision)
             for i, sig in enumerate(progress_bar(ordered, f"load ops ({runtime})", progress and runtime != "torch"))]
 
 
@@ -200,11 +206,11 @@ def check_jobs(jobs: int, runtime: str, supernet: nn.Module | None = None) -> No
 
 def _runners_exported_apart(ordered: Sequence[OpSig], subnets: Sequence[Arch], space: SearchSpace, batch: int,
                             threads: int | None, num_classes: int, seed: int, runtime: str, jobs: int,
-                            progress: bool) -> tuple[list[Runner], list[Runner]]:
+                            progress: bool, precision: str = "fp32") -> tuple[list[Runner], list[Runner]]:
     """The op and whole-subnet runners of a table, their programs exported by ``jobs`` workers."""
     # the whole subnets first: the longest exports, so that no worker is left with one at the end
     work = [ExportJob.arch(a) for a in subnets] + [ExportJob.op(sig, seed + i) for i, sig in enumerate(ordered)]
-    programs = export_programs(work, space, runtime, batch, num_classes, seed, jobs, progress)
+    programs = export_programs(work, space, runtime, batch, num_classes, seed, jobs, progress, precision)
     inputs = arch_inputs(subnets, batch, seed) + [op_input(sig, batch, seed + i) for i, sig in enumerate(ordered)]
     runners = [load_program(p, x, runtime, threads) for p, x in zip(programs, inputs, strict=True)]
     return runners[len(subnets):], runners[:len(subnets)]

@@ -48,10 +48,11 @@ class ExportJob:
 _STATE: dict[str, Any] = {}
 
 
-def _start_worker(space: dict[str, Any], num_classes: int, seed: int, batch: int, runtime: str) -> None:
+def _start_worker(space: dict[str, Any], num_classes: int, seed: int, batch: int, runtime: str,
+                  precision: str = "fp32") -> None:
     torch.set_num_threads(1)  # one export per core
     _STATE.update(space=SearchSpace.from_dict(space), num_classes=num_classes, seed=seed, batch=batch,
-                  runtime=runtime, supernet=None)
+                  runtime=runtime, precision=precision, supernet=None)
 
 
 def _export(job: ExportJob) -> bytes:
@@ -68,17 +69,18 @@ def _export(job: ExportJob) -> bytes:
             st["supernet"] = seeded_supernet(space, st["num_classes"], st["seed"])
         module = random_subnet(space, arch, st["num_classes"], st["seed"], st["supernet"])
         x = torch.zeros(st["batch"], 3, arch.resolution, arch.resolution)
-    return export_program(module, x, st["runtime"])
+    return export_program(module, x, st["runtime"], st["precision"])
 
 
 def export_programs(jobs: Sequence[ExportJob], space: SearchSpace, runtime: str, batch: int, num_classes: int,
-                    seed: int, workers: int, progress: bool = False) -> list[bytes]:
-    """The program bytes of every job, in order, exported by ``workers`` processes (one thread each)."""
+                    seed: int, workers: int, progress: bool = False, precision: str = "fp32") -> list[bytes]:
+    """The program bytes of every job, in order, exported by ``workers`` processes (one thread each),
+    in ``precision`` (INT8 programs are quantized in the workers too)."""
     check_program_runtime(runtime)
     if not jobs:
         return []
     ctx = multiprocessing.get_context("spawn")  # a clean interpreter: no forked torch or runtime threads
-    init = (space.to_dict(), num_classes, seed, batch, runtime)
+    init = (space.to_dict(), num_classes, seed, batch, runtime, precision)
     with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=ctx, initializer=_start_worker,
                              initargs=init) as pool:
         return list(progress_iter(pool.map(_export, jobs), len(jobs), f"export ({runtime}, {workers} jobs)",

@@ -34,10 +34,12 @@ class LatencyResult:
     repeats: int = 0
     clock: str = "wall"
     runtime: str = "torch"
+    precision: str = "fp32"
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "runtime": self.runtime,
+            "precision": self.precision,
             "clock": self.clock,
             "median_ms": self.median_ms,
             "p90_ms": self.p90_ms,
@@ -89,7 +91,8 @@ def check_timing(warmup: int, repeats: int, rounds: int, clock: str, runtime: st
                         "use clock wall")
 
 
-def result_of(times: np.ndarray, runner: Runner, batch: int, clock: str, repeats: int) -> LatencyResult:
+def result_of(times: np.ndarray, runner: Runner, batch: int, clock: str, repeats: int,
+              precision: str = "fp32") -> LatencyResult:
     """The :class:`LatencyResult` of timed runs (``times``: the kept round; ``repeats``: all runs)."""
     return LatencyResult(
         median_ms=float(np.median(times)),
@@ -100,6 +103,7 @@ def result_of(times: np.ndarray, runner: Runner, batch: int, clock: str, repeats
         repeats=int(repeats),
         clock=clock,
         runtime=runner.runtime,
+        precision=precision,
     )
 
 
@@ -114,6 +118,7 @@ def measure_latency(
     rounds: int = 1,
     clock: str = "wall",
     runtime: str = "torch",
+    precision: str = "fp32",
 ) -> LatencyResult:
     """Time ``model`` on a random input of ``input_shape`` (batch first) as ``runtime`` runs it.
 
@@ -129,6 +134,9 @@ def measure_latency(
     times the CPU time of the calling thread instead: on a CPU shared with other processes it
     does not count the time the process waits for a core, so it estimates the latency of an idle
     machine. It needs ``threads=1`` on the CPU (other threads would not be counted).
+
+    ``precision="int8"``: the model post-training quantized for ``runtime`` (ExecuTorch, ONNX
+    Runtime or OpenVINO; calibrated on seeded random inputs, see :mod:`.runtimes`).
     """
     dev = resolve_device(device)
     check_timing(warmup, repeats, rounds, clock, runtime, dev, threads)
@@ -136,11 +144,11 @@ def measure_latency(
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(*input_shape, generator=gen)
     try:
-        runner = prepare(model, x, runtime, dev, threads)
+        runner = prepare(model, x, runtime, dev, threads, precision)
         times = time_runner(runner, warmup, repeats, rounds, clock)
     finally:
         model.train(was_training)
-    return result_of(times, runner, int(input_shape[0]), clock, repeats * rounds)
+    return result_of(times, runner, int(input_shape[0]), clock, repeats * rounds, precision)
 
 
 def random_subnet(space: SearchSpace, arch: Arch, num_classes: int = 1000, seed: int = 0,
@@ -155,22 +163,22 @@ def random_subnet(space: SearchSpace, arch: Arch, num_classes: int = 1000, seed:
 def measure_arch(space: SearchSpace, arch: Arch, device: str | torch.device = "cpu", batch: int = 1,
                  threads: int | None = None, warmup: int = 10, repeats: int = 50, num_classes: int = 1000,
                  supernet: nn.Module | None = None, seed: int = 0, rounds: int = 1,
-                 clock: str = "wall", runtime: str = "torch") -> LatencyResult:
-    """Measured latency of the static subnet ``arch`` at its resolution in ``runtime``."""
+                 clock: str = "wall", runtime: str = "torch", precision: str = "fp32") -> LatencyResult:
+    """Measured latency of the static subnet ``arch`` at its resolution in ``runtime`` and ``precision``."""
     model = random_subnet(space, arch, num_classes, seed, supernet)
     return measure_latency(model, (batch, 3, arch.resolution, arch.resolution), device, warmup, repeats, threads,
-                           seed, rounds, clock, runtime)
+                           seed, rounds, clock, runtime, precision)
 
 
 def arch_runners(space: SearchSpace, archs: Sequence[Arch], device: torch.device, batch: int = 1,
                  threads: int | None = 1, num_classes: int = 1000, supernet: nn.Module | None = None, seed: int = 0,
-                 progress: bool = False, runtime: str = "torch") -> list[Runner]:
-    """Every arch's static subnet (seeded random weights) exported and loaded in ``runtime``, bound to
-    a seeded random input of its resolution (:func:`arch_inputs`)."""
+                 progress: bool = False, runtime: str = "torch", precision: str = "fp32") -> list[Runner]:
+    """Every arch's static subnet (seeded random weights) exported and loaded in ``runtime`` (in
+    ``precision``), bound to a seeded random input of its resolution (:func:`arch_inputs`)."""
     if supernet is None:
         supernet = seeded_supernet(space, num_classes, seed)
     pairs = list(zip(archs, arch_inputs(archs, batch, seed), strict=True))
-    return [prepare(random_subnet(space, a, num_classes, seed, supernet), x, runtime, device, threads)
+    return [prepare(random_subnet(space, a, num_classes, seed, supernet), x, runtime, device, threads, precision)
             for a, x in progress_bar(pairs, f"load subnets ({runtime})", progress and runtime != "torch")]
 
 
@@ -232,8 +240,8 @@ def measure_archs(space: SearchSpace, archs: Sequence[Arch], device: str | torch
                   threads: int | None = 1, warmup: int = 5, repeats: int = 20, passes: int = 1,
                   num_classes: int = 1000, supernet: nn.Module | None = None, seed: int = 0,
                   progress: bool = False, clock: str = "wall", runtime: str = "torch",
-                  drift_correction: bool = True) -> list[float]:
-    """Measured latency (ms) of many archs in ``runtime``: every subnet is exported and loaded first,
+                  drift_correction: bool = True, precision: str = "fp32") -> list[float]:
+    """Measured latency (ms) of many archs in ``runtime`` and ``precision``: every subnet is exported and loaded first,
     then timed in ``passes`` passes (:func:`time_in_passes`; with ``drift_correction``, the space's
     min subnet is the drift reference, as in a latency table)."""
     if passes < 1:
@@ -241,6 +249,7 @@ def measure_archs(space: SearchSpace, archs: Sequence[Arch], device: str | torch
     dev = resolve_device(device)
     check_timing(warmup, repeats, 1, clock, runtime, dev, threads)
     chosen = [*archs, *([space.min_arch()] if drift_correction else [])]
-    runners = arch_runners(space, chosen, dev, batch, threads, num_classes, supernet, seed, progress, runtime)
+    runners = arch_runners(space, chosen, dev, batch, threads, num_classes, supernet, seed, progress, runtime,
+                           precision)
     reference = drift_reference(runners.pop(), clock) if drift_correction else None
     return time_in_passes(runners, warmup, repeats, passes, clock, seed, progress, "archs", reference)

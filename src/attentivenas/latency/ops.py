@@ -173,16 +173,18 @@ class _Null(nn.Module):
 
 
 def null_runner(device: str | torch.device = "cpu", batch: int = 1, threads: int | None = None,
-                runtime: str = "torch") -> Runner:
+                runtime: str = "torch", precision: str = "fp32") -> Runner:
     """A near-empty op (ReLU of ``batch x 8``) loaded in ``runtime``: the cost of one call."""
-    return prepare(_Null(), torch.zeros(batch, 8, 1, 1), runtime, device, threads)
+    return prepare(_Null(), torch.zeros(batch, 8, 1, 1), runtime, device, threads, precision)
 
 
 def op_runner(sig: OpSig, device: str | torch.device = "cpu", batch: int = 1, threads: int | None = None,
-              seed: int = 0, act: str = "swish", runtime: str = "torch") -> Runner:
-    """One op exported and loaded in ``runtime``, bound to a seeded random input of ``batch``."""
+              seed: int = 0, act: str = "swish", runtime: str = "torch", precision: str = "fp32") -> Runner:
+    """One op exported and loaded in ``runtime`` (in ``precision``; INT8: quantized alone, so its
+    input is quantized on entry as the previous op's output is inside a whole INT8 graph), bound to a
+    seeded random input of ``batch``."""
     module = seeded_op_module(sig, seed, act, runtime)
-    return prepare(module, op_input(sig, batch, seed), runtime, device, threads)
+    return prepare(module, op_input(sig, batch, seed), runtime, device, threads, precision)
 
 
 def seeded_op_module(sig: OpSig, seed: int, act: str = "swish", runtime: str = "torch") -> nn.Module:

@@ -6,6 +6,12 @@ loaded in the runtime, bound to the input, with the runtime's threads set. The t
 (:func:`attentivenas.latency.measure_latency`) is the same for every runtime. The runtimes other
 than ``torch`` run on the CPU and are exported at a fixed input shape (batch included), as they
 would be deployed.
+
+``precision="int8"`` (runtimes :data:`~attentivenas.nn.quantize.INT8_RUNTIMES`: ExecuTorch, ONNX
+Runtime, OpenVINO) times the model post-training quantized as :mod:`attentivenas.nn.quantize` does
+it for export, calibrated on :data:`LATENCY_CALIB_IMAGES` seeded random-normal inputs: latency does
+not depend on the calibration data (the ranges change the scales, not the ops or their shapes), so
+no data set is needed to time or tabulate INT8 models.
 """
 
 from __future__ import annotations
@@ -24,18 +30,25 @@ from ..errors import UserError
 from ..nn import (
     executorch_bytes,
     executorch_method,
+    int8_executorch_bytes,
+    int8_onnx_bytes,
+    int8_openvino_model,
     onnx_bytes,
     onnx_session,
     openvino_compiled,
     require,
     set_executorch_threads,
 )
+from ..nn.programs import openvino_config
+from ..nn.quantize import check_int8_runtime, check_precision, seeded_calibration
 
 RUNTIMES = ("torch", "onnxruntime", "executorch", "openvino")
 #: runtimes whose work runs on the calling thread with one thread (so ``clock="cpu"`` counts it)
 CPU_CLOCK_RUNTIMES = ("torch", "onnxruntime", "executorch")
 #: runtimes that load a program file (bytes), which can be exported in another process
 PROGRAM_RUNTIMES = ("onnxruntime", "executorch")
+#: seeded random-normal images an INT8 model is calibrated on for timing (latency does not depend on them)
+LATENCY_CALIB_IMAGES = 8
 _PACKAGES = {"torch": "torch", "onnxruntime": "onnxruntime", "executorch": "executorch", "openvino": "openvino"}
 
 
@@ -51,11 +64,14 @@ class Runner:
     session: Callable[[], contextlib.AbstractContextManager[None]] = field(default=contextlib.nullcontext)
 
 
-def check_runtime(runtime: str, device: str | torch.device | None = "cpu") -> torch.device:
-    """The device ``runtime`` runs on; a user error for an unknown runtime, a missing package (naming
-    its extra) or a device it does not run on here."""
+def check_runtime(runtime: str, device: str | torch.device | None = "cpu", precision: str = "fp32") -> torch.device:
+    """The device ``runtime`` runs on; a user error for an unknown runtime or precision, INT8 in a
+    runtime that does not run it, a missing package or quantizer (naming its extra) or a device it
+    does not run on here."""
     if runtime not in RUNTIMES:
         raise UserError(f"unknown runtime {runtime!r}; use one of {', '.join(RUNTIMES)}")
+    if check_precision(precision) == "int8":
+        check_int8_runtime(runtime)
     dev = resolve_device(device)
     if runtime != "torch":
         require(runtime)
@@ -73,30 +89,46 @@ def runtime_version(runtime: str) -> str:
 
 
 def prepare(model: nn.Module, x: torch.Tensor, runtime: str = "torch", device: str | torch.device | None = "cpu",
-            threads: int | None = None) -> Runner:
-    """``model`` (put in eval mode) as ``runtime`` runs it on the input ``x``; ``threads`` defaults to
-    PyTorch's intra-op thread count, and is always stated in the runner."""
-    dev = check_runtime(runtime, device)
+            threads: int | None = None, precision: str = "fp32") -> Runner:
+    """``model`` (put in eval mode) as ``runtime`` runs it on the input ``x``, in ``precision``
+    (``int8``: quantized, see the module's docstring); ``threads`` defaults to PyTorch's intra-op
+    thread count, and is always stated in the runner."""
+    dev = check_runtime(runtime, device, precision)
     n = _threads(threads)
     model.eval()
     if runtime == "torch":
         return _torch_runner(model, x, dev, n)
     if runtime in PROGRAM_RUNTIMES:
-        return load_program(export_program(model, x, runtime), x, runtime, n)
+        return load_program(export_program(model, x, runtime, precision), x, runtime, n)
     x = x.detach().to("cpu", torch.float32)
-    compiled = openvino_compiled(model.to("cpu"), x, n)
+    if precision == "int8":
+        ov = require("openvino")
+        quantized = int8_openvino_model(model.to("cpu"), x, latency_calibration(x))
+        compiled = ov.Core().compile_model(quantized, "CPU", openvino_config(n))
+    else:
+        compiled = openvino_compiled(model.to("cpu"), x, n)
     request = compiled.create_infer_request()
     arr = x.numpy()
     return Runner(runtime, lambda: request.infer({0: arr}), n)
 
 
-def export_program(model: nn.Module, x: torch.Tensor, runtime: str) -> bytes:
+def latency_calibration(x: torch.Tensor) -> torch.Tensor:
+    """The seeded random-normal images an INT8 model timed on inputs like ``x`` is calibrated on."""
+    return seeded_calibration(tuple(x.shape[1:]), LATENCY_CALIB_IMAGES, seed=0)
+
+
+def export_program(model: nn.Module, x: torch.Tensor, runtime: str, precision: str = "fp32") -> bytes:
     """The program file ``runtime`` (one of :data:`PROGRAM_RUNTIMES`) loads, for ``model`` at the
-    shape of ``x``: ONNX for ONNX Runtime, ``.pte`` (XNNPACK) for ExecuTorch. Needs no runtime
-    state, so worker processes can export while this one loads (:mod:`.exports`)."""
-    check_runtime(runtime)
+    shape of ``x``, in ``precision``: ONNX for ONNX Runtime (INT8: QDQ), ``.pte`` (XNNPACK; INT8:
+    PT2E) for ExecuTorch. Needs no runtime state, so worker processes can export while this one
+    loads (:mod:`.exports`)."""
+    check_runtime(runtime, precision=precision)
     model.eval()
     x = x.detach().to("cpu", torch.float32)
+    if precision == "int8" and runtime == "onnxruntime":
+        return int8_onnx_bytes(model.to("cpu"), x, latency_calibration(x))
+    if precision == "int8" and runtime == "executorch":
+        return int8_executorch_bytes(model.to("cpu"), x, latency_calibration(x))
     if runtime == "onnxruntime":
         return onnx_bytes(model.to("cpu"), x, dynamic_batch=False)
     if runtime == "executorch":

@@ -10,6 +10,10 @@ times). That is the ``sum`` model. Runtimes that fuse across layers (an add into
 a whole graph in one delegate call) run a subnet faster than the sum of its ops alone; the
 ``scaled`` model also fits one factor per op group (:data:`OP_GROUPS`) on the same whole subnets
 (:mod:`attentivenas.latency.fit`). This module holds the table's format and its prediction.
+
+A table's ``meta["precision"]`` says whether its ops and subnets were timed in fp32 or INT8
+(``latency build-table --precision``; tables without it are fp32); :func:`check_table_precision`
+refuses a table of another precision than asked, in one line.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import torch
 
 from ..errors import UserError
 from ..io import atomic_write_json, read_json_file
+from ..nn.quantize import PRECISIONS
 from ..space import Arch, SearchSpace
 from .ops import OpSig, arch_ops, first_ops, head_ops, stage_ops
 from .runtimes import RUNTIMES
@@ -89,22 +94,30 @@ class LatencyTable:
             raise UserError(f"latency table was built for {built}; build a table for this space with "
                             "`attentivenas latency build-table`")
 
+    @property
+    def precision(self) -> str:
+        """``fp32`` or ``int8``: what the table's ops and subnets were timed in (``fp32`` for old tables)."""
+        return str(self.meta.get("precision", "fp32"))
+
     def check_setting(self, runtime: str | None = None, batch: int | None = None, device: str | None = None,
-                      threads: int | None = None, num_classes: int | None = None) -> None:
+                      threads: int | None = None, num_classes: int | None = None,
+                      precision: str | None = None) -> None:
         """Raise :class:`UserError` when the table was measured in another runtime, batch, device,
-        thread count or number of classes than asked (``None``: not asked)."""
-        asked = {"runtime": runtime, "batch": batch, "device": device, "threads": threads, "num_classes": num_classes}
+        thread count, number of classes or precision than asked (``None``: not asked)."""
+        asked = {"runtime": runtime, "batch": batch, "device": device, "threads": threads, "num_classes": num_classes,
+                 "precision": precision}
         have = {"runtime": self.runtime, "batch": self.batch, "device": self.device, "threads": self.threads,
-                "num_classes": self.num_classes}
+                "num_classes": self.num_classes, "precision": self.precision}
         bad = [f"{k} {have[k]!r} (asked: {v!r})" for k, v in asked.items() if v is not None and v != have[k]]
         if bad:
             raise UserError(f"latency table was measured with {', '.join(bad)}; build a table for this setting "
-                            "with `attentivenas latency build-table` (--runtime, --batch, --threads)")
+                            "with `attentivenas latency build-table` (--runtime, --batch, --threads, --precision)")
 
     def setting(self) -> dict[str, Any]:
-        """Runtime, device, threads, batch and model of the table."""
-        return {"runtime": self.runtime, "runtime_version": self.runtime_version, "device": self.device,
-                "device_name": self.device_name, "threads": self.threads, "batch": self.batch, "model": self.model}
+        """Runtime, precision, device, threads, batch and model of the table."""
+        return {"runtime": self.runtime, "runtime_version": self.runtime_version, "precision": self.precision,
+                "device": self.device, "device_name": self.device_name, "threads": self.threads, "batch": self.batch,
+                "model": self.model}
 
     def use_model(self, model: str) -> None:
         """Predict with the fitted model ``model`` (``sum`` or ``scaled``) stored in ``meta['fits']``."""
@@ -263,6 +276,8 @@ class LatencyTable:
                 raise ValueError(f"group_scale {scale!r} needs positive factors of {list(OP_GROUPS)}")
             if data.get("runtime", "torch") not in RUNTIMES:
                 raise ValueError(f"runtime {data.get('runtime')!r} is not one of {list(RUNTIMES)}")
+            if dict(data.get("meta", {})).get("precision", "fp32") not in PRECISIONS:
+                raise ValueError(f"meta.precision {data['meta'].get('precision')!r} is not one of {list(PRECISIONS)}")
             if data.get("model", "sum") not in MODELS:
                 raise ValueError(f"model {data.get('model')!r} is not one of {list(MODELS)}")
             return cls(
@@ -291,3 +306,13 @@ class LatencyTable:
         """Read a table written by :meth:`save`."""
         data = read_json_file(path, "latency table", UserError)
         return cls.from_dict(data, source=f"latency table {path}")
+
+
+def check_table_precision(table: LatencyTable, precision: str) -> None:
+    """Raise :class:`UserError` (one line) when ``table`` was timed in another precision than
+    ``precision`` (``fp32`` or ``int8``; a table without ``meta["precision"]`` is fp32)."""
+    if precision not in PRECISIONS:
+        raise UserError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+    if table.precision != precision:
+        raise UserError(f"latency table was measured in {table.precision}, not {precision}; build a {precision} table "
+                        f"with `attentivenas latency build-table --runtime {table.runtime} --precision {precision}`")

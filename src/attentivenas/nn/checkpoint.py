@@ -19,10 +19,17 @@ dict subclass), which we allow-list as a plain dict so that ``weights_only=True`
 The metadata :func:`load_supernet` returns names the checkpoint's ``kind``: ``ours``, or for the
 authors' files ``attentivenas`` or ``alphanet`` (see :func:`authors_kind`), which stage 2 uses to
 measure as their evaluation did.
+
+A fine-tuned subnet (``attentivenas finetune``) is our layout with ``"kind": "subnet"``, the static
+subnet's state dict as ``model``, its ``arch``, ``space`` and ``num_classes``, and its ``parent`` (the
+supernet's path and kind). :func:`load_subnet_checkpoint` reads it into a :class:`SubnetHost` (a
+supernet's interface over the one subnet); :func:`load_checkpoint_model` reads either kind
+(``evaluate``, ``export``); :func:`load_supernet` and :func:`supernet_weights` refuse it with one line.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import pickle
 from collections.abc import Mapping
@@ -33,7 +40,8 @@ import torch
 
 from ..errors import CheckpointError, UserError
 from ..io import atomic_torch_save
-from ..space import ATTENTIVENAS_SPACE, SearchSpace, get_space
+from ..space import ATTENTIVENAS_SPACE, Arch, SearchSpace, get_space
+from .static import StaticSubnet
 from .supernet import Supernet
 
 FORMAT = "attentivenas"
@@ -41,6 +49,7 @@ VERSION = 1
 _AUTHORS_ARGS_CLASS = "utils.config.AttrDict"
 #: keys only AlphaNet's training config sets (its alpha-divergence: configs/train_alphanet_models.yml)
 _ALPHANET_ARGS = ("alpha_min", "alpha_max", "iw_clip")
+SUBNET_KIND = "subnet"  #: ``kind`` of a fine-tuned subnet checkpoint (:func:`load_subnet_checkpoint`)
 CHECKSUM = "checksum"  #: sha256 of everything else in one of our checkpoints (tensors byte for byte)
 
 
@@ -177,6 +186,48 @@ def _load_state(net: Supernet, state: Mapping[str, torch.Tensor], path: str | Pa
     net.load_state_dict(state, strict=True)
 
 
+def is_subnet_checkpoint(obj: Any) -> bool:
+    """Whether ``obj`` is one of our fine-tuned subnet checkpoints (``"kind": "subnet"``)."""
+    return is_ours(obj) and obj.get("kind") == SUBNET_KIND
+
+
+def _refuse_subnet(obj: Any, path: str | Path, what: str) -> None:
+    if is_subnet_checkpoint(obj):
+        raise CheckpointError(f"checkpoint {path} is a fine-tuned subnet (`attentivenas finetune`), not a supernet; "
+                              f"{what} needs a supernet checkpoint (evaluate and export take this one)")
+
+
+def supernet_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], SearchSpace, dict[str, Any]]:
+    """The tensors of a supernet checkpoint (ours or the authors') in our key names, the space it
+    stores (the authors': the ``supernet_config`` of their ``args``, else the AttentiveNAS space) and
+    its metadata (``kind``: ``ours``, ``attentivenas`` or ``alphanet``; ``num_classes``), without
+    building a network: what ``train ... init_from=CKPT`` reads."""
+    obj = read_checkpoint(path)
+    _refuse_subnet(obj, path, "init_from")
+    if is_ours(obj):
+        try:
+            sp = SearchSpace.from_dict(obj["space"])
+            state = dict(obj["model"])
+            meta = {"kind": "ours", "num_classes": int(obj["num_classes"])}
+        except (KeyError, TypeError) as exc:
+            raise CheckpointError(f"checkpoint {path} is missing the entry {exc}") from None
+    elif is_authors(obj):
+        state = authors_state_dict(obj["state_dict"])
+        sp = _space_from_authors_args(obj.get("args")) or ATTENTIVENAS_SPACE
+        cls_w = state.get("classifier.linear.linear.weight")
+        meta = {"kind": authors_kind(obj.get("args")),
+                "num_classes": int(cls_w.shape[0]) if isinstance(cls_w, torch.Tensor) and cls_w.dim() == 2 else None}
+    else:
+        raise CheckpointError(
+            f"checkpoint {path} is neither an attentivenas checkpoint nor one of the authors' (no 'format' or "
+            "'state_dict' entry)"
+        )
+    bad = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise CheckpointError(f"checkpoint {path}: entry {bad[0]!r} is not a tensor")
+    return state, sp, meta
+
+
 def load_supernet(path: str | Path, space: str | SearchSpace | None = None,
                   device: str | torch.device = "cpu") -> tuple[Supernet, dict[str, Any]]:
     """Load a supernet from our checkpoint or one released by the authors.
@@ -186,7 +237,13 @@ def load_supernet(path: str | Path, space: str | SearchSpace | None = None,
     Returns the network (eval mode) and the checkpoint's metadata (everything but the weights; its
     ``kind`` is ``ours``, ``attentivenas`` or ``alphanet``).
     """
-    obj = read_checkpoint(path)
+    return _supernet_from(read_checkpoint(path), path, space, device)
+
+
+def _supernet_from(obj: Any, path: str | Path, space: str | SearchSpace | None,
+                   device: str | torch.device) -> tuple[Supernet, dict[str, Any]]:
+    """:func:`load_supernet` of a checkpoint already read."""
+    _refuse_subnet(obj, path, "this command")
     if is_ours(obj):
         if obj.get("version", 0) > VERSION:
             raise CheckpointError(f"checkpoint {path} has format version {obj['version']}; this release reads "
@@ -247,3 +304,109 @@ def save_supernet(path: str | Path, net: Supernet, extra: Mapping[str, Any] | No
     if extra:
         payload.update(extra)
     return atomic_torch_save(sealed(payload), path)
+
+
+# --------------------------------------------------------------------------- fine-tuned subnets
+class SubnetHost(torch.nn.Module):
+    """A fine-tuned subnet where a supernet is expected (``evaluate``, ``export``): it has the
+    supernet's ``space``, ``num_classes`` and ``arch``, and :meth:`extract` gives a copy of the one
+    subnet it holds (any other arch is refused). ``forward`` runs the subnet."""
+
+    def __init__(self, subnet: StaticSubnet, path: str | Path = "checkpoint") -> None:
+        super().__init__()
+        self.subnet = subnet
+        self.space = subnet.space
+        self.num_classes = subnet.num_classes
+        self.path = str(path)
+
+    @property
+    def arch(self) -> Arch:
+        return self.subnet.arch
+
+    def set_arch(self, arch: Arch) -> None:
+        """Only the stored arch can be active."""
+        self.check_arch(arch)
+
+    def check_arch(self, arch: Arch) -> None:
+        """:class:`CheckpointError` unless ``arch`` is the stored one."""
+        if arch.to_dict() != self.arch.to_dict():
+            raise CheckpointError(f"checkpoint {self.path} holds the fine-tuned subnet {self.arch.to_json()}, not "
+                                  f"{arch.to_json()}; leave --arch out or pass that arch")
+
+    @torch.no_grad()
+    def extract(self, arch: Arch | None = None) -> StaticSubnet:
+        """A copy of the stored subnet (``arch`` must be it), in this module's train/eval mode."""
+        if arch is not None:
+            self.check_arch(arch)
+        sub = copy.deepcopy(self.subnet)
+        sub.train(self.training)
+        return sub
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.subnet(x)
+
+
+def subnet_payload(sub: StaticSubnet) -> dict[str, Any]:
+    """The model part of a fine-tuned subnet checkpoint: format, ``kind: subnet``, space, arch, classes
+    and the static subnet's state dict (extend it with training state)."""
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "kind": SUBNET_KIND,
+        "space": sub.space.to_dict(),
+        "arch": sub.arch.to_dict(),
+        "num_classes": int(sub.num_classes),
+        "model": {k: v.detach().cpu() for k, v in sub.state_dict().items()},
+    }
+
+
+def load_subnet_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[SubnetHost, dict[str, Any]]:
+    """Load a fine-tuned subnet checkpoint (``attentivenas finetune``): the stored static subnet in a
+    :class:`SubnetHost` (eval mode) and the metadata (everything but the weights; ``kind`` is the kind
+    of the supernet it came from, so it is measured as that supernet's subnets are)."""
+    obj = read_checkpoint(path)
+    if not is_subnet_checkpoint(obj):
+        raise CheckpointError(f"checkpoint {path} is not a fine-tuned subnet checkpoint")
+    return _subnet_from(obj, path, device)
+
+
+def _subnet_from(obj: Mapping[str, Any], path: str | Path,
+                 device: str | torch.device) -> tuple[SubnetHost, dict[str, Any]]:
+    if obj.get("version", 0) > VERSION:
+        raise CheckpointError(f"checkpoint {path} has format version {obj['version']}; this release reads up to "
+                              f"{VERSION}")
+    try:
+        sp = SearchSpace.from_dict(obj["space"])
+        arch = Arch.from_dict(obj["arch"])
+        sub = StaticSubnet(sp, arch, int(obj["num_classes"]))
+        state = obj["model"]
+    except (KeyError, TypeError) as exc:
+        raise CheckpointError(f"checkpoint {path} is missing the entry {exc}") from None
+    except UserError as exc:
+        raise CheckpointError(f"checkpoint {path}: {exc}") from None
+    try:
+        sub.load_state_dict(state, strict=True)
+    except (RuntimeError, TypeError) as exc:
+        raise CheckpointError(f"checkpoint {path}: its weights do not fit its arch: "
+                              f"{str(exc).splitlines()[0]}") from None
+    meta = {k: v for k, v in obj.items() if k != "model"}
+    parent = obj.get("parent") if isinstance(obj.get("parent"), Mapping) else {}
+    meta["kind"] = parent.get("kind", "ours")
+    meta["source"] = parent.get("source", "attentivenas")
+    meta["subnet"] = True
+    host = SubnetHost(sub, path).to(device).eval()
+    return host, meta
+
+
+def load_checkpoint_model(path: str | Path, space: str | SearchSpace | None = None,
+                          device: str | torch.device = "cpu") -> tuple[Supernet | SubnetHost, dict[str, Any]]:
+    """A supernet (:func:`load_supernet`) or a fine-tuned subnet (:func:`load_subnet_checkpoint`, whose
+    ``meta["subnet"]`` is True), whichever ``path`` holds: what ``evaluate`` and ``export`` take.
+    ``space`` applies to supernets; a subnet carries its own (a different one is refused)."""
+    obj = read_checkpoint(path)
+    if is_subnet_checkpoint(obj):
+        host, meta = _subnet_from(obj, path, device)
+        if space is not None and not get_space(space).same_as(host.space):
+            raise CheckpointError(f"checkpoint {path} is a subnet of space '{host.space.name}', not of --space {space}")
+        return host, meta
+    return _supernet_from(obj, path, space, device)

@@ -12,6 +12,16 @@ Every writer is atomic (:mod:`attentivenas.io`) and checks what it wrote against
 on a seeded random batch: the relative error is ``max |exported - torch| / max |torch|`` over all
 logits (an elementwise ratio is meaningless for logits near zero) and must be <= ``tol`` (1e-4).
 
+``precision="int8"`` (:data:`~attentivenas.nn.quantize.INT8_FORMATS`: ExecuTorch, ONNX, OpenVINO)
+writes a post-training-quantized file (:mod:`attentivenas.nn.quantize`), calibrated on
+``calib_images`` (normalised training images; :func:`export_subnet` recalibrates BN first when given
+``calib_batches``). Its relative error against the fp32 subnet, on calibration images, is recorded
+(:data:`INT8_TOL`: it must be finite; no bound by default); with ``check_data``
+(images, labels) the file is also run by its runtime in a process without ``attentivenas`` and its
+top-1 reported beside the fp32 subnet's (``top1_fp32``, ``top1_int8``, ``agreement``,
+``drop_points``). OpenVINO files (``.xml`` + ``.bin``) come from ``openvino.convert_model`` of the
+``torch.export`` program (fp32) or NNCF (int8), at a fixed batch.
+
 :func:`export_safetensors` writes the state dict with safetensors and, beside it,
 ``<stem>.arch.json`` (arch, space, number of classes) so :func:`load_safetensors_subnet` rebuilds
 the subnet without pickle. :func:`export_subnet` dispatches on the format, optionally recalibrating
@@ -39,23 +49,56 @@ from ..errors import UserError
 from ..io import atomic_write_bytes, atomic_write_json, loads_json, read_json_file
 from ..space import Arch, SearchSpace, get_space
 from .bn import calibrate_bn
-from .programs import executorch_bytes, executorch_method, exported_program, onnx_bytes, onnx_session, program_bytes
+from .layers import resize_input
+from .programs import (
+    executorch_bytes,
+    executorch_method,
+    exported_program,
+    onnx_bytes,
+    onnx_session,
+    openvino_config,
+    program_bytes,
+    quiet,
+    require,
+)
+from .quantize import (
+    DEFAULT_CALIB_IMAGES,
+    INT8_FORMATS,
+    check_int8_accuracy,
+    check_precision,
+    fixed_batch_fn,
+    int8_executorch_bytes,
+    int8_onnx_bytes,
+    int8_openvino_model,
+    save_openvino,
+)
 from .static import StaticSubnet
 
 SUBNET_FORMAT = "attentivenas-subnet"
 #: formats written without an optional extra (the quick start's choices), default first
 BASE_FORMATS = ("torch-export", "onnx", "safetensors", "torchscript")
-FORMATS = (*BASE_FORMATS, "executorch")
+FORMATS = (*BASE_FORMATS, "executorch", "openvino")
 DEFAULT_FORMAT = "torch-export"
 #: formats whose files have a batch size (``batch=N`` or ``"dynamic"``)
-BATCH_FORMATS = ("onnx", "torch-export", "executorch")
+BATCH_FORMATS = ("onnx", "torch-export", "executorch", "openvino")
+#: formats whose files have a fixed input shape (no ``"dynamic"`` batch; default batch 1)
+FIXED_BATCH_FORMATS = ("executorch", "openvino")
+#: The INT8 file's logits are compared with the fp32 subnet's and the relative error recorded, but
+#: not held to a bound by default: INT8 rounding error depends on the model (0.2% on a seeded
+#: network, 65-115% on an untrained one whose BN was recalibrated on data: channels of tiny
+#: variance amplify the rounding), so the accuracy check, not this number, judges the file. Only
+#: outputs that are not finite or of the wrong shape fail.
+INT8_TOL = float("inf")
+#: what ``index.json`` keeps of each file's info
+INDEX_KEYS = ("rel_error", "exporter", "opset", "tensors", "batch", "precision", "calib_images", "top1_fp32",
+              "top1_int8", "agreement", "drop_points", "check_images")
 #: ONNX exporters: ``torch.export``-based (the default) and PyTorch's deprecated TorchScript-based one
 ONNX_EXPORTERS = ("dynamo", "torchscript")
 DYNAMIC = "dynamic"
 TORCHSCRIPT_DEPRECATED = ("the torchscript format is deprecated (torch.jit is deprecated in PyTorch); "
                           "use --format torch-export (.pt2, loaded with torch.export.load)")
 SUFFIXES = {"torchscript": ".pt", "onnx": ".onnx", "safetensors": ".safetensors", "torch-export": ".pt2",
-            "executorch": ".pte"}
+            "executorch": ".pte", "openvino": ".xml"}
 
 
 class ExportError(UserError):
@@ -74,7 +117,7 @@ def parse_batch(value: int | str | None, fmt: str) -> int | str:
     (dynamic for ONNX and ``.pt2``, 1 for ExecuTorch). Raises :class:`ExportError` (one line) for a
     bad value, a format without a batch, or ``dynamic`` for ExecuTorch."""
     if value is None:
-        return 1 if fmt == "executorch" else DYNAMIC
+        return 1 if fmt in FIXED_BATCH_FORMATS else DYNAMIC
     if fmt not in BATCH_FORMATS:
         raise ExportError(f"--batch applies to {', '.join(BATCH_FORMATS)}, not to {fmt}")
     if isinstance(value, str):
@@ -87,8 +130,8 @@ def parse_batch(value: int | str | None, fmt: str) -> int | str:
             except ValueError:
                 raise ExportError(f"--batch must be a positive integer or 'dynamic', got {value!r}") from None
     if value == DYNAMIC:
-        if fmt == "executorch":
-            raise ExportError("--batch dynamic is not supported for executorch (its XNNPACK program has a fixed "
+        if fmt in FIXED_BATCH_FORMATS:
+            raise ExportError(f"--batch dynamic is not supported for {fmt} (its program here has a fixed "
                               "input shape): give --batch N")
         return DYNAMIC
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -249,6 +292,66 @@ def export_executorch(subnet: nn.Module, path: str | Path, batch: int | str | No
     return {"path": str(atomic_write_bytes(path, data)), "rel_error": err, "batch": batch}
 
 
+# --------------------------------------------------------------------------- OpenVINO
+def _openvino_run(ov_model: Any, batch: int) -> Any:
+    """``images -> logits`` of an ``openvino.Model`` compiled for the CPU (one thread)."""
+    ov = require("openvino")
+    request = ov.Core().compile_model(ov_model, "CPU", openvino_config(1)).create_infer_request()
+    return fixed_batch_fn(lambda a: np.array(request.infer({0: a})[0]), batch)
+
+
+def export_openvino(subnet: nn.Module, path: str | Path, batch: int | str | None = None, tol: float = 1e-4,
+                    seed: int = 0) -> dict[str, Any]:
+    """Write an OpenVINO IR (``.xml`` + ``.bin``; ``path``'s suffix becomes ``.xml``) of the subnet's
+    ``torch.export`` program at a fixed batch (default 1), checked with OpenVINO's CPU plugin against
+    the eager subnet; needs the ``openvino`` extra."""
+    batch = parse_batch(batch, "openvino")
+    assert isinstance(batch, int)
+    ov = require("openvino")
+    model, x, check = _check_inputs(subnet, batch, seed)
+    with quiet(), torch.no_grad():
+        converted = ov.convert_model(exported_program(model, x))
+    err = relative_error(_openvino_run(converted, batch)(check).numpy(), model, check)
+    if not err <= tol:
+        raise ExportError(f"OpenVINO check failed: relative error {err:.3g} > {tol:g} against PyTorch")
+    return {**save_openvino(converted, path), "rel_error": err, "batch": batch}
+
+
+# --------------------------------------------------------------------------- INT8
+def export_int8(subnet: nn.Module, path: str | Path, fmt: str, calib_images: torch.Tensor,
+                batch: int | str | None = None, tol: float = INT8_TOL, seed: int = 0) -> dict[str, Any]:
+    """Write the INT8 file of ``subnet`` as ``fmt`` (one of :data:`INT8_FORMATS`), post-training
+    quantized on ``calib_images`` (:mod:`attentivenas.nn.quantize`; BN is not touched here). The
+    file's logits on up to 8 calibration images are compared with the fp32 subnet's: the relative
+    error is recorded and must be finite and <= ``tol`` (:data:`INT8_TOL`: no bound by default).
+    ``batch``: N (ExecuTorch and OpenVINO: default 1) or ``"dynamic"`` (ONNX only, its default)."""
+    if fmt not in INT8_FORMATS:
+        raise ExportError(f"--precision int8 applies to formats {', '.join(INT8_FORMATS)}, not to {fmt}")
+    batch = parse_batch(batch, fmt)
+    dynamic = batch == DYNAMIC
+    model, x, _ = _check_inputs(subnet, 2 if dynamic else int(batch), seed)
+    calib = calib_images.detach().to("cpu", torch.float32)
+    probe = calib[:8]
+    probe = resize_input(probe, int(x.shape[2]))
+    if fmt == "onnx":
+        data = int8_onnx_bytes(model, x, calib, dynamic_batch=dynamic)
+        sess = onnx_session(data, threads=1)
+        name = sess.get_inputs()[0].name
+        out = fixed_batch_fn(lambda a: sess.run(None, {name: a})[0], probe.shape[0] if dynamic else int(batch))(probe)
+    elif fmt == "executorch":
+        data = int8_executorch_bytes(model, x, calib)
+        method = executorch_method(data)
+        out = fixed_batch_fn(lambda a: method.execute([torch.from_numpy(a)])[0].numpy(), int(batch))(probe)
+    else:
+        ov_model = int8_openvino_model(model, x, calib)
+        out = _openvino_run(ov_model, int(batch))(probe)
+    err = relative_error(out.numpy(), model, probe)
+    if not (np.isfinite(err) and err <= tol):
+        raise ExportError(f"INT8 {fmt} check failed: relative error {err:.3g} > {tol:g} against the fp32 subnet")
+    info = save_openvino(ov_model, path) if fmt == "openvino" else {"path": str(atomic_write_bytes(path, data))}
+    return {**info, "rel_error": err, "batch": batch, "precision": "int8", "calib_images": int(calib.shape[0])}
+
+
 # --------------------------------------------------------------------------- safetensors
 def subnet_spec(subnet: nn.Module) -> dict[str, Any]:
     """The JSON that rebuilds a subnet: arch, space and number of classes."""
@@ -312,29 +415,60 @@ def load_safetensors_subnet(path: str | Path, device: str | torch.device = "cpu"
 
 # --------------------------------------------------------------------------- dispatch and Pareto sets
 def export_subnet(subnet: nn.Module, path: str | Path, fmt: str = DEFAULT_FORMAT,
-                  calib_batches: Sequence[torch.Tensor] | None = None, **kwargs: Any) -> dict[str, Any]:
+                  calib_batches: Sequence[torch.Tensor] | None = None, precision: str = "fp32",
+                  calib_images: torch.Tensor | None = None,
+                  check_data: tuple[torch.Tensor, torch.Tensor] | None = None, **kwargs: Any) -> dict[str, Any]:
     """Export one subnet as ``fmt`` (one of :data:`FORMATS`); with ``calib_batches`` its BN
     statistics are first recalibrated on them (on a copy). ``kwargs`` go to the format's writer
-    (``batch`` for ONNX, ``.pt2`` and ``.pte``; ``exporter`` for ONNX)."""
-    _check_format(fmt, kwargs)
+    (``batch`` for ONNX, ``.pt2``, ``.pte`` and OpenVINO; ``exporter`` for ONNX).
+
+    ``precision="int8"`` (formats :data:`INT8_FORMATS`): :func:`export_int8` on ``calib_images``
+    (``N x 3 x H x W``; ``None``: the first :data:`DEFAULT_CALIB_IMAGES` images of
+    ``calib_batches``), after the BN recalibration. ``check_data`` (images, labels): the INT8 file is
+    run by its runtime in a process without ``attentivenas`` and ``top1_fp32``, ``top1_int8``,
+    ``agreement``, ``drop_points`` and ``check_images`` join the info (:func:`check_int8_accuracy`).
+    The info always has ``precision``."""
+    check_precision(precision)
+    _check_format(fmt, kwargs, precision)
+    if precision == "int8" and calib_images is None:
+        if not calib_batches:
+            raise ExportError("an INT8 export needs calibration images (calib_images, or calib_batches of "
+                              "training images; --calib-images on the command line)")
+        calib_images = torch.cat([b.detach().to("cpu", torch.float32) for b in calib_batches])[:DEFAULT_CALIB_IMAGES]
     if calib_batches is not None:
         subnet = calibrate_bn(copy.deepcopy(subnet), calib_batches)
+    if precision == "int8":
+        assert calib_images is not None
+        info = export_int8(subnet, path, fmt, calib_images, batch=kwargs.get("batch"))
+        if check_data is not None:
+            batch = info["batch"] if isinstance(info["batch"], int) else 32
+            info.update(check_int8_accuracy(info["path"], fmt, check_data[0], check_data[1], subnet, batch=batch))
+        return info
     if fmt == "onnx":
-        return export_onnx(subnet, path, **kwargs)
-    if fmt == "safetensors":
-        return export_safetensors(subnet, path)
-    if fmt == "torch-export":
-        return export_torch_export(subnet, path, **kwargs)
-    if fmt == "executorch":
-        return export_executorch(subnet, path, **kwargs)
-    warnings.warn(TORCHSCRIPT_DEPRECATED, FutureWarning, stacklevel=2)
-    return {"path": str(export_torchscript(subnet, path))}
+        info = export_onnx(subnet, path, **kwargs)
+    elif fmt == "safetensors":
+        info = export_safetensors(subnet, path)
+    elif fmt == "torch-export":
+        info = export_torch_export(subnet, path, **kwargs)
+    elif fmt == "executorch":
+        info = export_executorch(subnet, path, **kwargs)
+    elif fmt == "openvino":
+        info = export_openvino(subnet, path, **kwargs)
+    else:
+        warnings.warn(TORCHSCRIPT_DEPRECATED, FutureWarning, stacklevel=2)
+        info = {"path": str(export_torchscript(subnet, path))}
+    return {**info, "precision": "fp32"}
 
 
-def _check_format(fmt: str, kwargs: Mapping[str, Any]) -> None:
-    """Refuse an unknown format, and options its writer does not take, before any work."""
+def _check_format(fmt: str, kwargs: Mapping[str, Any], precision: str = "fp32") -> None:
+    """Refuse an unknown format or precision, and options its writer does not take, before any work."""
     if fmt not in FORMATS:
         raise ExportError(f"unknown export format {fmt!r}; use one of {list(FORMATS)}")
+    check_precision(precision)
+    if precision == "int8" and fmt not in INT8_FORMATS:
+        raise ExportError(f"--precision int8 applies to formats {', '.join(INT8_FORMATS)}, not to {fmt}")
+    if precision == "int8" and kwargs.get("exporter") not in (None, "dynamo"):
+        raise ExportError("an INT8 ONNX file is exported with the dynamo exporter; drop --onnx-exporter")
     if kwargs.get("batch") is not None:
         parse_batch(kwargs["batch"], fmt)
     if kwargs.get("exporter") is not None and fmt != "onnx":
@@ -366,11 +500,15 @@ def read_pareto_archs(pareto: str | Path | Sequence[Any], space: SearchSpace) ->
 
 def export_pareto_set(supernet: nn.Module, pareto: str | Path | Sequence[Any], out_dir: str | Path,
                       fmt: str = DEFAULT_FORMAT, calib_batches: Sequence[torch.Tensor] | None = None,
+                      precision: str = "fp32", calib_images: torch.Tensor | None = None,
+                      check_data: tuple[torch.Tensor, torch.Tensor] | None = None,
                       **kwargs: Any) -> list[dict[str, Any]]:
     """Export every arch of a Pareto set from ``supernet`` into ``out_dir`` (one file per arch, plus
-    ``index.json`` listing arch, MFLOPs, params, file and, for ONNX / ``.pt2`` / ``.pte``, the batch).
-    ``calib_batches``: recalibrate BN first."""
-    _check_format(fmt, kwargs)
+    ``index.json`` listing arch, MFLOPs, params, file, precision and, for ONNX / ``.pt2`` / ``.pte`` /
+    OpenVINO, the batch; for INT8, the calibration images and the check's top-1s).
+    ``calib_batches``: recalibrate BN first; ``precision``, ``calib_images``, ``check_data``: as in
+    :func:`export_subnet`."""
+    _check_format(fmt, kwargs, precision)
     space = supernet.space
     num_classes = int(getattr(supernet, "num_classes", 1000))
     archs = read_pareto_archs(pareto, space)
@@ -379,12 +517,14 @@ def export_pareto_set(supernet: nn.Module, pareto: str | Path | Sequence[Any], o
     for i, arch in enumerate(archs):
         mflops = count_flops(space, arch, num_classes)
         path = out / f"subnet_{i:02d}_{mflops:.4g}mflops{SUFFIXES[fmt]}"
-        info = export_subnet(supernet.extract(arch), path, fmt, calib_batches, **kwargs)
+        info = export_subnet(supernet.extract(arch), path, fmt, calib_batches, precision, calib_images, check_data,
+                             **kwargs)
         record = {"file": path.name, "arch": arch.to_dict(), "mflops": mflops,
                   "params_m": count_params(space, arch, num_classes) / 1e6, "format": fmt}
-        record.update({k: v for k, v in info.items() if k in ("rel_error", "exporter", "opset", "tensors", "batch")})
-        if "arch_json" in info:
-            record["arch_json"] = Path(info["arch_json"]).name
+        record.update({k: v for k, v in info.items() if k in INDEX_KEYS})
+        for key in ("arch_json", "weights"):
+            if key in info:
+                record[key] = Path(info[key]).name
         records.append(record)
     atomic_write_json(out / "index.json", records)
     return records

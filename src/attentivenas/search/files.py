@@ -6,7 +6,9 @@ A Pareto entry follows the file contract of DESIGN.md::
     {"arch": {...}, "mflops": ..., "params_m": ..., "latency_ms": ... | null,
      "accuracy": ..., "accuracy_source": "measured" | "predicted"}
 
-plus ``memory_mb`` when memory was computed and ``predicted_accuracy`` after re-measuring.
+plus ``memory_mb`` when memory was computed and ``predicted_accuracy`` after re-measuring. A
+``precision: int8`` search adds ``top1_fp32`` and ``top1_int8`` to every entry (each measured) and its
+``accuracy`` is ``top1_int8``; its plot shows the same subnets' float top-1 beside the INT8 front.
 """
 
 from __future__ import annotations
@@ -43,8 +45,10 @@ def csv_columns(entries: Sequence[dict[str, Any]]) -> list[str]:
     cols += ["accuracy", "accuracy_source"]
     if any("predicted_accuracy" in e for e in entries):
         cols.append("predicted_accuracy")
+    cols += [c for c in ("top1_fp32", "top1_int8") if any(c in e for e in entries)]
     if any("report_top1" in e for e in entries):
-        cols += ["report_top1", "report_split"]
+        cols += ["report_top1"] + (["report_top1_int8"] if any("report_top1_int8" in e for e in entries) else [])
+        cols += ["report_split"]
     return cols + list(ARCH_COLUMNS)
 
 
@@ -111,9 +115,17 @@ def plot_pareto(
     if evaluated is not None and len(evaluated):
         ax.scatter(evaluated[:, 0], evaluated[:, 1], s=6, c="0.75", label=evaluated_label, zorder=1)
     pts = sorted((e["mflops"], e["accuracy"]) for e in entries)
+    int8 = [e for e in entries if e.get("top1_int8") is not None and e.get("top1_fp32") is not None]
     if pts:
         xs, ys = zip(*pts, strict=True)
-        ax.plot(xs, ys, "-o", ms=4, color="tab:blue", label="Pareto front", zorder=3)
+        ax.plot(xs, ys, "-o", ms=4, color="tab:blue", label="Pareto front (INT8)" if int8 else "Pareto front",
+                zorder=3)
+    if int8:  # the same subnets in float: how much each lost to quantization
+        ax.scatter([e["mflops"] for e in int8], [e["top1_fp32"] for e in int8], marker="o", s=28,
+                   facecolors="none", edgecolors="tab:orange", label="same subnets, fp32", zorder=3)
+        for e in int8:
+            ax.plot([e["mflops"]] * 2, [e["top1_int8"], e["top1_fp32"]], color="tab:orange", lw=0.6, alpha=0.6,
+                    zorder=2)
     won = [w for w in winners if w.get("arch") is not None]
     if won:
         ax.scatter([w["mflops"] for w in won], [w["accuracy"] for w in won], marker="*", s=120,
@@ -150,7 +162,8 @@ def write_search_outputs(out_dir: str | Path, result: SearchResult) -> dict[str,
     if cfg.published and not published:
         warnings.warn(f"--published: the authors' A0-A6 are ImageNet models of the attentivenas space; they are not "
                       f"plotted beside a front of space '{result.space_name}'", UserWarning, stacklevel=2)
-    title = f"{result.space_name} Pareto front ({'measured' if measured else 'predicted'} accuracy)"
+    kind = ("measured INT8" if cfg.precision == "int8" else "measured") if measured else "predicted"
+    title = f"{result.space_name} Pareto front ({kind} accuracy)"
     return {
         "pareto.json": write_pareto_json(out / "pareto.json", result.pareto),
         "pareto.csv": write_pareto_csv(out / "pareto.csv", result.pareto),

@@ -86,6 +86,7 @@ def run_search(
     state_path: str | Path | None = None,
     measured: MeasuredAccuracy | None = None,
     log: Callable[[str], None] | None = None,
+    int8: MeasuredAccuracy | None = None,
 ) -> SearchResult:
     """NSGA-II search of ``space`` as ``config`` says: maximise accuracy, minimise the objectives
     under the budgets. ``accuracy_fn`` maps a gene matrix to top-1 (%); ``evaluate_fn(arch)`` measures
@@ -93,17 +94,20 @@ def run_search(
     ``measured`` itself). With ``out_dir`` the files are written (see :func:`write_search_outputs`;
     rank 0 only under a process group). With ``state_path`` the evolution is checkpointed there after
     every generation and continues from it (see :mod:`attentivenas.search.state`). ``log`` receives
-    what will be measured and the time estimates."""
+    what will be measured and the time estimates. ``int8`` (the INT8 accuracy of a ``precision: int8``
+    search) measures the best candidates and budget winners again quantized, and the front is built on
+    it (see :func:`~attentivenas.search.results.collect`)."""
     with OutputLock(out_dir, "search folder") if out_dir is not None and is_main() else nullcontext():
         return _run_search(space, config, accuracy_fn, evaluate_fn, latency_fn, memory_fn, num_classes,
-                           measured_cache, progress, out_dir, state_path, measured, log)
+                           measured_cache, progress, out_dir, state_path, measured, log, int8)
 
 
 def _run_search(space: SearchSpace, config: SearchConfig, accuracy_fn: GeneFn | None,
                 evaluate_fn: Callable[[Arch], float] | None, latency_fn: GeneFn | None, memory_fn: GeneFn | None,
                 num_classes: int, measured_cache: str | Path | None, progress: bool,
                 out_dir: str | Path | None, state_path: str | Path | None = None,
-                measured: MeasuredAccuracy | None = None, log: Callable[[str], None] | None = None) -> SearchResult:
+                measured: MeasuredAccuracy | None = None, log: Callable[[str], None] | None = None,
+                int8: MeasuredAccuracy | None = None) -> SearchResult:
     if measured is not None and evaluate_fn is None:
         evaluate_fn = measured.evaluate_fn
     source = resolve_source(config.accuracy.source, accuracy_fn, evaluate_fn)
@@ -121,6 +125,9 @@ def _run_search(space: SearchSpace, config: SearchConfig, accuracy_fn: GeneFn | 
         measured = MeasuredAccuracy(space, evaluate_fn, measured_cache, num_classes, progress=progress, log=log)
     if source == "predicted":
         measured = None
+    if int8 is not None and measured is None:
+        raise ConfigError("precision int8 measures the best candidates again quantized: it needs measured accuracy "
+                          "(a supernet checkpoint, accuracy source measured or predicted+remeasure)")
     exhaustive = source == "measured" and accuracy_fn is None
     search_fn = measured if exhaustive else accuracy_fn
     assert search_fn is not None
@@ -132,11 +139,12 @@ def _run_search(space: SearchSpace, config: SearchConfig, accuracy_fn: GeneFn | 
     search.bounds = _cost_bounds(search, rng)
     history = _run_nsga2(search, config, rng, progress, Path(state_path) if state_path is not None else None,
                          measured if exhaustive else None, log)
-    result = collect(search, source, measured, config.accuracy.remeasure_top, points, config.budgets.metric)
+    result = collect(search, source, measured, config.accuracy.remeasure_top, points, config.budgets.metric, int8)
     result.history = history
     result.config, result.space_name, result.num_classes = config, space.name, num_classes
-    if measured is not None:
-        measured.finish()
+    for m in (measured, int8):
+        if m is not None:
+            m.finish()
     if out_dir is not None and is_main():
         write_search_outputs(out_dir, result)
     return result

@@ -1,5 +1,6 @@
 """The outcome of a search: the Pareto entries (file contract), each budget's winner, hypervolume,
-and the re-measurement of the best predicted candidates (``predicted+remeasure``)."""
+the re-measurement of the best predicted candidates (``predicted+remeasure``) and, in an INT8 search,
+the measurement of the best measured ones quantized (:func:`collect`)."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ class SearchResult:
     space_name: str = ""
     num_classes: int = 1000
     extra: dict[str, Any] = field(default_factory=dict)  # e.g. the predictor the search fitted (summary.json)
+    n_measured_int8: int | None = None  # distinct archs measured quantized (precision int8)
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready summary (written as ``summary.json``, printed by ``search --json``)."""
@@ -42,6 +44,7 @@ class SearchResult:
             "budget_winners": self.budget_winners,
             "n_evaluations": self.n_evaluations,
             "n_measured": self.n_measured,
+            **({"n_measured_int8": self.n_measured_int8} if self.n_measured_int8 is not None else {}),
             "space": self.space_name,
             "num_classes": self.num_classes,
             "settings": self.config.to_dict(),
@@ -50,7 +53,7 @@ class SearchResult:
 
 
 def _entries(search: SearchState, genes: np.ndarray, values: dict[str, np.ndarray], idx: np.ndarray, source: str,
-             predicted: np.ndarray | None = None) -> list[dict[str, Any]]:
+             predicted: np.ndarray | None = None, also: dict[str, np.ndarray] | None = None) -> list[dict[str, Any]]:
     out = []
     for i in idx:
         e: dict[str, Any] = {
@@ -65,6 +68,8 @@ def _entries(search: SearchState, genes: np.ndarray, values: dict[str, np.ndarra
             e["memory_mb"] = float(values["memory_mb"][i])
         if predicted is not None:
             e["predicted_accuracy"] = float(predicted[i])
+        for k, v in (also or {}).items():
+            e[k] = float(v[i])
         out.append(e)
     return sorted(out, key=lambda e: (e["mflops"], -e["accuracy"]))
 
@@ -104,8 +109,13 @@ def _with_known_measurements(search: SearchState, measured: MeasuredAccuracy, ge
 
 
 def collect(search: SearchState, source: str, measured: MeasuredAccuracy | None, top: int,
-            points: Sequence[float], metric: str) -> SearchResult:
-    """The result of a finished search: feasible archs only, re-measured for ``predicted+remeasure``."""
+            points: Sequence[float], metric: str, int8: MeasuredAccuracy | None = None) -> SearchResult:
+    """The result of a finished search: feasible archs only, re-measured for ``predicted+remeasure``.
+
+    With ``int8`` (a ``precision: int8`` search), the best measured archs (the measured front, the
+    first fronts up to ``top`` and the best 3 under each budget point, all by float top-1) are measured
+    again quantized; the front, the budget winners and the hypervolume are then those of their INT8
+    top-1 (``accuracy``), each entry carrying ``top1_fp32`` and ``top1_int8``."""
     genes, values = search.archive.arrays()
     ok = feasible(values, search.limits)  # every output honours every budget
     genes, values = genes[ok], {c: v[ok] for c, v in values.items()}
@@ -122,13 +132,21 @@ def collect(search: SearchState, source: str, measured: MeasuredAccuracy | None,
         values["accuracy"] = measured(genes)
         genes, values, predicted = _with_known_measurements(search, measured, genes, values, predicted)
         label = "measured"
+    also = None
+    if int8 is not None and len(genes):
+        idx = _int8_candidates(search, values, top, points, col)
+        genes, values = genes[idx], {c: v[idx] for c, v in values.items()}
+        predicted = predicted[idx] if predicted is not None else None
+        int8.measure([search.space.decode(g) for g in genes], what="in INT8: the best candidates and budget winners")
+        also = {"top1_fp32": values["accuracy"].copy(), "top1_int8": int8(genes)}
+        values["accuracy"] = also["top1_int8"]
     front = np.flatnonzero(pareto_mask(search.objectives_matrix(values))) if len(genes) else np.zeros(0, np.int64)
-    pareto = _entries(search, genes, values, front, label, predicted)
+    pareto = _entries(search, genes, values, front, label, predicted, also)
     winners = []
     for b in points:
         under = np.flatnonzero(values[col] <= b)
         best = under[np.argsort(-values["accuracy"][under], kind="stable")][:1]
-        entry = _entries(search, genes, values, best, label, predicted)
+        entry = _entries(search, genes, values, best, label, predicted, also)
         winners.append({"metric": metric, "budget": b, **(entry[0] if entry else {"arch": None})})
     hv = search.front_hv({c: v[front] for c, v in values.items()})
     reference = {
@@ -137,5 +155,17 @@ def collect(search: SearchState, source: str, measured: MeasuredAccuracy | None,
         "reference_point": [1.0] * (1 + len(search.obj_cols)),
         "bounds": {c: list(search.bounds[c]) for c in search.obj_cols},
     }
-    return SearchResult(pareto, winners, hv, reference, evaluated=evaluated, n_evaluations=len(search.archive),
-                        n_measured=len(measured.used) if measured is not None else 0)
+    result = SearchResult(pareto, winners, hv, reference, evaluated=evaluated, n_evaluations=len(search.archive),
+                          n_measured=len(measured.used) if measured is not None else 0)
+    if int8 is not None:
+        result.n_measured_int8 = len(int8.used)
+    return result
+
+
+def _int8_candidates(search: SearchState, values: dict[str, np.ndarray], top: int, points: Sequence[float],
+                     col: str) -> np.ndarray:
+    """Indices of the measured archs to measure in INT8: the float front, the first fronts up to ``top``
+    and the best 3 under each budget point."""
+    front = np.flatnonzero(pareto_mask(search.objectives_matrix(values)))
+    chosen = np.union1d(front, _remeasure_candidates(search, values, top, points, col))
+    return chosen.astype(np.int64)

@@ -16,7 +16,7 @@ from ..devices import resolve_device
 from ..distributed import DistInfo, run_on_ranks
 from ..errors import ConfigError
 from ..io import OutputLock, remove_torn_writes
-from ..latency import LatencyTable
+from ..latency import LatencyTable, check_table_precision
 from ..nn import load_supernet
 from ..space import SearchSpace, get_space
 from .problem import GeneFn
@@ -31,6 +31,7 @@ def _latency_fn(config: SearchConfig, space: SearchSpace) -> GeneFn | None:
     if config.latency_table is None:
         raise ConfigError("latency objectives and budgets need --latency-table FILE (latency_table in a config)")
     table = LatencyTable.load(config.latency_table)
+    check_table_precision(table, config.precision)  # an INT8 search ranks on INT8 latency, an fp32 one on fp32
     table.check_setting(runtime=config.latency_runtime, batch=config.latency_batch)
     return table.gene_fn(space)
 
@@ -83,6 +84,8 @@ def _search(config: SearchConfig, out: Path, progress: bool, warn: Callable[[str
     """Load what ``config`` names (predictor, checkpoint, latency table, memory model), then :func:`run_stage2`."""
     info = info or DistInfo()
     source = default_source(config)
+    if config.latency_table is not None:  # before the checkpoint loads: a table of another precision is refused
+        check_table_precision(LatencyTable.load(config.latency_table), config.precision)
     pred: Predictor | None = load_predictor(config.predictor) if config.predictor is not None else None
     given_space = get_space(config.space) if config.space else None
     space = given_space or (pred.space if pred is not None else get_space(None))

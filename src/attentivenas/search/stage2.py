@@ -16,6 +16,7 @@ import numpy as np
 
 from ..accuracy import (
     ArchDataset,
+    Int8SubnetEvaluator,
     Predictor,
     SubnetEvaluator,
     fit_best,
@@ -39,6 +40,7 @@ from .problem import CostEvaluator, GeneFn, feasible
 from .results import SearchResult
 
 PREDICTOR_FILE = "predictor.json"
+INT8_SUFFIX = "_int8"
 PLAN_FILE = "auto_predictor.json"
 
 Log = Callable[[str], None]
@@ -74,14 +76,23 @@ def run_stage2(config: SearchConfig, out: Path, space: SearchSpace, *, predictor
     to ``measured_path`` (a dataset JSONL, also resumed from). With the source predicted+remeasure and
     no predictor, subnets spread over the budgeted range are measured and a predictor fitted first
     (``config.auto_predictor``, ``out/predictor.json``). ``state_path`` checkpoints the evolution;
-    ``accuracy.report_split`` measures the Pareto archs and budget winners again on that split."""
+    ``accuracy.report_split`` measures the Pareto archs and budget winners again on that split.
+    With ``precision: int8`` the best candidates and budget winners are measured again quantized
+    (:class:`~attentivenas.accuracy.Int8SubnetEvaluator`), cached beside ``measured_path``
+    (``measured_int8.jsonl``), and the front is built on their INT8 top-1."""
     source = default_source(config)
     config = config.model_copy(update={
         "accuracy": config.accuracy.model_copy(update={"source": source, **_measured_with(evaluator)})})
-    measured = None
+    measured = int8 = None
     if evaluator is not None and source != "predicted":
         measured = MeasuredAccuracy(space, evaluator, measured_path, num_classes, progress=progress, log=log,
                                     warn=warn)
+    if config.precision == "int8":
+        int8_eval = int8_evaluator(config, evaluator if source != "predicted" else None)
+        config = config.model_copy(update={"int8": config.int8.model_copy(update={"calib_images":
+                                                                                   int8_eval.calib_images})})
+        int8 = MeasuredAccuracy(space, int8_eval, int8_path(measured_path), num_classes, progress=progress, log=log,
+                                warn=warn)
     extra: dict[str, Any] = {}
     if source == "predicted+remeasure" and predictor is None:
         assert measured is not None
@@ -93,14 +104,32 @@ def run_stage2(config: SearchConfig, out: Path, space: SearchSpace, *, predictor
     result = run_search(
         space, config, predictor.predict_genes if predictor is not None else None, evaluate_fn=evaluator,
         latency_fn=latency_fn, memory_fn=memory_fn, num_classes=num_classes, measured=measured,
-        progress=progress, out_dir=None, state_path=state_path, log=log,
+        progress=progress, out_dir=None, state_path=state_path, log=log, int8=int8,
     )
     result.extra.update(extra)
     if reporter is not None:
         report(result, reporter, progress)
+        if int8 is not None:  # the INT8 top-1 on the report split too
+            report(result, Int8SubnetEvaluator(reporter, config.int8.runtime, config.int8.calib_images,
+                                               config.runtime.threads), progress, key="report_top1_int8")
     if is_main():
         write_search_outputs(out, result)
     return result
+
+
+def int8_evaluator(config: SearchConfig, evaluator: Callable[[Arch], float] | None) -> Int8SubnetEvaluator:
+    """The INT8 evaluator of a ``precision: int8`` search, beside its float ``evaluator`` (a checkpoint's)."""
+    if not isinstance(evaluator, SubnetEvaluator):
+        raise ConfigError("--precision int8 measures the best subnets again quantized: it needs --checkpoint CKPT "
+                          "(and an accuracy source other than predicted)")
+    return Int8SubnetEvaluator(evaluator, config.int8.runtime, config.int8.calib_images, config.runtime.threads)
+
+
+def int8_path(measured_path: Path | None) -> Path | None:
+    """Where INT8 measurements are cached: ``measured_int8.jsonl`` beside ``measured.jsonl``."""
+    if measured_path is None:
+        return None
+    return measured_path.with_name(f"{measured_path.stem}{INT8_SUFFIX}{measured_path.suffix}")
 
 
 def _measured_with(evaluator: Callable[[Arch], float] | None) -> dict[str, Any]:
@@ -213,17 +242,21 @@ def _reporter(config: SearchConfig, evaluator: Callable[[Arch], float] | None,
     return evaluator.on_split(split)
 
 
-def report(result: SearchResult, reporter: SubnetEvaluator, progress: bool = True) -> None:
-    """Measure every Pareto arch and budget winner on the report split: ``report_top1`` and
-    ``report_split`` in their entries (each distinct arch measured once, shared over ranks)."""
+def report(result: SearchResult, reporter: SubnetEvaluator | Int8SubnetEvaluator, progress: bool = True,
+           key: str = "report_top1") -> None:
+    """Measure every Pareto arch and budget winner on the report split: ``report_top1`` (or ``key``: the
+    INT8 evaluator's ``report_top1_int8``) and ``report_split`` in their entries (each distinct arch
+    measured once, shared over ranks)."""
     entries = [e for e in (*result.pareto, *result.budget_winners) if isinstance(e.get("arch"), dict)]
     keys = sorted({json.dumps(e["arch"], sort_keys=True) for e in entries})
-    space = reporter.supernet.space
+    base = reporter.base if isinstance(reporter, Int8SubnetEvaluator) else reporter
+    space = base.supernet.space
     archs = [space.arch_from_dict(json.loads(k)) for k in keys]
-    cache = ArchDataset(space, num_classes=reporter.supernet.num_classes)
+    cache = ArchDataset(space, num_classes=base.supernet.num_classes)
+    int8 = " in INT8" if isinstance(reporter, Int8SubnetEvaluator) else ""
     measure_missing(cache, archs, reporter, CostModel(space, cache.num_classes), progress=progress,
-                    desc=f"report on {reporter.split}")
+                    desc=f"report on {reporter.split}{int8}")
     top1 = {k: cache.get(a).accuracy for k, a in zip(keys, archs, strict=True)}  # type: ignore[union-attr]
     for e in entries:
-        e["report_top1"] = top1[json.dumps(e["arch"], sort_keys=True)]
+        e[key] = top1[json.dumps(e["arch"], sort_keys=True)]
         e["report_split"] = reporter.split

@@ -33,18 +33,20 @@ STATE_VERSION = 1
 STATE_NAME = "search_state.npz"
 #: settings that do not change the generations already run (more generations continue the evolution)
 _NOT_FINGERPRINTED = {("evolution", "generations"), ("accuracy", "device"), ("accuracy", "report_split"),
-                      ("published",), ("runtime",), ("accuracy", "batch_size")}
+                      ("published",), ("runtime",), ("accuracy", "batch_size"), ("int8",)}
 
 
 def fingerprint(config: SearchConfig, extra: dict[str, Any] | None = None) -> str:
     """A hash of the settings that shape the evolution (not the number of generations, the device,
-    the ranks or the report split)."""
+    the ranks, the report split or how INT8 subnets are measured after it)."""
     data = config.to_dict()
     for path in _NOT_FINGERPRINTED:
         node = data
         for key in path[:-1]:
             node = node.get(key, {})
         node.pop(path[-1], None)
+    if data.get("precision") == "fp32":  # an fp32 search fingerprints as before the setting existed
+        data.pop("precision")
     text = json.dumps({"config": data, "extra": extra or {}}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -27,7 +28,7 @@ import torch
 import torch.distributed as dist
 
 from ..config import TrainConfig, save_config
-from ..data import DataBundle, batches_per_epoch, build_data, check_batch_size, train_loader
+from ..data import DataBundle, batches_per_epoch, build_data, check_batch_size, epoch_batches
 from ..distributed import DEFAULT_TIMEOUT_S, DistInfo, barrier, cleanup, init_distributed, is_dist
 from ..errors import ConfigError, JobFailure, UserError
 from ..host_memory import reuse_freed_memory
@@ -42,6 +43,7 @@ from .optim import build_optimizer, build_scheduler
 from .sampling import ArchSampler, load_predictor_estimator
 from .sandwich import SandwichStep, Scorer, StepResult, estimator_scorer, loss_scorer, use_channels_last
 from .state import FRESH, LAST, TrainerState, checkpoint_dir, resolve_resume, set_aside
+from .transfer import TransferReport, load_init
 from .validate import calibration_batches, calibration_seed, validate_arch
 
 
@@ -145,7 +147,8 @@ class Trainer(TrainerState):
     """One training run (built by :func:`train`): components, state and the loop (its checkpoints:
     :class:`~attentivenas.train.state.TrainerState`)."""
 
-    def __init__(self, config: TrainConfig, out_dir: Path, info: DistInfo, on_step: StepCallback | None = None):
+    def __init__(self, config: TrainConfig, out_dir: Path, info: DistInfo, on_step: StepCallback | None = None,
+                 apply_init: bool = True):
         self.config = config
         self.out_dir = out_dir
         self.info = info
@@ -163,8 +166,14 @@ class Trainer(TrainerState):
         steps = batches_per_epoch(n_train, cfg.data.batch_size, info.world_size)
         self.steps_per_epoch = min(steps, cfg.runtime.steps_per_epoch or steps)
         self.total_steps = cfg.optim.epochs * self.steps_per_epoch
+        self.distill_warmup_steps = round(cfg.loss.distill_warmup_epochs * self.steps_per_epoch)
 
         net, self.channels_last = build_training_supernet(cfg, self.space, self.num_classes, info.device)
+        # init_from: a fresh run starts from a trained supernet; a resumed one from its own checkpoint
+        self.transfer: TransferReport | None = (load_init(net, cfg.init_from, classifier=cfg.init_classifier)
+                                                if cfg.init_from and apply_init else None)
+        if self.transfer is not None and info.is_main:
+            print(self.transfer.line(), file=sys.stderr, flush=True)
         broadcast_module(net)
         self.net = net
         self.total_batch = cfg.data.batch_size * info.world_size
@@ -252,7 +261,8 @@ class Trainer(TrainerState):
                        epochs=cfg.optim.epochs, device=str(info.device), space=self.space.name,
                        num_classes=self.num_classes, estimator=cfg.sampler.estimator,
                        constraint=cfg.sampler.constraint,
-                       bin_width=self.sampler.prior.bin_width if self.sampler.prior is not None else None)
+                       bin_width=self.sampler.prior.bin_width if self.sampler.prior is not None else None,
+                       init_from=self.transfer.to_dict() if self.transfer is not None else None)
         status = "completed"
         try:
             with _StopFlag() as stop:
@@ -270,9 +280,9 @@ class Trainer(TrainerState):
         every = cfg.checkpoint.every_steps
         while self.epoch < cfg.optim.epochs:
             epoch = self.epoch
-            loader = train_loader(self.data.train, cfg.data.batch_size, cfg.seed, epoch, info.rank,
-                                  info.world_size, self.step_in_epoch, cfg.data.num_workers,
-                                  pin_memory=cfg.data.pin_memory and info.device.type == "cuda")
+            # data.on_device: batches made on the device from the data set held there, else the CPU loader
+            loader = epoch_batches(self.data.train, cfg.data, cfg.seed, epoch, info.rank, info.world_size,
+                                   self.step_in_epoch, info.device)
             progress.start_epoch(epoch, cfg.optim.epochs, self.steps_per_epoch, self.step_in_epoch)
             it = iter(loader)
             while self.step_in_epoch < self.steps_per_epoch:
@@ -281,6 +291,7 @@ class Trainer(TrainerState):
                 images = images.to(info.device, non_blocking=True)
                 labels = labels.to(info.device, non_blocking=True)
                 lr = self.optimizer.param_groups[0]["lr"]
+                self.step_fn.labels_only = self.global_step < self.distill_warmup_steps
                 result = self.step_fn(images, labels)
                 with warnings.catch_warnings():  # fp16: the scaler may skip the first steps; the schedule goes on
                     warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step", category=UserWarning)
@@ -379,7 +390,7 @@ def _train(config: TrainConfig, out_dir: str | Path | None, resume: str | Path |
     if found is None and resume is None and (checkpoint_dir(out) / LAST).exists():
         raise ConfigError(f"{out} already holds a run; pass --resume auto to continue it, --resume {FRESH} to "
                           "start over, or choose another --out")
-    trainer = Trainer(config, out, info, on_step)
+    trainer = Trainer(config, out, info, on_step, apply_init=found is None)  # resume wins over init_from
     if found is not None:
         trainer.load(*found)  # refuses settings it cannot continue before any file of the run changes
     barrier()  # every rank has read its checkpoint before rank 0 sets an abandoned branch aside

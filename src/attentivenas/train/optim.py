@@ -12,19 +12,35 @@ import torch.nn as nn
 from torch.optim.lr_scheduler import LambdaLR
 
 from ..config import OptimConfig
+from ..errors import ConfigError
+
+#: parameters whose name starts with this form the classifier (``optim.classifier_lr_scale``)
+CLASSIFIER_PREFIX = "classifier."
 
 
-def param_groups(model: nn.Module, weight_decay: float, no_decay_bn_bias: bool = True) -> list[dict]:
+def param_groups(model: nn.Module, weight_decay: float, no_decay_bn_bias: bool = True,
+                 classifier_lr_scale: float = 1.0) -> list[dict]:
     """Two groups: conv/linear weights with ``weight_decay``; BN weights and all biases (every
-    parameter with fewer than 2 dims) without, when ``no_decay_bn_bias``."""
-    decay, no_decay = [], []
-    for _, p in model.named_parameters():
+    parameter with fewer than 2 dims) without, when ``no_decay_bn_bias``. With ``classifier_lr_scale``
+    other than 1 the classifier's parameters form two more groups of their own (same decay rule), whose
+    ``lr_scale`` entry multiplies their learning rate."""
+    split = classifier_lr_scale != 1.0
+    decay, no_decay, cls_decay, cls_no_decay = [], [], [], []
+    for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        (no_decay if no_decay_bn_bias and p.ndim <= 1 else decay).append(p)
+        cls = split and name.startswith(CLASSIFIER_PREFIX)
+        if no_decay_bn_bias and p.ndim <= 1:
+            (cls_no_decay if cls else no_decay).append(p)
+        else:
+            (cls_decay if cls else decay).append(p)
     groups = [{"params": decay, "weight_decay": weight_decay}]
     if no_decay:
         groups.append({"params": no_decay, "weight_decay": 0.0})
+    for params, wd in ((cls_decay, weight_decay), (cls_no_decay, 0.0)):
+        if params:
+            groups.append({"params": params, "weight_decay": wd, "lr_scale": classifier_lr_scale,
+                           "decay": params is cls_decay})
     return groups
 
 
@@ -46,9 +62,14 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig, total_batch: int) -> tor
     parameters that only some subnets use get their first gradient late. So every buffer starts as
     zeros (:func:`fill_momentum_buffers`), which with no dampening is the same update as PyTorch's
     first-step copy of the gradient."""
+    peak = scaled_lr(cfg, total_batch)
+    groups = param_groups(model, cfg.weight_decay, cfg.no_decay_bn_bias, cfg.classifier_lr_scale)
+    for group in groups:
+        if "lr_scale" in group:
+            group["lr"] = peak * group["lr_scale"]
     optimizer = torch.optim.SGD(
-        param_groups(model, cfg.weight_decay, cfg.no_decay_bn_bias),
-        lr=scaled_lr(cfg, total_batch),
+        groups,
+        lr=peak,
         momentum=cfg.momentum,
         nesterov=cfg.nesterov and cfg.momentum > 0,
         fused=True,
@@ -102,14 +123,22 @@ def follow_config(optimizer: torch.optim.Optimizer, scheduler: LambdaLR, cfg: Op
     schedule continues at its step from the new peak; unchanged settings give the same values bit for bit."""
     peak = scaled_lr(cfg, total_batch)
     groups = optimizer.param_groups
+    if any("lr_scale" in g for g in groups) != (cfg.classifier_lr_scale != 1.0):
+        raise ConfigError(f"optim.classifier_lr_scale={cfg.classifier_lr_scale} cannot switch between 1 and another "
+                          "value when a run resumes (the classifier has parameter groups of its own only when it is "
+                          "not 1); keep the run's value")
     for i, group in enumerate(groups):
-        group["initial_lr"] = peak
+        scale = 1.0
+        if "lr_scale" in group:
+            scale = group["lr_scale"] = cfg.classifier_lr_scale
+        group["initial_lr"] = peak * scale
         group["momentum"] = cfg.momentum
         group["nesterov"] = cfg.nesterov and cfg.momentum > 0
-        group["weight_decay"] = cfg.weight_decay if i == 0 else 0.0  # group 1: BN and biases (no decay)
-    scheduler.base_lrs = [peak] * len(groups)
-    for group, factor in zip(groups, scheduler.lr_lambdas, strict=True):
-        group["lr"] = peak * factor(scheduler.last_epoch)
+        decay = group.get("decay", i == 0)  # group 1: BN and biases (no decay)
+        group["weight_decay"] = cfg.weight_decay if decay else 0.0
+    scheduler.base_lrs = [peak * g.get("lr_scale", 1.0) for g in groups]
+    for group, base, factor in zip(groups, scheduler.base_lrs, scheduler.lr_lambdas, strict=True):
+        group["lr"] = base * factor(scheduler.last_epoch)
 
 
 def schedule_factor(cfg: OptimConfig, steps_per_epoch: int, peak: float) -> Callable[[int], float]:

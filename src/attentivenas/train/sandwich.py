@@ -3,7 +3,8 @@
 1. max subnet, label-smoothed CE, dropout and drop-connect (the recipe's regularisation);
 2. ``num_middle`` subnets from the sampler (BestUp/WorstUp-k among candidates scored on this
    batch, or uniform), distilled from the max subnet's detached logits;
-3. the min subnet, distilled likewise;
+3. the min subnet, distilled likewise (during ``loss.distill_warmup_epochs`` the middle and min
+   subnets learn from the labels instead: ``labels_only``);
 4. gradients of all of them accumulate (one backward per subnet), are all-reduced once across
    ranks, clipped by value, and one optimiser step is taken.
 
@@ -149,6 +150,7 @@ class SandwichStep:
     amp_dtype: torch.dtype | None = None
     channels_last: bool = False
     score_fraction: float = 1.0  # candidates scored on this fraction of the batch (the recipe: all of it)
+    labels_only: bool = False  # the middle and min subnets learn from the labels (distillation warm-up)
     params: list[nn.Parameter] = field(default_factory=list)
 
     @classmethod
@@ -220,7 +222,10 @@ class SandwichStep:
         # 3. middle and min subnets learn from the max subnet's logits
         archs = [max_arch, *middle, space.min_arch()]
         for arch in archs[1:]:
-            loss = self.distill(ctx.logits(arch), ctx.teacher)
+            if self.labels_only:
+                loss = label_smoothing_ce(ctx.logits(arch), labels, self.label_smoothing)
+            else:
+                loss = self.distill(ctx.logits(arch), ctx.teacher)
             self._backward(loss)
             losses.append(loss.detach())
             del loss

@@ -249,6 +249,10 @@ class TrainerState:
         except RuntimeError as exc:
             raise ConfigError(f"checkpoint {path} does not fit this config's supernet (space "
                               f"'{self.space.name}', {self.num_classes} classes): {str(exc).splitlines()[0]}") from None
+        if len(obj["optimizer"].get("param_groups", [])) != len(self.optimizer.param_groups):
+            raise ConfigError(f"checkpoint {path} has {len(obj['optimizer'].get('param_groups', []))} parameter groups, "
+                              f"this config {len(self.optimizer.param_groups)}: optim.classifier_lr_scale cannot "
+                              "switch between 1 and another value when a run resumes; keep the run's value")
         self.optimizer.load_state_dict(obj["optimizer"])
         fill_momentum_buffers(self.optimizer)
         self.scheduler.load_state_dict(obj["scheduler"])

@@ -1,0 +1,359 @@
+"""``export --format bundle``: model folders with their card measured (top-1 per split and precision
+with the project's evaluator, latency of each runtime file with the latency layer's timing loop).
+
+Imported by the ``export`` command when it runs (torch-based), so ``attentivenas --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import platform
+import shlex
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import typer
+from torch import nn
+
+from ..accuracy import SubnetEvaluator, holdout_warning, resolve_data, stage2_data_config
+from ..accuracy.evaluate import evaluate_subnet
+from ..config import MeasureSettings, checkpoint_kind, measure_from_flags
+from ..costs import count_flops
+from ..data import CIFAR_MEAN, CIFAR_STD, DIGITS_MEAN, DIGITS_STD, IMAGENET_MEAN, IMAGENET_STD
+from ..data.tensors import FASHION_MNIST_MEAN, FASHION_MNIST_STD
+from ..devices import device_name
+from ..errors import UserError
+from ..io import check_output
+from ..latency.measure import result_of, time_runner
+from ..latency.runtimes import Runner, load_program
+from ..nn import (
+    DEFAULT_CALIB_IMAGES,
+    PRECISIONS,
+    cache_calibration_batches,
+    check_int8_accuracy,
+    load_checkpoint_model,
+    read_pareto_archs,
+    to_model_resolution,
+)
+from ..nn.bn import calibrate_bn as recalibrate_bn
+from ..nn.bundle import (
+    CardInfo,
+    bundle_folder_name,
+    check_bundle_options,
+    parse_formats,
+    write_bundle,
+    write_bundle_index,
+)
+from ..nn.export import DYNAMIC
+from ..nn.quantize import DEFAULT_CHECK_IMAGES
+from ..space import Arch, resolve_arch
+from .common import warn_line
+
+#: ``--card-split`` values and the splits each measures
+CARD_SPLITS = {"holdout": ("holdout",), "test": ("test",), "both": ("holdout", "test")}
+#: the card's latency: a quick measurement (warm-up runs, timed runs)
+LATENCY_WARMUP, LATENCY_REPEATS = 3, 10
+#: the runtime that loads each runtime file (``torch`` runs a ``.pt2`` with ``torch.export.load``)
+FILE_RUNTIMES = {"torch-export": "torch", "onnx": "onnxruntime", "executorch": "executorch"}
+
+
+def command_line(ctx: Any = None) -> str:
+    """The command that is running (``ctx``: its ``typer.Context``) as a shell line: the flags given on the
+    command line, in the command's order, values quoted."""
+    if ctx is None:
+        return "attentivenas export"
+    parts = shlex.split(ctx.command_path) if ctx.command_path else ["attentivenas", "export"]
+    for param in ctx.command.params:
+        name = getattr(param, "name", None)
+        source = ctx.get_parameter_source(name) if name else None
+        if not getattr(param, "opts", None) or source is None or source.name != "COMMANDLINE":
+            continue
+        value = ctx.params.get(name)
+        if getattr(param, "is_flag", False):
+            parts.append(param.opts[0] if value or not param.secondary_opts else param.secondary_opts[0])
+        else:
+            parts += [param.opts[0], str(value)]
+    return shlex.join(parts)
+
+
+def file_sha256(path: str | Path) -> str:
+    """The sha256 (hex) of a file, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def normalization_of(data_name: str) -> dict[str, list[float]]:
+    """The per-channel mean and std the images of a data set are normalised with (grey images: the
+    same value on the three channels they are repeated on)."""
+    if data_name == "digits":
+        return {"mean": [DIGITS_MEAN] * 3, "std": [DIGITS_STD] * 3}
+    if data_name == "fashion_mnist":
+        return {"mean": [FASHION_MNIST_MEAN] * 3, "std": [FASHION_MNIST_STD] * 3}
+    if data_name.startswith("cifar"):
+        return {"mean": list(CIFAR_MEAN), "std": list(CIFAR_STD)}
+    return {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
+
+
+#: class names of the data sets whose files do not hold them
+KNOWN_CLASS_NAMES = {
+    "digits": [str(i) for i in range(10)],
+    "fashion_mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                      "Ankle boot"],
+}
+
+
+def class_names_of(dataset: Any, num_classes: int, data_name: str = "") -> list[str] | None:
+    """The class names of a data set (ImageFolder, CIFAR: ``classes``, looked for through wrappers; the
+    digits and Fashion-MNIST: their labels' names), None when unknown."""
+    known = KNOWN_CLASS_NAMES.get(data_name)
+    if known is not None and len(known) == num_classes:
+        return list(known)
+    seen = 0
+    while dataset is not None and seen < 8:
+        names = getattr(dataset, "classes", None)
+        if isinstance(names, Sequence) and not isinstance(names, str) and len(names) == num_classes:
+            return [str(c) for c in names]
+        dataset = getattr(dataset, "dataset", None) or getattr(dataset, "base", None)
+        seen += 1
+    return None
+
+
+def machine_line(threads: int) -> str:
+    """The machine the card's latency was measured on: CPU model, cores, OS, threads used."""
+    return (f"{device_name('cpu')} ({os.cpu_count()} logical cores, {platform.system()} {platform.machine()}), "
+            f"{threads} thread{'s' if threads != 1 else ''}")
+
+
+def file_runner(path: Path, fmt: str, batch: int, resolution: int, threads: int) -> Runner:
+    """A runtime file loaded in its runtime and bound to a seeded random batch."""
+    x = torch.randn(batch, 3, resolution, resolution, generator=torch.Generator().manual_seed(0))
+    if fmt == "torch-export":
+        module = torch.export.load(io.BytesIO(path.read_bytes())).module()
+
+        def run() -> Any:
+            return module(x)
+
+        return Runner("torch-export", run, threads, session=torch.inference_mode)
+    return load_program(path.read_bytes(), x, FILE_RUNTIMES[fmt], threads)
+
+
+def latency_fn(resolution: int, threads: int):  # noqa: ANN201 - returns a nn.bundle.LatencyFn
+    """``latency_fn`` of :func:`write_bundle`: each runtime file timed at batch 1 (its own batch when fixed)."""
+
+    def measure(path: Path, fmt: str, precision: str, batch: int | str) -> dict[str, Any]:
+        n = batch if isinstance(batch, int) else 1
+        previous = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            runner = file_runner(path, fmt, n, resolution, threads)
+            times = time_runner(runner, LATENCY_WARMUP, LATENCY_REPEATS)
+        finally:
+            torch.set_num_threads(previous)
+        res = result_of(times, runner, n, "wall", LATENCY_REPEATS).to_dict()
+        return {k: res[k] for k in ("median_ms", "p90_ms", "batch", "threads", "repeats")}
+
+    return measure
+
+
+def _split_images(dataset: Any, model: nn.Module, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """A seeded random subset of ``n`` images of a split (all of them when it has fewer), at the model's size."""
+    total = len(dataset)
+    idx = np.sort(np.random.default_rng(seed).choice(total, min(n, total), replace=False))
+    items = [dataset[int(i)] for i in idx]
+    x = torch.stack([it[0] for it in items])
+    return to_model_resolution(x, model).cpu(), torch.as_tensor([int(it[1]) for it in items])
+
+
+class CardMeasure:
+    """Top-1 of a bundled model on the checkpoint's data, per split and precision."""
+
+    def __init__(self, net: nn.Module, meta: dict[str, Any], data: str | None, measure: MeasureSettings,
+                 splits: Sequence[str], device: torch.device) -> None:
+        ev = SubnetEvaluator.for_supernet(net, meta, data, measure.model_copy(update={"split": "test"}),
+                                          device, warn=warn_line)  # the hold-out is checked below
+        self.evaluator, self.device, self.notes = ev, device, []
+        self.splits: list[str] = []
+        for split in splits:
+            message = holdout_warning(meta, ev.bundle, split) if split == "holdout" else None
+            if split == "holdout" and len(ev.bundle.val) == 0:  # type: ignore[arg-type]
+                self.notes.append("no hold-out split: the checkpoint held out no training images")
+            elif message is not None and len(splits) > 1:
+                self.notes.append("no hold-out top-1: the checkpoint trained on those images")
+            else:
+                if message is not None:
+                    warn_line(message)
+                self.splits.append(split)
+        if not self.splits:
+            raise UserError(f"--card-split {'/'.join(splits)}: {self.notes[0] if self.notes else 'nothing to measure'}"
+                            "; use --card-split test or --no-card-metrics")
+
+    @property
+    def data_name(self) -> str:
+        return str(self.evaluator.bundle.name)
+
+    def class_names(self, num_classes: int) -> list[str] | None:
+        return class_names_of(self.evaluator.bundle.test, num_classes, self.data_name)
+
+    def fp32(self, model: nn.Module, arch: Arch) -> list[dict[str, Any]]:
+        """Top-1 and top-5 of ``model`` (PyTorch, fp32) on each split."""
+        out = []
+        for split in self.splits:
+            ev = self.evaluator.on_split(split)
+            res = evaluate_subnet(model, ev.loader_for(arch), self.device)
+            out.append({"split": split, "precision": "fp32", "dataset": self.data_name, "top1": res["top1"],
+                        "top5": res["top5"], "samples": int(res["samples"])})
+        return out
+
+    def int8(self, model: nn.Module, arch: Arch, folder: Path, files: Mapping[str, Mapping[str, Any]],
+             check_images: int) -> list[dict[str, Any]]:
+        """Top-1 of each INT8 runtime file, run by its runtime, on ``check_images`` images of each split (a
+        seeded random subset), beside the fp32 model's on the same images."""
+        out = []
+        cpu_model = model.to("cpu")
+        for split in self.splits:
+            ev = self.evaluator.on_split(split)
+            images, labels = _split_images(ev.loader_for(arch).dataset, cpu_model, check_images,
+                                           int(ev.settings.calib_seed or 0))
+            for name, f in files.items():
+                if f["precision"] != "int8":
+                    continue
+                batch = f["batch"] if isinstance(f["batch"], int) else 1
+                res = check_int8_accuracy(folder / name, f["format"], images, labels, cpu_model, batch=batch)
+                out.append({"split": split, "precision": "int8", "file": name, "dataset": self.data_name,
+                            "top1": res["top1_int8"], "samples": int(res["check_images"]),
+                            "note": f"{name} on {split}: fp32 top-1 on the same {res['check_images']} images "
+                                    f"{res['top1_fp32']:.2f}%, agreement {100 * res['agreement']:.1f}%"})
+        return out
+
+
+def export_bundles(net: nn.Module, meta: dict[str, Any], checkpoint: Path, out: Path, *, arch: str | None,
+                   pareto: Path | None, formats: str, precisions: Sequence[str], batch: int | str | None,
+                   calibrate_bn: bool, data: str | None, measure: MeasureSettings, card_split: str,
+                   card_metrics: bool, latency: bool, threads: int = 1, calib_images: int | None = None,
+                   check_images: int = DEFAULT_CHECK_IMAGES, command: str | None = None) -> list[dict[str, Any]]:
+    """Write one bundle (``--arch``) in ``out``, or one per Pareto subnet under ``out`` plus ``out/index.json``.
+
+    The card's top-1 is that of the weights bundled (PyTorch for fp32, each INT8 file in its runtime on
+    ``check_images`` seeded images of each split); with ``calibrate_bn`` (or INT8 files) the training batches are
+    drawn as ``evaluate`` draws them (the evaluator's own when the card is measured)."""
+    if card_split not in CARD_SPLITS:
+        raise UserError(f"--card-split {card_split!r} is not one of {list(CARD_SPLITS)}")
+    fmts = parse_formats(formats)
+    space, num_classes = net.space, int(net.num_classes)
+    archs = [resolve_arch(str(arch), space)] if pareto is None else read_pareto_archs(pareto, space)
+    device = next(net.parameters()).device
+    card = CardMeasure(net, meta, data, measure, CARD_SPLITS[card_split], device) if card_metrics else None
+    if card is not None:
+        data_name = card.data_name
+        class_names = card.class_names(num_classes)
+        interpolation = card.evaluator.settings.interpolation
+    else:
+        p = measure.resolved(meta)
+        dcfg = stage2_data_config(data, space, meta, interpolation=p.interpolation)
+        data_name, interpolation = dcfg.name, dcfg.interpolation
+        class_names = class_names_of(None, num_classes, data_name)
+    calibrate_bn = calibrate_bn or "int8" in precisions  # INT8 files: BN recalibrated first, as export does
+    calib_batches, int8_options = None, None
+    if calibrate_bn:
+        p = measure.resolved(meta)  # the checkpoint's evaluation: its crops, interpolation and seed
+        seed = int(p.calib_seed or 0)
+        if card is not None:  # the evaluator's batches: the same draw
+            train, calib_batches = card.evaluator.bundle.train, card.evaluator.calib
+        else:
+            train = resolve_data(data, space, meta, seed=seed, interpolation=p.interpolation).train
+            calib_batches = cache_calibration_batches(train, p.calib_batches, p.calib_batch_size, seed, device)
+        if "int8" in precisions:  # activation ranges: seeded training images, drawn as export draws them
+            n = calib_images or DEFAULT_CALIB_IMAGES
+            int8_options = {"calib_images": cache_calibration_batches(train, 1, n, seed + 1)[0].cpu()}
+    source = {"checkpoint": checkpoint.name, "sha256": file_sha256(checkpoint), "kind": checkpoint_kind(meta)}
+    notes = ["BN statistics recalibrated on the checkpoint's training data before export (--calibrate-bn; "
+             "always with --precision int8)"
+             if calib_batches is not None else
+             "BN statistics: the supernet's as stored (add --calibrate-bn to recalibrate them on training data)"]
+    notes += card.notes if card is not None else []
+    configs, names = [], []
+    for i, a in enumerate(archs):
+        sub = net.extract(a).eval()
+        if calib_batches is not None:
+            sub = recalibrate_bn(sub, calib_batches).eval()
+        folder = out if pareto is None else out / bundle_folder_name(i, count_flops(space, a, num_classes))
+        info = CardInfo(class_names=class_names, normalization=normalization_of(data_name),
+                        interpolation=interpolation, source=source, command=command, notes=list(notes),
+                        machine=machine_line(threads) if latency else None)
+        if card is not None:
+            info.accuracy = card.fp32(sub, a)
+        int8_fn = None
+        if card is not None and "int8" in precisions and check_images > 0:
+            def int8_fn(where: Path, files: Mapping[str, Mapping[str, Any]], sub: nn.Module = sub,
+                        a: Arch = a) -> list[dict[str, Any]]:
+                assert card is not None
+                return card.int8(sub, a, where, files, check_images)
+        cfg = write_bundle(sub, folder, formats=fmts, precisions=precisions, batch=batch, info=info,
+                           latency_fn=latency_fn(int(a.resolution), threads) if latency else None,
+                           accuracy_fn=int8_fn, int8_options=int8_options)
+        configs.append(cfg)
+        names.append(folder.name)
+        top1 = next((f", top-1 {e['top1']:.2f}% ({e['split']})" for e in info.accuracy), "")
+        typer.echo(f"wrote {folder}/ ({cfg['mflops']:.2f} MFLOPs, {', '.join(['model.safetensors', *cfg['files']])}"
+                   f"{top1})")
+    if pareto is not None:
+        typer.echo(f"index: {write_bundle_index(out, configs, names)}")
+    return configs
+
+
+def export_bundle_cmd(checkpoint: Path, out: Path, arch: str | None, pareto: Path | None, *, batch: str | None,
+                      onnx_exporter: str, space: str | None, calibrate_bn: bool, data: str | None,
+                      calib_batches: int, calib_batch_size: int, interpolation: str | None, calib_seed: int | None,
+                      with_formats: str, card_split: str, card_metrics: bool, latency: bool,
+                      precision: str = "fp32", calib_images: int | None = None,
+                      check_images: int = DEFAULT_CHECK_IMAGES, ctx: Any = None) -> None:
+    """``export --format bundle``: the flags checked before the checkpoint is loaded, then :func:`export_bundles`."""
+    if onnx_exporter != "dynamo":
+        raise UserError("--onnx-exporter applies to --format onnx; a bundle's ONNX file uses the dynamo exporter")
+    if arch is not None and pareto is not None:
+        raise UserError("give exactly one of --arch ARCH or --pareto PARETO.json")
+    if precision not in PRECISIONS:
+        raise UserError(f"--precision {precision!r} is not supported; allowed: {list(PRECISIONS)}")
+    if card_split not in CARD_SPLITS:
+        raise UserError(f"--card-split {card_split!r} is not one of {list(CARD_SPLITS)}")
+    formats = parse_formats(with_formats)
+    precisions = ("fp32", "int8") if precision == "int8" else ("fp32",)
+    parsed_batch = None if batch is None else _bundle_batch(batch)
+    check_bundle_options(formats, precisions, parsed_batch)
+    check_output(out, "dir")
+    measure = measure_from_flags(interpolation=interpolation, calib_seed=calib_seed, calib_batches=calib_batches,
+                                 calib_batch_size=calib_batch_size)  # checks the flags before loading
+    net, meta = load_checkpoint_model(checkpoint, space)  # a supernet, or a fine-tuned subnet (`finetune`)
+    if meta.get("subnet"):  # --arch is optional: the subnet's own
+        if pareto is not None:
+            raise UserError(f"checkpoint {checkpoint} is a fine-tuned subnet: --pareto needs a supernet")
+        arch = arch if arch is not None else net.arch.to_json()
+    elif arch is None and pareto is None:
+        raise UserError("give exactly one of --arch ARCH or --pareto PARETO.json")
+    export_bundles(net, meta, checkpoint, out, arch=arch, pareto=pareto, formats=",".join(formats),
+                   precisions=precisions, batch=parsed_batch, calibrate_bn=calibrate_bn, data=data, measure=measure,
+                   card_split=card_split, card_metrics=card_metrics, latency=latency, calib_images=calib_images,
+                   check_images=check_images, command=command_line(ctx))
+
+
+def _bundle_batch(text: str) -> int | str:
+    """``--batch`` of a bundle's runtime files: N or ``dynamic`` (checked per format by the bundle)."""
+    value = text.strip().lower()
+    if value == DYNAMIC:
+        return DYNAMIC
+    try:
+        return int(value)
+    except ValueError:
+        raise UserError(f"--batch must be a positive integer or 'dynamic', got {text!r}") from None
+
+
+__all__ = ["CARD_SPLITS", "CardMeasure", "class_names_of", "command_line", "export_bundle_cmd", "export_bundles", "file_sha256",
+           "latency_fn", "machine_line", "normalization_of"]

@@ -1,0 +1,418 @@
+"""Fine-tuning a searched subnet alone: ``attentivenas finetune``.
+
+The subnet is extracted from the supernet as a static network (its BN recalibrated) and trained by
+itself, by default with knowledge distillation from the supernet's max subnet (extracted, BN
+recalibrated, frozen; the project's KD loss, :func:`~attentivenas.train.losses.soft_target_ce`),
+or from the labels (``distill="none"``: label-smoothed cross-entropy); with ``init="scratch"`` the
+subnet starts from a fresh seeded init instead (trained alone, at the recipe's LR and warm-up: the
+standalone subnets of a ranking probe, :mod:`attentivenas.accuracy.ranking`). Defaults, after NVIDIA's
+practice for fine-tuning searched subnets: half the supernet recipe's learning rate (the
+checkpoint's ``optim.lr`` with its batch scaling; the authors' recipe for their checkpoints), a
+cosine to zero without warm-up, a short schedule (:data:`DEFAULT_EPOCHS` epochs), SGD as in the recipe
+(momentum, Nesterov, weight decay, gradient clipping). One process (no DDP), fp32.
+
+It writes, atomically, as ``train`` does::
+
+    DIR/checkpoints/last.pt    the newest checkpoint (plus the last step_<n>.pt): "kind": "subnet"
+    DIR/metrics.jsonl          one record per logged step
+    DIR/result.json            top-1 / top-5 before and after on the hold-out and the test split
+
+The checkpoint holds the static subnet's weights, its arch and space (``evaluate`` and ``export``
+take it: :func:`attentivenas.nn.load_checkpoint_model`), and the complete state of the run (optimiser,
+schedule, RNG, progress, the "before" accuracies), so ``resume="auto"`` continues exactly; the output
+folder is locked while it runs. The final checkpoint holds BN statistics recalibrated on the
+calibration batches.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from ..accuracy import evaluate_arch, evaluate_subnet
+from ..accuracy.protocol import capped, resolve_data, split_of, stage2_data_config
+from ..config import MeasureSettings, OptimConfig, checkpoint_kind
+from ..costs import count_flops, count_params
+from ..data import DataBundle, batches_per_epoch, check_batch_size, train_loader
+from ..devices import resolve_device
+from ..errors import CheckpointError, ConfigError, UserError
+from ..io import OutputLock, atomic_write_json, remove_torn_writes
+from ..nn import (
+    Supernet,
+    cache_calibration_batches,
+    calibrate_bn,
+    load_supernet,
+    read_pareto_archs,
+    subnet_payload,
+)
+from ..rng import global_rng_state, seed_everything, set_global_rng_state
+from ..space import Arch, resolve_arch
+from .logging import MetricsLogger, truncate_metrics
+from .losses import label_smoothing_ce, soft_target_ce
+from .optim import build_optimizer, build_scheduler
+from .state import LAST, checkpoint_dir, resolve_resume, save_training_checkpoint, set_aside
+
+DEFAULT_EPOCHS = 10  #: a short schedule
+DEFAULT_LR_FACTOR = 0.5  #: the fine-tuning LR as a fraction of the supernet recipe's
+#: the authors' recipe (configs/attentivenas_imagenet.yaml) for checkpoints without a config of ours
+AUTHORS_RECIPE = OptimConfig(lr=0.1, lr_scaling="authors", schedule="authors", warmup_start_factor=0.001)
+AUTHORS_BATCH = 32  #: the authors' images per GPU
+RESULT = "result.json"
+DISTILL = ("kd", "none")
+#: where the subnet's weights start: the supernet's (fine-tuning) or a fresh init (training it alone from
+#: scratch, as a ranking probe's standalone subnets are: ``attentivenas ranking``)
+INITS = ("supernet", "scratch")
+
+
+@dataclass
+class FinetuneSettings:
+    """How :func:`finetune` trains and measures; None means the default named in each comment."""
+
+    epochs: int = DEFAULT_EPOCHS
+    lr: float | None = None  # peak LR per optim.lr_reference_batch images; None: half the recipe's optim.lr
+    batch_size: int | None = None  # None: the checkpoint's data.batch_size (the authors': 32)
+    distill: str = "kd"  # kd: from the max subnet; none: the labels (label-smoothed CE)
+    temperature: float = 1.0  # kd
+    label_smoothing: float | None = None  # distill none; None: the recipe's loss.label_smoothing (0.1)
+    warmup_epochs: float | None = None  # None: 0 from the supernet; the recipe's warm-up from scratch
+    init: str = "supernet"  # supernet: its weights (fine-tuning); scratch: a fresh seeded init, the recipe's LR
+    weight_decay: float | None = None  # None: the recipe's
+    seed: int = 0
+    steps_per_epoch: int | None = None  # cap of steps per epoch (quick runs)
+    checkpoint_every: int = 100  # steps between checkpoints (and every epoch end); 0: epoch ends only
+    keep_last: int = 2
+    log_every: int = 10
+    calib_batches: int = 64  # BN calibration of the teacher, the "before" and the "after" subnets
+    calib_batch_size: int = 256
+    eval_batch_size: int = 256
+    max_images: int | None = None  # cap of the images evaluated per split
+    device: str = "auto"
+    threads: int | None = None
+
+    def check(self) -> None:
+        """One :class:`ConfigError` line for a value out of range."""
+        if self.distill not in DISTILL:
+            raise ConfigError(f"--distill {self.distill!r} is not one of {list(DISTILL)}")
+        if self.init not in INITS:
+            raise ConfigError(f"--init {self.init!r} is not one of {list(INITS)}")
+        for name, low in (("epochs", 1), ("calib_batches", 1), ("calib_batch_size", 1), ("eval_batch_size", 1),
+                          ("keep_last", 1), ("log_every", 1), ("checkpoint_every", 0)):
+            if getattr(self, name) < low:
+                raise ConfigError(f"--{name.replace('_', '-')} must be >= {low}, got {getattr(self, name)}")
+        for name in ("lr", "batch_size", "steps_per_epoch", "max_images", "threads"):
+            v = getattr(self, name)
+            if v is not None and v <= 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be > 0, got {v}")
+        if self.temperature <= 0 or (self.warmup_epochs is not None and self.warmup_epochs < 0):
+            raise ConfigError("--temperature must be > 0 and --warmup-epochs >= 0")
+
+
+@dataclass
+class FinetuneResult:
+    """Where a fine-tuning run wrote its files and what it measured."""
+
+    out_dir: Path
+    checkpoint: Path
+    result: dict[str, Any]
+
+
+def recipe_of(meta: dict[str, Any]) -> tuple[OptimConfig, int, float]:
+    """The supernet recipe's optimiser settings, batch size (per process) and label smoothing: the
+    checkpoint's training config (ours), else the authors' recipe."""
+    cfg = meta.get("config") if isinstance(meta.get("config"), dict) else None
+    if cfg is None:
+        return AUTHORS_RECIPE, AUTHORS_BATCH, 0.1
+    try:
+        optim = OptimConfig.model_validate(cfg.get("optim") or {})
+    except ValueError:  # a config of another release: the schema's defaults
+        optim = OptimConfig()
+    data, loss = cfg.get("data") or {}, cfg.get("loss") or {}
+    return optim, int(data.get("batch_size", 32)), float(loss.get("label_smoothing", 0.1))
+
+
+class _Run:
+    """One fine-tuning run: the pieces and the loop."""
+
+    def __init__(self, supernet: Supernet, meta: dict[str, Any], arch: Arch, bundle: DataBundle,
+                 data_config: dict[str, Any], measure: MeasureSettings, settings: FinetuneSettings, out: Path,
+                 source: Path, device: torch.device) -> None:
+        s = settings
+        self.supernet, self.meta, self.arch, self.bundle = supernet, meta, arch, bundle
+        self.data_config, self.measure, self.s, self.out, self.source = data_config, measure, s, out, source
+        self.device = device
+        recipe, batch, smoothing = recipe_of(meta)
+        self.batch = s.batch_size or batch
+        n_train = len(bundle.train)  # type: ignore[arg-type]
+        check_batch_size(n_train, self.batch)
+        steps = batches_per_epoch(n_train, self.batch)
+        self.steps_per_epoch = min(steps, s.steps_per_epoch or steps)
+        scratch = s.init == "scratch"  # trained alone from a fresh init: the recipe's LR and warm-up
+        default_lr = recipe.lr * (1.0 if scratch else DEFAULT_LR_FACTOR)
+        warmup = s.warmup_epochs if s.warmup_epochs is not None else (recipe.warmup_epochs if scratch else 0.0)
+        self.optim_cfg = recipe.model_copy(update={
+            "lr": s.lr if s.lr is not None else default_lr, "epochs": s.epochs,
+            "warmup_epochs": warmup, "schedule": "warmup_then_cosine", "warmup_start_factor": 0.0,
+            "min_lr": 0.0, "classifier_lr_scale": 1.0,
+            "weight_decay": s.weight_decay if s.weight_decay is not None else recipe.weight_decay})
+        self.smoothing = s.label_smoothing if s.label_smoothing is not None else smoothing
+        seed = int(measure.calib_seed or 0)
+        self.calib = cache_calibration_batches(bundle.train, measure.calib_batches, measure.calib_batch_size, seed)
+        self.teacher: nn.Module | None = None
+        if s.distill == "kd":
+            self.teacher = calibrate_bn(supernet.extract(supernet.space.max_arch()).to(device), self.calib).eval()
+            for p in self.teacher.parameters():
+                p.requires_grad_(False)
+        seed_everything(s.seed)
+        source = fresh_supernet(supernet, meta) if scratch else supernet  # seeded by s.seed
+        self.student = calibrate_bn(source.extract(arch).to(device), self.calib).train()
+        self.optimizer = build_optimizer(self.student, self.optim_cfg, self.batch)
+        self.scheduler = build_scheduler(self.optimizer, self.optim_cfg, self.steps_per_epoch)
+        self.epoch = self.step_in_epoch = self.global_step = 0
+        self.before: dict[str, Any] = {}
+        self.logger: MetricsLogger | None = None
+
+    # ----------------------------------------------------------------- measuring
+    def loaders(self) -> dict[str, DataLoader | None]:
+        """The evaluation batches of the hold-out (None when the data holds nothing out) and the test split."""
+        out: dict[str, DataLoader | None] = {}
+        for split in ("holdout", "test"):
+            try:
+                ds = split_of(self.bundle, split)
+            except UserError:
+                out[split] = None
+                continue
+            out[split] = DataLoader(capped(ds, self.s.max_images), batch_size=self.s.eval_batch_size, shuffle=False)
+        return out
+
+    def measure_before(self) -> dict[str, Any]:
+        """The subnet as the supernet holds it (BN recalibrated), on each split."""
+        res: dict[str, Any] = {}
+        for split, loader in self.loaders().items():
+            res[split] = None if loader is None else _accuracy(
+                evaluate_arch(self.supernet, self.arch, self.calib, loader, self.device))
+        return res
+
+    def measure_after(self) -> dict[str, Any]:
+        res: dict[str, Any] = {}
+        for split, loader in self.loaders().items():
+            res[split] = None if loader is None else _accuracy(evaluate_subnet(self.student, loader, self.device))
+        return res
+
+    # ----------------------------------------------------------------- state
+    def payload(self, done: bool) -> dict[str, Any]:
+        p = subnet_payload(self.student)
+        p.update({
+            "parent": {"path": str(self.source), "kind": checkpoint_kind(self.meta),
+                       "source": self.meta.get("source", "attentivenas")},
+            "config": {"data": self.data_config, "optim": self.optim_cfg.to_dict(),
+                       "finetune": asdict(self.s)},
+            "holdout": dict(self.bundle.holdout),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": global_rng_state(),
+            "progress": {"epoch": self.epoch, "step_in_epoch": self.step_in_epoch, "global_step": self.global_step,
+                         "steps_per_epoch": self.steps_per_epoch, "done": done,
+                         "metrics_records": self.logger.records if self.logger is not None else None},
+            "before": self.before,
+        })
+        return p
+
+    def save(self, done: bool = False) -> Path:
+        save_training_checkpoint(self.payload(done), self.out, self.global_step, self.s.keep_last)
+        return checkpoint_dir(self.out) / LAST
+
+    def load(self, path: Path, obj: dict[str, Any]) -> bool:
+        """Restore a run from its checkpoint; True when it had finished training."""
+        if obj.get("kind") != "subnet" or obj.get("arch") != self.arch.to_dict():
+            raise CheckpointError(f"checkpoint {path} is not a fine-tuning checkpoint of arch {self.arch.to_json()}; "
+                                  "choose another --out or pass --resume fresh")
+        started = ((obj.get("config") or {}).get("finetune") or {}).get("init", "supernet")
+        if started != self.s.init:
+            raise ConfigError(f"checkpoint {path} started from --init {started}, these settings --init {self.s.init}: "
+                              "resume with the same --init or pass --resume fresh")
+        prog = obj["progress"]
+        if int(prog.get("steps_per_epoch", self.steps_per_epoch)) != self.steps_per_epoch:
+            raise ConfigError(f"checkpoint {path} ran {prog['steps_per_epoch']} steps per epoch, these settings "
+                              f"{self.steps_per_epoch}: resume with the same --batch-size and --steps-per-epoch")
+        self.student.load_state_dict(obj["model"], strict=True)
+        self.optimizer.load_state_dict(obj["optimizer"])
+        self.scheduler.load_state_dict(obj["scheduler"])
+        set_global_rng_state(obj["rng"])
+        self.epoch, self.step_in_epoch = int(prog["epoch"]), int(prog["step_in_epoch"])
+        self.global_step = int(prog["global_step"])
+        self.before = dict(obj.get("before") or {})
+        return bool(prog.get("done"))
+
+    # ----------------------------------------------------------------- loop
+    def step(self, images: torch.Tensor, labels: torch.Tensor) -> float:
+        self.student.train()
+        if self.teacher is not None:
+            with torch.no_grad():
+                teacher = self.teacher(images)
+            loss = soft_target_ce(self.student(images), teacher, self.s.temperature)
+        else:
+            loss = label_smoothing_ce(self.student(images), labels, self.smoothing)
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise UserError(f"fine-tuning stopped: the loss was not finite at step {self.global_step + 1}; the last "
+                            f"checkpoint is kept in {checkpoint_dir(self.out)}; lower --lr")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.optim_cfg.grad_clip_value is not None:
+            nn.utils.clip_grad_value_(self.student.parameters(), self.optim_cfg.grad_clip_value)
+        self.optimizer.step()
+        self.scheduler.step()
+        return value
+
+    def train(self) -> None:
+        s, every = self.s, self.s.checkpoint_every
+        assert self.logger is not None
+        while self.epoch < s.epochs:
+            loader = train_loader(self.bundle.train, self.batch, s.seed, self.epoch, skip_batches=self.step_in_epoch)
+            it = iter(loader)
+            while self.step_in_epoch < self.steps_per_epoch:
+                images, labels = next(it)
+                lr = self.optimizer.param_groups[0]["lr"]
+                loss = self.step(images.to(self.device), labels.to(self.device))
+                self.global_step += 1
+                self.step_in_epoch += 1
+                if self.global_step % s.log_every == 0 or self.step_in_epoch == self.steps_per_epoch:
+                    self.logger.log("train", self.global_step, epoch=self.epoch, loss=loss, lr=lr)
+                if every and self.global_step % every == 0 and self.step_in_epoch < self.steps_per_epoch:
+                    self.save()
+            del it, loader
+            self.epoch, self.step_in_epoch = self.epoch + 1, 0
+            if self.epoch < s.epochs:
+                self.save()
+
+
+def fresh_supernet(supernet: Supernet, meta: dict[str, Any]) -> Supernet:
+    """A supernet of ``supernet``'s space and classes initialised as the checkpoint's training config
+    says (``model.init``, ``model.zero_init_residual``; PyTorch's default for the authors'), from the
+    global RNG (the caller seeds it): the weights a subnet trained alone from scratch starts from."""
+    cfg = meta.get("config") if isinstance(meta.get("config"), dict) else {}
+    model = (cfg or {}).get("model") or {}
+    init = model.get("init", "pytorch") if model.get("init") in ("pytorch", "kaiming_fan_out") else "pytorch"
+    return Supernet(supernet.space, supernet.num_classes, init=init,
+                    zero_init_residual=bool(model.get("zero_init_residual", True)))
+
+
+def _accuracy(res: dict[str, Any]) -> dict[str, Any]:
+    return {"top1": round(float(res["top1"]), 4), "top5": round(float(res["top5"]), 4), "samples": int(res["samples"])}
+
+
+def finetune(checkpoint: str | Path, arch: Arch | str, out_dir: str | Path, data: str | None = None,
+             settings: FinetuneSettings | None = None, resume: str | Path | None = None,
+             space: str | None = None, measure: MeasureSettings | None = None,
+             log: Any = None, loaded: tuple[Supernet, dict[str, Any]] | None = None) -> FinetuneResult:
+    """Fine-tune the subnet ``arch`` of the supernet checkpoint ``checkpoint`` into ``out_dir``.
+
+    ``data`` as ``evaluate``'s ``--data`` (None: the checkpoint's training data); ``resume`` as
+    ``train``'s (``None``: fresh, refusing a folder that holds a run; ``"auto"``; a path; ``"fresh"``).
+    ``measure`` sets the BN calibration (interpolation, seed; the checkpoint's evaluation by
+    default); ``log(line)`` receives progress lines (default: stderr); ``loaded``: the supernet and
+    metadata of ``checkpoint`` already loaded (:func:`attentivenas.nn.load_supernet`).
+    """
+    s = settings or FinetuneSettings()
+    s.check()
+    say = log or (lambda line: print(line, file=sys.stderr, flush=True))
+    if s.threads is not None:
+        torch.set_num_threads(s.threads)
+    device = resolve_device(s.device)
+    out = Path(out_dir)
+    t0 = time.perf_counter()
+    with OutputLock(out, "fine-tuning folder"):
+        remove_torn_writes(out)
+        found = resolve_resume(resume, out)
+        if found is None and resume is None and (checkpoint_dir(out) / LAST).exists():
+            raise ConfigError(f"{out} already holds a fine-tuning run; pass --resume auto to continue it, "
+                              "--resume fresh to start over, or choose another --out")
+        supernet, meta = loaded if loaded is not None else load_supernet(checkpoint, space, device=device)
+        supernet.to(device)
+        a = arch if isinstance(arch, Arch) else resolve_arch(str(arch), supernet.space)
+        supernet.space.validate(a)
+        base = measure or MeasureSettings()
+        p = base.model_copy(update={"calib_batches": s.calib_batches, "calib_batch_size": s.calib_batch_size,
+                                    "batch_size": s.eval_batch_size}).resolved(meta)
+        data_cfg = stage2_data_config(data, supernet.space, meta, interpolation=p.interpolation)
+        bundle = resolve_data(data, supernet.space, meta, seed=int(p.calib_seed or 0), interpolation=p.interpolation)
+        if bundle.num_classes > supernet.num_classes:
+            raise UserError(f"the data has {bundle.num_classes} classes but the supernet's classifier has "
+                            f"{supernet.num_classes}; transfer the supernet first (train ... init_from=CKPT)")
+        run = _Run(supernet, meta, a, bundle, data_cfg.model_dump(mode="json"), p, s, out, Path(checkpoint), device)
+        done = run.load(*found) if found is not None else False
+        if str(resume).lower() == "fresh" or found is not None:
+            set_aside(out, int(found[1]["progress"]["global_step"]) if found is not None else None)
+        out.mkdir(parents=True, exist_ok=True)
+        if found is not None:
+            truncate_metrics(out / "metrics.jsonl", run.global_step, found[1]["progress"].get("metrics_records"))
+        else:  # a fresh start: the files of a run set aside go too
+            for name in ("metrics.jsonl", RESULT):
+                (out / name).unlink(missing_ok=True)
+        run.logger = MetricsLogger(out, True, tensorboard=False)
+        try:
+            if found is None:
+                run.before = run.measure_before()
+                say(f"before: {_summary(run.before)}")
+                run.logger.log("start", 0, arch=a.to_dict(), steps_per_epoch=run.steps_per_epoch, epochs=s.epochs,
+                               lr=run.optimizer.param_groups[0]["lr"], distill=s.distill, before=run.before)
+            if not done:
+                run.train()
+                calibrate_bn(run.student, run.calib)
+                last = run.save(done=True)
+            else:
+                last = checkpoint_dir(out) / LAST
+            after = run.measure_after()
+            say(f"after:  {_summary(after)}")
+            result = {
+                "arch": a.to_dict(), "checkpoint": str(last), "supernet": str(checkpoint),
+                "mflops": count_flops(supernet.space, a, supernet.num_classes),
+                "params_m": count_params(supernet.space, a, supernet.num_classes) / 1e6,
+                "distill": s.distill, "init": s.init, "epochs": s.epochs, "steps": run.global_step, "batch_size": run.batch,
+                "lr": run.optimizer.param_groups[0]["initial_lr"], "measure": p.describe(),
+                "before": run.before, "after": after, "wall_s": round(time.perf_counter() - t0, 3),
+            }
+            run.logger.log("result", run.global_step, before=run.before, after=after)
+        finally:
+            run.logger.close()
+        atomic_write_json(out / RESULT, result)
+    return FinetuneResult(out, last, result)
+
+
+def _summary(res: dict[str, Any]) -> str:
+    return ", ".join(f"{k} top-1 {v['top1']:.2f}%" if v is not None else f"{k} -" for k, v in res.items())
+
+
+def finetune_pareto(checkpoint: str | Path, pareto: str | Path, out_dir: str | Path, data: str | None = None,
+                    settings: FinetuneSettings | None = None, resume: str | Path | None = None,
+                    space: str | None = None, measure: MeasureSettings | None = None,
+                    log: Any = None) -> list[FinetuneResult]:
+    """:func:`finetune` of every subnet of a Pareto set into ``DIR/subnet_<i>/`` (in the set's order),
+    then ``DIR/index.json`` (one entry per subnet: arch, MFLOPs, folder, top-1 before and after).
+    ``resume="auto"`` continues where it stopped: finished subnets are measured again from their
+    final checkpoints, not retrained."""
+    s = settings or FinetuneSettings()
+    s.check()
+    say = log or (lambda line: print(line, file=sys.stderr, flush=True))
+    out = Path(out_dir)
+    with OutputLock(out, "fine-tuning folder"):
+        loaded = load_supernet(checkpoint, space, device=resolve_device(s.device))
+        archs = read_pareto_archs(pareto, loaded[0].space)
+        results = []
+        for i, a in enumerate(archs):
+            sub = out / f"subnet_{i:03d}"
+            say(f"subnet {i + 1}/{len(archs)}: {a.to_json()} -> {sub}")
+            results.append(finetune(checkpoint, a, sub, data, s, resume, space, measure, say, loaded))
+        index = [{"folder": r.out_dir.name, "arch": r.result["arch"], "mflops": r.result["mflops"],
+                  "checkpoint": str(r.checkpoint), "before": r.result["before"], "after": r.result["after"]}
+                 for r in results]
+        atomic_write_json(out / "index.json", index)
+    return results
