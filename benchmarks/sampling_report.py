@@ -153,6 +153,8 @@ def plot_fronts(results: list[dict[str, Any]], path: Path) -> Path:
 # --------------------------------------------------------------------------- markdown
 CONCLUSION_BEGIN = "<!-- conclusion: written by hand; kept when this page is regenerated -->"
 CONCLUSION_END = "<!-- end of conclusion -->"
+#: everything after this line is other results written by hand (e.g. transfer), kept on regeneration
+OTHER_RESULTS = "<!-- other results: written by hand; kept when this page is regenerated -->"
 PLACEHOLDER = "_To be written: what the numbers above say about the paper's claim._"
 #: (metric, what it is) of the sentences comparing each attentive method with uniform
 COMPARED = (("hv_front", "hypervolume of the searched front"), ("hv_fixed", "hypervolume of the fixed subnets"),
@@ -261,7 +263,17 @@ def kept_conclusion(path: Path) -> str:
     return PLACEHOLDER
 
 
-def results_page(summary: dict[str, Any], out: Path, png: str, docs: Path, conclusion: str) -> str:
+def kept_other_results(path: Path) -> str:
+    """The hand-written results after :data:`OTHER_RESULTS` on an existing page ("" when none)."""
+    if path.is_file():
+        text = path.read_text()
+        if OTHER_RESULTS in text:
+            return text.split(OTHER_RESULTS, 1)[1].strip("\n")
+    return ""
+
+
+def results_page(summary: dict[str, Any], out: Path, png: str, docs: Path, conclusion: str,
+                 other: str = "") -> str:
     """``docs/results.md``: the claim, what was run, tables, plot, computed comparison, the conclusion
     (kept), commands, machine and wall time."""
     s = summary.get("settings") or {}
@@ -356,6 +368,9 @@ its wall time to `gpu_check.json` (`sampling.wall_s`).
 ```
 python benchmarks/reproduce_sampling.py --device cuda --jobs 8 --seeds 0,1,2,3,4 --train-size 54000 --epochs 8 --out benchmarks/results/sampling-gpu
 ```
+
+{OTHER_RESULTS}
+{other}
 """
 
 
@@ -375,6 +390,7 @@ def write_report(out: Path, docs: str | None) -> dict[str, Any]:
         page = Path(docs)
         png = page.with_name(f"{page.stem}_fronts.png")
         plot_fronts(results, png)
-        atomic_write_text(page, results_page(summary, out, png.name, page, kept_conclusion(page)))
+        atomic_write_text(page, results_page(summary, out, png.name, page, kept_conclusion(page),
+                                                  kept_other_results(page)))
         log(f"report: {page} and {png}")
     return summary

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 import typer
 
 from ..config import DEFAULT_CALIB_BATCH_SIZE, DEFAULT_CALIB_BATCHES
+from ..errors import UserError
 from ..io import dumps_json
 
 SPACE_HELP = "Search space: a preset (attentivenas, alphanet, tiny) or a YAML file with a supernet_config block."
@@ -51,3 +53,20 @@ def print_json(obj: Any) -> None:
 def split_list(text: str) -> list[str]:
     """``"a, b,,c"`` -> ``["a", "b", "c"]``."""
     return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def load_export_source(checkpoint: Path, space: str | None, arch: str | None,
+                       pareto: Path | None) -> tuple[Any, dict[str, Any], str | None]:
+    """The model ``export`` reads: a supernet, or a fine-tuned subnet (``finetune``), whose ``--arch``
+    is then optional (its own) and which refuses ``--pareto``; with a supernet one of ``--arch`` and
+    ``--pareto`` is required. Returns the model, its metadata and the arch."""
+    from ..nn import load_checkpoint_model  # heavy (torch): loaded when the command runs
+
+    net, meta = load_checkpoint_model(checkpoint, space)
+    if meta.get("subnet"):
+        if pareto is not None:
+            raise UserError(f"checkpoint {checkpoint} is a fine-tuned subnet: --pareto needs a supernet")
+        arch = arch if arch is not None else net.arch.to_json()
+    elif arch is None and pareto is None:
+        raise UserError("give exactly one of --arch ARCH or --pareto PARETO.json")
+    return net, meta, arch

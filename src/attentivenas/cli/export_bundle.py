@@ -36,7 +36,6 @@ from ..nn import (
     PRECISIONS,
     cache_calibration_batches,
     check_int8_accuracy,
-    load_checkpoint_model,
     read_pareto_archs,
     to_model_resolution,
 )
@@ -52,7 +51,7 @@ from ..nn.bundle import (
 from ..nn.export import DYNAMIC
 from ..nn.quantize import DEFAULT_CHECK_IMAGES
 from ..space import Arch, resolve_arch
-from .common import warn_line
+from .common import load_export_source, warn_line
 
 #: ``--card-split`` values and the splits each measures
 CARD_SPLITS = {"holdout": ("holdout",), "test": ("test",), "both": ("holdout", "test")}
@@ -331,13 +330,7 @@ def export_bundle_cmd(checkpoint: Path, out: Path, arch: str | None, pareto: Pat
     check_output(out, "dir")
     measure = measure_from_flags(interpolation=interpolation, calib_seed=calib_seed, calib_batches=calib_batches,
                                  calib_batch_size=calib_batch_size)  # checks the flags before loading
-    net, meta = load_checkpoint_model(checkpoint, space)  # a supernet, or a fine-tuned subnet (`finetune`)
-    if meta.get("subnet"):  # --arch is optional: the subnet's own
-        if pareto is not None:
-            raise UserError(f"checkpoint {checkpoint} is a fine-tuned subnet: --pareto needs a supernet")
-        arch = arch if arch is not None else net.arch.to_json()
-    elif arch is None and pareto is None:
-        raise UserError("give exactly one of --arch ARCH or --pareto PARETO.json")
+    net, meta, arch = load_export_source(checkpoint, space, arch, pareto)  # a supernet or a fine-tuned subnet
     export_bundles(net, meta, checkpoint, out, arch=arch, pareto=pareto, formats=",".join(formats),
                    precisions=precisions, batch=parsed_batch, calibrate_bn=calibrate_bn, data=data, measure=measure,
                    card_split=card_split, card_metrics=card_metrics, latency=latency, calib_images=calib_images,

@@ -17,7 +17,7 @@ from ..costs import count_flops
 from ..errors import UserError
 from ..io import check_output
 from ..space import resolve_arch
-from .common import ARCH_HELP, DATA_CHOICES, INTERPOLATION_HELP, SPACE_HELP, calib_seed_help
+from .common import ARCH_HELP, DATA_CHOICES, INTERPOLATION_HELP, SPACE_HELP, calib_seed_help, load_export_source
 
 
 def export_cmd(
@@ -73,7 +73,7 @@ def export_cmd(
 ) -> None:
     """Export one subnet (or a whole Pareto set) as standalone models."""
     from ..accuracy import resolve_data  # heavy (torch): loaded when the command runs
-    from ..nn import FORMATS, cache_calibration_batches, export_pareto_set, export_subnet, load_checkpoint_model
+    from ..nn import FORMATS, cache_calibration_batches, export_pareto_set, export_subnet
     from ..nn.export import ONNX_EXPORTERS, TORCHSCRIPT_DEPRECATED, parse_batch
 
     if fmt == "bundle":
@@ -107,13 +107,7 @@ def export_cmd(
                                  calib_batch_size=calib_batch_size)  # checks the flags before loading
     if fmt == "torchscript":
         typer.echo(f"warning: {TORCHSCRIPT_DEPRECATED}", err=True)
-    net, meta = load_checkpoint_model(checkpoint, space)  # a supernet, or a fine-tuned subnet (`finetune`)
-    if meta.get("subnet"):  # --arch is optional: the subnet's own
-        if pareto is not None:
-            raise UserError(f"checkpoint {checkpoint} is a fine-tuned subnet: --pareto needs a supernet")
-        arch = arch if arch is not None else net.arch.to_json()
-    elif arch is None and pareto is None:
-        raise UserError("give exactly one of --arch ARCH or --pareto PARETO.json")
+    net, meta, arch = load_export_source(checkpoint, space, arch, pareto)  # a supernet or a fine-tuned subnet
     batches = None
     if calibrate_bn:
         p = measure.resolved(meta)  # the checkpoint's evaluation: 224 crops, its interpolation and seed
