@@ -185,6 +185,16 @@ def test_table_precision_recorded_and_checked() -> None:
         LatencyTableConfig(precision="int4")
 
 
+def _int8_export(subnet: torch.nn.Module, path: Path, fmt: str) -> dict:
+    """``export_subnet`` at int8, calibrated on 16 seeded images and checked on 20 others labelled
+    with the float subnet's own predictions."""
+    r = subnet.resolution
+    calib, test = _images(16, r, 1), _images(20, r, 2)
+    with torch.no_grad():
+        labels = subnet(test).argmax(1)
+    return export_subnet(subnet, path, fmt, precision="int8", calib_images=calib, check_data=(test, labels))
+
+
 # --------------------------------------------------------------------------- real quantization (slower)
 @pytest.mark.slow
 def test_int8_onnx_export_loads_runs_and_agrees(tiny_net: Supernet, subnet: torch.nn.Module, tmp_path: Path) -> None:
@@ -225,12 +235,7 @@ def test_int8_predict_fn_onnxruntime_close_to_fp32(subnet: torch.nn.Module) -> N
 @pytest.mark.slow
 @needs_executorch
 def test_int8_executorch_export_loads_and_agrees(subnet: torch.nn.Module, tmp_path: Path) -> None:
-    r = subnet.resolution
-    calib, test = _images(16, r, 1), _images(20, r, 2)
-    with torch.no_grad():
-        labels = subnet(test).argmax(1)
-    info = export_subnet(subnet, tmp_path / "m.pte", "executorch", precision="int8", calib_images=calib,
-                         check_data=(test, labels))
+    info = _int8_export(subnet, tmp_path / "m.pte", "executorch")
     assert info["batch"] == 1 and (tmp_path / "m.pte").stat().st_size > 0
     assert info["agreement"] >= 0.9 and info["rel_error"] < 0.2
 
@@ -238,12 +243,7 @@ def test_int8_executorch_export_loads_and_agrees(subnet: torch.nn.Module, tmp_pa
 @pytest.mark.slow
 @needs_nncf
 def test_int8_openvino_export_loads_and_agrees(subnet: torch.nn.Module, tmp_path: Path) -> None:
-    r = subnet.resolution
-    calib, test = _images(16, r, 1), _images(20, r, 2)
-    with torch.no_grad():
-        labels = subnet(test).argmax(1)
-    info = export_subnet(subnet, tmp_path / "m.xml", "openvino", precision="int8", calib_images=calib,
-                         check_data=(test, labels))
+    info = _int8_export(subnet, tmp_path / "m.xml", "openvino")
     assert Path(info["path"]).is_file() and Path(info["weights"]).is_file()
     assert "FakeQuantize" in Path(info["path"]).read_text()
     assert info["agreement"] >= 0.9 and info["rel_error"] < 0.2

@@ -167,16 +167,15 @@ def ranking_cmd(
     from ..devices import resolve_device
     from ..nn import load_supernet
 
-    measure = measure_from_flags(split=split, calib_batches=calib_batches, calib_batch_size=calib_batch_size,
-                                 max_images=max_images)  # the flags checked before loading
+    flags = {"calib_batches": calib_batches, "calib_batch_size": calib_batch_size, "max_images": max_images}
+    measure = measure_from_flags(split=split, **flags)  # the flags checked before loading
     if threads is not None:
         torch.set_num_threads(threads)
     dev = resolve_device(device)
     net, meta = load_supernet(checkpoint, space, device=dev)
     probes = read_probe_set(probe, net.space, split)  # refuses a probe file of another --split
     if split is None and probes.split is not None:
-        measure = measure_from_flags(split=probes.split, calib_batches=calib_batches,
-                                     calib_batch_size=calib_batch_size, max_images=max_images)
+        measure = measure_from_flags(split=probes.split, **flags)  # the split the probe file names
     ev = SubnetEvaluator.for_supernet(net, meta, data, measure, dev, warn=warn_line)
 
     def said(i: int, n: int, p, value: float) -> None:

@@ -227,9 +227,9 @@ def epoch_batches(dataset: Dataset, cfg: DataConfig, seed: int, epoch: int, rank
     """The training batches of one epoch as ``cfg`` says: made on ``device`` (``data.on_device``,
     :class:`DeviceTrainLoader`) or by the CPU loader (:func:`~.loaders.train_loader`)."""
     dev = torch.device(device)
-    if isinstance(dataset, SeededTransformDataset):
-        dataset.set_epoch(epoch)  # as the CPU loader does (BN calibration draws from the same data set)
     if use_device_data(cfg, dataset, dev):
+        if isinstance(dataset, SeededTransformDataset):
+            dataset.set_epoch(epoch)  # as the CPU loader does (BN calibration draws from the same data set)
         return DeviceTrainLoader(device_source(dataset, dev), cfg.batch_size, seed, epoch, rank, world_size,
                                  skip_batches)
     return train_loader(dataset, cfg.batch_size, seed, epoch, rank, world_size, skip_batches, cfg.num_workers,
