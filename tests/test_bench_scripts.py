@@ -143,3 +143,36 @@ def test_bench_runtimes_times_the_models_together_and_keeps_each_ones_round_of_l
     assert calls == ["a", "b", "b", "a"]  # 2 interleaved rounds, the first model alternating
     assert out["a"]["median_ms"] == 3.0 and out["b"]["median_ms"] == 1.0  # each one's round of lowest median
     assert out["a"]["p90_ms"] == pytest.approx(np.percentile([3.0, 9.0, 2.0], 90)) and out["b"]["threads"] == 1
+
+
+def test_bench_runtimes_times_fp32_and_int8_of_a_runtime_together_and_reports_the_speedup(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    from types import SimpleNamespace
+
+    bench = load_benchmark("bench_runtimes")
+    compared = [("tiny max", None, 32, 2.0), ("mobilenet_v3_large", None, 224, 200.0)]
+    monkeypatch.setattr(bench, "models", lambda keys: [m for m in compared if m[0] != "tiny max" or "tiny-max" in keys])
+    monkeypatch.setattr(bench, "is_available", lambda runtime: True)
+    monkeypatch.setattr(bench, "runtime_version", lambda runtime: "x")
+    monkeypatch.setattr(bench, "prepared", lambda runtime, model, res, batch, threads, p: (SimpleNamespace(threads=1), 0.1))
+    groups: list[list[str]] = []
+
+    def fake_together(runners, repeats, clock):
+        groups.append(sorted(runners))
+        return {n: {"median_ms": 4.0 if n.endswith("fp32") else 1.0, "p90_ms": 5.0, "threads": 1} for n in runners}
+
+    monkeypatch.setattr(bench, "measure_together", fake_together)
+    monkeypatch.setattr("sys.argv", ["bench_runtimes.py", "--json", "--batches", "1", "--runtimes", "torch,onnxruntime",
+                                     "--precision", "fp32,int8", "--models", "tiny-max"])
+    bench.main()
+    info = json.loads(capsys.readouterr().out)
+    # torch runs fp32 only; ONNX Runtime's fp32 and INT8 files share one group of interleaved rounds
+    assert groups == [["mobilenet_v3_large fp32", "tiny max fp32"],
+                      ["mobilenet_v3_large fp32", "mobilenet_v3_large int8", "tiny max fp32", "tiny max int8"]]
+    int8 = [r for r in info["rows"] if r["precision"] == "int8"]
+    assert {r["model"] for r in int8} == {"tiny max", "mobilenet_v3_large"}
+    assert all(r["int8_speedup"] == pytest.approx(4.0) and r["runtime"] == "onnxruntime" for r in int8)
+    assert all(r["int8_speedup"] is None for r in info["rows"] if r["precision"] == "fp32")
+    with pytest.raises(SystemExit):
+        monkeypatch.setattr("sys.argv", ["bench_runtimes.py", "--models", "a7"])
+        bench.main()

@@ -1,0 +1,106 @@
+"""A plain CNN trained alone on a supernet config's data and budget: the reference a supernet's
+subnets are judged against (``docs/training.md``, "Small images").
+
+The CNN (five 3x3/1x1 conv-BN-ReLU layers, global pooling, a linear classifier; about 3.6 M
+multiply-accumulates at 28x28, the tiny space's range) sees exactly what ``train`` would feed the
+supernet: the config's training images (``data.train_size`` included), its augmentation, batch size
+and number of epochs, the recipe's SGD (Nesterov momentum, weight decay, label smoothing) with its LR
+scaled to the batch, linear warm-up then cosine. It prints one JSON object: test top-1 on the
+config's test split, train seconds, MACs and parameters.
+
+    python benchmarks/plain_cnn_reference.py --config configs/fashion_mnist.yaml data.train_size=10000 optim.epochs=4
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from attentivenas.config import load_config
+from attentivenas.data import build_data, eval_loader, train_loader
+
+
+def plain_cnn(in_channels: int, num_classes: int) -> nn.Sequential:
+    """conv 3x3 16 -> 32 s2 -> 64 s2 -> 128 s2 -> 1x1 256, each with BN and ReLU; pool; linear."""
+    def block(cin: int, cout: int, k: int, s: int) -> list[nn.Module]:
+        return [nn.Conv2d(cin, cout, k, s, k // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+    return nn.Sequential(*block(in_channels, 16, 3, 1), *block(16, 32, 3, 2), *block(32, 64, 3, 2),
+                         *block(64, 128, 3, 2), *block(128, 256, 1, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.Linear(256, num_classes))
+
+
+def macs(model: nn.Module, shape: tuple[int, ...]) -> float:
+    """Multiply-accumulates of one image, in millions."""
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model.eval()(torch.zeros(1, *shape))
+    return counter.get_total_flops() / 2e6
+
+
+def lr_at(step: int, total: int, warmup: int, peak: float) -> float:
+    """Linear warm-up to ``peak`` over ``warmup`` steps, then a cosine to zero."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    return 0.5 * peak * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+
+@torch.no_grad()
+def top1(model: nn.Module, dataset, batch_size: int) -> float:
+    model.eval()
+    correct = total = 0
+    for x, y in eval_loader(dataset, batch_size):
+        correct += int((model(x).argmax(1) == y).sum())
+        total += len(y)
+    return 100.0 * correct / total
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--config", required=True)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("overrides", nargs="*", help="dotted key=value, as train takes")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    cfg = load_config(args.config, args.overrides)
+    torch.manual_seed(cfg.seed)
+    data = build_data(cfg.data, cfg.seed)
+    x0, _ = data.train[0]
+    model = plain_cnn(x0.shape[0], data.num_classes)
+    mmacs = macs(model, tuple(x0.shape))
+    params = sum(p.numel() for p in model.parameters())
+    batch = cfg.data.batch_size
+    peak = cfg.optim.lr * batch / 256
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    rest = [p for p in model.parameters() if p.ndim <= 1]
+    opt = torch.optim.SGD([{"params": decay, "weight_decay": cfg.optim.weight_decay},
+                           {"params": rest, "weight_decay": 0.0}], lr=peak, momentum=cfg.optim.momentum,
+                          nesterov=cfg.optim.nesterov)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.loss.label_smoothing)
+    per_epoch = len(data.train) // batch
+    total, warmup = per_epoch * cfg.optim.epochs, int(per_epoch * cfg.optim.warmup_epochs)
+    step = 0
+    t0 = time.perf_counter()
+    for epoch in range(cfg.optim.epochs):
+        model.train()
+        for x, y in train_loader(data.train, batch, cfg.seed, epoch):
+            for group in opt.param_groups:
+                group["lr"] = lr_at(step, total, warmup, peak)
+            opt.zero_grad(set_to_none=True)
+            loss_fn(model(x), y).backward()
+            opt.step()
+            step += 1
+    train_s = time.perf_counter() - t0
+    print(json.dumps({"model": "plain CNN", "mmacs": round(mmacs, 2), "params": params,
+                      "train_images": len(data.train), "epochs": cfg.optim.epochs, "batch": batch,
+                      "train_s": round(train_s, 1), "threads": args.threads,
+                      "test_top1": round(top1(model, data.test, cfg.data.eval_batch_size), 2)}))
+
+
+if __name__ == "__main__":
+    main()
