@@ -60,8 +60,8 @@ BUDGET_FRACTIONS = (0.25, 0.5, 0.75)  # of the space's MFLOPs range
 ARCH_SEED = 0  # the fixed subnets
 EVAL_SEED = 0  # the calibration images
 FULL: dict[str, Any] = {
-    "config": str(ROOT / "configs" / "fashion_mnist.yaml"), "out": str(ROOT / "benchmarks" / "results" / "sampling"),
-    "methods": ",".join(METHODS), "seeds": "0,1,2", "train_size": 10_000, "epochs": 4, "archs": 60,
+    "config": str(ROOT / "configs" / "fashion_mnist.yaml"), "out": str(ROOT / "benchmarks" / "results" / "sampling-54k"),
+    "methods": ",".join(METHODS), "seeds": "0,1,2", "train_size": 54_000, "epochs": 8, "archs": 60,
     "eval_images": 2000, "calib_batches": 8, "test_images": None, "pop_size": 40, "generations": 25,
     "remeasure_top": 12, "predictor_kinds": "rf,lgbm,ridge", "folds": 5, "online_archs": 30, "online_folds": 5,
     "online_calib_batches": 4, "online_eval_batches": 2,
