@@ -116,7 +116,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
     ap.add_argument("--config", help=f"training config (default {FULL['config']})")
-    ap.add_argument("--out", help="results folder (default benchmarks/results/sampling; --smoke: a new temp folder)")
+    ap.add_argument("--out", help=f"results folder (default {shown(Path(FULL['out']))}; --smoke: a new temp folder)")
     ap.add_argument("--methods", help=f"comma-separated, of {', '.join(METHODS)} (default all)")
     ap.add_argument("--seeds", help="comma-separated training seeds (default 0,1,2)")
     ap.add_argument("--train-size", type=int, help="training images, a class-stratified subset (default 54000: all)")
