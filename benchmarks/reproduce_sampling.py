@@ -98,6 +98,7 @@ from sampling_runs import (  # noqa: E402
     BUDGET_FRACTIONS,
     FULL,
     METHODS,
+    PROBE_N,
     SCRIPT,
     SMOKE,
     STATS,
@@ -192,6 +193,7 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
         "online_calib_batches": args.online_calib_batches, "online_eval_batches": args.online_eval_batches,
         "test_front": bool(args.test_front), "set": list(args.set), "smoke": bool(args.smoke),
         "budget_fractions": list(BUDGET_FRACTIONS), "arch_seed": ARCH_SEED, "channels_last": True,
+        "probe_subnets": PROBE_N,
         # the config file's contents too: a changed recipe (e.g. its learning rate) is another experiment
         "config_sha256": hashlib.sha256(Path(args.config).read_bytes()).hexdigest(),
     }

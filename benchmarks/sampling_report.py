@@ -22,6 +22,7 @@ from attentivenas.errors import UserError
 from attentivenas.io import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from sampling_probe import probe_table, rank_metrics, run_ranking, standalone_top1  # noqa: E402
 from sampling_runs import BASELINE, METHODS, SCRIPT, log, shown  # noqa: E402
 from timing import machine  # noqa: E402
 
@@ -73,12 +74,23 @@ def paired(a: dict[int, float | None], b: dict[int, float | None]) -> dict[str, 
     return out
 
 
-def aggregate(results: list[dict[str, Any]], plan: dict[str, Any] | None) -> dict[str, Any]:
-    """Per method: mean and std over seeds of every metric; per attentive method: paired differences to uniform."""
+def aggregate(results: list[dict[str, Any]], plan: dict[str, Any] | None,
+              standalone: dict[str, float] | None = None) -> dict[str, Any]:
+    """Per method: mean and std over seeds of every metric; per attentive method: paired differences to
+    uniform. ``standalone`` (the probe subnets' top-1 trained alone, :func:`standalone_top1`) adds each
+    run's ranking: Kendall tau, Spearman rho and the gap, as metrics and in ``summary["ranking"]``."""
     methods = [m for m in METHODS if any(r["method"] == m for r in results)]
     per_run = {(r["method"], r["seed"]): run_metrics(r) for r in results}
-    names = sorted({k for m in per_run.values() for k in m})
     summary: dict[str, Any] = {"settings": plan, "methods": {}, "paired_vs_uniform": {}, "runs": []}
+    if standalone:
+        rankings = []
+        for r in sorted(results, key=lambda r: (list(METHODS).index(r["method"]), r["seed"])):
+            rep = run_ranking(r, standalone)
+            per_run[(r["method"], r["seed"])].update(rank_metrics(rep))
+            if rep is not None:
+                rankings.append({"method": r["method"], "seed": r["seed"], **rep})
+        summary["ranking"] = {"standalone_subnets": len(standalone), "split": "test", "runs": rankings}
+    names = sorted({k for m in per_run.values() for k in m})
     if results:
         summary["budgets_mflops"] = results[0]["budgets_mflops"]
         summary["hv_bounds_mflops"] = results[0]["hv_bounds_mflops"]
@@ -254,6 +266,24 @@ def timing_table(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def ranking_section(summary: dict[str, Any], out: Path) -> str:
+    """The probe's text and tables for the page (what is missing, when it is)."""
+    how = (f"The {(summary.get('settings') or {}).get('probe_subnets', 'probe')} subnets of `{shown(out)}/probe_archs.json` "
+           "(evenly spaced ranks of MFLOPs, min and max included) are measured on the test split in every run "
+           "(inherited: the supernet's weights, BN recalibrated) and trained alone from scratch at the same budget "
+           f"(`attentivenas finetune --init scratch --distill none --epochs {(summary.get('settings') or {}).get('epochs')}`, "
+           f"into `{shown(out)}/probe/`). Kendall tau and Spearman rho between the two rankings, and the gap "
+           "inherited - trained alone in points; `attentivenas ranking --checkpoint CKPT --probe PROBE.json` "
+           "measures the same for any checkpoint (`docs/search.md`).")
+    table = probe_table(summary, {m: v[0] for m, v in METHODS.items()})
+    if table:
+        n = summary["ranking"]["standalone_subnets"]
+        return f"{how} Subnets trained alone so far: {n}.\n\n{table}"
+    if "ranking" not in summary:
+        return f"{how}\n\nNo subnet of the probe has been trained alone in `{shown(out)}/probe/` yet.\n"
+    return f"{how}\n\nNo run has measured at least 3 of the subnets trained alone yet.\n"
+
+
 def kept_conclusion(path: Path) -> str:
     """The hand-written conclusion of an existing page (between the markers), or a placeholder."""
     if path.is_file():
@@ -335,6 +365,9 @@ unless marked test; each cell is the mean ± std over seeds.
 
 {chr(10).join(comparison_lines(summary))}
 
+## How far each supernet ranks subnets as training alone does (the ranking probe)
+
+{ranking_section(summary, out)}
 ## Conclusion
 
 {CONCLUSION_BEGIN}
@@ -381,9 +414,12 @@ def write_report(out: Path, docs: str | None) -> dict[str, Any]:
         raise UserError(f"no results in {out}/runs/*/result.json yet")
     plan_path = out / "plan.json"
     plan = read_json_file(plan_path, "results plan", UserError).get("settings") if plan_path.is_file() else None
-    summary = aggregate(results, plan)
+    summary = aggregate(results, plan, standalone_top1(out))
     atomic_write_json(out / "summary.json", summary)
-    atomic_write_text(out / "summary.md", markdown_tables(summary) + "\n" + "\n".join(comparison_lines(summary)) + "\n")
+    probe = probe_table(summary, {m: v[0] for m, v in METHODS.items()})
+    atomic_write_text(out / "summary.md", markdown_tables(summary) + "\n" + "\n".join(comparison_lines(summary)) + "\n"
+                      + (f"\nRanking probe (test top-1; inherited = in the supernet, BN recalibrated):\n\n{probe}"
+                         if probe else ""))
     plot_fronts(results, out / "fronts.png")
     log(f"report: {len(results)} runs -> {out / 'summary.json'}, {out / 'summary.md'}, {out / 'fronts.png'}")
     if docs is not None:

@@ -49,6 +49,15 @@ def test_bench_train_small_compares_the_step_with_a_plain_loop(capsys: pytest.Ca
     assert row["ratio_gflops"] == pytest.approx(row["sandwich"]["gflop_per_s"] / row["plain"]["gflop_per_s"])
 
 
+def test_bench_finetune_step_times_both_memory_formats(capsys: pytest.CaptureFixture[str]) -> None:
+    bench = load_benchmark("bench_finetune_step")
+    assert bench.main(["--archs", "min", "--batch", "4", "--steps", "1", "--rounds", "2", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out.strip())
+    (row,) = out["rows"]
+    assert row["arch"] == "min" and row["contiguous_ms"] > 0 and row["channels_last_ms"] > 0
+    assert row["speedup_ci95"][0] <= row["speedup"] <= row["speedup_ci95"][1]
+
+
 def test_bench_supernet_blocks_alternate_and_keep_each_sides_fastest() -> None:
     bench = load_benchmark("bench_supernet")
     calls: list[str] = []

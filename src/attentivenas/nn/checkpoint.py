@@ -356,7 +356,7 @@ def subnet_payload(sub: StaticSubnet) -> dict[str, Any]:
         "space": sub.space.to_dict(),
         "arch": sub.arch.to_dict(),
         "num_classes": int(sub.num_classes),
-        "model": {k: v.detach().cpu() for k, v in sub.state_dict().items()},
+        "model": {k: v.detach().cpu().contiguous() for k, v in sub.state_dict().items()},  # one layout on disk
     }
 
 

@@ -42,7 +42,7 @@ from ..accuracy.protocol import capped, resolve_data, split_of, stage2_data_conf
 from ..config import MeasureSettings, OptimConfig, checkpoint_kind
 from ..costs import count_flops, count_params
 from ..data import DataBundle, batches_per_epoch, check_batch_size, train_loader
-from ..devices import resolve_device
+from ..devices import resolve_device, use_channels_last
 from ..errors import CheckpointError, ConfigError, UserError
 from ..io import OutputLock, atomic_write_json, remove_torn_writes
 from ..nn import (
@@ -96,6 +96,9 @@ class FinetuneSettings:
     max_images: int | None = None  # cap of the images evaluated per split
     device: str = "auto"
     threads: int | None = None
+    # auto: channels-last memory on CPU (the supernet trainer's runtime.channels_last; measured 2.4-2.5x
+    # faster standalone steps of the tiny space on one thread); True / False force it
+    channels_last: bool | str = "auto"
 
     def check(self) -> None:
         """One :class:`ConfigError` line for a value out of range."""
@@ -113,6 +116,8 @@ class FinetuneSettings:
                 raise ConfigError(f"--{name.replace('_', '-')} must be > 0, got {v}")
         if self.temperature <= 0 or (self.warmup_epochs is not None and self.warmup_epochs < 0):
             raise ConfigError("--temperature must be > 0 and --warmup-epochs >= 0")
+        if self.channels_last not in ("auto", True, False):
+            raise ConfigError(f"channels_last must be 'auto', True or False, got {self.channels_last!r}")
 
 
 @dataclass
@@ -173,6 +178,11 @@ class _Run:
         seed_everything(s.seed)
         source = fresh_supernet(supernet, meta) if scratch else supernet  # seeded by s.seed
         self.student = calibrate_bn(source.extract(arch).to(device), self.calib).train()
+        self.channels_last = use_channels_last(s.channels_last, device)
+        if self.channels_last:
+            self.student.to(memory_format=torch.channels_last)
+            if self.teacher is not None:
+                self.teacher.to(memory_format=torch.channels_last)
         self.optimizer = build_optimizer(self.student, self.optim_cfg, self.batch)
         self.scheduler = build_scheduler(self.optimizer, self.optim_cfg, self.steps_per_epoch)
         self.epoch = self.step_in_epoch = self.global_step = 0
@@ -254,6 +264,8 @@ class _Run:
     # ----------------------------------------------------------------- loop
     def step(self, images: torch.Tensor, labels: torch.Tensor) -> float:
         self.student.train()
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
         if self.teacher is not None:
             with torch.no_grad():
                 teacher = self.teacher(images)
