@@ -19,9 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from attentivenas.accuracy.ranking import MIN_PROBES, ranking_report
+from attentivenas.accuracy.ranking import MIN_PROBES, finetune_records, ranking_report
 from attentivenas.errors import UserError
-from attentivenas.io import read_json_file
 
 PROBE_DIR = "probe"
 #: the per-run numbers the report aggregates over seeds and pairs with uniform's
@@ -34,40 +33,22 @@ def arch_key(arch: dict[str, Any]) -> str:
     return json.dumps(arch, sort_keys=True)
 
 
-def _test_top1(rec: dict[str, Any], where: str) -> float:
-    after = rec.get("after")
-    test = after.get("test") if isinstance(after, dict) else None
-    top1 = test.get("top1") if isinstance(test, dict) else None
-    if isinstance(top1, bool) or not isinstance(top1, (int, float)) or not 0 <= top1 <= 100:
-        raise UserError(f"{where}: no test top-1 in [0, 100] after training ('after.test.top1')")
-    if not isinstance(rec.get("arch"), dict):
-        raise UserError(f"{where}: no 'arch' object")
-    return float(top1)
-
-
 def standalone_top1(out: Path) -> dict[str, float]:
-    """The probe subnets trained alone so far: arch key -> test top-1 (%), from ``OUT/probe/index.json``
-    and ``OUT/probe/*/result.json``; one-line user errors for a damaged file, or for two records of
-    one subnet that disagree."""
-    found: dict[str, tuple[float, str]] = {}
+    """The probe subnets trained alone so far: arch key -> test top-1 (%), from the finetune runs in
+    ``OUT/probe/`` (:func:`attentivenas.accuracy.ranking.finetune_records`); one-line user errors for a
+    damaged file, two records of one subnet that disagree, or a run without a test top-1."""
     folder = out / PROBE_DIR
-    records: list[tuple[dict[str, Any], str]] = []
-    index = folder / "index.json"
-    if index.is_file():
-        entries = read_json_file(index, "probe index", UserError)
-        if not isinstance(entries, list):
-            raise UserError(f"{index}: expected the list that finetune --pareto writes")
-        records += [(e, f"{index}, entry {i}") for i, e in enumerate(entries)]
-    for path in sorted(folder.glob("*/result.json")):
-        records.append((read_json_file(path, "probe subnet result", UserError), str(path)))
-    for rec, where in records:
-        if not isinstance(rec, dict):
-            raise UserError(f"{where}: expected an object")
-        top1, key = _test_top1(rec, where), arch_key(rec["arch"])
-        if key in found and abs(found[key][0] - top1) > 1e-9:
-            raise UserError(f"{where}: this subnet's test top-1 {top1} differs from {found[key][0]} in {found[key][1]}")
-        found[key] = (top1, where)
-    return {k: v[0] for k, v in found.items()}
+    if not folder.is_dir():
+        return {}
+    found = {}
+    for rec in finetune_records(folder):
+        test = rec["after"].get("test")
+        top1 = test.get("top1") if isinstance(test, dict) else None
+        if isinstance(top1, bool) or not isinstance(top1, (int, float)) or not 0 <= top1 <= 100:
+            raise UserError(f"{folder}, subnet {rec.get('folder', '?')}: no test top-1 in [0, 100] after training "
+                            "('after.test.top1')")
+        found[arch_key(rec["arch"])] = float(top1)
+    return found
 
 
 def run_ranking(result: dict[str, Any], standalone: dict[str, float]) -> dict[str, Any] | None:

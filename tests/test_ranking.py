@@ -127,3 +127,35 @@ def test_a_finetune_index_is_a_probe_file(tmp_path: Path) -> None:
     assert holdout.split == "holdout" and holdout.subnets[0].standalone_top1 == 70.0
     with pytest.raises(UserError, match="no top-1 on the 'val-search' split"):
         read_probe_set(path, TINY_SPACE, "val-search")
+
+
+def _finetune_result(arch: dict, test_top1: float) -> dict:
+    return {"arch": arch, "mflops": 1.0, "before": {"test": {"top1": 10.0}}, "after": {"test": {"top1": test_top1}}}
+
+
+def test_a_folder_of_finetune_runs_is_a_probe_set(tmp_path: Path) -> None:
+    """One finetune --arch run per subnet folder (a probe trained over several sessions), a --pareto
+    index beside them: each subnet once, named by its folder."""
+    import numpy as np
+
+    archs = [TINY_SPACE.min_arch(), TINY_SPACE.max_arch(), TINY_SPACE.sample(np.random.default_rng(1))]
+    for name, a, top1 in (("p0", archs[0], 80.0), ("p1", archs[1], 85.0)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "result.json").write_text(json.dumps(_finetune_result(a.to_dict(), top1)))
+    with pytest.raises(UserError, match="2 subnets; a probe set has 3"):
+        read_probe_set(tmp_path, TINY_SPACE)
+    index = [{"folder": "subnet_000", **_finetune_result(archs[2].to_dict(), 83.0)},
+             {"folder": "subnet_001", **_finetune_result(archs[0].to_dict(), 80.0)}]  # p0 again: counted once
+    (tmp_path / "index.json").write_text(json.dumps(index))
+    probes = read_probe_set(tmp_path, TINY_SPACE, "test")
+    assert sorted((p.name, p.standalone_top1) for p in probes.subnets) == [
+        ("p1", 85.0), ("subnet_000", 83.0), ("subnet_001", 80.0)]
+    assert probes.split == "test"
+    # the same subnet with other results, or a damaged file, is one line naming the file
+    index[1]["after"] = {"test": {"top1": 79.0}}
+    (tmp_path / "index.json").write_text(json.dumps(index))
+    with pytest.raises(UserError, match="p0/result.json: the same subnet as .*index.json, entry 1 with other results"):
+        read_probe_set(tmp_path, TINY_SPACE)
+    (tmp_path / "index.json").write_text("[{")
+    with pytest.raises(UserError, match="probe index .*index.json is not valid JSON"):
+        read_probe_set(tmp_path, TINY_SPACE)

@@ -11,12 +11,16 @@ The probe file is JSON: ``{"split": "test", "subnets": [{"name": "p0", "arch": {
 ...]}`` (or the list alone), or JSON lines with one such subnet per line; ``split`` is optional and,
 when given, must be the split the inherited accuracies are measured on. The ``index.json`` that
 ``attentivenas finetune --pareto ARCHS --init scratch --distill none`` writes is a probe file too:
-each subnet's ``after`` top-1 on the split asked for (default ``test``). At least
-:data:`MIN_PROBES` subnets, each arch valid in the checkpoint's space, each top-1 in [0, 100].
+each subnet's ``after`` top-1 on the split asked for (default ``test``). So is a *folder* of
+``finetune`` runs: its ``index.json`` and every ``*/result.json`` (one ``finetune --arch ... --out
+FOLDER/<name>`` per subnet, the way to train a probe over several sessions; a subnet found twice, as
+``--pareto`` writes it, counts once). At least :data:`MIN_PROBES` subnets, each arch valid in the
+checkpoint's space, each top-1 in [0, 100].
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -83,13 +87,52 @@ def _finetuned(rec: dict[str, Any], split: str, where: str) -> dict[str, Any]:
     return {"arch": rec.get("arch"), "top1": after["top1"], **({"name": name} if name else {})}
 
 
+def _json_file(path: Path, what: str) -> Any:
+    try:
+        return loads_json(read_text_file(path, what, UserError, MAX_PROBE_BYTES))
+    except ValueError as exc:
+        raise UserError(f"{what} {path} is not valid JSON ({exc})") from None
+
+
+def finetune_records(folder: str | Path) -> list[dict[str, Any]]:
+    """The ``finetune`` results in a folder: its ``index.json`` (``--pareto``) and every
+    ``*/result.json`` (one run per subnet folder, named by it), one record per arch (two records of one
+    arch must agree); one-line user errors for a damaged file. [] when there are none."""
+    d = Path(folder)
+    found: list[tuple[dict[str, Any], str]] = []
+    index = d / "index.json"
+    if index.is_file():
+        entries = _json_file(index, "probe index")
+        if not isinstance(entries, list):
+            raise UserError(f"{index}: expected the list that finetune --pareto writes")
+        found += [(e, f"{index}, entry {i}") for i, e in enumerate(entries)]
+    results = sorted(d.glob("*/result.json"))
+    if len(results) > MAX_PROBES:
+        raise UserError(f"probe folder {d}: {len(results)} results; a probe set has at most {MAX_PROBES}")
+    for path in results:
+        rec = _json_file(path, "probe subnet result")
+        found.append(({"folder": path.parent.name, **rec} if isinstance(rec, dict) else rec, str(path)))
+    records: dict[str, dict[str, Any]] = {}
+    for rec, where in found:
+        if not isinstance(rec, dict) or not isinstance(rec.get("arch"), dict) or not isinstance(rec.get("after"), dict):
+            raise UserError(f"{where}: expected a finetune record with 'arch' and 'after'")
+        key = json.dumps(rec["arch"], sort_keys=True)
+        if key in records and records[key]["after"] != rec["after"]:
+            raise UserError(f"{where}: the same subnet as {records[key]['_where']} with other results")
+        records.setdefault(key, {**rec, "_where": where})
+    return [{k: v for k, v in r.items() if k != "_where"} for r in records.values()]
+
+
 def read_probe_set(path: str | Path, space: SearchSpace, split: str | None = None) -> ProbeSet:
-    """The probe set in ``path``, every arch validated against ``space``; one-line user errors for a
-    missing or malformed file, a bad record or too few subnets. ``split``: the split the inherited
-    top-1 will be measured on (None: not decided): a probe file that names another split is refused,
-    and a ``finetune`` index is read on it (default test)."""
+    """The probe set in ``path`` (a file or a folder of finetune runs), every arch validated against
+    ``space``; one-line user errors for a missing or malformed file, a bad record or too few subnets.
+    ``split``: the split the inherited top-1 will be measured on (None: not decided): a probe file that
+    names another split is refused, and finetune's records are read on it (default test)."""
     p = Path(path)
-    records, file_split = _records(read_text_file(p, "probe file", UserError, MAX_PROBE_BYTES), p)
+    if p.is_dir():
+        records, file_split = finetune_records(p), None
+    else:
+        records, file_split = _records(read_text_file(p, "probe file", UserError, MAX_PROBE_BYTES), p)
     if file_split is not None and split is not None and file_split != split:
         raise UserError(f"--split {split}: the probe file's top-1 was measured on the {file_split!r} split; "
                         "measure the inherited top-1 on the same split")

@@ -146,7 +146,8 @@ def evaluate_cmd(
 def ranking_cmd(
     checkpoint: Path = typer.Option(..., "--checkpoint", help="Our checkpoint or one released by the authors."),
     probe: Path = typer.Option(..., "--probe", help="Probe set: JSON {\"split\": ..., \"subnets\": [{\"name\", "
-                               "\"arch\", \"top1\"}]} or JSON lines, each subnet's top-1 trained alone."),
+                               "\"arch\", \"top1\"}]} or JSON lines, each subnet's top-1 trained alone; or "
+                               "finetune's index.json, or a folder of finetune runs (index.json, */result.json)."),
     split: str | None = typer.Option(None, "--split", help=SPLIT_HELP + " Default: the probe file's split, else "
                                      "as for evaluate.", show_default=False),
     space: str | None = typer.Option(None, "--space", help=SPACE_HELP + " Default: from the checkpoint."),
