@@ -91,12 +91,12 @@ def probe_table(summary: dict[str, Any], labels: dict[str, str]) -> str:
     for m in methods:
         reps = by_method[m]
 
-        def stat(key: str, reps: list[dict[str, Any]] = reps) -> str:
+        def stat(key: str, sign: str = "+", reps: list[dict[str, Any]] = reps) -> str:
             v = [r[key] for r in reps if r[key] is not None]
             if not v:
                 return "-"
-            return f"{np.mean(v):+.2f}" + (f" ± {np.std(v, ddof=1):.2f}" if len(v) > 1 else "")
+            return f"{np.mean(v):{sign}.2f}" + (f" ± {np.std(v, ddof=1):.2f}" if len(v) > 1 else "")
 
         lines.append(f"| {labels[m]} | {len(reps)} | {','.join(str(r['n']) for r in reps)} | {stat('kendall_tau')} | "
-                     f"{stat('spearman_rho')} | {stat('mean_gap')} | {stat('mean_abs_gap')} |")
+                     f"{stat('spearman_rho')} | {stat('mean_gap')} | {stat('mean_abs_gap', '')} |")
     return "\n".join(lines) + "\n"
