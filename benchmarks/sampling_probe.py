@@ -13,24 +13,18 @@ gap inherited - standalone in points. Reads results only: nothing here trains or
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from attentivenas.accuracy.ranking import MIN_PROBES, finetune_records, ranking_report
+from attentivenas.accuracy.ranking import MIN_PROBES, arch_key, finetune_records, ranking_report
 from attentivenas.errors import UserError
 
 PROBE_DIR = "probe"
 #: the per-run numbers the report aggregates over seeds and pairs with uniform's
 RANK_METRICS = {"rank_tau": "kendall_tau", "rank_rho": "spearman_rho", "rank_gap": "mean_gap",
                 "rank_abs_gap": "mean_abs_gap"}
-
-
-def arch_key(arch: dict[str, Any]) -> str:
-    """One string per architecture, whatever order its fields were written in."""
-    return json.dumps(arch, sort_keys=True)
 
 
 def standalone_top1(out: Path) -> dict[str, float]:

@@ -186,21 +186,19 @@ def fixed_archs(out: Path, space: SearchSpace, n: int, num_classes: int) -> list
     return archs
 
 
-def probe_archs(out: Path, space: SearchSpace, archs: list[Arch], num_classes: int) -> list[Arch]:
-    """The ranking probe: :data:`PROBE_N` of the fixed subnets at evenly spaced ranks of MFLOPs (min and
-    max included), measured on the test split by every run. Kept in ``OUT/probe_archs.json``, a
-    Pareto-set file: ``attentivenas finetune --pareto OUT/probe_archs.json --init scratch --distill
-    none`` trains them alone, and the report ranks each run's inherited top-1 against that."""
-    cost = CostModel(space, num_classes)
-    mflops = [float(f) for f in cost.flops(np.stack([space.encode(a) for a in archs]))]
+def probe_archs(out: Path, space: SearchSpace, archs: list[Arch], mflops: list[float], num_classes: int) -> list[int]:
+    """The ranking probe: the indices of :data:`PROBE_N` of the fixed subnets ``archs`` (of ``mflops``)
+    at evenly spaced ranks of MFLOPs (min and max included), measured on the test split by every run.
+    Kept in ``OUT/probe_archs.json``, a Pareto-set file: ``attentivenas finetune --pareto
+    OUT/probe_archs.json --init scratch --distill none`` trains them alone, and the report ranks each
+    run's inherited top-1 against that."""
     order = sorted(range(len(archs)), key=lambda i: (mflops[i], i))
-    ranks = np.round(np.linspace(0, len(order) - 1, min(PROBE_N, len(order)))).astype(int)
-    picks = [order[int(r)] for r in ranks]
+    picks = [order[int(r)] for r in np.round(np.linspace(0, len(order) - 1, min(PROBE_N, len(order))))]
     path = out / "probe_archs.json"
     if not path.is_file():
         atomic_write_json(path, {"space": space.name, "num_classes": num_classes, "archs": [
             {"name": f"p{k}", "mflops": mflops[i], "arch": archs[i].to_dict()} for k, i in enumerate(picks)]})
-    return [archs[i] for i in picks]
+    return picks
 
 
 def mflops_range(space: SearchSpace, num_classes: int) -> tuple[float, float]:
@@ -368,8 +366,8 @@ def _run_one(args: argparse.Namespace, out: Path, method: str, seed: int, where:
     winners = [w for w in result.budget_winners if isinstance(w.get("arch"), dict)]
     to_test = [space.arch_from_dict(e["arch"]) for e in (*winners, *(result.pareto if args.test_front else ()))]
     to_test += [space.min_arch(), space.max_arch()]
-    probes = probe_archs(out, space, archs, num_classes)
-    to_test += probes
+    probes = probe_archs(out, space, archs, fixed_mflops, num_classes)
+    to_test += [archs[i] for i in probes]
     test_m = MeasuredAccuracy(space, Counted(test, f"{n_test} test images"), run_dir / "test_measured.jsonl",
                               num_classes, log=lambda m: log(f"      {m}"))
     test_m.measure(to_test, what=f"on {n_test} test images (budget winners{', front' if args.test_front else ''}, "
@@ -416,8 +414,8 @@ def _run_one(args: argparse.Namespace, out: Path, method: str, seed: int, where:
                                 "arch": w.get("arch")} for w in result.budget_winners],
         },
         "test": {"min_top1": test_top1(space.min_arch()), "max_top1": test_top1(space.max_arch())},
-        "probe": [{"name": f"p{k}", "mflops": fixed_mflops[archs.index(a)], "arch": a.to_dict(),
-                   "test_top1": test_top1(a)} for k, a in enumerate(probes)],
+        "probe": [{"name": f"p{k}", "mflops": fixed_mflops[i], "arch": archs[i].to_dict(),
+                   "test_top1": test_top1(archs[i])} for k, i in enumerate(probes)],
         "timing": {"train_s": train_s, "measure_s": measure_s, "search_s": search_s, "test_s": test_s,
                    "total_s": train_s + measure_s + search_s + test_s},
         "threads": args.threads, "device": str(device), "device_name": device_name(device),

@@ -87,6 +87,11 @@ def _finetuned(rec: dict[str, Any], split: str, where: str) -> dict[str, Any]:
     return {"arch": rec.get("arch"), "top1": after["top1"], **({"name": name} if name else {})}
 
 
+def arch_key(arch: dict[str, Any]) -> str:
+    """One string per architecture dict, whatever order its fields were written in."""
+    return json.dumps(arch, sort_keys=True)
+
+
 def _json_file(path: Path, what: str) -> Any:
     try:
         return loads_json(read_text_file(path, what, UserError, MAX_PROBE_BYTES))
@@ -116,7 +121,7 @@ def finetune_records(folder: str | Path) -> list[dict[str, Any]]:
     for rec, where in found:
         if not isinstance(rec, dict) or not isinstance(rec.get("arch"), dict) or not isinstance(rec.get("after"), dict):
             raise UserError(f"{where}: expected a finetune record with 'arch' and 'after'")
-        key = json.dumps(rec["arch"], sort_keys=True)
+        key = arch_key(rec["arch"])
         if key in records and records[key]["after"] != rec["after"]:
             raise UserError(f"{where}: the same subnet as {records[key]['_where']} with other results")
         records.setdefault(key, {**rec, "_where": where})
