@@ -150,6 +150,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                          "default 1: one after the other in this process)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)  # METHOD:SEED: one run, in a worker process of --jobs
     ap.add_argument("--report", action="store_true", help="only aggregate the results already in --out")
+    ap.add_argument("--earlier", metavar="DIR",
+                    help="an earlier comparison's results folder (e.g. another budget's): the report shows each "
+                         "method's numbers there as a labelled row beside this one's")
     ap.add_argument("--docs", help="also write this Markdown page (e.g. docs/results.md) and its plot beside it")
     ap.add_argument("--smoke", action="store_true", help="every step on a few hundred images, 1 seed (under a minute)")
     ap.add_argument("--quiet", action="store_true", help="no training progress bars")
@@ -172,6 +175,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                  "online_archs", "online_folds", "online_calib_batches", "online_eval_batches", "threads", "jobs"):
         if int(getattr(args, name)) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be >= 1")
+    if args.earlier is not None and not Path(args.earlier).is_dir():
+        raise UserError(f"--earlier {args.earlier}: no such results folder")
     if args.test_images is not None and args.test_images < 1:
         raise UserError("--test-images must be >= 1")
     if args.archs < max(args.folds, 4):
@@ -312,7 +317,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     for i, (m, s) in enumerate(runs, start=1):
                         run_one(args, out, m, s, f"[{i}/{len(runs)}]", f"python {SCRIPT} {shlex.join(argv)}".rstrip())
                 log(f"runs done in {time.perf_counter() - t0:.0f} s (this invocation)")
-            write_report(out, args.docs)
+            write_report(out, args.docs, args.earlier)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -18,8 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from attentivenas.accuracy.ranking import MIN_PROBES, arch_key, finetune_records, ranking_report
-from attentivenas.errors import UserError
+from attentivenas.accuracy.ranking import MIN_PROBES, arch_key, finetuned_top1, ranking_report
 
 PROBE_DIR = "probe"
 #: the per-run numbers the report aggregates over seeds and pairs with uniform's
@@ -29,20 +28,10 @@ RANK_METRICS = {"rank_tau": "kendall_tau", "rank_rho": "spearman_rho", "rank_gap
 
 def standalone_top1(out: Path) -> dict[str, float]:
     """The probe subnets trained alone so far: arch key -> test top-1 (%), from the finetune runs in
-    ``OUT/probe/`` (:func:`attentivenas.accuracy.ranking.finetune_records`); one-line user errors for a
-    damaged file, two records of one subnet that disagree, or a run without a test top-1."""
+    ``OUT/probe/`` (:func:`attentivenas.accuracy.ranking.finetuned_top1`: one-line user errors for a
+    damaged file, two records of one subnet that disagree, or a run without a test top-1)."""
     folder = out / PROBE_DIR
-    if not folder.is_dir():
-        return {}
-    found = {}
-    for rec in finetune_records(folder):
-        test = rec["after"].get("test")
-        top1 = test.get("top1") if isinstance(test, dict) else None
-        if isinstance(top1, bool) or not isinstance(top1, (int, float)) or not 0 <= top1 <= 100:
-            raise UserError(f"{folder}, subnet {rec.get('folder', '?')}: no test top-1 in [0, 100] after training "
-                            "('after.test.top1')")
-        found[arch_key(rec["arch"])] = float(top1)
-    return found
+    return finetuned_top1(folder) if folder.is_dir() else {}
 
 
 def run_ranking(result: dict[str, Any], standalone: dict[str, float]) -> dict[str, Any] | None:

@@ -216,7 +216,7 @@ def comparison_lines(summary: dict[str, Any]) -> list[str]:
         n, t = max((p["n"], p["t_crit"]) for p in with_t)
         lines.append(f"- How sure {n} seeds let us be: the 95% interval of a mean of {n} paired differences is "
                      f"± {t:.2f} x std / sqrt({n}) = ± {t / math.sqrt(n):.2f} x their seed-to-seed std (t with {n - 1} "
-                     "degrees of freedom): the mean difference must exceed that to be told apart from 0.")
+                     f"degree{'s' if n != 2 else ''} of freedom): the mean difference must exceed that to be told apart from 0.")
     return lines
 
 
@@ -254,6 +254,55 @@ def markdown_tables(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def budget_label(summary: dict[str, Any]) -> str:
+    """A comparison's budget in words: its training images and epochs."""
+    train = summary.get("train") or {}
+    size, epochs = train.get("train_size"), train.get("epochs")
+    return f"{size:,} images, {epochs} epochs" if isinstance(size, int) else f"{epochs} epochs"
+
+
+def both_budgets_table(summary: dict[str, Any]) -> str:
+    """Markdown: per method its row at this budget and, labelled below it, at the earlier budget
+    (``summary["earlier"]``); "" without an earlier comparison."""
+    earlier = summary.get("earlier")
+    if not earlier:
+        return ""
+    blocks = ((f"this: {budget_label(summary)}", summary), (f"earlier: {budget_label(earlier)}", earlier))
+    head = ["method", "budget", "seeds", "HV fixed subnets", "HV searched front", "min, test", "max, test",
+            "HV searched front minus uniform, paired"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for m, (label, _) in METHODS.items():
+        for name, summ in blocks:
+            s = summ["methods"].get(m)
+            if s is None:
+                continue
+            k = s["metrics"]
+            diff = "—" if m == BASELINE else fmt_diff((summ["paired_vs_uniform"].get(m) or {}).get("hv_front"))
+            lines.append("| " + " | ".join([label, name, ",".join(map(str, s["seeds"])), fmt(k["hv_fixed"]),
+                                            fmt(k["hv_front"]), fmt(k["min_test_top1"]), fmt(k["max_test_top1"]),
+                                            diff]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def earlier_section(summary: dict[str, Any]) -> str:
+    """The page's section that sets this comparison beside an earlier one ("" without one)."""
+    table = both_budgets_table(summary)
+    if not table:
+        return ""
+    out = summary["earlier"]["out"]
+    sha = [(x.get("settings") or {}).get("config_sha256") for x in (summary, summary["earlier"])]
+    recipe = (" The two were trained with different training configs (another `config_sha256` in their"
+              " `plan.json`)." if sha[0] != sha[1] else "")
+    return f"""## Both budgets: this comparison and the earlier one
+
+Every method at this budget and, labelled below it, at the earlier budget of `{out}` ({len(summary['earlier']['runs'])}
+runs; their results in `{out}/runs/`, the full tables in `{out}/summary.md`). Test top-1 in %,
+hypervolume x 100, mean ± std over seeds; the last column is the difference to uniform paired by seed.{recipe}
+
+{table}
+"""
+
+
 def timing_table(summary: dict[str, Any]) -> str:
     lines = ["| run | train | fixed subnets | search | test | total | threads | load average, start → end |",
              "|---|---|---|---|---|---|---|---|"]
@@ -273,7 +322,7 @@ def ranking_section(summary: dict[str, Any], out: Path) -> str:
            "(inherited: the supernet's weights, BN recalibrated) and trained alone from scratch at the same budget "
            f"(`attentivenas finetune --init scratch --distill none --epochs {(summary.get('settings') or {}).get('epochs')}`, "
            f"into `{shown(out)}/probe/`). Kendall tau and Spearman rho between the two rankings, and the gap "
-           "inherited - trained alone in points; `attentivenas ranking --checkpoint CKPT --probe PROBE.json` "
+           "inherited - trained alone in points; `attentivenas ranking --checkpoint CKPT --probe PROBE` (a probe file or a folder of finetune runs) "
            "measures the same for any checkpoint (`docs/search.md`).")
     table = probe_table(summary, {m: v[0] for m, v in METHODS.items()})
     if table:
@@ -311,7 +360,9 @@ def results_page(summary: dict[str, Any], out: Path, png: str, docs: Path, concl
     budgets = summary.get("budgets_mflops", [])
     lo, hi = summary.get("hv_bounds_mflops", [float("nan"), float("nan")])
     commands = list(dict.fromkeys(r["command"] for r in summary["runs"] if r.get("command")))
-    commands.append(f"python {SCRIPT} --report --out {shown(out)} --docs {shown(docs)}")
+    earlier = summary.get("earlier")
+    commands.append(f"python {SCRIPT} --report --out {shown(out)} --docs {shown(docs)}"
+                    + (f" --earlier {earlier['out']}" if earlier else ""))
     loads = [x[0] for r in summary["runs"] for x in ((r.get("load_average") or {}).get("start"),
                                                      (r.get("load_average") or {}).get("end")) if x]
     load = (f"1-minute load average {min(loads):.1f} to {max(loads):.1f} at the starts and ends of the runs"
@@ -365,7 +416,7 @@ unless marked test; each cell is the mean ± std over seeds.
 
 {chr(10).join(comparison_lines(summary))}
 
-## How far each supernet ranks subnets as training alone does (the ranking probe)
+{earlier_section(summary)}## How far each supernet ranks subnets as training alone does (the ranking probe)
 
 {ranking_section(summary, out)}
 ## Conclusion
@@ -407,17 +458,30 @@ python benchmarks/reproduce_sampling.py --device cuda --jobs 8 --seeds 0,1,2,3,4
 """
 
 
-def write_report(out: Path, docs: str | None) -> dict[str, Any]:
-    """Aggregate ``OUT/runs/*/result.json`` into ``OUT/summary.json|md``, ``OUT/fronts.png`` (and ``docs``)."""
+def summarise(out: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The results in ``out`` and their :func:`aggregate` with its plan and ranking probe."""
     results = load_results(out)
     if not results:
         raise UserError(f"no results in {out}/runs/*/result.json yet")
     plan_path = out / "plan.json"
     plan = read_json_file(plan_path, "results plan", UserError).get("settings") if plan_path.is_file() else None
-    summary = aggregate(results, plan, standalone_top1(out))
+    return results, aggregate(results, plan, standalone_top1(out))
+
+
+def write_report(out: Path, docs: str | None, earlier: str | None = None) -> dict[str, Any]:
+    """Aggregate ``OUT/runs/*/result.json`` into ``OUT/summary.json|md``, ``OUT/fronts.png`` (and
+    ``docs``); ``earlier``: another comparison's results folder (an earlier budget), each method's
+    numbers there shown beside this one's."""
+    results, summary = summarise(out)
+    if earlier is not None:
+        base = summarise(Path(earlier))[1]
+        summary["earlier"] = {"out": shown(Path(earlier)), **{k: base.get(k) for k in (
+            "settings", "train", "methods", "paired_vs_uniform", "runs")}}
     atomic_write_json(out / "summary.json", summary)
     probe = probe_table(summary, {m: v[0] for m, v in METHODS.items()})
+    both = both_budgets_table(summary)
     atomic_write_text(out / "summary.md", markdown_tables(summary) + "\n" + "\n".join(comparison_lines(summary)) + "\n"
+                      + (f"\nBoth budgets (this, then earlier: {summary['earlier']['out']}):\n\n{both}" if both else "")
                       + (f"\nRanking probe (test top-1; inherited = in the supernet, BN recalibrated):\n\n{probe}"
                          if probe else ""))
     plot_fronts(results, out / "fronts.png")

@@ -12,6 +12,8 @@ from attentivenas.accuracy.ranking import (
     MIN_PROBES,
     ProbeSet,
     ProbeSubnet,
+    arch_key,
+    finetuned_top1,
     measure_ranking,
     ranking_report,
     read_probe_set,
@@ -144,6 +146,10 @@ def test_a_folder_of_finetune_runs_is_a_probe_set(tmp_path: Path) -> None:
         (tmp_path / name / "result.json").write_text(json.dumps(_finetune_result(a.to_dict(), top1)))
     with pytest.raises(UserError, match="2 subnets; a probe set has 3"):
         read_probe_set(tmp_path, TINY_SPACE)
+    # ... while a probe being trained is read without a minimum, by arch
+    assert finetuned_top1(tmp_path) == {arch_key(archs[0].to_dict()): 80.0, arch_key(archs[1].to_dict()): 85.0}
+    with pytest.raises(UserError, match="subnet p0: the fine-tuning record has no top-1 on the 'holdout' split"):
+        finetuned_top1(tmp_path, "holdout")
     index = [{"folder": "subnet_000", **_finetune_result(archs[2].to_dict(), 83.0)},
              {"folder": "subnet_001", **_finetune_result(archs[0].to_dict(), 80.0)}]  # p0 again: counted once
     (tmp_path / "index.json").write_text(json.dumps(index))

@@ -4,6 +4,7 @@ Fashion-MNIST images, its files, the report and the docs page, and resuming with
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -106,6 +107,15 @@ def test_smoke_writes_every_result_and_resumes_without_redoing_work(tmp_path: Pa
     assert summary["methods"]["uniform"]["metrics"]["rank_gap"]["mean"] == pytest.approx(gap, abs=1e-3)
     assert "rank_tau" in summary["paired_vs_uniform"]["bestup"]
     assert "| p7 | " in docs.read_text() and "Kendall tau" in docs.read_text()
+
+    # an earlier comparison (here a copy of these runs) is shown beside this one, a labelled row per method
+    shutil.copytree(out / "runs", tmp_path / "earlier" / "runs")
+    assert bench.main(["--report", "--out", str(out), "--docs", str(docs), "--earlier", str(tmp_path / "earlier")]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["earlier"]["methods"].keys() == summary["methods"].keys()
+    page = docs.read_text()
+    assert "## Both budgets" in page and page.count("| uniform | earlier: ") == 1 and "| BestUp-3 | this: " in page
+    assert bench.main(["--report", "--out", str(out), "--earlier", str(tmp_path / "nowhere")]) == 2
 
     # other settings in the same folder are refused
     assert bench.main(["--smoke", "--out", str(out), "--epochs", "3", "--threads", "1"]) == 2

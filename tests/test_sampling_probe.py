@@ -40,8 +40,8 @@ def test_standalone_top1_from_folders_and_an_index(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("obj", "message"), [
-    ({"arch": _arch(0), "after": {"test": None}}, "no test top-1"),
-    ({"arch": _arch(0), "after": {"test": {"top1": 101}}}, "no test top-1"),
+    ({"arch": _arch(0), "after": {"test": None}}, "subnet p0: the fine-tuning record has no top-1 on the 'test' split"),
+    ({"arch": _arch(0), "after": {"test": {"top1": 101}}}, r"subnet p0: 'top1' must be a number in \[0, 100\]"),
     ({"after": {"test": {"top1": 50}}}, "expected a finetune record with 'arch' and 'after'"),
     ([1, 2], "expected a finetune record"),
 ])

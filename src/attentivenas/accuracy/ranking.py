@@ -149,19 +149,42 @@ def read_probe_set(path: str | Path, space: SearchSpace, split: str | None = Non
     subnets, from_index = [], False
     for i, rec in enumerate(records):
         where = f"probe file {p}, subnet {i}"
-        if isinstance(rec, dict) and "after" in rec and "top1" not in rec:  # finetune's index.json
-            rec, from_index = _finetuned(rec, index_split, where), True
-        if not isinstance(rec, dict) or "arch" not in rec or "top1" not in rec:
-            raise UserError(f"{where}: expected an object with 'arch' and 'top1'")
-        top1 = rec["top1"]
-        if isinstance(top1, bool) or not isinstance(top1, (int, float)) or not 0.0 <= float(top1) <= 100.0:
-            raise UserError(f"{where}: 'top1' must be a number in [0, 100] (percent), got {top1!r}")
+        from_index = from_index or _is_finetune_record(rec)
+        rec = _probe_record(rec, index_split, where)
         try:
             arch = space.validate(Arch.from_dict(rec["arch"]))
         except (UserError, ValueError, TypeError, KeyError) as exc:
             raise UserError(f"{where}: {exc}") from None
-        subnets.append(ProbeSubnet(str(rec.get("name", f"p{i}")), arch, float(top1)))
+        subnets.append(ProbeSubnet(str(rec.get("name", f"p{i}")), arch, float(rec["top1"])))
     return ProbeSet(tuple(subnets), file_split if file_split is not None else (index_split if from_index else None))
+
+
+def _is_finetune_record(rec: Any) -> bool:
+    return isinstance(rec, dict) and "after" in rec and "top1" not in rec
+
+
+def _probe_record(rec: Any, split: str, where: str) -> dict[str, Any]:
+    """One probe record, ``{"arch", "top1", "name"?}``, from a probe file's entry or a ``finetune``
+    record (its top-1 after training on ``split``); one-line user errors for a bad record or top-1."""
+    if _is_finetune_record(rec):
+        rec = _finetuned(rec, split, where)
+    if not isinstance(rec, dict) or "arch" not in rec or "top1" not in rec:
+        raise UserError(f"{where}: expected an object with 'arch' and 'top1'")
+    top1 = rec["top1"]
+    if isinstance(top1, bool) or not isinstance(top1, (int, float)) or not 0.0 <= float(top1) <= 100.0:
+        raise UserError(f"{where}: 'top1' must be a number in [0, 100] (percent), got {top1!r}")
+    return rec
+
+
+def finetuned_top1(folder: str | Path, split: str = "test") -> dict[str, float]:
+    """The subnets trained so far in a folder of ``finetune`` runs (:func:`finetune_records`): arch key
+    (:func:`arch_key`) -> top-1 (%) after training on ``split``, with no minimum count (a probe set
+    being trained); one-line user errors as :func:`read_probe_set`'s."""
+    found = {}
+    for i, rec in enumerate(finetune_records(folder)):
+        rec = _probe_record(rec, split, f"probe folder {folder}, subnet {rec.get('folder', i)}")
+        found[arch_key(rec["arch"])] = float(rec["top1"])
+    return found
 
 
 def _finite_or_none(value: float) -> float | None:
