@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
+# the test suite runs on both cores of CI's machine (pytest-xdist; one torch thread per worker)
+TEST_WORKERS ?= 2
 
 .PHONY: quickstart test lint bench clean fashion-mnist
 
@@ -35,7 +37,7 @@ fashion-mnist:
 
 test: $(DEV_STAMP) fashion-mnist
 	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/python -m pytest --durations=15
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=15
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -123,7 +123,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--train-size", type=int, help="training images, a class-stratified subset (default 54000: all)")
     ap.add_argument("--epochs", type=int, help="training epochs (default 8)")
     ap.add_argument("--archs", type=int, help="fixed subnets measured per run (default 60)")
-    ap.add_argument("--eval-images", type=int, help="hold-out images per measured subnet (default 2000)")
+    ap.add_argument("--eval-images", type=int, help="hold-out images per measured subnet (default: all of them after "
+                    "the first --online-eval-batches x data.eval_batch_size, which the online predictor measures on)")
     ap.add_argument("--calib-batches", type=int, help="BN calibration batches (of data.batch_size) per subnet (default 8)")
     ap.add_argument("--test-images", type=int, help="test images per subnet (default: all 10,000)")
     ap.add_argument("--pop-size", type=int, help="NSGA-II population (default 40)")
@@ -173,7 +174,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         raise UserError(f"--seeds must be comma-separated integers, got {args.seeds!r}") from None
     for name in ("train_size", "epochs", "archs", "eval_images", "calib_batches", "pop_size", "generations", "folds",
                  "online_archs", "online_folds", "online_calib_batches", "online_eval_batches", "threads", "jobs"):
-        if int(getattr(args, name)) < 1:
+        if getattr(args, name) is not None and int(getattr(args, name)) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be >= 1")
     if args.earlier is not None and not Path(args.earlier).is_dir():
         raise UserError(f"--earlier {args.earlier}: no such results folder")

@@ -22,6 +22,15 @@ from attentivenas.errors import UserError
 from attentivenas.io import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from sampling_power import (  # noqa: E402
+    PAPER_FILE,
+    gap_profile,
+    hv_setters,
+    pair_signs,
+    power_summary,
+    standalone_seeds,
+    tau_power,
+)
 from sampling_probe import probe_table, rank_metrics, run_ranking, standalone_top1  # noqa: E402
 from sampling_runs import BASELINE, METHODS, SCRIPT, log, shown  # noqa: E402
 from timing import machine  # noqa: E402
@@ -95,6 +104,7 @@ def aggregate(results: list[dict[str, Any]], plan: dict[str, Any] | None,
         summary["budgets_mflops"] = results[0]["budgets_mflops"]
         summary["hv_bounds_mflops"] = results[0]["hv_bounds_mflops"]
         summary["holdout_images"], summary["test_images"] = results[0]["holdout_images"], results[0]["test_images"]
+        summary["holdout_first"] = results[0].get("holdout_first")
         summary["train"] = {k: results[0]["train"].get(k) for k in ("train_size", "batch_size", "lr", "epochs")}
     for m in methods:
         runs = sorted((r for r in results if r["method"] == m), key=lambda r: r["seed"])
@@ -162,6 +172,211 @@ def plot_fronts(results: list[dict[str, Any]], path: Path) -> Path:
     return atomic_write_bytes(path, buf.getvalue())
 
 
+# --------------------------------------------------------------------------- what the data can say
+def recipe_facts(out: Path) -> dict[str, Any] | None:
+    """What the runs' resolved configs (``OUT/runs/*/config.yaml``) trained with: distillation
+    warm-up against epochs (labels only when it covers them all), augmentation, batch; None without
+    configs."""
+    import yaml  # heavy: only the report reads the configs
+
+    rows = []
+    for p in sorted(out.glob("runs/*/config.yaml")):
+        c = yaml.safe_load(p.read_text())
+        rows.append({"run": p.parent.name, "distill_warmup_epochs": float(c["loss"]["distill_warmup_epochs"]),
+                     "epochs": int(c["optim"]["epochs"]), "random_shift": c["data"].get("random_shift"),
+                     "random_flip": c["data"].get("random_flip"), "batch_size": c["data"]["batch_size"],
+                     "eval_batch_size": c["data"]["eval_batch_size"]})
+    if not rows:
+        return None
+    return {"runs": len(rows), "labels_only": sum(r["distill_warmup_epochs"] >= r["epochs"] for r in rows),
+            "augmented": sum(bool(r["random_shift"] or r["random_flip"]) for r in rows),
+            "distill_warmup_epochs": sorted({r["distill_warmup_epochs"] for r in rows}),
+            "epochs": sorted({r["epochs"] for r in rows}), "batch_size": sorted({r["batch_size"] for r in rows}),
+            "eval_batch_size": max(r["eval_batch_size"] for r in rows)}
+
+
+def analysis(results: list[dict[str, Any]], summary: dict[str, Any], out: Path) -> dict[str, Any]:
+    """What the comparison's files can and cannot say (:mod:`sampling_power`): the recipe the runs
+    trained with, the detectable differences and the paper's effect scaled to this front, which
+    subnets set the hypervolume, and (with standalone probe subnets) the gap profile over FLOPs, the
+    sign agreement on resolved pairs and the power of Kendall tau."""
+    res: dict[str, Any] = {"recipe": recipe_facts(out), "power": power_summary(results, summary, out),
+                           "hv_setters": hv_setters(results)}
+    seeds = standalone_seeds(out)
+    if seeds and any(r.get("probe") for r in results):
+        res["probe"] = {"gap_profile": gap_profile(results, seeds), "pair_signs": pair_signs(results, seeds),
+                        "tau_power": tau_power(seeds, results)}
+    return res
+
+
+def recipe_paragraph(summary: dict[str, Any]) -> str:
+    """The page's sentences on what the supernets learned from ("" without the runs' configs)."""
+    rec = (summary.get("analysis") or {}).get("recipe")
+    if not rec:
+        return ""
+    w = ", ".join(f"{x:g}" for x in rec["distill_warmup_epochs"])
+    e = ", ".join(str(x) for x in rec["epochs"])
+    if rec["labels_only"] == rec["runs"]:
+        distil = (f"**Labels only.** In all {rec['runs']} runs `loss.distill_warmup_epochs` ({w}) is at least "
+                  f"`optim.epochs` ({e}), so the middle and min subnets learned from the labels for the whole run: "
+                  "in-place distillation, which AttentiveNAS's stage 1 uses together with the sandwich rule and "
+                  "attentive sampling, never ran. What was compared is attentive sampling in a labels-only "
+                  "sandwich, not the paper's stage 1.")
+    else:
+        distil = (f"In-place distillation: labels only in {rec['labels_only']} of {rec['runs']} runs "
+                  f"(`loss.distill_warmup_epochs` {w}, `optim.epochs` {e}).")
+    aug = ("No augmentation (`data.random_shift` 0, `data.random_flip` false)" if rec["augmented"] == 0
+           else f"Augmentation in {rec['augmented']} of {rec['runs']} runs")
+    return (f"{distil} {aug}; batch {', '.join(map(str, rec['batch_size']))}. The recipe "
+            "(`configs/fashion_mnist.yaml`) was chosen on the test top-1 of one seed at 10,000 images and 4 epochs "
+            "(`docs/training.md`, \"Small images\"), so the test split is not untouched by this comparison.\n\n")
+
+
+def holdout_note(summary: dict[str, Any]) -> str:
+    """Which hold-out images the runs measured on, beside the online predictor's."""
+    first = summary.get("holdout_first")
+    if first:
+        return f" (those after the first {first}, on which the online predictor measures during training)"
+    s, rec = summary.get("settings") or {}, (summary.get("analysis") or {}).get("recipe") or {}
+    if "bestup-online" in summary.get("methods", {}) and s.get("online_eval_batches") and rec.get("eval_batch_size"):
+        n = int(s["online_eval_batches"]) * int(rec["eval_batch_size"])
+        return (f" (the first ones: in the BestUp-3 (online predictor) runs the online predictor measured its subnets "
+                f"on the first {n} of them during training, so {n} of the {summary.get('holdout_images')} images that "
+                "score those runs also steered their sampling; "
+                "`benchmarks/sampling_runs.py` now measures every hold-out image after the online predictor's)")
+    return ""
+
+
+def power_section(summary: dict[str, Any], out: Path) -> str:
+    """The page's section on what the comparison can test ("" without an analysis)."""
+    pw = (summary.get("analysis") or {}).get("power")
+    if not pw or not math.isfinite(pw["paired_sd_hv_front"]):
+        return ""
+    sd, span = pw["paired_sd_hv_front"], pw["span_test"]
+    rows = "\n".join(f"| {n} | ± {v['half_width']:.2f} | {v['detectable']:.2f} |" for n, v in pw["by_seeds"].items())
+    text = f"""## What this comparison can and cannot test
+
+The per-seed differences to uniform of the searched front's hypervolume have a pooled standard
+deviation of {sd:.2f} points (HV x 100; the {len(summary['paired_vs_uniform'])} attentive methods, {pw['paired_sd_df']} degrees of freedom). Two
+numbers follow from it, and they differ: the half-width of the 95% interval of a mean of n paired
+differences, and the smallest true difference that n seeds detect with {100 * pw['power']:.0f}% power (paired
+two-sided t-test at {100 * pw['alpha']:.0f}%, noncentral t; `benchmarks/sampling_power.py`):
+
+| seeds | 95% interval half-width | detectable at {100 * pw['power']:.0f}% power |
+|---|---|---|
+{rows}
+
+With 3 seeds a difference of 1-2 points at a fixed FLOPs budget is not excluded: the intervals
+above reach past ±1. The whole space spans {span['mean']:.2f} points of test top-1 from the min to the
+max subnet (mean of {span['runs']} runs, {span['min']:.2f}-{span['max']:.2f}).
+"""
+    paper = pw.get("paper")
+    if paper:
+        (lo, hi), (n_lo, n_hi) = paper["scaled_effect"], paper["seeds_needed"]
+        (h_lo, h_hi), (f_lo, f_hi), (e_lo, e_hi) = paper["cpu_core_hours"], paper["front_top1"], paper["effect_points"]
+
+        def seeds(n: int | None, h: float | None) -> str:
+            return "more than 2000 seeds" if n is None or h is None else f"{n} seeds ({2 * n} runs, {h:.0f} core-hours)"
+
+        n_cmd = n_hi if n_hi is not None else 10
+        text += f"""
+The paper's effect, +{e_lo:g} to +{e_hi:g} points of top-1 for BestUp-3 over uniform on a front that spans
+{f_lo:g}-{f_hi:g}% (A0 to A6; `{shown(out)}/{PAPER_FILE}` says where these come from), is {lo:.2f}-{hi:.2f}
+points when scaled to this front's span. That is below what 3 seeds detect ({pw['by_seeds'][3]['detectable']:.2f}) and
+below what 5 detect ({pw['by_seeds'][5]['detectable']:.2f}): **the claim is not testable at this data and space**
+with these runs; they neither confirm nor rule out the paper's effect.
+
+What would test it, at the measured paired spread: {seeds(n_hi, h_hi)} of uniform and BestUp-3 to detect
+the upper end ({hi:.2f} points) with {100 * pw['power']:.0f}% power, {seeds(n_lo, h_lo)} for the lower end
+({lo:.2f}); core-hours at the measured {pw['run_hours_cpu_core']:.2f} hours of one CPU core per run (mean of
+the runs below). GPU-hours are not known: no run of this comparison has been timed on a GPU
+(`GPU_CHECK_SAMPLING=1 bash benchmarks/gpu_check.sh` times one; a GPU run costs at most what the CPU run
+does only if the GPU is faster, which is likely but unmeasured). The command for {n_cmd} seeds:
+
+```
+python {SCRIPT} --device cuda --jobs 8 --methods uniform,bestup --seeds {','.join(str(i) for i in range(n_cmd))} --train-size 54000 --epochs 8 --out benchmarks/results/sampling-gpu
+```
+
+A larger effect at this scale needs a task whose front spans more than {span['mean']:.1f} points (harder
+data, a larger space or resolution), not only more seeds.
+"""
+    return text + "\n"
+
+
+def hv_section(summary: dict[str, Any]) -> str:
+    """The page's section on what the hypervolume averages and which subnets set it."""
+    rows = (summary.get("analysis") or {}).get("hv_setters")
+    if not rows:
+        return ""
+    lo, hi = summary.get("hv_bounds_mflops", [float("nan"), float("nan")])
+    table = ["| run | front points | largest share: MFLOPs | its share | its top-1 | min subnet's share | max subnet's share |",
+             "|---|---|---|---|---|---|---|"]
+    small = []
+    for r in rows:
+        f = r["front"]
+        table.append(f"| {r['method']} s{r['seed']} | {f['points']} | {f['top_mflops']:.2f} | {100 * f['top_share']:.0f}% | "
+                     f"{f['top_top1']:.2f} | {100 * f['min_subnet_share']:.0f}% | {100 * f['max_subnet_share']:.0f}% |")
+        if f["top_mflops"] <= lo + 0.05 * (hi - lo):
+            small.append(f["top_share"])
+    said = (f" In {len(small)} of {len(rows)} runs one subnet within the lowest 5% of the FLOPs range sets "
+            f"{100 * min(small):.0f}-{100 * max(small):.0f}% of it." if small else "")
+    return f"""## What the hypervolume averages, and which subnets set it
+
+With the reference point (1, 1) and MFLOPs scaled {lo:.2f} -> 0 and {hi:.2f} -> 1, the hypervolume x 100 is the
+mean over the FLOPs range of the best top-1 available at or below each cost: each front point holds
+the strip from its own cost to the next better point's, so a point's share is the width of that
+strip times its top-1. The max subnet sits at the reference cost and adds nothing; a small subnet
+that the supernet scores above the middle of the range sets most of it.{said} Per run, on the searched
+front (hold-out top-1; `benchmarks/sampling_power.py`, `hv_shares`):
+
+{chr(10).join(table)}
+
+So the hypervolume mostly compares how the supernets score a few small subnets, on the images the
+run measured them on.
+
+"""
+
+
+def probe_analysis(summary: dict[str, Any]) -> str:
+    """The ranking probe's gap profile, resolved pairs and tau's power, as page text ("" without)."""
+    pr = (summary.get("analysis") or {}).get("probe")
+    if not pr:
+        return ""
+    g, ps, tp = pr["gap_profile"], pr["pair_signs"], pr["tau_power"]
+    prof = ["| probe subnet | MFLOPs | trained alone (seeds) | inherited, mean of runs | gap | 95% interval | runs' range |",
+            "|---|---|---|---|---|---|---|"]
+    for r in g["subnets"]:
+        prof.append(f"| {r['name']} | {r['mflops']:.2f} | {r['standalone']:.2f} ({r['seeds']}) | {r['inherited']:.2f} "
+                    f"({r['runs']}) | {r['gap']:+.2f} | [{r['ci95'][0]:+.2f}, {r['ci95'][1]:+.2f}] | "
+                    f"{r['gap_runs'][0]:+.2f} to {r['gap_runs'][1]:+.2f} |")
+    pairs = ["| pair | MFLOPs | trained alone: second - first | resolved above | runs ordering them the same way |",
+             "|---|---|---|---|---|"]
+    for p in ps["pairs"]:
+        pairs.append(f"| {p['pair'][0]}, {p['pair'][1]} | {p['mflops'][0]:.2f}, {p['mflops'][1]:.2f} | "
+                     f"{p['standalone_diff']:+.2f} | {p['resolved_above']:.2f} | {p['runs_agree']} of {p['runs']} |")
+    share = f"{100 * ps['agree'] / ps['n']:.0f}%" if ps["n"] else "-"
+    return f"""**The gap over FLOPs** (inherited - trained alone, every run; the interval adds the runs' spread,
+normal at 1.96, and the standalone mean's seed noise, {g['standalone_sd']:.2f} points per seed from the subnets
+trained with two seeds, {g['standalone_sd_df']} degrees of freedom):
+
+{chr(10).join(prof)}
+
+**Pairs whose standalone order is resolved** (|difference| above 1.96 x the seed noise of the
+difference): {len(ps['pairs'])} of {ps['pairs_total']} pairs; the supernets order them as training alone does in
+{ps['agree']} of {ps['n']} (run, pair) cases ({share}):
+
+{chr(10).join(pairs)}
+
+**Kendall tau has little power here.** Over {tp['subnets']} subnets spanning {tp['span']:.2f} points, with one standalone
+seed ({tp['standalone_sd']:.2f} points of noise) and the test split's binomial noise ({tp['test_sd']:.2f}), a perfect
+ranker reaches tau > 0 with two-sided p < 0.05 in {100 * tp['noise_removed']['power']:.0f}-{100 * tp['as_measured']['power']:.0f}% of
+{tp['sims']} simulations (the true spread shrunk by the seed noise, or as measured), a random one in
+{100 * tp['as_measured']['false_positive']:.0f}%: the per-run tau values are no finding either way; the gap profile
+and the resolved pairs are what the probe says.
+
+"""
+
+
 # --------------------------------------------------------------------------- markdown
 CONCLUSION_BEGIN = "<!-- conclusion: written by hand; kept when this page is regenerated -->"
 CONCLUSION_END = "<!-- end of conclusion -->"
@@ -216,7 +431,8 @@ def comparison_lines(summary: dict[str, Any]) -> list[str]:
         n, t = max((p["n"], p["t_crit"]) for p in with_t)
         lines.append(f"- How sure {n} seeds let us be: the 95% interval of a mean of {n} paired differences is "
                      f"± {t:.2f} x std / sqrt({n}) = ± {t / math.sqrt(n):.2f} x their seed-to-seed std (t with {n - 1} "
-                     f"degree{'s' if n != 2 else ''} of freedom): the mean difference must exceed that to be told apart from 0.")
+                     f"degree{'s' if n != 2 else ''} of freedom). That half-width is not the smallest difference these "
+                     "seeds can detect, which is larger (\"What this comparison can and cannot test\" below).")
     return lines
 
 
@@ -303,6 +519,24 @@ hypervolume x 100, mean ± std over seeds; the last column is the difference to 
 """
 
 
+def wall_span(summary: dict[str, Any]) -> str:
+    """``; X h from the first run's start to the last one's finish`` (each start: its finish less its
+    total; "" when the runs do not say when they finished)."""
+    import datetime as dt
+
+    spans = []
+    for r in summary["runs"]:
+        try:
+            end = dt.datetime.strptime(str(r.get("finished")), "%Y-%m-%d %H:%M:%S").timestamp()
+        except ValueError:
+            return ""
+        spans.append((end - float(r["total_s"]), end))
+    if not spans:
+        return ""
+    hours = (max(e for _, e in spans) - min(s for s, _ in spans)) / 3600
+    return f"; {hours:.1f} h of wall time from the first run's start to the last run's finish"
+
+
 def timing_table(summary: dict[str, Any]) -> str:
     lines = ["| run | train | fixed subnets | search | test | total | threads | load average, start → end |",
              "|---|---|---|---|---|---|---|---|"]
@@ -327,7 +561,7 @@ def ranking_section(summary: dict[str, Any], out: Path) -> str:
     table = probe_table(summary, {m: v[0] for m, v in METHODS.items()})
     if table:
         n = summary["ranking"]["standalone_subnets"]
-        return f"{how} Subnets trained alone so far: {n}.\n\n{table}"
+        return f"{how} Subnets trained alone so far: {n}.\n\n{table}\n{probe_analysis(summary)}"
     if "ranking" not in summary:
         return f"{how}\n\nNo subnet of the probe has been trained alone in `{shown(out)}/probe/` yet.\n"
     return f"{how}\n\nNo run has measured at least 3 of the subnets trained alone yet.\n"
@@ -379,9 +613,10 @@ def results_page(summary: dict[str, Any], out: Path, png: str, docs: Path, concl
 
 The claim tested (AttentiveNAS, Wang et al., CVPR 2021): sampling the sandwich rule's middle
 subnets attentively, BestUp-k (the best of k candidates at a FLOPs target) or WorstUp-k (the worst),
-gives a better accuracy / FLOPs Pareto front than uniform sampling; their recipe trains with
-BestUp-3 ranked by the mini-batch loss. BestUp-3 ranked by a predictor fitted during training
-(`sampler.estimator=online`) is this package's addition.
+gives a better accuracy / FLOPs Pareto front than uniform sampling; their stage 1 trains with
+BestUp-3 ranked by the mini-batch loss together with the sandwich rule's in-place distillation
+(whether these runs distilled is under "What was run"). BestUp-3 ranked by a predictor fitted during
+training (`sampler.estimator=online`) is this package's addition.
 
 ## What was run
 
@@ -392,7 +627,7 @@ batch {train.get('batch_size')}, LR {train.get('lr')} per 256 images{extra}. Per
 {s.get('calib_batches')} batches of training images:
 
 * (a) the same {s.get('archs')} fixed subnets (spread over the FLOPs range, min and max included;
-  `{shown(out)}/archs.json`) measured on {summary.get('holdout_images')} hold-out images;
+  `{shown(out)}/archs.json`) measured on {summary.get('holdout_images')} hold-out images{holdout_note(summary)};
 * (b) NSGA-II (population {s.get('pop_size')}, {s.get('generations')} generations) on a predictor fitted to (a)
   ({', '.join(s.get('predictor_kinds', []))}; the best by {s.get('folds')}-fold Kendall tau), its
   {s.get('remeasure_top')} best candidates and the best 3 under each budget re-measured on the same hold-out
@@ -400,7 +635,7 @@ batch {train.get('batch_size')}, LR {train.get('lr')} per 256 images{extra}. Per
 * on {summary.get('test_images')} test images: {tested}. Budgets: {', '.join(f'{b:.2f}' for b in budgets)} MFLOPs
   (25, 50 and 75% of the range).
 
-Hypervolume (HV, x 100) of the non-dominated (error, MFLOPs) points, with error = (100 - top-1) / 100,
+{recipe_paragraph(summary)}Hypervolume (HV, x 100) of the non-dominated (error, MFLOPs) points, with error = (100 - top-1) / 100,
 MFLOPs scaled {lo:.3f} -> 0 and {hi:.3f} -> 1 and the reference point (1, 1): the search's own
 measure (`attentivenas.search.front_hypervolume`). Accuracies are top-1 in %, on the hold-out
 unless marked test; each cell is the mean ± std over seeds.
@@ -416,7 +651,7 @@ unless marked test; each cell is the mean ± std over seeds.
 
 {chr(10).join(comparison_lines(summary))}
 
-{earlier_section(summary)}## How far each supernet ranks subnets as training alone does (the ranking probe)
+{power_section(summary, out)}{hv_section(summary)}{earlier_section(summary)}## How far each supernet ranks subnets as training alone does (the ranking probe)
 
 {ranking_section(summary, out)}
 ## Conclusion
@@ -435,7 +670,7 @@ Machine: {mach.get('cpu')}, {mach.get('cores')} cores, {mach.get('platform')}, P
 torch {mach.get('torch')}; {load}.
 
 Wall time: {fmt_seconds(summary['wall_s_total'])} for the {len(summary['runs'])} runs (the phases of each run,
-summed over the invocations that worked on it):
+summed over the invocations that worked on it){wall_span(summary)}:
 
 {timing_table(summary)}
 Raw results: `{shown(out)}/runs/<method>-s<seed>/result.json`; their aggregate: `{shown(out)}/summary.json`.
@@ -465,7 +700,9 @@ def summarise(out: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         raise UserError(f"no results in {out}/runs/*/result.json yet")
     plan_path = out / "plan.json"
     plan = read_json_file(plan_path, "results plan", UserError).get("settings") if plan_path.is_file() else None
-    return results, aggregate(results, plan, standalone_top1(out))
+    summary = aggregate(results, plan, standalone_top1(out))
+    summary["analysis"] = analysis(results, summary, out)
+    return results, summary
 
 
 def write_report(out: Path, docs: str | None, earlier: str | None = None) -> dict[str, Any]:
@@ -483,7 +720,8 @@ def write_report(out: Path, docs: str | None, earlier: str | None = None) -> dic
     atomic_write_text(out / "summary.md", markdown_tables(summary) + "\n" + "\n".join(comparison_lines(summary)) + "\n"
                       + (f"\nBoth budgets (this, then earlier: {summary['earlier']['out']}):\n\n{both}" if both else "")
                       + (f"\nRanking probe (test top-1; inherited = in the supernet, BN recalibrated):\n\n{probe}"
-                         if probe else ""))
+                         if probe else "") + "\n" + power_section(summary, out) + hv_section(summary)
+                      + probe_analysis(summary))
     plot_fronts(results, out / "fronts.png")
     log(f"report: {len(results)} runs -> {out / 'summary.json'}, {out / 'summary.md'}, {out / 'fronts.png'}")
     if docs is not None:

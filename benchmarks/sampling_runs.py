@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader, Subset
 
 from attentivenas.accuracy import SubnetEvaluator, spread_genes
 from attentivenas.config import (
@@ -63,7 +64,7 @@ EVAL_SEED = 0  # the calibration images
 FULL: dict[str, Any] = {
     "config": str(ROOT / "configs" / "fashion_mnist.yaml"), "out": str(ROOT / "benchmarks" / "results" / "sampling-54k"),
     "methods": ",".join(METHODS), "seeds": "0,1,2", "train_size": 54_000, "epochs": 8, "archs": 60,
-    "eval_images": 2000, "calib_batches": 8, "test_images": None, "pop_size": 40, "generations": 25,
+    "eval_images": None,  # every hold-out image after those the online predictor measures on (holdout_skip) "calib_batches": 8, "test_images": None, "pop_size": 40, "generations": 25,
     "remeasure_top": 12, "predictor_kinds": "rf,lgbm,ridge", "folds": 5, "online_archs": 30, "online_folds": 5,
     "online_calib_batches": 4, "online_eval_batches": 2,
 }
@@ -221,16 +222,33 @@ def eval_data(cfg: TrainConfig) -> DataBundle:
     return _DATA[key]
 
 
+def holdout_skip(args: argparse.Namespace, cfg: TrainConfig) -> int:
+    """Hold-out images the report leaves to the online predictor: ``sampler.estimator=online`` measures
+    its subnets on the first ``--online-eval-batches`` x ``data.eval_batch_size`` hold-out images
+    (:mod:`attentivenas.train.online`), so every run, whatever its method, measures after them."""
+    return int(args.online_eval_batches) * int(cfg.data.eval_batch_size)
+
+
 def evaluator(net: Any, bundle: DataBundle, args: argparse.Namespace, cfg: TrainConfig, split: str,
-              max_images: int | None, device: torch.device | None = None) -> SubnetEvaluator:
-    """How every run measures a subnet on ``split`` (its first ``max_images``): BN recalibrated on
-    ``--calib-batches`` training batches (seed ``EVAL_SEED``, kept on the device), on the CPU in
-    channels-last memory, or on ``--device cuda`` in its default memory format (as training there)."""
+              max_images: int | None, device: torch.device | None = None, skip: int = 0) -> SubnetEvaluator:
+    """How every run measures a subnet on ``split`` (``max_images`` of it, all for None, after its first
+    ``skip``): BN recalibrated on ``--calib-batches`` training batches (seed ``EVAL_SEED``, kept on the
+    device), on the CPU in channels-last memory, or on ``--device cuda`` in its default memory format
+    (as training there)."""
     dev = device or torch.device("cpu")
     settings = MeasureSettings(split=split, max_images=max_images, calib_batches=args.calib_batches,
                                calib_batch_size=cfg.data.batch_size, batch_size=cfg.data.eval_batch_size,
                                calib_seed=EVAL_SEED)
-    return SubnetEvaluator(net, bundle, settings, device=dev, channels_last=True if dev.type == "cpu" else "auto")
+    ev = SubnetEvaluator(net, bundle, settings, device=dev, channels_last=True if dev.type == "cpu" else "auto")
+    if skip:
+        full = bundle.val if split == "holdout" else bundle.test
+        total = len(full)  # type: ignore[arg-type]
+        end = total if max_images is None else min(total, skip + max_images)
+        if end <= skip:
+            raise UserError(f"the {split} split has {total} images, none after the first {skip} (the online "
+                            "predictor's)")
+        ev.val_loader = DataLoader(Subset(full, range(skip, end)), batch_size=cfg.data.eval_batch_size, shuffle=False)
+    return ev
 
 
 def best_under(mflops: Sequence[float], top1: Sequence[float], budget: float) -> float | None:
@@ -351,7 +369,8 @@ def _run_one(args: argparse.Namespace, out: Path, method: str, seed: int, where:
     lo, hi = mflops_range(space, num_classes)
     budgets = [round(lo + f * (hi - lo), 4) for f in BUDGET_FRACTIONS]
     bundle = eval_data(cfg)
-    holdout = evaluator(net, bundle, args, cfg, "holdout", args.eval_images, device)
+    skip = holdout_skip(args, cfg)
+    holdout = evaluator(net, bundle, args, cfg, "holdout", args.eval_images, device, skip)
     n_holdout = len(holdout.val_loader.dataset)  # type: ignore[arg-type]
 
     st2 = stage2(args, run_dir, space, num_classes, archs, holdout, n_holdout, budgets, seed, clock)
@@ -388,6 +407,7 @@ def _run_one(args: argparse.Namespace, out: Path, method: str, seed: int, where:
     res = {
         "method": method, "label": METHODS[method][0], "seed": seed, "overrides": train_overrides(args, method, seed),
         "space": space.name, "num_classes": num_classes, "holdout_images": n_holdout, "test_images": n_test,
+        "holdout_first": skip,  # hold-out images before these are the online predictor's (holdout_skip)
         "hv_bounds_mflops": [lo, hi], "budgets_mflops": budgets,
         "train": {"status": trained.status, "steps": trained.global_step, "epochs": trained.epoch,
                   "train_size": cfg.data.train_size, "batch_size": cfg.data.batch_size, "lr": cfg.optim.lr,

@@ -61,7 +61,7 @@ def test_load_pretrained_gives_the_same_logits_without_the_supernet(subnet, weig
 
 def test_config_json_describes_the_model(subnet, weights_only) -> None:
     cfg = json.loads((weights_only / "config.json").read_text())
-    assert cfg["model_type"] == "attentivenas-subnet" and cfg["format_version"] == 1
+    assert cfg["model_type"] == "attentivenas-subnet" and cfg["format_version"] == 2
     assert SearchSpace.from_dict(cfg["space"]).same_as(SPACE) and cfg["arch"] == subnet.arch.to_dict()
     assert cfg["num_classes"] == CLASSES and cfg["resolution"] == 24 and cfg["class_names"][1] == "dog"
     assert cfg["normalization"] == {"mean": [0.5] * 3, "std": [0.5] * 3} and cfg["interpolation"] == "bilinear"
@@ -244,6 +244,10 @@ def test_export_bundle_with_int8_files_measures_them_in_their_runtime(checkpoint
                                                                                       ("test", "int8", 20)]
     card = (out / "README.md").read_text()
     assert "| test | int8 |" in card and "fp32 top-1 on the same 20 images" in card and "recalibrated" in card
+    summary = [ln for ln in (r.out + r.err).splitlines() if "model.int8.onnx against model.onnx:" in ln]
+    assert len(summary) == 1 and "on 20 test images (drop" in summary[0] and "speed-up not measured" in summary[0]
+    drop = cfg["accuracy"][1]["int8_drop"]  # the fp32 model's top-1 on the same images, and the drop
+    assert drop == pytest.approx(max(0.0, cfg["accuracy"][1]["top1_fp32"] - cfg["accuracy"][1]["top1"]))
 
 
 def test_export_pareto_bundles_and_index_quickly(checkpoint: Path, tmp_path: Path) -> None:
@@ -298,3 +302,225 @@ def test_bad_bundle_flags_are_one_line_before_loading(tmp_path: Path, flags: lis
     r = run_cli("export", "--checkpoint", str(tmp_path / "missing.pt"), "--arch", "min", "--format", "bundle",
                 "--out", str(tmp_path / "b"), *flags)
     assert r.code == 2 and message in r.err and r.err.count("\n") == 1, r.err
+
+
+# --------------------------------------------------------------------------- checked loading (issue 42)
+def _pre(resolution: int = 24) -> dict:
+    from attentivenas.nn.bundle import preprocessing_of
+
+    return preprocessing_of(color="grayscale", resize=32, resize_mode="whole_image", crop=None,
+                            interpolation="bilinear", mean=[0.5] * 3, std=[0.5] * 3, resolution=resolution,
+                            source_size=(8, 8))
+
+
+@pytest.fixture(scope="module")
+def full(subnet, tmp_path_factory) -> Path:
+    """A bundle with a .pt2 file, preprocessing and an accuracy entry."""
+    folder = tmp_path_factory.mktemp("full") / "b"
+    info = CardInfo(class_names=["cat", "dog", "fox", "owl"], normalization={"mean": [0.5] * 3, "std": [0.5] * 3},
+                    interpolation="bilinear", preprocessing=_pre(),
+                    accuracy=[{"split": "test", "precision": "fp32", "top1": 50.0, "top5": 90.0, "samples": 80}])
+    write_bundle(subnet, folder, formats=("torch-export",), info=info)
+    return folder
+
+
+def _copy(folder: Path, dest: Path) -> Path:
+    dest.mkdir()
+    for f in folder.iterdir():
+        (dest / f.name).write_bytes(f.read_bytes())
+    return dest
+
+
+def _rewrite_weights(folder: Path, change) -> None:  # noqa: ANN001 - a callable on the state dict
+    """Rewrite model.safetensors (keeping its metadata) and, as a careful tamperer would, its sha256 in config.json."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save
+
+    from attentivenas.nn.export import file_sha256
+
+    path = folder / "model.safetensors"
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+    state = load_file(str(path))
+    change(state)
+    path.write_bytes(save(state, metadata=meta))
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["weights_sha256"] = file_sha256(path)
+    (folder / "config.json").write_text(json.dumps(cfg))
+
+
+def _edit(folder: Path, change) -> None:  # noqa: ANN001 - a callable on the config
+    cfg = json.loads((folder / "config.json").read_text())
+    change(cfg)
+    (folder / "config.json").write_text(json.dumps(cfg))
+
+
+def _first_bn(state: dict) -> str:
+    return next(k for k in state if k.endswith("running_var"))
+
+
+TAMPERS = {
+    "std-zero": (lambda f: _edit(f, lambda c: c["normalization"].update(std=[0.0, 0.5, 0.5])), "normalization.std"),
+    "std-nan": (lambda f: _edit(f, lambda c: c["normalization"].update(std=[float("nan")] * 3)), "config.json"),
+    "interpolation": (lambda f: _edit(f, lambda c: c.update(interpolation="lanczos")), "interpolation"),
+    "pre-interp": (lambda f: _edit(f, lambda c: c["preprocessing"]["resize"].update(interpolation="area")),
+                   "preprocessing.resize.interpolation"),
+    "pre-crop": (lambda f: _edit(f, lambda c: c["preprocessing"]["resize"].update(mode="shorter_side")),
+                 "preprocessing.crop"),
+    "pre-size": (lambda f: _edit(f, lambda c: c["preprocessing"]["model_input"].update(size=32)),
+                 "preprocessing.model_input"),
+    "missing-file": (lambda f: _edit(f, lambda c: c["files"].update({"model.onnx": {
+        "format": "onnx", "precision": "fp32", "batch": "dynamic", "sha256": "0" * 64}})), "model.onnx not found"),
+    "odd-name": (lambda f: _edit(f, lambda c: c["files"].update({"../x.pt2": dict(c["files"]["model.pt2"])})),
+                 "files['../x.pt2']"),
+    "batch": (lambda f: _edit(f, lambda c: c["files"]["model.pt2"].update(batch=10**9)), "batch"),
+    "swapped-pt2": (lambda f: (f / "model.pt2").write_bytes((f / "model.pt2").read_bytes()[:-1] + b"x"),
+                    "files['model.pt2'].sha256"),
+    "mflops": (lambda f: _edit(f, lambda c: c.update(mflops=c["mflops"] * 2)), "mflops"),
+    "params": (lambda f: _edit(f, lambda c: c.update(params_m=1.0)), "params_m"),
+    "top1": (lambda f: _edit(f, lambda c: c["accuracy"][0].update(top1=150.0)), "accuracy[0].top1"),
+    "top5": (lambda f: _edit(f, lambda c: c["accuracy"][0].update(top5=10.0)), "accuracy[0].top5"),
+    "resolution": (lambda f: _edit(f, lambda c: (c["arch"].update(resolution=28), c.update(resolution=28),
+                                                 c["preprocessing"]["model_input"].update(size=28))), "arch differs"),
+    "activation": (lambda f: _edit(f, lambda c: c["space"]["supernet_config"]["mb1"].update(act_func="relu")),
+                   "space differs"),
+    "classes": (lambda f: _edit(f, lambda c: c.update(num_classes=5, class_names=[*c["class_names"], "emu"])),
+                "num_classes differs"),
+    "int-weights": (lambda f: _rewrite_weights(f, lambda s: s.update(
+        {"classifier.weight": s["classifier.weight"].to(torch.int32)})), "classifier.weight is int32"),
+    "bool-weights": (lambda f: _rewrite_weights(f, lambda s: s.update(
+        {"classifier.bias": s["classifier.bias"] > 0})), "classifier.bias is bool"),
+    "negative-var": (lambda f: _rewrite_weights(f, lambda s: s[_first_bn(s)].fill_(-1.0)), "negative"),
+    "inf-weights": (lambda f: _rewrite_weights(f, lambda s: s["classifier.weight"].fill_(float("inf"))),
+                    "non-finite"),
+}
+
+
+@pytest.mark.parametrize("how", sorted(TAMPERS))
+def test_a_bundle_that_does_not_describe_its_model_is_refused(full, tmp_path: Path, how: str) -> None:
+    bad = _copy(full, tmp_path / how)
+    tamper, names = TAMPERS[how]
+    tamper(bad)
+    with pytest.raises(UserError) as err:
+        load_pretrained(bad)
+    message = str(err.value)
+    assert "\n" not in message and names in message and str(bad) in message, message
+
+
+def test_benign_edits_still_load(full, subnet, tmp_path: Path) -> None:
+    ok = _copy(full, tmp_path / "ok")
+    _edit(ok, lambda c: c.update(class_names=["a", "b", "c", "d"], command="edited"))
+    (ok / "README.md").write_text("my own card\n")
+    model = load_pretrained(ok)
+    assert model.class_names == ["a", "b", "c", "d"] and torch.equal(_logits(model), _logits(subnet))
+    cfg = json.loads((ok / "config.json").read_text())
+    assert set(cfg["files"]["model.pt2"]) >= {"sha256", "batch"} and len(cfg["weights_sha256"]) == 64
+
+
+def test_the_card_escapes_what_it_did_not_write(subnet, tmp_path: Path) -> None:
+    evil = "evil`\n# Owned <img src=x onerror=alert(1)>\n```\n"
+    info = CardInfo(class_names=["<b>cat</b>", "dog\n# H", "`x`", "```"], preprocessing=_pre(),
+                    normalization={"mean": [0.5] * 3, "std": [0.5] * 3}, interpolation="bilinear",
+                    source={"checkpoint": evil, "sha256": evil, "kind": "ours"},
+                    command="attentivenas export --out 'a\n```\n<script>alert(1)</script>' ````x")
+    folder = tmp_path / "e"
+    write_bundle(subnet, folder, formats=(), info=info)
+    card = (folder / "README.md").read_text()
+    assert "<img" not in card and "<b>" not in card
+    assert [ln for ln in card.splitlines() if "<script" in ln] == [ln for ln in card.splitlines()
+                                                                   if ln.startswith("attentivenas export")]
+    headings = [ln for ln in card.splitlines() if ln.startswith("#")]
+    assert headings[0].startswith("# AttentiveNAS subnet") and all(h.startswith("## ") for h in headings[1:])
+    lines = card.splitlines()
+    i = lines.index("Made with:") + 2
+    fence = lines[i][: len(lines[i]) - len("bash")]
+    assert set(fence) == {"`"} and len(fence) > 4 and lines[i + 2] == fence  # one line inside, not closable
+    assert "\\n" in lines[i + 1] and "&lt;script&gt;" not in lines[i + 1]  # a code block shows it as written
+    assert "&lt;b&gt;cat&lt;/b&gt;" in card and "Owned &lt;img" in card
+    assert load_pretrained(folder).class_names[1] == "dog\n# H"  # config.json keeps them as given
+
+
+def test_preprocess_matches_the_image_folder_evaluation_transform() -> None:
+    """An RGB image through a bundle's ``shorter_side`` preprocessing: torchvision's Resize / CenterCrop /
+    ToTensor / Normalize of the data's evaluation, then the network's resize to its resolution."""
+    from PIL import Image
+    from torchvision import transforms as T
+
+    from attentivenas.nn.bundle import preprocess_image, preprocessing_of
+    from attentivenas.nn.layers import resize_input
+
+    pre = preprocessing_of(color="rgb", resize=36, resize_mode="shorter_side", crop=32, interpolation="bicubic",
+                           mean=[0.4, 0.5, 0.6], std=[0.2, 0.25, 0.3], resolution=24)
+    rng = torch.Generator().manual_seed(0)
+    img = Image.fromarray((torch.rand(30, 45, 3, generator=rng) * 255).to(torch.uint8).numpy())
+    expected = T.Compose([T.Resize(36, interpolation=T.InterpolationMode.BICUBIC), T.CenterCrop(32), T.ToTensor(),
+                          T.Normalize([0.4, 0.5, 0.6], [0.2, 0.25, 0.3])])(img)
+    got = preprocess_image(img, pre)
+    assert got.shape == (3, 24, 24)
+    torch.testing.assert_close(got, resize_input(expected[None], 24)[0], rtol=0, atol=1e-6)
+    grey = preprocess_image(img.convert("L"), pre)  # a grey image for an RGB model: as RGB
+    assert grey.shape == (3, 24, 24)
+    with pytest.raises(UserError, match="cannot read image"):
+        preprocess_image("/nonexistent.png", pre)
+
+
+def test_int8_summary_says_when_fp32_is_the_better_file() -> None:
+    from attentivenas.cli.export_bundle import int8_summary
+
+    cfg = {"files": {"model.onnx": {"format": "onnx", "precision": "fp32"},
+                     "model.int8.onnx": {"format": "onnx", "precision": "int8"}},
+           "latency": {"entries": [{"file": "model.onnx", "median_ms": 0.095},
+                                   {"file": "model.int8.onnx", "median_ms": 0.092}]},
+           "accuracy": [{"file": "model.int8.onnx", "split": "test", "top1": 75.8, "top1_fp32": 77.4,
+                         "int8_drop": 1.6, "samples": 500}]}
+    ((line, worse),) = int8_summary(cfg, 2.0)
+    assert worse and "drop 1.60 points" in line and "speed-up 1.03x" in line and "ship model.onnx" in line
+    assert "only 1.03x as fast" in line and "\n" not in line
+    cfg["latency"]["entries"][1]["median_ms"] = 0.03
+    ((line, worse),) = int8_summary(cfg, 2.0)
+    assert not worse and "speed-up 3.17x" in line and "better file" not in line
+    cfg["accuracy"][0].update(int8_drop=5.0)
+    ((line, worse),) = int8_summary(cfg, 2.0)
+    assert worse and "loses 5.00 points" in line
+
+
+def test_the_cards_standalone_preprocessing_is_the_models(tmp_path: Path, monkeypatch) -> None:
+    """The card's numpy/Pillow ``preprocess`` gives what ``preprocess_image`` gives (a model whose resolution is
+    the crop: no resampling of PyTorch's in between)."""
+    import numpy as np
+    from PIL import Image
+
+    from attentivenas.nn.bundle import preprocess_image, preprocessing_of, standalone_preprocess_code
+
+    pre = preprocessing_of(color="rgb", resize=36, resize_mode="shorter_side", crop=32, interpolation="bilinear",
+                           mean=[0.4, 0.5, 0.6], std=[0.2, 0.25, 0.3], resolution=32)
+    (tmp_path / "config.json").write_text(json.dumps({"class_names": None}))
+    monkeypatch.chdir(tmp_path)
+    for size in ((45, 30), (30, 45), (40, 40)):
+        img = Image.fromarray(np.random.default_rng(sum(size)).integers(0, 256, (*size[::-1], 3), dtype=np.uint8))
+        img.save(tmp_path / "image.png")
+        scope: dict = {}
+        exec("\n".join(standalone_preprocess_code({"preprocessing": pre})), scope)  # noqa: S102 - our own code
+        got = scope["preprocess"]("image.png")
+        torch.testing.assert_close(torch.from_numpy(got[0]), preprocess_image(img, pre), rtol=0, atol=1e-5)
+
+
+def test_a_format_version_1_bundle_still_loads(full, subnet, tmp_path: Path) -> None:
+    """Bundles written before sha256s and preprocessing were recorded load (their files are not hashed)."""
+    old = _copy(full, tmp_path / "v1")
+
+    def downgrade(c: dict) -> None:
+        c.update(format_version=1)
+        for key in ("weights_sha256", "preprocessing"):
+            c.pop(key)
+        for f in c["files"].values():
+            f.pop("sha256")
+
+    _edit(old, downgrade)
+    model = load_pretrained(old)
+    assert torch.equal(_logits(model), _logits(subnet))
+    with pytest.raises(UserError, match="records no preprocessing"):
+        model.preprocess("x.png")
+    _edit(old, lambda c: c.update(format_version=2))  # a version-2 bundle must record them
+    with pytest.raises(UserError, match="weights_sha256"):
+        load_pretrained(old)

@@ -76,7 +76,7 @@ def test_bad_input_exit_2(args: list[str], needle: str) -> None:
 def test_export_torchscript_loads_alone(tiny_ckpt: Path, tmp_path: Path) -> None:
     out = tmp_path / "sub.ts"
     r = run_cli("export", "--checkpoint", str(tiny_ckpt), "--arch", "max", "--format", "torchscript",
-                "--out", str(out))
+                "--out", str(out), "--no-calibrate-bn")  # the stored statistics, compared below
     assert r.code == 0, r.err
     warning = [ln for ln in r.err.splitlines() if "deprecated" in ln]  # said once, in one line
     assert len(warning) == 1 and warning[0].startswith("warning: the torchscript format is deprecated")
@@ -92,7 +92,8 @@ def test_export_torchscript_loads_alone(tiny_ckpt: Path, tmp_path: Path) -> None
 def test_export_from_authors_checkpoint(authors_checkpoint, tmp_path: Path) -> None:
     ckpt = authors_checkpoint[0]
     out = tmp_path / "a0.pt2"
-    r = run_cli("export", "--checkpoint", str(ckpt), "--arch", "a0", "--out", str(out))  # default: torch-export
+    r = run_cli("export", "--checkpoint", str(ckpt), "--arch", "a0", "--out", str(out),
+                "--no-calibrate-bn")  # default: torch-export; no ImageNet here to recalibrate on
     assert r.code == 0, r.err
     assert "torch-export" in r.out and "batch dynamic" in r.out
     assert torch.export.load(str(out)).module()(torch.randn(1, 3, 192, 192)).shape == (1, 1000)
@@ -111,7 +112,8 @@ def test_module_entry_point() -> None:
 
 def test_export_onnx_and_safetensors_with_calibration(tiny_ckpt: Path, tmp_path: Path) -> None:
     onnx_path = tmp_path / "min.onnx"
-    r = run_cli("export", "--checkpoint", str(tiny_ckpt), "--arch", "min", "--format", "onnx", "--out", str(onnx_path))
+    r = run_cli("export", "--checkpoint", str(tiny_ckpt), "--arch", "min", "--format", "onnx", "--out", str(onnx_path),
+                "--no-calibrate-bn")
     assert r.code == 0, r.err
     assert onnx_path.is_file()
     st = tmp_path / "max.safetensors"
@@ -129,7 +131,8 @@ def test_export_onnx_and_safetensors_with_calibration(tiny_ckpt: Path, tmp_path:
 def test_export_pareto_set_in_one_command(tiny_ckpt: Path, tmp_path: Path) -> None:
     pareto = tmp_path / "pareto.json"
     pareto.write_text(json.dumps([{"arch": TINY_SPACE.min_arch().to_dict()}, {"arch": TINY_SPACE.max_arch().to_dict()}]))
-    r = run_cli("export", "--checkpoint", str(tiny_ckpt), "--pareto", str(pareto), "--out", str(tmp_path / "models"))
+    r = run_cli("export", "--checkpoint", str(tiny_ckpt), "--pareto", str(pareto), "--out", str(tmp_path / "models"),
+                "--no-calibrate-bn")
     assert r.code == 0, r.err
     index = json.loads((tmp_path / "models" / "index.json").read_text())
     assert len(index) == 2 and all((tmp_path / "models" / e["file"]).is_file() for e in index)

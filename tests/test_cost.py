@@ -161,3 +161,50 @@ def test_vectorised_flops_rate() -> None:
     rate = _rate(20_000)
     assert rate >= 100_000, f"{rate:.0f} archs/s"
 
+
+
+# --------------------------------------------------------------------------- the flops command's class count
+def test_flops_takes_the_class_count_from_a_checkpoint_or_the_flag(tmp_path) -> None:
+    """``flops`` counts the classifier of the class count it prints: a checkpoint's (a supernet of ours or
+    the authors', a fine-tuned subnet), ``--num-classes``, else 1000."""
+    import json
+
+    from attentivenas.io import atomic_torch_save
+    from attentivenas.nn import StaticSubnet, Supernet, save_supernet, sealed, subnet_payload
+
+    from .cli_helpers import run_cli
+    from .official_reference import save_small_authors_checkpoint
+
+    a = TINY_SPACE.min_arch()
+    ours = save_supernet(tmp_path / "tiny.pt", Supernet(TINY_SPACE, 10))
+    authors = save_small_authors_checkpoint(tmp_path / "a.pth.tar", TINY_SPACE, 7)
+    sub = atomic_torch_save(sealed(subnet_payload(StaticSubnet(TINY_SPACE, a, 3))), tmp_path / "sub.pt")
+    for path, n in ((ours, 10), (authors, 7), (sub, 3)):
+        r = run_cli("flops", "--arch", "min", "--checkpoint", str(path), "--json")  # the space: the checkpoint's
+        assert r.code == 0, r.err
+        got = json.loads(r.out)
+        assert got["mflops"] == round(count_flops(TINY_SPACE, a, n), 4) and got["num_classes"] == n
+        assert got["params_m"] == round(count_params(TINY_SPACE, a, n) / 1e6, 6)
+        text = run_cli("flops", "--arch", "min", "--checkpoint", str(path)).out
+        assert f"at {n} classes (from {path})" in text
+    assert count_flops(TINY_SPACE, a, 10) != pytest.approx(count_flops(TINY_SPACE, a, 1000))
+    r = run_cli("flops", "--arch", "min", "--space", "tiny", "--num-classes", "10")
+    assert r.code == 0 and f"{count_flops(TINY_SPACE, a, 10):.2f} MFLOPs" in r.out and "at 10 classes (--num-classes)" in r.out
+    r = run_cli("flops", "--arch", "min", "--space", "tiny")
+    assert "at 1000 classes (the default; pass --checkpoint or --num-classes)" in r.out
+    r = run_cli("flops", "--arch", "min", "--checkpoint", str(ours), "--num-classes", "5")
+    assert r.code == 2 and "--num-classes 5 differs from the 10 classes of --checkpoint" in r.err
+    assert r.err.count("\n") == 1
+    r = run_cli("flops", "--arch", "min", "--checkpoint", str(ours), "--space", "attentivenas")
+    assert r.code == 2 and "is not the space of --checkpoint" in r.err
+
+
+def test_flops_without_a_checkpoint_stays_torch_free() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys; from attentivenas.cli import main\n"
+            "try:\n    main(['flops', '--arch', 'a0', '--num-classes', '10'])\nexcept SystemExit:\n    pass\n"
+            "print('torch' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip().splitlines()[-1] == "False", r.stdout + r.stderr

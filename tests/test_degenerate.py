@@ -22,7 +22,7 @@ from attentivenas.accuracy import (
 from attentivenas.accuracy.models import LinearModel
 from attentivenas.config import PipelineConfig, SearchConfig, load_search_config, parse_model
 from attentivenas.costs import CostModel
-from attentivenas.errors import CheckpointError, ConfigError, UserError
+from attentivenas.errors import CheckpointError, ConfigError
 from attentivenas.nn import Supernet, save_supernet
 from attentivenas.search.stage2 import run_stage2
 from attentivenas.space import TINY_SPACE
@@ -190,16 +190,21 @@ def test_search_with_too_few_archs_for_the_folds_stops_before_measuring(tiny_ckp
     assert "num_archs=8 is too few" in r.err and not (tmp_path / "s" / "measured.jsonl").exists()
 
 
-def test_budget_met_by_too_few_subnets_stops_before_measuring(tmp_path: Path) -> None:
+def test_budget_met_by_too_few_subnets_measures_them_instead_of_fitting(tmp_path: Path) -> None:
     # 8 distinct subnets of the tiny space (the smallest is 0.590 MFLOPs) are drawn under 0.62 MFLOPs: more than
-    # the 5 folds, fewer than the 10 subnets they need
+    # the 5 folds, fewer than the 10 subnets they need. Issue 42: a budget some subnet meets ends with a front
+    # (it was one line before measuring): the search measures the subnets it evaluates, each once
     cfg = parse_model(SearchConfig, {
-        "checkpoint": "unused.pt", "budgets": {"max_mflops": 0.62},
+        "checkpoint": "unused.pt", "budgets": {"max_mflops": 0.62}, "evolution": {"pop_size": 6, "generations": 2},
         "auto_predictor": {"num_archs": 10, "folds": 5, "kinds": ["ridge"]}}, "test")
     calls: list[object] = []
-    with pytest.raises(UserError, match="too few to fit a predictor with 5 folds"):
-        run_stage2(cfg, tmp_path, SPACE, evaluator=lambda arch: calls.append(arch) or 50.0, num_classes=10)
-    assert not calls
+    said: list[str] = []
+    result = run_stage2(cfg, tmp_path, SPACE, evaluator=lambda arch: calls.append(arch) or 50.0, num_classes=10,
+                        log=said.append)
+    assert any("too few to fit a predictor with 5 folds" in line for line in said)
+    assert result.pareto and all(e["accuracy_source"] == "measured" and e["mflops"] <= 0.62 for e in result.pareto)
+    assert calls and len({a.key() for a in calls}) == len(calls)  # each subnet measured once
+    assert not (tmp_path / "predictor.json").exists()
 
 
 def test_tied_metrics_are_nan_not_errors() -> None:

@@ -136,6 +136,20 @@ def test_cli_evaluate_json_on_digits_val(checkpoint) -> None:
     assert out["mflops"] == pytest.approx(count_flops(TINY_SPACE, TINY_SPACE.min_arch(), 10), abs=1e-3)
 
 
+def test_cli_evaluate_names_the_split_and_gives_the_interval(checkpoint) -> None:
+    """Issue 38: the split's printed name and a Wilson 95% interval on the images measured."""
+    from attentivenas.accuracy import wilson_interval
+
+    base = ["evaluate", "--checkpoint", str(checkpoint), "--arch", "min", "--data", "digits", "--split", "test",
+            "--max-images", "50", "--calib-batches", "1", "--calib-batch-size", "16", "--device", "cpu"]
+    r = run_cli(*base)
+    assert r.code == 0, r.err
+    top1 = json.loads(run_cli(*base, "--json").out)["top1"]
+    lo, hi = wilson_interval(top1, 50)
+    assert "split     test: test (50 images)" in r.out
+    assert f"(Wilson 95% interval {lo:.2f}-{hi:.2f} on 50 images)" in r.out
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--arch", "min", "--data", "digits", "--calib-batches", "0"], "--calib-batches must be >= 1"),
     (["--arch", "a0", "--data", "digits"], "not in space 'tiny'"),

@@ -52,7 +52,14 @@ def test_finetune_writes_a_subnet_checkpoint_that_evaluate_and_export_take(super
     for when in ("before", "after"):
         assert set(result[when]) == {"holdout", "test"}
         assert all(0 <= result[when][s]["top1"] <= 100 and result[when][s]["samples"] == 64 for s in result[when])
-    assert result["steps"] == 2 and result["distill"] == "kd" and result["batch_size"] == 16
+    assert result["steps"] == 2 and result["batch_size"] == 16
+    # the default, --distill auto, chose from the teacher's margin over the subnet on the hold-out
+    choice = result["distill_choice"]
+    assert result["distill_requested"] == "auto" and choice["split"] == "holdout" and choice["threshold"] == 2.0
+    assert result["distill"] == choice["chosen"] == ("kd" if choice["margin"] >= 2.0 else "none")
+    assert choice["student_top1"] == result["before"]["holdout"]["top1"]
+    assert choice["margin"] == pytest.approx(choice["teacher_top1"] - choice["student_top1"], abs=1e-3)
+    assert sum(line.startswith("distill auto: the teacher") for line in r.err.splitlines()) == 1
     assert result["lr"] == pytest.approx(0.5 * 0.1 * 16 / 256)  # half the recipe's LR at the batch
     ckpt = out / "checkpoints" / "last.pt"
     host, meta = load_checkpoint_model(ckpt)
@@ -174,3 +181,179 @@ def test_finetune_resumes_exactly_after_sigkill(supernet_ckpt: Path, tmp_path: P
     steps = [json.loads(line)["global_step"] for line in (cut / "metrics.jsonl").read_text().splitlines()
              if json.loads(line)["kind"] == "train"]
     assert steps == sorted(set(steps))  # nothing logged twice after the resume
+
+
+# --------------------------------------------------------------------------- the classifier's classes
+def _imagefolder(root: Path, classes: list[str], per_class: int = 6, size: int = 12) -> Path:
+    """A small ImageFolder (train/ and val/, ``per_class`` random PNGs per class folder)."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for c in classes:
+            folder = root / split / c
+            folder.mkdir(parents=True)
+            for j in range(per_class):
+                Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(folder / f"{j}.png")
+    return root
+
+
+TEN = [f"class_{i}" for i in range(10)]
+
+
+@pytest.fixture(scope="module")
+def folder_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 10-class tiny supernet trained (as far as its record says) on a folder of classes class_0..class_9."""
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("ftf")
+    data = {"name": "imagefolder", "path": str(folder / "src"), "image_size": 32, "eval_resize": 32, "batch_size": 8}
+    return save_supernet(folder / "tiny.pt", Supernet(TINY_SPACE, 10), extra={"config": {"data": data},
+                                                                             "class_names": TEN})
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != ".attentivenas.lock"} if folder.exists() else {}
+
+
+FOLDER_QUICK = ["--calib-batches", "1", "--calib-batch-size", "8", "--max-images", "16", "--device", "cpu",
+                "--threads", "1", "--epochs", "1", "--steps-per-epoch", "1"]
+
+
+@pytest.mark.parametrize(("classes", "message"), [
+    (TEN[:9], "the data has 9 classes but the classifier of"),  # 9 folders on a 10-class head
+    (TEN[::-1], "label 0 is 'class_0' in the data, 'class_9' in the checkpoint; the same names in another order"),
+    ([f"kind_{i}" for i in range(10)], "label 0 is 'kind_0' in the data, 'class_0' in the checkpoint; pass"),
+])
+def test_data_of_other_classes_than_the_head_is_refused(folder_ckpt: Path, tmp_path: Path, classes: list[str],
+                                                        message: str) -> None:
+    ckpt = folder_ckpt
+    if classes == TEN[::-1]:  # the checkpoint's classes are TEN reversed: the folders sort the other way
+        obj = read_checkpoint(folder_ckpt)
+        ckpt = save_supernet(tmp_path / "rev.pt", load_supernet(folder_ckpt)[0],
+                             extra={"config": obj["config"], "class_names": TEN[::-1]})
+        classes = TEN
+    data = _imagefolder(tmp_path / "data", classes)
+    out = tmp_path / "ft"
+    r = run_cli("finetune", "--checkpoint", str(ckpt), "--arch", "min", "--out", str(out), "--data", str(data),
+                *FOLDER_QUICK)
+    assert r.code == 2 and message in r.err and "--new-head" in r.err and r.err.count("\n") == 1, r.err
+    assert _tree(out) == {}  # nothing written
+
+
+def test_a_new_head_learns_the_datas_classes(folder_ckpt: Path, tmp_path: Path) -> None:
+    data = _imagefolder(tmp_path / "data", [f"kind_{i}" for i in range(9)])
+    out = tmp_path / "ft"
+    r = run_cli("finetune", "--checkpoint", str(folder_ckpt), "--arch", "min", "--out", str(out), "--data", str(data),
+                "--new-head", *FOLDER_QUICK, "--json")
+    assert r.code == 0, r.err
+    assert "new head: the classifier re-initialised for the data's 9 classes (the checkpoint's has 10)" in r.err
+    result = json.loads(r.out)
+    assert result["new_head"] and result["num_classes"] == 9 and result["distill"] == "none"
+    ckpt = read_checkpoint(out / "checkpoints" / "last.pt")
+    assert ckpt["num_classes"] == 9 and ckpt["class_names"] == [f"kind_{i}" for i in range(9)]
+    host, _ = load_checkpoint_model(out / "checkpoints" / "last.pt")
+    assert host(torch.zeros(1, 3, 32, 32)).shape == (1, 9)
+    kd = run_cli("finetune", "--checkpoint", str(folder_ckpt), "--arch", "min", "--out", str(tmp_path / "kd"),
+                 "--data", str(data), "--new-head", "--distill", "kd", *FOLDER_QUICK)
+    assert kd.code == 2 and "--distill kd cannot teach a new head" in kd.err and kd.err.count("\n") == 1
+
+
+def test_the_same_classes_fine_tune_the_head(folder_ckpt: Path, tmp_path: Path) -> None:
+    data = _imagefolder(tmp_path / "data", TEN)
+    r = run_cli("finetune", "--checkpoint", str(folder_ckpt), "--arch", "min", "--out", str(tmp_path / "ft"),
+                "--data", str(data), *FOLDER_QUICK, "--json")
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["num_classes"] == 10 and "note:" not in r.err
+
+
+def test_the_authors_head_is_compared_by_its_class_count(tmp_path: Path) -> None:
+    """The authors' checkpoints record no class names: the digits on a 1000-class head are refused, on a
+    10-class head they train, with a note that only the count was compared."""
+    from .official_reference import save_small_authors_checkpoint
+
+    big = save_small_authors_checkpoint(tmp_path / "a1000.pth.tar", TINY_SPACE, 1000)
+    r = run_cli("finetune", "--checkpoint", str(big), "--arch", "min", "--out", str(tmp_path / "big"), *QUICK)
+    assert r.code == 2 and "the data has 10 classes but the classifier of" in r.err and "has 1000" in r.err
+    assert r.err.count("\n") == 1
+    small = save_small_authors_checkpoint(tmp_path / "a10.pth.tar", TINY_SPACE, 10)
+    r = run_cli("finetune", "--checkpoint", str(small), "--arch", "min", "--out", str(tmp_path / "small"),
+                "--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "16", *QUICK)
+    assert r.code == 0, r.err
+    assert "records no class names (the authors' checkpoints do not); only the class count (10) was compared" in r.err
+
+
+def test_check_head_rules() -> None:
+    from attentivenas.errors import UserError
+    from attentivenas.train.transfer import check_head
+
+    assert check_head("c", 10, TEN, 10, TEN) is None
+    assert check_head("c", 12, TEN, 10, TEN) is None  # a larger head trained on these labels
+    assert "only the class count" in str(check_head("c", 10, None, 10, TEN))
+    assert "the data's class names are not known" in str(check_head("c", 10, TEN, 10, None))
+    with pytest.raises(UserError, match="the data has 10 classes but the classifier of c has 1000"):
+        check_head("c", 1000, None, 10, TEN)
+    with pytest.raises(UserError, match=r"the data's classes \(12\) are not the 10 classes"):
+        check_head("c", 12, TEN, 12, [*TEN, "x", "y"])  # a 12-output head trained on 10 named classes
+
+
+# --------------------------------------------------------------------------- distill auto
+@pytest.mark.parametrize(("teacher", "chosen"), [(100.0, "kd"), (0.0, "none")])
+def test_distill_auto_follows_the_teachers_margin(supernet_ckpt: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch, teacher: float, chosen: str) -> None:
+    ft = sys.modules["attentivenas.train.finetune"]
+    monkeypatch.setattr(ft, "evaluate_subnet", lambda *a, **k: {"top1": teacher, "top5": 100.0, "samples": 64})
+    lines: list[str] = []
+    res = finetune(supernet_ckpt, "min", tmp_path / "auto", "digits", _settings(epochs=1, steps_per_epoch=1),
+                   log=lines.append)
+    assert res.result["distill"] == chosen and res.result["distill_choice"]["teacher_top1"] == teacher
+    line = next(x for x in lines if x.startswith("distill auto:"))
+    assert ("distilling from it" if chosen == "kd" else "learning from the labels") in line
+    assert read_checkpoint(res.checkpoint)["distill"] == chosen
+
+
+def test_distill_auto_without_a_hold_out_learns_from_the_labels(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    ckpt = save_supernet(tmp_path / "t.pt", Supernet(TINY_SPACE, 10),
+                         extra={"config": {"data": {"name": "digits", "batch_size": 16, "val_fraction": 0.0}}})
+    lines: list[str] = []
+    res = finetune(ckpt, "min", tmp_path / "ft", None, _settings(epochs=1, steps_per_epoch=1), log=lines.append)
+    assert res.result["distill"] == "none" and res.result["distill_choice"]["reason"] == "no hold-out"
+    assert any("holds nothing out" in x for x in lines)
+
+
+# --------------------------------------------------------------------------- resume: the same run only
+def test_resume_refuses_another_supernet_arch_or_settings(supernet_ckpt: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    base = ["--checkpoint", str(supernet_ckpt), "--arch", "min", "--out", str(out), "--epochs", "2",
+            "--steps-per-epoch", "2", "--distill", "none", *QUICK]
+    r = run_cli("finetune", *base)
+    assert r.code == 0, r.err
+    before = _tree(out)
+    torch.manual_seed(1)
+    other = save_supernet(tmp_path / "other.pt", Supernet(TINY_SPACE, 10),
+                          extra={"config": {"data": {"name": "digits", "batch_size": 16}}})
+    cases = [
+        (["--checkpoint", str(other)], "fine-tunes a subnet of another supernet"),
+        (["--arch", "max"], "is not a fine-tuning checkpoint of arch"),
+        (["--lr", "0.5"], "finetune.lr: None in the run, 0.5 now"),
+        (["--seed", "9"], "finetune.seed: 0 in the run, 9 now"),
+        (["--distill", "auto"], "finetune.distill: 'none' in the run, 'auto' now"),
+        (["--epochs", "3"], "finetune.epochs: 2 in the run, 3 now"),
+        (["--calib-batches", "2"], "finetune.calib_batches: 1 in the run, 2 now"),
+    ]
+    for change, message in cases:
+        args = list(base)
+        i = args.index(change[0]) if change[0] in args else None
+        if i is not None:
+            args[i + 1] = change[1]
+        else:
+            args += change
+        r = run_cli("finetune", *args, "--resume", "auto")
+        assert r.code == 2 and message in r.err and r.err.count("\n") == 1, (change, r.err)
+        assert _tree(out) == before, change  # result.json, metrics, checkpoints: as they were
+    # what cannot change the result may: the checkpoint cadence, the evaluation batch
+    r = run_cli("finetune", *base, "--resume", "auto", "--eval-batch-size", "32", "--checkpoint-every", "0")
+    assert r.code == 0, r.err
+    assert json.loads((out / "result.json").read_text())["after"] == json.loads(before["result.json"])["after"]

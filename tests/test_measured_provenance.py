@@ -30,10 +30,18 @@ def _ckpt(folder: Path, seed: int) -> Path:
     return save_supernet(folder / f"tiny{seed}.pt", Supernet(TINY_SPACE, 10))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def ckpts(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Two checkpoints in a folder of their own per test: searches share their measurements in
+    ``CKPT_DIR/measured/``, which would carry measurements from one test to the next."""
     folder = tmp_path_factory.mktemp("ckpts")
     return _ckpt(folder, 0), _ckpt(folder, 1)
+
+
+def _kept(folder: Path, name: str) -> Path:
+    """The one file of ``name`` kept aside (``NAME.stale-<provenance hash>``)."""
+    (kept,) = folder.glob(f"{name}.stale-*")
+    return kept
 
 
 @pytest.fixture
@@ -83,7 +91,7 @@ def test_a_search_on_another_checkpoint_measures_again(ckpts, tmp_path: Path, ca
     assert calls  # measured again
     pareto = json.loads((tmp_path / "b" / "pareto.json").read_text())
     assert all(e["accuracy"] != 99.5 for e in pareto)
-    assert (tmp_path / "b" / "measured.jsonl.stale").read_text() == "\n".join(doctored) + "\n"  # kept aside
+    assert _kept(tmp_path / "b", "measured.jsonl").read_text() == "\n".join(doctored) + "\n"  # kept aside
     assert all(rec["accuracy"] != 99.5 for rec in _records(tmp_path / "b" / "measured.jsonl"))
     # the same front as a fresh search of B
     r = _search(b, tmp_path / "fresh")
@@ -101,7 +109,7 @@ def test_a_search_again_with_the_same_settings_measures_nothing(ckpts, tmp_path:
     calls.clear()
     r = _search(a, out)
     assert r.code == 0, r.err
-    assert calls == [] and "measured.jsonl" not in r.err and not (out / "measured.jsonl.stale").exists()
+    assert calls == [] and "measured.jsonl" not in r.err and not list(out.glob("measured.jsonl.stale*"))
     assert json.loads((out / "pareto.json").read_text()) == first
 
 
@@ -121,8 +129,8 @@ def test_a_search_with_other_measurement_settings_measures_again(ckpts, tmp_path
     assert r.code == 0, r.err
     said = [line for line in r.err.splitlines() if "measured.jsonl" in line]
     assert len(said) == 1 and f"another {field} (" in said[0] and "weights" not in said[0], r.err
-    assert calls and (out / "measured.jsonl.stale").is_file()
-    assert _header(out / "measured.jsonl")["measured_with"][field] != _header(out / "measured.jsonl.stale")[
+    assert calls and _kept(out, "measured.jsonl").is_file()
+    assert _header(out / "measured.jsonl")["measured_with"][field] != _header(_kept(out, "measured.jsonl"))[
         "measured_with"][field]
 
 
@@ -204,7 +212,7 @@ def test_predictor_build_refuses_a_file_of_another_checkpoint_and_fresh_starts_i
         assert data.read_text() == before and calls == []
     r = _build(b, data, "--fresh")
     assert r.code == 0, r.err
-    assert (tmp_path / "archs.jsonl.stale").read_text() == before and len(calls) == 4
+    assert _kept(tmp_path, "archs.jsonl").read_text() == before and len(calls) == 4
     assert _header(data)["measured_with"]["weights"] != json.loads(before.splitlines()[0])["measured_with"]["weights"]
     assert len(ArchDataset.load(data)) == 4
 
@@ -236,4 +244,4 @@ def test_quickstart_files_of_another_checkpoint_are_moved_aside(tmp_path: Path) 
     shutil.copyfile(Path(__file__), path)  # any text: no header, records
     said: list[str] = []
     assert checked_text(path, provenance_of(ev), "remeasure", said.append) == ""
-    assert not path.exists() and (tmp_path / "measured.jsonl.stale").is_file() and len(said) == 1
+    assert not path.exists() and _kept(tmp_path, "measured.jsonl").is_file() and len(said) == 1

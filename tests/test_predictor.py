@@ -273,3 +273,56 @@ def test_cli_errors_exit_2_with_one_line(tmp_path, capsys):
     assert run_cli_code(["predictor", "eval", "--predictor", str(tmp_path / "x.json"), "--dataset", str(empty)]) == 2
     assert "predictor file not found" in capsys.readouterr().err
     assert not Path(tmp_path / "p.json").exists()
+
+
+# --------------------------------------------------------------------------- predictions outside [0, 100]
+def _shifted(path: Path, tmp_path: Path, intercept: float) -> Path:
+    data = json.loads(path.read_text())
+    data["model"]["intercept"] = intercept
+    out = tmp_path / f"shifted_{intercept:g}.json"
+    out.write_text(json.dumps(data))
+    return out
+
+
+@pytest.mark.parametrize("intercept", [5000.0, -50.0])
+def test_a_predictor_predicting_outside_0_100_is_refused_on_load(dataset, tmp_path: Path, intercept: float) -> None:
+    """Issue 42: a predictor predicting 5,000% (or a negative) top-1 is refused in one line."""
+    good = P.fit_predictor(dataset, "ridge").save(tmp_path / "ridge.json")
+    P.load_predictor(good)
+    bad = _shifted(good, tmp_path, intercept)
+    with pytest.raises(CheckpointError, match=r"top-1 for .*: not an accuracy in percent \(outside \[0, 100\]\)") as e:
+        P.load_predictor(bad)
+    assert "\n" not in str(e.value)
+    code = run_cli_code(["search", "--predictor", str(bad), "--pop-size", "8", "--generations", "1", "--out",
+                         str(tmp_path / "s")])
+    assert code == 2 and not (tmp_path / "s" / "pareto.json").exists()
+
+
+def test_a_fit_predicting_outside_0_100_is_refused_or_passed_over(dataset, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fit check: a kind whose refit predicts outside the range is refused (``fit_predictor``) or
+    passed over for the next best kind (``fit_best``); all of them: refused."""
+    top = float(dataset.accuracies().max())
+    monkeypatch.setattr(P.predictor, "PREDICTION_RANGE", (0.0, top - 0.5))  # every kind predicts above it
+    with pytest.raises(ConfigError, match="the fitted ridge predictor is refused: .*outside"):
+        P.fit_predictor(dataset, "ridge")
+    with pytest.raises(ConfigError, match="predictor is refused"):
+        P.fit_best(dataset, ["ridge", "rf"], folds=2)
+    monkeypatch.setattr(P.predictor, "PREDICTION_RANGE", (0.0, 100.0))
+    pred, report = P.fit_best(dataset, ["ridge", "rf"], folds=2)
+    assert report["best"] == pred.kind in ("ridge", "rf")
+
+
+def test_fit_best_passes_over_a_kind_refused_by_the_range_check(dataset, monkeypatch: pytest.MonkeyPatch) -> None:
+    kinds = ["ridge", "rf"]
+    taus = {k: P.cross_validate(dataset, k, 2, 0, "knobs")["kendall_tau"] for k in kinds}
+    worst = min(kinds, key=lambda k: taus[k])
+    real = P.predictor._probe
+
+    def probe(pred: P.Predictor) -> None:
+        if pred.kind != worst:
+            raise ValueError("the model predicts 101% top-1 for the largest subnet")
+        real(pred)
+
+    monkeypatch.setattr(P.predictor, "_probe", probe)
+    pred, report = P.fit_best(dataset, kinds, folds=2)
+    assert pred.kind == worst == report["best"] and report["kinds"][worst] == pred.metrics

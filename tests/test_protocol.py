@@ -26,7 +26,7 @@ from attentivenas.config import (
     measure_from_flags,
     parse_config,
 )
-from attentivenas.data import build_data, holdout_record, train_transform
+from attentivenas.data import build_data, eval_resize_of, holdout_record, train_transform
 from attentivenas.errors import UserError
 from attentivenas.nn import Supernet
 from attentivenas.rng import seeded_cpu_rngs
@@ -121,7 +121,7 @@ def test_stage2_images_are_224_crops_resized_in_the_network_unless_per_resolutio
     meta = {"config": {"data": {"name": "imagenet", "path": "/old", "val_fraction": 0.0, "split_seed": 4,
                                 "interpolation": "bicubic"}}}
     authors = stage2_data_config("/new", TINY_SPACE, meta)
-    assert (authors.name, authors.path, authors.image_size, authors.eval_resize) == ("imagenet", "/new", 224, 256)
+    assert (authors.name, authors.path, authors.image_size, eval_resize_of(authors)) == ("imagenet", "/new", 224, 256)
     assert (authors.interpolation, authors.val_fraction, authors.split_seed) == ("bilinear", 0.0, 4)  # splits kept
     per_res = stage2_data_config("/new", TINY_SPACE, meta, resolution=192, interpolation=None)
     assert (per_res.image_size, per_res.eval_resize, per_res.interpolation) == (192, 219, "bicubic")

@@ -43,6 +43,7 @@ def test_smoke_writes_every_result_and_resumes_without_redoing_work(tmp_path: Pa
         run = out / "runs" / name
         assert (run / "checkpoints" / "last.pt").is_file() and (run / "search" / "pareto.json").is_file()
         assert r["train"]["status"] == "completed" and r["holdout_images"] == 200 and r["test_images"] == 200
+        assert r["holdout_first"] == 200  # after the online predictor's 1 batch of 200 hold-out images
         assert r["fixed"]["n"] == 8 and r["fixed"]["mflops"] == [a["mflops"] for a in fixed]  # the same set
         assert 0 < r["fixed"]["hypervolume"] <= r["search"]["hypervolume"] + 1e-12 <= 1  # the front holds (a)
         assert r["search"]["hypervolume"] == pytest.approx(r["search"]["search_hypervolume"])  # the search's own
@@ -67,6 +68,9 @@ def test_smoke_writes_every_result_and_resumes_without_redoing_work(tmp_path: Pa
     assert (out / "fronts.png").stat().st_size > 0 and (docs.parent / "results_fronts.png").stat().st_size > 0
     page = docs.read_text()
     assert bench.CONCLUSION_BEGIN in page and bench.PLACEHOLDER in page and "BestUp-3 minus uniform" in page
+    assert "**Labels only.**" in page and "never ran" in page  # distill_warmup_epochs 8 >= 2 epochs
+    assert "after the first 200, on which the online predictor measures" in page
+    assert summary["analysis"]["recipe"]["labels_only"] == 4 and len(summary["analysis"]["hv_setters"]) == 4
 
     # run again: every run is done, nothing trained or measured; the hand-written conclusion is kept
     stamps = _stamps(out)

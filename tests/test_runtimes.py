@@ -17,6 +17,7 @@ from attentivenas.latency import (
     OP_GROUPS,
     RUNTIMES,
     LatencyTable,
+    OpSig,
     arch_ops,
     build_latency_table,
     check_runtime,
@@ -243,12 +244,13 @@ def test_programs_exported_by_workers_are_the_ones_this_process_would_build() ->
     what the module built in this process computes on the same input, and in the table's order."""
     ops = sorted(arch_ops(TINY_SPACE, TINY_SPACE.min_arch(), 10))[:3]
     archs = [TINY_SPACE.sample(np.random.default_rng(3)), TINY_SPACE.min_arch()]
-    op_run, whole = _runners_exported_apart(ops, archs, TINY_SPACE, 2, 1, 10, 7, "onnxruntime", 2, False)
+    op_run, whole = _runners_exported_apart(ops, [0, 1, 2], archs, [0, 1], TINY_SPACE, 2, 1, 10, 7, "onnxruntime", 2,
+                                            False)
     supernet = seeded_supernet(TINY_SPACE, 10, 7)
     modules = [seeded_op_module(sig, 7 + i, TINY_SPACE.act, "onnxruntime") for i, sig in enumerate(ops)]
     modules += [random_subnet(TINY_SPACE, a, 10, 7, supernet) for a in archs]
     inputs = [op_input(sig, 2, 7 + i) for i, sig in enumerate(ops)] + arch_inputs(archs, 2, 7)
-    for runner, module, x in zip([*op_run, *whole], modules, inputs, strict=True):
+    for runner, module, x in zip([*op_run, whole[0], whole[1]], modules, inputs, strict=True):
         with torch.no_grad():
             ref = module.eval()(x).numpy()
         np.testing.assert_allclose(runner.run()[0], ref, rtol=1e-4, atol=1e-5)
@@ -322,3 +324,60 @@ def test_cli_runtime_measure_and_build_table(tmp_path) -> None:
 
 def test_every_runtime_is_listed() -> None:
     assert RUNTIMES == ("torch", "onnxruntime", "executorch", "openvino")
+
+
+def test_native_log_noise_is_dropped_and_errors_are_kept(capfd: pytest.CaptureFixture[str]) -> None:
+    import os
+
+    from attentivenas.nn.programs import quiet_native_stderr
+
+    with quiet_native_stderr():
+        os.write(2, b"[cpuinfo_utils.cpp:71] Reading file /sys/devices/soc0/image_version\n")
+        os.write(2, b"[threadpool.cpp:66] Resetting threadpool to 1 threads.\n")
+        os.write(2, b"[method.cpp:1234] Error: delegate failed\n")
+    err = capfd.readouterr().err
+    assert "cpuinfo_utils" not in err and "Resetting threadpool" not in err
+    assert "[method.cpp:1234] Error: delegate failed" in err
+
+
+@pytest.mark.slow
+@needs_executorch
+def test_executorch_measure_prints_no_cpuinfo_lines() -> None:
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "attentivenas", "latency", "measure", "--arch", "min", "--space", "tiny",
+                        "--runtime", "executorch", "--repeats", "1", "--warmup", "0", "--threads", "1",
+                        "--num-classes", "10"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "cpuinfo_utils" not in r.stderr and "threadpool.cpp" not in r.stderr, r.stderr
+
+
+def test_quantizer_pattern_key_follows_code_closure_and_shapes() -> None:
+    from attentivenas.latency.runtimes import _pattern_key
+
+    def pattern_of(flag: bool):  # noqa: ANN202 - a stand-in for the quantizer's WrapperModule(closure)
+        def fn(x):  # noqa: ANN001, ANN202
+            return torch.relu(x) if flag else x
+
+        return type("Wrapper", (), {"fn": staticmethod(fn)})()
+
+    x3, x4 = (torch.zeros(1, 1, 3),), (torch.zeros(1, 1, 3, 3),)
+    assert _pattern_key(pattern_of(True), x3, False, {}) == _pattern_key(pattern_of(True), x3, False, {})
+    assert _pattern_key(pattern_of(True), x3, False, {}) != _pattern_key(pattern_of(False), x3, False, {})
+    assert _pattern_key(pattern_of(True), x3, False, {}) != _pattern_key(pattern_of(True), x4, False, {})
+    assert _pattern_key(object(), x3, False, {}) is None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("runtime", ["onnxruntime", "executorch"])
+def test_int8_export_caches_give_the_same_programs(runtime: str) -> None:
+    from attentivenas.latency.runtimes import export_program, latency_calibration
+    from attentivenas.nn.quantize import int8_executorch_bytes, int8_onnx_bytes
+
+    if not is_available(runtime):
+        pytest.skip(f"{runtime} is not installed")
+    plain = int8_onnx_bytes if runtime == "onnxruntime" else int8_executorch_bytes
+    for i, sig in enumerate([OpSig("expand", 16, 48, 1, 1, 8), OpSig("project", 48, 16, 1, 1, 8)]):
+        module, x = seeded_op_module(sig, i, TINY_SPACE.act, runtime), op_input(sig, 1, i)
+        assert export_program(module, x, runtime, "int8") == plain(module, x, latency_calibration(x))

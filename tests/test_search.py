@@ -325,7 +325,7 @@ def test_cli_search_config_file_overrides_and_flags(predictor_file, tmp_path, ca
     (["--config", "missing.yaml"], "config file not found: missing.yaml"),
     (["seed=-1"], "config key 'seed': Input should be greater than or equal to 0 (got -1)"),
     (["--seed", "-1"], "config key 'seed': Input should be greater than or equal to 0 (got -1)"),
-    (["evolution.pop_size=100000000"], "config key 'evolution.pop_size': Input should be less than or equal to 100000"),
+    (["evolution.pop_size=100000000"], "config key 'evolution.pop_size': Input should be less than or equal to 5000"),
 ])
 def test_cli_search_config_errors_exit_2(predictor_file, tmp_path, capsys, args, message):
     code = run_cli_code(["search", "--predictor", str(predictor_file), "--out", str(tmp_path / "o"), *args])
@@ -343,10 +343,11 @@ def test_cli_search_config_errors_exit_2(predictor_file, tmp_path, capsys, args,
     ("auto_predictor.num_archs=100001", "auto_predictor.num_archs"),
 ])
 def test_search_counts_and_seeds_are_bounded(override, key):
-    """Seeds in [0, 2**32), population 4..100,000, generations 1..100,000: one line naming the key."""
+    """Seeds in [0, 2**32), population 4..5,000 (what runs on 24 GB: issue 42), generations 1..100,000 (and
+    population x generations at most 2,000,000): one line naming the key."""
     with pytest.raises(ConfigError, match=f"config key '{key}': Input should be") as info:
         load_search_config(None, [override])
     assert "\n" not in str(info.value)
-    ok = load_search_config(None, ["seed=4294967295", "evolution.pop_size=100000",
-                                    "evolution.generations=100000"])
-    assert (ok.seed, ok.evolution.pop_size, ok.evolution.generations) == (2**32 - 1, 100_000, 100_000)
+    ok = load_search_config(None, ["seed=4294967295", "evolution.pop_size=20", "evolution.generations=100000"])
+    assert (ok.seed, ok.evolution.pop_size, ok.evolution.generations) == (2**32 - 1, 20, 100_000)
+    assert load_search_config(None, ["evolution.pop_size=5000"]).evolution.pop_size == 5000

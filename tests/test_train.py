@@ -460,6 +460,65 @@ def test_resumed_run_continues_the_authors_schedule(tmp_path: Path) -> None:
     assert lrs == pytest.approx([0.4 * authors_factor(i, 2, 6, 0.001) for i in range(6)], rel=1e-9)
 
 
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != ".attentivenas.lock"}
+
+
+def test_resume_refuses_settings_that_change_the_result_and_leaves_the_run_as_it_was(tmp_path: Path) -> None:
+    """``train --resume auto seed=9`` on a seed-0 run (and any other key that changes what the run computes)
+    is one line naming the keys, exit 2, every file of the run unchanged; keys that cannot change the
+    result (log, checkpoint cadence, threads, workers) may change."""
+    from .cli_helpers import run_cli
+
+    out = tmp_path / "run"
+    assert train(_cfg(runtime__max_steps=2, eval__every_epochs=0), out).status == "max_steps"
+    before = _files(out)
+    for overrides, message in ((["seed=9"], "seed: 0 in the run, 9 now"),
+                               (["data.random_shift=2"], "data.random_shift: 1 in the run, 2 now"),
+                               (["optim.epochs=3", "loss.temperature=2"],
+                                "loss.temperature: 1.0 in the run, 2.0 now; optim.epochs: 2 in the run, 3 now"),
+                               (["runtime.steps_per_epoch=2"], "runtime.steps_per_epoch: 3 in the run, 2 now")):
+        r = run_cli("train", "--config", str(out / "config.yaml"), "--out", str(out), "--resume", "auto", *overrides)
+        last = r.err.splitlines()[-1]  # (the data's description lines come first)
+        assert r.code == 2 and last.startswith("error: ") and message in last, (overrides, r.err)
+        assert _files(out) == before, overrides
+    res = train(_cfg(eval__every_epochs=0, log__every_steps=2, checkpoint__keep_last=4, data__num_workers=0,
+                     runtime__max_steps=3), out, resume="auto")
+    assert res.status == "max_steps" and res.global_step == 3
+    ck = read_training_checkpoint(out / "checkpoints" / "last.pt")
+    assert ck["config"]["log"]["every_steps"] == 2 and ck["config_changes"] == []
+    assert ck["class_names"] == [str(i) for i in range(10)]  # what the classifier's outputs mean
+
+
+def test_a_finished_run_resumed_with_other_settings_keeps_its_records(tmp_path: Path) -> None:
+    from attentivenas.config import override_config
+
+    out = tmp_path / "run"
+    cfg = dict(optim__epochs=1, eval__every_epochs=0)
+    assert train(_cfg(**cfg), out).status == "completed"
+    before = _files(out)
+    with pytest.raises(ConfigError, match="seed: 0 in the run, 9 now"):
+        train(override_config(_cfg(**cfg), ["seed=9"]), out, resume="auto")
+    assert _files(out) == before
+    res = train(_cfg(log__every_steps=5, **cfg), out, resume="auto")  # 0 steps to train
+    assert res.status == "completed" and res.global_step == 3
+    assert _files(out) == before  # config.yaml still says what ran
+
+
+def test_a_change_of_course_on_resume_is_recorded(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The remedies a divergence message suggests (optim.lr, runtime.amp, ...) may change on resume: a line
+    says so and the checkpoint's ``config_changes`` keeps step, key, before and after."""
+    out = tmp_path / "run"
+    train(_cfg(runtime__max_steps=2, eval__every_epochs=0), out)
+    res = train(_cfg(optim__lr=0.2, eval__every_epochs=0, runtime__max_steps=4), out, resume="auto")
+    assert res.global_step == 4
+    assert "resuming at step 2 with a change of course: optim.lr: 0.4 in the run, 0.2 now" in capsys.readouterr().err
+    ck = read_training_checkpoint(out / "checkpoints" / "last.pt")
+    assert ck["config_changes"] == [{"step": 2, "changes": {"optim.lr": [0.4, 0.2]}}]
+    assert ck["config"]["optim"]["lr"] == 0.2
+
+
 def test_max_steps_stops_with_a_checkpoint(tmp_path: Path) -> None:
     res = train(_cfg(runtime__max_steps=2, eval__every_epochs=0), tmp_path / "r")
     assert res.status == "max_steps" and res.global_step == 2

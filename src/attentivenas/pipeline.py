@@ -1,7 +1,7 @@
 """The whole two-stage pipeline in one call (``attentivenas quickstart``).
 
 1. stage 1: train the supernet from a config (resuming the run in ``out`` if there is one);
-2. measure subnets spread over the FLOPs range (BN recalibrated, validation split) and fit an
+2. measure subnets spread over the FLOPs range (BN recalibrated, hold-out split) and fit an
    accuracy predictor (cross-validated, the best kind kept);
 3. search the Pareto front with NSGA-II on predicted accuracy, re-measuring the best candidates;
 4. export every Pareto subnet as a standalone model (``torch.export`` ``.pt2`` by default, dynamic
@@ -26,9 +26,17 @@ from typing import Any
 import torch
 from torch import nn
 
-from .accuracy import SubnetEvaluator, build_arch_dataset, checked_text, evaluate_subnet, format_metric, provenance_of
+from .accuracy import (
+    SubnetEvaluator,
+    build_arch_dataset,
+    checked_text,
+    evaluate_subnet,
+    format_metric,
+    provenance_of,
+    wilson_interval,
+)
 from .config import MeasureSettings, PipelineConfig, TrainConfig, load_config
-from .data import DEFAULT_VAL_FRACTION, build_data, digits_split
+from .data import DEFAULT_VAL_FRACTION, HOLDOUT_NAME, TEST_NAME, build_data, digits_split
 from .errors import ConfigError
 from .io import OutputLock, atomic_write_bytes, atomic_write_json, remove_torn_writes
 from .nn import export_pareto_set
@@ -55,6 +63,7 @@ class PipelineResult:
     timings: dict[str, float] = field(default_factory=dict)
     train_eval: dict[str, float] = field(default_factory=dict)
     baselines: dict[str, float] = field(default_factory=dict)  # test top-1 of classic models, same split
+    noise: dict[str, Any] = field(default_factory=dict)  # images behind each top-1 (Wilson 95% intervals)
 
     @property
     def plot(self) -> Path:
@@ -94,7 +103,8 @@ def _run(config: TrainConfig, out: Path, settings: PipelineConfig, log: Log, pro
                               calib_batches=config.eval.calib_batches, calib_batch_size=config.data.batch_size,
                               batch_size=config.data.eval_batch_size, calib_seed=settings.seed)
     evaluator = SubnetEvaluator(net, bundle, measure, device="cpu")
-    log(f"[2/4] measuring {pc.num_archs} subnets (BN recalibrated, validation split) for the predictor")
+    log(f"[2/4] measuring {pc.num_archs} subnets (BN recalibrated, {HOLDOUT_NAME} split: "
+        f"{len(bundle.val):,} images carved from the training data) for the predictor")  # type: ignore[arg-type]
     pred_dir = out / "predictor"
     dataset = build_arch_dataset(space, evaluator, pc.num_archs, seed=settings.seed,
                                  cache_path=pred_dir / "archs.jsonl", num_classes=num_classes, progress=progress,
@@ -132,7 +142,8 @@ def _run(config: TrainConfig, out: Path, settings: PipelineConfig, log: Log, pro
     timings["export_s"] = time.perf_counter() - t
     return PipelineResult(out, trained.checkpoint or out / "checkpoints" / "last.pt", predictor_path, report,
                           result.pareto, result.hypervolume, records, timings, trained.final_eval,
-                          classic_baselines(config))
+                          classic_baselines(config), noise={**result.extra.get("noise", {}),
+                                                            "test_images": len(bundle.test)})  # type: ignore[arg-type]
 
 
 def classic_baselines(config: TrainConfig) -> dict[str, float]:
@@ -194,13 +205,21 @@ def _test_accuracy(model_path: Path, test_set: Any, fmt: str, batch_size: int, r
 def format_summary(result: PipelineResult) -> str:
     """A short table of the exported Pareto models and the paths a user needs."""
     lines = [
-        f"{'model':<34} {'MFLOPs':>7} {'params':>8} {'val top-1':>10} {'test top-1':>11}",
+        f"{'model':<34} {'MFLOPs':>7} {'params':>8} {HOLDOUT_NAME + ' top-1':>14} {'(95%)':<14}"
+        f"{TEST_NAME + ' top-1':>11} (95%)",
     ]
+    n_val, n_test = result.noise.get("images"), result.noise.get("test_images")
     for rec in result.models:
         test = "-" if rec.get("test_top1") is None else f"{rec['test_top1']:.2f}"
         src = "" if rec.get("accuracy_source") == "measured" else " (pred.)"
+        val_ci = _interval(rec["val_top1"], n_val) if not src else src.strip()
         lines.append(f"{rec['file']:<34} {rec['mflops']:>7.2f} {rec['params_m']:>7.3f}M "
-                     f"{rec['val_top1']:>9.2f}%{src:<8} {test:>6}%")
+                     f"{rec['val_top1']:>13.2f}% {val_ci:<14}{test:>10}% "
+                     f"{_interval(rec['test_top1'], n_test) if rec.get('test_top1') is not None else ''}")
+    if n_val:
+        lines.append(f"(95%): Wilson intervals, binomial on {n_val:,} {HOLDOUT_NAME} and {n_test or 0:,} {TEST_NAME} "
+                     "images")
+    lines += [f"noise: {line}" for line in result.noise.get("within_noise") or ()]
     t = result.timings
     lines += [
         "",
@@ -217,6 +236,14 @@ def format_summary(result: PipelineResult) -> str:
         f"models:     {result.out_dir / 'models'}/ ({_format_text(result.models)}; index.json lists them)",
     ]
     return "\n".join(lines)
+
+
+def _interval(top1: float, images: int | None) -> str:
+    """``[96.4, 99.4]``: the Wilson 95% interval of a top-1 on ``images`` images ('' without a count)."""
+    if not images:
+        return ""
+    lo, hi = wilson_interval(float(top1), int(images))
+    return f"[{lo:.1f}, {hi:.1f}]"
 
 
 def _format_text(records: list[dict[str, Any]]) -> str:

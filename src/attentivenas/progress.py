@@ -18,3 +18,9 @@ def progress_bar(items: Sequence[T], desc: str, enabled: bool = True) -> Iterabl
 def progress_iter(items: Iterable[T], total: int, desc: str, enabled: bool = True) -> Iterable[T]:
     """An iterator of ``total`` items (e.g. results arriving from workers) with a progress bar."""
     return tqdm(items, total=total, desc=desc, disable=not enabled or total == 0, leave=False)
+
+
+def tqdm_bar(total: int, desc: str, enabled: bool = True) -> tqdm:
+    """A bar of ``total`` steps advanced with ``update(1)`` (count, rate and ETA on stderr; a no-op bar
+    when not ``enabled`` or ``total`` is 0); ``close()`` it at the end."""
+    return tqdm(total=total, desc=desc, disable=not enabled or total == 0, leave=False)

@@ -4,7 +4,8 @@ Lives here: ``protocol`` (where stage 2 measures: the data of ``--data``, its sp
 warnings; the settings are :class:`~attentivenas.config.MeasureSettings`), ``evaluate``
 (BN-recalibrated top-1 / top-5 of a subnet, :class:`SubnetEvaluator`; quantized: :class:`Int8SubnetEvaluator`),
 ``dataset`` (:class:`ArchDataset` JSONL files), ``measure`` (archs spread over the FLOPs range, measured
-over ranks), ``provenance`` (what measured a file: reused only when it is what measures now), ``build`` (``predictor build``: a checkpoint's subnets into a dataset), ``models`` (the
+over ranks), ``provenance`` (what measured a file: reused only when it is what measures now), ``noise`` (Wilson
+intervals of a measured top-1), ``build`` (``predictor build``: a checkpoint's subnets into a dataset), ``models`` (the
 regressors, pickle-free), ``predictor`` (features, fitting, cross-validation, files), ``metrics`` and
 ``published`` (the published models evaluated on a checkpoint).
 
@@ -28,6 +29,7 @@ from .measure import (
 )
 from .metrics import format_metric, kendall_tau, rank_metrics, rmse, spearman_rho
 from .models import DEFAULT_HYPERPARAMS, KINDS, MODEL_CLASSES, GPModel, LGBMModel, LinearModel, TreeEnsemble
+from .noise import Z95, images_to_resolve, intervals_overlap, split_label, wilson_interval
 from .predictor import (
     DEFAULT_KINDS,
     FEATURE_SETS,
@@ -56,6 +58,7 @@ from .protocol import (
 )
 from .provenance import StaleMeasurements, checked_text, provenance_of, weights_fingerprint
 from .published import published_reference, published_table
+from .ranking import arch_key
 
 __all__ = [
     "build_from_checkpoint",
@@ -69,4 +72,5 @@ __all__ = [
     "check_kinds", "check_space", "cross_validate", "evaluate_predictor", "feature_names", "fit_best",
     "fit_predictor", "load_predictor", "make_features", "predictor_from_json",
     "StaleMeasurements", "checked_text", "provenance_of", "weights_fingerprint",
+    "Z95", "images_to_resolve", "intervals_overlap", "split_label", "wilson_interval", "arch_key",
 ]

@@ -132,8 +132,23 @@ class ArchDataset:
         space = space or get_space(None)
         ds = cls(space, num_classes=1000 if num_classes is None else num_classes)
         cost = CostModel(space, ds.num_classes)
+        first: dict[str, int] = {}
+        repeated = 0
         for lineno, row in rows:
-            ds.add(_record_from_row(p, lineno, row, space, cost))
+            rec = _record_from_row(p, lineno, row, space, cost)
+            key = rec.arch.key()  # of the validated arch: 3.0 and 3 are one subnet
+            if key in first:
+                if ds.get(rec.arch).accuracy != rec.accuracy:  # type: ignore[union-attr]
+                    raise ConfigError(f"dataset {p} line {lineno}: the same subnet as line {first[key]} with another "
+                                      f"accuracy ({rec.accuracy:g} against {ds.get(rec.arch).accuracy:g}); "  # type: ignore[union-attr]
+                                      "a subnet is measured once")
+                repeated += 1
+                continue
+            first[key] = lineno
+            ds.add(rec)
+        if repeated:
+            warnings.warn(f"{p}: {repeated} repeated record(s) of a subnet already in the file are counted once",
+                          stacklevel=3)
         return ds
 
 

@@ -155,7 +155,7 @@ class SubnetEvaluator:
         reuse_freed_memory("auto", self.device)
         self.channels_last = channels_last
         self.val_loader = self._loader(bundle)  # checks the split before the calibration batches are drawn
-        self.calib = cache_calibration_batches(bundle.train, self.settings.calib_batches,
+        self.calib = cache_calibration_batches(bundle.calibration_set(), self.settings.calib_batches,
                                                self.settings.calib_batch_size, self.settings.calib_seed, self.device)
         self._bundle_at = bundle_at
         self._loaders: dict[int, DataLoader] = {}

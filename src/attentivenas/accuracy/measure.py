@@ -25,7 +25,7 @@ from ..io import OutputLock
 from ..progress import progress_bar
 from ..space import Arch, SearchSpace
 from .dataset import ArchDataset, ArchRecord, JsonlAppender, dataset_header
-from .provenance import checked_text, differences, header_and_count, provenance_of
+from .provenance import checked_text, differences, header_and_count, move_aside, provenance_of
 
 SPREADS = ("flops", "uniform")
 
@@ -192,7 +192,7 @@ def _drop_stale_part(pp: Path, measured_with: dict | None, fresh: bool) -> None:
             header = None
         if not differences(header.get("measured_with") if header else None, measured_with):
             return
-    pp.unlink(missing_ok=True)
+    move_aside(pp)  # kept under a name of its provenance: no measurement is deleted
 
 
 def part_file(path: Path, who: int | None = None) -> Path:

@@ -33,8 +33,8 @@ FORMAT = "attentivenas-predictor"
 VERSION = 1
 DEFAULT_KINDS = DEFAULT_PREDICTOR_KINDS
 FEATURE_SETS = ("knobs", "knobs+cost")
-#: a loaded predictor predicting beyond +-this (top-1 in percent) for a probe subnet is refused
-MAX_PREDICTION = 1e4
+#: a predictor predicting outside this range (top-1 in percent) for a probe subnet is refused, on load and on fit
+PREDICTION_RANGE = (0.0, 100.0)
 
 
 # --------------------------------------------------------------------------- features
@@ -159,8 +159,14 @@ def fit_predictor(
     cost = CostModel(dataset.space, dataset.num_classes)
     x = make_features(dataset.space, dataset.genes(), feature_set, cost)
     model = _fit_model(kind, dataset.space, x, dataset.accuracies(), seed, hp)
-    return Predictor(kind, dataset.space, model, feature_set, dataset.num_classes, hyperparams=hp,
+    pred = Predictor(kind, dataset.space, model, feature_set, dataset.num_classes, hyperparams=hp,
                      n_train=len(dataset), seed=seed)
+    try:
+        _probe(pred)
+    except ValueError as exc:
+        raise ConfigError(f"the fitted {kind} predictor is refused: {exc}; fit another kind (e.g. rf, whose "
+                          "predictions stay within the measured range)") from None
+    return pred
 
 
 def _fit_model(kind: str, space: SearchSpace, x: np.ndarray, y: np.ndarray, seed: int, hp: dict[str, Any]) -> Any:
@@ -229,12 +235,25 @@ def fit_best(
     """
     kinds = check_kinds(kinds)
     reports = {k: cross_validate(dataset, k, folds, seed, feature_set) for k in progress_bar(kinds, "predictors", progress)}
-    best = max(kinds, key=lambda k: _score(reports[k]))
-    pred = fit_predictor(dataset, best, seed, feature_set)
+    pred, best = _refit_best(dataset, kinds, reports, seed, feature_set)
     report = {"best": best, "folds": folds, "n": len(dataset), "feature_set": feature_set, "kinds": reports}
     pred.metrics = reports[best]
     pred.report = json_safe(report)
     return pred, report
+
+
+def _refit_best(dataset: ArchDataset, kinds: Sequence[str], reports: dict[str, dict[str, Any]], seed: int,
+                feature_set: str) -> tuple[Predictor, str]:
+    """The best kind by cross-validation refitted on all data; a kind whose refit predicts outside
+    [0, 100] is passed over for the next best (the last one's refusal is raised)."""
+    ranked = sorted(kinds, key=lambda k: -_score(reports[k]))
+    for i, kind in enumerate(ranked):
+        try:
+            return fit_predictor(dataset, kind, seed, feature_set), kind
+        except ConfigError:
+            if i == len(ranked) - 1:
+                raise
+    raise AssertionError("unreachable: at least one kind")
 
 
 def _score(report: dict[str, Any]) -> float:
@@ -330,10 +349,14 @@ def _probe(pred: Predictor) -> None:
         which = [names[i] if i < 3 else "a random subnet" for i in np.flatnonzero(~np.isfinite(y))]
         raise ValueError(f"the model predicts {_first_bad(y)} for {which[0]} ({len(which)} of {len(x)} probes not "
                          "finite): its numbers overflow")
-    far = int(np.argmax(np.abs(y[1:]))) + 1  # the subnets' predictions (all-zero features may extrapolate)
-    if abs(y[far]) > MAX_PREDICTION:
+    lo, hi = PREDICTION_RANGE
+    subnets = y[1:]  # the subnets' predictions (all-zero features may extrapolate)
+    outside = np.flatnonzero((subnets < lo) | (subnets > hi))
+    if len(outside):
+        far = int(outside[np.argmax(np.abs(subnets[outside] - (lo + hi) / 2))]) + 1
         which = names[far] if far < 3 else "a random subnet"
-        raise ValueError(f"the model predicts {y[far]:.3g}% top-1 for {which}: not an accuracy in percent")
+        raise ValueError(f"the model predicts {y[far]:.4g}% top-1 for {which}: not an accuracy in percent "
+                         f"(outside [{lo:g}, {hi:g}])")
 
 
 def check_space(predictor: Predictor, space: SearchSpace) -> None:

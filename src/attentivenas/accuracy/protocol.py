@@ -71,10 +71,12 @@ def stage2_data_config(spec: str | None, space: SearchSpace, meta: dict[str, Any
         cfg = {"name": kind} if path is None else {"name": kind, "path": path}
         if saved is not None and saved.get("name") in KINDS[kind]:  # the same data elsewhere: keep its splits
             cfg.update({k: saved[k] for k in SPLIT_KEYS if k in saved})
-            for k in ("image_size", "eval_resize"):
+            for k in ("image_size", "eval_resize", "calib_transform"):
                 if k in saved and kind not in TENSOR_DATA:
                     cfg[k] = saved[k]
             cfg["name"] = saved["name"]
+    if saved is None and cfg.get("name") not in TENSOR_DATA:  # the authors' checkpoints: calibrated as they did,
+        cfg.setdefault("calib_transform", "train")             # on training crops (the published evaluation)
     if cfg.get("name") == "digits":
         cfg["image_size"] = max(space.resolutions)
     elif cfg.get("name") == "fashion_mnist":

@@ -4,7 +4,9 @@ and the same measurement settings that change accuracy (the evaluation batch siz
 
 :func:`checked_text` reads a dataset file for a measuring command and decides: reuse it, start it
 over (a header-only file), move it aside and measure again (``stale="remeasure"``: the files a
-command keeps in its own folder), or refuse (``stale="refuse"``: a file the user names).
+command keeps in its own folder), or refuse (``stale="refuse"``: a file the user names). A file moved
+aside is kept under a name of its provenance (``NAME.stale-<hash>``), and reused when the same
+settings measure again: switching settings back and forth deletes no measurement.
 """
 
 from __future__ import annotations
@@ -52,11 +54,49 @@ def provenance_of(evaluate_fn: Any) -> dict[str, Any] | None:
     return json.loads(json.dumps(value)) if value is not None else None
 
 
-def move_aside(path: Path) -> Path:
-    """Rename ``path`` to ``path.stale`` (atomically; an older ``.stale`` is replaced)."""
-    aside = path.with_name(path.name + STALE_SUFFIX)
+def provenance_hash(measured_with: Any) -> str:
+    """12 hex digits naming what measured a file (``unrecorded`` for a file that does not say)."""
+    if not isinstance(measured_with, dict):
+        return "unrecorded"
+    return hashlib.sha256(json.dumps(measured_with, sort_keys=True).encode("utf-8")).hexdigest()[:12]
+
+
+def kept_path(path: Path, measured_with: Any) -> Path:
+    """Where the measurements of ``path`` made with ``measured_with`` are kept while other settings
+    measure into it: ``NAME.stale-<provenance hash>`` beside it (:func:`provenance_hash`)."""
+    return path.with_name(f"{path.name}{STALE_SUFFIX}-{provenance_hash(measured_with)}")
+
+
+def move_aside(path: Path, measured_with: Any = None) -> Path:
+    """Rename ``path`` to its :func:`kept_path` (atomically). A kept file is never replaced: a name
+    taken already gets a counter (``.stale-<hash>-2``), so no measurement is ever deleted."""
+    if measured_with is None:
+        try:
+            measured_with = (header_and_count(path.read_text(encoding="utf-8"))[0] or {}).get("measured_with")
+        except (OSError, UnicodeDecodeError):
+            measured_with = None
+    aside = kept_path(path, measured_with)
+    n = 1
+    while aside.exists():
+        n += 1
+        aside = kept_path(path, measured_with).with_name(f"{kept_path(path, measured_with).name}-{n}")
     os.replace(path, aside)
     return aside
+
+
+def _restore_kept(path: Path, current: dict[str, Any], warn: Callable[[str], None] | None) -> str:
+    """The text of the measurements kept for ``current`` beside ``path`` (moved back to ``path``), or ''."""
+    kept = kept_path(path, current)
+    if not kept.is_file():
+        return ""
+    text = read_text_file(kept, "dataset file", ConfigError)
+    header, records = header_and_count(text)
+    if header is None or differences(header.get("measured_with"), current):
+        return ""
+    os.replace(kept, path)
+    if warn is not None:
+        warn(f"reusing {records} measurements made with these settings earlier (kept as {kept.name})")
+    return text
 
 
 def header_and_count(text: str) -> tuple[dict[str, Any] | None, int]:
@@ -104,14 +144,16 @@ def checked_text(path: Path, current: dict[str, Any] | None, stale: str = "remea
 
     With ``stale="fresh"`` an existing file is moved aside (:func:`move_aside`). Else, when ``current``
     (what measures now) is given and the file's header records something else (or nothing): a file with
-    no records is removed (it is started over), one with records is moved aside with one line to
-    ``warn`` (``remeasure``) or refused (``refuse``: :class:`StaleMeasurements` naming ``fresh_flag``)."""
+    no records is removed (it is started over), one with records is moved aside (under a name of its
+    own provenance, :func:`kept_path`: never deleted) with one line to ``warn`` (``remeasure``) or
+    refused (``refuse``: :class:`StaleMeasurements` naming ``fresh_flag``). Measurements kept earlier
+    for ``current`` (settings switched back) are moved back and reused."""
     if stale not in STALE_POLICIES:
         raise ConfigError(f"unknown stale policy {stale!r}; allowed: {list(STALE_POLICIES)}")
     if path.exists() and not path.is_file():
         raise ConfigError(f"dataset file {path} exists and is not a file; choose another path")
     if not path.exists():
-        return ""
+        return _restore_kept(path, current, warn) if current is not None and stale != "fresh" else ""
     if stale == "fresh":
         move_aside(path)
         return ""
@@ -123,14 +165,14 @@ def checked_text(path: Path, current: dict[str, Any] | None, stale: str = "remea
     fields = differences(recorded, current)
     if not fields:
         return text
+    said = describe(path, recorded, current, fields)
+    if stale == "refuse" and records:
+        raise StaleMeasurements(f"{said}; measure it again with {fresh_flag} (the old file is kept as "
+                                f"{kept_path(path, recorded).name}) or choose another file")
     if records == 0:
         path.unlink()
-        return ""
-    said = describe(path, recorded, current, fields)
-    if stale == "refuse":
-        raise StaleMeasurements(f"{said}; measure it again with {fresh_flag} (the old file is kept as "
-                                f"{path.name}{STALE_SUFFIX}) or choose another file")
-    aside = move_aside(path)
-    if warn is not None:
-        warn(f"{said}; measuring again (the old file is kept as {aside.name})")
-    return ""
+    else:
+        aside = move_aside(path, recorded)
+        if warn is not None:
+            warn(f"{said}; measuring again (its measurements are kept as {aside.name})")
+    return _restore_kept(path, current, warn)

@@ -88,8 +88,13 @@ def _finetuned(rec: dict[str, Any], split: str, where: str) -> dict[str, Any]:
 
 
 def arch_key(arch: dict[str, Any]) -> str:
-    """One string per architecture dict, whatever order its fields were written in."""
-    return json.dumps(arch, sort_keys=True)
+    """One string per architecture, whatever order its fields were written in and however its numbers
+    were written (``3.0`` and ``3`` are one value): :meth:`Arch.key` of the arch it describes (a dict
+    that is not an arch: its sorted JSON)."""
+    try:
+        return Arch.from_dict(arch).key()
+    except (UserError, ValueError, TypeError, KeyError):
+        return json.dumps(arch, sort_keys=True)
 
 
 def _json_file(path: Path, what: str) -> Any:

@@ -2,7 +2,7 @@
 
 Lives here: one module per topic, named ``<topic>_cmd`` (``space_cmd``: space, flops;
 ``export_cmd``; ``train_cmd``; ``finetune_cmd``; ``evaluate_cmd``; ``latency_cmd``; ``predictor_cmd``; ``search_cmd``;
-``pipeline_cmd``: quickstart), each adding its commands with ``register(app)``, and ``common``
+``pipeline_cmd``: quickstart; ``init_cmd``: init), each adding its commands with ``register(app)``, and ``common``
 (option texts, JSON output). User errors print one line on stderr and exit with 2.
 
 May import: everything below it: ``attentivenas`` (its version), ``space``, ``costs``, ``nn``, ``latency``,
@@ -31,9 +31,11 @@ from . import (
     evaluate_cmd,
     export_cmd,
     finetune_cmd,
+    init_cmd,
     latency_cmd,
     pipeline_cmd,
     predictor_cmd,
+    sampling_cmd,
     search_cmd,
     space_cmd,
     train_cmd,
@@ -63,7 +65,7 @@ def _main(
 
 # Each ``cli/<topic>_cmd.py`` adds its commands through ``register(app)``.
 for _module in (space_cmd, export_cmd, train_cmd, finetune_cmd, evaluate_cmd, latency_cmd, predictor_cmd, search_cmd,
-                pipeline_cmd):
+                pipeline_cmd, sampling_cmd, init_cmd):
     _module.register(app)
 
 

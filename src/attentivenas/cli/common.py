@@ -22,8 +22,9 @@ SPLIT_HELP = ("holdout (the part of the training data held out for search), test
               "test: an ImageFolder's val/), or val-search / val-report (seeded disjoint halves of it: search on one, "
               "report on the other). Default: test for a checkpoint that held nothing out (the authors'), else "
               "holdout.")
-PIPELINE_HELP = ("authors (default: images Resize 256 then CenterCrop 224, resized in the network to each subnet's "
-                 "resolution) or per-resolution (evaluation images prepared at the subnet's resolution r: "
+PIPELINE_HELP = ("authors (default: images resized to data.eval_resize and centre-cropped to data.image_size as "
+                 "the checkpoint's training config says, e.g. Resize 256 / CenterCrop 224 for ImageNet, the whole "
+                 "image for small images, then resized in the network to each subnet's resolution) or per-resolution (evaluation images prepared at the subnet's resolution r: "
                  "Resize r/0.875, CenterCrop r).")
 INTERPOLATION_HELP = ("bilinear or bicubic, for the resize and the calibration crops. Default: the checkpoint's "
                       "evaluation (AttentiveNAS's and ours: bilinear; AlphaNet's: bicubic).")

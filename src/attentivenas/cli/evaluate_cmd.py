@@ -41,7 +41,7 @@ def _evaluate(checkpoint: Path, arch: str | None, published: bool, space: str | 
               measure: MeasureSettings, device: str, threads: int | None, as_json: bool) -> None:
     import torch  # heavy (torch): loaded when the command runs
 
-    from ..accuracy import SubnetEvaluator, published_reference, published_table
+    from ..accuracy import SubnetEvaluator, published_reference, published_table, split_label, wilson_interval
     from ..devices import resolve_device
     from ..nn import load_checkpoint_model
 
@@ -85,10 +85,11 @@ def _evaluate(checkpoint: Path, arch: str | None, published: bool, space: str | 
         print_json(out)
         return
     typer.echo(f"arch      {a.to_json()}")
-    typer.echo(f"split     {p.split} ({out['samples']} images); BN recalibrated on {len(ev.calib)} training "
-               f"batches ({out['calib_images']} crops, seed {p.calib_seed})")
+    typer.echo(f"split     {p.split}: {split_label(p.split)} ({out['samples']} images); BN recalibrated on "
+               f"{len(ev.calib)} training batches ({out['calib_images']} crops, seed {p.calib_seed})")
     typer.echo(f"images    {p.pipeline} pipeline, {p.interpolation}; {KIND_LABELS[settings['kind']]} checkpoint")
-    typer.echo(f"top-1     {out['top1']:.2f} %")
+    lo, hi = wilson_interval(float(out["top1"]), int(out["samples"]))
+    typer.echo(f"top-1     {out['top1']:.2f} % (Wilson 95% interval {lo:.2f}-{hi:.2f} on {out['samples']} images)")
     typer.echo(f"top-5     {out['top5']:.2f} %")
     typer.echo(f"MFLOPs    {out['mflops']:.2f}")
     typer.echo(f"params    {out['params_m']:.3f} M")

@@ -9,6 +9,7 @@ from typing import Any
 import typer
 
 from ..config import LatencyTableConfig, parse_model
+from ..config.latency import MAX_BATCH, MAX_REPEATS, MAX_WARMUP, check_measure_counts
 from ..costs import peak_activation_bytes, weight_bytes
 from ..errors import ConfigError
 from ..io import check_output
@@ -26,11 +27,12 @@ TABLE = LatencyTableConfig()  # the defaults of `build-table`'s flags
 def latency_measure_cmd(
     arch: str = typer.Option(..., "--arch", help=ARCH_HELP),
     space: str = typer.Option("attentivenas", "--space", help=SPACE_HELP),
-    batch: int = typer.Option(1, "--batch", min=1, help="Batch size."),
+    batch: int = typer.Option(1, "--batch", help=f"Batch size (1..{MAX_BATCH}, less where the subnet's activations "
+                              "would not fit)."),
     threads: int | None = typer.Option(None, "--threads", min=1, help="CPU threads (default: torch's)."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or auto."),
-    warmup: int = typer.Option(10, "--warmup", min=0, help="Untimed runs first."),
-    repeats: int = typer.Option(50, "--repeats", min=1, help="Timed runs (median reported)."),
+    warmup: int = typer.Option(10, "--warmup", help=f"Untimed runs first (0..{MAX_WARMUP})."),
+    repeats: int = typer.Option(50, "--repeats", help=f"Timed runs, median reported (1..{MAX_REPEATS})."),
     num_classes: int = typer.Option(1000, "--num-classes", min=1, help="Classifier outputs."),
     table: Path | None = typer.Option(None, "--table", help="Also predict with this latency table."),
     runtime: str = typer.Option("torch", "--runtime", help=RUNTIME_HELP),
@@ -42,9 +44,12 @@ def latency_measure_cmd(
     import torch  # heavy (torch): loaded when the command runs
 
     from ..latency import LatencyTable, check_runtime, device_name, measure_arch, runtime_version
+    from ..latency.measure import check_batch
 
     sp = get_space(space)
     a = resolve_arch(arch, sp)
+    check_measure_counts(warmup, repeats, batch)  # bounded before any work: a run that finishes, in memory
+    check_batch(sp, a, batch, num_classes)
     dev = check_runtime(runtime, device, precision)
     tab = LatencyTable.load(table) if table is not None else None
     if tab is not None:
@@ -72,10 +77,16 @@ def latency_measure_cmd(
         typer.echo(f"table prediction: {out['predicted_ms']:.3f} ms")
 
 def latency_build_cmd(
-    out: Path = typer.Option(..., "--out", help="Table JSON to write."),
-    space: str = typer.Option("attentivenas", "--space", help=SPACE_HELP),
+    ctx: typer.Context,
+    out: Path = typer.Option(..., "--out", help="Table JSON to write (an interrupted build resumes from "
+                             "OUT.partial.json, kept beside it while it measures)."),
+    checkpoint: Path | None = typer.Option(None, "--checkpoint", help="Supernet checkpoint (ours or the authors'): "
+                                           "the space and class count are taken from it."),
+    space: str = typer.Option("attentivenas", "--space", help=SPACE_HELP + " With --checkpoint: the checkpoint's unless given."),
     archs: int | None = typer.Option(TABLE.archs, "--archs", min=1,
-                                     help="Signatures of N random archs (+min, max); default: the whole space."),
+                                     help="Only the ops of N random archs (+min, max): a quick check of a runtime, "
+                                     "which cannot drive a search (it lacks ops). Default: the whole space, "
+                                     "which can."),
     batch: int = typer.Option(TABLE.batch, "--batch", min=1, help="Batch size."),
     threads: int | None = typer.Option(TABLE.threads, "--threads", min=1, help="CPU threads."),
     device: str = typer.Option(TABLE.device, "--device", help="cpu, cuda, cuda:N or auto."),
@@ -90,7 +101,8 @@ def latency_build_cmd(
     calibration_archs: int = typer.Option(TABLE.calibration_archs, "--calibration-archs", min=0,
                                           help="Whole subnets measured to fit the overhead (and the scaled model)."),
     clock: str = typer.Option(TABLE.clock, "--clock", help="wall, or cpu (thread CPU time; threads 1)."),
-    num_classes: int = typer.Option(TABLE.num_classes, "--num-classes", min=1, help="Classifier outputs."),
+    num_classes: int = typer.Option(TABLE.num_classes, "--num-classes", min=1, help="Classifier outputs (with "
+                                     "--checkpoint: its head's)."),
     seed: int = typer.Option(TABLE.seed, "--seed", help="Seed of the sampled archs."),
     holdout_archs: int = typer.Option(TABLE.holdout_archs, "--holdout-archs", min=0,
                                       help="Held-out subnets measured whole to report the table's MAPE."),
@@ -103,19 +115,23 @@ def latency_build_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Measure every op needed by a space (or sampled archs) in a runtime, write a latency table, and
-    report its mean absolute percentage error on held-out subnets (for every fitted model)."""
+    report its mean absolute percentage error on held-out subnets (for every fitted model) and the
+    space's latency range (min, median, max: what `search --max-latency pNN` budgets are taken from).
+    Only a whole-space table (no --archs) can drive a search."""
     from ..latency import build_table, check_runtime  # heavy (torch): loaded when the command runs
+    from ..latency.partial import partial_path
 
     check_output(out)
-    sp = get_space(space)
+    sp, num_classes = _space_and_classes(ctx, checkpoint, space, num_classes)
     check_runtime(runtime, device, precision)
     config = _table_config(dict(
         runtime=runtime, precision=precision, device=device, batch=batch, threads=threads, num_classes=num_classes, archs=archs,
         warmup=warmup, repeats=repeats, passes=passes, clock=clock, calibration_archs=calibration_archs, model=model,
         holdout_archs=holdout_archs, seed=seed, jobs=jobs, drift_correction=drift_correction))
-    tab = build_table(sp, config, progress=not as_json)
+    tab = build_table(sp, config, progress=True, partial=partial_path(out), log=_note)  # bars on stderr
     mapes = tab.meta.get("holdout_mape_by_model", {})
     path = tab.save(out)
+    span = tab.meta.get("space_range")
     info = {"path": str(path), "ops": len(tab.entries), "runtime": tab.runtime, "runtime_version": tab.runtime_version,
             "precision": tab.precision,
             "model": tab.model, "overhead_ms": round(tab.overhead_ms, 4), "per_block_ms": round(tab.per_block_ms, 4),
@@ -123,7 +139,10 @@ def latency_build_cmd(
             "device_name": tab.device_name, "threads": tab.threads, "batch": tab.batch, "holdout_archs": holdout_archs,
             "holdout_mape_percent": None if not mapes else round(mapes[tab.model], 3),
             "holdout_mape_by_model": {k: round(v, 3) for k, v in mapes.items()},
-            "drift_reference": tab.meta.get("drift_reference")}
+            "drift_reference": tab.meta.get("drift_reference"), "space": sp.name, "num_classes": tab.num_classes,
+            "drives_search": span is not None,
+            "latency_range_ms": None if span is None else {k: round(v, 4) if isinstance(v, float) else v
+                                                           for k, v in span.items()}}
     if as_json:
         print_json(info)
         return
@@ -133,6 +152,40 @@ def latency_build_cmd(
     for name, mape in mapes.items():
         typer.echo(f"error on {holdout_archs} held-out subnets, {name} model: {mape:.1f}% mean absolute percentage error"
                    + (" (in use)" if name == tab.model else ""))
+    if span is None:
+        typer.echo(f"this table covers the ops of {archs} sampled archs only: it cannot drive a search (build it "
+                   "without --archs for that)")
+    else:
+        typer.echo(f"latency of space '{sp.name}' (predicted, {span['samples']:,} random subnets + min and max): min "
+                   f"{span['min_ms']:.3f} ms, median {span['p50_ms']:.3f} ms, max {span['max_ms']:.3f} ms; budgets "
+                   "relative to it: search --max-latency p50 (a percentile)")
+
+
+def _note(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+def _space_and_classes(ctx: typer.Context, checkpoint: Path | None, space: str, num_classes: int) -> tuple[Any, int]:
+    """The space and class count of a table: the checkpoint's (``--space`` overrides its space, as for
+    the authors' checkpoints; a ``--num-classes`` other than its head's is refused), else the flags'."""
+    if checkpoint is None:
+        return get_space(space), num_classes
+    from ..nn import supernet_weights  # heavy (torch): loaded when the command runs
+
+    _, ck_space, meta = supernet_weights(checkpoint)
+    given = _given(ctx, "num_classes")
+    ck_classes = meta.get("num_classes")
+    if given and ck_classes is not None and num_classes != ck_classes:
+        raise ConfigError(f"--num-classes {num_classes} differs from checkpoint {checkpoint}'s {ck_classes} classes; "
+                          "leave it out to use the checkpoint's")
+    sp = get_space(space) if _given(ctx, "space") else ck_space
+    return sp, int(ck_classes if ck_classes is not None else num_classes)
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    """Whether the flag of parameter ``name`` was on the command line (not its default)."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name == "COMMANDLINE"
 
 
 def _int8(precision: str) -> str:

@@ -62,7 +62,7 @@ def predictor_build(
     threads: int | None = typer.Option(None, "--threads", min=1, help="Torch threads per process."),
     seed: int = typer.Option(0, "--seed", help="Seed of the archs measured (and of the calibration batches of our "
                              "checkpoints, unless --calib-seed)."),
-    fresh: bool = typer.Option(False, "--fresh", help="Start --out over (the old file is kept as FILE.stale); "
+    fresh: bool = typer.Option(False, "--fresh", help="Start --out over (the old file is kept as FILE.stale-<hash>); "
                                "needed when it was measured on another checkpoint, data or settings."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:

@@ -86,7 +86,9 @@ def search_command(
     calib_seed: int | None = typer.Option(None, "--calib-seed", help=calib_seed_help("--seed"), show_default=False),
     split: str | None = typer.Option(None, "--split", help="Measured on: " + SPLIT_HELP),
     report_split: str | None = typer.Option(None, "--report-split", help="Also measure the Pareto archs and budget "
-                                            "winners on this split, disjoint from --split (e.g. val-report)."),
+                                            "winners on this split, disjoint from --split (e.g. val-report or "
+                                            "test); printed beside the searched split's top-1, each with a "
+                                            "Wilson 95% interval."),
     pipeline: str | None = typer.Option(None, "--pipeline", help=PIPELINE_HELP),
     interpolation: str | None = typer.Option(None, "--interpolation", help=INTERPOLATION_HELP),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda or cuda:N (default: cuda if present)."),
@@ -98,6 +100,8 @@ def search_command(
     max_mflops: float | None = typer.Option(None, "--max-mflops"),
     max_params_m: float | None = typer.Option(None, "--max-params-m"),
     max_latency_ms: float | None = typer.Option(None, "--max-latency-ms"),
+    max_latency: str | None = typer.Option(None, "--max-latency", help="Latency budget relative to the space: pNN, "
+                                           "a percentile of its latency as --latency-table predicts it (e.g. p50)."),
     max_memory_mb: float | None = typer.Option(None, "--max-memory-mb"),
     budgets: str | None = typer.Option(None, "--budgets", help="Comma list of budgets: best arch under each."),
     budget_metric: str | None = typer.Option(None, "--budget-metric", help="Metric of --budgets (mflops)."),
@@ -108,8 +112,9 @@ def search_command(
                                             "their INT8 top-1: onnxruntime, executorch or openvino (onnxruntime)."),
     int8_calib_images: int | None = typer.Option(None, "--int8-calib-images", min=1, help="Seeded training images "
                                                  "that calibrate the quantization (256)."),
-    pop_size: int | None = typer.Option(None, "--pop-size", help="NSGA-II population (50)."),
-    generations: int | None = typer.Option(None, "--generations", help="NSGA-II generations (30)."),
+    pop_size: int | None = typer.Option(None, "--pop-size", help="NSGA-II population (50; at most 5,000)."),
+    generations: int | None = typer.Option(None, "--generations", help="NSGA-II generations (30; population x "
+                                           "generations at most 2,000,000)."),
     num_archs: int | None = typer.Option(None, "--num-archs", min=4, help="Evaluation budget of the predictor the "
                                          "search fits when given a checkpoint alone: subnets measured (60)."),
     time_budget: float | None = typer.Option(None, "--time-budget", min=1, help="Time budget instead, in seconds "
@@ -131,7 +136,8 @@ def search_command(
         "accuracy.device": device, "accuracy.split": split, "accuracy.report_split": report_split, "accuracy.pipeline": pipeline,
         "accuracy.interpolation": interpolation, "accuracy.calib_seed": calib_seed,
         "budgets.max_mflops": max_mflops, "budgets.max_params_m": max_params_m,
-        "budgets.max_latency_ms": max_latency_ms, "budgets.max_memory_mb": max_memory_mb,
+        "budgets.max_latency_ms": max_latency_ms, "budgets.max_latency": max_latency,
+        "budgets.max_memory_mb": max_memory_mb,
         "budgets.points": budgets, "budgets.metric": budget_metric,
         "evolution.pop_size": pop_size, "evolution.generations": generations,
         "auto_predictor.num_archs": num_archs, "auto_predictor.time_budget_s": time_budget,
@@ -152,15 +158,26 @@ def _report(result: Any, out: Path, as_json: bool) -> None:
         print_json({**result.summary(), "out": str(out)})
         return
     int8 = any("top1_int8" in e for e in result.pareto)
-    table = Table(title=f"Pareto front: {len(result.pareto)} archs, hypervolume {result.hypervolume:.4f}")
-    cols = ("MFLOPs", "params (M)", "latency (ms)", "INT8 top-1 (%)" if int8 else "top-1 (%)", "source")
+    noise = result.extra.get("noise") or {}
+    label = noise.get("split_label", "hold-out")
+    reported = any(e.get("report_top1") is not None for e in result.pareto)
+    report_label = noise.get("report_label") or "report"
+    table = Table(title=f"Pareto front: {len(result.pareto)} archs, hypervolume {result.hypervolume:.4f}"
+                  + _interval_note(noise, reported))
+    top1 = f"{label} {'INT8 ' if int8 else ''}top-1 (%)"
+    latency = any(e.get("latency_ms") is not None for e in result.pareto)
+    cols = ("MFLOPs", "params (M)", *(("latency (ms)",) if latency else ()), top1,
+            *((f"{report_label} top-1 (%)",) if reported else ()), "source")
     for col in cols + (("fp32 top-1 (%)",) if int8 else ()):
-        table.add_column(col, justify="right")
+        table.add_column(col, justify="right", no_wrap="top-1" in col)
     shown = result.pareto if len(result.pareto) <= MAX_ROWS else result.pareto[:: -(-len(result.pareto) // MAX_ROWS)]
     for e in shown:
-        lat = "-" if e.get("latency_ms") is None else f"{e['latency_ms']:.2f}"
-        row = [f"{e['mflops']:.2f}", f"{e['params_m']:.2f}", lat, f"{e['accuracy']:.2f}", e["accuracy_source"]]
-        table.add_row(*row, *([f"{e['top1_fp32']:.2f}"] if int8 else []))
+        lat = ["-" if e.get("latency_ms") is None else f"{e['latency_ms']:.2f}"] if latency else []
+        row = [f"{e['mflops']:.2f}", f"{e['params_m']:.2f}", *lat, _with_interval(e["accuracy"], e.get("accuracy_ci95"))]
+        if reported:
+            row.append("-" if e.get("report_top1") is None else _with_interval(e["report_top1"],
+                                                                                 e.get("report_top1_ci95")))
+        table.add_row(*row, e["accuracy_source"], *([f"{e['top1_fp32']:.2f}"] if int8 else []))
     console = Console()
     console.print(table)
     if len(shown) < len(result.pareto):
@@ -170,12 +187,34 @@ def _report(result: Any, out: Path, as_json: bool) -> None:
             console.print(f"{w['metric']} <= {w['budget']:g}: no arch found")
         else:
             fp32 = f" (fp32 {w['top1_fp32']:.2f}%)" if "top1_fp32" in w else ""
-            console.print(f"{w['metric']} <= {w['budget']:g}: {w['accuracy']:.2f}%{' INT8' if fp32 else ''}{fp32} at "
-                          f"{w['mflops']:.2f} MFLOPs")
-    if result.extra.get("auto_predictor"):
-        ap = result.extra["auto_predictor"]
+            rep = (f", {report_label} top-1 {_with_interval(w['report_top1'], w.get('report_top1_ci95'))}%"
+                   if w.get("report_top1") is not None else "")
+            console.print(f"{w['metric']} <= {w['budget']:g}: {label} top-1 "
+                          f"{_with_interval(w['accuracy'], w.get('accuracy_ci95'))}%{' INT8' if fp32 else ''}{fp32}"
+                          f"{rep} at {w['mflops']:.2f} MFLOPs")
+    for line in noise.get("within_noise") or ():
+        console.print(f"noise: {line}", soft_wrap=True)
+    ap = result.extra.get("auto_predictor") or {}
+    if "file" in ap:
         console.print(f"predictor fitted on {ap['num_archs']} measured subnets: {out}/{ap['file']}")
+    elif ap.get("skipped"):
+        console.print(f"no predictor fitted ({ap['skipped']}): every subnet the search evaluated was measured")
     console.print(f"wrote {out}/pareto.json, pareto.csv, pareto.png, summary.json, config.yaml")
+
+
+def _with_interval(top1: float, ci: list[float] | None) -> str:
+    """``98.50 [96.4, 99.4]`` (the interval when there is one)."""
+    return f"{top1:.2f}" if not ci else f"{top1:.2f} [{ci[0]:.1f}, {ci[1]:.1f}]"
+
+
+def _interval_note(noise: dict[str, Any], reported: bool) -> str:
+    """The title's note on the intervals: which, and on how many images of which split."""
+    if not noise.get("images"):
+        return ""
+    parts = [f"{noise['images']:,} {noise['split_label']} images"]
+    if reported and noise.get("report_images"):
+        parts.append(f"{noise['report_images']:,} {noise['report_label']} images")
+    return f"\n(top-1 with {noise['interval']} intervals: binomial on {' and '.join(parts)})"
 
 
 def register(app: typer.Typer) -> None:

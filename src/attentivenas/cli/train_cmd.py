@@ -15,7 +15,11 @@ CONFIG_HELP = "YAML config (e.g. configs/quickstart.yaml, configs/attentivenas_i
 OVERRIDES_HELP = ("Config overrides as dotted key=value pairs, e.g. optim.lr=0.05 sampler.k=5; init_from=CKPT starts "
                   "from a trained supernet (ours or the authors'), see configs/transfer.yaml.")
 RESUME_HELP = ("'auto': continue from the newest valid checkpoint in --out (fresh if none); a checkpoint path "
-               "(a rewind into --out sets the later checkpoints aside); 'fresh': start over (likewise).")
+               "(a rewind into --out sets the later checkpoints aside); 'fresh': start over (likewise). A resume "
+               "continues the same run: overrides that change what it computes (seed, space, data, model, loss, "
+               "sampler, eval, optim.epochs, ...) are refused in one line naming the keys; log, checkpoint, threads "
+               "and workers may change, and optim.lr / momentum / weight_decay and runtime.amp as a recorded change "
+               "of course (docs/training.md).")
 OUT_HELP = "Output folder (default: runs/train-<space>-<data>-<time>)."
 
 
@@ -34,7 +38,8 @@ def train_command(
     result = train(cfg, out, resume=resume)
     if result.model is not None and _is_main():
         ev = result.final_eval
-        acc = (f"; val top-1 min {ev['min_top1']:.2f}% / max {ev['max_top1']:.2f}%"
+        split = "hold-out" if cfg.eval.split == "holdout" else "test"
+        acc = (f"; {split} top-1 min {ev['min_top1']:.2f}% / max {ev['max_top1']:.2f}%"
                if "min_top1" in ev and "max_top1" in ev else "")
         print(f"{result.status}: {result.global_step} steps in {result.wall_s:.1f}s{acc}", file=sys.stderr)
         print(f"checkpoint: {result.checkpoint}")

@@ -22,7 +22,8 @@ from .base import Section
 #: ``holdout``: the seeded part of the training data held out for search; ``test`` (= ``val``): the
 #: data set's test split; ``val-search`` / ``val-report`` (= ``test-*``): seeded disjoint halves of it
 SplitName = Literal["holdout", "test", "val", "val-search", "val-report", "test-search", "test-report"]
-#: ``authors``: Resize 256 / CenterCrop 224, resized in the network; ``per-resolution``: prepared at r
+#: ``authors``: the data config's resize and centre crop (ImageNet: Resize 256 / CenterCrop 224), resized in the
+#: network; ``per-resolution``: prepared at r
 PipelineName = Literal["authors", "per-resolution"]
 InterpolationName = Literal["bilinear", "bicubic"]
 PredictorKind = Literal["rf", "lgbm", "ridge", "gp"]
@@ -30,6 +31,10 @@ FeatureSet = Literal["knobs", "knobs+cost"]
 
 SEED_LIMIT = 2**32  # seeds lie in [0, SEED_LIMIT): numpy's and torch's generators take 0 .. 2**32 - 1
 MAX_ARCHS = 100_000  # subnets measured or re-measured
+#: calibration images are drawn once and held in memory (64 x 256 at 224 px, the default, are 9.8 GB)
+MAX_CALIB_BATCHES = 1_024
+MAX_BATCH_SIZE = 4_096
+MAX_CALIB_IMAGES_HELD = 32_768
 DEFAULT_PIPELINE: PipelineName = "authors"
 DEFAULT_CALIB_BATCHES = 64  # published: 64 batches of 256 training crops
 DEFAULT_CALIB_BATCH_SIZE = 256
@@ -80,10 +85,18 @@ class MeasureSettings(Section):
     interpolation: InterpolationName | None = None
     # seed of the BN-calibration batches; null: the checkpoint's (AttentiveNAS 2, AlphaNet 5; ours: the command's seed)
     calib_seed: int | None = Field(None, ge=0, lt=SEED_LIMIT)
-    calib_batches: int = Field(DEFAULT_CALIB_BATCHES, ge=1)  # BN calibration batches per subnet
-    calib_batch_size: int = Field(DEFAULT_CALIB_BATCH_SIZE, ge=1)
-    batch_size: int = Field(DEFAULT_BATCH_SIZE, ge=1)  # evaluation batch size
+    calib_batches: int = Field(DEFAULT_CALIB_BATCHES, ge=1, le=MAX_CALIB_BATCHES)  # BN calibration batches per subnet
+    calib_batch_size: int = Field(DEFAULT_CALIB_BATCH_SIZE, ge=1, le=MAX_BATCH_SIZE)
+    batch_size: int = Field(DEFAULT_BATCH_SIZE, ge=1, le=MAX_BATCH_SIZE)  # evaluation batch size
     max_images: int | None = Field(None, ge=1)  # measure on the first N images of the split
+
+    @model_validator(mode="after")
+    def _calibration_held(self) -> MeasureSettings:
+        held = self.calib_batches * self.calib_batch_size
+        if held > MAX_CALIB_IMAGES_HELD:
+            raise ValueError(f"calib_batches x calib_batch_size = {held:,} calibration images, held in memory; at most "
+                             f"{MAX_CALIB_IMAGES_HELD:,}")
+        return self
 
     @property
     def per_resolution(self) -> bool:
@@ -103,10 +116,12 @@ class MeasureSettings(Section):
             "calib_seed": self.calib_seed if self.calib_seed is not None else
             (calib_seed if calib_seed is not None else int(seed))})
 
-    def describe(self) -> str:
-        """One line for logs: split, pipeline and calibration."""
+    def describe(self, eval_images: str | None = None) -> str:
+        """One line for logs: split, pipeline and calibration. ``eval_images``: the evaluation transform
+        that ran (``attentivenas.data.describe_eval`` of the data config; without it the line says the
+        data config's, never a fixed recipe's)."""
         prep = ("images prepared per resolution (Resize r/0.875, CenterCrop r)" if self.per_resolution
-                else "images Resize 256 / CenterCrop 224, resized in the network")
+                else f"images {eval_images or 'as the data config prepares them'}, resized in the network")
         return (f"split {self.split}; {prep}, {self.interpolation}; BN recalibrated on {self.calib_batches} x "
                 f"{self.calib_batch_size} training crops (seed {self.calib_seed})")
 

@@ -16,6 +16,7 @@ from pydantic import Field, SerializerFunctionWrapHandler, field_validator, mode
 
 from ..errors import ConfigError
 from .base import Section, load_model
+from .latency import parse_latency_budget
 from .measure import (
     MAX_ARCHS,
     SEED_LIMIT,
@@ -34,13 +35,18 @@ ObjectiveName = Literal["mflops", "params", "latency", "memory"]
 #: Bounds of the search's counts and seeds (a value outside is one config error naming the key, not a traceback
 #: or hours of work): NSGA-II population and generations, subnets measured or re-measured, and seeds (numpy's
 #: and torch's generators take 0 .. 2**32 - 1).
-MAX_POP_SIZE = 100_000
+#: The population's bound is what runs on a 24 GB machine: the first population is drawn from a pool of
+#: 200 archs per individual, about 0.4 MB of memory per individual on the attentivenas space
+#: (benchmarks/results/search_memory.jsonl); 5,000 stay near 3 GB. The evaluations (population x
+#: generations) are bounded too: the archive keeps every evaluated arch.
+MAX_POP_SIZE = 5_000
 MAX_GENERATIONS = 100_000
+MAX_EVALUATIONS = 2_000_000
 #: the precisions a search measures latency and the re-measured accuracy in (= ``nn.quantize.PRECISIONS``)
 Precision = Literal["fp32", "int8"]
 #: the runtimes an INT8 subnet is quantized and run in for its accuracy (= ``nn.quantize.INT8_RUNTIMES``)
 Int8Runtime = Literal["executorch", "onnxruntime", "openvino"]
-MAX_CALIB_IMAGES = 100_000
+MAX_CALIB_IMAGES = 8_192  # calibration images are held in memory: 8,192 at 224 px are 4.9 GB
 #: export formats of the quick start's Pareto models (those written without an extra; torchscript is deprecated)
 ExportFormat = Literal["torch-export", "onnx", "safetensors", "torchscript"]
 
@@ -86,6 +92,7 @@ class BudgetsConfig(Section):
     max_mflops: float | None = None
     max_params_m: float | None = None
     max_latency_ms: float | None = None  # needs a latency table
+    max_latency: str | None = None  # pNN: a percentile of the space's latency in the table (e.g. p50), or ms
     max_memory_mb: float | None = None  # weights + peak activations at batch 1, float32
     points: list[float] = Field(default_factory=list)  # e.g. [250, 300, 400], or "250,300,400"
     metric: ObjectiveName = "mflops"
@@ -96,6 +103,17 @@ class BudgetsConfig(Section):
         if v is not None and (not math.isfinite(v) or v <= 0):
             raise ValueError(f"budget {info.field_name} must be a positive number, got {v:g}")
         return v
+
+    @field_validator("max_latency", mode="before")
+    @classmethod
+    def _latency_budget(cls, v: Any) -> str | None:
+        if v is None:
+            return None
+        try:
+            parse_latency_budget(v)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return str(v).strip().lower()
 
     @field_validator("points", mode="before")
     @classmethod
@@ -180,6 +198,13 @@ class EvolutionConfig(Section):
     generations: int = Field(30, ge=1, le=MAX_GENERATIONS)
     mutation_prob: float = Field(0.1, gt=0.0, le=1.0)  # per gene: move to another of its choices
     crossover_prob: float = Field(0.9, gt=0.0, le=1.0)  # uniform crossover
+
+    @model_validator(mode="after")
+    def _evaluations(self) -> EvolutionConfig:
+        if self.pop_size * self.generations > MAX_EVALUATIONS:
+            raise ValueError(f"evolution.pop_size x evolution.generations = {self.pop_size * self.generations:,} "
+                             f"evaluations; at most {MAX_EVALUATIONS:,} (every evaluated arch is kept in memory)")
+        return self
 
 
 class AutoPredictorConfig(PredictorFitSettings):

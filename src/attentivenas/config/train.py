@@ -37,17 +37,32 @@ class DataConfig(Section):
     train_size: int | None = Field(None, ge=1)  # train on a seeded, class-stratified subset of this many images
     download: bool = False  # CIFAR: let torchvision download the files (never in tests)
     image_size: int = Field(224, ge=8, le=4096)  # train crop size (digits, fashion_mnist (28 if unset): image size)
-    eval_resize: int = Field(256, ge=8, le=4096)  # eval: resize shorter side, then centre-crop image_size
+    # eval: resize the shorter side to this, then centre-crop image_size; null: follows image_size (the
+    # whole image under 64 px, else image_size / 0.875 as ImageNet's 256 for 224); see data/augment_plan.py
+    eval_resize: int | None = Field(None, ge=8, le=4096)
     interpolation: Literal["bicubic", "bilinear"] = "bicubic"
+    # training crop. none: the evaluation's resize and centre crop (the whole image); random_resized:
+    # RandomResizedCrop(image_size, scale=crop_scale); pad_random_crop: pad by random_shift pixels
+    # (image_size // 8 when 0) and crop image_size at random (a random translation). auto:
+    # pad_random_crop when random_shift > 0, else none under 64 px and for digits / fashion_mnist,
+    # else random_resized
+    crop: Literal["auto", "none", "random_resized", "pad_random_crop"] = "auto"
+    crop_scale: tuple[float, float] = (0.08, 1.0)  # random_resized: range of the crop's area fraction
     # v0: the authors' (timm's TF ImageNet policy v0); randaugment: timm's RandAugment;
-    # imagenet | cifar10 | svhn: torchvision's original AutoAugment policies; none
-    auto_augment: Literal["v0", "randaugment", "imagenet", "cifar10", "svhn", "none"] = "v0"
+    # imagenet | cifar10 | svhn: torchvision's original AutoAugment policies; none; auto: none under
+    # 64 px and for digits / fashion_mnist, else v0
+    auto_augment: Literal["auto", "v0", "randaugment", "imagenet", "cifar10", "svhn", "none"] = "auto"
     augment_magnitude_std: float = Field(0.5, ge=0.0, le=10.0)  # v0 / randaugment: noise on the magnitude
     rand_augment_ops: int = Field(2, ge=1, le=15)  # randaugment: ops per image
     rand_augment_magnitude: int = Field(9, ge=0, le=30)  # randaugment: magnitude (timm's scale, 10 = max)
     random_erasing: float = Field(0.0, ge=0.0, le=1.0)  # probability of timm's RandomErasing (per-pixel noise)
-    random_flip: bool = True
-    random_shift: int = Field(0, ge=0)  # digits: random translation in pixels (seeded per step)
+    random_flip: bool | Literal["auto"] = "auto"  # left-right flips; auto: on, except for digits
+    # random translation by up to this many pixels (crop pad_random_crop's padding; seeded per sample)
+    random_shift: int = Field(0, ge=0, le=1024)
+    # images BN is recalibrated on (epoch-end checks, stage 2): the training images through the
+    # evaluation transform (eval) or the training transform (train); auto: train for digits and
+    # fashion_mnist (shift / flip only, as measured), eval for image files
+    calib_transform: Literal["auto", "eval", "train"] = "auto"
     batch_size: int = Field(32, ge=1)  # per process
     eval_batch_size: int = Field(64, ge=1)
     num_workers: int = Field(0, ge=0)
@@ -65,6 +80,14 @@ class DataConfig(Section):
                              f"data.name={self.name!r}; use auto or false")
         if self.name == "fashion_mnist" and "image_size" not in self.model_fields_set:
             self.image_size = 28  # the images' own size, not ImageNet's crop
+        lo, hi = self.crop_scale
+        if not 0.0 < lo <= hi <= 1.0:
+            raise ValueError(f"data.crop_scale must be [low, high] with 0 < low <= high <= 1, got [{lo}, {hi}]")
+        if self.random_shift and self.crop in ("none", "random_resized"):
+            raise ValueError(f"data.random_shift={self.random_shift} is the padding of data.crop=pad_random_crop; "
+                             f"with data.crop={self.crop} it does nothing (set it to 0, or data.crop=pad_random_crop)")
+        if self.random_shift >= self.image_size:
+            raise ValueError(f"data.random_shift={self.random_shift} must be below data.image_size={self.image_size}")
         return self
 
 
@@ -184,6 +207,10 @@ class SamplerConfig(Section):
     prior_samples: int = Field(100_000, ge=100)  # uniform archs for the empirical histogram
     target_min: float | None = None  # restrict targets to [target_min, target_max] of the constraint
     target_max: float | None = None
+    # the choices in metrics.jsonl (kind "sampler": candidates' FLOPs, scores, the pick; read by
+    # `attentivenas sampling-report`): every record_every steps, widened to at most record_max records; 0: none
+    record_every: int = Field(10, ge=0)
+    record_max: int = Field(200, ge=0)
 
     @model_validator(mode="before")
     @classmethod

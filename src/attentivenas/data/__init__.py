@@ -32,11 +32,30 @@ from .folders import cifar_data, image_folder, imagefolder_data, load_image, req
 from .idx import read_idx
 from .loaders import SkipSampler, batches_per_epoch, check_batch_size, eval_loader, per_rank_samples, train_loader
 from .ops import Chain, LabelledOp, TransformFailure
+from .plan import (
+    HOLDOUT_NAME,
+    SMALL_IMAGE_PX,
+    TEST_NAME,
+    AugmentPlan,
+    augment_plan,
+    data_warnings,
+    describe_eval,
+    describe_pipeline,
+    describe_train,
+    eval_area_fraction,
+    eval_resize_of,
+    pipeline_lines,
+    points_per_image,
+    split_lines,
+)
 from .splits import (
     DEFAULT_VAL_FRACTION,
+    HOLDOUT_FLOOR,
     DataBundle,
+    check_holdout_bounds,
     halves,
     holdout_count,
+    holdout_floor,
     holdout_record,
     holdout_split,
     stratified_subset,
@@ -62,6 +81,7 @@ from .transforms import (
     SeededTransformDataset,
     eval_transform,
     interpolation_mode,
+    tensor_train_transform,
     train_transform,
 )
 
@@ -109,12 +129,17 @@ def build_data(cfg: DataConfig, seed: int = 0) -> DataBundle:
     if cfg.train_size is not None and cfg.train_size < len(bundle.train):  # type: ignore[arg-type]
         keep = stratified_subset(labels_of(bundle.train), cfg.train_size, cfg.split_seed)
         record: dict[str, Any] = dict(bundle.holdout, train_size=int(cfg.train_size))
+        calib = subset_of(bundle.calib, keep) if bundle.calib is not None else None
         bundle = DataBundle(bundle.name, subset_of(bundle.train, keep), bundle.val, bundle.test, bundle.num_classes,
-                            bundle.image_size, record)
+                            bundle.image_size, record, calib)
     return bundle
 
 
 __all__ = [
+    "AugmentPlan", "HOLDOUT_FLOOR", "SMALL_IMAGE_PX", "augment_plan", "check_holdout_bounds", "describe_eval",
+    "describe_pipeline", "describe_train", "eval_area_fraction", "eval_resize_of", "holdout_floor",
+    "tensor_train_transform", "HOLDOUT_NAME", "TEST_NAME", "data_warnings", "pipeline_lines", "points_per_image",
+    "split_lines",
     "BUILDERS", "CIFAR_MEAN", "CIFAR_STD", "Chain", "DEFAULT_VAL_FRACTION", "DIGITS_MEAN", "DIGITS_STD",
     "DataBundle", "DeviceSource", "DeviceTrainLoader", "FASHION_MNIST_DIR", "GreyImages", "IMAGENET_MEAN", "IMAGENET_STD", "LabelledOp",
     "RAND_AUGMENT_OPS", "RandomFlip", "RandomShift", "SeededTransformDataset", "SkipSampler", "TORCHVISION_POLICIES",

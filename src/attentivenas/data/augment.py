@@ -18,6 +18,7 @@ from typing import Any
 
 from ..config import DataConfig
 from .ops import LabelledOp
+from .plan import augment_plan
 
 #: The authors' AutoAugment "v0" (TF EfficientNet's ImageNet policy): sub-policies of
 #: (op, probability, magnitude on 0-10); one sub-policy is drawn per image.
@@ -106,15 +107,17 @@ def rand_augment(cfg: DataConfig, mean: Sequence[float]) -> Callable:
 
 
 def augment_op(cfg: DataConfig, mean: Sequence[float]) -> Callable | None:
-    """The PIL-image augmentation of ``data.auto_augment`` (None for ``none``)."""
-    if cfg.auto_augment == "none":
+    """The PIL-image augmentation of ``data.auto_augment`` (None for ``none``; ``auto`` as
+    :func:`~attentivenas.data.plan.augment_plan` resolves it)."""
+    name = augment_plan(cfg).auto_augment
+    if name == "none":
         return None
-    if cfg.auto_augment in TORCHVISION_POLICIES:
+    if name in TORCHVISION_POLICIES:
         from torchvision import transforms as T  # heavy: torchvision loads only when images need it
 
-        policy = T.AutoAugmentPolicy(cfg.auto_augment)
+        policy = T.AutoAugmentPolicy(name)
         return LabelledOp(T.AutoAugment(policy, interpolation=T.InterpolationMode.BILINEAR),
-                          f"torchvision AutoAugment {cfg.auto_augment}")
-    if cfg.auto_augment == "v0":
+                          f"torchvision AutoAugment {name}")
+    if name == "v0":
         return v0_policy(cfg, mean)
     return rand_augment(cfg, mean)

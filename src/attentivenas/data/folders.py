@@ -12,6 +12,7 @@ from torch.utils.data import Dataset
 
 from ..config import DataConfig
 from ..errors import ConfigError
+from .plan import augment_plan
 from .splits import DataBundle, holdout_count, holdout_record, holdout_split
 from .transforms import (
     CIFAR_MEAN,
@@ -200,6 +201,7 @@ def imagefolder_data(cfg: DataConfig, seed: int) -> DataBundle:
     base = image_folder(train_root, "data.path")
     tr_t = train_transform(cfg, IMAGENET_MEAN, IMAGENET_STD)
     ev_t = eval_transform(cfg, IMAGENET_MEAN, IMAGENET_STD)
+    idx_train: list[int] | None = None
     if cfg.val_dir:
         val_base = image_folder(require_dir(root / cfg.val_dir, "data.val_dir", "validation"), "data.val_dir")
         if val_base.classes != base.classes:
@@ -208,7 +210,9 @@ def imagefolder_data(cfg: DataConfig, seed: int) -> DataBundle:
         val: Dataset = SeededTransformDataset(val_base, None, ev_t, random=False)
         record = holdout_record(cfg.name, len(base), [], cfg.split_seed, val_dir=cfg.val_dir)
     else:
-        idx_train, idx_val = holdout_split(len(base), holdout_count(cfg, len(base)), cfg.split_seed)
+        count = holdout_count(cfg, len(base), len(base.classes), stratified=False)
+        split_train, idx_val = holdout_split(len(base), count, cfg.split_seed)
+        idx_train = split_train.tolist()
         train = SeededTransformDataset(base, idx_train, tr_t, seed)
         val = SeededTransformDataset(base, idx_val, ev_t, random=False)
         record = holdout_record(cfg.name, len(base), idx_val, cfg.split_seed)
@@ -216,7 +220,8 @@ def imagefolder_data(cfg: DataConfig, seed: int) -> DataBundle:
     if test_base.classes != base.classes:
         raise ConfigError(f"data.test_dir: the classes of {test_root} differ from {train_root}")
     test = SeededTransformDataset(test_base, None, ev_t, random=False)
-    return DataBundle(cfg.name, train, val, test, len(base.classes), cfg.image_size, record)
+    calib = SeededTransformDataset(base, idx_train, ev_t, random=False) if augment_plan(cfg).calib == "eval" else None
+    return DataBundle(cfg.name, train, val, test, len(base.classes), cfg.image_size, record, calib)
 
 
 def cifar_data(cfg: DataConfig, seed: int) -> DataBundle:
@@ -236,9 +241,11 @@ def cifar_data(cfg: DataConfig, seed: int) -> DataBundle:
         ) from None
     tr_t = train_transform(cfg, CIFAR_MEAN, CIFAR_STD)
     ev_t = eval_transform(cfg, CIFAR_MEAN, CIFAR_STD)
-    idx_train, idx_val = holdout_split(len(base), holdout_count(cfg, len(base)), cfg.split_seed)
+    count = holdout_count(cfg, len(base), len(base.classes), stratified=False)
+    idx_train, idx_val = holdout_split(len(base), count, cfg.split_seed)
     train = SeededTransformDataset(base, idx_train, tr_t, seed)
     val = SeededTransformDataset(base, idx_val, ev_t, random=False)
     test = SeededTransformDataset(test_base, None, ev_t, random=False)
     record = holdout_record(cfg.name, len(base), idx_val, cfg.split_seed)
-    return DataBundle(cfg.name, train, val, test, len(base.classes), cfg.image_size, record)
+    calib = SeededTransformDataset(base, idx_train, ev_t, random=False) if augment_plan(cfg).calib == "eval" else None
+    return DataBundle(cfg.name, train, val, test, len(base.classes), cfg.image_size, record, calib)

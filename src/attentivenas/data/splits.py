@@ -31,6 +31,13 @@ class DataBundle:
     image_size: int
     #: which training images are held out (see :func:`holdout_record`); checkpoints keep it
     holdout: dict[str, Any] = field(default_factory=dict)
+    #: the training images (same order as ``train``) as BN recalibration sees them (``data.calib_transform``:
+    #: the evaluation transform); None: ``train`` itself
+    calib: Dataset | None = None
+
+    def calibration_set(self) -> Dataset:
+        """The images BN statistics are recalibrated on: ``calib``, else ``train``."""
+        return self.calib if self.calib is not None else self.train
 
 
 def holdout_record(dataset: str, pool: int, held_out: Sequence[int] | np.ndarray, split_seed: int,
@@ -43,8 +50,42 @@ def holdout_record(dataset: str, pool: int, held_out: Sequence[int] | np.ndarray
             "indices_sha256": hashlib.sha256(ids.tobytes()).hexdigest(), "val_dir": val_dir}
 
 
-def holdout_count(cfg: DataConfig, n: int) -> int:
-    """How many of ``n`` training images ``data.val_size`` / ``data.val_fraction`` hold out (0: none)."""
+#: the default hold-out is at least this many images (or a fifth of the training images, if fewer)
+HOLDOUT_FLOOR = 1000
+
+
+def holdout_floor(n: int) -> int:
+    """The fewest images the default hold-out of ``n`` training images keeps: ``min(1000, n // 5)``."""
+    return min(HOLDOUT_FLOOR, n // 5)
+
+
+def check_holdout_bounds(cfg: DataConfig, count: int, n: int, num_classes: int) -> None:
+    """One :class:`ConfigError` line unless a hold-out of ``count`` of ``n`` images leaves every one of
+    ``num_classes`` classes room for an image on each side (``count`` 0: nothing held out, allowed)."""
+    if count == 0:
+        return
+    key = "data.val_size" if cfg.val_size is not None else "data.val_fraction"
+    value = cfg.val_size if cfg.val_size is not None else cfg.val_fraction
+    what = f"{key}={value}" if value is not None else f"the default hold-out of {cfg.name}"
+    if count < num_classes or n - count < num_classes:
+        side = "held out" if count < num_classes else "left for training"
+        lo, hi = num_classes / n, (n - num_classes) / n
+        allowed = (f"data.val_size between {num_classes} and {n - num_classes}" if key == "data.val_size"
+                   else f"data.val_fraction between {lo:.4g} and {hi:.4g}")
+        need = (f"for {num_classes} classes; every class needs an image on each side" if num_classes > 1
+                else "; both sides need an image")
+        raise ConfigError(f"{what} holds out {count} of {n} training images, leaving {min(count, n - count)} "
+                          f"{side} {need}: use {allowed}, or 0 for no hold-out")
+
+
+def holdout_count(cfg: DataConfig, n: int, num_classes: int | None = None, stratified: bool = True) -> int:
+    """How many of ``n`` training images ``data.val_size`` / ``data.val_fraction`` hold out (0: none).
+
+    Unset, the hold-out is the data set's default fraction but at least :func:`holdout_floor` images
+    (1000, or a fifth of a smaller training set): 2% of 3,000 images would be 60, each worth 1.7
+    points of top-1. With ``num_classes``, a ``stratified`` hold-out (one drawn per class) that leaves a
+    side with fewer images than classes is refused (:func:`check_holdout_bounds`); a plain seeded draw
+    (``stratified=False``: ImageFolder, CIFAR) needs an image on each side."""
     if n == 0:
         raise ConfigError(f"data.path: the {cfg.name} training data holds no images; nothing to train on or hold out")
     if cfg.val_size is not None:
@@ -54,6 +95,10 @@ def holdout_count(cfg: DataConfig, n: int) -> int:
         count = int(round(n * frac))
         if frac > 0:
             count = max(1, count)
+        if cfg.val_fraction is None:  # the default: a floor in images, and an image per class where it fits
+            count = max(count, holdout_floor(n), min(num_classes or 0, n - (num_classes or 0)))
+    if num_classes is not None:
+        check_holdout_bounds(cfg, min(count, n), n, num_classes if stratified else 1)
     if count >= n:
         raise ConfigError(f"data.val_size/val_fraction holds out {count} of {n} training images; keep it below {n}")
     return count

@@ -3,6 +3,7 @@ Debian package's IDX files, read without a download)."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +15,16 @@ from ..config import DataConfig
 from ..errors import ConfigError
 from ..rng import mix_seed
 from .idx import read_idx
-from .splits import DEFAULT_VAL_FRACTION, DataBundle, holdout_count, holdout_record, stratified_subset
-from .transforms import Chain, RandomFlip, RandomShift, SeededTransformDataset
+from .plan import augment_plan
+from .splits import (
+    DEFAULT_VAL_FRACTION,
+    DataBundle,
+    check_holdout_bounds,
+    holdout_count,
+    holdout_record,
+    stratified_subset,
+)
+from .transforms import SeededTransformDataset, tensor_train_transform
 
 DIGITS_MEAN = 0.5
 
@@ -62,13 +71,18 @@ def digits_bundle(image_size: int = 32, seed: int = 0, val_fraction: float = 0.1
 
 
 def digits_data(cfg: DataConfig, seed: int) -> DataBundle:
-    """The digits of ``cfg`` (hold-out fraction, split seed, random shift)."""
+    """The digits of ``cfg`` (hold-out fraction, split seed, the augmentation of ``data.crop`` /
+    ``random_shift``, ``random_flip`` and ``auto_augment``)."""
     frac = cfg.val_fraction if cfg.val_fraction is not None else DEFAULT_VAL_FRACTION["digits"]
+    pool = 1797 - math.ceil(1797 * 0.15)  # the digits' train + hold-out part (the test split is 15%)
+    if frac > 0:  # scikit-learn's count of the stratified hold-out (digits_split)
+        check_holdout_bounds(cfg, math.ceil(pool * frac / 0.85), pool, 10)
     b = digits_bundle(image_size=cfg.image_size, seed=cfg.split_seed, val_fraction=frac)
-    if cfg.random_shift > 0:
-        train = SeededTransformDataset(b.train, None, RandomShift(cfg.random_shift, fill=-DIGITS_MEAN / DIGITS_STD),
-                                       seed)
-        b = DataBundle(b.name, train, b.val, b.test, b.num_classes, b.image_size, b.holdout)
+    augment = tensor_train_transform(cfg, DIGITS_MEAN, DIGITS_STD)
+    if augment is not None:
+        calib = b.train if augment_plan(cfg).calib == "eval" else None
+        train = SeededTransformDataset(b.train, None, augment, seed)
+        b = DataBundle(b.name, train, b.val, b.test, b.num_classes, b.image_size, b.holdout, calib)
     return b
 
 
@@ -138,7 +152,7 @@ def fashion_mnist_data(cfg: DataConfig, seed: int) -> DataBundle:
         if not len(arrays[f"{part}_labels"]):
             raise ConfigError(f"data.path: the Fashion-MNIST {part} files in {root} hold 0 images "
                               f"({files[f'{part}_images'].name}, {files[f'{part}_labels'].name})")
-    count = holdout_count(cfg, n)
+    count = holdout_count(cfg, n, 10)
     idx_val = stratified_subset(y, count, mix_seed(cfg.split_seed, 0xFA5)) if count else np.arange(0)
     idx_train = np.setdiff1d(np.arange(n), idx_val)
     images = torch.from_numpy(arrays["train_images"].copy())
@@ -149,12 +163,13 @@ def fashion_mnist_data(cfg: DataConfig, seed: int) -> DataBundle:
         return GreyImages(images[t], labels[t], cfg.image_size, FASHION_MNIST_MEAN, FASHION_MNIST_STD)
 
     train: Dataset = grey(idx_train)
-    ops = ([RandomShift(cfg.random_shift, fill=-FASHION_MNIST_MEAN / FASHION_MNIST_STD)] if cfg.random_shift else [])
-    ops += [RandomFlip()] if cfg.random_flip else []
-    if ops:
-        train = SeededTransformDataset(train, None, Chain(ops), seed)
+    calib: Dataset | None = None
+    augment = tensor_train_transform(cfg, FASHION_MNIST_MEAN, FASHION_MNIST_STD)
+    if augment is not None:
+        calib = train if augment_plan(cfg).calib == "eval" else None
+        train = SeededTransformDataset(train, None, augment, seed)
     test = GreyImages(torch.from_numpy(arrays["test_images"].copy()),
                       torch.from_numpy(arrays["test_labels"].astype(np.int64)), cfg.image_size,
                       FASHION_MNIST_MEAN, FASHION_MNIST_STD)
     record = holdout_record("fashion_mnist", n, idx_val, cfg.split_seed)
-    return DataBundle("fashion_mnist", train, grey(idx_val), test, 10, cfg.image_size, record)
+    return DataBundle("fashion_mnist", train, grey(idx_val), test, 10, cfg.image_size, record, calib)

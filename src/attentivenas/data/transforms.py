@@ -15,6 +15,7 @@ from ..errors import DataError
 from ..rng import mix_seed, seeded_cpu_rngs
 from .augment import augment_op
 from .ops import Chain, TransformFailure, op_label
+from .plan import augment_plan, eval_resize_of
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 
@@ -118,12 +119,21 @@ def interpolation_mode(name: str):
 
 
 def train_transform(cfg: DataConfig, mean: Sequence[float], std: Sequence[float]) -> Callable:
-    """The recipe's training transform: RandomResizedCrop, flip, AutoAugment, normalise, and
-    RandomErasing when ``data.random_erasing`` > 0 (timm's, per-pixel noise)."""
+    """The recipe's training transform of PIL images: the crop of ``data.crop`` (random-resized; or
+    the evaluation's resize and centre crop, then pad-and-random-crop or nothing), flip, AutoAugment,
+    normalise, and RandomErasing when ``data.random_erasing`` > 0 (timm's, per-pixel noise)."""
     from torchvision import transforms as T  # heavy: torchvision loads only when images need it
 
-    ops: list[Callable] = [T.RandomResizedCrop(cfg.image_size, interpolation=interpolation_mode(cfg.interpolation))]
-    if cfg.random_flip:
+    plan = augment_plan(cfg)
+    interpolation = interpolation_mode(cfg.interpolation)
+    if plan.crop == "random_resized":
+        ops: list[Callable] = [T.RandomResizedCrop(cfg.image_size, scale=plan.crop_scale, interpolation=interpolation)]
+    else:
+        ops = [T.Resize(plan.eval_resize, interpolation=interpolation), T.CenterCrop(cfg.image_size)]
+        if plan.crop == "pad_random_crop":
+            fill = tuple(round(255 * m) for m in mean)
+            ops.append(T.RandomCrop(cfg.image_size, padding=plan.pad, fill=fill))
+    if plan.flip:
         ops.append(T.RandomHorizontalFlip())
     augment = augment_op(cfg, mean)
     if augment is not None:
@@ -137,12 +147,62 @@ def train_transform(cfg: DataConfig, mean: Sequence[float], std: Sequence[float]
 
 
 def eval_transform(cfg: DataConfig, mean: Sequence[float], std: Sequence[float]) -> Callable:
-    """The recipe's evaluation transform: resize (shorter side), centre crop, normalise."""
+    """The recipe's evaluation transform: resize (shorter side, ``data.eval_resize`` or what follows
+    ``data.image_size``), centre crop, normalise."""
     from torchvision import transforms as T  # heavy: torchvision loads only when images need it
 
     return Chain([
-        T.Resize(cfg.eval_resize, interpolation=interpolation_mode(cfg.interpolation)),
+        T.Resize(eval_resize_of(cfg), interpolation=interpolation_mode(cfg.interpolation)),
         T.CenterCrop(cfg.image_size),
         T.ToTensor(),
         T.Normalize(mean, std),
     ])
+
+
+class TensorRandomResizedCrop:
+    """torchvision's RandomResizedCrop of a CHW tensor back to its own size (bilinear, antialiased)."""
+
+    def __init__(self, size: int, scale: tuple[float, float]) -> None:
+        self.size, self.scale = int(size), scale
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        from torchvision import transforms as T  # heavy: torchvision loads only when images need it
+
+        return T.RandomResizedCrop(self.size, scale=self.scale, antialias=True)(x)
+
+
+class ViaPIL:
+    """A PIL-image op (AutoAugment) on a normalised CHW tensor: un-normalised to 8-bit RGB, the op,
+    normalised back (``mean`` / ``std``: the tensor's per-channel normalisation)."""
+
+    def __init__(self, op: Callable, mean: Sequence[float], std: Sequence[float]) -> None:
+        self.op, self.mean, self.std = op, tuple(mean), tuple(std)
+        self.label = op_label(op)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        from torchvision.transforms import functional as TF  # heavy: torchvision loads only when images need it
+
+        m = torch.tensor(self.mean, dtype=x.dtype).view(-1, 1, 1)
+        s = torch.tensor(self.std, dtype=x.dtype).view(-1, 1, 1)
+        img = TF.to_pil_image((x * s + m).clamp(0, 1))
+        y = TF.to_tensor(self.op(img)).to(x.dtype)
+        return (y - m) / s
+
+
+def tensor_train_transform(cfg: DataConfig, mean: float, std: float) -> Callable | None:
+    """The training augmentation of an in-memory tensor data set (digits, Fashion-MNIST; images
+    normalised with scalar ``mean`` / ``std``): the crop of ``data.crop`` (pad-and-random-crop as a
+    random shift filled with the background, or a random-resized crop), flip, AutoAugment (through
+    PIL); None when nothing is on."""
+    plan = augment_plan(cfg)
+    ops: list[Callable] = []
+    if plan.crop == "pad_random_crop":
+        ops.append(RandomShift(plan.pad, fill=-mean / std))
+    elif plan.crop == "random_resized":
+        ops.append(TensorRandomResizedCrop(cfg.image_size, plan.crop_scale))
+    if plan.flip:
+        ops.append(RandomFlip())
+    augment = augment_op(cfg, (mean,) * 3)
+    if augment is not None:
+        ops.append(ViaPIL(augment, (mean,) * 3, (std,) * 3))
+    return Chain(ops) if ops else None

@@ -50,7 +50,16 @@ from .ops import (
     stage_ops,
 )
 from .runtimes import CPU_CLOCK_RUNTIMES, RUNTIMES, Runner, check_runtime, prepare, runtime_version
-from .table import MIN_FRACTION, MODELS, OP_GROUPS, TABLE_FORMAT, TABLE_VERSION, LatencyTable, check_table_precision
+from .table import (
+    MIN_FRACTION,
+    MODELS,
+    OP_GROUPS,
+    TABLE_FORMAT,
+    TABLE_VERSION,
+    LatencyTable,
+    check_table_precision,
+    resolve_latency_budget,
+)
 
 __all__ = [
     "device_name", "resolve_device", "LatencyResult", "measure_arch", "measure_archs", "measure_latency",
@@ -60,4 +69,5 @@ __all__ = [
     "RUNTIMES", "Runner", "check_runtime", "prepare", "runtime_version", "MIN_SCALED_ARCHS", "MODELS", "OP_GROUPS",
     "fit_models", "fit_scaled", "holdout_errors", "arch_runners", "time_in_passes",
     "refit_table", "stored_subnets", "build_table", "check_jobs", "MAX_REFIT_SUBNETS", "check_table_precision",
+    "resolve_latency_budget",
 ]

@@ -7,7 +7,8 @@ runtime, timed together, then the table's models fitted (:mod:`attentivenas.late
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,15 +23,25 @@ from ..space import Arch, SearchSpace
 from .drift import DriftReference
 from .exports import ExportJob, export_programs
 from .fit import MIN_SCALED_ARCHS, fit_models, holdout_errors, subnet_records
-from .measure import arch_inputs, arch_runners, check_timing, drift_reference, time_in_passes
+from .measure import (
+    arch_inputs,
+    check_batch,
+    check_timing,
+    drift_reference,
+    random_subnet,
+    seeded_supernet,
+    time_in_passes,
+)
 from .ops import OpSig, arch_ops, null_runner, op_input, op_runner, space_signatures
-from .runtimes import PROGRAM_RUNTIMES, Runner, check_runtime, load_program, runtime_version
+from .partial import PassStore, item_keys
+from .runtimes import PROGRAM_RUNTIMES, Runner, check_runtime, load_program, prepare, runtime_version
 from .table import MODELS, LatencyTable, space_config
 
 
 def build_table(space: SearchSpace, config: LatencyTableConfig, archs: Sequence[Arch] | None = None,
                 holdout: Sequence[Arch] | None = None, supernet: nn.Module | None = None,
-                progress: bool = True) -> LatencyTable:
+                progress: bool = True, partial: Path | None = None,
+                log: Callable[[str], None] | None = None) -> LatencyTable:
     """Measure every op signature needed in ``config.runtime`` and fit the table's models.
 
     The ops measured: those of ``archs`` when given, else of ``config.archs`` seeded random archs
@@ -53,6 +64,9 @@ def build_table(space: SearchSpace, config: LatencyTableConfig, archs: Sequence[
     same weights, inputs and timings as with one). ``drift_correction``: the space's min subnet,
     loaded in the runtime too, is the drift reference of the passes (:mod:`.drift`: times at the
     machine's typical speed, the median over passes) instead of keeping each runner's lowest median.
+    ``partial``: the file that keeps every time as it is measured (:mod:`.partial`): a build of the
+    same settings started again reuses them (``log`` says how many) and it is removed at the end.
+    The table's ``meta["space_range"]`` is the space's predicted latency range (a whole-space table).
     """
     c = config
     runtime, batch, threads, num_classes, seed = c.runtime, c.batch, c.threads, c.num_classes, c.seed
@@ -67,6 +81,7 @@ def build_table(space: SearchSpace, config: LatencyTableConfig, archs: Sequence[
     if c.model == "scaled" and c.calibration_archs < MIN_SCALED_ARCHS:
         raise UserError(f"the scaled model needs --calibration-archs >= {MIN_SCALED_ARCHS}, got {c.calibration_archs}")
     check_timing(c.warmup, c.repeats, 1, c.clock, runtime, dev, threads)
+    check_batch(space, space.max_arch(), batch, num_classes)
     check_jobs(c.jobs, runtime, supernet)
     if holdout is None:  # archs apart from the ones the overhead is fitted on
         hrng = np.random.default_rng(seed + 7919)
@@ -79,22 +94,36 @@ def build_table(space: SearchSpace, config: LatencyTableConfig, archs: Sequence[
         sigs.update(arch_ops(space, a, num_classes))
     ordered = sorted(sigs)
     subnets = [*calib, *holdout, *([space.min_arch()] if c.drift_correction else [])]
+    timed = len(calib) + len(holdout)
+    null_n = 0 if runtime == "torch" else 1
+    keys = item_keys([s.key() for s in ordered], [a.to_dict() for a in subnets[:timed]], bool(null_n))
+    store = PassStore.open(partial, _settings(c, space, dev, threads), c.passes)
+    if store.reused and log is not None:
+        log(f"resuming from {partial}: {store.reused} of {len(keys) * c.passes} measurements reused "
+            f"({sum(store.complete(k) for k in keys)} of {len(keys)} ops and subnets done in every pass)")
+    op_idx = [i for i, sig in enumerate(ordered) if not store.complete(keys[i])]
+    sub_idx = [j for j in range(timed) if not store.complete(keys[len(ordered) + null_n + j])]
+    sub_idx += [timed] if c.drift_correction else []  # the drift reference is always loaded
     if c.jobs > 1:
-        op_run, whole = _runners_exported_apart(ordered, subnets, space, batch, threads, num_classes, seed, runtime,
-                                                c.jobs, progress, precision)
+        op_run, whole = _runners_exported_apart(ordered, op_idx, subnets, sub_idx, space, batch, threads, num_classes,
+                                                seed, runtime, c.jobs, progress, precision)
     else:
-        op_run = _op_runners(ordered, space, dev, batch, threads, seed, runtime, progress, precision)
-        whole = arch_runners(space, subnets, dev, batch, threads, num_classes, supernet, seed, progress, runtime,
-                             precision)
+        op_run = _op_runners(ordered, op_idx, space, dev, batch, threads, seed, runtime, progress, precision)
+        whole = _subnet_runners(space, subnets, sub_idx, dev, batch, threads, num_classes, supernet, seed, progress,
+                                runtime, precision)
     # graph runtimes: a near-empty op, whose time is the per-call cost (timed longer: it is short)
-    null = [] if runtime == "torch" else [null_runner(dev, batch, threads, runtime, precision)]
-    reference = drift_reference(whole.pop(), c.clock) if c.drift_correction else None
-    repeats_of = [c.repeats] * len(op_run) + [c.repeats * 5] * len(null) + [c.repeats] * len(whole)
-    times = time_in_passes([*op_run, *null, *whole], c.warmup, repeats_of, c.passes, c.clock, seed, progress,
-                           f"latency ({runtime})", reference)
-    entries = {sig.key(): ms for sig, ms in zip(ordered, times[:len(op_run)], strict=True)}
-    call_ms = times[len(op_run)] if null else 0.0
-    whole_ms = times[len(op_run) + len(null):]
+    null_done = not null_n or store.complete("null")
+    null = [None if null_done else null_runner(dev, batch, threads, runtime, precision)] * null_n
+    reference = drift_reference(whole.pop(timed), c.clock) if c.drift_correction else None
+    runners = [*op_run, *null, *(whole.get(j) for j in range(timed))]
+    repeats_of = [c.repeats] * len(ordered) + [c.repeats * 5] * null_n + [c.repeats] * timed
+    label = f"timing {len(ordered)} ops + {timed} subnets ({runtime}{', int8' if precision == 'int8' else ''})"
+    times = time_in_passes(runners, c.warmup, repeats_of, c.passes, c.clock, seed, progress, label, reference,
+                           keys, store)
+    op_times = times[:len(ordered)]
+    entries = {sig.key(): ms for sig, ms in zip(ordered, op_times, strict=True)}
+    call_ms = times[len(ordered)] if null_n else 0.0
+    whole_ms = times[len(ordered) + null_n:]
     table = LatencyTable(
         space={"name": space.name, "supernet_config": space_config(space)},
         entries=entries,
@@ -106,7 +135,7 @@ def build_table(space: SearchSpace, config: LatencyTableConfig, archs: Sequence[
         runtime=runtime,
         runtime_version=runtime_version(runtime),
         call_ms=call_ms,
-        meta={"precision": precision, "warmup": c.warmup, "repeats": c.repeats, "passes": c.passes, "seed": seed, "num_ops": len(entries),
+        meta={"precision": precision, "archs": c.archs if archs is None else len(archs), "warmup": c.warmup, "repeats": c.repeats, "passes": c.passes, "seed": seed, "num_ops": len(entries),
               "clock": c.clock, "op_output": "whole" if runtime == "torch" else "one element",
               "calibration_subnets": subnet_records(calib, whole_ms[:len(calib)]),
               "drift_reference": _reference_record(reference)},
@@ -115,7 +144,18 @@ def build_table(space: SearchSpace, config: LatencyTableConfig, archs: Sequence[
         fit_models(table, space, calib, whole_ms[:len(calib)], c.model)
     if holdout:
         holdout_errors(table, space, list(holdout), whole_ms[len(calib):])
+    if not table.missing_ops(space):  # a whole-space table: the latency range a search's budgets are taken from
+        table.meta["space_range"] = table.space_range(space)
+    store.remove()
     return table
+
+
+def _settings(c: LatencyTableConfig, space: SearchSpace, dev: torch.device, threads: int | None) -> dict[str, Any]:
+    """What a build's times depend on (the key of its partial file): not ``jobs`` (exports in workers
+    are the same programs) nor ``model`` (fitted after the timing)."""
+    return {"config": c.model_dump(exclude={"jobs", "model"}), "space": space_config(space), "device": str(dev),
+            "device_name": device_name(dev), "threads": threads if threads is not None else torch.get_num_threads(),
+            "runtime_version": runtime_version(c.runtime), "torch": torch.__version__}
 
 
 def build_latency_table(
@@ -186,11 +226,29 @@ def _signatures(space: SearchSpace, archs: Sequence[Arch] | int | None, num_clas
     return sigs
 
 
-def _op_runners(ordered: Sequence[OpSig], space: SearchSpace, dev: torch.device, batch: int, threads: int | None,
-                seed: int, runtime: str, progress: bool, precision: str = "fp32") -> list[Runner]:
-    """Every op loaded in the runtime."""
-    return [op_runner(sig, dev, batch, threads, seed + i, space.act, runtime, precision)
-            for i, sig in enumerate(progress_bar(ordered, f"load ops ({runtime})", progress and runtime != "torch"))]
+def _op_runners(ordered: Sequence[OpSig], idx: Sequence[int], space: SearchSpace, dev: torch.device, batch: int,
+                threads: int | None, seed: int, runtime: str, progress: bool,
+                precision: str = "fp32") -> list[Runner | None]:
+    """The ops at positions ``idx`` of ``ordered`` loaded in the runtime (weights and input of seed
+    ``seed + position``); ``None`` at the other positions (measured already)."""
+    out: list[Runner | None] = [None] * len(ordered)
+    for i in progress_bar(list(idx), f"load {len(idx)} ops ({runtime})", progress and runtime != "torch"):
+        out[i] = op_runner(ordered[i], dev, batch, threads, seed + i, space.act, runtime, precision)
+    return out
+
+
+def _subnet_runners(space: SearchSpace, subnets: Sequence[Arch], idx: Sequence[int], dev: torch.device, batch: int,
+                    threads: int | None, num_classes: int, supernet: nn.Module | None, seed: int, progress: bool,
+                    runtime: str, precision: str) -> dict[int, Runner]:
+    """The whole subnets at positions ``idx`` loaded in the runtime, each on the input it has in the
+    whole list (:func:`~.measure.arch_inputs`)."""
+    if not idx:
+        return {}
+    net = supernet if supernet is not None else seeded_supernet(space, num_classes, seed)
+    inputs = arch_inputs(subnets, batch, seed)
+    return {j: prepare(random_subnet(space, subnets[j], num_classes, seed, net), inputs[j], runtime, dev, threads,
+                       precision)
+            for j in progress_bar(list(idx), f"load {len(idx)} subnets ({runtime})", progress and runtime != "torch")}
 
 
 def check_jobs(jobs: int, runtime: str, supernet: nn.Module | None = None) -> None:
@@ -204,14 +262,18 @@ def check_jobs(jobs: int, runtime: str, supernet: nn.Module | None = None) -> No
         raise ValueError("jobs > 1 rebuilds the subnets from the seed; pass supernet=None")
 
 
-def _runners_exported_apart(ordered: Sequence[OpSig], subnets: Sequence[Arch], space: SearchSpace, batch: int,
-                            threads: int | None, num_classes: int, seed: int, runtime: str, jobs: int,
-                            progress: bool, precision: str = "fp32") -> tuple[list[Runner], list[Runner]]:
-    """The op and whole-subnet runners of a table, their programs exported by ``jobs`` workers."""
+def _runners_exported_apart(ordered: Sequence[OpSig], op_idx: Sequence[int], subnets: Sequence[Arch],
+                            sub_idx: Sequence[int], space: SearchSpace, batch: int, threads: int | None,
+                            num_classes: int, seed: int, runtime: str, jobs: int, progress: bool,
+                            precision: str = "fp32") -> tuple[list[Runner | None], dict[int, Runner]]:
+    """The op and whole-subnet runners at ``op_idx`` and ``sub_idx``, their programs exported by ``jobs`` workers."""
     # the whole subnets first: the longest exports, so that no worker is left with one at the end
-    work = [ExportJob.arch(a) for a in subnets] + [ExportJob.op(sig, seed + i) for i, sig in enumerate(ordered)]
+    work = [ExportJob.arch(subnets[j]) for j in sub_idx] + [ExportJob.op(ordered[i], seed + i) for i in op_idx]
     programs = export_programs(work, space, runtime, batch, num_classes, seed, jobs, progress, precision)
-    inputs = arch_inputs(subnets, batch, seed) + [op_input(sig, batch, seed + i) for i, sig in enumerate(ordered)]
+    sub_inputs = arch_inputs(subnets, batch, seed)
+    inputs = [sub_inputs[j] for j in sub_idx] + [op_input(ordered[i], batch, seed + i) for i in op_idx]
     runners = [load_program(p, x, runtime, threads) for p, x in zip(programs, inputs, strict=True)]
-    return runners[len(subnets):], runners[:len(subnets)]
-
+    ops: list[Runner | None] = [None] * len(ordered)
+    for i, r in zip(op_idx, runners[len(sub_idx):], strict=True):
+        ops[i] = r
+    return ops, dict(zip(sub_idx, runners[:len(sub_idx)], strict=True))

@@ -13,12 +13,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..config.latency import MAX_BATCH
+from ..costs import peak_activation_bytes, weight_bytes
 from ..devices import resolve_device
 from ..errors import UserError
 from ..nn import Supernet
-from ..progress import progress_bar
+from ..progress import progress_bar, tqdm_bar
 from ..space import Arch, SearchSpace
-from .drift import DriftReference, drift_corrected, local_reference
+from .drift import DriftReference, drift_corrected
+from .partial import PassStore
 from .runtimes import CPU_CLOCK_RUNTIMES, Runner, prepare
 
 
@@ -89,6 +92,28 @@ def check_timing(warmup: int, repeats: int, rounds: int, clock: str, runtime: st
     if clock == "cpu" and runtime not in CPU_CLOCK_RUNTIMES:
         raise UserError(f"clock 'cpu' is not available for runtime {runtime!r} (it runs on its own threads); "
                         "use clock wall")
+
+
+#: the memory a measurement may take (weights + ACTIVATION_COPIES x the subnet's peak activations at its
+#: batch): a third of a 24 GB machine, leaving room for the export's and the runtime's own copies
+MEASURE_MEMORY_BYTES = 8 * 10**9
+ACTIVATION_COPIES = 3
+
+
+def max_batch(space: SearchSpace, arch: Arch, num_classes: int = 1000) -> int:
+    """The largest batch (at most :data:`~attentivenas.config.latency.MAX_BATCH`) at which ``arch``'s
+    weights and :data:`ACTIVATION_COPIES` copies of its peak activations fit in :data:`MEASURE_MEMORY_BYTES`."""
+    weights = weight_bytes(space, arch, torch.float32, num_classes)
+    per_image = ACTIVATION_COPIES * peak_activation_bytes(space, arch, 1, torch.float32, num_classes)
+    return int(max(1, min(MAX_BATCH, (MEASURE_MEMORY_BYTES - weights) // max(per_image, 1))))
+
+
+def check_batch(space: SearchSpace, arch: Arch, batch: int, num_classes: int = 1000, flag: str = "--batch") -> None:
+    """Refuse (one line naming ``flag`` and the allowed range) a batch ``arch`` cannot be measured at here."""
+    top = max_batch(space, arch, num_classes)
+    if not 1 <= batch <= top:
+        raise UserError(f"{flag} {batch} is out of range: use 1..{top} (the subnet at resolution {arch.resolution} "
+                        f"must fit in {MEASURE_MEMORY_BYTES / 1e9:.0f} GB with its activations)")
 
 
 def result_of(times: np.ndarray, runner: Runner, batch: int, clock: str, repeats: int,
@@ -194,9 +219,10 @@ def arch_inputs(archs: Sequence[Arch], batch: int, seed: int) -> list[torch.Tens
     return [torch.randn(batch, 3, a.resolution, a.resolution, generator=gen) for a in archs]
 
 
-def time_in_passes(runners: Sequence[Runner], warmup: int, repeats: int | Sequence[int], passes: int = 1,
+def time_in_passes(runners: Sequence[Runner | None], warmup: int, repeats: int | Sequence[int], passes: int = 1,
                    clock: str = "wall", seed: int = 0, progress: bool = False, label: str = "latency",
-                   reference: DriftReference | None = None) -> list[float]:
+                   reference: DriftReference | None = None, keys: Sequence[str] | None = None,
+                   store: PassStore | None = None) -> list[float]:
     """Each runner's time (ms) over ``passes`` passes; a pass times every runner (``warmup`` untimed
     runs, then the median of ``repeats`` timed ones, an int or one per runner) in a seeded random order.
 
@@ -205,30 +231,83 @@ def time_in_passes(runners: Sequence[Runner], warmup: int, repeats: int | Sequen
     ``reference``, transient load only ever adds time, so the lowest median is kept. With one
     (:func:`drift_reference`), the reference is timed at the start and end of each pass and every
     :attr:`~.drift.DriftReference.every_s` in between, each median is rescaled to the reference's
-    typical speed (:mod:`.drift`), and the median over the passes is kept."""
+    typical speed (:mod:`.drift`), and the median over the passes is kept.
+
+    ``store`` (:class:`~.partial.PassStore`, with one key per runner in ``keys``): each time is
+    recorded there as soon as it is known (with the reference points either side of it), and what
+    it already holds is not timed again (its runner may be ``None``): an interrupted build resumes."""
     if passes < 1:
         raise UserError(f"passes must be >= 1, got {passes}")
     reps = [repeats] * len(runners) if isinstance(repeats, int) else list(repeats)
     if len(reps) != len(runners):
         raise ValueError("one repeat count per runner")
+    names = list(keys) if keys is not None else [str(i) for i in range(len(runners))]
+    store = store if store is not None else PassStore(None, "", passes)
+    if len(names) != len(runners) or store.passes != passes:
+        raise ValueError("one key per runner and a store of as many passes")
     rng = np.random.default_rng(seed)
-    raw = np.empty((passes, len(runners)))
-    local = np.ones((passes, len(runners)))
-    for p in range(passes):
-        order = rng.permutation(len(runners)).tolist()
-        points: list[tuple[int, float]] = []
-        for pos, i in enumerate(progress_bar(order, label, progress)):
-            if reference is not None and (pos == 0 or reference.due()):
-                points.append((pos, reference.point()))
-            raw[p, i] = float(np.median(time_runner(runners[i], warmup, reps[i], 1, clock)))
-        if reference is not None and runners:
-            points.append((len(order), reference.point()))
-            local[p, order] = local_reference(points, len(order))
+    orders = [rng.permutation(len(runners)).tolist() for _ in range(passes)]  # as without a store: seeded
+    todo = sum(not store.has(p, names[i]) for p in range(passes) for i in range(len(runners)))
+    bar = tqdm_bar(todo, label, progress)
+    try:
+        for p in range(passes):
+            _time_pass(runners, names, orders[p], p, reps, warmup, clock, reference, store, bar)
+    finally:  # interrupted (Ctrl-C, an error): what was timed is kept for the next build
+        store.save(force=True)
+        bar.close()
     if not runners:
         return []
+    raw = np.array([[store.done[p][k][0] for k in names] for p in range(passes)])
     if reference is None:
         return [float(v) for v in raw.min(axis=0)]
-    return drift_corrected(raw, local, reference.typical_ms())
+    local = np.array([[store.done[p][k][1] for k in names] for p in range(passes)])
+    return drift_corrected(raw, local, float(np.median(store.points)))
+
+
+def _time_pass(runners: Sequence[Runner | None], names: Sequence[str], order: Sequence[int], p: int,
+               reps: Sequence[int], warmup: int, clock: str, reference: DriftReference | None, store: PassStore,
+               bar: Any) -> None:
+    """Pass ``p`` of :func:`time_in_passes`: every runner not in ``store`` timed in ``order`` (and the
+    reference between them), each recorded in ``store`` once the reference point after it is timed."""
+    pending: list[tuple[str, float]] = []  # timed, waiting for the reference point after them
+    before: float | None = None
+    try:
+        for i in order:
+            if store.has(p, names[i]):
+                continue
+            if reference is not None and (before is None or reference.due()):
+                before = _settle(reference, store, p, pending, before)
+            raw = float(np.median(time_runner(_loaded(runners[i], names[i]), warmup, reps[i], 1, clock)))
+            if reference is None:
+                store.record(p, names[i], raw)
+            else:
+                pending.append((names[i], raw))
+            bar.update(1)
+    except BaseException:  # interrupted: the items since the last point are kept with that point alone
+        for key, raw in pending if before is not None else []:
+            store.record(p, key, raw, before)
+        raise
+    if reference is not None and pending:
+        _settle(reference, store, p, pending, before)
+    store.save(force=True)
+
+
+def _settle(reference: DriftReference, store: PassStore, p: int, pending: list[tuple[str, float]],
+            before: float | None) -> float:
+    """Time a reference point; the ``pending`` items of pass ``p`` (timed since the point ``before``)
+    are recorded with the mean of the points either side of them (:func:`.drift.local_reference`)."""
+    after = reference.point()
+    store.point(after)
+    for key, raw in pending:
+        store.record(p, key, raw, (after if before is None else (before + after) / 2.0))
+    pending.clear()
+    return after
+
+
+def _loaded(runner: Runner | None, key: str) -> Runner:
+    if runner is None:
+        raise ValueError(f"item {key!r} is not in the store and has no runner")
+    return runner
 
 
 def drift_reference(runner: Runner, clock: str = "wall") -> DriftReference:

@@ -17,6 +17,7 @@ no data set is needed to time or tabulate INT8 models.
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -126,14 +127,93 @@ def export_program(model: nn.Module, x: torch.Tensor, runtime: str, precision: s
     model.eval()
     x = x.detach().to("cpu", torch.float32)
     if precision == "int8" and runtime == "onnxruntime":
-        return int8_onnx_bytes(model.to("cpu"), x, latency_calibration(x))
+        with cached_onnx_registry():
+            return int8_onnx_bytes(model.to("cpu"), x, latency_calibration(x))
     if precision == "int8" and runtime == "executorch":
-        return int8_executorch_bytes(model.to("cpu"), x, latency_calibration(x))
+        with cached_pt2e_patterns():
+            return int8_executorch_bytes(model.to("cpu"), x, latency_calibration(x))
     if runtime == "onnxruntime":
         return onnx_bytes(model.to("cpu"), x, dynamic_batch=False)
     if runtime == "executorch":
         return executorch_bytes(model.to("cpu"), x)
     raise _not_a_program_runtime(runtime)
+
+
+_ONNX_REGISTRIES: dict[Any, Any] = {}
+
+
+@contextlib.contextmanager
+def cached_onnx_registry() -> Iterator[None]:
+    """Meanwhile, ``torch.onnx``'s dynamo exporter (the INT8 ONNX path) builds its registry of torchlib
+    functions once per opset and reuses it: it builds it again on every export otherwise, which was
+    most of an INT8 op's export in a latency table (``benchmarks/results/int8-table-build.json``).
+    The registry is only read by an export without a custom translation table (ours). Where the
+    exporter's private API differs, nothing is cached."""
+    try:
+        from torch.onnx._internal.exporter import _registration  # heavy (torch.onnx), private API: guarded
+        real = _registration.ONNXRegistry.__dict__["from_torchlib"].__func__
+    except (ImportError, AttributeError, KeyError):
+        yield
+        return
+
+    def from_torchlib(cls: type, opset_version: Any = None) -> Any:
+        key = (cls, opset_version)
+        if key not in _ONNX_REGISTRIES:
+            _ONNX_REGISTRIES[key] = real(cls) if opset_version is None else real(cls, opset_version)
+        return _ONNX_REGISTRIES[key]
+
+    _registration.ONNXRegistry.from_torchlib = classmethod(from_torchlib)
+    try:
+        yield
+    finally:
+        _registration.ONNXRegistry.from_torchlib = classmethod(real)
+
+
+_PT2E_PATTERNS: dict[Any, Any] = {}
+
+
+@contextlib.contextmanager
+def cached_pt2e_patterns() -> Iterator[None]:
+    """Meanwhile, the XNNPACK quantizer's conv + BN patterns (each ``torch.export``-ed again, 4 per
+    conv pattern, on every INT8 ExecuTorch export) are exported once and copied: the pattern graph
+    depends on the pattern's code, its closure (conv function, ReLU flags) and the example inputs'
+    shapes only. Patterns without such a key, or another quantizer version, are not cached."""
+    try:
+        from executorch.backends.xnnpack.quantizer import xnnpack_quantizer_utils as utils  # optional, private
+        real = utils._get_aten_graph_module_for_pattern
+    except (ImportError, AttributeError):
+        yield
+        return
+
+    def cached(pattern: Any, example_inputs: tuple[Any, ...], is_cuda: bool = False, **kwargs: Any) -> Any:
+        key = _pattern_key(pattern, example_inputs, is_cuda, kwargs)
+        if key is None:
+            return real(pattern, example_inputs, is_cuda, **kwargs)
+        if key not in _PT2E_PATTERNS:
+            _PT2E_PATTERNS[key] = real(pattern, example_inputs, is_cuda, **kwargs)
+        return copy.deepcopy(_PT2E_PATTERNS[key])
+
+    utils._get_aten_graph_module_for_pattern = cached
+    try:
+        yield
+    finally:
+        utils._get_aten_graph_module_for_pattern = real
+
+
+def _pattern_key(pattern: Any, example_inputs: tuple[Any, ...], is_cuda: bool, kwargs: dict[str, Any]) -> Any:
+    """What a quantizer pattern's graph depends on, hashable; ``None`` when it cannot be told."""
+    fn = getattr(pattern, "fn", None)
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return None
+    try:
+        cells = tuple(c.cell_contents for c in (fn.__closure__ or ()))
+        shapes = tuple((tuple(x.shape), str(x.dtype)) if isinstance(x, torch.Tensor) else x for x in example_inputs)
+        key = (code, cells, shapes, bool(is_cuda), tuple(sorted(kwargs.items())))
+        hash(key)
+    except (TypeError, ValueError):  # an empty cell, an unhashable closure or argument
+        return None
+    return key
 
 
 def load_program(data: bytes, x: torch.Tensor, runtime: str, threads: int | None = None) -> Runner:
@@ -145,7 +225,8 @@ def load_program(data: bytes, x: torch.Tensor, runtime: str, threads: int | None
         feed = {sess.get_inputs()[0].name: x.numpy()}
         return Runner(runtime, lambda: sess.run(None, feed), n)
     if runtime == "executorch":
-        method = executorch_method(data, n)
+        _executorch_pool(n)
+        method = executorch_method(data)
         return Runner(runtime, lambda: method.execute([x]), n, session=lambda: _executorch_threads(n))
     raise _not_a_program_runtime(runtime)
 
@@ -158,6 +239,11 @@ def check_program_runtime(runtime: str) -> None:
 
 def _not_a_program_runtime(runtime: str) -> ValueError:
     return ValueError(f"runtime {runtime!r} is not loaded from a program file; use one of {PROGRAM_RUNTIMES}")
+
+
+def _executorch_pool(threads: int) -> None:
+    """ExecuTorch's process-wide thread pool set to ``threads`` (its log lines silenced there)."""
+    set_executorch_threads(threads)
 
 
 def _threads(threads: int | None) -> int:
@@ -190,5 +276,5 @@ def _torch_threads(threads: int) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _executorch_threads(threads: int) -> Iterator[None]:
-    set_executorch_threads(threads)  # process-wide pool: set again before each timing
+    _executorch_pool(threads)  # process-wide pool: set again before each timing
     yield

@@ -29,11 +29,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import UserError
+from ..config import BudgetsConfig
+from ..config.latency import parse_latency_budget
+from ..errors import ConfigError, UserError
 from ..io import atomic_write_json, read_json_file
 from ..nn.quantize import PRECISIONS
 from ..space import Arch, SearchSpace
-from .ops import OpSig, arch_ops, first_ops, head_ops, stage_ops
+from .ops import OpSig, arch_ops, first_ops, head_ops, space_signatures, stage_ops
 from .runtimes import RUNTIMES
 
 TABLE_FORMAT = "attentivenas-latency-table"
@@ -50,6 +52,10 @@ GROUP_OF = {kind: g for g, kinds in OP_GROUPS.items() for kind in kinds}
 #: often negative (each op timed alone carries call overhead) and, fitted on a few noisy subnets,
 #: must not push a small subnet's prediction to zero or below.
 MIN_FRACTION = 0.1
+#: seeded random subnets a table's latency range over the space is taken on (and ``pNN`` budgets)
+SPACE_SAMPLES = 10_000
+#: the percentiles a table reports of its space
+RANGE_PERCENTILES = (10, 25, 50, 75, 90)
 
 
 def space_config(space: SearchSpace) -> dict[str, Any]:
@@ -157,6 +163,62 @@ class LatencyTable:
     def covers(self, space: SearchSpace, arch: Arch) -> bool:
         """Whether every op of ``arch`` has an entry (always true for a whole-space table)."""
         return all(op.key() in self.entries for op in arch_ops(space, arch, self.num_classes))
+
+    def missing_ops(self, space: SearchSpace, num_classes: int | None = None) -> list[str]:
+        """The op keys of ``space`` (with ``num_classes`` outputs; default: the table's) without an entry,
+        sorted: empty for a whole-space table, not for one built from sampled archs (``--archs N``)."""
+        n = self.num_classes if num_classes is None else num_classes
+        return sorted(sig.key() for sig in space_signatures(space, n) if sig.key() not in self.entries)
+
+    def check_covers(self, space: SearchSpace, num_classes: int, checkpoint: str | Path | None = None,
+                     path: str | Path | None = None) -> None:
+        """Raise :class:`UserError` (one line, with the ``build-table`` command that fixes it) unless the
+        table can predict every subnet of ``space`` with ``num_classes`` outputs: its space, its class
+        count and an entry for every op signature of the space. A search calls this before any work
+        (``checkpoint``: the search's, named in the command; ``path``: the table's file)."""
+        self.check_space(space)
+        source = "latency table" if path is None else f"latency table {path}"
+        fix = self.build_command(space, num_classes, checkpoint, str(path or "TABLE.json"))
+        if self.num_classes != num_classes:
+            raise UserError(f"{source} was built for {self.num_classes} classes, the supernet has {num_classes}; "
+                            f"build one for it: `{fix}`")
+        missing = self.missing_ops(space)
+        if missing:
+            total = len(space_signatures(space, num_classes))
+            archs = self.meta.get("archs")
+            how = f"built from {archs} sampled archs (--archs {archs})" if archs else "built from sampled archs"
+            raise UserError(f"{source} lacks {len(missing)} of the {total} ops of space '{space.name}' (e.g. "
+                            f"{missing[0]}; {how}), so it cannot drive a search; build a whole-space table: `{fix}`")
+
+    def build_command(self, space: SearchSpace, num_classes: int, checkpoint: str | Path | None = None,
+                      out: str = "TABLE.json") -> str:
+        """The ``build-table`` command of a whole-space table in this table's setting."""
+        what = f"--checkpoint {checkpoint}" if checkpoint is not None else f"--space {space.name} --num-classes {num_classes}"
+        prec = f" --precision {self.precision}" if self.precision != "fp32" else ""
+        dev = f" --device {self.device}" if self.device != "cpu" else ""
+        return (f"attentivenas latency build-table {what} --runtime {self.runtime}{prec}{dev} --batch {self.batch} "
+                f"--threads {self.threads} --out {out}")
+
+    def space_range(self, space: SearchSpace, samples: int = SPACE_SAMPLES, seed: int = 0) -> dict[str, Any]:
+        """The space's predicted latency (ms): min, percentiles and max over ``samples`` seeded random
+        subnets plus the min and max subnets (the ``pNN`` budgets of a search are percentiles of these)."""
+        ms = self._space_sample(space, samples, seed)
+        pct = {f"p{q}_ms": float(np.percentile(ms, q)) for q in RANGE_PERCENTILES}
+        return {"min_ms": float(ms.min()), **pct, "max_ms": float(ms.max()),
+                "min_subnet_ms": float(ms[-2]), "max_subnet_ms": float(ms[-1]), "samples": int(samples), "seed": int(seed)}
+
+    def _space_sample(self, space: SearchSpace, samples: int, seed: int) -> np.ndarray:
+        genes = space.sample_genes(np.random.default_rng(seed), samples)
+        ends = np.stack([space.encode(space.min_arch()), space.encode(space.max_arch())])
+        return self.predict_genes(space, np.concatenate([genes, ends]))
+
+    def budget_ms(self, space: SearchSpace, budget: str, samples: int = SPACE_SAMPLES, seed: int = 0) -> float:
+        """A latency budget in ms: ``pNN`` resolved on the space's predicted latency
+        (:meth:`space_range`'s sample), a time in ms as it is (:func:`~attentivenas.config.latency.parse_latency_budget`)."""
+        kind, value = parse_latency_budget(budget)
+        if kind == "ms":
+            return value
+        return float(np.percentile(self._space_sample(space, samples, seed), value))
 
     # ----------------------------------------------------------------- prediction
     def predict(self, space: SearchSpace, arch: Arch) -> float:
@@ -280,7 +342,7 @@ class LatencyTable:
                 raise ValueError(f"meta.precision {data['meta'].get('precision')!r} is not one of {list(PRECISIONS)}")
             if data.get("model", "sum") not in MODELS:
                 raise ValueError(f"model {data.get('model')!r} is not one of {list(MODELS)}")
-            return cls(
+            table = cls(
                 space=space,
                 entries=entries,
                 overhead_ms=float(data.get("overhead_ms", 0.0)),
@@ -300,6 +362,37 @@ class LatencyTable:
             )
         except (KeyError, ValueError, TypeError, AttributeError) as exc:
             raise UserError(f"{source} is malformed ({exc.__class__.__name__}: {exc})") from None
+        table.check_times(source)
+        return table
+
+    def check_times(self, source: str = "latency table") -> None:
+        """Raise :class:`UserError` (one line) when a model of the table (the one in use or a fitted one)
+        predicts a time <= 0 for the space's max subnet. A fitted overhead may be negative (each op
+        timed alone carries call overhead) and, fitted on a few noisy subnets, push small subnets (even
+        one it was fitted on) to the floor (``MIN_FRACTION``), but it never cancels the largest subnet,
+        whose ops are the largest of the space: such a table was edited or broken."""
+        try:
+            space = SearchSpace.from_supernet_config(self.space["supernet_config"], name=str(self.space.get("name")))
+        except Exception:  # noqa: BLE001 - an unreadable space is reported where the table is used (check_space)
+            return
+        models = [("in use", self.overhead_ms, self.per_block_ms, self.group_scale)]
+        for name, fit in dict(self.meta.get("fits", {})).items():
+            if isinstance(fit, dict):
+                models.append((f"fitted {name!r}", float(fit.get("overhead_ms", 0.0)), float(fit.get("per_block_ms", 0.0)),
+                               {str(k): float(v) for k, v in dict(fit.get("group_scale", {})).items()}))
+        for which, arch in [("the space's max subnet", space.max_arch())]:
+            ops = arch_ops(space, arch, self.num_classes)
+            if any(op.key() not in self.entries for op in ops):
+                continue
+            for model, overhead, per_block, scale in models:
+                summed = sum(self.op_cost(self.entries[op.key()]) * scale.get(GROUP_OF.get(op.kind, ""), 1.0)
+                             for op in ops)
+                ms = summed + overhead + per_block * sum(arch.depth)
+                if not ms > 0:
+                    raise UserError(
+                        f"{source}: the model {model} (overhead_ms {overhead:g}, per_block_ms {per_block:g}) predicts "
+                        f"{ms:.4g} ms for {which}; a time must be positive (rebuild the table, or refit it with "
+                        "`attentivenas latency refit`)")
 
     @classmethod
     def load(cls, path: str | Path) -> LatencyTable:
@@ -316,3 +409,24 @@ def check_table_precision(table: LatencyTable, precision: str) -> None:
     if table.precision != precision:
         raise UserError(f"latency table was measured in {table.precision}, not {precision}; build a {precision} table "
                         f"with `attentivenas latency build-table --runtime {table.runtime} --precision {precision}`")
+
+
+def resolve_latency_budget(budgets: BudgetsConfig, table_path: str | Path | None, space: SearchSpace,
+                           log: Callable[[str], None] | None = None) -> BudgetsConfig:
+    """``budgets`` with ``max_latency`` (``pNN``: a percentile of the space's latency as the table at
+    ``table_path`` predicts it; or ms) resolved into ``max_latency_ms``; ``log`` gets one line saying
+    what it resolved to. A user error when both are given or there is no table."""
+    spec = budgets.max_latency
+    if spec is None:
+        return budgets
+    if budgets.max_latency_ms is not None:
+        raise ConfigError(f"give one latency budget: budgets.max_latency={spec} or budgets.max_latency_ms="
+                          f"{budgets.max_latency_ms:g}, not both")
+    if table_path is None:
+        raise ConfigError(f"the latency budget {spec} needs --latency-table FILE (latency_table in a config)")
+    table = LatencyTable.load(table_path)
+    ms = table.budget_ms(space, spec)
+    if log is not None:
+        log(f"latency budget {spec}: {ms:.4g} ms ({'a percentile of the latency of ' if spec.startswith('p') else ''}"
+            f"space '{space.name}' as latency table {table_path} predicts it)")
+    return budgets.model_copy(update={"max_latency_ms": ms, "max_latency": None})

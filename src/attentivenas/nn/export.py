@@ -31,6 +31,7 @@ BN first; :func:`export_pareto_set` writes a whole Pareto set in one call.
 from __future__ import annotations
 
 import copy
+import hashlib
 import io
 import json
 import warnings
@@ -46,7 +47,7 @@ from torch import nn
 
 from ..costs import count_flops, count_params
 from ..errors import UserError
-from ..io import atomic_write_bytes, atomic_write_json, loads_json, read_json_file
+from ..io import OutputLock, atomic_write_bytes, atomic_write_json, loads_json, read_json_file, remove_torn_writes
 from ..space import Arch, SearchSpace, get_space
 from .bn import calibrate_bn
 from .layers import resize_input
@@ -59,14 +60,17 @@ from .programs import (
     openvino_config,
     program_bytes,
     quiet,
+    remove_orphan_temp_dirs,
     require,
 )
 from .quantize import (
     DEFAULT_CALIB_IMAGES,
+    DEFAULT_MAX_INT8_DROP,
     INT8_FORMATS,
     check_int8_accuracy,
     check_precision,
     fixed_batch_fn,
+    int8_drop_fields,
     int8_executorch_bytes,
     int8_onnx_bytes,
     int8_openvino_model,
@@ -91,10 +95,14 @@ FIXED_BATCH_FORMATS = ("executorch", "openvino")
 INT8_TOL = float("inf")
 #: what ``index.json`` keeps of each file's info
 INDEX_KEYS = ("rel_error", "exporter", "opset", "tensors", "batch", "precision", "calib_images", "top1_fp32",
-              "top1_int8", "agreement", "drop_points", "check_images")
+              "top1_int8", "agreement", "drop_points", "check_images", "int8_drop", "max_int8_drop", "int8_drop_exceeded")
+INDEX_NAME = "index.json"
 #: ONNX exporters: ``torch.export``-based (the default) and PyTorch's deprecated TorchScript-based one
 ONNX_EXPORTERS = ("dynamo", "torchscript")
 DYNAMIC = "dynamic"
+#: the largest ``--batch`` of an exported file: its export traces and checks the model on two random batches
+#: of that size (at 224 px, batch 256 is about 150 MB of input and a few GB of activations)
+MAX_BATCH = 256
 TORCHSCRIPT_DEPRECATED = ("the torchscript format is deprecated (torch.jit is deprecated in PyTorch); "
                           "use --format torch-export (.pt2, loaded with torch.export.load)")
 SUFFIXES = {"torchscript": ".pt", "onnx": ".onnx", "safetensors": ".safetensors", "torch-export": ".pt2",
@@ -136,7 +144,38 @@ def parse_batch(value: int | str | None, fmt: str) -> int | str:
         return DYNAMIC
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ExportError(f"--batch must be a positive integer or 'dynamic', got {value!r}")
+    if value > MAX_BATCH:
+        raise ExportError(f"--batch {value} is too large: at most {MAX_BATCH} (the export runs the model on two "
+                          "random batches of that size), or dynamic where the format has a symbolic batch")
     return value
+
+
+def file_sha256(path: str | Path) -> str:
+    """The sha256 (hex) of a file, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def export_lock(path: str | Path, folder: bool) -> OutputLock:
+    """The lock an export into ``path`` holds: a folder's own (``DIR/.attentivenas.lock``, for a Pareto
+    set's folder), or for a file or a bundle folder one beside it (``.<name>.lock`` in its parent, so a
+    bundle holds only its files). Held by one process at a time; re-entrant within one."""
+    p = Path(path)
+    if folder:
+        return OutputLock(p, "export folder")
+    return OutputLock(p.parent, "export output", name=f".{p.name}.lock")
+
+
+def clean_export_folder(folder: str | Path) -> None:
+    """Remove what killed exports left in ``folder`` (their temporary files and folders) and the
+    temporary folders of killed exports in the system's temporary folder. Call it holding the lock."""
+    remove_torn_writes(folder, depth=1)
+    if Path(folder).is_dir():
+        remove_orphan_temp_dirs(folder)
+    remove_orphan_temp_dirs()
 
 
 def _cpu_eval_copy(subnet: nn.Module) -> nn.Module:
@@ -417,7 +456,8 @@ def load_safetensors_subnet(path: str | Path, device: str | torch.device = "cpu"
 def export_subnet(subnet: nn.Module, path: str | Path, fmt: str = DEFAULT_FORMAT,
                   calib_batches: Sequence[torch.Tensor] | None = None, precision: str = "fp32",
                   calib_images: torch.Tensor | None = None,
-                  check_data: tuple[torch.Tensor, torch.Tensor] | None = None, **kwargs: Any) -> dict[str, Any]:
+                  check_data: tuple[torch.Tensor, torch.Tensor] | None = None,
+                  max_int8_drop: float = DEFAULT_MAX_INT8_DROP, **kwargs: Any) -> dict[str, Any]:
     """Export one subnet as ``fmt`` (one of :data:`FORMATS`); with ``calib_batches`` its BN
     statistics are first recalibrated on them (on a copy). ``kwargs`` go to the format's writer
     (``batch`` for ONNX, ``.pt2``, ``.pte`` and OpenVINO; ``exporter`` for ONNX).
@@ -426,7 +466,8 @@ def export_subnet(subnet: nn.Module, path: str | Path, fmt: str = DEFAULT_FORMAT
     (``N x 3 x H x W``; ``None``: the first :data:`DEFAULT_CALIB_IMAGES` images of
     ``calib_batches``), after the BN recalibration. ``check_data`` (images, labels): the INT8 file is
     run by its runtime in a process without ``attentivenas`` and ``top1_fp32``, ``top1_int8``,
-    ``agreement``, ``drop_points`` and ``check_images`` join the info (:func:`check_int8_accuracy`).
+    ``agreement``, ``drop_points``, ``check_images`` and the drop against ``max_int8_drop`` (points:
+    ``int8_drop``, ``int8_drop_exceeded``) join the info (:func:`check_int8_accuracy`).
     The info always has ``precision``."""
     check_precision(precision)
     _check_format(fmt, kwargs, precision)
@@ -443,6 +484,7 @@ def export_subnet(subnet: nn.Module, path: str | Path, fmt: str = DEFAULT_FORMAT
         if check_data is not None:
             batch = info["batch"] if isinstance(info["batch"], int) else 32
             info.update(check_int8_accuracy(info["path"], fmt, check_data[0], check_data[1], subnet, batch=batch))
+            info.update(int8_drop_fields(info, max_int8_drop))
         return info
     if fmt == "onnx":
         info = export_onnx(subnet, path, **kwargs)
@@ -479,6 +521,10 @@ def _check_format(fmt: str, kwargs: Mapping[str, Any], precision: str = "fp32") 
             raise ExportError(f"the {fmt} format takes no {', '.join(extra)}")
 
 
+#: the most entries a Pareto set file may hold (each is exported or fine-tuned)
+MAX_PARETO_ARCHS = 1_000
+
+
 def read_pareto_archs(pareto: str | Path | Sequence[Any], space: SearchSpace) -> list[Arch]:
     """Archs of a Pareto set: a ``pareto.json`` path, or a list of entries ``{"arch": {...}}`` or archs."""
     if isinstance(pareto, (str, Path)):
@@ -487,14 +533,22 @@ def read_pareto_archs(pareto: str | Path | Sequence[Any], space: SearchSpace) ->
             pareto = pareto.get("pareto", pareto.get("archs", []))
     if not isinstance(pareto, Sequence) or len(pareto) == 0:
         raise ExportError("Pareto set is empty")
-    archs = []
+    if len(pareto) > MAX_PARETO_ARCHS:
+        raise ExportError(f"Pareto set has {len(pareto):,} entries; at most {MAX_PARETO_ARCHS:,} (a front is a few dozen)")
+    archs, seen = [], set()
     for entry in pareto:
         if isinstance(entry, Arch):
-            archs.append(space.validate(entry))
+            arch = space.validate(entry)
         elif isinstance(entry, Mapping):
-            archs.append(space.arch_from_dict(entry["arch"] if "arch" in entry else entry))
+            arch = space.arch_from_dict(entry["arch"] if "arch" in entry else entry)
         else:
             raise ExportError(f"Pareto set entries must be objects with an 'arch', got {type(entry).__name__}")
+        if arch.key() not in seen:  # the validated arch: the same subnet written twice is one subnet
+            seen.add(arch.key())
+            archs.append(arch)
+    if len(archs) < len(pareto):
+        warnings.warn(f"Pareto set: {len(pareto) - len(archs)} repeated subnet(s) dropped; {len(archs)} distinct",
+                      UserWarning, stacklevel=2)
     return archs
 
 
@@ -502,31 +556,38 @@ def export_pareto_set(supernet: nn.Module, pareto: str | Path | Sequence[Any], o
                       fmt: str = DEFAULT_FORMAT, calib_batches: Sequence[torch.Tensor] | None = None,
                       precision: str = "fp32", calib_images: torch.Tensor | None = None,
                       check_data: tuple[torch.Tensor, torch.Tensor] | None = None,
-                      **kwargs: Any) -> list[dict[str, Any]]:
+                      max_int8_drop: float = DEFAULT_MAX_INT8_DROP, **kwargs: Any) -> list[dict[str, Any]]:
     """Export every arch of a Pareto set from ``supernet`` into ``out_dir`` (one file per arch, plus
-    ``index.json`` listing arch, MFLOPs, params, file, precision and, for ONNX / ``.pt2`` / ``.pte`` /
-    OpenVINO, the batch; for INT8, the calibration images and the check's top-1s).
-    ``calib_batches``: recalibrate BN first; ``precision``, ``calib_images``, ``check_data``: as in
-    :func:`export_subnet`."""
+    ``index.json`` listing arch, MFLOPs, params, file, its sha256, precision and, for ONNX / ``.pt2`` /
+    ``.pte`` / OpenVINO, the batch; for INT8, the calibration images and the check's top-1s).
+    ``calib_batches``: recalibrate BN first; ``precision``, ``calib_images``, ``check_data``,
+    ``max_int8_drop``: as in :func:`export_subnet`.
+
+    The folder is locked (:func:`export_lock`) while it is written; what a killed export left there is
+    removed first, an earlier ``index.json`` is removed before any file is rewritten and the new one is
+    written last: a folder with an ``index.json`` holds the files it describes."""
     _check_format(fmt, kwargs, precision)
     space = supernet.space
     num_classes = int(getattr(supernet, "num_classes", 1000))
     archs = read_pareto_archs(pareto, space)
     out = Path(out_dir)
-    records = []
-    for i, arch in enumerate(archs):
-        mflops = count_flops(space, arch, num_classes)
-        path = out / f"subnet_{i:02d}_{mflops:.4g}mflops{SUFFIXES[fmt]}"
-        info = export_subnet(supernet.extract(arch), path, fmt, calib_batches, precision, calib_images, check_data,
-                             **kwargs)
-        record = {"file": path.name, "arch": arch.to_dict(), "mflops": mflops,
-                  "params_m": count_params(space, arch, num_classes) / 1e6, "format": fmt}
-        record.update({k: v for k, v in info.items() if k in INDEX_KEYS})
-        for key in ("arch_json", "weights"):
-            if key in info:
-                record[key] = Path(info[key]).name
-        records.append(record)
-    atomic_write_json(out / "index.json", records)
+    with export_lock(out, folder=True):
+        clean_export_folder(out)
+        (out / INDEX_NAME).unlink(missing_ok=True)
+        records = []
+        for i, arch in enumerate(archs):
+            mflops = count_flops(space, arch, num_classes)
+            path = out / f"subnet_{i:02d}_{mflops:.4g}mflops{SUFFIXES[fmt]}"
+            info = export_subnet(supernet.extract(arch), path, fmt, calib_batches, precision, calib_images,
+                                 check_data, max_int8_drop, **kwargs)
+            record = {"file": path.name, "sha256": file_sha256(info["path"]), "arch": arch.to_dict(),
+                      "mflops": mflops, "params_m": count_params(space, arch, num_classes) / 1e6, "format": fmt}
+            record.update({k: v for k, v in info.items() if k in INDEX_KEYS})
+            for key in ("arch_json", "weights"):
+                if key in info:
+                    record[key] = Path(info[key]).name
+            records.append(record)
+        atomic_write_json(out / INDEX_NAME, records)
     return records
 
 

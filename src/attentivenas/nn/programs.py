@@ -14,8 +14,13 @@ import importlib
 import inspect
 import io
 import os
+import re
+import shutil
+import sys
+import tempfile
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -45,6 +50,42 @@ def require(runtime: str) -> ModuleType:
         hint = f"pip install 'attentivenas[{extra}]'" if extra else f"pip install {module}"
         raise MissingRuntimeError(f"runtime {runtime!r} needs the {module} package ({hint}); "
                                   f"importing it failed: {exc}") from None
+
+
+#: prefix of the temporary folders of an export in the system's temporary folder: ``attentivenas-<pid>-<what>-``
+TEMP_PREFIX = "attentivenas-"
+
+
+@contextlib.contextmanager
+def private_temp_dir(what: str, where: str | os.PathLike[str] | None = None) -> Iterator[Path]:
+    """A temporary folder named after this process (``attentivenas-<pid>-<what>-*``, in ``where`` or the
+    system's temporary folder), removed on exit; one a killed process left is removed by the next
+    :func:`remove_orphan_temp_dirs`."""
+    with tempfile.TemporaryDirectory(prefix=f"{TEMP_PREFIX}{os.getpid()}-{what}-", dir=where) as tmp:
+        yield Path(tmp)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process: alive
+        return True
+    return True
+
+
+def remove_orphan_temp_dirs(where: str | os.PathLike[str] | None = None) -> list[Path]:
+    """Remove the folders of :func:`private_temp_dir` (in ``where`` or the system's temporary folder)
+    whose process is gone (a killed export's); returns them."""
+    root = Path(where) if where is not None else Path(tempfile.gettempdir())
+    removed = []
+    for d in root.glob(f"{TEMP_PREFIX}*-*-*"):
+        pid_text = d.name[len(TEMP_PREFIX):].split("-", 1)[0]
+        if d.is_dir() and not d.is_symlink() and pid_text.isdigit() and not _alive(int(pid_text)):
+            shutil.rmtree(d, ignore_errors=True)
+            removed.append(d)
+    return removed
 
 
 def is_available(runtime: str) -> bool:
@@ -163,13 +204,48 @@ def executorch_method(data: bytes | str | os.PathLike[str], threads: int | None 
     return ExecutorchMethod(data)
 
 
-def set_executorch_threads(threads: int) -> int:
-    """Set the threads of ExecuTorch's process-wide pool (XNNPACK runs on it); returns the count."""
-    from executorch.extension.pybindings import portable_lib  # optional (executorch extra)
+#: what ExecuTorch's native code logs on stderr when its thread pool starts or is reset (CPU probing
+#: on every process, "Resetting threadpool" on each reset): information, not errors, and one to
+#: five lines each time; :func:`quiet_native_stderr` drops these lines and passes every other one on
+NATIVE_NOISE = re.compile(r"^\[(cpuinfo_utils\.cpp|threadpool\.cpp):\d+\] ")
 
-    if portable_lib._threadpool_get_thread_count() != threads:
-        portable_lib._unsafe_reset_threadpool(threads)
-    return int(portable_lib._threadpool_get_thread_count())
+
+@contextlib.contextmanager
+def quiet_native_stderr(noise: re.Pattern[str] = NATIVE_NOISE) -> Iterator[None]:
+    """Capture what native code writes to file descriptor 2 meanwhile (Python's ``sys.stderr`` is not
+    enough: the runtimes' C++ logging writes to the descriptor) and write it back to stderr without
+    the lines matching ``noise``, so real errors still show."""
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no descriptor 2 (an embedded interpreter): nothing to silence
+        yield
+        return
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            kept = [line for line in tmp.read().decode("utf-8", "replace").splitlines(keepends=True)
+                    if not noise.match(line)]
+            if kept:
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()
+
+
+def set_executorch_threads(threads: int) -> int:
+    """Set the threads of ExecuTorch's process-wide pool (XNNPACK runs on it); returns the count. The
+    runtime's cpuinfo / thread-pool log lines are dropped (:func:`quiet_native_stderr`)."""
+    with quiet_native_stderr():
+        from executorch.extension.pybindings import portable_lib  # optional (executorch extra)
+
+        if portable_lib._threadpool_get_thread_count() != threads:
+            portable_lib._unsafe_reset_threadpool(threads)
+        return int(portable_lib._threadpool_get_thread_count())
 
 
 # --------------------------------------------------------------------------- OpenVINO

@@ -20,7 +20,6 @@ import importlib
 import os
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ from .programs import (
     onnx_bytes,
     onnx_session,
     openvino_config,
+    private_temp_dir,
     quiet,
     require,
     set_executorch_threads,
@@ -55,6 +55,9 @@ DEFAULT_CALIB_IMAGES = 256
 #: Images of the accuracy check by default (``export --check-images``): enough for agreement with
 #: fp32 to +-1-2 points, quick (a few seconds per runtime at 224 px).
 DEFAULT_CHECK_IMAGES = 500
+#: The largest drop of top-1 (points) an INT8 file's check may show below fp32 before a warning says so
+#: (``export --max-int8-drop``): about the noise of the default 500-image check (1 image = 0.2 points).
+DEFAULT_MAX_INT8_DROP = 2.0
 #: the runtime that loads each INT8 export format
 RUNTIME_OF_FORMAT = {"executorch": "executorch", "onnx": "onnxruntime", "openvino": "openvino"}
 #: the quantizer each runtime's INT8 needs: (module, extra)
@@ -207,7 +210,7 @@ def int8_onnx_bytes(model: nn.Module, x: torch.Tensor, calib: torch.Tensor, dyna
     batches = [c.numpy() for c in _calib_batches(calib, x)]
     fp32 = onnx_bytes(model, x, exporter="dynamo", dynamic_batch=dynamic_batch)
     try:
-        with tempfile.TemporaryDirectory(prefix="attentivenas-int8-") as tmp, quiet():
+        with private_temp_dir("int8") as tmp, quiet():
             src, pre, dst = (os.path.join(tmp, f) for f in ("fp32.onnx", "pre.onnx", "int8.onnx"))
             Path(src).write_bytes(fp32)
             quant_pre_process(src, pre, skip_symbolic_shape=True)
@@ -251,7 +254,7 @@ def save_openvino(ov_model: Any, path: str | Path) -> dict[str, str]:
     ov = require("openvino")
     out = Path(path).with_suffix(".xml")
     out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".tmp-ov-", dir=out.parent) as tmp:
+    with private_temp_dir("openvino", out.parent) as tmp:
         tmp_xml = Path(tmp) / out.name
         ov.save_model(ov_model, str(tmp_xml), compress_to_fp16=False)
         os.replace(tmp_xml.with_suffix(".bin"), out.with_suffix(".bin"))
@@ -352,7 +355,7 @@ def run_int8_file(path: str | Path, fmt: str, images: np.ndarray | torch.Tensor,
     if fmt not in INT8_FORMATS:
         raise UserError(f"the INT8 check runs formats {', '.join(INT8_FORMATS)}, not {fmt!r}")
     arr = images.detach().cpu().float().numpy() if isinstance(images, torch.Tensor) else np.asarray(images, np.float32)
-    with tempfile.TemporaryDirectory(prefix="attentivenas-int8-check-") as tmp:
+    with private_temp_dir("int8-check") as tmp:
         src, out = os.path.join(tmp, "images.npy"), os.path.join(tmp, "preds.npy")
         np.save(src, np.ascontiguousarray(arr, dtype=np.float32))
         cmd = [sys.executable, "-I", "-c", CHECK_SCRIPT, fmt, str(path), str(int(batch)), src, out, str(int(threads))]
@@ -387,6 +390,22 @@ def check_int8_accuracy(path: str | Path, fmt: str, images: torch.Tensor, labels
     top1_fp32, top1_int8 = 100.0 * float((fp32 == y).mean()), 100.0 * float((int8 == y).mean())
     return {"top1_fp32": top1_fp32, "top1_int8": top1_int8, "agreement": float((fp32 == int8).mean()),
             "drop_points": top1_fp32 - top1_int8, "check_images": int(y.shape[0])}
+
+
+def int8_drop_fields(check: dict[str, Any], max_drop: float = DEFAULT_MAX_INT8_DROP) -> dict[str, Any]:
+    """``int8_drop`` (points of top-1 the INT8 file lost against fp32 in its check, 0 when none),
+    ``max_int8_drop`` (the threshold) and ``int8_drop_exceeded`` of an INT8 check's result."""
+    drop = max(0.0, float(check["top1_fp32"]) - float(check["top1_int8"]))
+    return {"int8_drop": drop, "max_int8_drop": float(max_drop), "int8_drop_exceeded": bool(drop > max_drop)}
+
+
+def int8_drop_warning(check: dict[str, Any], name: str = "the INT8 file") -> str | None:
+    """One line when an INT8 check dropped more than its threshold below fp32, else None."""
+    if not check.get("int8_drop_exceeded"):
+        return None
+    return (f"{name}: INT8 top-1 {check['top1_int8']:.2f}% is {check['int8_drop']:.2f} points below fp32's "
+            f"{check['top1_fp32']:.2f}% on {check['check_images']} images (more than --max-int8-drop "
+            f"{check['max_int8_drop']:g}): the fp32 file is the better one unless INT8's speed matters more")
 
 
 def accuracy_line(check: dict[str, Any]) -> str:

@@ -2,7 +2,8 @@
 
 Lives here: ``problem`` (cost columns, the archive, budgets as pymoo constraints), ``measured``
 (measured accuracy with a cache), ``nsga2`` (:func:`run_search`), ``results`` (Pareto entries, budget
-winners, re-measurement, the INT8 pass of ``precision: int8``), ``pareto`` (non-dominance, hypervolume), ``files`` (pareto.json / csv / png,
+winners, re-measurement, the INT8 pass of ``precision: int8``), ``noise`` (Wilson intervals on the
+front, a pick within noise of a cheaper subnet), ``pareto`` (non-dominance, hypervolume), ``files`` (pareto.json / csv / png,
 summary, metrics, config), ``stage2`` (:func:`run_stage2`: the stage-2 sequence, predictor fit to files) and
 ``runner`` (:func:`search_from_config`: everything from a config's paths, over ranks).
 

@@ -38,7 +38,17 @@ from ..space import Arch, SearchSpace
 from .files import write_search_outputs
 from .measured import MeasuredAccuracy
 from .pareto import pareto_mask
-from .problem import CostEvaluator, GeneFn, SearchState, check_feasible, feasible, make_mutation, make_problem
+from .problem import (
+    CostEvaluator,
+    GeneFn,
+    SearchState,
+    check_feasible,
+    feasible,
+    make_mutation,
+    make_problem,
+    make_repair,
+    repair_to_budget,
+)
 from .results import SearchResult, collect
 from .state import fingerprint, load_state, restore_algorithm, restore_archive, save_state
 
@@ -151,7 +161,9 @@ def _run_search(space: SearchSpace, config: SearchConfig, accuracy_fn: GeneFn | 
 
 
 def _initial_population(search: SearchState, pop_size: int, rng: np.random.Generator) -> np.ndarray:
-    """Min and max archs plus a FLOPs-spread pool, feasible ones first (only variable genes)."""
+    """Min and max archs plus a FLOPs-spread pool, feasible ones first (only variable genes); under a
+    tight budget the smallest subnet leads, and archs over a budget are repaired towards it
+    (:func:`~.problem.repair_to_budget`), so the first population meets the budgets."""
     pool = spread_genes(search.space, pop_size * 10, rng, search.costs.model)
     values = search.costs(pool)
     ok = feasible(values, search.limits)
@@ -159,7 +171,11 @@ def _initial_population(search: SearchState, pop_size: int, rng: np.random.Gener
     for _, col, lim in search.limits:
         violation += np.maximum(values[col] - lim, 0) / lim
     order = np.concatenate([np.flatnonzero(ok), np.flatnonzero(~ok)[np.argsort(violation[~ok], kind="stable")]])
-    return pool[order[:pop_size]][:, search.var_idx]
+    chosen = pool[order[:pop_size]]
+    if search.limits and not ok.all():
+        chosen = np.concatenate([np.zeros((1, search.space.num_genes), np.int64), chosen[: pop_size - 1]])
+        chosen = repair_to_budget(search, chosen, rng)
+    return chosen[:, search.var_idx]
 
 
 def _cost_bounds(search: SearchState, rng: np.random.Generator) -> dict[str, tuple[float, float]]:
@@ -192,6 +208,7 @@ def _run_nsga2(search: SearchState, config: SearchConfig, rng: np.random.Generat
         sampling=_initial_population(search, evo.pop_size, rng).astype(np.float64),
         crossover=UniformCrossover(prob=evo.crossover_prob),
         mutation=make_mutation(sizes, evo.mutation_prob),
+        repair=make_repair(search, rng),
         eliminate_duplicates=True,
     )
     algorithm.setup(make_problem(search), termination=("n_gen", evo.generations), seed=config.seed, callback=Track(),

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from pymoo.core.mutation import Mutation
 from pymoo.core.problem import Problem
+from pymoo.core.repair import Repair
 
 from ..config import OBJECTIVES
 from ..costs import CostModel
@@ -133,6 +134,51 @@ def make_mutation(sizes: np.ndarray, prob_var: float) -> Mutation:
             return np.where(hit, (X + shift) % sizes, X)
 
     return ResetMutation(prob=1.0)
+
+
+def repair_to_budget(search: SearchState, genes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``genes`` with every arch over a budget moved towards the smallest subnet until it meets them all:
+    one variable gene above its smallest choice, drawn with ``rng``, drops to its smallest choice at a time
+    (archs that meet every budget are returned unchanged, and nothing is drawn for them). Under a tight
+    budget the population then holds feasible archs (pymoo gives infeasible individuals no rank)."""
+    genes = np.array(genes, dtype=np.int64, copy=True)
+    if not search.limits or not len(genes):
+        return genes
+    bad = np.flatnonzero(~_meets(search, genes))
+    while len(bad):
+        sub = genes[bad][:, search.var_idx]
+        movable = sub > 0
+        stuck = ~movable.any(axis=1)  # the smallest subnet: nothing left to move
+        bad, sub, movable = bad[~stuck], sub[~stuck], movable[~stuck]
+        if not len(bad):
+            break
+        pick = np.argmax(rng.random(movable.shape) * movable, axis=1)  # a random gene above its smallest choice
+        genes[bad, search.var_idx[pick]] = 0
+        bad = bad[~_meets(search, genes[bad])]
+    return genes
+
+
+def _meets(search: SearchState, genes: np.ndarray) -> np.ndarray:
+    """Whether each arch meets every cost budget."""
+    values = search.costs(genes)
+    ok = np.ones(len(genes), dtype=bool)
+    for _, col, limit in search.limits:
+        ok &= values[col] <= limit
+    return ok
+
+
+def make_repair(search: SearchState, rng: np.random.Generator) -> Repair:
+    """The pymoo repair of a search: offspring over a budget moved towards the smallest subnet
+    (:func:`repair_to_budget`)."""
+
+    class BudgetRepair(Repair):
+        """Archs over a budget drop one gene at a time to its smallest choice until they meet every budget."""
+
+        def _do(self, problem: Any, X: np.ndarray, **kwargs: Any) -> np.ndarray:
+            genes = repair_to_budget(search, search.to_genes(X), rng)
+            return genes[:, search.var_idx].astype(np.float64)
+
+    return BudgetRepair()
 
 
 class SearchState:

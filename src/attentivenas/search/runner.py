@@ -16,7 +16,7 @@ from ..devices import resolve_device
 from ..distributed import DistInfo, run_on_ranks
 from ..errors import ConfigError
 from ..io import OutputLock, remove_torn_writes
-from ..latency import LatencyTable, check_table_precision
+from ..latency import LatencyTable, check_table_precision, resolve_latency_budget
 from ..nn import load_supernet
 from ..space import SearchSpace, get_space
 from .problem import GeneFn
@@ -24,15 +24,17 @@ from .results import SearchResult
 from .stage2 import default_source, run_stage2
 
 
-def _latency_fn(config: SearchConfig, space: SearchSpace) -> GeneFn | None:
+def _latency_fn(config: SearchConfig, space: SearchSpace, num_classes: int) -> GeneFn | None:
     wants = set(config.objectives) | {config.budgets.metric}
-    if "latency" not in wants and config.budgets.max_latency_ms is None and config.latency_table is None:
+    if ("latency" not in wants and config.budgets.max_latency_ms is None and config.budgets.max_latency is None
+            and config.latency_table is None):
         return None
     if config.latency_table is None:
         raise ConfigError("latency objectives and budgets need --latency-table FILE (latency_table in a config)")
     table = LatencyTable.load(config.latency_table)
     check_table_precision(table, config.precision)  # an INT8 search ranks on INT8 latency, an fp32 one on fp32
     table.check_setting(runtime=config.latency_runtime, batch=config.latency_batch)
+    table.check_covers(space, num_classes, config.checkpoint, config.latency_table)  # before any work
     return table.gene_fn(space)
 
 
@@ -102,10 +104,15 @@ def _search(config: SearchConfig, out: Path, progress: bool, warn: Callable[[str
         "accuracy": config.accuracy.model_copy(update={"source": source}),
         "runtime": config.runtime.model_copy(update={"ranks": info.world_size}),
     })
+    latency_fn = _latency_fn(config, space, num_classes)
+    if config.budgets.max_latency is not None:  # pNN: a percentile of the space's latency, as the table predicts it
+        config = config.model_copy(update={"budgets": resolve_latency_budget(config.budgets, config.latency_table,
+                                                                              space, log)})
     return run_stage2(config, out, space, predictor=pred, evaluator=evaluator, num_classes=num_classes,
-                      latency_fn=_latency_fn(config, space), memory_fn=_memory_fn(config, space, num_classes),
+                      latency_fn=latency_fn, memory_fn=_memory_fn(config, space, num_classes),
                       measured_path=out / MEASURED_FILE if evaluator is not None else None,
-                      state_path=out / STATE_FILE, progress=progress, warn=warn, log=log)
+                      state_path=out / STATE_FILE, progress=progress, warn=warn, log=log,
+                      shared=Path(str(config.checkpoint)) if evaluator is not None else None)
 
 
 def _evaluator(config: SearchConfig, space: SearchSpace | None, info: DistInfo,

@@ -22,21 +22,21 @@ from ..accuracy import (
     fit_best,
     format_metric,
     holdout_warning,
-    measure_missing,
     predictor_from_json,
+    split_of,
     spread_genes,
 )
 from ..config import OBJECTIVES, PredictorFitSettings, SearchConfig
-from ..costs import CostModel
 from ..distributed import broadcast_bytes, is_main, max_float, world_size
-from ..errors import ConfigError, UserError
+from ..errors import ConfigError
 from ..io import atomic_write_json
 from ..rng import mix_seed
 from ..space import Arch, SearchSpace
 from .files import write_search_outputs
 from .measured import MeasuredAccuracy
+from .noise import annotate_noise
 from .nsga2 import run_search
-from .problem import CostEvaluator, GeneFn, feasible
+from .problem import CostEvaluator, GeneFn, check_feasible, feasible
 from .results import SearchResult
 
 PREDICTOR_FILE = "predictor.json"
@@ -68,7 +68,7 @@ def run_stage2(config: SearchConfig, out: Path, space: SearchSpace, *, predictor
                evaluator: Callable[[Arch], float] | None = None, num_classes: int = 1000,
                latency_fn: GeneFn | None = None, memory_fn: GeneFn | None = None, measured_path: Path | None = None,
                state_path: Path | None = None, progress: bool = False, warn: Log | None = None,
-               log: Log | None = None) -> SearchResult:
+               log: Log | None = None, shared: Path | None = None) -> SearchResult:
     """Search ``space`` as ``config`` says and write the files into ``out`` (rank 0).
 
     Accuracy comes from ``predictor`` and/or ``evaluator`` (``arch -> top-1``, usually a
@@ -79,25 +79,30 @@ def run_stage2(config: SearchConfig, out: Path, space: SearchSpace, *, predictor
     ``accuracy.report_split`` measures the Pareto archs and budget winners again on that split.
     With ``precision: int8`` the best candidates and budget winners are measured again quantized
     (:class:`~attentivenas.accuracy.Int8SubnetEvaluator`), cached beside ``measured_path``
-    (``measured_int8.jsonl``), and the front is built on their INT8 top-1."""
+    (``measured_int8.jsonl``), and the front is built on their INT8 top-1. ``shared`` (the checkpoint's
+    path) shares the measurements between searches of it (:class:`~.measured.MeasuredAccuracy`)."""
     source = default_source(config)
+    _check_budgets(config, CostEvaluator(space, num_classes, latency_fn, memory_fn))  # before anything is measured
     config = config.model_copy(update={
         "accuracy": config.accuracy.model_copy(update={"source": source, **_measured_with(evaluator)})})
     measured = int8 = None
     if evaluator is not None and source != "predicted":
         measured = MeasuredAccuracy(space, evaluator, measured_path, num_classes, progress=progress, log=log,
-                                    warn=warn)
+                                    warn=warn, shared=shared)
     if config.precision == "int8":
         int8_eval = int8_evaluator(config, evaluator if source != "predicted" else None)
         config = config.model_copy(update={"int8": config.int8.model_copy(update={"calib_images":
                                                                                    int8_eval.calib_images})})
         int8 = MeasuredAccuracy(space, int8_eval, int8_path(measured_path), num_classes, progress=progress, log=log,
-                                warn=warn)
+                                warn=warn, shared=shared)
     extra: dict[str, Any] = {}
     if source == "predicted+remeasure" and predictor is None:
         assert measured is not None
         predictor, extra = _auto_predictor(config, space, num_classes, CostEvaluator(space, num_classes, latency_fn,
                                                                                    memory_fn), measured, out, log)
+        if predictor is None:  # a budget only a few subnets meet: measure each of them
+            source = "measured"
+            config = config.model_copy(update={"accuracy": config.accuracy.model_copy(update={"source": source})})
     if source != "measured" and predictor is None:
         raise ConfigError(f"accuracy source '{source}' needs --predictor PRED.json")
     reporter = _reporter(config, evaluator, warn)
@@ -108,13 +113,40 @@ def run_stage2(config: SearchConfig, out: Path, space: SearchSpace, *, predictor
     )
     result.extra.update(extra)
     if reporter is not None:
-        report(result, reporter, progress)
+        report(result, reporter, progress, cache_dir=out, shared=shared)
         if int8 is not None:  # the INT8 top-1 on the report split too
             report(result, Int8SubnetEvaluator(reporter, config.int8.runtime, config.int8.calib_images,
-                                               config.runtime.threads), progress, key="report_top1_int8")
+                                               config.runtime.threads), progress, key="report_top1_int8",
+                   cache_dir=out, shared=shared)
+    images, split_images = _images(evaluator)
+    annotate_noise(result, OBJECTIVES[config.objectives[0]], images, config.accuracy.split,
+                   _images(reporter)[0], config.accuracy.report_split, split_images)
     if is_main():
         write_search_outputs(out, result)
     return result
+
+
+def _check_budgets(config: SearchConfig, costs: CostEvaluator) -> None:
+    """One user error when no subnet meets the budgets (and the smallest budget point)."""
+    rng = np.random.default_rng(mix_seed(config.seed, 11))
+    limits = config.budgets.limits()
+    if any(col not in costs.columns for _, col, _ in limits):
+        return  # a latency budget without a table: refused by the search with its own message
+    check_feasible(costs.space, costs, limits, rng)
+    points = config.budgets.points
+    col = OBJECTIVES[config.budgets.metric]
+    if points and col in costs.columns:
+        check_feasible(costs.space, costs, list(limits) + [(f"max_{col} (budget list)", col, min(points))], rng)
+
+
+def _images(evaluator: Any) -> tuple[int | None, int | None]:
+    """(images measured, images of the whole split) of a checkpoint's evaluator; (None, None) otherwise."""
+    if not isinstance(evaluator, SubnetEvaluator):
+        return None, None
+    try:
+        return len(evaluator.val_loader.dataset), len(split_of(evaluator.bundle, evaluator.split))  # type: ignore[arg-type]
+    except TypeError:
+        return None, None
 
 
 def int8_evaluator(config: SearchConfig, evaluator: Callable[[Arch], float] | None) -> Int8SubnetEvaluator:
@@ -157,17 +189,20 @@ def _budget_keep(config: SearchConfig, costs: CostEvaluator) -> Callable[[np.nda
 
 def _auto_predictor(config: SearchConfig, space: SearchSpace, num_classes: int, costs: CostEvaluator,
                     measured: MeasuredAccuracy, out: Path, log: Log | None
-                    ) -> tuple[Predictor, dict[str, Any]]:
+                    ) -> tuple[Predictor | None, dict[str, Any]]:
     """Measure subnets spread over the budgeted range (as many as the evaluation or time budget says),
-    fit the best predictor kind on them (rank 0; every rank gets its file) and write ``DIR/predictor.json``."""
+    fit the best predictor kind on them (rank 0; every rank gets its file) and write ``DIR/predictor.json``.
+    None when fewer subnets meet the budgets than the fit needs (the search then measures them all)."""
     ap = config.auto_predictor
     cap = max(ap.num_archs, 1000) if ap.time_budget_s is not None else ap.num_archs
     rng = np.random.default_rng(mix_seed(config.seed, 7))
     genes = spread_genes(space, cap, rng, costs.model, keep=_budget_keep(config, costs))
     archs = [space.decode(g) for g in genes]
     if len(archs) < 2 * ap.folds:  # before measuring: the fit needs 2 subnets per fold
-        raise UserError(f"only {len(archs)} distinct subnets meet the budgets: too few to fit a predictor with "
-                        f"{ap.folds} folds (2 per fold); search with --accuracy measured")
+        if log is not None:
+            log(f"only {len(archs)} distinct subnets found under the budgets: too few to fit a predictor with "
+                f"{ap.folds} folds (2 per fold); the search measures every subnet it evaluates instead")
+        return None, {"auto_predictor": {"skipped": f"{len(archs)} subnets under the budgets", "num_archs": 0}}
     again = config.accuracy.remeasure_top + 3 * len(config.budgets.points)
     n = min(ap.num_archs, len(archs)) if ap.time_budget_s is None else _timed_count(config, archs, again, measured,
                                                                                    out, log)
@@ -243,20 +278,23 @@ def _reporter(config: SearchConfig, evaluator: Callable[[Arch], float] | None,
 
 
 def report(result: SearchResult, reporter: SubnetEvaluator | Int8SubnetEvaluator, progress: bool = True,
-           key: str = "report_top1") -> None:
+           key: str = "report_top1", cache_dir: Path | None = None, shared: Path | None = None) -> None:
     """Measure every Pareto arch and budget winner on the report split: ``report_top1`` (or ``key``: the
     INT8 evaluator's ``report_top1_int8``) and ``report_split`` in their entries (each distinct arch
-    measured once, shared over ranks)."""
+    measured once, shared over ranks). With ``cache_dir`` the measurements are kept in
+    ``DIR/measured_<split>.jsonl`` (``_int8``: quantized) and reused by a search started again; with
+    ``shared`` (the checkpoint) also by every search of that checkpoint, split and settings."""
     entries = [e for e in (*result.pareto, *result.budget_winners) if isinstance(e.get("arch"), dict)]
     keys = sorted({json.dumps(e["arch"], sort_keys=True) for e in entries})
     base = reporter.base if isinstance(reporter, Int8SubnetEvaluator) else reporter
     space = base.supernet.space
     archs = [space.arch_from_dict(json.loads(k)) for k in keys]
-    cache = ArchDataset(space, num_classes=base.supernet.num_classes)
-    int8 = " in INT8" if isinstance(reporter, Int8SubnetEvaluator) else ""
-    measure_missing(cache, archs, reporter, CostModel(space, cache.num_classes), progress=progress,
-                    desc=f"report on {reporter.split}{int8}")
-    top1 = {k: cache.get(a).accuracy for k, a in zip(keys, archs, strict=True)}  # type: ignore[union-attr]
+    int8 = isinstance(reporter, Int8SubnetEvaluator)
+    path = None if cache_dir is None else cache_dir / f"measured_{reporter.split}{INT8_SUFFIX if int8 else ''}.jsonl"
+    measured = MeasuredAccuracy(space, reporter, path, base.supernet.num_classes, progress=progress, shared=shared)
+    measured.measure(archs, what=f"for the report on {reporter.split}{' in INT8' if int8 else ''}")
+    measured.finish()
+    top1 = {k: measured.cache.get(a).accuracy for k, a in zip(keys, archs, strict=True)}  # type: ignore[union-attr]
     for e in entries:
         e[key] = top1[json.dumps(e["arch"], sort_keys=True)]
         e["report_split"] = reporter.split

@@ -65,8 +65,8 @@ def save_state(path: Path, algorithm: Any, search: SearchState, rng: np.random.G
         "pop_x": np.rint(np.asarray(pop.get("X"), dtype=np.float64)).astype(np.int64),
         "pop_f": np.asarray(pop.get("F"), dtype=np.float64),
         "pop_g": np.asarray(pop.get("G"), dtype=np.float64).reshape(len(pop), -1),
-        "pop_rank": np.asarray(pop.get("rank"), dtype=np.int64),
-        "pop_crowding": np.asarray(pop.get("crowding"), dtype=np.float64),
+        "pop_rank": _ranks(pop.get("rank"), len(pop)),
+        "pop_crowding": _crowding(pop.get("crowding"), len(pop)),
         "archive_genes": genes.astype(np.int64),
         "meta": np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8),
     }
@@ -75,6 +75,25 @@ def save_state(path: Path, algorithm: Any, search: SearchState, rng: np.random.G
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     atomic_write_bytes(path, buf.getvalue())
+
+
+def _ranks(values: Any, n: int) -> np.ndarray:
+    """pymoo's non-dominated ranks of a population; -1 where it gave none (an infeasible individual
+    is sorted by its constraint violation and has no rank)."""
+    out = np.full(n, -1, dtype=np.int64)
+    for i, v in enumerate(list(values) if values is not None else []):
+        if v is not None:
+            out[i] = int(v)
+    return out
+
+
+def _crowding(values: Any, n: int) -> np.ndarray:
+    """pymoo's crowding distances of a population; NaN where it gave none (infeasible individuals)."""
+    out = np.full(n, np.nan, dtype=np.float64)
+    for i, v in enumerate(list(values) if values is not None else []):
+        if v is not None:
+            out[i] = float(v)
+    return out
 
 
 def load_state(path: Path | None, fp: str, warn: Callable[[str], None] | None = None, *,
@@ -163,7 +182,9 @@ def restore_algorithm(algorithm: Any, state: dict[str, Any], rng: np.random.Gene
     gen = int(meta["generation"])
     algorithm._initialize()  # pymoo's own start of a run (timer, counters), without its first infill
     pop = Population.new("X", state["pop_x"].astype(np.float64), "F", state["pop_f"], "G", state["pop_g"])
-    pop.set("rank", state["pop_rank"], "crowding", state["pop_crowding"])
+    ranks = [None if r < 0 else int(r) for r in state["pop_rank"]]  # -1: an infeasible individual (no rank)
+    crowding = [None if r < 0 else float(c) for r, c in zip(state["pop_rank"], state["pop_crowding"], strict=True)]
+    pop.set("rank", np.array(ranks, dtype=object), "crowding", np.array(crowding, dtype=object))
     for ind in pop:
         ind.evaluated.update({"F", "G", "H"})
     algorithm.pop = pop

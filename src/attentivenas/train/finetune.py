@@ -1,9 +1,18 @@
 """Fine-tuning a searched subnet alone: ``attentivenas finetune``.
 
 The subnet is extracted from the supernet as a static network (its BN recalibrated) and trained by
-itself, by default with knowledge distillation from the supernet's max subnet (extracted, BN
-recalibrated, frozen; the project's KD loss, :func:`~attentivenas.train.losses.soft_target_ce`),
-or from the labels (``distill="none"``: label-smoothed cross-entropy); with ``init="scratch"`` the
+itself, with knowledge distillation from the supernet's max subnet (``distill="kd"``: extracted, BN
+recalibrated, frozen; the project's KD loss, :func:`~attentivenas.train.losses.soft_target_ce`), or
+from the labels (``distill="none"``: label-smoothed cross-entropy). The default, ``distill="auto"``,
+chooses from the teacher's margin over the subnet on the hold-out (:func:`choose_distill`): KD only
+when the max subnet is at least :data:`AUTO_KD_MARGIN` points better, since with a smaller margin the
+labels were measured better (docs/results.md, "Fine-tuning the searched Pareto subnets").
+
+The data's classes must be the checkpoint classifier's (count, and names where both are known:
+:func:`~attentivenas.train.transfer.check_head`), unless ``new_head`` re-initialises the classifier
+for the data's classes (then the labels teach it: a teacher's outputs are the old classes). A resumed
+run must be the same run: the same supernet file (its sha256), arch and settings that change the
+result (:meth:`_Run.settings`); with ``init="scratch"`` the
 subnet starts from a fresh seeded init instead (trained alone, at the recipe's LR and warm-up: the
 standalone subnets of a ranking probe, :mod:`attentivenas.accuracy.ranking`). Defaults, after NVIDIA's
 practice for fine-tuning searched subnets: half the supernet recipe's learning rate (the
@@ -29,6 +38,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -53,12 +63,23 @@ from ..nn import (
     read_pareto_archs,
     subnet_payload,
 )
+from ..nn.export import file_sha256
 from ..rng import global_rng_state, seed_everything, set_global_rng_state
 from ..space import Arch, resolve_arch
 from .logging import MetricsLogger, truncate_metrics
 from .losses import label_smoothing_ce, soft_target_ce
 from .optim import build_optimizer, build_scheduler
-from .state import LAST, checkpoint_dir, resolve_resume, save_training_checkpoint, set_aside
+from .state import (
+    LAST,
+    checkpoint_dir,
+    describe_differences,
+    differing,
+    resolve_resume,
+    save_training_checkpoint,
+    set_aside,
+    settings_sha256,
+)
+from .transfer import check_head, checkpoint_class_names, class_names_of, with_new_head
 
 DEFAULT_EPOCHS = 10  #: a short schedule
 DEFAULT_LR_FACTOR = 0.5  #: the fine-tuning LR as a fraction of the supernet recipe's
@@ -66,7 +87,14 @@ DEFAULT_LR_FACTOR = 0.5  #: the fine-tuning LR as a fraction of the supernet rec
 AUTHORS_RECIPE = OptimConfig(lr=0.1, lr_scaling="authors", schedule="authors", warmup_start_factor=0.001)
 AUTHORS_BATCH = 32  #: the authors' images per GPU
 RESULT = "result.json"
-DISTILL = ("kd", "none")
+DISTILL = ("auto", "kd", "none")
+#: ``distill="auto"``: KD when the teacher's hold-out top-1 is at least this many points above the subnet's.
+#: The one measured case (docs/results.md: hold-out margins of 0-1.3 points) found the labels better; the
+#: threshold is a choice above that range, not a measured crossover
+AUTO_KD_MARGIN = 2.0
+#: settings a resumed run may change: they do not change what it computes (checkpoint and log cadence,
+#: evaluation batch, device, threads, memory layout)
+RESUME_FREE = ("checkpoint_every", "keep_last", "log_every", "eval_batch_size", "device", "threads", "channels_last")
 #: where the subnet's weights start: the supernet's (fine-tuning) or a fresh init (training it alone from
 #: scratch, as a ranking probe's standalone subnets are: ``attentivenas ranking``)
 INITS = ("supernet", "scratch")
@@ -79,11 +107,12 @@ class FinetuneSettings:
     epochs: int = DEFAULT_EPOCHS
     lr: float | None = None  # peak LR per optim.lr_reference_batch images; None: half the recipe's optim.lr
     batch_size: int | None = None  # None: the checkpoint's data.batch_size (the authors': 32)
-    distill: str = "kd"  # kd: from the max subnet; none: the labels (label-smoothed CE)
+    distill: str = "auto"  # kd: from the max subnet; none: the labels (label-smoothed CE); auto: choose_distill
     temperature: float = 1.0  # kd
     label_smoothing: float | None = None  # distill none; None: the recipe's loss.label_smoothing (0.1)
     warmup_epochs: float | None = None  # None: 0 from the supernet; the recipe's warm-up from scratch
     init: str = "supernet"  # supernet: its weights (fine-tuning); scratch: a fresh seeded init, the recipe's LR
+    new_head: bool = False  # re-initialise the classifier for the data's classes (seeded); the labels teach it
     weight_decay: float | None = None  # None: the recipe's
     seed: int = 0
     steps_per_epoch: int | None = None  # cap of steps per epoch (quick runs)
@@ -118,6 +147,9 @@ class FinetuneSettings:
             raise ConfigError("--temperature must be > 0 and --warmup-epochs >= 0")
         if self.channels_last not in ("auto", True, False):
             raise ConfigError(f"channels_last must be 'auto', True or False, got {self.channels_last!r}")
+        if self.new_head and self.distill == "kd":
+            raise ConfigError("--distill kd cannot teach a new head: the teacher's outputs are the checkpoint's "
+                              "classes; use --distill none (auto chooses it with --new-head)")
 
 
 @dataclass
@@ -148,11 +180,15 @@ class _Run:
 
     def __init__(self, supernet: Supernet, meta: dict[str, Any], arch: Arch, bundle: DataBundle,
                  data_config: dict[str, Any], measure: MeasureSettings, settings: FinetuneSettings, out: Path,
-                 source: Path, device: torch.device) -> None:
+                 source: Path, device: torch.device, source_sha256: str = "",
+                 class_names: list[str] | None = None) -> None:
         s = settings
         self.supernet, self.meta, self.arch, self.bundle = supernet, meta, arch, bundle
         self.data_config, self.measure, self.s, self.out, self.source = data_config, measure, s, out, source
-        self.device = device
+        self.device, self.source_sha256, self.class_names = device, source_sha256, class_names
+        #: the loss in use: kd or none (auto is decided by choose_distill before the first step)
+        self.distill = "none" if s.new_head else s.distill
+        self.distill_choice: dict[str, Any] | None = None
         recipe, batch, smoothing = recipe_of(meta)
         self.batch = s.batch_size or batch
         n_train = len(bundle.train)  # type: ignore[arg-type]
@@ -171,7 +207,7 @@ class _Run:
         seed = int(measure.calib_seed or 0)
         self.calib = cache_calibration_batches(bundle.train, measure.calib_batches, measure.calib_batch_size, seed)
         self.teacher: nn.Module | None = None
-        if s.distill == "kd":
+        if self.distill in ("kd", "auto"):
             self.teacher = calibrate_bn(supernet.extract(supernet.space.max_arch()).to(device), self.calib).eval()
             for p in self.teacher.parameters():
                 p.requires_grad_(False)
@@ -210,6 +246,38 @@ class _Run:
                 evaluate_arch(self.supernet, self.arch, self.calib, loader, self.device))
         return res
 
+    def choose_distill(self) -> str:
+        """``distill="auto"``: KD when the teacher's hold-out top-1 is at least :data:`AUTO_KD_MARGIN` points
+        above the subnet's (its "before"), else the labels; labels when nothing is held out. Sets
+        :attr:`distill` and :attr:`distill_choice` and returns the one line that says why."""
+        loader = self.loaders()["holdout"]
+        student = (self.before.get("holdout") or {}).get("top1")
+        if loader is None or student is None or self.teacher is None:
+            self.distill = "none"
+            self.distill_choice = {"requested": "auto", "chosen": "none", "reason": "no hold-out"}
+            return ("distill auto: the data holds nothing out to compare the teacher with the subnet on; learning "
+                    "from the labels (--distill none; --distill kd forces distillation)")
+        teacher = float(evaluate_subnet(self.teacher, loader, self.device)["top1"])
+        margin = teacher - float(student)
+        self.distill = "kd" if margin >= AUTO_KD_MARGIN else "none"
+        self.distill_choice = {"requested": "auto", "chosen": self.distill, "teacher_top1": round(teacher, 4),
+                               "student_top1": float(student), "margin": round(margin, 4),
+                               "threshold": AUTO_KD_MARGIN, "split": "holdout"}
+        how = ("distilling from it (--distill kd; --distill none forces the labels)" if self.distill == "kd" else
+               "learning from the labels (--distill none; --distill kd forces distillation)")
+        cmp = "at least" if self.distill == "kd" else "under"
+        return (f"distill auto: the teacher (max subnet, hold-out top-1 {teacher:.2f}%) is {margin:+.2f} points from "
+                f"this subnet ({float(student):.2f}%), {cmp} the {AUTO_KD_MARGIN:g}-point margin: {how}")
+
+    def settings(self) -> dict[str, Any]:
+        """What decides the run's result, as a resume compares it: the supernet file, the arch, the data,
+        the measurement, the resolved optimiser and the fine-tuning settings (:data:`RESUME_FREE` left out)."""
+        ft = {k: v for k, v in asdict(self.s).items() if k not in RESUME_FREE}
+        return {"supernet_sha256": self.source_sha256, "arch": self.arch.to_dict(), "data": self.data_config,
+                "measure": {k: v for k, v in self.measure.model_dump(mode="json").items() if k != "batch_size"},
+                "optim": self.optim_cfg.to_dict(),
+                "batch_size": self.batch, "steps_per_epoch": self.steps_per_epoch, "finetune": ft}
+
     def measure_after(self) -> dict[str, Any]:
         res: dict[str, Any] = {}
         for split, loader in self.loaders().items():
@@ -221,7 +289,10 @@ class _Run:
         p = subnet_payload(self.student)
         p.update({
             "parent": {"path": str(self.source), "kind": checkpoint_kind(self.meta),
-                       "source": self.meta.get("source", "attentivenas")},
+                       "source": self.meta.get("source", "attentivenas"), "sha256": self.source_sha256},
+            "class_names": self.class_names,  # what the classifier's outputs mean (None: not known)
+            "distill": self.distill, "distill_choice": self.distill_choice,
+            "settings": self.settings(), "settings_sha256": settings_sha256(self.settings()),
             "config": {"data": self.data_config, "optim": self.optim_cfg.to_dict(),
                        "finetune": asdict(self.s)},
             "holdout": dict(self.bundle.holdout),
@@ -252,6 +323,7 @@ class _Run:
         if int(prog.get("steps_per_epoch", self.steps_per_epoch)) != self.steps_per_epoch:
             raise ConfigError(f"checkpoint {path} ran {prog['steps_per_epoch']} steps per epoch, these settings "
                               f"{self.steps_per_epoch}: resume with the same --batch-size and --steps-per-epoch")
+        self.check_same_run(path, obj)
         self.student.load_state_dict(obj["model"], strict=True)
         self.optimizer.load_state_dict(obj["optimizer"])
         self.scheduler.load_state_dict(obj["scheduler"])
@@ -259,14 +331,41 @@ class _Run:
         self.epoch, self.step_in_epoch = int(prog["epoch"]), int(prog["step_in_epoch"])
         self.global_step = int(prog["global_step"])
         self.before = dict(obj.get("before") or {})
+        started_with = ((obj.get("config") or {}).get("finetune") or {}).get("distill")  # an older release's
+        self.distill = str(obj.get("distill") or started_with or self.distill)  # the loss the run chose, once
+        self.distill_choice = obj.get("distill_choice")
+        if self.distill == "none":
+            self.teacher = None
+        elif self.teacher is None:
+            raise ConfigError(f"checkpoint {path} distils from the max subnet: resume it with --distill kd")
         return bool(prog.get("done"))
+
+    def check_same_run(self, path: Path, obj: dict[str, Any]) -> None:
+        """Refuse (one line) to continue the run of ``obj`` with another supernet file or other settings
+        that change the result; a checkpoint of an older release (no recorded settings) is not compared."""
+        saved = obj.get("settings")
+        if not isinstance(saved, dict):
+            warnings.warn(f"checkpoint {path} records no settings (an older release): only the arch, --init and the "
+                          "steps per epoch were compared", RuntimeWarning, stacklevel=3)
+            return
+        was = saved.get("supernet_sha256")
+        if was and self.source_sha256 and was != self.source_sha256:
+            parent = (obj.get("parent") or {}).get("path", "?")
+            raise CheckpointError(f"checkpoint {path} fine-tunes a subnet of another supernet: {parent} (sha256 "
+                                  f"{str(was)[:12]}...), not {self.source} (sha256 {self.source_sha256[:12]}...); "
+                                  "resume with the run's --checkpoint, or choose another --out or --resume fresh")
+        diffs = [d for d in differing(saved, self.settings()) if d[0] != "supernet_sha256"]
+        if diffs:
+            raise ConfigError(f"--resume: the settings differ from those of the run of {path} in what they compute "
+                              f"({describe_differences(diffs)}); resume with the run's settings (its result.json "
+                              "and checkpoint record them), or choose another --out or --resume fresh")
 
     # ----------------------------------------------------------------- loop
     def step(self, images: torch.Tensor, labels: torch.Tensor) -> float:
         self.student.train()
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        if self.teacher is not None:
+        if self.teacher is not None and self.distill == "kd":
             with torch.no_grad():
                 teacher = self.teacher(images)
             loss = soft_target_ce(self.student(images), teacher, self.s.temperature)
@@ -321,6 +420,19 @@ def _accuracy(res: dict[str, Any]) -> dict[str, Any]:
     return {"top1": round(float(res["top1"]), 4), "top5": round(float(res["top5"]), 4), "samples": int(res["samples"])}
 
 
+def _applied_measure(p: MeasureSettings, data_cfg: Any) -> str:
+    """The measurement as applied to the data (``describe()`` names ImageNet's Resize 256 / CenterCrop
+    224, which small images such as Fashion-MNIST's 28x28 do not get)."""
+    d = data_cfg if isinstance(data_cfg, dict) else data_cfg.model_dump(mode="json")
+    size, resize = int(d.get("image_size") or 0), d.get("eval_resize")
+    if resize is None and size >= 64:  # the config's rule: image_size / 0.875 (256 for 224)
+        resize = round(size / 0.875)
+    prep = (f"{d.get('name')} images resized to {resize} and centre-cropped to {size}" if resize
+            else f"{d.get('name')} images whole, at {size}x{size}")
+    return (f"split {p.split}; {prep}, resized in the network to the subnet's resolution, {p.interpolation}; "
+            f"BN recalibrated on {p.calib_batches} x {p.calib_batch_size} training crops (seed {p.calib_seed})")
+
+
 def finetune(checkpoint: str | Path, arch: Arch | str, out_dir: str | Path, data: str | None = None,
              settings: FinetuneSettings | None = None, resume: str | Path | None = None,
              space: str | None = None, measure: MeasureSettings | None = None,
@@ -356,10 +468,19 @@ def finetune(checkpoint: str | Path, arch: Arch | str, out_dir: str | Path, data
                                     "batch_size": s.eval_batch_size}).resolved(meta)
         data_cfg = stage2_data_config(data, supernet.space, meta, interpolation=p.interpolation)
         bundle = resolve_data(data, supernet.space, meta, seed=int(p.calib_seed or 0), interpolation=p.interpolation)
-        if bundle.num_classes > supernet.num_classes:
-            raise UserError(f"the data has {bundle.num_classes} classes but the supernet's classifier has "
-                            f"{supernet.num_classes}; transfer the supernet first (train ... init_from=CKPT)")
-        run = _Run(supernet, meta, a, bundle, data_cfg.model_dump(mode="json"), p, s, out, Path(checkpoint), device)
+        names = class_names_of(bundle)
+        if s.new_head:  # the data's classes on a fresh, seeded classifier
+            seed_everything(s.seed)
+            supernet = with_new_head(supernet, bundle.num_classes)
+            say(f"new head: the classifier re-initialised for the data's {bundle.num_classes} classes (the checkpoint's "
+                f"has {meta.get('num_classes', '?')}); it learns from the labels")
+        else:
+            note = check_head(str(checkpoint), supernet.num_classes, checkpoint_class_names(meta),
+                              bundle.num_classes, names)
+            if note is not None:
+                say(f"note: {note}")
+        run = _Run(supernet, meta, a, bundle, data_cfg.model_dump(mode="json"), p, s, out, Path(checkpoint), device,
+                   file_sha256(checkpoint), names)
         done = run.load(*found) if found is not None else False
         if str(resume).lower() == "fresh" or found is not None:
             set_aside(out, int(found[1]["progress"]["global_step"]) if found is not None else None)
@@ -374,8 +495,13 @@ def finetune(checkpoint: str | Path, arch: Arch | str, out_dir: str | Path, data
             if found is None:
                 run.before = run.measure_before()
                 say(f"before: {_summary(run.before)}")
+                if run.distill == "auto":
+                    say(run.choose_distill())
+                if run.distill == "none":
+                    run.teacher = None
                 run.logger.log("start", 0, arch=a.to_dict(), steps_per_epoch=run.steps_per_epoch, epochs=s.epochs,
-                               lr=run.optimizer.param_groups[0]["lr"], distill=s.distill, before=run.before)
+                               lr=run.optimizer.param_groups[0]["lr"], distill=run.distill,
+                               distill_choice=run.distill_choice, before=run.before)
             if not done:
                 run.train()
                 calibrate_bn(run.student, run.calib)
@@ -386,10 +512,14 @@ def finetune(checkpoint: str | Path, arch: Arch | str, out_dir: str | Path, data
             say(f"after:  {_summary(after)}")
             result = {
                 "arch": a.to_dict(), "checkpoint": str(last), "supernet": str(checkpoint),
+                "supernet_sha256": run.source_sha256, "num_classes": supernet.num_classes, "new_head": s.new_head,
                 "mflops": count_flops(supernet.space, a, supernet.num_classes),
                 "params_m": count_params(supernet.space, a, supernet.num_classes) / 1e6,
-                "distill": s.distill, "init": s.init, "epochs": s.epochs, "steps": run.global_step, "batch_size": run.batch,
-                "lr": run.optimizer.param_groups[0]["initial_lr"], "measure": p.describe(),
+                "distill": run.distill, "distill_requested": s.distill, "distill_choice": run.distill_choice,
+                "init": s.init, "epochs": s.epochs, "steps": run.global_step, "batch_size": run.batch,
+                "lr": run.optimizer.param_groups[0]["initial_lr"], "measure": _applied_measure(p, data_cfg),
+                "seed": s.seed,
+                "supernet_config": (meta.get("config") if isinstance(meta.get("config"), dict) else None),
                 "before": run.before, "after": after, "wall_s": round(time.perf_counter() - t0, 3),
             }
             run.logger.log("result", run.global_step, before=run.before, after=after)

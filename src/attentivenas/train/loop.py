@@ -28,7 +28,19 @@ import torch
 import torch.distributed as dist
 
 from ..config import TrainConfig, save_config
-from ..data import DataBundle, batches_per_epoch, build_data, check_batch_size, epoch_batches
+from ..data import (
+    HOLDOUT_NAME,
+    TEST_NAME,
+    DataBundle,
+    batches_per_epoch,
+    build_data,
+    check_batch_size,
+    data_warnings,
+    describe_pipeline,
+    epoch_batches,
+    pipeline_lines,
+    split_lines,
+)
 from ..distributed import DEFAULT_TIMEOUT_S, DistInfo, barrier, cleanup, init_distributed, is_dist
 from ..errors import ConfigError, JobFailure, UserError
 from ..host_memory import reuse_freed_memory
@@ -40,7 +52,7 @@ from .distributed import all_reduce_sum, broadcast_module
 from .logging import MetricsLogger, Progress, truncate_metrics
 from .online import OnlinePredictor
 from .optim import build_optimizer, build_scheduler
-from .sampling import ArchSampler, load_predictor_estimator
+from .sampling import CHOICE_KIND, ArchSampler, choice_record, load_predictor_estimator, record_interval
 from .sandwich import SandwichStep, Scorer, StepResult, estimator_scorer, loss_scorer, use_channels_last
 from .state import FRESH, LAST, TrainerState, checkpoint_dir, resolve_resume, set_aside
 from .transfer import TransferReport, load_init
@@ -110,6 +122,27 @@ def build_training_supernet(cfg: TrainConfig, space: SearchSpace, num_classes: i
     return net, channels_last
 
 
+def split_name(cfg: TrainConfig) -> str:
+    """The printed name of the split epoch-end checks measure: ``hold-out`` (carved from the training
+    data) or ``test``."""
+    return HOLDOUT_NAME if cfg.eval.split == "holdout" else TEST_NAME
+
+
+def split_sizes(data: DataBundle) -> dict[str, int]:
+    """Images per split: ``train`` (trained on), ``holdout``, ``test``."""
+    return {"train": len(data.train), "holdout": len(data.val), "test": len(data.test)}  # type: ignore[arg-type]
+
+
+def announce_data(cfg: TrainConfig, data: DataBundle) -> None:
+    """Say on stderr which images are which split and the transforms that run, and warn (one line
+    each) about an evaluation that crops most of each image or a hold-out too small to rank on."""
+    n = split_sizes(data)
+    for line in split_lines(cfg.data, n["train"], n["holdout"], n["test"]) + pipeline_lines(cfg.data):
+        print(line, file=sys.stderr, flush=True)
+    for message in data_warnings(cfg.data, n["holdout"]):
+        warnings.warn(message, RuntimeWarning, stacklevel=2)
+
+
 class _StopFlag:
     """SIGINT/SIGTERM ask the loop to stop at the next step boundary (with a checkpoint)."""
 
@@ -166,6 +199,7 @@ class Trainer(TrainerState):
         steps = batches_per_epoch(n_train, cfg.data.batch_size, info.world_size)
         self.steps_per_epoch = min(steps, cfg.runtime.steps_per_epoch or steps)
         self.total_steps = cfg.optim.epochs * self.steps_per_epoch
+        self.choice_interval = record_interval(self.total_steps, cfg.sampler.record_every, cfg.sampler.record_max)
         self.distill_warmup_steps = round(cfg.loss.distill_warmup_epochs * self.steps_per_epoch)
 
         net, self.channels_last = build_training_supernet(cfg, self.space, self.num_classes, info.device)
@@ -194,6 +228,7 @@ class Trainer(TrainerState):
         self.last_eval: dict[str, float] = {}
         self.last_checkpoint: Path | None = None
         self.logger: MetricsLogger | None = None
+        self.config_changes: list[dict[str, Any]] = []  # changes of course on resume (train/state.py)
         # dropout / drop-connect masks differ per rank
         torch.manual_seed(cfg.seed * 7919 + info.rank + 1)
 
@@ -211,7 +246,7 @@ class Trainer(TrainerState):
     def validate(self) -> dict[str, float]:
         cfg, info = self.config, self.info
         split = self.data.val if cfg.eval.split == "holdout" else self.data.test
-        batches = calibration_batches(self.data.train, cfg.eval.calib_batches,
+        batches = calibration_batches(self.data.calibration_set(), cfg.eval.calib_batches,
                                       cfg.eval.calibration_batch_size or cfg.data.batch_size,
                                       calibration_seed(cfg), info.rank, cfg.data.num_workers)
         out: dict[str, float] = {}
@@ -253,6 +288,8 @@ class Trainer(TrainerState):
     def run(self) -> TrainResult:
         cfg, info = self.config, self.info
         t_start = time.perf_counter()
+        if info.is_main:  # the run starts (a resume refused in load() says nothing more than why)
+            announce_data(cfg, self.data)
         logger = self.logger = MetricsLogger(self.out_dir, info.is_main, cfg.log.tensorboard)
         progress = Progress(info.is_main and cfg.log.progress, self.total_steps, self.global_step)
         if self.global_step == 0:
@@ -262,7 +299,8 @@ class Trainer(TrainerState):
                        num_classes=self.num_classes, estimator=cfg.sampler.estimator,
                        constraint=cfg.sampler.constraint,
                        bin_width=self.sampler.prior.bin_width if self.sampler.prior is not None else None,
-                       init_from=self.transfer.to_dict() if self.transfer is not None else None)
+                       init_from=self.transfer.to_dict() if self.transfer is not None else None,
+                       data_pipeline=describe_pipeline(cfg.data), splits=split_sizes(self.data))
         status = "completed"
         try:
             with _StopFlag() as stop:
@@ -319,7 +357,7 @@ class Trainer(TrainerState):
             if cfg.eval.every_epochs and ((epoch + 1) % cfg.eval.every_epochs == 0 or epoch + 1 == cfg.optim.epochs):
                 self.last_eval = self.validate()
                 logger.log("eval", self.global_step, epoch=epoch + 1, **self.last_eval)
-                progress.write(f"epoch {epoch + 1}: " + " ".join(
+                progress.write(f"epoch {epoch + 1} ({split_name(cfg)}): " + " ".join(
                     f"{k}={v:.2f}" for k, v in self.last_eval.items() if k.endswith(("top1", "loss"))))
             if self.online is not None and self.online.due(epoch + 1):
                 self._fit_online(epoch + 1, logger, progress)
@@ -342,6 +380,9 @@ class Trainer(TrainerState):
         else:
             self.nan_streak = 0
         progress.update(result.loss if result.finite else float("nan"), lr, mid_mflops, ips)
+        choice = choice_record(self.sampler, self.global_step, self.choice_interval, cfg.sampler.estimator)
+        if choice is not None:  # what attentive sampling picked (sampler.record_every / record_max)
+            logger.log(CHOICE_KIND, self.global_step, **choice)
         if self.global_step % cfg.log.every_steps == 0 or self.step_in_epoch == self.steps_per_epoch:
             losses = result.losses
             logger.log(
@@ -398,7 +439,9 @@ def _train(config: TrainConfig, out_dir: str | Path | None, resume: str | Path |
         set_aside(out, int(found[1]["progress"]["global_step"]) if found is not None else None)
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
-        save_config(config, out / "config.yaml")
+        # a finished run trains 0 steps: its records stay as they are (a folder it is resumed into gets one)
+        if found is None or not trainer.finished() or not (out / "config.yaml").is_file():
+            save_config(config, out / "config.yaml")
         if found is not None:
             truncate_metrics(out / "metrics.jsonl", trainer.global_step, found[1]["progress"].get("metrics_records"))
     return trainer.run()

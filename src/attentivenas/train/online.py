@@ -101,7 +101,7 @@ class OnlinePredictor:
         cfg, on, info = self.config, self.cfg, self.info
         seed = fit_seed(cfg.seed, epochs_done)
         t0 = time.perf_counter()
-        batches = calibration_batches(data.train, on.calibration_batches or cfg.eval.calib_batches,
+        batches = calibration_batches(data.calibration_set(), on.calibration_batches or cfg.eval.calib_batches,
                                       cfg.eval.calibration_batch_size or cfg.data.batch_size, calibration_seed(cfg),
                                       info.rank, cfg.data.num_workers)
         max_batches = on.max_batches if on.max_batches is not None else cfg.eval.max_batches

@@ -13,8 +13,11 @@ of the newest. Every file is written atomically, so a crash leaves the previous 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -24,7 +27,7 @@ import torch
 import torch.distributed as dist
 from torch.optim.lr_scheduler import LRScheduler
 
-from ..config import TrainConfig
+from ..config import TrainConfig, parse_config
 from ..data import DataBundle
 from ..distributed import DistInfo, is_dist
 from ..errors import CheckpointError, ConfigError
@@ -36,12 +39,24 @@ from .logging import MetricsLogger
 from .online import OnlinePredictor
 from .optim import fill_momentum_buffers, follow_config
 from .sampling import ArchSampler
+from .transfer import class_names_of
 
 STEP_FILE = re.compile(r"^step_(\d+)\.pt$")
 LAST = "last.pt"
 FRESH = "fresh"  #: ``--resume fresh``: start over in a folder that holds checkpoints (they are set aside)
 ABANDONED = "abandoned"  #: ``checkpoints/abandoned/<time>/``: checkpoints of branches no longer followed
 REQUIRED = ("format", "space", "num_classes", "model", "optimizer", "scheduler", "rng", "progress")
+#: config keys (dotted; a trailing dot: a whole section) a resumed run may change: they cannot change what
+#: it computes (logging, checkpoint cadence, threads, loader workers, device and memory layout, where it stops)
+RESUME_FREE = ("log.", "checkpoint.", "runtime.threads", "runtime.device", "runtime.channels_last",
+               "runtime.max_steps", "runtime.dist_timeout_s", "runtime.nan_patience", "runtime.reuse_freed_memory",
+               "data.num_workers", "data.pin_memory", "data.eval_batch_size", "sampler.record_every",
+               "sampler.record_max")
+#: keys a resumed run may change as a change of course, the remedies a divergence message suggests: the
+#: optimiser follows them from the step it resumes at (:func:`~attentivenas.train.optim.follow_config`);
+#: each change is printed and recorded in the checkpoint's ``config_changes`` (step, key, before, after)
+RESUME_COURSE = ("optim.lr", "optim.momentum", "optim.nesterov", "optim.weight_decay", "optim.classifier_lr_scale",
+                 "runtime.amp")
 
 
 # --------------------------------------------------------------------------- files
@@ -172,6 +187,62 @@ def set_aside(out_dir: str | Path, after_step: int | None) -> list[Path]:
     return moved
 
 
+# --------------------------------------------------------------------------- settings a resume may not change
+def flat_settings(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested dict as ``{"a.b.c": value}`` (lists and scalars are values)."""
+    out: dict[str, Any] = {}
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            out.update(flat_settings(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def differing(saved: dict[str, Any], current: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """The dotted keys whose values differ between two nested dicts: ``(key, saved, current)``, sorted."""
+    a, b = flat_settings(saved), flat_settings(current)
+    return [(k, a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+
+
+def settings_sha256(settings: dict[str, Any]) -> str:
+    """A sha256 of settings (canonical JSON: keys sorted)."""
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def describe_differences(diffs: list[tuple[str, Any, Any]], limit: int = 4) -> str:
+    """``key: saved -> current`` for the first ``limit`` differences (and how many more)."""
+    shown = "; ".join(f"{k}: {a!r} in the run, {b!r} now" for k, a, b in diffs[:limit])
+    return shown + (f"; and {len(diffs) - limit} more" if len(diffs) > limit else "")
+
+
+def _matches(key: str, names: tuple[str, ...]) -> bool:
+    return any(key == n or (n.endswith(".") and key.startswith(n)) for n in names)
+
+
+def resume_changes(path: Path, saved: Any, config: TrainConfig) -> list[tuple[str, Any, Any]]:
+    """The changes of course (:data:`RESUME_COURSE`) ``config`` makes to the run of checkpoint ``path``;
+    :class:`ConfigError` (one line naming the keys) for any other change that alters the result (seed,
+    space, init, data, model, loss, optim, sampler, eval); :data:`RESUME_FREE` keys may change."""
+    if not isinstance(saved, dict):
+        raise ConfigError(f"checkpoint {path} records no training config; it cannot be resumed safely: pass "
+                          f"--resume {FRESH} or choose another --out")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # a run of an older release: its old key names
+            before = parse_config(saved, f"the config of {path}").to_dict()
+    except ConfigError as exc:
+        raise ConfigError(f"checkpoint {path} holds a config this release cannot read ({exc}); resume it with the "
+                          f"release that wrote it, or pass --resume {FRESH}") from None
+    diffs = [d for d in differing(before, config.to_dict()) if not _matches(d[0], RESUME_FREE)]
+    refused = [d for d in diffs if not _matches(d[0], RESUME_COURSE)]
+    if refused:
+        raise ConfigError(f"--resume: the settings differ from the checkpoint's run {path} in what they compute "
+                          f"({describe_differences(refused)}); resume with the run's settings (its config.yaml), "
+                          f"or start another run (another --out, or --resume {FRESH})")
+    return diffs
+
+
 # --------------------------------------------------------------------------- the trainer's state
 class TrainerState:
     """The checkpoint half of :class:`~attentivenas.train.loop.Trainer`: its payload, :meth:`save`
@@ -198,6 +269,7 @@ class TrainerState:
     last_eval: dict[str, float]
     last_checkpoint: Path | None
     logger: MetricsLogger | None
+    config_changes: list[dict[str, Any]]  # changes of course on resume (RESUME_COURSE), oldest first
 
     def _use_online_estimator(self) -> None:
         """Score with the online predictor once there is one (the trainer's)."""
@@ -231,6 +303,8 @@ class TrainerState:
                          "metrics_records": self.logger.records if self.logger is not None else None},
             "metrics": dict(self.last_eval),
             "holdout": dict(self.data.holdout),  # which training images were held out (stage 2 checks it)
+            "class_names": class_names_of(self.data),  # what the classifier's outputs mean (finetune checks it)
+            "config_changes": list(self.config_changes),
             "online": self.online.state_dict() if self.online is not None else None,
         })
         return p
@@ -243,7 +317,8 @@ class TrainerState:
         self.last_checkpoint = checkpoint_dir(self.out_dir) / LAST
 
     def load(self, path: Path, obj: dict[str, Any]) -> None:
-        """Restore everything from a training checkpoint."""
+        """Restore everything from a training checkpoint; refuses settings that would change what the
+        run computes (:func:`resume_changes`), after the checks of each part."""
         try:
             self.net.load_state_dict(obj["model"], strict=True)
         except RuntimeError as exc:
@@ -282,4 +357,16 @@ class TrainerState:
                 int(prog.get("world_size", self.info.world_size)) != self.info.world_size:
             warnings.warn(f"resuming {path} with another world size or epoch length: the data order differs "
                           "from an uninterrupted run", stacklevel=2)
+        changes = resume_changes(path, obj.get("config"), self.config)
+        self.config_changes = list(obj.get("config_changes") or [])
+        if changes:
+            self.config_changes.append({"step": self.global_step, "changes": {k: [a, b] for k, a, b in changes}})
+            if self.info.is_main:
+                print(f"resuming at step {self.global_step} with a change of course: "
+                      f"{describe_differences(changes, len(changes))} (recorded in the checkpoint's config_changes)",
+                      file=sys.stderr, flush=True)
         self.last_checkpoint = path
+
+    def finished(self) -> bool:
+        """Whether the run has trained all its epochs (a resume then trains 0 steps)."""
+        return self.epoch >= self.config.optim.epochs

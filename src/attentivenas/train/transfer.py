@@ -12,6 +12,11 @@ with the same shape. A space with the same largest shapes (other resolutions, fe
 same maxima) therefore transfers in full; one whose blocks differ (the tiny space against
 attentivenas: 0% fit) is refused; a space that differs in a few layers transfers what fits and
 says how much was new.
+
+A classifier's outputs mean the classes it was trained on: :func:`class_names_of` gives a data set's
+class names in label order, training and fine-tuning checkpoints record them (``class_names``), and
+:func:`check_head` refuses data whose count or names differ from a checkpoint's classifier
+(``finetune``'s ``--new-head`` re-initialises it instead: :func:`with_new_head`).
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ from typing import Any
 
 import torch
 
-from ..errors import CheckpointError
+from ..data import DataBundle
+from ..errors import CheckpointError, UserError
 from ..nn import Supernet, supernet_weights
 
 #: the fraction of the configured supernet's (non-classifier) tensors that must fit the checkpoint
@@ -95,3 +101,79 @@ def load_init(net: Supernet, path: str | Path, min_fit: float = MIN_FIT, classif
                           new=len(own) - kept, skipped=len(state) - kept, total=len(own),
                           classes_from=int(from_classes) if from_classes is not None else None,
                           classes_to=int(net.num_classes), classifier_new=classifier_new)
+
+
+#: class names of the built-in in-memory data sets, in label order (Fashion-MNIST's as its authors name them)
+BUILTIN_CLASS_NAMES: dict[str, list[str]] = {
+    "digits": [str(i) for i in range(10)],
+    "fashion_mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                      "Ankle boot"],
+}
+
+
+def class_names_of(bundle: DataBundle) -> list[str] | None:
+    """The class names of a data set in label order: the built-in sets' (:data:`BUILTIN_CLASS_NAMES`), an
+    ImageFolder's class folders (sorted, as torchvision numbers them), CIFAR's; None when unknown."""
+    if bundle.name in BUILTIN_CLASS_NAMES:
+        return list(BUILTIN_CLASS_NAMES[bundle.name])
+    ds: Any = bundle.test
+    for _ in range(8):  # through the wrappers (seeded transforms, subsets) to the folder or files
+        classes = getattr(ds, "classes", None)
+        if isinstance(classes, list) and classes and all(isinstance(c, str) for c in classes):
+            return list(classes)
+        inner = getattr(ds, "base", None)
+        ds = inner if inner is not None else getattr(ds, "dataset", None)
+        if ds is None:
+            break
+    return None
+
+
+def checkpoint_class_names(meta: dict[str, Any]) -> list[str] | None:
+    """The class names a checkpoint's classifier was trained on: recorded (``class_names``), else those of
+    the built-in data set its training config names; None when unknown (the authors' checkpoints)."""
+    names = meta.get("class_names")
+    if isinstance(names, list) and names and all(isinstance(n, str) for n in names):
+        return list(names)
+    cfg = meta.get("config") if isinstance(meta.get("config"), dict) else {}
+    data = (cfg or {}).get("data") if isinstance((cfg or {}).get("data"), dict) else {}
+    name = (data or {}).get("name")
+    return list(BUILTIN_CLASS_NAMES[name]) if name in BUILTIN_CLASS_NAMES else None
+
+
+def check_head(where: str, head_classes: int, head_names: list[str] | None, data_classes: int,
+               data_names: list[str] | None) -> str | None:
+    """Refuse (:class:`UserError`, one line) data whose labels do not mean the outputs of the classifier of
+    checkpoint ``where``: another class count, or other class names (or the same in another order).
+    Returns a note when the names could not be compared (the count was), else None."""
+    fix = "pass --new-head to re-initialise the classifier for the data's classes (it then learns from the labels)"
+    if head_names is not None and data_names is not None:
+        if head_names == data_names:
+            return None  # the labels mean the outputs they were trained as (a larger head keeps its extra outputs)
+        if len(head_names) == len(data_names) == head_classes:
+            i = next(j for j, (a, b) in enumerate(zip(data_names, head_names, strict=True)) if a != b)
+            order = "; the same names in another order" if sorted(head_names) == sorted(data_names) else ""
+            raise UserError(f"the data's classes differ from those of the classifier of {where}: label {i} is "
+                            f"{data_names[i]!r} in the data, {head_names[i]!r} in the checkpoint{order}; {fix}, "
+                            "or give data with the checkpoint's classes")
+    if data_classes != head_classes:
+        raise UserError(f"the data has {data_classes} classes but the classifier of {where} has {head_classes}: "
+                        f"fine-tuning would train its outputs on other labels; {fix}, or give data with the "
+                        f"checkpoint's {head_classes} classes")
+    if head_names is not None and data_names is not None:  # same count, other names (head larger than recorded)
+        raise UserError(f"the data's classes ({len(data_names)}) are not the {len(head_names)} classes the "
+                        f"classifier of {where} was trained on; {fix}")
+    return (f"{where} records no class names (the authors' checkpoints do not); only the class count "
+            f"({head_classes}) was compared" if head_names is None else
+            f"the data's class names are not known; only the class count ({head_classes}) was compared")
+
+
+@torch.no_grad()
+def with_new_head(net: Supernet, num_classes: int) -> Supernet:
+    """A copy of ``net`` with a fresh classifier of ``num_classes`` outputs (PyTorch's default init, from
+    the global RNG: the caller seeds it); every other tensor is ``net``'s."""
+    bn = next(m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    fresh = Supernet(net.space, num_classes, bn_momentum=bn.momentum, bn_eps=bn.eps)
+    state = fresh.state_dict()
+    state.update({k: v for k, v in net.state_dict().items() if not k.startswith(CLASSIFIER_PREFIX)})
+    fresh.load_state_dict(state, strict=True)
+    return fresh.to(next(net.parameters()).device).eval()

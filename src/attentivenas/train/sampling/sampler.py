@@ -98,6 +98,9 @@ class ArchSampler:
         self.prior = prior
         self.warmup = False
         self._flops = TableCost(space, "flops", num_classes)
+        #: the last real choice (groups, their scores ``[n, k]``, the picked index per group); None
+        #: after a uniform step. Read by :func:`attentivenas.train.sampling.record.choice_record`.
+        self.last_choice: tuple[CandidateGroups, np.ndarray, list[int]] | None = None
 
     @classmethod
     def from_config(cls, space: SearchSpace, cfg: SamplerConfig, *, seed: int = 0,
@@ -141,6 +144,7 @@ class ArchSampler:
         if scores is None and not self.uniform and groups.k > 1:
             raise ValueError(f"sampler method {self.method!r} needs scores for its {groups.k} candidates "
                              "(an estimator)")
+        self.last_choice = None
         if self.uniform or scores is None:
             idx = [0] * n
         else:
@@ -152,6 +156,7 @@ class ArchSampler:
                 if len(sc) != groups.k:
                     raise ValueError(f"got {len(sc)} scores for a group of {groups.k} candidates")
                 idx.append(self._pick(sc))
+            self.last_choice = (groups, np.asarray(scores, dtype=np.float64).reshape(n, groups.k), idx)
         genes = groups.genes[np.arange(n), idx] if n else np.zeros((0, self.space.num_genes), np.int64)
         return Chosen(genes, [self.space.decode(g) for g in genes], self.mflops(genes), list(groups.targets))
 
