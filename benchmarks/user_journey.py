@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -26,6 +27,8 @@ from pathlib import Path
 from imagefolder_small import logistic_regression
 
 ROOT = Path(__file__).resolve().parents[1]
+#: the bundle's runtime file for the table's runtime (``export --with``)
+BUNDLE_FORMAT = {"onnxruntime": "onnx", "executorch": "executorch", "torch": "torch-export"}
 
 
 def step(name: str, args: list[str], work: Path, steps: list[dict[str, object]]) -> str:
@@ -37,6 +40,7 @@ def step(name: str, args: list[str], work: Path, steps: list[dict[str, object]])
         proc = subprocess.run([sys.executable, "-m", "attentivenas", *args], stdout=subprocess.PIPE, stderr=log,
                               text=True, env=env)
     wall = time.perf_counter() - t0
+    (work / f"{name}.out").write_text(proc.stdout)
     steps.append({"step": name, "command": "attentivenas " + " ".join(args), "wall_s": round(wall, 1),
                   "load_before": round(load0, 2), "load_after": round(os.getloadavg()[0], 2)})
     print(f"{name}: {wall:.0f} s", file=sys.stderr)
@@ -59,12 +63,22 @@ def bundle_top1(bundle: Path, val: Path) -> tuple[float, int, float]:
     return 100.0 * right / len(files), len(files), wall
 
 
+def keep(work: Path) -> None:
+    """Copy the small records of the run folders (which hold checkpoints and models, not kept in git)
+    beside the logs: the front and its noise, the fine-tune's result, the bundle's config and card."""
+    for src in ("search/pareto.json", "search/summary.json", "tuned/result.json", "bundle/config.json",
+                "bundle/README.md"):
+        if (work / src).exists():
+            shutil.copyfile(work / src, work / src.replace("/", "_"))
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--folder", type=Path, default=Path("/tmp/fm-folder"))
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "user-journey")
     ap.add_argument("--work", type=Path, default=None)
-    ap.add_argument("--runtime", default="onnxruntime", help="the latency table's runtime (the bundle ships its file)")
+    ap.add_argument("--runtime", default="onnxruntime", choices=sorted(BUNDLE_FORMAT),
+                    help="the latency table's runtime (the bundle ships its file)")
     ap.add_argument("--budget", default="p50", help="--max-latency of the search")
     ap.add_argument("--train", nargs="*", default=[], help="overrides of the config init writes")
     args = ap.parse_args(argv)
@@ -95,7 +109,7 @@ def main(argv: list[str] | None = None) -> None:
                       str(tuned)], work, steps)
     bundle = work / "bundle"
     step("export", ["export", "--checkpoint", str(tuned / "checkpoints" / "last.pt"), "--format", "bundle", "--with",
-                    args.runtime, "--out", str(bundle)], work, steps)
+                    BUNDLE_FORMAT[args.runtime], "--out", str(bundle)], work, steps)
     top1, images, classify_s = bundle_top1(bundle, args.folder / "val")
     result = {
         "folder": str(args.folder), "runtime": args.runtime, "budget": args.budget,
@@ -104,11 +118,13 @@ def main(argv: list[str] | None = None) -> None:
         "steps": steps,
         "total_wall_s": round(sum(float(s["wall_s"]) for s in steps), 1),
         "latency_range_ms": built.get("latency_range_ms"), "table_ops": built.get("ops"),
-        "pick": {k: pick.get(k) for k in ("accuracy", "latency", "mflops", "accuracy_ci95") if k in pick},
+        "pick": {k: pick.get(k) for k in ("accuracy", "latency_ms", "mflops", "accuracy_ci95") if k in pick},
         "finetune": json.loads((tuned / "result.json").read_text()).get("after"),
+        "finetune_before": json.loads((tuned / "result.json").read_text()).get("before"),
         "bundle_test_top1": round(top1, 2), "test_images": images, "classify_s": round(classify_s, 2),
         "logistic_regression": logistic_regression(args.folder),
     }
+    keep(work)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "result.json").write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps({k: v for k, v in result.items() if k != "steps"}, indent=1))

@@ -421,3 +421,20 @@ def test_resolve_arch_errors(tmp_path) -> None:
         resolve_arch(json.dumps(dict(A0, resolution=100)), S)
     with pytest.raises(ArchError):
         resolve_arch("a0", TINY_SPACE)
+
+
+def test_an_arch_can_be_a_subnet_of_a_search_pareto_file(tmp_path) -> None:
+    space = get_space("tiny")
+    lo, hi = space.min_arch(), space.max_arch()
+    pareto = tmp_path / "pareto.json"
+    pareto.write_text(json.dumps([{"arch": lo.to_dict(), "accuracy": 91.5}, {"arch": hi.to_dict(), "accuracy": 93.0}]))
+    assert resolve_arch(f"{pareto}:best", space) == hi  # the most accurate
+    assert resolve_arch(f"{pareto}:0", space) == lo and resolve_arch(f"{pareto}:1", space) == hi
+    with pytest.raises(ArchError, match="has 2 subnets"):
+        resolve_arch(f"{pareto}:2", space)
+    pareto.write_text(json.dumps([{"arch": lo.to_dict(), "accuracy": None}]))
+    with pytest.raises(ArchError, match="finite 'accuracy'"):
+        resolve_arch(f"{pareto}:best", space)
+    pareto.write_text(json.dumps({"arch": lo.to_dict()}))
+    with pytest.raises(ArchError, match="not a Pareto file"):
+        resolve_arch(f"{pareto}:best", space)

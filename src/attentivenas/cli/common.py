@@ -13,7 +13,8 @@ from ..errors import UserError
 from ..io import dumps_json
 
 SPACE_HELP = "Search space: a preset (attentivenas, alphanet, tiny) or a YAML file with a supernet_config block."
-ARCH_HELP = "Model name (a0..a6, alphanet-a5, alphanet-a5-base, min, max), arch JSON file, or inline JSON."
+ARCH_HELP = ("Model name (a0..a6, alphanet-a5, alphanet-a5-base, min, max), arch JSON file, a subnet of a search's "
+             "pareto.json (PARETO.json:best, the most accurate, or PARETO.json:N), or inline JSON.")
 DATA_CHOICES = "digits, fashion_mnist[:PATH], cifar10:PATH, cifar100:PATH or an ImageFolder root PATH"
 DATA_HELP = (f"{DATA_CHOICES} (train/ and val/). "
              "Default: the data of the checkpoint's training config.")

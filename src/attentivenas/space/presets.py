@@ -3,6 +3,7 @@ and :func:`resolve_arch`, which turns a command line's ARCH argument into a vali
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -135,6 +136,9 @@ def resolve_arch(spec: str | Mapping[str, Any] | Arch, space: SearchSpace) -> Ar
         return space.validate(Arch.from_json(text))
     if text.lower() in MODEL_NAMES:
         return named_arch(text, space)
+    file, sep, pick = text.rpartition(":")
+    if sep and file.lower().endswith(".json") and (pick == "best" or pick.isdigit()):
+        return space.arch_from_dict(pareto_entry(Path(file), pick))
     p = Path(text)
     if p.suffix.lower() == ".json" or p.exists():
         data = read_json_file(p, "arch file", ArchError)
@@ -143,8 +147,26 @@ def resolve_arch(spec: str | Mapping[str, Any] | Arch, space: SearchSpace) -> Ar
         return space.arch_from_dict(data)
     raise ArchError(
         f"unknown arch {text!r}: give a model name {list(MODEL_NAMES)}, a path to an arch JSON file, "
-        "or an inline JSON object"
+        "a subnet of a search's Pareto file (PARETO.json:best or PARETO.json:N), or an inline JSON object"
     )
+
+
+def pareto_entry(path: Path, pick: str) -> Mapping[str, Any]:
+    """The arch of one entry of a ``pareto.json`` that ``search`` wrote: ``best`` (the highest
+    ``accuracy``) or a 0-based index in the file's order (the order ``search`` prints)."""
+    data = read_json_file(path, "Pareto file", ArchError)
+    entries = data if isinstance(data, list) else None
+    if not entries or not all(isinstance(e, Mapping) and isinstance(e.get("arch"), Mapping) for e in entries):
+        raise ArchError(f"{path}: not a Pareto file of `attentivenas search` (a non-empty list of entries with an 'arch')")
+    if pick == "best":
+        scores = [e.get("accuracy") for e in entries]
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in scores):
+            raise ArchError(f"{path}: every entry needs a finite 'accuracy' for {path}:best; pick one by index instead")
+        return entries[max(range(len(entries)), key=lambda i: scores[i])]["arch"]
+    index = int(pick)
+    if index >= len(entries):
+        raise ArchError(f"{path}:{pick}: the file has {len(entries)} subnets (indices 0 to {len(entries) - 1})")
+    return entries[index]["arch"]
 
 
 def iter_named(space: SearchSpace | None = None) -> Iterable[tuple[str, Arch]]:
