@@ -232,9 +232,82 @@ def latency_refit_cmd(
                    "mean absolute percentage error" + (" (in use)" if name == tab.model else ""))
 
 
+def latency_kit_cmd(
+    out: Path = typer.Option(..., "--out", help="Kit folder to write (new or empty)."),
+    space: str = typer.Option("attentivenas", "--space", help=SPACE_HELP),
+    runtime: str = typer.Option("onnxruntime", "--runtime", help="onnxruntime (the only kit runtime for now)."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32, or int8 (QDQ ONNX quantized on seeded random "
+                                   "inputs, as build-table --precision int8)."),
+    batch: int = typer.Option(TABLE.batch, "--batch", min=1, help="Batch size."),
+    threads: int = typer.Option(1, "--threads", min=1, help="Runtime threads the runner uses by default."),
+    archs: int | None = typer.Option(TABLE.archs, "--archs", min=1, help="Only the ops of N random archs (+min, "
+                                     "max). Default: the whole space (a table that can drive a search)."),
+    calibration_archs: int = typer.Option(TABLE.calibration_archs, "--calibration-archs", min=0,
+                                          help="Whole subnets timed to fit the overhead (and the scaled model)."),
+    holdout_archs: int = typer.Option(TABLE.holdout_archs, "--holdout-archs", min=0,
+                                      help="Held-out subnets timed whole to report the table's MAPE."),
+    warmup: int = typer.Option(TABLE.warmup, "--warmup", min=0, help="Untimed runs per item."),
+    repeats: int = typer.Option(TABLE.repeats, "--repeats", min=1, help="Timed runs per item."),
+    passes: int = typer.Option(3, "--passes", min=1, help="Passes over all items (seeded random order)."),
+    model: str = typer.Option(TABLE.model, "--model", help="sum, scaled or auto: the model import fits."),
+    num_classes: int = typer.Option(TABLE.num_classes, "--num-classes", min=1, help="Classifier outputs."),
+    seed: int = typer.Option(TABLE.seed, "--seed", help="Seed of the sampled archs."),
+    jobs: int = typer.Option(TABLE.jobs, "--jobs", min=1, help="Processes that export the programs."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Write a measurement kit: every op and whole subnet of a latency table as programs of a runtime,
+    a manifest, a runner that needs only the runtime's Python package, and a README. Time it on the
+    device, then `attentivenas latency import`."""
+    from ..latency.kit import kit_bytes, write_kit  # heavy (torch): loaded when the command runs
+
+    check_output(out, kind="dir")
+    config = _table_config(dict(
+        runtime=runtime, precision=precision, device="cpu", batch=batch, threads=threads, num_classes=num_classes,
+        archs=archs, warmup=warmup, repeats=repeats, passes=passes, calibration_archs=calibration_archs, model=model,
+        holdout_archs=holdout_archs, seed=seed, jobs=jobs))
+    man = write_kit(get_space(space), config, out, progress=True)
+    size = kit_bytes(out)
+    info = {"path": str(out), "kit_id": man["kit_id"], "items": len(man["items"]), "bytes": size,
+            "runtime": runtime, "precision": precision, "batch": batch, "threads": threads}
+    if as_json:
+        print_json(info)
+        return
+    typer.echo(f"wrote kit {out} ({man['kit_id']}): {info['items']} programs, {size / 1e6:.1f} MB; on the device: "
+               f"python3 runner.py --out timings.json (see {out / 'README.md'})")
+
+
+def latency_import_cmd(
+    kit: Path = typer.Argument(..., help="The kit folder (written by `latency kit`)."),
+    timings: Path = typer.Argument(..., help="The timings file its runner (or a native tool) wrote."),
+    out: Path = typer.Option(..., "--out", help="Table JSON to write (only once complete)."),
+    device_name: str | None = typer.Option(None, "--device-name", help="Name of the device (default: its CPU)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Check a kit's timings against its manifest and fit the latency table `build-table` would."""
+    from ..latency.device_import import import_timings  # heavy (torch): loaded when the command runs
+
+    check_output(out)
+    tab = import_timings(kit, timings, device_name)
+    path = tab.save(out)
+    mapes = tab.meta.get("holdout_mape_by_model", {})
+    info = {"path": str(path), "ops": len(tab.entries), **tab.setting(),
+            "holdout_mape_by_model": {k: round(v, 3) for k, v in mapes.items()},
+            "drives_search": tab.meta.get("space_range") is not None}
+    if as_json:
+        print_json(info)
+        return
+    typer.echo(f"wrote {path}: {info['ops']} ops in {tab.runtime} {tab.runtime_version}{_int8(tab.precision)} on "
+               f"{tab.device_name}, batch {tab.batch}, {tab.threads} thread(s); model {tab.model}")
+    for name, mape in mapes.items():
+        typer.echo(f"error on {tab.meta.get('holdout_archs', 0)} held-out subnets, {name} model: {mape:.1f}% mean "
+                   "absolute percentage error" + (" (in use)" if name == tab.model else ""))
+
+
 latency_app.command("measure")(latency_measure_cmd)
 latency_app.command("build-table")(latency_build_cmd)
 latency_app.command("refit")(latency_refit_cmd)
+latency_app.command("kit")(latency_kit_cmd)
+latency_app.command("import")(latency_import_cmd)
 
 
 def register(app: typer.Typer) -> None:

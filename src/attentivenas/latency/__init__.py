@@ -7,7 +7,10 @@ speed by a reference timed between them), ``exports`` (programs exported in work
 ``ops`` (:class:`OpSig`, the ops of an arch, the module that runs each op), ``table``
 (:class:`LatencyTable`: the file format, scalar and vectorised prediction), ``build`` (a table
 measured per runtime from a :class:`~attentivenas.config.LatencyTableConfig`) and ``fit`` (the
-overhead and the per-group ``scaled`` model fitted, the MAPE reported, a table refitted).
+overhead and the per-group ``scaled`` model fitted, the MAPE reported, a table refitted), ``kit``
+(a measurement kit: the table's programs, a manifest and ``kit_runner``, the runner copied into it
+that needs only the runtime's package) and ``device_import`` (a kit's timings checked and fitted
+into a table).
 
 May import: ``attentivenas.space``, ``costs``, ``nn``, ``config``, ``devices``, ``io``, ``progress``, ``errors``.
 """
