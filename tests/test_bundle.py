@@ -17,7 +17,8 @@ from attentivenas.costs import count_flops, count_params
 from attentivenas.data import build_data
 from attentivenas.errors import UserError
 from attentivenas.nn import Supernet, save_supernet
-from attentivenas.nn.bundle import CardInfo, load_pretrained, write_bundle
+from attentivenas.nn.bundle import load_pretrained, write_bundle
+from attentivenas.nn.bundle_format import CardInfo
 from attentivenas.space import SearchSpace, get_space
 
 from .cli_helpers import run_cli
@@ -336,7 +337,7 @@ def _rewrite_weights(folder: Path, change) -> None:  # noqa: ANN001 - a callable
     from safetensors import safe_open
     from safetensors.torch import load_file, save
 
-    from attentivenas.nn.export import file_sha256
+    from attentivenas.nn.export_folders import file_sha256
 
     path = folder / "model.safetensors"
     with safe_open(str(path), framework="pt") as f:
@@ -490,7 +491,8 @@ def test_the_cards_standalone_preprocessing_is_the_models(tmp_path: Path, monkey
     import numpy as np
     from PIL import Image
 
-    from attentivenas.nn.bundle import preprocess_image, preprocessing_of, standalone_preprocess_code
+    from attentivenas.nn.bundle import preprocess_image, preprocessing_of
+    from attentivenas.nn.card import standalone_preprocess_code
 
     pre = preprocessing_of(color="rgb", resize=36, resize_mode="shorter_side", crop=32, interpolation="bilinear",
                            mean=[0.4, 0.5, 0.6], std=[0.2, 0.25, 0.3], resolution=32)

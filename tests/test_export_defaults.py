@@ -16,7 +16,15 @@ import torch
 
 from attentivenas.config import DataConfig
 from attentivenas.data import build_data
-from attentivenas.nn import Supernet, export_pareto_set, load_safetensors_subnet, load_supernet, save_supernet
+from attentivenas.nn import (
+    Supernet,
+    export_folders,
+    export_pareto_set,
+    load_safetensors_subnet,
+    load_supernet,
+    pareto_export,
+    save_supernet,
+)
 from attentivenas.nn import export as export_mod
 from attentivenas.nn.layers import resize_input
 from attentivenas.space import TINY_SPACE
@@ -215,7 +223,7 @@ def _hold_lock(path: Path, folder: bool) -> subprocess.Popen:
 def test_an_export_into_a_folder_in_use_is_refused(trained: Path, tmp_path: Path, fmt: str, pareto: bool) -> None:
     out = tmp_path / ("models" if pareto else "a")
     holder = _hold_lock(out, folder=pareto)
-    assert export_mod.export_lock(out, folder=pareto).path == (out / ".attentivenas.lock" if pareto else
+    assert export_folders.export_lock(out, folder=pareto).path == (out / ".attentivenas.lock" if pareto else
                                                                tmp_path / f".{out.name}.lock")
     try:
         target = ["--pareto", str(tmp_path / "p.json")] if pareto else ["--arch", "min"]
@@ -240,18 +248,18 @@ def test_index_is_removed_before_files_are_rewritten_and_written_last(tmp_path: 
     (out / ".subnet_00_x.safetensors.abc.tmp").write_bytes(b"torn")  # a killed export's temporary file
     orphan = out / "attentivenas-4194999-openvino-x"  # a killed export's temporary folder (no such process)
     orphan.mkdir()
-    real = export_mod.export_subnet
+    real = pareto_export.export_subnet
     seen = []
 
     def spy(*args: object, **kwargs: object) -> dict:
         seen.append((out / "index.json").exists())
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(export_mod, "export_subnet", spy)
+    monkeypatch.setattr(pareto_export, "export_subnet", spy)
     records = export_pareto_set(net, archs, out, "safetensors")
     assert seen == [False, False]  # no index.json while any file it describes is rewritten
     assert json.loads((out / "index.json").read_text()) == records
-    assert all(r["sha256"] == export_mod.file_sha256(out / r["file"]) for r in records)
+    assert all(r["sha256"] == export_folders.file_sha256(out / r["file"]) for r in records)
     assert not (out / ".subnet_00_x.safetensors.abc.tmp").exists() and not orphan.exists()
 
 
@@ -259,7 +267,7 @@ def test_index_is_removed_before_files_are_rewritten_and_written_last(tmp_path: 
 PAUSED_EXPORT = """
 import sys, time
 import attentivenas.nn.bundle as b
-import attentivenas.nn.export as e
+import attentivenas.nn.pareto_export as e
 real = e.export_subnet
 def paused(*args, **kwargs):
     print("paused", flush=True)
@@ -303,7 +311,7 @@ def test_a_killed_pareto_export_leaves_no_index(trained: Path, tmp_path: Path) -
     r = run_cli(*args)
     assert r.code == 0, r.err
     index = json.loads((out / "index.json").read_text())
-    assert all(e["sha256"] == export_mod.file_sha256(out / e["file"]) for e in index)
+    assert all(e["sha256"] == export_folders.file_sha256(out / e["file"]) for e in index)
     assert not list(out.glob(".*.tmp"))
 
 

@@ -17,7 +17,8 @@ import torch
 from attentivenas.errors import CheckpointError, ConfigError
 from attentivenas.nn import Supernet, load_checkpoint_model, load_supernet, read_checkpoint, save_supernet
 from attentivenas.space import TINY_SPACE
-from attentivenas.train.finetune import FinetuneSettings, finetune
+from attentivenas.train.finetune import finetune
+from attentivenas.train.finetune_settings import FinetuneSettings
 
 from .cli_helpers import run_cli
 

@@ -24,9 +24,8 @@ from ..accuracy import SubnetEvaluator, holdout_warning, stage2_data_config
 from ..accuracy.evaluate import evaluate_subnet
 from ..config import DataConfig, MeasureSettings, checkpoint_kind, measure_from_flags
 from ..costs import count_flops
-from ..data import CIFAR_MEAN, CIFAR_STD, DIGITS_MEAN, DIGITS_STD, IMAGENET_MEAN, IMAGENET_STD
+from ..data.facts import class_names_of, normalization_of
 from ..data.plan import TENSOR_SOURCES, eval_resize_of
-from ..data.tensors import FASHION_MNIST_MEAN, FASHION_MNIST_STD
 from ..devices import device_name
 from ..errors import UserError
 from ..io import check_output
@@ -42,7 +41,6 @@ from ..nn import (
 )
 from ..nn.bn import calibrate_bn as recalibrate_bn
 from ..nn.bundle import (
-    CardInfo,
     bundle_folder_name,
     check_bundle_options,
     parse_formats,
@@ -51,7 +49,9 @@ from ..nn.bundle import (
     write_bundle,
     write_bundle_index,
 )
-from ..nn.export import DYNAMIC, MAX_BATCH, export_lock, file_sha256
+from ..nn.bundle_format import CardInfo
+from ..nn.export import DYNAMIC, MAX_BATCH
+from ..nn.export_folders import export_lock, file_sha256
 from ..nn.quantize import DEFAULT_CHECK_IMAGES, DEFAULT_MAX_INT8_DROP, int8_drop_fields
 from ..space import Arch, resolve_arch
 from .common import load_export_source, warn_line
@@ -82,42 +82,6 @@ def command_line(ctx: Any = None) -> str:
         else:
             parts += [param.opts[0], str(value)]
     return shlex.join(parts)
-
-
-def normalization_of(data_name: str) -> dict[str, list[float]]:
-    """The per-channel mean and std the images of a data set are normalised with (grey images: the
-    same value on the three channels they are repeated on)."""
-    if data_name == "digits":
-        return {"mean": [DIGITS_MEAN] * 3, "std": [DIGITS_STD] * 3}
-    if data_name == "fashion_mnist":
-        return {"mean": [FASHION_MNIST_MEAN] * 3, "std": [FASHION_MNIST_STD] * 3}
-    if data_name.startswith("cifar"):
-        return {"mean": list(CIFAR_MEAN), "std": list(CIFAR_STD)}
-    return {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
-
-
-#: class names of the data sets whose files do not hold them
-KNOWN_CLASS_NAMES = {
-    "digits": [str(i) for i in range(10)],
-    "fashion_mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-                      "Ankle boot"],
-}
-
-
-def class_names_of(dataset: Any, num_classes: int, data_name: str = "") -> list[str] | None:
-    """The class names of a data set (ImageFolder, CIFAR: ``classes``, looked for through wrappers; the
-    digits and Fashion-MNIST: their labels' names), None when unknown."""
-    known = KNOWN_CLASS_NAMES.get(data_name)
-    if known is not None and len(known) == num_classes:
-        return list(known)
-    seen = 0
-    while dataset is not None and seen < 8:
-        names = getattr(dataset, "classes", None)
-        if isinstance(names, Sequence) and not isinstance(names, str) and len(names) == num_classes:
-            return [str(c) for c in names]
-        dataset = getattr(dataset, "dataset", None) or getattr(dataset, "base", None)
-        seen += 1
-    return None
 
 
 def machine_line(threads: int) -> str:
@@ -463,5 +427,5 @@ def _bundle_batch(text: str) -> int | str:
     return n
 
 
-__all__ = ["CARD_SPLITS", "CardMeasure", "bundle_preprocessing", "class_names_of", "command_line", "export_bundle_cmd",
+__all__ = ["CARD_SPLITS", "CardMeasure", "bundle_preprocessing", "command_line", "export_bundle_cmd",
            "export_bundles", "file_sha256", "int8_summary", "latency_fn", "machine_line", "normalization_of"]

@@ -226,7 +226,7 @@ def _export_one(net: object, arch: str | None, out: Path, fmt: str, precision: s
                 max_int8_drop: float, kwargs: dict, echo: Callable[[str], None], as_json: bool) -> None:
     """``export --arch``: one file, written holding its lock."""
     from ..nn import export_subnet  # heavy (torch)
-    from ..nn.export import export_lock  # heavy
+    from ..nn.export_folders import export_lock  # heavy
 
     a = resolve_arch(arch, net.space)  # type: ignore[attr-defined]
     with export_lock(out, folder=False), _no_torchscript_warning():

@@ -81,7 +81,9 @@ def finetune_command(
     by default); records the top-1 before and after on the hold-out and the test split in DIR/result.json. The
     data's classes must be the checkpoint classifier's (or pass --new-head); --resume continues only the same
     run (the same supernet file, arch and settings)."""
-    from ..train.finetune import FinetuneSettings, finetune, finetune_pareto  # heavy (torch)
+    from ..train.finetune import finetune  # heavy (torch)
+    from ..train.finetune_pareto import finetune_pareto  # heavy (torch)
+    from ..train.finetune_settings import FinetuneSettings  # heavy (torch)
 
     if (arch is None) == (pareto is None):
         raise UserError("give exactly one of --arch ARCH or --pareto PARETO.json")

@@ -14,7 +14,8 @@ May import: ``attentivenas.space``, ``attentivenas.costs``, ``attentivenas.error
 """
 
 from .bn import CalibrationDataError, cache_calibration_batches, calibrate_bn, to_model_resolution
-from .bundle import CardInfo, load_pretrained, write_bundle
+from .bundle import load_pretrained, write_bundle
+from .bundle_format import CardInfo
 from .checkpoint import (
     FORMAT,
     SUBNET_KIND,
@@ -45,14 +46,11 @@ from .export import (
     export_int8,
     export_onnx,
     export_openvino,
-    export_pareto_set,
     export_safetensors,
     export_subnet,
     export_torch_export,
     export_torchscript,
-    load_safetensors_subnet,
     onnx_relative_error,
-    read_pareto_archs,
     relative_error,
     script_subnet,
     subnet_spec,
@@ -60,6 +58,7 @@ from .export import (
 )
 from .layers import resize_input
 from .memory import measure_peak_activation_bytes, measure_weight_bytes
+from .pareto_export import export_pareto_set, read_pareto_archs
 from .programs import (
     OPTIONAL,
     MissingRuntimeError,
@@ -87,6 +86,7 @@ from .quantize import (
     int8_predict_fn,
 )
 from .static import StaticSubnet
+from .subnet_files import load_safetensors_subnet
 from .supernet import Supernet
 
 __all__ = [

@@ -31,7 +31,6 @@ BN first; :func:`export_pareto_set` writes a whole Pareto set in one call.
 from __future__ import annotations
 
 import copy
-import hashlib
 import io
 import json
 import warnings
@@ -41,14 +40,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save
+from safetensors.torch import save
 from torch import nn
 
-from ..costs import count_flops, count_params
 from ..errors import UserError
-from ..io import OutputLock, atomic_write_bytes, atomic_write_json, loads_json, read_json_file, remove_torn_writes
-from ..space import Arch, SearchSpace, get_space
+from ..io import atomic_write_bytes, atomic_write_json
+from ..space import Arch, SearchSpace
 from .bn import calibrate_bn
 from .layers import resize_input
 from .programs import (
@@ -60,7 +57,6 @@ from .programs import (
     openvino_config,
     program_bytes,
     quiet,
-    remove_orphan_temp_dirs,
     require,
 )
 from .quantize import (
@@ -148,34 +144,6 @@ def parse_batch(value: int | str | None, fmt: str) -> int | str:
         raise ExportError(f"--batch {value} is too large: at most {MAX_BATCH} (the export runs the model on two "
                           "random batches of that size), or dynamic where the format has a symbolic batch")
     return value
-
-
-def file_sha256(path: str | Path) -> str:
-    """The sha256 (hex) of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def export_lock(path: str | Path, folder: bool) -> OutputLock:
-    """The lock an export into ``path`` holds: a folder's own (``DIR/.attentivenas.lock``, for a Pareto
-    set's folder), or for a file or a bundle folder one beside it (``.<name>.lock`` in its parent, so a
-    bundle holds only its files). Held by one process at a time; re-entrant within one."""
-    p = Path(path)
-    if folder:
-        return OutputLock(p, "export folder")
-    return OutputLock(p.parent, "export output", name=f".{p.name}.lock")
-
-
-def clean_export_folder(folder: str | Path) -> None:
-    """Remove what killed exports left in ``folder`` (their temporary files and folders) and the
-    temporary folders of killed exports in the system's temporary folder. Call it holding the lock."""
-    remove_torn_writes(folder, depth=1)
-    if Path(folder).is_dir():
-        remove_orphan_temp_dirs(folder)
-    remove_orphan_temp_dirs()
 
 
 def _cpu_eval_copy(subnet: nn.Module) -> nn.Module:
@@ -409,50 +377,6 @@ def export_safetensors(subnet: nn.Module, path: str | Path) -> dict[str, Any]:
     return {"path": str(out), "arch_json": str(js), "tensors": len(state)}
 
 
-def _read_spec(path: Path) -> dict[str, Any]:
-    js = arch_json_path(path)
-    if js.is_file():
-        spec = read_json_file(js, "subnet description", ExportError)
-    else:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-        if "attentivenas" not in meta:
-            raise ExportError(f"{js} not found and {path} has no attentivenas metadata; cannot rebuild the subnet")
-        try:
-            spec = loads_json(meta["attentivenas"])
-        except ValueError as exc:
-            raise ExportError(f"the attentivenas metadata of {path} is not valid JSON: {exc}") from None
-    if not isinstance(spec, Mapping) or spec.get("format") != SUBNET_FORMAT:
-        raise ExportError(f"{js} is not an attentivenas subnet description")
-    return dict(spec)
-
-
-def load_safetensors_subnet(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
-    """Rebuild a :class:`~attentivenas.nn.StaticSubnet` written by :func:`export_safetensors`."""
-    p = Path(path)
-    if not p.is_file():
-        raise ExportError(f"safetensors file not found: {p}")
-    spec = _read_spec(p)
-    try:
-        space = get_space_of(spec)
-        arch = space.arch_from_dict(spec["arch"])
-        num_classes = int(spec["num_classes"])
-    except (KeyError, TypeError) as exc:
-        raise ExportError(f"subnet description of {p} is incomplete ({exc})") from None
-    model = StaticSubnet(space, arch, num_classes)
-    try:
-        state = load_file(str(p), device="cpu")
-    except (SafetensorError, OSError) as exc:
-        raise ExportError(f"{p} is not a valid safetensors file ({exc})") from None
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise ExportError(f"weights in {p} do not match its arch: {first}") from None
-    return model.to(device).eval()
-
-
-# --------------------------------------------------------------------------- dispatch and Pareto sets
 def export_subnet(subnet: nn.Module, path: str | Path, fmt: str = DEFAULT_FORMAT,
                   calib_batches: Sequence[torch.Tensor] | None = None, precision: str = "fp32",
                   calib_images: torch.Tensor | None = None,
@@ -470,7 +394,7 @@ def export_subnet(subnet: nn.Module, path: str | Path, fmt: str = DEFAULT_FORMAT
     ``int8_drop``, ``int8_drop_exceeded``) join the info (:func:`check_int8_accuracy`).
     The info always has ``precision``."""
     check_precision(precision)
-    _check_format(fmt, kwargs, precision)
+    check_format(fmt, kwargs, precision)
     if precision == "int8" and calib_images is None:
         if not calib_batches:
             raise ExportError("an INT8 export needs calibration images (calib_images, or calib_batches of "
@@ -502,7 +426,7 @@ def export_subnet(subnet: nn.Module, path: str | Path, fmt: str = DEFAULT_FORMAT
     return {**info, "precision": "fp32"}
 
 
-def _check_format(fmt: str, kwargs: Mapping[str, Any], precision: str = "fp32") -> None:
+def check_format(fmt: str, kwargs: Mapping[str, Any], precision: str = "fp32") -> None:
     """Refuse an unknown format or precision, and options its writer does not take, before any work."""
     if fmt not in FORMATS:
         raise ExportError(f"unknown export format {fmt!r}; use one of {list(FORMATS)}")
@@ -521,79 +445,3 @@ def _check_format(fmt: str, kwargs: Mapping[str, Any], precision: str = "fp32") 
             raise ExportError(f"the {fmt} format takes no {', '.join(extra)}")
 
 
-#: the most entries a Pareto set file may hold (each is exported or fine-tuned)
-MAX_PARETO_ARCHS = 1_000
-
-
-def read_pareto_archs(pareto: str | Path | Sequence[Any], space: SearchSpace) -> list[Arch]:
-    """Archs of a Pareto set: a ``pareto.json`` path, or a list of entries ``{"arch": {...}}`` or archs."""
-    if isinstance(pareto, (str, Path)):
-        pareto = read_json_file(pareto, "Pareto set", ExportError)
-        if isinstance(pareto, Mapping):
-            pareto = pareto.get("pareto", pareto.get("archs", []))
-    if not isinstance(pareto, Sequence) or len(pareto) == 0:
-        raise ExportError("Pareto set is empty")
-    if len(pareto) > MAX_PARETO_ARCHS:
-        raise ExportError(f"Pareto set has {len(pareto):,} entries; at most {MAX_PARETO_ARCHS:,} (a front is a few dozen)")
-    archs, seen = [], set()
-    for entry in pareto:
-        if isinstance(entry, Arch):
-            arch = space.validate(entry)
-        elif isinstance(entry, Mapping):
-            arch = space.arch_from_dict(entry["arch"] if "arch" in entry else entry)
-        else:
-            raise ExportError(f"Pareto set entries must be objects with an 'arch', got {type(entry).__name__}")
-        if arch.key() not in seen:  # the validated arch: the same subnet written twice is one subnet
-            seen.add(arch.key())
-            archs.append(arch)
-    if len(archs) < len(pareto):
-        warnings.warn(f"Pareto set: {len(pareto) - len(archs)} repeated subnet(s) dropped; {len(archs)} distinct",
-                      UserWarning, stacklevel=2)
-    return archs
-
-
-def export_pareto_set(supernet: nn.Module, pareto: str | Path | Sequence[Any], out_dir: str | Path,
-                      fmt: str = DEFAULT_FORMAT, calib_batches: Sequence[torch.Tensor] | None = None,
-                      precision: str = "fp32", calib_images: torch.Tensor | None = None,
-                      check_data: tuple[torch.Tensor, torch.Tensor] | None = None,
-                      max_int8_drop: float = DEFAULT_MAX_INT8_DROP, **kwargs: Any) -> list[dict[str, Any]]:
-    """Export every arch of a Pareto set from ``supernet`` into ``out_dir`` (one file per arch, plus
-    ``index.json`` listing arch, MFLOPs, params, file, its sha256, precision and, for ONNX / ``.pt2`` /
-    ``.pte`` / OpenVINO, the batch; for INT8, the calibration images and the check's top-1s).
-    ``calib_batches``: recalibrate BN first; ``precision``, ``calib_images``, ``check_data``,
-    ``max_int8_drop``: as in :func:`export_subnet`.
-
-    The folder is locked (:func:`export_lock`) while it is written; what a killed export left there is
-    removed first, an earlier ``index.json`` is removed before any file is rewritten and the new one is
-    written last: a folder with an ``index.json`` holds the files it describes."""
-    _check_format(fmt, kwargs, precision)
-    space = supernet.space
-    num_classes = int(getattr(supernet, "num_classes", 1000))
-    archs = read_pareto_archs(pareto, space)
-    out = Path(out_dir)
-    with export_lock(out, folder=True):
-        clean_export_folder(out)
-        (out / INDEX_NAME).unlink(missing_ok=True)
-        records = []
-        for i, arch in enumerate(archs):
-            mflops = count_flops(space, arch, num_classes)
-            path = out / f"subnet_{i:02d}_{mflops:.4g}mflops{SUFFIXES[fmt]}"
-            info = export_subnet(supernet.extract(arch), path, fmt, calib_batches, precision, calib_images,
-                                 check_data, max_int8_drop, **kwargs)
-            record = {"file": path.name, "sha256": file_sha256(info["path"]), "arch": arch.to_dict(),
-                      "mflops": mflops, "params_m": count_params(space, arch, num_classes) / 1e6, "format": fmt}
-            record.update({k: v for k, v in info.items() if k in INDEX_KEYS})
-            for key in ("arch_json", "weights"):
-                if key in info:
-                    record[key] = Path(info[key]).name
-            records.append(record)
-        atomic_write_json(out / INDEX_NAME, records)
-    return records
-
-
-def get_space_of(spec: Mapping[str, Any]) -> SearchSpace:
-    """The space of a subnet description (preset name or full ``supernet_config``)."""
-    space = spec.get("space", {})
-    if isinstance(space, str):
-        return get_space(space)
-    return SearchSpace.from_dict(space)

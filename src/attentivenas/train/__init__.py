@@ -12,7 +12,9 @@ May import: ``attentivenas.space``, ``costs``, ``nn``, ``latency``, ``accuracy``
 ``rng``, ``devices``, ``host_memory``, ``distributed``, ``io``, ``progress``, ``errors``.
 """
 
-from .finetune import FinetuneResult, FinetuneSettings, finetune, finetune_pareto
+from .finetune import finetune
+from .finetune_pareto import finetune_pareto
+from .finetune_settings import FinetuneResult, FinetuneSettings
 from .loop import TrainingDiverged, TrainResult, default_out_dir, train
 from .losses import adaptive_alpha_divergence, build_distill_loss, label_smoothing_ce, soft_target_ce
 from .online import OnlinePredictor

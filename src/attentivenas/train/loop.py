@@ -29,17 +29,12 @@ import torch.distributed as dist
 
 from ..config import TrainConfig, save_config
 from ..data import (
-    HOLDOUT_NAME,
-    TEST_NAME,
     DataBundle,
     batches_per_epoch,
     build_data,
     check_batch_size,
-    data_warnings,
     describe_pipeline,
     epoch_batches,
-    pipeline_lines,
-    split_lines,
 )
 from ..distributed import DEFAULT_TIMEOUT_S, DistInfo, barrier, cleanup, init_distributed, is_dist
 from ..errors import ConfigError, JobFailure, UserError
@@ -48,6 +43,7 @@ from ..io import OutputLock, remove_torn_writes
 from ..nn import Supernet
 from ..rng import seed_everything
 from ..space import SearchSpace, get_space
+from .data_lines import announce_data, split_name, split_sizes
 from .distributed import all_reduce_sum, broadcast_module
 from .logging import MetricsLogger, Progress, truncate_metrics
 from .online import OnlinePredictor
@@ -120,27 +116,6 @@ def build_training_supernet(cfg: TrainConfig, space: SearchSpace, num_classes: i
     if channels_last:
         net.to(memory_format=torch.channels_last)
     return net, channels_last
-
-
-def split_name(cfg: TrainConfig) -> str:
-    """The printed name of the split epoch-end checks measure: ``hold-out`` (carved from the training
-    data) or ``test``."""
-    return HOLDOUT_NAME if cfg.eval.split == "holdout" else TEST_NAME
-
-
-def split_sizes(data: DataBundle) -> dict[str, int]:
-    """Images per split: ``train`` (trained on), ``holdout``, ``test``."""
-    return {"train": len(data.train), "holdout": len(data.val), "test": len(data.test)}  # type: ignore[arg-type]
-
-
-def announce_data(cfg: TrainConfig, data: DataBundle) -> None:
-    """Say on stderr which images are which split and the transforms that run, and warn (one line
-    each) about an evaluation that crops most of each image or a hold-out too small to rank on."""
-    n = split_sizes(data)
-    for line in split_lines(cfg.data, n["train"], n["holdout"], n["test"]) + pipeline_lines(cfg.data):
-        print(line, file=sys.stderr, flush=True)
-    for message in data_warnings(cfg.data, n["holdout"]):
-        warnings.warn(message, RuntimeWarning, stacklevel=2)
 
 
 class _StopFlag:

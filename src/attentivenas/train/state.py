@@ -39,7 +39,7 @@ from .logging import MetricsLogger
 from .online import OnlinePredictor
 from .optim import fill_momentum_buffers, follow_config
 from .sampling import ArchSampler
-from .transfer import class_names_of
+from .transfer import bundle_class_names
 
 STEP_FILE = re.compile(r"^step_(\d+)\.pt$")
 LAST = "last.pt"
@@ -303,7 +303,7 @@ class TrainerState:
                          "metrics_records": self.logger.records if self.logger is not None else None},
             "metrics": dict(self.last_eval),
             "holdout": dict(self.data.holdout),  # which training images were held out (stage 2 checks it)
-            "class_names": class_names_of(self.data),  # what the classifier's outputs mean (finetune checks it)
+            "class_names": bundle_class_names(self.data),  # what the classifier's outputs mean (finetune checks it)
             "config_changes": list(self.config_changes),
             "online": self.online.state_dict() if self.online is not None else None,
         })

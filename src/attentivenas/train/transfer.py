@@ -13,7 +13,7 @@ same maxima) therefore transfers in full; one whose blocks differ (the tiny spac
 attentivenas: 0% fit) is refused; a space that differs in a few layers transfers what fits and
 says how much was new.
 
-A classifier's outputs mean the classes it was trained on: :func:`class_names_of` gives a data set's
+A classifier's outputs mean the classes it was trained on: :func:`bundle_class_names` gives a data set's
 class names in label order, training and fine-tuning checkpoints record them (``class_names``), and
 :func:`check_head` refuses data whose count or names differ from a checkpoint's classifier
 (``finetune``'s ``--new-head`` re-initialises it instead: :func:`with_new_head`).
@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from ..data import DataBundle
+from ..data.facts import KNOWN_CLASS_NAMES, class_names_of
 from ..errors import CheckpointError, UserError
 from ..nn import Supernet, supernet_weights
 
@@ -103,29 +104,10 @@ def load_init(net: Supernet, path: str | Path, min_fit: float = MIN_FIT, classif
                           classes_to=int(net.num_classes), classifier_new=classifier_new)
 
 
-#: class names of the built-in in-memory data sets, in label order (Fashion-MNIST's as its authors name them)
-BUILTIN_CLASS_NAMES: dict[str, list[str]] = {
-    "digits": [str(i) for i in range(10)],
-    "fashion_mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-                      "Ankle boot"],
-}
-
-
-def class_names_of(bundle: DataBundle) -> list[str] | None:
-    """The class names of a data set in label order: the built-in sets' (:data:`BUILTIN_CLASS_NAMES`), an
-    ImageFolder's class folders (sorted, as torchvision numbers them), CIFAR's; None when unknown."""
-    if bundle.name in BUILTIN_CLASS_NAMES:
-        return list(BUILTIN_CLASS_NAMES[bundle.name])
-    ds: Any = bundle.test
-    for _ in range(8):  # through the wrappers (seeded transforms, subsets) to the folder or files
-        classes = getattr(ds, "classes", None)
-        if isinstance(classes, list) and classes and all(isinstance(c, str) for c in classes):
-            return list(classes)
-        inner = getattr(ds, "base", None)
-        ds = inner if inner is not None else getattr(ds, "dataset", None)
-        if ds is None:
-            break
-    return None
+def bundle_class_names(bundle: DataBundle) -> list[str] | None:
+    """The class names of a data bundle in label order (:func:`~attentivenas.data.facts.class_names_of` on
+    its test split); None when unknown."""
+    return class_names_of(bundle.test, bundle.num_classes, bundle.name)
 
 
 def checkpoint_class_names(meta: dict[str, Any]) -> list[str] | None:
@@ -137,7 +119,7 @@ def checkpoint_class_names(meta: dict[str, Any]) -> list[str] | None:
     cfg = meta.get("config") if isinstance(meta.get("config"), dict) else {}
     data = (cfg or {}).get("data") if isinstance((cfg or {}).get("data"), dict) else {}
     name = (data or {}).get("name")
-    return list(BUILTIN_CLASS_NAMES[name]) if name in BUILTIN_CLASS_NAMES else None
+    return list(KNOWN_CLASS_NAMES[name]) if name in KNOWN_CLASS_NAMES else None
 
 
 def check_head(where: str, head_classes: int, head_names: list[str] | None, data_classes: int,
