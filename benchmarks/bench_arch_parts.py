@@ -29,9 +29,10 @@ from torchvision.models import mobilenet_v3_large
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from attentivenas.latency import RUNTIMES, Runner, prepare, time_runner  # noqa: E402
-from attentivenas.latency.runtimes import CPU_CLOCK_RUNTIMES  # noqa: E402
-from attentivenas.nn import Supernet, is_available  # noqa: E402
+from attentivenas.nn import Supernet  # noqa: E402
 from attentivenas.nn.static import SqueezeExcite  # noqa: E402
+from attentivenas.runtimes.programs import is_available  # noqa: E402
+from attentivenas.runtimes.runners import CPU_CLOCK_RUNTIMES  # noqa: E402
 from attentivenas.space import ATTENTIVENAS_SPACE, named_arch  # noqa: E402
 from bench_runtimes import _macs  # noqa: E402
 from timing import interleaved_rounds, median_interval, print_header, ratios  # noqa: E402

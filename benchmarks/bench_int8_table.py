@@ -24,8 +24,9 @@ import torch
 
 from attentivenas.config import LatencyTableConfig
 from attentivenas.io import atomic_write_json
-from attentivenas.latency import build, build_table, runtimes
-from attentivenas.nn import is_available
+from attentivenas.latency import build, build_table
+from attentivenas.runtimes import runners as runtimes
+from attentivenas.runtimes.programs import is_available
 from attentivenas.space import TINY_SPACE
 
 
@@ -69,13 +70,13 @@ def build_once(runtime: str, precision: str, repeats: int) -> dict[str, Any]:
 
 def interleaved(runtime: str, n_ops: int, seed: int = 0) -> dict[str, Any]:
     """INT8 export of ``n_ops`` seeded random op signatures of the tiny space, each exported without the
-    caches (``nn.quantize`` directly), with them (``latency.runtimes.export_program``) and without
+    caches (``runtimes.quantize`` directly), with them (``runtimes.runners.export_program``) and without
     again, in turn: the same op, the same moment, so the machine's load falls on both alike."""
     import numpy as np
 
     from attentivenas.latency import space_signatures
     from attentivenas.latency.ops import op_input, seeded_op_module
-    from attentivenas.nn.quantize import int8_executorch_bytes, int8_onnx_bytes
+    from attentivenas.runtimes.quantize import int8_executorch_bytes, int8_onnx_bytes
 
     plain = int8_onnx_bytes if runtime == "onnxruntime" else int8_executorch_bytes
     sigs = sorted(space_signatures(TINY_SPACE, 10))

@@ -11,7 +11,7 @@ batch (below 1: cheaper per MFLOP than MobileNetV3). MFLOPs are multiply-accumul
 authors' convention; MobileNetV3's counted the same way with ``torch.utils.flop_counter``).
 
 ``--precision fp32,int8`` adds INT8 rows: every model post-training quantized for the runtimes that
-run INT8 (ExecuTorch PT2E/XNNPACK, ONNX Runtime QDQ, OpenVINO NNCF; :mod:`attentivenas.nn.quantize`,
+run INT8 (ExecuTorch PT2E/XNNPACK, ONNX Runtime QDQ, OpenVINO NNCF; :mod:`attentivenas.runtimes.quantize`,
 calibrated on seeded random inputs, as ``latency --precision int8``); MobileNetV3 quantized the same
 way is the INT8 reference (``x MobileNetV3`` compares within one runtime, precision and batch). A
 runtime's fp32 and INT8 files are timed in the same interleaved rounds, so the ``INT8 speed-up``
@@ -39,7 +39,9 @@ from torchvision.models import mobilenet_v3_large
 
 from attentivenas.costs import count_flops
 from attentivenas.latency import RUNTIMES, Runner, prepare, runtime_version, time_runner
-from attentivenas.nn import INT8_RUNTIMES, PRECISIONS, Supernet, is_available
+from attentivenas.nn import Supernet
+from attentivenas.runtimes.programs import is_available
+from attentivenas.runtimes.quantize import INT8_RUNTIMES, PRECISIONS
 from attentivenas.space import ATTENTIVENAS_SPACE, TINY_SPACE, named_arch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

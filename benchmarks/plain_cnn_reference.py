@@ -6,7 +6,9 @@ multiply-accumulates at 28x28, the tiny space's range) sees exactly what ``train
 supernet: the config's training images (``data.train_size`` included), its augmentation, batch size
 and number of epochs, label smoothing, and the recipe's own optimiser, schedule and clipping
 (:func:`attentivenas.train.optim.build_optimizer` and ``build_scheduler``, ``optim.grad_clip_value``).
-It prints one JSON object: test top-1 on the config's test split, train seconds, MACs and parameters.
+It prints one JSON object: top-1 on the config's hold-out and test splits (the network's own BN
+statistics, no recalibration), train seconds, MACs, parameters, the seed, the data config and the
+transforms applied.
 
     python benchmarks/plain_cnn_reference.py --config configs/fashion_mnist.yaml data.train_size=10000 optim.epochs=4
 """
@@ -22,7 +24,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from attentivenas.config import load_config
-from attentivenas.data import batches_per_epoch, build_data, eval_loader, train_loader
+from attentivenas.data import batches_per_epoch, build_data, describe_pipeline, eval_loader, train_loader
 from attentivenas.train.optim import build_optimizer, build_scheduler
 
 
@@ -84,7 +86,10 @@ def main() -> None:
     train_s = time.perf_counter() - t0
     print(json.dumps({"model": "plain CNN", "mmacs": round(mmacs, 2), "params": params,
                       "train_images": len(data.train), "epochs": cfg.optim.epochs, "batch": batch,
-                      "train_s": round(train_s, 1), "threads": args.threads,
+                      "train_s": round(train_s, 1), "threads": args.threads, "seed": cfg.seed,
+                      "data": cfg.data.model_dump(mode="json"), "data_pipeline": describe_pipeline(cfg.data),
+                      "holdout_images": len(data.val),
+                      "holdout_top1": round(top1(model, data.val, cfg.data.eval_batch_size), 2) if len(data.val) else None,
                       "test_top1": round(top1(model, data.test, cfg.data.eval_batch_size), 2)}))
 
 

@@ -16,9 +16,9 @@ from attentivenas.config import DataConfig
 from attentivenas.costs import count_flops, count_params
 from attentivenas.data import build_data
 from attentivenas.errors import UserError
+from attentivenas.export.bundle import load_pretrained, write_bundle
+from attentivenas.export.bundle_format import CardInfo
 from attentivenas.nn import Supernet, save_supernet
-from attentivenas.nn.bundle import load_pretrained, write_bundle
-from attentivenas.nn.bundle_format import CardInfo
 from attentivenas.space import SearchSpace, get_space
 
 from .cli_helpers import run_cli
@@ -307,7 +307,7 @@ def test_bad_bundle_flags_are_one_line_before_loading(tmp_path: Path, flags: lis
 
 # --------------------------------------------------------------------------- checked loading (issue 42)
 def _pre(resolution: int = 24) -> dict:
-    from attentivenas.nn.bundle import preprocessing_of
+    from attentivenas.export.bundle import preprocessing_of
 
     return preprocessing_of(color="grayscale", resize=32, resize_mode="whole_image", crop=None,
                             interpolation="bilinear", mean=[0.5] * 3, std=[0.5] * 3, resolution=resolution,
@@ -337,7 +337,7 @@ def _rewrite_weights(folder: Path, change) -> None:  # noqa: ANN001 - a callable
     from safetensors import safe_open
     from safetensors.torch import load_file, save
 
-    from attentivenas.nn.export_folders import file_sha256
+    from attentivenas.export.folders import file_sha256
 
     path = folder / "model.safetensors"
     with safe_open(str(path), framework="pt") as f:
@@ -447,7 +447,7 @@ def test_preprocess_matches_the_image_folder_evaluation_transform() -> None:
     from PIL import Image
     from torchvision import transforms as T
 
-    from attentivenas.nn.bundle import preprocess_image, preprocessing_of
+    from attentivenas.export.bundle import preprocess_image, preprocessing_of
     from attentivenas.nn.layers import resize_input
 
     pre = preprocessing_of(color="rgb", resize=36, resize_mode="shorter_side", crop=32, interpolation="bicubic",
@@ -491,8 +491,8 @@ def test_the_cards_standalone_preprocessing_is_the_models(tmp_path: Path, monkey
     import numpy as np
     from PIL import Image
 
-    from attentivenas.nn.bundle import preprocess_image, preprocessing_of
-    from attentivenas.nn.card import standalone_preprocess_code
+    from attentivenas.export.bundle import preprocess_image, preprocessing_of
+    from attentivenas.export.card import standalone_preprocess_code
 
     pre = preprocessing_of(color="rgb", resize=36, resize_mode="shorter_side", crop=32, interpolation="bilinear",
                            mean=[0.4, 0.5, 0.6], std=[0.2, 0.25, 0.3], resolution=32)

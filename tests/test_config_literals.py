@@ -28,8 +28,8 @@ from attentivenas.config import (
 )
 from attentivenas.config.search import Int8Config
 from attentivenas.data import BUILDERS
-from attentivenas.nn import FORMATS
-from attentivenas.nn.quantize import INT8_RUNTIMES, PRECISIONS
+from attentivenas.export.formats import FORMATS
+from attentivenas.runtimes.quantize import INT8_RUNTIMES, PRECISIONS
 from attentivenas.train.sampling.constraints import PRIOR_CONSTRAINTS
 from attentivenas.train.sampling.prior import PRIOR_KINDS
 from attentivenas.train.sampling.sampler import METHODS

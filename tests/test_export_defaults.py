@@ -16,16 +16,12 @@ import torch
 
 from attentivenas.config import DataConfig
 from attentivenas.data import build_data
-from attentivenas.nn import (
-    Supernet,
-    export_folders,
-    export_pareto_set,
-    load_safetensors_subnet,
-    load_supernet,
-    pareto_export,
-    save_supernet,
-)
-from attentivenas.nn import export as export_mod
+from attentivenas.export import folders as export_folders
+from attentivenas.export import formats as export_mod
+from attentivenas.export import pareto as pareto_export
+from attentivenas.export.pareto import export_pareto_set
+from attentivenas.export.subnet_files import load_safetensors_subnet
+from attentivenas.nn import Supernet, load_supernet, save_supernet
 from attentivenas.nn.layers import resize_input
 from attentivenas.space import TINY_SPACE
 
@@ -153,7 +149,7 @@ def test_a_huge_batch_is_one_line_before_loading(tmp_path: Path, fmt: str) -> No
     assert r.code == 2 and "--batch" in r.err and "256" in r.err and r.err.count("\n") == 1, r.err
     assert export_mod.MAX_BATCH == 256  # the command's --help repeats it
     from attentivenas.cli import export_cmd
-    from attentivenas.nn import quantize
+    from attentivenas.runtimes import quantize
 
     assert export_cmd.MAX_BATCH == export_mod.MAX_BATCH
     assert (export_cmd.DEFAULT_MAX_INT8_DROP, export_cmd.DEFAULT_CHECK_IMAGES) == (
@@ -175,7 +171,7 @@ INT8 = ["--format", "onnx", "--precision", "int8", "--calib-batches", "1", "--ca
 
 
 def test_the_int8_drop_fields_and_warning() -> None:
-    from attentivenas.nn.quantize import int8_drop_fields, int8_drop_warning
+    from attentivenas.runtimes.quantize import int8_drop_fields, int8_drop_warning
 
     check = {"top1_fp32": 99.0, "top1_int8": 32.0, "check_images": 500}
     fields = int8_drop_fields(check, 2.0)
@@ -211,7 +207,7 @@ def test_an_int8_drop_is_in_the_json_and_flagged_over_the_threshold(trained: Pat
 
 # --------------------------------------------------------------------------- folders: lock, order, kills
 def _hold_lock(path: Path, folder: bool) -> subprocess.Popen:
-    """Another process holding the export lock of ``path`` (as ``nn.export.export_lock`` takes it) until killed."""
+    """Another process holding the export lock of ``path`` (as ``export.folders.export_lock`` takes it) until killed."""
     lock = f"OutputLock({str(path)!r})" if folder else f"OutputLock({str(path.parent)!r}, name='.{path.name}.lock')"
     code = f"import time; from attentivenas.io import OutputLock; {lock}.acquire(); print('held', flush=True); time.sleep(60)"
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=ROOT)
@@ -266,8 +262,8 @@ def test_index_is_removed_before_files_are_rewritten_and_written_last(tmp_path: 
 #: runs the command line in a process whose exports pause (``paused`` on stdout) inside their first file
 PAUSED_EXPORT = """
 import sys, time
-import attentivenas.nn.bundle as b
-import attentivenas.nn.pareto_export as e
+import attentivenas.export.bundle as b
+import attentivenas.export.pareto as e
 real = e.export_subnet
 def paused(*args, **kwargs):
     print("paused", flush=True)
@@ -318,7 +314,7 @@ def test_a_killed_pareto_export_leaves_no_index(trained: Path, tmp_path: Path) -
 @pytest.mark.slow
 def test_a_killed_bundle_export_leaves_a_folder_that_does_not_load(trained: Path, tmp_path: Path) -> None:
     from attentivenas.errors import UserError
-    from attentivenas.nn.bundle import load_pretrained
+    from attentivenas.export.bundle import load_pretrained
 
     out = tmp_path / "b"
     args = ["export", "--checkpoint", str(trained), "--arch", "min", "--format", "bundle", "--with", "",
@@ -371,7 +367,7 @@ def user_bundle(trained: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 
 
 def test_a_bundle_records_its_preprocessing_and_classifies_images(user_bundle: Path, tmp_path: Path) -> None:
-    from attentivenas.nn.bundle import load_pretrained
+    from attentivenas.export.bundle import load_pretrained
 
     cfg = json.loads((user_bundle / "config.json").read_text())
     pre = cfg["preprocessing"]
@@ -398,7 +394,7 @@ def test_a_bundle_records_its_preprocessing_and_classifies_images(user_bundle: P
 def test_the_card_runs_each_runtime_file_without_attentivenas(user_bundle: Path, tmp_path: Path) -> None:
     """The card's code: its numpy/Pillow preprocessing and each runtime's lines, run where attentivenas
     cannot be imported, give the class attentivenas gives."""
-    from attentivenas.nn.bundle import load_pretrained
+    from attentivenas.export.bundle import load_pretrained
 
     card = (user_bundle / "README.md").read_text()
     blocks = _card_blocks(card)

@@ -9,18 +9,11 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from attentivenas.nn import (
-    ExportError,
-    Supernet,
-    arch_json_path,
-    calibrate_bn,
-    export_onnx,
-    export_pareto_set,
-    export_safetensors,
-    export_subnet,
-    load_safetensors_subnet,
-)
-from attentivenas.nn import export as export_formats
+from attentivenas.export import formats as export_formats
+from attentivenas.export.formats import ExportError, arch_json_path, export_onnx, export_safetensors, export_subnet
+from attentivenas.export.pareto import export_pareto_set
+from attentivenas.export.subnet_files import load_safetensors_subnet
+from attentivenas.nn import Supernet, calibrate_bn
 from attentivenas.space import TINY_SPACE
 
 

@@ -12,17 +12,11 @@ import numpy as np
 import pytest
 import torch
 
-from attentivenas.nn import (
-    FORMATS,
-    SUFFIXES,
-    MissingRuntimeError,
-    Supernet,
-    export_pareto_set,
-    export_subnet,
-    save_supernet,
-)
-from attentivenas.nn.programs import exported_program
+from attentivenas.export.formats import FORMATS, SUFFIXES, export_subnet
+from attentivenas.export.pareto import export_pareto_set
+from attentivenas.nn import Supernet, save_supernet
 from attentivenas.nn.static import SqueezeExcite
+from attentivenas.runtimes.programs import MissingRuntimeError, exported_program
 from attentivenas.space import TINY_SPACE
 
 from .cli_helpers import run_cli

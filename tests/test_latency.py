@@ -23,8 +23,8 @@ from attentivenas.latency import (
     table_error,
     time_in_passes,
 )
-from attentivenas.latency.runtimes import Runner
 from attentivenas.nn import Supernet
+from attentivenas.runtimes.runners import Runner
 from attentivenas.space import ATTENTIVENAS_SPACE, TINY_SPACE
 
 from .cli_helpers import run_cli

@@ -31,18 +31,22 @@ ALLOWED: dict[str, set[str]] = {
     "data": {"config", "errors", "rng"},
     "costs": {"space", "errors", "io"},
     "nn": {"space", "costs", "errors", "io"},
-    "latency": {"space", "costs", "nn", "config", "devices", "errors", "io", "progress"},
-    "accuracy": {"space", "costs", "nn", "config", "data", "devices", "host_memory", "distributed", "errors", "io",
-                 "progress"},
-    "train": {"space", "costs", "nn", "latency", "accuracy", "config", "data"} | BASE,
-    "search": {"space", "costs", "nn", "latency", "accuracy", "config"} | BASE,
-    "pipeline": {"space", "costs", "nn", "accuracy", "train", "search", "config", "data"} | BASE,
-    "cli": {"space", "costs", "nn", "latency", "accuracy", "train", "search", "pipeline", "data", "__init__"} | BASE,
+    "runtimes": {"space", "costs", "nn", "config", "devices", "errors", "io"},
+    "latency": {"space", "costs", "nn", "runtimes", "config", "devices", "errors", "io", "progress"},
+    "accuracy": {"space", "costs", "nn", "runtimes", "config", "data", "devices", "host_memory", "distributed",
+                 "errors", "io", "progress"},
+    "export": {"space", "costs", "nn", "runtimes", "latency", "accuracy", "config", "data", "devices", "errors", "io",
+               "progress"},
+    "train": {"space", "costs", "nn", "runtimes", "latency", "accuracy", "export", "config", "data"} | BASE,
+    "search": {"space", "costs", "nn", "runtimes", "latency", "accuracy", "export", "config"} | BASE,
+    "pipeline": {"space", "costs", "nn", "runtimes", "accuracy", "export", "train", "search", "config", "data"} | BASE,
+    "cli": {"space", "costs", "nn", "runtimes", "latency", "accuracy", "export", "train", "search", "pipeline", "data",
+            "__init__"} | BASE,
     # deprecated aliases of the old flat modules (they warn on import; nothing in the project imports them)
     "cost": {"costs"},
     "supernet": {"nn", "space"},
     "checkpoint": {"nn"},
-    "__init__": {"space", "nn"},  # nn: load_pretrained only, imported on first use (PEP 562 __getattr__)
+    "__init__": {"space", "export"},  # export: load_pretrained only, imported on first use (PEP 562 __getattr__)
     "__main__": {"cli"},
 }
 

@@ -1,4 +1,4 @@
-"""INT8 export and INT8 latency (:mod:`attentivenas.nn.quantize`): files quantized for ExecuTorch,
+"""INT8 export and INT8 latency (:mod:`attentivenas.runtimes.quantize`): files quantized for ExecuTorch,
 ONNX Runtime and OpenVINO, the accuracy check run by each runtime in a process without our
 package, INT8 refused where it does not apply, and latency tables that record their precision."""
 
@@ -16,23 +16,24 @@ import torch
 
 from attentivenas.config import LatencyTableConfig
 from attentivenas.errors import UserError
+from attentivenas.export.formats import ExportError, export_subnet
+from attentivenas.export.pareto import export_pareto_set
 from attentivenas.latency import LatencyTable, check_table_precision, measure_arch
 from attentivenas.latency.table import PRECISIONS as TABLE_PRECISIONS
-from attentivenas.nn import (
+from attentivenas.nn import Supernet, save_supernet
+from attentivenas.runtimes.programs import is_available
+from attentivenas.runtimes.quantize import (
+    CHECK_SCRIPT,
     DEFAULT_CALIB_IMAGES,
     INT8_FORMATS,
     INT8_RUNTIMES,
     PRECISIONS,
-    ExportError,
-    Supernet,
+    QuantizationError,
     check_int8_accuracy,
-    export_pareto_set,
-    export_subnet,
+    check_int8_runtime,
     int8_predict_fn,
-    is_available,
-    save_supernet,
+    run_int8_file,
 )
-from attentivenas.nn.quantize import CHECK_SCRIPT, QuantizationError, check_int8_runtime, run_int8_file
 from attentivenas.space import TINY_SPACE
 
 from .cli_helpers import run_cli
@@ -269,7 +270,7 @@ def test_build_table_passes_precision_and_records_it(monkeypatch: pytest.MonkeyP
     from attentivenas.latency import build_latency_table
     from attentivenas.latency import measure as measure_mod
     from attentivenas.latency import ops as ops_mod
-    from attentivenas.latency.runtimes import prepare
+    from attentivenas.runtimes.runners import prepare
 
     asked = []
 

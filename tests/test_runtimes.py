@@ -31,7 +31,7 @@ from attentivenas.latency.fit import FACTOR_BOUNDS, _scaled_coefficients, _scale
 from attentivenas.latency.fit import subnet_records as _subnet_records
 from attentivenas.latency.measure import arch_inputs, random_subnet, seeded_supernet
 from attentivenas.latency.ops import op_input, seeded_op_module
-from attentivenas.nn import MissingRuntimeError, is_available
+from attentivenas.runtimes.programs import MissingRuntimeError, is_available
 from attentivenas.space import TINY_SPACE
 
 from .cli_helpers import run_cli
@@ -329,7 +329,7 @@ def test_every_runtime_is_listed() -> None:
 def test_native_log_noise_is_dropped_and_errors_are_kept(capfd: pytest.CaptureFixture[str]) -> None:
     import os
 
-    from attentivenas.nn.programs import quiet_native_stderr
+    from attentivenas.runtimes.programs import quiet_native_stderr
 
     with quiet_native_stderr():
         os.write(2, b"[cpuinfo_utils.cpp:71] Reading file /sys/devices/soc0/image_version\n")
@@ -354,7 +354,7 @@ def test_executorch_measure_prints_no_cpuinfo_lines() -> None:
 
 
 def test_quantizer_pattern_key_follows_code_closure_and_shapes() -> None:
-    from attentivenas.latency.runtimes import _pattern_key
+    from attentivenas.runtimes.runners import _pattern_key
 
     def pattern_of(flag: bool):  # noqa: ANN202 - a stand-in for the quantizer's WrapperModule(closure)
         def fn(x):  # noqa: ANN001, ANN202
@@ -372,8 +372,8 @@ def test_quantizer_pattern_key_follows_code_closure_and_shapes() -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("runtime", ["onnxruntime", "executorch"])
 def test_int8_export_caches_give_the_same_programs(runtime: str) -> None:
-    from attentivenas.latency.runtimes import export_program, latency_calibration
-    from attentivenas.nn.quantize import int8_executorch_bytes, int8_onnx_bytes
+    from attentivenas.runtimes.quantize import int8_executorch_bytes, int8_onnx_bytes
+    from attentivenas.runtimes.runners import export_program, latency_calibration
 
     if not is_available(runtime):
         pytest.skip(f"{runtime} is not installed")

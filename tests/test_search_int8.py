@@ -17,7 +17,8 @@ import yaml
 from attentivenas.accuracy import Int8SubnetEvaluator, SubnetEvaluator, score_predictions
 from attentivenas.config import MeasureSettings, SearchConfig
 from attentivenas.config.search import Int8Config
-from attentivenas.nn import Supernet, quantize, save_supernet, to_model_resolution
+from attentivenas.nn import Supernet, save_supernet, to_model_resolution
+from attentivenas.runtimes import quantize
 from attentivenas.space import TINY_SPACE
 
 from .cli_helpers import run_cli

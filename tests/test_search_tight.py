@@ -16,9 +16,8 @@ from attentivenas import accuracy as P
 from attentivenas.config import SearchConfig, load_search_config, parse_model
 from attentivenas.costs import CostModel, MemoryModel
 from attentivenas.errors import ConfigError, UserError
-from attentivenas.nn import read_pareto_archs
-from attentivenas.nn.export import ExportError
-from attentivenas.nn.pareto_export import MAX_PARETO_ARCHS
+from attentivenas.export.formats import ExportError
+from attentivenas.export.pareto import MAX_PARETO_ARCHS, read_pareto_archs
 from attentivenas.search import CostEvaluator, read_pareto_json, run_search
 from attentivenas.search.problem import SearchState, repair_to_budget
 from attentivenas.space import TINY_SPACE

@@ -181,7 +181,7 @@ def test_bn_momentum_zero_freezes_statistics_even_on_a_nan_batch() -> None:
 def test_torchscript_matches_eager(tiny_net: Supernet) -> None:
     tiny_net.eval()
     sub = tiny_net.extract(TINY_SPACE.sample(np.random.default_rng(5))).eval()
-    from attentivenas.nn import script_subnet
+    from attentivenas.export.formats import script_subnet
 
     scripted = script_subnet(sub)
     x = torch.randn(2, 3, 32, 32)

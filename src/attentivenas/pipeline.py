@@ -38,8 +38,8 @@ from .accuracy import (
 from .config import MeasureSettings, PipelineConfig, TrainConfig, load_config
 from .data import DEFAULT_VAL_FRACTION, HOLDOUT_NAME, TEST_NAME, build_data, digits_split
 from .errors import ConfigError
+from .export.pareto import export_pareto_set
 from .io import OutputLock, atomic_write_bytes, atomic_write_json, remove_torn_writes
-from .nn import export_pareto_set
 from .search import fit_with_settings, run_stage2
 from .train import train
 

@@ -9,7 +9,7 @@ intervals of a measured top-1), ``build`` (``predictor build``: a checkpoint's s
 regressors, pickle-free), ``predictor`` (features, fitting, cross-validation, files), ``metrics`` and
 ``published`` (the published models evaluated on a checkpoint).
 
-May import: ``attentivenas.space``, ``costs``, ``nn``, ``config``, ``data``, ``devices``, ``host_memory``,
+May import: ``attentivenas.space``, ``costs``, ``nn``, ``runtimes``, ``config``, ``data``, ``devices``, ``host_memory``,
 ``distributed``, ``io``, ``progress``, ``errors``.
 """
 

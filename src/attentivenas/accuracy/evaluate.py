@@ -249,7 +249,7 @@ INT8_EVAL_BATCH = 64
 class Int8SubnetEvaluator:
     """``evaluate_fn(arch) -> top-1 (%)`` of the subnet quantized to INT8, beside a float
     :class:`SubnetEvaluator` ``base``: the subnet is extracted and its BN recalibrated exactly as ``base``
-    does, then quantized with :func:`attentivenas.nn.quantize.int8_predict_fn` in ``runtime`` (static
+    does, then quantized with :func:`attentivenas.runtimes.quantize.int8_predict_fn` in ``runtime`` (static
     quantization calibrated on ``calib_images`` training images, drawn once with the seed
     ``base``'s calibration seed + :data:`INT8_CALIB_SEED_OFFSET`) and evaluated on the images ``base``
     evaluates that arch on. The INT8 runtimes run on the CPU with ``threads`` threads (default: torch's),
@@ -259,7 +259,10 @@ class Int8SubnetEvaluator:
 
     def __init__(self, base: SubnetEvaluator, runtime: str = "onnxruntime", calib_images: int | None = None,
                  threads: int | None = None) -> None:
-        from ..nn.quantize import DEFAULT_CALIB_IMAGES, check_int8_runtime  # heavy: the INT8 runtimes come with it
+        from ..runtimes.quantize import (  # heavy: the INT8 runtimes come with it
+            DEFAULT_CALIB_IMAGES,
+            check_int8_runtime,
+        )
 
         check_int8_runtime(runtime)  # one line now, not after the search, when its quantizer is missing
         self.base, self.runtime = base, runtime
@@ -292,7 +295,7 @@ class Int8SubnetEvaluator:
     def quantized(self, arch: Arch) -> tuple[nn.Module, Callable[[torch.Tensor], torch.Tensor]]:
         """The BN-recalibrated float subnet of ``arch`` (on the CPU) and its INT8 ``predict(images) -> logits``
         (images at any size: resized to the subnet's resolution first)."""
-        from ..nn.quantize import int8_predict_fn  # heavy: the INT8 runtimes come with it
+        from ..runtimes.quantize import int8_predict_fn  # heavy: the INT8 runtimes come with it
 
         b = self.base
         b.supernet.space.validate(arch)

@@ -5,7 +5,7 @@ Lives here: one module per topic, named ``<topic>_cmd`` (``space_cmd``: space, f
 ``pipeline_cmd``: quickstart; ``init_cmd``: init), each adding its commands with ``register(app)``, and ``common``
 (option texts, JSON output). User errors print one line on stderr and exit with 2.
 
-May import: everything below it: ``attentivenas`` (its version), ``space``, ``costs``, ``nn``, ``latency``,
+May import: everything below it: ``attentivenas`` (its version), ``space``, ``costs``, ``nn``, ``runtimes``, ``latency``, ``export``,
 ``accuracy``, ``train``, ``search``, ``pipeline``, ``data``, ``config``, ``rng``, ``devices``, ``host_memory``,
 ``distributed``, ``io``, ``progress``, ``errors``; the torch-based layers are imported inside the commands
 (heavy), so ``attentivenas --help``, ``space`` and ``flops`` start fast.

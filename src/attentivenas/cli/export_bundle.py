@@ -28,19 +28,7 @@ from ..data.facts import class_names_of, normalization_of
 from ..data.plan import TENSOR_SOURCES, eval_resize_of
 from ..devices import device_name
 from ..errors import UserError
-from ..io import check_output
-from ..latency.measure import result_of, time_runner
-from ..latency.runtimes import Runner, load_program
-from ..nn import (
-    DEFAULT_CALIB_IMAGES,
-    PRECISIONS,
-    cache_calibration_batches,
-    check_int8_accuracy,
-    read_pareto_archs,
-    to_model_resolution,
-)
-from ..nn.bn import calibrate_bn as recalibrate_bn
-from ..nn.bundle import (
+from ..export.bundle import (
     bundle_folder_name,
     check_bundle_options,
     parse_formats,
@@ -49,10 +37,23 @@ from ..nn.bundle import (
     write_bundle,
     write_bundle_index,
 )
-from ..nn.bundle_format import CardInfo
-from ..nn.export import DYNAMIC, MAX_BATCH
-from ..nn.export_folders import export_lock, file_sha256
-from ..nn.quantize import DEFAULT_CHECK_IMAGES, DEFAULT_MAX_INT8_DROP, int8_drop_fields
+from ..export.bundle_format import CardInfo
+from ..export.folders import export_lock, file_sha256
+from ..export.formats import DYNAMIC, MAX_BATCH
+from ..export.pareto import read_pareto_archs
+from ..io import check_output
+from ..latency.measure import result_of, time_runner
+from ..nn import cache_calibration_batches, to_model_resolution
+from ..nn.bn import calibrate_bn as recalibrate_bn
+from ..runtimes.quantize import (
+    DEFAULT_CALIB_IMAGES,
+    DEFAULT_CHECK_IMAGES,
+    DEFAULT_MAX_INT8_DROP,
+    PRECISIONS,
+    check_int8_accuracy,
+    int8_drop_fields,
+)
+from ..runtimes.runners import Runner, load_program
 from ..space import Arch, resolve_arch
 from .common import load_export_source, warn_line
 from .export_cmd import calibration_data, check_archs, resolve_calibration
@@ -103,7 +104,7 @@ def file_runner(path: Path, fmt: str, batch: int, resolution: int, threads: int)
     return load_program(path.read_bytes(), x, FILE_RUNTIMES[fmt], threads)
 
 
-def latency_fn(resolution: int, threads: int):  # noqa: ANN201 - returns a nn.bundle.LatencyFn
+def latency_fn(resolution: int, threads: int):  # noqa: ANN201 - returns a export.bundle.LatencyFn
     """``latency_fn`` of :func:`write_bundle`: each runtime file timed at batch 1 (its own batch when fixed)."""
 
     def measure(path: Path, fmt: str, precision: str, batch: int | str) -> dict[str, Any]:
@@ -219,7 +220,7 @@ def _first_image_size(dataset: Any) -> tuple[int, int] | None:
 
 def bundle_preprocessing(dcfg: DataConfig, resolution: int, train: Any = None) -> dict[str, Any]:
     """How the images of the data config ``dcfg`` are prepared for a model at ``resolution`` (the
-    evaluation's transform), as a bundle's ``preprocessing`` (:func:`~attentivenas.nn.bundle.preprocessing_of`)."""
+    evaluation's transform), as a bundle's ``preprocessing`` (:func:`~attentivenas.export.bundle.preprocessing_of`)."""
     norm = normalization_of(dcfg.name)
     size = SOURCE_SIZES.get(dcfg.name) or _first_image_size(train)
     if dcfg.name in TENSOR_SOURCES:  # grey images, resized whole (bilinear) by the loader

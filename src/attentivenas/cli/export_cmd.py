@@ -28,11 +28,11 @@ from .common import (
     warn_line,
 )
 
-#: the largest ``--batch`` of an exported file (``nn.export.MAX_BATCH``, repeated here so ``--help`` needs no torch)
+#: the largest ``--batch`` of an exported file (``export.formats.MAX_BATCH``, repeated here so ``--help`` needs no torch)
 MAX_BATCH = 256
 #: the largest ``--calib-images`` / ``--check-images`` (at 224 px, 10,000 images are 6 GB of float32)
 MAX_INT8_IMAGES = 10_000
-#: ``nn.quantize.DEFAULT_MAX_INT8_DROP`` and ``DEFAULT_CHECK_IMAGES`` (repeated: ``--help`` needs no torch)
+#: ``runtimes.quantize.DEFAULT_MAX_INT8_DROP`` and ``DEFAULT_CHECK_IMAGES`` (repeated: ``--help`` needs no torch)
 DEFAULT_MAX_INT8_DROP = 2.0
 DEFAULT_CHECK_IMAGES = 500
 
@@ -110,8 +110,12 @@ def export_cmd(
                                  "INT8: int8_drop) on stdout; messages go to stderr."),
 ) -> None:
     """Export one subnet (or a whole Pareto set) as standalone models."""
-    from ..nn import FORMATS  # heavy (torch): loaded when the command runs
-    from ..nn.export import ONNX_EXPORTERS, TORCHSCRIPT_DEPRECATED, parse_batch  # heavy
+    from ..export.formats import (  # heavy
+        FORMATS,  # heavy (torch): loaded when the command runs
+        ONNX_EXPORTERS,
+        TORCHSCRIPT_DEPRECATED,
+        parse_batch,
+    )
 
     _refuse_int8_flags(ctx, precision)
     if calibrate_bn is False and precision == "int8":
@@ -164,7 +168,7 @@ def export_cmd(
 
 def check_archs(net: object, arch: str | None, pareto: Path | None) -> None:
     """The arch (or the Pareto set's archs) checked against the checkpoint's space (one line)."""
-    from ..nn import read_pareto_archs  # heavy (torch)
+    from ..export.pareto import read_pareto_archs  # heavy (torch)
 
     if pareto is not None:
         with warnings.catch_warnings():  # what it warns about is said again when the set is exported
@@ -225,8 +229,8 @@ def _export_data(net: object, meta: dict, data: str | None, measure: MeasureSett
 def _export_one(net: object, arch: str | None, out: Path, fmt: str, precision: str, options: dict,
                 max_int8_drop: float, kwargs: dict, echo: Callable[[str], None], as_json: bool) -> None:
     """``export --arch``: one file, written holding its lock."""
-    from ..nn import export_subnet  # heavy (torch)
-    from ..nn.export_folders import export_lock  # heavy
+    from ..export.folders import export_lock  # heavy
+    from ..export.formats import export_subnet  # heavy (torch)
 
     a = resolve_arch(arch, net.space)  # type: ignore[attr-defined]
     with export_lock(out, folder=False), _no_torchscript_warning():
@@ -245,7 +249,7 @@ def _export_one(net: object, arch: str | None, out: Path, fmt: str, precision: s
 def _export_pareto(net: object, pareto: Path, out: Path, fmt: str, precision: str, options: dict,
                    max_int8_drop: float, kwargs: dict, echo: Callable[[str], None], as_json: bool) -> None:
     """``export --pareto``: one file per subnet and ``index.json`` (written last, holding the folder's lock)."""
-    from ..nn import export_pareto_set  # heavy (torch)
+    from ..export.pareto import export_pareto_set  # heavy (torch)
 
     with _no_torchscript_warning():  # said once above
         records = export_pareto_set(net, pareto, out, fmt, precision=precision, max_int8_drop=max_int8_drop,
@@ -280,7 +284,7 @@ def _refuse_int8_flags(ctx: typer.Context, precision: str) -> None:
 
 def _check_precision(precision: str, fmt: str, check_split: str) -> bool:
     """Whether ``precision`` is int8 (one-line errors for a bad precision, format or check split)."""
-    from ..nn.quantize import INT8_FORMATS, PRECISIONS  # heavy (torch)
+    from ..runtimes.quantize import INT8_FORMATS, PRECISIONS  # heavy (torch)
 
     if precision not in PRECISIONS:
         raise UserError(f"--precision {precision!r} is not supported; allowed: {list(PRECISIONS)}")
@@ -299,7 +303,7 @@ def _int8_data(bundle: object, calib_images: int | None, check_split: str, check
 
     from ..accuracy.protocol import split_of  # heavy (torch)
     from ..nn import cache_calibration_batches  # heavy (torch)
-    from ..nn.quantize import DEFAULT_CALIB_IMAGES  # heavy (torch)
+    from ..runtimes.quantize import DEFAULT_CALIB_IMAGES  # heavy (torch)
 
     n = calib_images or DEFAULT_CALIB_IMAGES
     out: dict = {"calib_images": cache_calibration_batches(bundle.train, 1, n, seed + 1)[0]}  # type: ignore[attr-defined]
@@ -315,7 +319,7 @@ def _int8_data(bundle: object, calib_images: int | None, check_split: str, check
 def _echo_int8_check(info: dict, echo: Callable[[str], None] = typer.echo, name: str | None = None) -> None:
     """The INT8 check's line, and a warning line when it dropped more than ``--max-int8-drop``."""
     if "top1_int8" in info:
-        from ..nn.quantize import accuracy_line, int8_drop_warning  # heavy (torch)
+        from ..runtimes.quantize import accuracy_line, int8_drop_warning  # heavy (torch)
 
         echo(accuracy_line(info))
         message = int8_drop_warning(info, name or Path(str(info.get("path", "the INT8 file"))).name)

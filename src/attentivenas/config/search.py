@@ -42,9 +42,9 @@ ObjectiveName = Literal["mflops", "params", "latency", "memory"]
 MAX_POP_SIZE = 5_000
 MAX_GENERATIONS = 100_000
 MAX_EVALUATIONS = 2_000_000
-#: the precisions a search measures latency and the re-measured accuracy in (= ``nn.quantize.PRECISIONS``)
+#: the precisions a search measures latency and the re-measured accuracy in (= ``runtimes.quantize.PRECISIONS``)
 Precision = Literal["fp32", "int8"]
-#: the runtimes an INT8 subnet is quantized and run in for its accuracy (= ``nn.quantize.INT8_RUNTIMES``)
+#: the runtimes an INT8 subnet is quantized and run in for its accuracy (= ``runtimes.quantize.INT8_RUNTIMES``)
 Int8Runtime = Literal["executorch", "onnxruntime", "openvino"]
 MAX_CALIB_IMAGES = 8_192  # calibration images are held in memory: 8,192 at 224 px are 4.9 GB
 #: export formats of the quick start's Pareto models (those written without an extra; torchscript is deprecated)
@@ -239,7 +239,7 @@ class Int8Config(Section):
     and run in ``runtime`` on the same evaluation images."""
 
     runtime: Int8Runtime = "onnxruntime"  # onnxruntime: the fastest to quantize and run for accuracy
-    calib_images: int | None = Field(None, ge=1, le=MAX_CALIB_IMAGES)  # null: nn.quantize.DEFAULT_CALIB_IMAGES
+    calib_images: int | None = Field(None, ge=1, le=MAX_CALIB_IMAGES)  # null: runtimes.quantize.DEFAULT_CALIB_IMAGES
 
 
 class SearchConfig(Section):

@@ -1,7 +1,6 @@
 """Latency on a device: direct measurement, per-op signatures from the block plan, latency tables.
 
-Lives here: ``runtimes`` (PyTorch eager, ONNX Runtime, ExecuTorch, OpenVINO: a model exported,
-loaded and bound to its input as a :class:`Runner`), ``measure`` (:func:`measure_latency` of one
+Lives here (the runtimes themselves are one floor up, in :mod:`attentivenas.runtimes`): ``measure`` (:func:`measure_latency` of one
 model in a runtime, whole subnets of a space), ``drift`` (times rescaled to the machine's typical
 speed by a reference timed between them), ``exports`` (programs exported in worker processes),
 ``ops`` (:class:`OpSig`, the ops of an arch, the module that runs each op), ``table``
@@ -12,10 +11,11 @@ overhead and the per-group ``scaled`` model fitted, the MAPE reported, a table r
 that needs only the runtime's package) and ``device_import`` (a kit's timings checked and fitted
 into a table).
 
-May import: ``attentivenas.space``, ``costs``, ``nn``, ``config``, ``devices``, ``io``, ``progress``, ``errors``.
+May import: ``attentivenas.space``, ``costs``, ``nn``, ``runtimes``, ``config``, ``devices``, ``io``, ``progress``, ``errors``.
 """
 
 from ..devices import device_name, resolve_device
+from ..runtimes.runners import CPU_CLOCK_RUNTIMES, RUNTIMES, Runner, check_runtime, prepare, runtime_version
 from .build import build_latency_table, build_table, check_jobs
 from .fit import (
     MAX_REFIT_SUBNETS,
@@ -52,7 +52,6 @@ from .ops import (
     space_signatures,
     stage_ops,
 )
-from .runtimes import CPU_CLOCK_RUNTIMES, RUNTIMES, Runner, check_runtime, prepare, runtime_version
 from .table import (
     MIN_FRACTION,
     MODELS,

@@ -19,6 +19,7 @@ from ..config import LatencyTableConfig
 from ..devices import device_name
 from ..errors import UserError
 from ..progress import progress_bar
+from ..runtimes.runners import PROGRAM_RUNTIMES, Runner, check_runtime, load_program, prepare, runtime_version
 from ..space import Arch, SearchSpace
 from .drift import DriftReference
 from .exports import ExportJob, export_programs
@@ -34,7 +35,6 @@ from .measure import (
 )
 from .ops import OpSig, arch_ops, null_runner, op_input, op_runner, space_signatures
 from .partial import PassStore, item_keys
-from .runtimes import PROGRAM_RUNTIMES, Runner, check_runtime, load_program, prepare, runtime_version
 from .table import MODELS, LatencyTable, space_config
 
 
@@ -47,7 +47,7 @@ def build_table(space: SearchSpace, config: LatencyTableConfig, archs: Sequence[
     The ops measured: those of ``archs`` when given, else of ``config.archs`` seeded random archs
     plus the min and max archs, else (``None``) every signature of the space (feasible for small
     spaces). Every op and whole subnet is first exported and loaded in the runtime
-    (:mod:`attentivenas.latency.runtimes`), then all are timed together, in a seeded random order, in
+    (:mod:`attentivenas.runtimes.runners`), then all are timed together, in a seeded random order, in
     ``passes`` passes (:func:`~attentivenas.latency.measure.time_in_passes`): the median of ``repeats``
     runs after ``warmup``, the lowest over the passes. The overhead (``overhead_ms + per_block_ms *
     blocks``) is fitted to (measured - sum of ops) on ``calibration_archs`` seeded random whole

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from .runtimes import Runner
+from ..runtimes.runners import Runner
 
 #: a reference point runs the reference for at least this long (ms), in at least 3 runs
 REFERENCE_POINT_MS = 20.0

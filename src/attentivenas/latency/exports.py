@@ -20,10 +20,10 @@ from typing import Any
 import torch
 
 from ..progress import progress_iter
+from ..runtimes.runners import check_program_runtime, export_program
 from ..space import Arch, SearchSpace
 from .measure import random_subnet, seeded_supernet
 from .ops import OpSig, op_input_shape, seeded_op_module
-from .runtimes import check_program_runtime, export_program
 
 
 @dataclass(frozen=True)

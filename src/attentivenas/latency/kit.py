@@ -28,12 +28,12 @@ from ..config import LatencyTableConfig
 from ..errors import UserError
 from ..io import dumps_json, user_file_errors
 from ..progress import progress_bar
+from ..runtimes.runners import check_runtime, export_program
 from ..space import Arch, SearchSpace
 from .exports import ExportJob, export_programs
 from .fit import MIN_SCALED_ARCHS
 from .measure import check_batch, random_subnet, seeded_supernet
 from .ops import OpSig, arch_ops, op_input_shape, seeded_op_module, space_signatures
-from .runtimes import check_runtime, export_program
 from .table import space_config
 
 KIT_FORMAT = "attentivenas-latency-kit"

@@ -19,10 +19,10 @@ from ..devices import resolve_device
 from ..errors import UserError
 from ..nn import Supernet
 from ..progress import progress_bar, tqdm_bar
+from ..runtimes.runners import CPU_CLOCK_RUNTIMES, Runner, prepare
 from ..space import Arch, SearchSpace
 from .drift import DriftReference, drift_corrected
 from .partial import PassStore
-from .runtimes import CPU_CLOCK_RUNTIMES, Runner, prepare
 
 
 @dataclass(frozen=True)
@@ -148,7 +148,7 @@ def measure_latency(
     """Time ``model`` on a random input of ``input_shape`` (batch first) as ``runtime`` runs it.
 
     ``runtime``: ``torch`` (eager, on ``device``, under ``torch.inference_mode``), ``onnxruntime``,
-    ``executorch`` (XNNPACK) or ``openvino`` (see :mod:`attentivenas.latency.runtimes`: exported at
+    ``executorch`` (XNNPACK) or ``openvino`` (see :mod:`attentivenas.runtimes.runners`: exported at
     this input shape and loaded in the runtime first). Runs ``warmup`` untimed forwards, then
     ``repeats`` timed ones (CUDA synchronised before and after each); the result is their median (and
     90th percentile). With ``rounds > 1`` this is done ``rounds`` times and the round with the lowest

@@ -21,9 +21,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..nn.static import ConvBnAct, DepthConv, Shortcut
+from ..runtimes.runners import Runner, prepare
 from ..space import HEAD_EXPAND, Arch, BlockConfig, SearchSpace, conv_out_size, net_plan, stage_input_sizes, stage_plan
 from .measure import measure_latency
-from .runtimes import Runner, prepare
 
 # --------------------------------------------------------------------------- op signatures
 OP_KINDS = (

@@ -33,10 +33,10 @@ from ..config import BudgetsConfig
 from ..config.latency import parse_latency_budget
 from ..errors import ConfigError, UserError
 from ..io import atomic_write_json, read_json_file
-from ..nn.quantize import PRECISIONS
+from ..runtimes.quantize import PRECISIONS
+from ..runtimes.runners import RUNTIMES
 from ..space import Arch, SearchSpace
 from .ops import OpSig, arch_ops, first_ops, head_ops, space_signatures, stage_ops
-from .runtimes import RUNTIMES
 
 TABLE_FORMAT = "attentivenas-latency-table"
 TABLE_VERSION = 2  # 2: runtime, model and group scales (version 1 tables are PyTorch eager, sum model)

@@ -7,7 +7,7 @@ front, a pick within noise of a cheaper subnet), ``pareto`` (non-dominance, hype
 summary, metrics, config), ``stage2`` (:func:`run_stage2`: the stage-2 sequence, predictor fit to files) and
 ``runner`` (:func:`search_from_config`: everything from a config's paths, over ranks).
 
-May import: ``attentivenas.space``, ``costs``, ``nn``, ``latency``, ``accuracy``, ``config``, ``rng``,
+May import: ``attentivenas.space``, ``costs``, ``nn``, ``runtimes``, ``latency``, ``accuracy``, ``export``, ``config``, ``rng``,
 ``devices``, ``host_memory``, ``distributed``, ``io``, ``progress``, ``errors``.
 """
 

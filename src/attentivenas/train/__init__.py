@@ -8,7 +8,7 @@ auto``), ``validate`` (epoch-end evaluation), ``online`` (the accuracy predictor
 training), ``logging``, ``transfer`` (``init_from``: :func:`load_init` starts a supernet from a trained
 one) and ``finetune`` (:func:`finetune`: one searched subnet trained alone, KD from the max subnet).
 
-May import: ``attentivenas.space``, ``costs``, ``nn``, ``latency``, ``accuracy``, ``config``, ``data``,
+May import: ``attentivenas.space``, ``costs``, ``nn``, ``runtimes``, ``latency``, ``accuracy``, ``export``, ``config``, ``data``,
 ``rng``, ``devices``, ``host_memory``, ``distributed``, ``io``, ``progress``, ``errors``.
 """
 

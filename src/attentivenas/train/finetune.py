@@ -51,9 +51,10 @@ from ..accuracy import evaluate_arch, evaluate_subnet
 from ..accuracy.protocol import capped, resolve_data, split_of, stage2_data_config
 from ..config import MeasureSettings, checkpoint_kind
 from ..costs import count_flops, count_params
-from ..data import DataBundle, batches_per_epoch, check_batch_size, train_loader
+from ..data import DataBundle, batches_per_epoch, check_batch_size, describe_pipeline, train_loader
 from ..devices import resolve_device, use_channels_last
 from ..errors import CheckpointError, ConfigError, UserError
+from ..export.folders import file_sha256
 from ..io import OutputLock, atomic_write_json, remove_torn_writes
 from ..nn import (
     Supernet,
@@ -62,7 +63,6 @@ from ..nn import (
     load_supernet,
     subnet_payload,
 )
-from ..nn.export_folders import file_sha256
 from ..rng import global_rng_state, seed_everything, set_global_rng_state
 from ..space import Arch, resolve_arch
 from .finetune_settings import (
@@ -433,7 +433,7 @@ def finetune(checkpoint: str | Path, arch: Arch | str, out_dir: str | Path, data
                 "distill": run.distill, "distill_requested": s.distill, "distill_choice": run.distill_choice,
                 "init": s.init, "epochs": s.epochs, "steps": run.global_step, "batch_size": run.batch,
                 "lr": run.optimizer.param_groups[0]["initial_lr"], "measure": _applied_measure(p, data_cfg),
-                "seed": s.seed,
+                "seed": s.seed, "data": data_cfg.model_dump(mode="json"), "data_pipeline": describe_pipeline(data_cfg),
                 "supernet_config": (meta.get("config") if isinstance(meta.get("config"), dict) else None),
                 "before": run.before, "after": after, "wall_s": round(time.perf_counter() - t0, 3),
             }

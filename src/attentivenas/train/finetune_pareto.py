@@ -9,11 +9,9 @@ from typing import Any
 
 from ..config import MeasureSettings
 from ..devices import resolve_device
+from ..export.pareto import read_pareto_archs
 from ..io import OutputLock, atomic_write_json
-from ..nn import (
-    load_supernet,
-    read_pareto_archs,
-)
+from ..nn import load_supernet
 from .finetune import finetune
 from .finetune_settings import FinetuneResult, FinetuneSettings
 

@@ -18,6 +18,7 @@ from safetensors import SafetensorError, safe_open
 from ..costs import count_flops, count_params
 from ..errors import UserError
 from ..io import read_json_file
+from ..runtimes.quantize import INT8_FORMATS, PRECISIONS
 from ..space import Arch, SearchSpace
 from .bundle_format import (
     BUNDLE_FORMATS,
@@ -35,13 +36,8 @@ from .bundle_format import (
     WEIGHTS_NAME,
     runtime_file_name,
 )
-from .export import (
-    MAX_BATCH,
-    SUBNET_FORMAT,
-    ExportError,
-)
-from .export_folders import file_sha256
-from .quantize import INT8_FORMATS, PRECISIONS
+from .folders import file_sha256
+from .formats import MAX_BATCH, SUBNET_FORMAT, ExportError
 
 
 # --------------------------------------------------------------------------- loading

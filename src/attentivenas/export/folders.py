@@ -7,9 +7,7 @@ import hashlib
 from pathlib import Path
 
 from ..io import OutputLock, remove_torn_writes
-from .programs import (
-    remove_orphan_temp_dirs,
-)
+from ..runtimes.programs import remove_orphan_temp_dirs
 
 
 def file_sha256(path: str | Path) -> str:

@@ -13,12 +13,10 @@ from torch import nn
 
 from ..costs import count_flops, count_params
 from ..io import atomic_write_json, read_json_file
+from ..runtimes.quantize import DEFAULT_MAX_INT8_DROP
 from ..space import Arch, SearchSpace
-from .export import DEFAULT_FORMAT, INDEX_KEYS, INDEX_NAME, SUFFIXES, ExportError, check_format, export_subnet
-from .export_folders import clean_export_folder, export_lock, file_sha256
-from .quantize import (
-    DEFAULT_MAX_INT8_DROP,
-)
+from .folders import clean_export_folder, export_lock, file_sha256
+from .formats import DEFAULT_FORMAT, INDEX_KEYS, INDEX_NAME, SUFFIXES, ExportError, check_format, export_subnet
 
 #: the most entries a Pareto set file may hold (each is exported or fine-tuned)
 MAX_PARETO_ARCHS = 1_000

@@ -14,12 +14,7 @@ from typing import Any
 
 from ..io import dumps_json
 from ..space import Arch, SearchSpace, net_plan
-from .bundle_format import (
-    CONFIG_NAME,
-    RUNTIME_NAMES,
-    WEIGHTS_NAME,
-    CardInfo,
-)
+from .bundle_format import CONFIG_NAME, RUNTIME_NAMES, WEIGHTS_NAME, CardInfo
 
 
 # --------------------------------------------------------------------------- the model card

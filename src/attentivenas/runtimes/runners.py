@@ -7,8 +7,8 @@ loaded in the runtime, bound to the input, with the runtime's threads set. The t
 than ``torch`` run on the CPU and are exported at a fixed input shape (batch included), as they
 would be deployed.
 
-``precision="int8"`` (runtimes :data:`~attentivenas.nn.quantize.INT8_RUNTIMES`: ExecuTorch, ONNX
-Runtime, OpenVINO) times the model post-training quantized as :mod:`attentivenas.nn.quantize` does
+``precision="int8"`` (runtimes :data:`~attentivenas.runtimes.quantize.INT8_RUNTIMES`: ExecuTorch, ONNX
+Runtime, OpenVINO) times the model post-training quantized as :mod:`attentivenas.runtimes.quantize` does
 it for export, calibrated on :data:`LATENCY_CALIB_IMAGES` seeded random-normal inputs: latency does
 not depend on the calibration data (the ranges change the scales, not the ops or their shapes), so
 no data set is needed to time or tabulate INT8 models.
@@ -28,20 +28,24 @@ from torch import nn
 
 from ..devices import resolve_device
 from ..errors import UserError
-from ..nn import (
+from .programs import (
     executorch_bytes,
     executorch_method,
-    int8_executorch_bytes,
-    int8_onnx_bytes,
-    int8_openvino_model,
     onnx_bytes,
     onnx_session,
     openvino_compiled,
+    openvino_config,
     require,
     set_executorch_threads,
 )
-from ..nn.programs import openvino_config
-from ..nn.quantize import check_int8_runtime, check_precision, seeded_calibration
+from .quantize import (
+    check_int8_runtime,
+    check_precision,
+    int8_executorch_bytes,
+    int8_onnx_bytes,
+    int8_openvino_model,
+    seeded_calibration,
+)
 
 RUNTIMES = ("torch", "onnxruntime", "executorch", "openvino")
 #: runtimes whose work runs on the calling thread with one thread (so ``clock="cpu"`` counts it)

@@ -5,7 +5,7 @@ quantizer, lowered to the XNNPACK delegate), ONNX Runtime (static QDQ quantizati
 All three are post-training static quantization: weights int8 per output channel (symmetric),
 activations int8 with ranges observed on ``calib`` (normalised images, ``N x 3 x H x W``; min-max
 observers, so the result is a deterministic function of the model and the images). The caller
-recalibrates BN first (:func:`attentivenas.nn.export.export_subnet` does). A program has the
+recalibrates BN first (:func:`attentivenas.export.formats.export_subnet` does). A program has the
 fixed input shape of its example ``x`` (``dynamic_batch`` for ONNX only); calibration images are
 fed in batches of that size (the last batch filled up from the first images).
 
@@ -29,8 +29,8 @@ import torch
 from torch import nn
 
 from ..errors import UserError
-from .bn import to_model_resolution
-from .layers import resize_input
+from ..nn.bn import to_model_resolution
+from ..nn.layers import resize_input
 from .programs import (
     ExecutorchMethod,
     exported_program,

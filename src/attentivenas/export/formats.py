@@ -12,8 +12,8 @@ Every writer is atomic (:mod:`attentivenas.io`) and checks what it wrote against
 on a seeded random batch: the relative error is ``max |exported - torch| / max |torch|`` over all
 logits (an elementwise ratio is meaningless for logits near zero) and must be <= ``tol`` (1e-4).
 
-``precision="int8"`` (:data:`~attentivenas.nn.quantize.INT8_FORMATS`: ExecuTorch, ONNX, OpenVINO)
-writes a post-training-quantized file (:mod:`attentivenas.nn.quantize`), calibrated on
+``precision="int8"`` (:data:`~attentivenas.runtimes.quantize.INT8_FORMATS`: ExecuTorch, ONNX, OpenVINO)
+writes a post-training-quantized file (:mod:`attentivenas.runtimes.quantize`), calibrated on
 ``calib_images`` (normalised training images; :func:`export_subnet` recalibrates BN first when given
 ``calib_batches``). Its relative error against the fp32 subnet, on calibration images, is recorded
 (:data:`INT8_TOL`: it must be finite; no bound by default); with ``check_data``
@@ -45,10 +45,10 @@ from torch import nn
 
 from ..errors import UserError
 from ..io import atomic_write_bytes, atomic_write_json
-from ..space import Arch, SearchSpace
-from .bn import calibrate_bn
-from .layers import resize_input
-from .programs import (
+from ..nn.bn import calibrate_bn
+from ..nn.layers import resize_input
+from ..nn.static import StaticSubnet
+from ..runtimes.programs import (
     executorch_bytes,
     executorch_method,
     exported_program,
@@ -59,7 +59,7 @@ from .programs import (
     quiet,
     require,
 )
-from .quantize import (
+from ..runtimes.quantize import (
     DEFAULT_CALIB_IMAGES,
     DEFAULT_MAX_INT8_DROP,
     INT8_FORMATS,
@@ -72,7 +72,7 @@ from .quantize import (
     int8_openvino_model,
     save_openvino,
 )
-from .static import StaticSubnet
+from ..space import Arch, SearchSpace
 
 SUBNET_FORMAT = "attentivenas-subnet"
 #: formats written without an optional extra (the quick start's choices), default first
@@ -328,7 +328,7 @@ def export_openvino(subnet: nn.Module, path: str | Path, batch: int | str | None
 def export_int8(subnet: nn.Module, path: str | Path, fmt: str, calib_images: torch.Tensor,
                 batch: int | str | None = None, tol: float = INT8_TOL, seed: int = 0) -> dict[str, Any]:
     """Write the INT8 file of ``subnet`` as ``fmt`` (one of :data:`INT8_FORMATS`), post-training
-    quantized on ``calib_images`` (:mod:`attentivenas.nn.quantize`; BN is not touched here). The
+    quantized on ``calib_images`` (:mod:`attentivenas.runtimes.quantize`; BN is not touched here). The
     file's logits on up to 8 calibration images are compared with the fp32 subnet's: the relative
     error is recorded and must be finite and <= ``tol`` (:data:`INT8_TOL`: no bound by default).
     ``batch``: N (ExecuTorch and OpenVINO: default 1) or ``"dynamic"`` (ONNX only, its default)."""

@@ -9,10 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .export import (
-    ExportError,
-)
-from .quantize import PRECISIONS
+from ..runtimes.quantize import PRECISIONS
+from .formats import ExportError
 
 MODEL_TYPE = "attentivenas-subnet"
 #: 2: ``preprocessing`` and the sha256 of every file (``weights_sha256``, ``files[name].sha256``) recorded

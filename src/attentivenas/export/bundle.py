@@ -37,6 +37,9 @@ from torch.nn import functional as F
 from ..costs import count_flops, count_params
 from ..errors import UserError
 from ..io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from ..nn.layers import resize_input
+from ..nn.static import StaticSubnet
+from ..runtimes.quantize import INT8_FORMATS, PRECISIONS
 from .bundle_check import (
     bundle_space_arch,
     check_costs,
@@ -65,16 +68,8 @@ from .bundle_format import (
     runtime_file_name,
 )
 from .card import model_card
-from .export import (
-    ExportError,
-    export_subnet,
-    parse_batch,
-    subnet_spec,
-)
-from .export_folders import clean_export_folder, export_lock, file_sha256
-from .layers import resize_input
-from .quantize import INT8_FORMATS, PRECISIONS
-from .static import StaticSubnet
+from .folders import clean_export_folder, export_lock, file_sha256
+from .formats import ExportError, export_subnet, parse_batch, subnet_spec
 
 
 def parse_formats(text: str | Sequence[str]) -> tuple[str, ...]:
@@ -166,13 +161,13 @@ def write_bundle(subnet: nn.Module, folder: str | Path, *, formats: Sequence[str
     """Write ``subnet`` (a :class:`StaticSubnet`, on any device) as a bundle in ``folder``; returns its config.
 
     ``formats``: runtime files (:data:`BUNDLE_FORMATS`); ``precisions``: ``fp32`` and / or ``int8`` (INT8
-    runtime files go through :func:`~attentivenas.nn.export_subnet` with ``precision="int8"`` and
+    runtime files go through :func:`~attentivenas.export.formats.export_subnet` with ``precision="int8"`` and
     ``int8_options``, e.g. ``calib_images``); ``batch``: the runtime files' batch (default: dynamic for
     ``.pt2`` / ONNX, 1 for ``.pte``). Each runtime file is checked against PyTorch as ``export`` checks
     it; ``latency_fn`` is then called on it and its result joins ``info.latency``; ``accuracy_fn`` is
     called once on all of them and its entries join ``info.accuracy``.
 
-    The folder is locked while it is written (:func:`~attentivenas.nn.export.export_lock`: a second export
+    The folder is locked while it is written (:func:`~attentivenas.export.formats.export_lock`: a second export
     into it is refused in one line); what a killed export left is removed first; an earlier bundle's
     ``config.json`` is removed before any file is rewritten, every file is written atomically with its
     sha256 recorded, and ``config.json`` is written last: a folder with a ``config.json`` holds the files it

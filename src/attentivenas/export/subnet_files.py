@@ -13,9 +13,9 @@ from safetensors.torch import load_file
 from torch import nn
 
 from ..io import loads_json, read_json_file
+from ..nn.static import StaticSubnet
 from ..space import SearchSpace, get_space
-from .export import SUBNET_FORMAT, ExportError, arch_json_path
-from .static import StaticSubnet
+from .formats import SUBNET_FORMAT, ExportError, arch_json_path
 
 
 def _read_spec(path: Path) -> dict[str, Any]:
