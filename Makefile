@@ -4,7 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
-# the test suite runs on both cores of CI's machine (pytest-xdist; one torch thread per worker)
+# the test suite runs on both cores of CI's machine (pytest-xdist; one torch thread per worker): whole files
+# per worker, in collection order (tests/conftest.py puts the longest files first)
 TEST_WORKERS ?= 2
 
 .PHONY: quickstart test lint bench clean fashion-mnist
@@ -37,7 +38,7 @@ fashion-mnist:
 
 test: $(DEV_STAMP) fashion-mnist
 	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=15
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=15
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -19,23 +19,20 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn as nn
 from torchvision.models import mobilenet_v3_large
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from attentivenas.latency import RUNTIMES, Runner, prepare, time_runner  # noqa: E402
-from attentivenas.nn import Supernet  # noqa: E402
-from attentivenas.nn.static import SqueezeExcite  # noqa: E402
-from attentivenas.runtimes.programs import is_available  # noqa: E402
-from attentivenas.runtimes.runners import CPU_CLOCK_RUNTIMES  # noqa: E402
-from attentivenas.space import ATTENTIVENAS_SPACE, named_arch  # noqa: E402
-from bench_runtimes import _macs  # noqa: E402
-from timing import interleaved_rounds, median_interval, print_header, ratios  # noqa: E402
+from attentivenas.latency import RUNTIMES, Runner, prepare, time_runner
+from attentivenas.nn import Supernet
+from attentivenas.nn.static import SqueezeExcite
+from attentivenas.runtimes.records import is_available
+from attentivenas.runtimes.runners import CPU_CLOCK_RUNTIMES
+from attentivenas.space import ATTENTIVENAS_SPACE, named_arch
+from bench_runtimes import macs
+from timing import interleaved_rounds, median_interval, print_header, ratios
 
 
 def swap(model: nn.Module, kind: type[nn.Module], make) -> nn.Module:
@@ -100,7 +97,7 @@ def main() -> None:
     runtimes = [r for r in args.runtimes.split(",") if r in RUNTIMES and is_available(r)]
     batches = [int(b) for b in args.batches.split(",")]
     models = variants()
-    mflops = {name: _macs(model, res) for name, model, res in models}
+    mflops = {name: macs(model, res) for name, model, res in models}
     reference = "mobilenet_v3_large"
     rows = []
     for runtime in runtimes:

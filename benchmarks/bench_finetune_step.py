@@ -17,8 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -26,9 +24,7 @@ from torch import nn
 from attentivenas.nn import Supernet
 from attentivenas.space import resolve_arch
 from attentivenas.space.presets import get_space
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from timing import compare, interleaved_rounds, print_header, timed  # noqa: E402
+from timing import compare, interleaved_rounds, print_header, timed
 
 
 def step_side(sub: nn.Module, images: torch.Tensor, labels: torch.Tensor, steps: int) -> object:

@@ -28,9 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -40,12 +38,10 @@ from torchvision.models import mobilenet_v3_large
 from attentivenas.costs import count_flops
 from attentivenas.latency import RUNTIMES, Runner, prepare, runtime_version, time_runner
 from attentivenas.nn import Supernet
-from attentivenas.runtimes.programs import is_available
 from attentivenas.runtimes.quantize import INT8_RUNTIMES, PRECISIONS
+from attentivenas.runtimes.records import is_available
 from attentivenas.space import ATTENTIVENAS_SPACE, TINY_SPACE, named_arch
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from timing import interleaved_rounds, print_header  # noqa: E402
+from timing import interleaved_rounds, print_header
 
 MODEL_KEYS = ("a0", "a6", "tiny-max")  #: what ``--models`` takes; MobileNetV3 is always measured
 
@@ -67,11 +63,11 @@ def models(keys: tuple[str, ...] = MODEL_KEYS) -> list[tuple[str, torch.nn.Modul
         out.append(("tiny max", Supernet(TINY_SPACE, 1000).eval().extract(tiny).eval(), tiny.resolution,
                     count_flops(TINY_SPACE, tiny, 1000)))
     mbv3 = mobilenet_v3_large(weights=None).eval()
-    out.append(("mobilenet_v3_large", mbv3, 224, _macs(mbv3, 224)))
+    out.append(("mobilenet_v3_large", mbv3, 224, macs(mbv3, 224)))
     return out
 
 
-def _macs(model: torch.nn.Module, resolution: int) -> float:
+def macs(model: torch.nn.Module, resolution: int) -> float:
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
         model(torch.zeros(1, 3, resolution, resolution))

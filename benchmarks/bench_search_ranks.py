@@ -16,18 +16,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 from attentivenas.accuracy import build_from_checkpoint
+from attentivenas.config import PredictorBuildSettings
+from timing import interleaved_rounds, print_header
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from timing import interleaved_rounds, print_header  # noqa: E402
 
-
-def _one(settings: dict, ranks: int) -> dict:
+def _one(settings: PredictorBuildSettings, ranks: int) -> dict:
     marks: list[float] = []
     t0 = time.perf_counter()
     build_from_checkpoint(settings, ranks=ranks, threads=1, progress=False, log=lambda m: marks.append(time.perf_counter()))
@@ -50,10 +48,10 @@ def main() -> None:
         def side(ranks: int):
             def run() -> dict:
                 out = Path(tmp) / f"ranks{ranks}.jsonl"
-                settings = {"checkpoint": args.checkpoint, "out": str(out), "num_archs": args.archs, "space": None,
-                            "data": None, "split": args.split, "pipeline": "authors", "interpolation": "bilinear",
-                            "calib_batches": args.calib_batches, "calib_batch_size": 256, "max_images": None,
-                            "spread": "flops", "device": "cpu", "seed": 0}
+                settings = PredictorBuildSettings.from_flags(
+                    checkpoint=args.checkpoint, out=str(out), num_archs=args.archs, split=args.split,
+                    pipeline="authors", interpolation="bilinear", calib_batches=args.calib_batches,
+                    calib_batch_size=256, spread="flops", device="cpu", seed=0)
                 row = _one(settings, ranks)
                 files[ranks] = out.read_bytes()
                 print(json.dumps(row), flush=True)

@@ -1,6 +1,6 @@
-"""Gradients of sliced shared weights: added in place into ``param.grad`` (``nn.layers._SharedSlice``,
-the default) against autograd's own slicing (a zero-filled gradient of the whole parameter, then
-added whole), timed side by side in one process, in the shared interleaved rounds of
+"""Gradients of sliced shared weights: added in place into ``param.grad`` (``nn.layers.take``, the
+default) against autograd's own slicing (a zero-filled gradient of the whole parameter, then added
+whole; inside ``nn.layers.autograd_slices()``), timed side by side in one process, in the shared interleaved rounds of
 ``benchmarks/timing.py`` (every subnet and variant once a round, the order rotating), on the
 supernet's forward + backward of the min subnet and of seeded random subnets. Printed per subnet:
 the median ms of each variant, the ratio of those medians, and the median of the per-round ratios
@@ -12,25 +12,16 @@ with its 95% bootstrap interval.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from attentivenas.nn import Supernet, layers
 from attentivenas.space import get_space
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from timing import compare, interleaved_rounds, print_header  # noqa: E402
-
-SHARED = layers._SharedSlice.apply
-
-
-def autograd_slice(t: torch.Tensor, index: tuple[slice, ...]) -> torch.Tensor:
-    return t[index]
+from timing import compare, interleaved_rounds, print_header
 
 
 def step_ms(net: Supernet, x: torch.Tensor) -> float:
@@ -59,20 +50,17 @@ def main() -> None:
     sizes = {name: args.resolution or arch.resolution for name, arch in archs.items()}
     inputs = {name: torch.randn(args.batch, 3, r, r).to(memory_format=torch.channels_last) for name, r in sizes.items()}
 
-    def side(name: str, apply):
+    def side(name: str, in_place: bool):
         def run() -> float:
             net.set_arch(archs[name])
-            layers._SharedSlice.apply = apply  # type: ignore[method-assign]
-            return step_ms(net, inputs[name])
+            with contextlib.nullcontext() if in_place else layers.autograd_slices():
+                return step_ms(net, inputs[name])
 
         return run
 
-    sides = {(name, variant): side(name, apply) for name in archs
-             for variant, apply in (("in place", SHARED), ("autograd", autograd_slice))}
-    try:
-        times = interleaved_rounds(sides, args.rounds)
-    finally:
-        layers._SharedSlice.apply = SHARED  # type: ignore[method-assign]
+    sides = {(name, variant): side(name, in_place) for name in archs
+             for variant, in_place in (("in place", True), ("autograd", False))}
+    times = interleaved_rounds(sides, args.rounds)
     print_header()
     print(f"forward + backward, batch {args.batch}, {args.threads} thread(s), channels-last, "
           f"median of {args.rounds} interleaved rounds (ms)")

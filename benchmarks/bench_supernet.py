@@ -22,11 +22,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -34,9 +32,7 @@ import torch
 from attentivenas.host_memory import in_effect, reuse_freed_memory
 from attentivenas.nn import Supernet
 from attentivenas.space import get_space
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from timing import compare, interleaved_rounds, print_header  # noqa: E402
+from timing import compare, interleaved_rounds, print_header
 
 
 def blocks(fns: dict[str, Callable[[], float]], n_blocks: int, block: int) -> dict[str, list[float]]:

@@ -35,9 +35,7 @@ from attentivenas.costs import count_flops
 from attentivenas.data import train_loader
 from attentivenas.distributed import DistInfo
 from attentivenas.train.loop import Trainer
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from timing import compare, interleaved_rounds, print_header  # noqa: E402
+from timing import compare, interleaved_rounds, print_header
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = {"quickstart": (ROOT / "configs" / "quickstart.yaml", []),

@@ -81,10 +81,9 @@ from attentivenas.costs import TableCost, count_flops
 from attentivenas.errors import SpaceError
 from attentivenas.host_memory import in_effect, reuse_freed_memory
 from attentivenas.space import Arch, SearchSpace, get_space
+from timing import compare, interleaved_rounds, print_header
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from timing import compare, interleaved_rounds, print_header  # noqa: E402
 
 AUTHORS_CONFIG = Path("configs") / "train_attentive_nas_models.yml"
 FLOPS_BIN = 25  # MFLOPs: their discretize_step in the recipe (and our prior's bin width)
@@ -114,7 +113,7 @@ def load_build_step() -> Callable[..., tuple[Any, dict]]:
 
 def import_authors(root: Path) -> SimpleNamespace:
     """The authors' modules the step needs, imported from their checkout."""
-    sys.path.insert(0, str(root))
+    sys.path.insert(0, str(root))  # foreign checkout: the authors' code imports its modules by their top-level names
     names = {"train": "train_attentive_nas", "factory": "models.model_factory", "loss_ops": "utils.loss_ops",
              "solver": "solver", "config": "utils.config"}
     mods: dict[str, ModuleType] = {k: importlib.import_module(v) for k, v in names.items()}

@@ -17,7 +17,7 @@ record under ``--out`` (skipped when finished, so a killed run is continued by r
 6. ``finetune-{kd,none}/subnet_N.json``: each Pareto subnet fine-tuned alone for 2 epochs
    (``attentivenas finetune --arch PARETO.json:N --epochs 2 --calib-batches 16 --distill kd|none``).
 
-    OMP_NUM_THREADS=1 python benchmarks/fashion_10k_study.py   # about 45 min of one quiet core
+    OMP_NUM_THREADS=1 python benchmarks/fashion_10k_study.py   # 80 min of one core on a busy machine (2026-12-08)
 """
 
 from __future__ import annotations
@@ -117,8 +117,8 @@ def finetune(out: Path, work: Path, ckpt: Path, pareto: Path, seed: int, log: Pa
     digest = sha256(ckpt)
     front = json.loads(pareto.read_text())
     n = len(front["pareto"] if isinstance(front, dict) else front)
-    for distill in ("kd", "none"):
-        for i in range(n):
+    for i in range(n):  # both losses of a subnet before the next subnet: a cut run leaves pairs
+        for distill in ("kd", "none"):
             dest = out / f"finetune-{distill}" / f"subnet_{i}.json"
             if done(dest) is not None:
                 print(f"skip (done): {dest}", flush=True)

@@ -1,8 +1,9 @@
 """Fingerprints of what the package computes, to show that a refactor changed no behaviour.
 
 Runs the command line end to end on small settings (costs, a short training run with attentive
-sampling, evaluation, a predictor data set and fit, searches on a predictor and on a checkpoint, an
-export, optionally the whole quick start) and prints one hash per output, computed on its content
+sampling, evaluation, a predictor data set and fit, searches on a predictor and on a checkpoint,
+exports: safetensors, torch.export and ONNX files run by their runtime on a fixed input, an INT8 ONNX
+file and its check, a bundle, a short fine-tuning; optionally the whole quick start) and prints one hash per output, computed on its content
 with times, paths and versions left out and floats rounded to 6 significant digits. Run it on the
 tree before and after a change and compare the two JSON files::
 
@@ -61,6 +62,8 @@ def tensors_digest(path: Path) -> str:
     """Hash of the float tensors of a checkpoint or safetensors file (rounded), by name."""
     import torch
 
+    if path.is_dir():  # ``export --format safetensors`` writes a folder (model.safetensors + config.json)
+        path = path / "model.safetensors"
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
@@ -144,10 +147,60 @@ def run(work: Path, quickstart: bool) -> dict[str, str]:
     r.cli("export", "export", "--checkpoint", str(ckpt), "--arch", "min", "--format", "safetensors",
           "--calibrate-bn", "--calib-batches", "4", "--out", str(work / "min.safetensors"))
     r.add("export/min", tensors_digest(work / "min.safetensors"))
+    r.prints.update(deployment(r, work, ckpt))
     if quickstart:
         r.cli("quickstart", "quickstart", "--out", str(work / "qs"))
         r.add("quickstart/pareto", digest(json.loads((work / "qs" / "pareto.json").read_text())))
     return r.prints
+
+
+def _probe_input(shape: tuple[int, ...]) -> Any:
+    """The fixed input every exported file is run on (seeded, so both trees feed the same tensor)."""
+    import numpy as np
+
+    return np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+
+
+def outputs_digest(path: Path) -> str:
+    """Hash of an exported file's output on a fixed input, run by the runtime itself (not by attentivenas)."""
+    import numpy as np
+
+    if path.suffix == ".onnx":
+        import onnxruntime as ort
+
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        inp = sess.get_inputs()[0]
+        shape = tuple(d if isinstance(d, int) else 2 for d in inp.shape)
+        out = sess.run(None, {inp.name: _probe_input(shape)})[0]
+    else:
+        import torch
+
+        program = torch.export.load(str(path))
+        shape = tuple(int(d) if str(d).isdigit() else 2 for d in program.example_inputs[0][0].shape)
+        out = program.module()(torch.from_numpy(_probe_input(shape))).detach().numpy()
+    return hashlib.sha256(np.round(out.astype(np.float64), 3).tobytes()).hexdigest()[:16]
+
+
+def deployment(r: Runner, work: Path, ckpt: Path) -> dict[str, str]:
+    """Fingerprints of what users take away: runtime files, an INT8 file, a bundle, a fine-tuned subnet."""
+    prints = {}
+    common = ("--checkpoint", str(ckpt), "--arch", "min", "--calib-batches", "4")
+    for fmt, name in (("torch-export", "min.pt2"), ("onnx", "min.onnx")):
+        r.cli(f"export {fmt}", "export", *common, "--format", fmt, "--out", str(work / name))
+        prints[f"deploy/{fmt}/outputs"] = outputs_digest(work / name)
+    out = r.cli("export int8", "export", *common, "--format", "onnx", "--precision", "int8", "--calib-images", "64",
+                "--check-images", "100", "--out", str(work / "min-int8.onnx"), "--json")
+    prints["deploy/int8-onnx/outputs"] = outputs_digest(work / "min-int8.onnx")
+    prints["deploy/int8-onnx/report"] = digest(json.loads(out))
+    bundle = work / "bundle"
+    r.cli("export bundle", "export", *common, "--format", "bundle", "--out", str(bundle))
+    prints["deploy/bundle/weights"] = tensors_digest(bundle / "model.safetensors")
+    prints["deploy/bundle/config"] = digest(json.loads((bundle / "config.json").read_text()))
+    ft = work / "ft"
+    r.cli("finetune", "finetune", "--checkpoint", str(ckpt), "--arch", "min", "--epochs", "1", "--steps-per-epoch", "5",
+          "--calib-batches", "4", "--out", str(ft))
+    prints["finetune/result"] = digest(json.loads((ft / "result.json").read_text()))
+    return prints
 
 
 def search_files(out: Path) -> dict[str, str]:

@@ -14,12 +14,14 @@ Writes ``OUT/result.json`` and the runs under ``OUT/runs/`` (``--work`` elsewher
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 
@@ -89,6 +91,15 @@ def train_and_test(cfg: Path, run: Path, overrides: list[str]) -> dict[str, obje
     return out
 
 
+def _test_helpers() -> ModuleType:
+    """``tests/synthetic.py`` (its generated ImageFolder for ``--quick``), loaded from its file."""
+    spec = importlib.util.spec_from_file_location("synthetic", ROOT / "tests" / "synthetic.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--folder", type=Path, default=Path("/tmp/fm-folder"))
@@ -103,10 +114,7 @@ def main(argv: list[str] | None = None) -> None:
     work.mkdir(parents=True, exist_ok=True)
     if not args.folder.exists():
         if args.quick:
-            sys.path.insert(0, str(ROOT))
-            from tests.synthetic import write_small_imagefolder
-
-            write_small_imagefolder(args.folder, 12, 4, size=16, seed=0)
+            _test_helpers().write_small_imagefolder(args.folder, 12, 4, size=16, seed=0)
         else:
             from make_imagefolder import make_fashion_folder
 

@@ -19,9 +19,9 @@ from the numbers, and a marked place for the human-written conclusion, kept on r
 
 Budget (the defaults, since 2026-12-03): all 54,000 training images, 8 epochs, with the
 Fashion-MNIST recipe of that date (batch 64, no augmentation, labels only for 8 epochs), into
-``benchmarks/results/sampling-54k``: there a supernet's min / max subnet reach 90.5 / 91.9% test
-top-1, and one run trains in about 35 minutes of one quiet core (BestUp-3), so the 12 runs are about
-8 hours of one core, 4 with ``--jobs 2 --threads 1``, minutes on a GPU. The results in
+``benchmarks/results/sampling-54k``: there the supernets' min / max subnets reach 89.7-90.6 /
+91.5-92.2% test top-1, and one run takes 0.66 hours of one core on average (its ``summary.json``), so
+the 12 runs are about 8 hours of one core, 4 with ``--jobs 2 --threads 1``, minutes on a GPU. The results in
 ``benchmarks/results/sampling`` are the old budget (``--train-size 10000 --epochs 4`` with the recipe
 before that date: batch 128, augmentation, distillation from step 0; each run's ``config.yaml`` holds
 it); ``--report --out benchmarks/results/sampling`` still aggregates them. The old budget's
@@ -91,9 +91,8 @@ from attentivenas.io import OutputLock, atomic_write_json, read_json_file, remov
 # This file is the CLI. The work is in two modules beside it: sampling_runs.py (train, measure, search, test:
 # resumable; the stage-2 part of a run in one function, stage2) and sampling_report.py (tables, paired
 # differences and their intervals, plots, the docs page).
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from sampling_report import CONCLUSION_BEGIN, CONCLUSION_END, PLACEHOLDER, write_report  # noqa: E402
-from sampling_runs import (  # noqa: E402
+from sampling_report import CONCLUSION_BEGIN, CONCLUSION_END, PLACEHOLDER, write_report
+from sampling_runs import (
     ARCH_SEED,
     BUDGET_FRACTIONS,
     FULL,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import math
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,9 +19,7 @@ import numpy as np
 
 from attentivenas.errors import UserError
 from attentivenas.io import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json_file
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from sampling_power import (  # noqa: E402
+from sampling_power import (
     PAPER_FILE,
     gap_profile,
     hv_setters,
@@ -31,9 +28,9 @@ from sampling_power import (  # noqa: E402
     standalone_seeds,
     tau_power,
 )
-from sampling_probe import probe_table, rank_metrics, run_ranking, standalone_top1  # noqa: E402
-from sampling_runs import BASELINE, METHODS, SCRIPT, log, shown  # noqa: E402
-from timing import machine  # noqa: E402
+from sampling_probe import probe_table, rank_metrics, run_ranking, standalone_top1
+from sampling_runs import BASELINE, METHODS, SCRIPT, log, shown
+from timing import machine
 
 
 # --------------------------------------------------------------------------- aggregation

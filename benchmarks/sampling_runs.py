@@ -12,7 +12,6 @@ run's training overrides are here too; the CLI (options, the plan every run shar
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -42,9 +41,7 @@ from attentivenas.io import OutputLock, atomic_write_bytes, atomic_write_json, d
 from attentivenas.search import MeasuredAccuracy, fit_with_settings, front_hypervolume, run_stage2
 from attentivenas.space import Arch, SearchSpace
 from attentivenas.train import train
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from timing import load_average, machine  # noqa: E402
+from timing import load_average, machine
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = "benchmarks/reproduce_sampling.py"

@@ -16,7 +16,7 @@ that says what ``init_from`` kept, the search's hypervolume and front size, the 
 count and the evaluations. Skipped when finished; a killed run resumes (``quickstart`` resumes its
 folder).
 
-    OMP_NUM_THREADS=1 python benchmarks/transfer_study.py   # about an hour of one busy core
+    OMP_NUM_THREADS=1 python benchmarks/transfer_study.py   # 4-epoch runs: 2.4-9.3 min each on a busy machine
 """
 
 from __future__ import annotations
@@ -39,6 +39,28 @@ def quickstart_output(stdout: str) -> dict[str, Any]:
     m = TIMES.search(stdout)
     times = dict(zip(("train_s", "predictor_s", "search_s", "export_s"), map(int, m.groups()), strict=True)) if m else {}
     return {"times": times, "stdout_tail": stdout.strip()[-3000:]}
+
+
+def train_span(run_dir: Path) -> float | None:
+    """Seconds from the run's start record to its last evaluation record in ``metrics.jsonl`` (the
+    training, epoch-end checks included; a resumed run's pause included)."""
+    times: dict[str, float] = {}
+    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        if rec.get("kind") == "start" and "start" not in times:
+            times["start"] = rec["time"]
+        elif rec.get("kind") == "eval":
+            times["eval"] = rec["time"]
+    return round(times["eval"] - times["start"], 1) if len(times) == 2 else None
+
+
+def backfill(out: Path, work: Path) -> None:
+    """Add ``train_span_s`` to finished records written before it was recorded."""
+    for path in sorted((out / "runs").glob("*.json")):
+        rec = done(path)
+        if rec is not None and "train_span_s" not in rec:
+            rec["train_span_s"] = train_span(work / rec["name"])
+            atomic_write_json(path, rec)
 
 
 def wait_for(path: Path, poll_s: float = 30.0) -> dict[str, Any]:
@@ -68,6 +90,7 @@ def one_run(out: Path, work: Path, method: str, epochs: int, seed: int, source: 
                                  collect=quickstart_output)
     ckpt = run_dir / "checkpoints" / "last.pt"
     rec["checkpoint_sha256"] = sha256(ckpt)
+    rec["train_span_s"] = train_span(run_dir)
     rec["init_from_line"] = [line.strip() for line in log.read_text().splitlines() if line.startswith("init_from")]
     summary = json.loads((run_dir / "search" / "summary.json").read_text())
     rec["search"] = {k: summary[k] for k in ("pareto_size", "hypervolume", "hypervolume_reference", "n_measured")
@@ -94,23 +117,34 @@ def main() -> None:
                     help="the record of the source supernet's training (fashion_10k_study.py)")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--epochs", default="4,14")
+    ap.add_argument("--backfill-only", action="store_true", help="only add train_span_s to finished records")
     args = ap.parse_args()
     out, work = args.out.resolve(), args.work.resolve()
     out.mkdir(parents=True, exist_ok=True)
+    if args.backfill_only:
+        backfill(out, work)
+        return
     seeds = [int(s) for s in args.seeds.split(",")]
+    backfill(out, work)
+    source: Path | None = None
     for epochs in (int(e) for e in args.epochs.split(",")):
-        for seed in seeds:  # from scratch first: it needs no source
+        for seed in seeds:  # a pair per seed; from scratch first: it needs no source
             one_run(out, work, "scratch", epochs, seed, None)
-        source_rec = wait_for(args.source_record.resolve())
-        source = ROOT / source_rec["checkpoint"]
-        if sha256(source) != source_rec["checkpoint_sha256"]:
-            raise SystemExit(f"{source} is not the checkpoint {args.source_record} recorded")
-        atomic_write_json(out / "source.json", {"record": str(args.source_record.resolve().relative_to(ROOT)),
-                                                "checkpoint": source_rec["checkpoint"],
-                                                "checkpoint_sha256": source_rec["checkpoint_sha256"],
-                                                "command": source_rec["command"]})
-        for seed in seeds:
+            source = source or find_source(args.source_record.resolve(), out)
             one_run(out, work, "transfer", epochs, seed, source)
+
+
+def find_source(record: Path, out: Path) -> Path:
+    """The source checkpoint, once its training has finished, checked against its record."""
+    source_rec = wait_for(record)
+    source = ROOT / source_rec["checkpoint"]
+    if sha256(source) != source_rec["checkpoint_sha256"]:
+        raise SystemExit(f"{source} is not the checkpoint {record} recorded")
+    atomic_write_json(out / "source.json", {"record": str(record.relative_to(ROOT)),
+                                            "checkpoint": source_rec["checkpoint"],
+                                            "checkpoint_sha256": source_rec["checkpoint_sha256"],
+                                            "command": source_rec["command"]})
+    return source
 
 
 if __name__ == "__main__":

@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from attentivenas.latency import LatencyTable, space_signatures
 from attentivenas.space import TINY_SPACE, SearchSpace
+
+#: the tiny space with one choice per knob (its smallest): one arch (min = max), 32 op signatures at
+#: 10 classes against the tiny space's 139, for tests that export or time every op of a space
+MICRO_SPACE = replace(
+    TINY_SPACE, name="micro", resolutions=TINY_SPACE.resolutions[:1], first_conv=TINY_SPACE.first_conv[:1],
+    last_conv=TINY_SPACE.last_conv[:1],
+    stages=tuple(replace(s, widths=s.widths[:1], depths=s.depths[:1], kernels=s.kernels[:1], expands=s.expands[:1])
+                 for s in TINY_SPACE.stages))
 
 
 def synthetic_latency_table(space: SearchSpace = TINY_SPACE, num_classes: int = 10, **kw: Any) -> LatencyTable:

@@ -16,8 +16,9 @@ from attentivenas.config import DataConfig
 from attentivenas.costs import count_flops, count_params
 from attentivenas.data import build_data
 from attentivenas.errors import UserError
-from attentivenas.export.bundle import load_pretrained, write_bundle
+from attentivenas.export.bundle import write_bundle
 from attentivenas.export.bundle_format import CardInfo
+from attentivenas.export.pretrained import load_pretrained
 from attentivenas.nn import Supernet, save_supernet
 from attentivenas.space import SearchSpace, get_space
 
@@ -447,7 +448,8 @@ def test_preprocess_matches_the_image_folder_evaluation_transform() -> None:
     from PIL import Image
     from torchvision import transforms as T
 
-    from attentivenas.export.bundle import preprocess_image, preprocessing_of
+    from attentivenas.export.bundle import preprocessing_of
+    from attentivenas.export.pretrained import preprocess_image
     from attentivenas.nn.layers import resize_input
 
     pre = preprocessing_of(color="rgb", resize=36, resize_mode="shorter_side", crop=32, interpolation="bicubic",
@@ -466,7 +468,7 @@ def test_preprocess_matches_the_image_folder_evaluation_transform() -> None:
 
 
 def test_int8_summary_says_when_fp32_is_the_better_file() -> None:
-    from attentivenas.cli.export_bundle import int8_summary
+    from attentivenas.export.bundle_set import int8_summary
 
     cfg = {"files": {"model.onnx": {"format": "onnx", "precision": "fp32"},
                      "model.int8.onnx": {"format": "onnx", "precision": "int8"}},
@@ -491,8 +493,9 @@ def test_the_cards_standalone_preprocessing_is_the_models(tmp_path: Path, monkey
     import numpy as np
     from PIL import Image
 
-    from attentivenas.export.bundle import preprocess_image, preprocessing_of
+    from attentivenas.export.bundle import preprocessing_of
     from attentivenas.export.card import standalone_preprocess_code
+    from attentivenas.export.pretrained import preprocess_image
 
     pre = preprocessing_of(color="rgb", resize=36, resize_mode="shorter_side", crop=32, interpolation="bilinear",
                            mean=[0.4, 0.5, 0.6], std=[0.2, 0.25, 0.3], resolution=32)

@@ -120,7 +120,7 @@ def test_export_onnx_and_safetensors_with_calibration(tiny_ckpt: Path, tmp_path:
     r = run_cli("export", "--checkpoint", str(tiny_ckpt), "--arch", "max", "--format", "safetensors",
                 "--out", str(st), "--calibrate-bn", "--data", "digits", "--calib-batches", "2")
     assert r.code == 0, r.err
-    from attentivenas.export.subnet_files import load_safetensors_subnet
+    from attentivenas.export.pretrained import load_safetensors_subnet
 
     sub = load_safetensors_subnet(st)
     bn = sub.first_conv.bn

@@ -20,7 +20,7 @@ from attentivenas.export import folders as export_folders
 from attentivenas.export import formats as export_mod
 from attentivenas.export import pareto as pareto_export
 from attentivenas.export.pareto import export_pareto_set
-from attentivenas.export.subnet_files import load_safetensors_subnet
+from attentivenas.export.pretrained import load_safetensors_subnet
 from attentivenas.nn import Supernet, load_supernet, save_supernet
 from attentivenas.nn.layers import resize_input
 from attentivenas.space import TINY_SPACE
@@ -262,7 +262,7 @@ def test_index_is_removed_before_files_are_rewritten_and_written_last(tmp_path: 
 #: runs the command line in a process whose exports pause (``paused`` on stdout) inside their first file
 PAUSED_EXPORT = """
 import sys, time
-import attentivenas.export.bundle as b
+import attentivenas.export.weights as b  # a bundle's first file: its weights
 import attentivenas.export.pareto as e
 real = e.export_subnet
 def paused(*args, **kwargs):
@@ -314,7 +314,7 @@ def test_a_killed_pareto_export_leaves_no_index(trained: Path, tmp_path: Path) -
 @pytest.mark.slow
 def test_a_killed_bundle_export_leaves_a_folder_that_does_not_load(trained: Path, tmp_path: Path) -> None:
     from attentivenas.errors import UserError
-    from attentivenas.export.bundle import load_pretrained
+    from attentivenas.export.pretrained import load_pretrained
 
     out = tmp_path / "b"
     args = ["export", "--checkpoint", str(trained), "--arch", "min", "--format", "bundle", "--with", "",
@@ -367,7 +367,7 @@ def user_bundle(trained: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 
 
 def test_a_bundle_records_its_preprocessing_and_classifies_images(user_bundle: Path, tmp_path: Path) -> None:
-    from attentivenas.export.bundle import load_pretrained
+    from attentivenas.export.pretrained import load_pretrained
 
     cfg = json.loads((user_bundle / "config.json").read_text())
     pre = cfg["preprocessing"]
@@ -394,7 +394,7 @@ def test_a_bundle_records_its_preprocessing_and_classifies_images(user_bundle: P
 def test_the_card_runs_each_runtime_file_without_attentivenas(user_bundle: Path, tmp_path: Path) -> None:
     """The card's code: its numpy/Pillow preprocessing and each runtime's lines, run where attentivenas
     cannot be imported, give the class attentivenas gives."""
-    from attentivenas.export.bundle import load_pretrained
+    from attentivenas.export.pretrained import load_pretrained
 
     card = (user_bundle / "README.md").read_text()
     blocks = _card_blocks(card)

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from attentivenas.export import formats as export_formats
-from attentivenas.export.formats import ExportError, arch_json_path, export_onnx, export_safetensors, export_subnet
+from attentivenas.export.formats import ExportError, export_onnx, export_subnet
 from attentivenas.export.pareto import export_pareto_set
-from attentivenas.export.subnet_files import load_safetensors_subnet
+from attentivenas.export.pretrained import load_safetensors_subnet
 from attentivenas.nn import Supernet, calibrate_bn
 from attentivenas.space import TINY_SPACE
 
@@ -50,7 +50,7 @@ def test_onnx_export_matches_pytorch_with_dynamic_batch(tiny_net: Supernet, tmp_
 
 
 def test_onnx_export_refuses_a_mismatch(tiny_net: Supernet, tmp_path, monkeypatch) -> None:
-    monkeypatch.setattr(export_formats, "onnx_relative_error", lambda *a, **k: 3e-3)
+    monkeypatch.setattr(export_formats, "file_relative_error", lambda *a, **k: 3e-3)
     with pytest.raises(ExportError, match="relative error 0.003 > 0.0001"):
         export_onnx(tiny_net.extract(_arch(1)), tmp_path / "bad.onnx", exporter="torchscript")
     assert not (tmp_path / "bad.onnx").exists()
@@ -80,39 +80,6 @@ def test_onnx_default_is_dynamo_and_a_fixed_batch_is_recorded(tiny_net: Supernet
 def test_torchscript_says_it_is_deprecated(tiny_net: Supernet, tmp_path) -> None:
     with pytest.warns(FutureWarning, match="torchscript format is deprecated"):
         export_subnet(tiny_net.extract(TINY_SPACE.min_arch()), tmp_path / "m.pt", "torchscript")
-
-
-def test_safetensors_round_trip(tiny_net: Supernet, tmp_path) -> None:
-    arch = _arch(3)
-    sub = tiny_net.extract(arch)
-    info = export_safetensors(sub, tmp_path / "m.safetensors")
-    spec = json.loads(arch_json_path(tmp_path / "m.safetensors").read_text())
-    assert info["arch_json"].endswith("m.arch.json")
-    assert spec["arch"] == arch.to_dict() and spec["num_classes"] == 10 and spec["space"]["name"] == "tiny"
-    loaded = load_safetensors_subnet(tmp_path / "m.safetensors")
-    assert loaded.arch == arch
-    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        torch.testing.assert_close(loaded(x), sub.eval()(x), rtol=0, atol=0)
-    # without the JSON beside it the spec in the safetensors metadata is used
-    arch_json_path(tmp_path / "m.safetensors").unlink()
-    assert load_safetensors_subnet(tmp_path / "m.safetensors").arch == arch
-
-
-def test_safetensors_bad_files(tiny_net: Supernet, tmp_path) -> None:
-    export_safetensors(tiny_net.extract(TINY_SPACE.min_arch()), tmp_path / "a.safetensors")
-    js = arch_json_path(tmp_path / "a.safetensors")
-    spec = json.loads(js.read_text())
-    spec["arch"] = TINY_SPACE.max_arch().to_dict()
-    js.write_text(json.dumps(spec))
-    with pytest.raises(ExportError, match="do not match its arch"):
-        load_safetensors_subnet(tmp_path / "a.safetensors")
-    with pytest.raises(ExportError, match="not found"):
-        load_safetensors_subnet(tmp_path / "missing.safetensors")
-    (tmp_path / "junk.safetensors").write_bytes(b"not a safetensors file")
-    arch_json_path(tmp_path / "junk.safetensors").write_text(js.read_text())
-    with pytest.raises(ExportError, match="not a valid safetensors file"):
-        load_safetensors_subnet(tmp_path / "junk.safetensors")
 
 
 def test_export_with_calibration(tiny_net: Supernet, tmp_path) -> None:

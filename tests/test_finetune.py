@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from attentivenas.config import parse_model
 from attentivenas.errors import CheckpointError, ConfigError
 from attentivenas.nn import Supernet, load_checkpoint_model, load_supernet, read_checkpoint, save_supernet
 from attentivenas.space import TINY_SPACE
@@ -37,9 +38,9 @@ def supernet_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _settings(**over: object) -> FinetuneSettings:
-    base = {"epochs": 2, "steps_per_epoch": 3, "calib_batches": 1, "calib_batch_size": 32, "max_images": 64,
+    base = {"epochs": 2, "steps_per_epoch": 3, "measure": {"calib_batches": 1, "calib_batch_size": 32, "max_images": 64},
             "device": "cpu", "threads": 1, "checkpoint_every": 1}
-    return FinetuneSettings(**{**base, **over})  # type: ignore[arg-type]
+    return parse_model(FinetuneSettings, {**base, **over})  # a bad value: one ConfigError line naming it
 
 
 def test_finetune_writes_a_subnet_checkpoint_that_evaluate_and_export_take(supernet_ckpt: Path,

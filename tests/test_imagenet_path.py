@@ -79,7 +79,7 @@ def test_one_step_of_the_imagenet_recipe_then_the_published_table(imagenet_like:
     ckpt = out / "checkpoints" / "last.pt"
     assert ckpt.is_file()
     res = run_cli("evaluate", "--checkpoint", str(ckpt), "--published", "--data", str(imagenet_like), "--split",
-                  "val", "--calib-batches", "2", "--calib-batch-size", "16", "--max-images", "16", "--batch-size",
+                  "val", "--calib-batches", "1", "--calib-batch-size", "16", "--max-images", "16", "--batch-size",
                   "16", "--json")
     assert res.code == 0, res.err
     table = json.loads(res.out)

@@ -24,6 +24,7 @@ from attentivenas.latency.kit import MANIFEST, kit_bytes, write_kit  # noqa: E40
 from attentivenas.latency.table import check_table_precision  # noqa: E402
 from attentivenas.space import get_space  # noqa: E402
 from tests.cli_helpers import run_cli  # noqa: E402
+from tests.synthetic import MICRO_SPACE  # noqa: E402
 
 #: runs a script with the venv's packages on the path but attentivenas and torch refused
 STAND_IN = """
@@ -180,7 +181,7 @@ def test_int8_kit_runs_on_the_stand_in_and_imports_as_an_int8_table(tmp_path: Pa
     pytest.importorskip("onnxruntime.quantization")
     config = LatencyTableConfig(runtime="onnxruntime", precision="int8", archs=1, calibration_archs=1,
                                 holdout_archs=1, warmup=0, repeats=2, passes=1, num_classes=10)
-    write_kit(get_space("tiny"), config, tmp_path / "kit", progress=False)
+    write_kit(MICRO_SPACE, config, tmp_path / "kit", progress=False)  # one arch: 32 INT8 ops, not tiny's 139
     res = _stand_in(tmp_path, tmp_path / "kit" / "runner.py", "--out", str(tmp_path / "t.json"))
     assert res.returncode == 0, res.stderr
     tab = import_timings(tmp_path / "kit", tmp_path / "t.json")

@@ -205,8 +205,15 @@ ALIASES = {"cost": "attentivenas.costs", "supernet": "attentivenas.nn", "checkpo
 def test_old_import_paths_warn_naming_the_new_path(alias: str) -> None:
     sys.modules.pop(f"attentivenas.{alias}", None)
     with pytest.warns(DeprecationWarning, match=re.escape(f"attentivenas.{alias} is deprecated: import from "
-                                                          f"{ALIASES[alias]}")):
+                                                          f"{ALIASES[alias]}")) as caught:
         importlib.import_module(f"attentivenas.{alias}")
+    # each names the release that removes it: a later one than this version, the one docs/design.md names
+    removed = re.search(r"attentivenas (\d+)\.(\d+)\.(\d+) removes this alias", str(caught[0].message))
+    assert removed is not None, caught[0].message
+    from attentivenas import __version__
+
+    assert tuple(map(int, removed.groups())) > tuple(map(int, __version__.split(".")[:3]))
+    assert f"attentivenas {'.'.join(removed.groups())}" in (PKG.parents[1] / "docs" / "design.md").read_text()
 
 
 def test_nothing_imports_the_old_paths() -> None:
@@ -239,3 +246,66 @@ def test_old_import_paths_still_work() -> None:
     assert Supernet is NewSupernet and load_supernet is new_load and StaticSubnet.__module__ == "attentivenas.nn.static"
     assert round(count_flops(ATTENTIVENAS_SPACE, named_arch("a0")), 2) == 203.39
     assert CostModel.__module__ == "attentivenas.costs.model"
+
+
+SYS_PATH_EDITS = {"insert", "append", "extend", "remove", "pop", "clear", "__setitem__", "__iadd__"}
+
+
+def _benchmark_problems(source: str, scripts: set[str]) -> list[str]:
+    """What a benchmark script must not do: edit ``sys.path`` (except a line marked ``# foreign
+    checkout``, code of another project), import another script's private (``_name``) names, or
+    assign to (or ``setattr``/``del``) an attribute of something imported from attentivenas."""
+    tree, lines = ast.parse(source), source.splitlines()
+    from_package = {a.asname or (a.name if isinstance(node, ast.ImportFrom) else a.name.split(".")[0])
+                    for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom))
+                    and ((node.module or "") if isinstance(node, ast.ImportFrom) else node.names[0].name)
+                    .split(".")[0] == "attentivenas" for a in node.names}
+
+    def root(node: ast.AST) -> str | None:
+        while isinstance(node, (ast.Attribute, ast.Subscript)):
+            node = node.value
+        return node.id if isinstance(node, ast.Name) else None
+
+    def is_sys_path(node: ast.AST) -> bool:
+        return isinstance(node, ast.Attribute) and node.attr == "path" and root(node) == "sys"
+
+    bad = []
+    for node in ast.walk(tree):
+        where = f"line {getattr(node, 'lineno', 0)}"
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            if is_sys_path(node.func.value) and node.func.attr in SYS_PATH_EDITS and \
+                    "# foreign checkout" not in lines[node.lineno - 1]:
+                bad.append(f"{where}: edits sys.path")
+        if isinstance(node, (ast.Assign, ast.AugAssign, ast.Delete)):
+            targets = node.targets if isinstance(node, (ast.Assign, ast.Delete)) else [node.target]
+            for t in targets:
+                if is_sys_path(t) or (isinstance(t, ast.Subscript) and is_sys_path(t.value)):
+                    bad.append(f"{where}: edits sys.path")
+                elif isinstance(t, (ast.Attribute, ast.Subscript)) and root(t) in from_package:
+                    bad.append(f"{where}: assigns to {ast.unparse(t)}, from attentivenas")
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in {"setattr", "delattr"} \
+                and node.args and root(node.args[0]) in from_package:
+            bad.append(f"{where}: {node.func.id} on {ast.unparse(node.args[0])}, from attentivenas")
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").split(".")[0] in scripts:
+            bad += [f"{where}: imports {node.module}.{a.name}" for a in node.names if a.name.startswith("_")]
+    return sorted(bad, key=lambda b: int(b.split(":")[0].split()[1]))
+
+
+def test_benchmarks_import_the_package_without_path_edits_private_names_or_patches() -> None:
+    """Benchmark scripts import the installed package and the helpers beside them (``python
+    benchmarks/x.py`` puts that folder on ``sys.path``): no ``sys.path`` edits, no other script's
+    private names, no attentivenas attribute replaced."""
+    bench = PKG.parents[1] / "benchmarks"
+    scripts = {p.stem for p in bench.glob("*.py")}
+    bad = [f"benchmarks/{p.name} {problem}" for p in sorted(bench.glob("*.py"))
+           for problem in _benchmark_problems(p.read_text(), scripts)]
+    assert not bad, "\n".join(bad)
+    # and the check sees each of them
+    found = _benchmark_problems("import sys\nfrom pathlib import Path\nfrom attentivenas.nn import layers\n"
+                                "import attentivenas.runtimes.runners as rr\nfrom timing import _median\n"
+                                "sys.path.insert(0, str(Path(__file__).parent))\nsys.path[:0] = ['x']\n"
+                                "layers._SharedSlice.apply = len\nsetattr(rr, 'load_program', len)\n"
+                                "sys.path.append('authors')  # foreign checkout\n", {"timing"})
+    assert [f.split(": ", 1)[1] for f in found] == [
+        "imports timing._median", "edits sys.path", "edits sys.path", "assigns to layers._SharedSlice.apply, from "
+        "attentivenas", "setattr on rr, from attentivenas"], found

@@ -15,7 +15,7 @@ from tests.cli_helpers import run_cli
 # (command line before --out, what --out is: file or dir); the checkpoint does not exist: the --out
 # check comes first, so the message must be about --out, never about the missing checkpoint
 FILE_OUTPUTS = [
-    ["export", "--checkpoint", "missing.pt", "--arch", "min", "--format", "safetensors"],
+    ["export", "--checkpoint", "missing.pt", "--arch", "min", "--format", "torch-export"],
     ["predictor", "build", "--checkpoint", "missing.pt"],
     ["predictor", "fit", "--dataset", "missing.jsonl"],
     ["latency", "build-table", "--space", "tiny"],
@@ -26,6 +26,7 @@ DIR_OUTPUTS = [
     ["train", "--config", "missing.yaml"],
     ["quickstart"],
     ["export", "--checkpoint", "missing.pt", "--pareto", "missing.json", "--format", "safetensors"],
+    ["export", "--checkpoint", "missing.pt", "--arch", "min", "--format", "safetensors"],  # a weights folder
 ]
 
 

@@ -21,7 +21,6 @@ from attentivenas.export.pareto import export_pareto_set
 from attentivenas.latency import LatencyTable, check_table_precision, measure_arch
 from attentivenas.latency.table import PRECISIONS as TABLE_PRECISIONS
 from attentivenas.nn import Supernet, save_supernet
-from attentivenas.runtimes.programs import is_available
 from attentivenas.runtimes.quantize import (
     CHECK_SCRIPT,
     DEFAULT_CALIB_IMAGES,
@@ -34,6 +33,7 @@ from attentivenas.runtimes.quantize import (
     int8_predict_fn,
     run_int8_file,
 )
+from attentivenas.runtimes.records import is_available
 from attentivenas.space import TINY_SPACE
 
 from .cli_helpers import run_cli

@@ -31,7 +31,8 @@ from attentivenas.latency.fit import FACTOR_BOUNDS, _scaled_coefficients, _scale
 from attentivenas.latency.fit import subnet_records as _subnet_records
 from attentivenas.latency.measure import arch_inputs, random_subnet, seeded_supernet
 from attentivenas.latency.ops import op_input, seeded_op_module
-from attentivenas.runtimes.programs import MissingRuntimeError, is_available
+from attentivenas.runtimes.programs import MissingRuntimeError
+from attentivenas.runtimes.records import is_available
 from attentivenas.space import TINY_SPACE
 
 from .cli_helpers import run_cli
@@ -354,7 +355,7 @@ def test_executorch_measure_prints_no_cpuinfo_lines() -> None:
 
 
 def test_quantizer_pattern_key_follows_code_closure_and_shapes() -> None:
-    from attentivenas.runtimes.runners import _pattern_key
+    from attentivenas.runtimes.int8 import _pattern_key
 
     def pattern_of(flag: bool):  # noqa: ANN202 - a stand-in for the quantizer's WrapperModule(closure)
         def fn(x):  # noqa: ANN001, ANN202

@@ -122,7 +122,7 @@ def test_int8_accuracy_is_the_quantized_models() -> None:
     torch.manual_seed(0)
     net = Supernet(TINY_SPACE, 10)
     base = SubnetEvaluator(net, _digits(), MeasureSettings(calib_batches=1, max_images=32, batch_size=16), "cpu")
-    ev = Int8SubnetEvaluator(base, "onnxruntime", calib_images=16, threads=1)
+    ev = Int8SubnetEvaluator(base, Int8Config(calib_images=16), threads=1)
     arch = TINY_SPACE.decode(TINY_SPACE.gene_sizes * 0)  # the min subnet: random weights quantize worse when deep
     sub, predict = ev.quantized(arch)
     x = next(iter(base.loader_for(arch)))[0]

@@ -24,6 +24,8 @@ from attentivenas.nn import Supernet, save_supernet
 from attentivenas.search import run_search
 from attentivenas.space import TINY_SPACE
 
+from .cli_helpers import run_cli
+
 SPACE = TINY_SPACE
 COST = CostModel(SPACE, 10)
 ROOT = Path(__file__).resolve().parents[1]
@@ -185,6 +187,13 @@ def _run(args: list[str]) -> None:
     assert r.returncode == 0, r.stderr[-3000:]
 
 
+def _here(*args: str) -> None:
+    """Run the command line in this process: the runs a test compares with need no process of their own
+    (only the killed and the ranked ones do), and each process costs an import of torch."""
+    r = run_cli(*args)
+    assert r.code == 0, r.err[-3000:]
+
+
 def _kill_when(args: list[str], ready) -> None:
     """Start ``args``, SIGKILL it as soon as ``ready()`` holds (it must not finish before)."""
     p = subprocess.Popen(args, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -210,11 +219,11 @@ def test_a_killed_search_runs_again_to_the_same_files(tiny_ckpt: Path, tmp_path:
     args = ["search", "--checkpoint", str(tiny_ckpt), *COMMON, "--accuracy", "measured", "--max-mflops", "3",
             "--pop-size", "6", "--generations", "5", "--json"]
     whole, cut = tmp_path / "whole", tmp_path / "cut"
-    _run(_cli(*args, "--out", str(whole)))
+    _here(*args, "--out", str(whole))
     # killed in the middle of a generation's measurements, after a checkpoint
     _kill_when(_cli(*args, "--out", str(cut)),
                lambda: (cut / "search_state.npz").is_file() and _lines(cut / "measured.jsonl") >= 10)
-    _run(_cli(*args, "--out", str(cut)))
+    _here(*args, "--out", str(cut))
     for name in FILES:
         assert (cut / name).read_bytes() == (whole / name).read_bytes(), name
     keys = _keys(cut / "measured.jsonl")
@@ -225,9 +234,9 @@ def test_a_killed_search_runs_again_to_the_same_files(tiny_ckpt: Path, tmp_path:
 def test_a_killed_predictor_build_runs_again_to_the_same_file(tiny_ckpt: Path, tmp_path: Path) -> None:
     args = ["predictor", "build", "--checkpoint", str(tiny_ckpt), *COMMON, "--num-archs", "14", "--json"]
     whole, cut = tmp_path / "whole.jsonl", tmp_path / "cut.jsonl"
-    _run(_cli(*args, "--out", str(whole)))
+    _here(*args, "--out", str(whole))
     _kill_when(_cli(*args, "--out", str(cut)), lambda: _lines(cut) >= 5)
-    _run(_cli(*args, "--out", str(cut)))
+    _here(*args, "--out", str(cut))
     assert cut.read_bytes() == whole.read_bytes()
     assert len(set(_keys(cut))) == 14
 
@@ -239,7 +248,7 @@ def test_one_and_two_gloo_ranks_write_the_same_files(tiny_ckpt: Path, tmp_path: 
     args = ["search", "--checkpoint", str(tiny_ckpt), *COMMON, "--max-mflops", "3", "--num-archs", "10",
             "--pop-size", "8", "--generations", "3", "--remeasure-top", "3", "--threads", "1", "--json"]
     one, two = tmp_path / "one", tmp_path / "two"
-    _run(_cli(*args, "--out", str(one)))
+    _here(*args, "--out", str(one))
     _run(_cli(*args, "--ranks", "2", "--out", str(two)))
     for name in ("pareto.json", "pareto.csv", "metrics.jsonl", "measured.jsonl"):
         assert (one / name).read_bytes() == (two / name).read_bytes(), name
@@ -253,7 +262,7 @@ def test_one_and_two_gloo_ranks_write_the_same_files(tiny_ckpt: Path, tmp_path: 
 
     build = ["predictor", "build", "--checkpoint", str(tiny_ckpt), *COMMON, "--num-archs", "9", "--threads", "1",
              "--json"]
-    _run(_cli(*build, "--out", str(tmp_path / "b1.jsonl")))
+    _here(*build, "--out", str(tmp_path / "b1.jsonl"))
     _run(_cli(*build, "--ranks", "2", "--out", str(tmp_path / "b2.jsonl")))
     assert (tmp_path / "b1.jsonl").read_bytes() == (tmp_path / "b2.jsonl").read_bytes()
     assert len(ArchDataset.load(tmp_path / "b2.jsonl")) == 9

@@ -244,7 +244,7 @@ def test_tiny_space_is_cpu_sized() -> None:
     assert best < 0.8
 
 
-def test_shared_slice_gradients_equal_autograd_slicing(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_shared_slice_gradients_equal_autograd_slicing() -> None:
     """Sliced parameters add their gradient into ``param.grad`` in place: the same values, element
     for element, as autograd's zero-filled whole-parameter gradients, over a sandwich of subnets."""
     from attentivenas.nn import layers
@@ -262,8 +262,11 @@ def test_shared_slice_gradients_equal_autograd_slicing(monkeypatch: pytest.Monke
         return {k: p.grad.clone() for k, p in net.named_parameters() if p.grad is not None}
 
     shared = grads()
-    monkeypatch.setattr(layers._SharedSlice, "apply", lambda t, index: t[index])  # autograd's slicing
-    plain = grads()
+    p = torch.nn.Parameter(torch.ones(4, 4))
+    with layers.autograd_slices():  # autograd's slicing
+        plain = grads()
+        assert layers.take(p, (slice(0, 2),))._base is p  # a view: autograd's slice backward
+    assert layers.take(p, (slice(0, 2),))._base is None  # the in-place slice's copy again after the block
     assert shared.keys() == plain.keys() and len(plain) > 50
     for k in plain:
         assert torch.equal(shared[k], plain[k]), k

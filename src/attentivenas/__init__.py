@@ -14,7 +14,7 @@ __all__ = ["Arch", "SearchSpace", "ATTENTIVENAS_SPACE", "TINY_SPACE", "get_space
 def __getattr__(name: str) -> Any:
     """``attentivenas.load_pretrained``, imported on first use so ``import attentivenas`` stays free of torch."""
     if name == "load_pretrained":
-        from .export.bundle import load_pretrained  # heavy (torch): loaded on first use
+        from .export.pretrained import load_pretrained  # heavy (torch): loaded on first use
 
         return load_pretrained
     raise AttributeError(f"module 'attentivenas' has no attribute {name!r}")

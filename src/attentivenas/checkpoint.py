@@ -1,7 +1,7 @@
 """Deprecated alias: checkpoints (ours and the authors') moved to :mod:`attentivenas.nn.checkpoint`.
 
-Importing this module warns (``DeprecationWarning``); import from ``attentivenas.nn.checkpoint``
-(or ``attentivenas.nn``) instead.
+Importing this module warns (``DeprecationWarning``); attentivenas 0.2.0 removes it; import from
+``attentivenas.nn.checkpoint`` (or ``attentivenas.nn``) instead.
 """
 
 import warnings
@@ -21,5 +21,5 @@ from .nn.checkpoint import (
 __all__ = ["FORMAT", "VERSION", "authors_state_dict", "is_authors", "is_ours", "load_supernet", "read_checkpoint",
            "save_supernet", "supernet_payload"]
 
-warnings.warn("attentivenas.checkpoint is deprecated: import from attentivenas.nn.checkpoint instead",
-              DeprecationWarning, stacklevel=2)
+warnings.warn("attentivenas.checkpoint is deprecated: import from attentivenas.nn.checkpoint instead "
+              "(attentivenas 0.2.0 removes this alias)", DeprecationWarning, stacklevel=2)

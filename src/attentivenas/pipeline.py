@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from .accuracy import (
+    Predictor,
     SubnetEvaluator,
     build_arch_dataset,
     checked_text,
@@ -35,13 +36,15 @@ from .accuracy import (
     provenance_of,
     wilson_interval,
 )
-from .config import MeasureSettings, PipelineConfig, TrainConfig, load_config
-from .data import DEFAULT_VAL_FRACTION, HOLDOUT_NAME, TEST_NAME, build_data, digits_split
+from .config import MeasureSettings, PipelineConfig, SearchConfig, TrainConfig, load_config
+from .data import DEFAULT_VAL_FRACTION, HOLDOUT_NAME, TEST_NAME, DataBundle, build_data, digits_split
 from .errors import ConfigError
 from .export.pareto import export_pareto_set
 from .io import OutputLock, atomic_write_bytes, atomic_write_json, remove_torn_writes
-from .search import fit_with_settings, run_stage2
-from .train import train
+from .nn import Supernet
+from .runtimes.records import find_format
+from .search import SearchResult, fit_with_settings, run_stage2
+from .train import TrainResult, train
 
 PACKAGED_QUICKSTART = "quickstart.yaml"
 
@@ -87,16 +90,46 @@ def _run(config: TrainConfig, out: Path, settings: PipelineConfig, log: Log, pro
     if 2 * pc.folds > pc.num_archs:  # the fit needs 2 subnets per fold
         raise ConfigError(f"predictor.folds must be in [2, predictor.num_archs / 2 = {pc.num_archs // 2}], got {pc.folds}")
     timings: dict[str, float] = {}
+    trained = _train_stage(config, out, log, timings)
+    net = trained.model.cpu().eval()  # type: ignore[union-attr]
+    bundle, evaluator, predictor, predictor_path, report = _predictor_stage(config, out, settings, net, log, progress,
+                                                                            timings)
+    result = _search_stage(sc, out, net, predictor, evaluator, log, progress, timings)
 
+    t = time.perf_counter()
+    log(f"[4/4] exporting {len(result.pareto)} Pareto subnets ({settings.export_format}) -> {out / 'models'}")
+    records = export_pareto_set(net, result.pareto, out / "models", settings.export_format,
+                                calib_batches=evaluator.calib)
+    for rec, entry in zip(records, result.pareto, strict=True):
+        rec["val_top1"] = entry["accuracy"]
+        rec["accuracy_source"] = entry["accuracy_source"]
+        rec["test_top1"] = _test_accuracy(out / "models" / rec["file"], bundle.test, settings.export_format,
+                                          config.data.eval_batch_size, int(rec["arch"]["resolution"]))
+    atomic_write_json(out / "models" / "index.json", records)
+    timings["export_s"] = time.perf_counter() - t
+    return PipelineResult(out, trained.checkpoint or out / "checkpoints" / "last.pt", predictor_path, report,
+                          result.pareto, result.hypervolume, records, timings, trained.final_eval,
+                          classic_baselines(config), noise={**result.extra.get("noise", {}),
+                                                            "test_images": len(bundle.test)})  # type: ignore[arg-type]
+
+
+def _train_stage(config: TrainConfig, out: Path, log: Log, timings: dict[str, float]) -> TrainResult:
+    """Stage 1: the supernet trained (or its run resumed) to completion."""
     t = time.perf_counter()
     log(f"[1/4] training the supernet ({config.space} space, {config.data.name} data) -> {out}")
     trained = train(config, out, resume="auto")
     if trained.status != "completed" or trained.model is None:
         raise ConfigError(f"training ended as '{trained.status}'; rerun to resume it (--out {out})")
     timings["train_s"] = time.perf_counter() - t
-    net = trained.model.cpu().eval()
-    space, num_classes = net.space, net.num_classes
+    return trained
 
+
+def _predictor_stage(config: TrainConfig, out: Path, settings: PipelineConfig, net: Supernet, log: Log, progress: bool,
+                     timings: dict[str, float]) -> tuple[DataBundle, SubnetEvaluator, Predictor, Path, dict[str, Any]]:
+    """Subnets measured on the hold-out (BN recalibrated) and the predictor fitted on them: the data
+    bundle, the evaluator, the predictor, its file and its report."""
+    pc = settings.predictor
+    space, num_classes = net.space, net.num_classes
     t = time.perf_counter()
     bundle = build_data(config.data, config.seed)
     measure = MeasureSettings(split="holdout", interpolation=config.data.interpolation,
@@ -115,35 +148,26 @@ def _run(config: TrainConfig, out: Path, settings: PipelineConfig, log: Log, pro
     log(f"      best predictor: {report['best']} (Kendall tau {format_metric(best['kendall_tau'])}, "
         f"Spearman rho {format_metric(best['spearman_rho'])}, RMSE {best['rmse']:.2f} on held-out archs)")
     timings["predictor_s"] = time.perf_counter() - t
+    return bundle, evaluator, predictor, predictor_path, report
 
+
+def _search_stage(sc: SearchConfig, out: Path, net: Supernet, predictor: Predictor, evaluator: SubnetEvaluator,
+                  log: Log, progress: bool, timings: dict[str, float]) -> SearchResult:
+    """Stage 2: NSGA-II on the predictor, the best candidates re-measured (the predictor's
+    measurements count for the measured front too); the front's files copied into ``out``."""
     t = time.perf_counter()
     log(f"[3/4] NSGA-II search (population {sc.evolution.pop_size}, {sc.evolution.generations} generations), "
         f"re-measuring the top {sc.accuracy.remeasure_top}")
     measured_cache = out / "search" / "measured.jsonl"
     checked_text(measured_cache, provenance_of(evaluator), "remeasure", log)  # another checkpoint's: moved aside
     if not measured_cache.exists():  # the predictor's measurements count for the measured front too
-        _copy_atomic(pred_dir / "archs.jsonl", measured_cache)
-    result = run_stage2(sc, out / "search", space, predictor=predictor, evaluator=evaluator, num_classes=num_classes,
-                        measured_path=measured_cache, progress=progress)
+        _copy_atomic(out / "predictor" / "archs.jsonl", measured_cache)
+    result = run_stage2(sc, out / "search", net.space, predictor=predictor, evaluator=evaluator,
+                        num_classes=net.num_classes, measured_path=measured_cache, progress=progress)
     for name in ("pareto.json", "pareto.csv", "pareto.png"):
         _copy_atomic(out / "search" / name, out / name)
     timings["search_s"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    log(f"[4/4] exporting {len(result.pareto)} Pareto subnets ({settings.export_format}) -> {out / 'models'}")
-    records = export_pareto_set(net, result.pareto, out / "models", settings.export_format,
-                                calib_batches=evaluator.calib)
-    for rec, entry in zip(records, result.pareto, strict=True):
-        rec["val_top1"] = entry["accuracy"]
-        rec["accuracy_source"] = entry["accuracy_source"]
-        rec["test_top1"] = _test_accuracy(out / "models" / rec["file"], bundle.test, settings.export_format,
-                                          config.data.eval_batch_size, int(rec["arch"]["resolution"]))
-    atomic_write_json(out / "models" / "index.json", records)
-    timings["export_s"] = time.perf_counter() - t
-    return PipelineResult(out, trained.checkpoint or out / "checkpoints" / "last.pt", predictor_path, report,
-                          result.pareto, result.hypervolume, records, timings, trained.final_eval,
-                          classic_baselines(config), noise={**result.extra.get("noise", {}),
-                                                            "test_images": len(bundle.test)})  # type: ignore[arg-type]
+    return result
 
 
 def classic_baselines(config: TrainConfig) -> dict[str, float]:
@@ -191,7 +215,8 @@ class _LoadedProgram(nn.Module):
 def _test_accuracy(model_path: Path, test_set: Any, fmt: str, batch_size: int, resolution: int) -> float | None:
     """Top-1 of an exported model on the test split, loaded back as shipped (``.pt2`` with
     ``torch.export.load``, TorchScript with ``torch.jit.load``); None for the other formats."""
-    if fmt == "torch-export":
+    rt = find_format(fmt)
+    if rt is not None and rt.eager:  # the .pt2 file
         model: nn.Module = _LoadedProgram(torch.export.load(str(model_path)).module(), resolution)
     elif fmt == "torchscript":
         with warnings.catch_warnings():
@@ -248,7 +273,8 @@ def _interval(top1: float, images: int | None) -> str:
 
 def _format_text(records: list[dict[str, Any]]) -> str:
     fmt = records[0].get("format", "?") if records else "?"
-    if fmt == "torch-export":
+    rt = find_format(str(fmt))
+    if rt is not None and rt.eager:
         return "torch.export .pt2, load with torch.export.load(path).module()"
     return fmt
 

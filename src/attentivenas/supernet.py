@@ -1,7 +1,8 @@
 """Deprecated alias: the supernet and static subnets moved to :mod:`attentivenas.nn`.
 
-Importing this module warns (``DeprecationWarning``); import ``Supernet``, ``StaticSubnet`` and
-``resize_input`` from ``attentivenas.nn`` and ``output_size`` from ``attentivenas.space`` instead.
+Importing this module warns (``DeprecationWarning``); attentivenas 0.2.0 removes it; import
+``Supernet``, ``StaticSubnet`` and ``resize_input`` from ``attentivenas.nn`` and ``output_size``
+from ``attentivenas.space`` instead.
 """
 
 import warnings
@@ -12,4 +13,5 @@ from .space import output_size
 __all__ = ["Supernet", "StaticSubnet", "resize_input", "output_size"]
 
 warnings.warn("attentivenas.supernet is deprecated: import from attentivenas.nn "
-              "(output_size: attentivenas.space) instead", DeprecationWarning, stacklevel=2)
+              "(output_size: attentivenas.space) instead (attentivenas 0.2.0 removes this alias)",
+              DeprecationWarning, stacklevel=2)

@@ -7,7 +7,7 @@ warnings; the settings are :class:`~attentivenas.config.MeasureSettings`), ``eva
 over ranks), ``provenance`` (what measured a file: reused only when it is what measures now), ``noise`` (Wilson
 intervals of a measured top-1), ``build`` (``predictor build``: a checkpoint's subnets into a dataset), ``models`` (the
 regressors, pickle-free), ``predictor`` (features, fitting, cross-validation, files), ``metrics`` and
-``published`` (the published models evaluated on a checkpoint).
+``published`` (the published models evaluated on a checkpoint); ``commands`` (what ``evaluate`` and ``ranking`` do and print).
 
 May import: ``attentivenas.space``, ``costs``, ``nn``, ``runtimes``, ``config``, ``data``, ``devices``, ``host_memory``,
 ``distributed``, ``io``, ``progress``, ``errors``.

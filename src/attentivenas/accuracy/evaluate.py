@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-from ..config import MeasureSettings
+from ..config import Int8Config, MeasureSettings
 from ..costs import count_flops, count_params
 from ..data import DataBundle
 from ..devices import use_channels_last
@@ -28,6 +28,7 @@ from ..errors import UserError
 from ..host_memory import reuse_freed_memory
 from ..nn import cache_calibration_batches, calibrate_bn, load_supernet, to_model_resolution
 from ..space import Arch, SearchSpace
+from .int8_data import draw_int8_images
 from .protocol import capped, holdout_warning, resolve_data, split_of
 from .provenance import SETTING_KEYS, weights_fingerprint
 
@@ -75,9 +76,10 @@ def score_predictions(predict: Callable[[torch.Tensor], torch.Tensor], loader: D
         logits = torch.as_tensor(predict(x)).to(y.device)
         loss_sum += float(F.cross_entropy(logits.float(), y, reduction="sum"))
         k = min(5, logits.size(1))
-        top = logits.topk(k, dim=1).indices
-        hit = top.eq(y[:, None])
-        correct1 += int(hit[:, 0].sum())
+        hit = logits.topk(k, dim=1).indices.eq(y[:, None])
+        # top-1: the first class of largest logit, as numpy's argmax and a deployment take it (topk breaks the
+        # ties of quantized logits otherwise, so a search's INT8 top-1 would not be its exported file's)
+        correct1 += int(logits.argmax(dim=1).eq(y).sum())
         correct5 += int(hit.any(dim=1).sum())
         n += int(y.numel())
     if n == 0:
@@ -240,35 +242,31 @@ class SubnetEvaluator:
         return float(self.evaluate(arch)["top1"])
 
 
-#: the seed offset of the INT8 calibration images (drawn apart from the BN calibration crops)
-INT8_CALIB_SEED_OFFSET = 8
 #: the largest batch of a quantized program measured for accuracy (its batch is fixed; the last one is padded)
 INT8_EVAL_BATCH = 64
 
 
 class Int8SubnetEvaluator:
     """``evaluate_fn(arch) -> top-1 (%)`` of the subnet quantized to INT8, beside a float
-    :class:`SubnetEvaluator` ``base``: the subnet is extracted and its BN recalibrated exactly as ``base``
-    does, then quantized with :func:`attentivenas.runtimes.quantize.int8_predict_fn` in ``runtime`` (static
-    quantization calibrated on ``calib_images`` training images, drawn once with the seed
-    ``base``'s calibration seed + :data:`INT8_CALIB_SEED_OFFSET`) and evaluated on the images ``base``
+    :class:`SubnetEvaluator` ``base``: the subnet is extracted and its BN recalibrated on ``base``'s batches (in
+    contiguous memory, as ``export --precision int8`` recalibrates it), then quantized with
+    :func:`attentivenas.runtimes.quantize.int8_predict_fn` as ``int8`` says (its runtime; static quantization
+    calibrated on training images drawn once by :func:`~attentivenas.accuracy.int8_data.draw_int8_images` from
+    ``base``'s calibration seed, as ``export --precision int8`` draws them) and evaluated on the images ``base``
     evaluates that arch on. The INT8 runtimes run on the CPU with ``threads`` threads (default: torch's),
     programs of a fixed batch (the evaluation batch size, at most :data:`INT8_EVAL_BATCH`)."""
 
     precision = "int8"
 
-    def __init__(self, base: SubnetEvaluator, runtime: str = "onnxruntime", calib_images: int | None = None,
-                 threads: int | None = None) -> None:
-        from ..runtimes.quantize import (  # heavy: the INT8 runtimes come with it
-            DEFAULT_CALIB_IMAGES,
-            check_int8_runtime,
-        )
+    def __init__(self, base: SubnetEvaluator, int8: Int8Config | None = None, threads: int | None = None) -> None:
+        from ..runtimes.quantize import check_int8_runtime  # heavy: the INT8 runtimes come with it
 
-        check_int8_runtime(runtime)  # one line now, not after the search, when its quantizer is missing
-        self.base, self.runtime = base, runtime
-        self.calib_images = int(calib_images or DEFAULT_CALIB_IMAGES)
+        self.int8 = int8 if int8 is not None else Int8Config()
+        check_int8_runtime(self.int8.runtime)  # one line now, not after the search, when its quantizer is missing
+        self.base, self.runtime = base, self.int8.runtime
+        self.calib_images = self.int8.calib_count()
         self.threads = int(threads or torch.get_num_threads())
-        self.calib_seed = int(base.settings.calib_seed or 0) + INT8_CALIB_SEED_OFFSET
+        self.calib_seed = self.int8.calib_seed(int(base.settings.calib_seed or 0))
         self._images: torch.Tensor | None = None
 
     @property
@@ -288,8 +286,7 @@ class Int8SubnetEvaluator:
     def quantization_images(self) -> torch.Tensor:
         """The seeded training images that calibrate the quantization (drawn once, on the CPU)."""
         if self._images is None:
-            batches = cache_calibration_batches(self.base.bundle.train, 1, self.calib_images, self.calib_seed, "cpu")
-            self._images = batches[0].float().contiguous()
+            self._images = draw_int8_images(self.base.bundle, self.int8, int(self.base.settings.calib_seed or 0)).calib
         return self._images
 
     def quantized(self, arch: Arch) -> tuple[nn.Module, Callable[[torch.Tensor], torch.Tensor]]:
@@ -299,7 +296,9 @@ class Int8SubnetEvaluator:
 
         b = self.base
         b.supernet.space.validate(arch)
-        sub = extract_for_measurement(b.supernet, arch, b.device, b.channels_last)
+        # BN recalibrated in contiguous memory, as `export --precision int8` does: channels-last rounding would move
+        # the statistics by ~1e-6 and, through the quantization ranges, the INT8 top-1 away from the exported file's
+        sub = extract_for_measurement(b.supernet, arch, b.device, False)
         calibrate_bn(sub, b.calib)
         sub = sub.to("cpu", memory_format=torch.contiguous_format).eval()
         calib = to_model_resolution(self.quantization_images(), sub).contiguous()

@@ -1,7 +1,8 @@
 """The ``attentivenas`` command. Thin: parse, call the library, print.
 
 Lives here: one module per topic, named ``<topic>_cmd`` (``space_cmd``: space, flops;
-``export_cmd``; ``train_cmd``; ``finetune_cmd``; ``evaluate_cmd``; ``latency_cmd``; ``predictor_cmd``; ``search_cmd``;
+``export_cmd``; ``train_cmd``; ``finetune_cmd``; ``evaluate_cmd``; ``latency_cmd``: measure, build-table, refit;
+``latency_kit_cmd``: latency kit, import; ``predictor_cmd``; ``search_cmd``;
 ``pipeline_cmd``: quickstart; ``init_cmd``: init), each adding its commands with ``register(app)``, and ``common``
 (option texts, JSON output). User errors print one line on stderr and exit with 2.
 

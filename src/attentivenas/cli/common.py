@@ -52,6 +52,15 @@ def print_json(obj: Any) -> None:
     sys.stdout.flush()
 
 
+def show(info: dict[str, Any], lines: list[str], as_json: bool) -> None:
+    """A command's result: its JSON object (``--json``), else its lines."""
+    if as_json:
+        print_json(info)
+        return
+    for line in lines:
+        typer.echo(line)
+
+
 def split_list(text: str) -> list[str]:
     """``"a, b,,c"`` -> ``["a", "b", "c"]``."""
     return [t.strip() for t in text.split(",") if t.strip()]

@@ -1,4 +1,5 @@
-"""``attentivenas evaluate``: BN-recalibrated accuracy of one subnet, thin over :mod:`attentivenas.accuracy`."""
+"""``attentivenas evaluate`` (BN-recalibrated accuracy of one subnet) and ``ranking``, thin over
+:mod:`attentivenas.accuracy.commands`."""
 
 from __future__ import annotations
 
@@ -13,12 +14,9 @@ from ..config import (
     DEFAULT_CALIB_BATCH_SIZE,
     DEFAULT_CALIB_BATCHES,
     DEFAULT_PIPELINE,
-    MeasureSettings,
-    checkpoint_kind,
     measure_from_flags,
 )
 from ..errors import UserError
-from ..space import resolve_arch
 from .common import (
     ARCH_HELP,
     CALIB_BATCH_SIZE_HELP,
@@ -29,80 +27,20 @@ from .common import (
     SPACE_HELP,
     SPLIT_HELP,
     calib_seed_help,
-    print_json,
+    show,
     warn_line,
 )
 
-#: how a checkpoint kind is named in titles
-KIND_LABELS = {"ours": "our", "attentivenas": "AttentiveNAS's", "alphanet": "AlphaNet's"}
 
+def _print_published(info: dict) -> None:
+    """The published models' table of ``evaluate --published``."""
+    from ..accuracy.commands import KIND_LABELS  # heavy (torch): loaded when the command runs
 
-def _evaluate(checkpoint: Path, arch: str | None, published: bool, space: str | None, data: str | None,
-              measure: MeasureSettings, device: str, threads: int | None, as_json: bool) -> None:
-    import torch  # heavy (torch): loaded when the command runs
-
-    from ..accuracy import SubnetEvaluator, published_reference, published_table, split_label, wilson_interval
-    from ..devices import resolve_device
-    from ..nn import load_checkpoint_model
-
-    if threads is not None:
-        torch.set_num_threads(threads)
-    dev = resolve_device(device)
-    net, meta = load_checkpoint_model(checkpoint, space, device=dev)  # a supernet, or a fine-tuned subnet
-    if meta.get("subnet"):  # `finetune`'s checkpoint: --arch is optional (must be its arch if given)
-        if published:
-            raise UserError(f"checkpoint {checkpoint} is a fine-tuned subnet: --published needs a supernet")
-        arch = arch if arch is not None else net.arch.to_json()
-    elif arch is None and not published:
-        raise UserError("give exactly one of --arch ARCH or --published")
-    if published:
-        from ..accuracy.published import published_archs
-
-        published_archs(net.space)  # a space that cannot hold them is refused before the calibration batches
-    a = None if published else resolve_arch(str(arch), net.space)
-    if a is not None:
-        net.set_arch(a)  # a fine-tuned subnet refuses any arch but its own
-    ev = SubnetEvaluator.for_supernet(net, meta, data, measure, dev, warn=warn_line)
-    p = ev.settings
-    settings = {"kind": checkpoint_kind(meta), "split": p.split, "pipeline": p.pipeline,
-                "interpolation": p.interpolation, "calib_seed": p.calib_seed, "calib_batches": len(ev.calib),
-                "calib_images": sum(int(b.shape[0]) for b in ev.calib)}
-    if published:
-        _print_published(published_table(ev), settings, published_reference(settings["kind"])[0], as_json)
-        return
-    assert a is not None
-    res = ev.evaluate(a)
-    out = {
-        "top1": round(res["top1"], 4),
-        "top5": round(res["top5"], 4),
-        "mflops": round(res["mflops"], 4),
-        "params_m": round(res["params_m"], 6),
-        "loss": round(res["loss"], 6),
-        "samples": res["samples"],
-        **settings,
-    }
-    if as_json:
-        print_json(out)
-        return
-    typer.echo(f"arch      {a.to_json()}")
-    typer.echo(f"split     {p.split}: {split_label(p.split)} ({out['samples']} images); BN recalibrated on "
-               f"{len(ev.calib)} training batches ({out['calib_images']} crops, seed {p.calib_seed})")
-    typer.echo(f"images    {p.pipeline} pipeline, {p.interpolation}; {KIND_LABELS[settings['kind']]} checkpoint")
-    lo, hi = wilson_interval(float(out["top1"]), int(out["samples"]))
-    typer.echo(f"top-1     {out['top1']:.2f} % (Wilson 95% interval {lo:.2f}-{hi:.2f} on {out['samples']} images)")
-    typer.echo(f"top-5     {out['top5']:.2f} %")
-    typer.echo(f"MFLOPs    {out['mflops']:.2f}")
-    typer.echo(f"params    {out['params_m']:.3f} M")
-
-
-def _print_published(rows: list[dict], settings: dict, source: str, as_json: bool) -> None:
-    if as_json:
-        print_json({**settings, "published_source": source, "rows": rows})
-        return
-    table = Table(title=f"{KIND_LABELS[settings['kind']]} checkpoint: published models on the {settings['split']} "
+    rows, source = info["rows"], info["published_source"]
+    table = Table(title=f"{KIND_LABELS[info['kind']]} checkpoint: published models on the {info['split']} "
                         f"split ({rows[0]['samples']} images)",
-                  caption=f"{settings['pipeline']} pipeline, {settings['interpolation']}, BN recalibrated (seed "
-                          f"{settings['calib_seed']}); published: {source}'s top-1")
+                  caption=f"{info['pipeline']} pipeline, {info['interpolation']}, BN recalibrated (seed "
+                          f"{info['calib_seed']}); published: {source}'s top-1")
     for col in ("model", "res", "MFLOPs", "params (M)", "top-1", "top-5", f"{source} top-1", "diff"):
         table.add_column(col, justify="right")
     for r in rows:
@@ -141,7 +79,13 @@ def evaluate_cmd(
     measure = measure_from_flags(split=split, pipeline=pipeline, interpolation=interpolation,
                                  calib_batches=calib_batches, calib_batch_size=calib_batch_size,
                                  batch_size=batch_size, max_images=max_images, calib_seed=calib_seed)
-    _evaluate(checkpoint, arch, published, space, data, measure, device, threads, as_json)
+    from ..accuracy.commands import evaluate_checkpoint  # heavy (torch): loaded when the command runs
+
+    info, lines = evaluate_checkpoint(checkpoint, arch, published, space, data, measure, device, threads, warn_line)
+    if published and not as_json:
+        _print_published(info)
+    else:
+        show(info, lines, as_json)
 
 
 def ranking_cmd(
@@ -162,42 +106,14 @@ def ranking_cmd(
 ) -> None:
     """How far the supernet ranks subnets as training them alone does: Kendall tau, Spearman rho and
     the gap in points between inherited (BN-recalibrated) and standalone top-1 of a probe set."""
-    import torch  # heavy (torch): loaded when the command runs
-
-    from ..accuracy import SubnetEvaluator
-    from ..accuracy.ranking import measure_ranking, read_probe_set
-    from ..devices import resolve_device
-    from ..nn import load_supernet
-
-    flags = {"calib_batches": calib_batches, "calib_batch_size": calib_batch_size, "max_images": max_images}
-    measure = measure_from_flags(split=split, **flags)  # the flags checked before loading
-    if threads is not None:
-        torch.set_num_threads(threads)
-    dev = resolve_device(device)
-    net, meta = load_supernet(checkpoint, space, device=dev)
-    probes = read_probe_set(probe, net.space, split)  # refuses a probe file of another --split
-    if split is None and probes.split is not None:
-        measure = measure_from_flags(split=probes.split, **flags)  # the split the probe file names
-    ev = SubnetEvaluator.for_supernet(net, meta, data, measure, dev, warn=warn_line)
+    from ..accuracy.commands import rank_checkpoint  # heavy (torch): loaded when the command runs
 
     def said(i: int, n: int, p, value: float) -> None:
         if not as_json:
             typer.echo(f"[{i}/{n}] {p.name}: inherited {value:.2f} %, standalone {p.standalone_top1:.2f} %", err=True)
 
-    report = measure_ranking(probes, ev, net.space, net.num_classes, progress=said)
-    report.update(split=ev.settings.split, checkpoint=str(checkpoint), probe=str(probe))
-    if as_json:
-        print_json(report)
-        return
-    from ..accuracy import format_metric
-
-    typer.echo(f"{report['n']} probe subnets on the {report['split']} split (inherited: BN recalibrated)")
-    for r in report["subnets"]:
-        typer.echo(f"  {r['name']:<12} {r['mflops']:8.2f} MFLOPs  inherited {r['inherited_top1']:6.2f}  "
-                   f"standalone {r['standalone_top1']:6.2f}  gap {r['gap']:+6.2f}")
-    typer.echo(f"Kendall tau  {format_metric(report['kendall_tau'])} (p {format_metric(report['kendall_p'])})")
-    typer.echo(f"Spearman rho {format_metric(report['spearman_rho'])} (p {format_metric(report['spearman_p'])})")
-    typer.echo(f"gap          {report['mean_gap']:+.2f} points on average ({report['mean_abs_gap']:.2f} absolute)")
+    flags = {"calib_batches": calib_batches, "calib_batch_size": calib_batch_size, "max_images": max_images}
+    show(*rank_checkpoint(checkpoint, probe, split, space, data, flags, device, threads, warn_line, said), as_json)
 
 
 def register(app: typer.Typer) -> None:

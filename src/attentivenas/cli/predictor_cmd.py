@@ -1,7 +1,5 @@
-"""``attentivenas predictor build|fit|eval``: (arch, accuracy) data, fitted predictors, their metrics.
-
-Thin: parse, call :mod:`attentivenas.accuracy`, print.
-"""
+"""``attentivenas predictor build|fit|eval``: (arch, accuracy) data, fitted predictors, their metrics. Thin: parse,
+call :mod:`attentivenas.accuracy`, print; ``build`` reads :class:`~attentivenas.config.PredictorBuildSettings`."""
 
 from __future__ import annotations
 
@@ -12,58 +10,38 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..config import (
-    DEFAULT_CALIB_BATCH_SIZE,
-    DEFAULT_CALIB_BATCHES,
-    DEFAULT_FOLDS,
-    DEFAULT_PIPELINE,
-    DEFAULT_PREDICTOR_KINDS,
-)
+from ..config import DEFAULT_FOLDS, DEFAULT_PREDICTOR_KINDS, MeasureSettings, PredictorBuildSettings
 from ..io import check_output, json_safe
 from ..space import get_space
-from .common import (
-    CALIB_BATCH_SIZE_HELP,
-    CALIB_BATCHES_HELP,
-    DATA_CHOICES,
-    INTERPOLATION_HELP,
-    PIPELINE_HELP,
-    SPLIT_HELP,
-    calib_seed_help,
-    print_json,
-    split_list,
-    warn_line,
-)
+from . import common
 
+#: the help of ``predictor build``'s measurement flags (:class:`~attentivenas.config.MeasureSettings` keys)
+BUILD_HELP = {"split": common.SPLIT_HELP, "pipeline": common.PIPELINE_HELP, "interpolation": common.INTERPOLATION_HELP,
+              "calib_batches": common.CALIB_BATCHES_HELP, "calib_batch_size": common.CALIB_BATCH_SIZE_HELP,
+              "calib_seed": common.calib_seed_help("--seed"), "data": f"{common.DATA_CHOICES} (default: the checkpoint's "
+              "training data).", "max_images": "Measure each subnet on the first N images of the split only."}
 predictor_app = typer.Typer(help="Accuracy predictors: build (arch, accuracy) data, fit, evaluate.", no_args_is_help=True)
+
+
+def _opt(name: str, default: Any = None) -> Any:
+    """The flag of ``predictor build``'s setting ``name`` (a :class:`MeasureSettings` key or one of its own)."""
+    field = MeasureSettings.model_fields.get(name) or PredictorBuildSettings.model_fields[name]
+    return typer.Option(default, "--" + name.replace("_", "-"), help=BUILD_HELP.get(name, field.description),
+                        show_default=False if default is not None or field.default is None else str(field.default))
 
 
 @predictor_app.command("build")
 def predictor_build(
-    checkpoint: Path = typer.Option(..., "--checkpoint", help="Trained supernet checkpoint."),
-    out: Path = typer.Option(..., "--out", help="Dataset JSONL (archs already in it are not measured again)."),
-    num_archs: int = typer.Option(100, "--num-archs", min=1, help="Archs to measure, spread over the FLOPs range."),
-    space: str | None = typer.Option(None, "--space", help="Space name or YAML (default: the checkpoint's)."),
-    data: str | None = typer.Option(None, "--data", help=f"{DATA_CHOICES} "
-                                    "(default: the checkpoint's training data)."),
-    split: str | None = typer.Option(None, "--split", help=SPLIT_HELP, show_default=False),
-    pipeline: str = typer.Option(DEFAULT_PIPELINE, "--pipeline", help=PIPELINE_HELP),
-    interpolation: str | None = typer.Option(None, "--interpolation", help=INTERPOLATION_HELP, show_default=False),
-    calib_batches: int = typer.Option(DEFAULT_CALIB_BATCHES, "--calib-batches", min=1, help=CALIB_BATCHES_HELP),
-    calib_batch_size: int = typer.Option(DEFAULT_CALIB_BATCH_SIZE, "--calib-batch-size", min=1,
-                                         help=CALIB_BATCH_SIZE_HELP),
-    calib_seed: int | None = typer.Option(None, "--calib-seed", show_default=False,
-                                          help=calib_seed_help("--seed")),
-    max_images: int | None = typer.Option(None, "--max-images", min=1, help="Measure each subnet on the first N "
-                                          "images of the split only."),
-    spread: str = typer.Option("flops", "--spread", help="flops (stratified over the FLOPs range) or uniform."),
-    device: str | None = typer.Option(None, "--device", help="cpu, cuda or cuda:N (default: cuda if present)."),
+    ctx: typer.Context, checkpoint: Path = _opt("checkpoint", ...), out: Path = _opt("out", ...),
+    num_archs: int | None = _opt("num_archs"), space: str | None = _opt("space"), data: str | None = _opt("data"),
+    split: str | None = _opt("split"), pipeline: str | None = _opt("pipeline"), spread: str | None = _opt("spread"),
+    interpolation: str | None = _opt("interpolation"), calib_batches: int | None = _opt("calib_batches"),
+    calib_batch_size: int | None = _opt("calib_batch_size"), calib_seed: int | None = _opt("calib_seed"),
+    max_images: int | None = _opt("max_images"), device: str | None = _opt("device"), seed: int | None = _opt("seed"),
+    fresh: bool = typer.Option(False, "--fresh", help=PredictorBuildSettings.model_fields["fresh"].description),
     ranks: int | None = typer.Option(None, "--ranks", min=1, help="Processes measuring subnets (default: as launched "
                                      "by torchrun, else 1; N starts N local processes)."),
     threads: int | None = typer.Option(None, "--threads", min=1, help="Torch threads per process."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the archs measured (and of the calibration batches of our "
-                             "checkpoints, unless --calib-seed)."),
-    fresh: bool = typer.Option(False, "--fresh", help="Start --out over (the old file is kept as FILE.stale-<hash>); "
-                               "needed when it was measured on another checkpoint, data or settings."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Measure (arch, top-1) pairs of BN-recalibrated subnets on the validation split (shared over the
@@ -71,18 +49,13 @@ def predictor_build(
     from ..accuracy import build_from_checkpoint  # heavy (torch): loaded when the command runs
 
     check_output(out)
-    settings = {"checkpoint": str(checkpoint), "out": str(out), "num_archs": num_archs, "space": space, "data": data,
-                "split": split, "pipeline": pipeline, "interpolation": interpolation, "calib_batches": calib_batches,
-                "calib_batch_size": calib_batch_size, "max_images": max_images, "spread": spread, "device": device,
-                "seed": seed, "calib_seed": calib_seed, "fresh": fresh}
+    settings = PredictorBuildSettings.from_flags(**{k: v for k, v in ctx.params.items()
+                                                    if k not in ("ranks", "threads", "as_json")})
     summary = build_from_checkpoint(settings, ranks=ranks, threads=threads, progress=not as_json,
-                                    warn=warn_line, log=None if as_json else lambda m: typer.echo(m, err=True))
-    if summary is None:  # a rank other than 0
-        return
-    if as_json:
-        print_json(summary)
-    else:
-        typer.echo(f"wrote {out}: {summary['archs']} archs, top-1 {summary['top1_min']:.2f}-{summary['top1_max']:.2f} %")
+                                    warn=common.warn_line, log=None if as_json else lambda m: typer.echo(m, err=True))
+    if summary is not None:  # rank 0
+        common.show(summary, [f"wrote {out}: {summary['archs']} archs, top-1 {summary['top1_min']:.2f}-"
+                              f"{summary['top1_max']:.2f} %"], as_json)
 
 
 @predictor_app.command("fit")
@@ -100,19 +73,19 @@ def predictor_fit(
     from ..accuracy import ArchDataset, check_kinds, fit_best  # heavy (torch): loaded when the command runs
 
     check_output(out)
-    kinds_t = check_kinds(split_list(kinds))
+    kinds_t = check_kinds(common.split_list(kinds))
     ds = ArchDataset.load(dataset, get_space(space) if space else None)
     pred, report = fit_best(ds, kinds_t, folds=folds, seed=seed, feature_set=features, progress=not as_json)
     pred.save(out)
     report = json_safe({**report, "predictor": str(out)})
     if as_json:
-        print_json(report)
-        return
-    _print_cv_table(report)
-    Console().print(f"best: [bold]{report['best']}[/bold]; saved {out}")
+        common.print_json(report)
+    else:
+        _print_cv_table(report, out)
 
 
-def _print_cv_table(report: dict[str, Any]) -> None:
+def _print_cv_table(report: dict[str, Any], out: Path) -> None:
+    """The cross-validation table and the kind kept."""
     table = Table(title=f"{report['folds']}-fold CV on {report['n']} archs ({report['feature_set']} features)")
     for col in ("kind", "Kendall tau", "Spearman rho", "RMSE", "fit s", "predict ms / 50"):
         table.add_column(col, justify="right")
@@ -120,6 +93,7 @@ def _print_cv_table(report: dict[str, Any]) -> None:
         table.add_row(kind, _pm(r, "kendall_tau"), _pm(r, "spearman_rho"), _pm(r, "rmse"),
                       _num(r.get("fit_seconds"), 2), _num(r.get("predict_ms_50"), 3))
     Console().print(table)
+    Console().print(f"best: [bold]{report['best']}[/bold]; saved {out}")
 
 
 def _num(v: Any, digits: int) -> str:
@@ -139,22 +113,16 @@ def predictor_eval(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Kendall tau, Spearman rho and RMSE of a saved predictor on a dataset."""
-    from ..accuracy import (  # heavy (torch): loaded when the command runs
-        ArchDataset,
-        evaluate_predictor,
-        load_predictor,
-    )
+    from ..accuracy import ArchDataset, evaluate_predictor, load_predictor  # heavy (torch)
 
     pred = load_predictor(predictor)
     ds = ArchDataset.load(dataset, get_space(space) if space else pred.space)
     metrics = json_safe({"kind": pred.kind, **evaluate_predictor(pred, ds)})
     if as_json:
-        print_json(metrics)
+        common.print_json(metrics)
         return
-    Console().print(
-        f"{pred.kind} on {metrics['n']} archs: Kendall tau {_num(metrics['kendall_tau'], 3)}, "
-        f"Spearman rho {_num(metrics['spearman_rho'], 3)}, RMSE {_num(metrics['rmse'], 3)}"
-    )
+    Console().print(f"{pred.kind} on {metrics['n']} archs: Kendall tau {_num(metrics['kendall_tau'], 3)}, "
+                    f"Spearman rho {_num(metrics['spearman_rho'], 3)}, RMSE {_num(metrics['rmse'], 3)}")
 
 
 def register(app: typer.Typer) -> None:

@@ -1,5 +1,6 @@
 """How stage 2 measures a subnet (:class:`MeasureSettings`) and how it fits a predictor
-(:class:`PredictorFitSettings`): one typed definition each, shared by the search config, the quick
+(:class:`PredictorFitSettings`, and what ``predictor build`` measures: :class:`PredictorBuildSettings`): one typed
+definition each, shared by the search config, the quick
 start, the evaluator and the CLI flags of ``evaluate``, ``predictor build``, ``search`` and
 ``export --calibrate-bn`` (built by :func:`measure_from_flags`).
 
@@ -126,16 +127,16 @@ class MeasureSettings(Section):
                 f"{self.calib_batch_size} training crops (seed {self.calib_seed})")
 
 
-def _choices(name: str) -> list[str]:
-    return [a for arg in get_args(MeasureSettings.model_fields[name].annotation) for a in (get_args(arg) or (arg,))
+def _choices(name: str, model: type[Section]) -> list[str]:
+    return [a for arg in get_args(model.model_fields[name].annotation) for a in (get_args(arg) or (arg,))
             if isinstance(a, str)]
 
 
-def _flag_error(err: dict[str, Any]) -> str:
+def _flag_error(err: dict[str, Any], model: type[Section] = MeasureSettings) -> str:
     name = str(err["loc"][0]) if err.get("loc") else "settings"
     flag, value, ctx = "--" + name.replace("_", "-"), err.get("input"), err.get("ctx") or {}
     if err.get("type") == "literal_error":
-        return f"{flag} {value!r} is not one of {_choices(name)}"
+        return f"{flag} {value!r} is not one of {_choices(name, model)}"
     if err.get("type") == "greater_than_equal":
         return f"{flag} must be >= {ctx.get('ge')}, got {value}"
     return f"{flag}: {err.get('msg', 'invalid value')} (got {value!r})"
@@ -151,6 +152,36 @@ def measure_from_flags(**flags: Any) -> MeasureSettings:
 
 
 ArchCount = Annotated[int, Field(ge=4, le=MAX_ARCHS)]
+SpreadName = Literal["flops", "uniform"]  # = accuracy.measure.SPREADS
+
+
+class PredictorBuildSettings(Section):
+    """``predictor build``: the subnets of ``checkpoint`` measured (as ``measure`` says) into the dataset file
+    ``out``; None is the checkpoint's (space, data) or the default (device: cuda if present)."""
+
+    checkpoint: str = Field(description="Trained supernet checkpoint.")
+    out: str = Field(description="Dataset JSONL (archs already in it are not measured again).")
+    num_archs: int = Field(100, ge=1, le=MAX_ARCHS, description="Archs to measure, spread over the FLOPs range.")
+    space: str | None = Field(None, description="Space name or YAML (default: the checkpoint's).")
+    data: str | None = None  # as --data says (None: the checkpoint's training data)
+    spread: SpreadName = Field("flops", description="flops (stratified over the FLOPs range) or uniform.")
+    device: str | None = Field(None, description="cpu, cuda or cuda:N (default: cuda if present).")
+    seed: int = Field(0, ge=0, lt=SEED_LIMIT, description="Seed of the archs measured (and of the calibration "
+                      "batches of our checkpoints, unless --calib-seed).")
+    fresh: bool = Field(False, description="Start --out over (the old file is kept as FILE.stale-<hash>); needed "
+                        "when it was measured on another checkpoint, data or settings.")
+    measure: MeasureSettings = MeasureSettings()
+
+    @classmethod
+    def from_flags(cls, **flags: Any) -> PredictorBuildSettings:
+        """The settings of the command's flags (the keys of :class:`MeasureSettings` go to ``measure``; a flag
+        left None takes the default); a bad value raises :class:`~attentivenas.errors.UserError` naming the flag."""
+        measure = measure_from_flags(**{k: flags.pop(k) for k in list(flags) if k in MeasureSettings.model_fields})
+        given = {k: str(v) if k in ("checkpoint", "out") else v for k, v in flags.items() if v is not None}
+        try:
+            return cls(measure=measure, **given)
+        except ValidationError as exc:
+            raise UserError(_flag_error(dict(exc.errors()[0]), cls)) from None
 
 
 class PredictorFitSettings(Section):

@@ -16,6 +16,7 @@ from pydantic import Field, SerializerFunctionWrapHandler, field_validator, mode
 
 from ..errors import ConfigError
 from .base import Section, load_model
+from .int8 import Int8Config, Precision
 from .latency import parse_latency_budget
 from .measure import (
     MAX_ARCHS,
@@ -42,11 +43,6 @@ ObjectiveName = Literal["mflops", "params", "latency", "memory"]
 MAX_POP_SIZE = 5_000
 MAX_GENERATIONS = 100_000
 MAX_EVALUATIONS = 2_000_000
-#: the precisions a search measures latency and the re-measured accuracy in (= ``runtimes.quantize.PRECISIONS``)
-Precision = Literal["fp32", "int8"]
-#: the runtimes an INT8 subnet is quantized and run in for its accuracy (= ``runtimes.quantize.INT8_RUNTIMES``)
-Int8Runtime = Literal["executorch", "onnxruntime", "openvino"]
-MAX_CALIB_IMAGES = 8_192  # calibration images are held in memory: 8,192 at 224 px are 4.9 GB
 #: export formats of the quick start's Pareto models (those written without an extra; torchscript is deprecated)
 ExportFormat = Literal["torch-export", "onnx", "safetensors", "torchscript"]
 
@@ -231,15 +227,6 @@ class SearchRuntimeConfig(Section):
     ranks: int | None = Field(None, ge=1)
     threads: int | None = Field(None, ge=1)  # torch threads per process; null: torch's default (local ranks: cores / ranks)
     dist_timeout_s: int | None = Field(None, ge=1)  # a collective waiting longer ends the job; null: gloo 600, NCCL 1800
-
-
-class Int8Config(Section):
-    """How a search with ``precision: int8`` measures a subnet's INT8 top-1: the subnet extracted and BN
-    recalibrated as for its float top-1, then quantized (static, calibrated on seeded training images)
-    and run in ``runtime`` on the same evaluation images."""
-
-    runtime: Int8Runtime = "onnxruntime"  # onnxruntime: the fastest to quantize and run for accuracy
-    calib_images: int | None = Field(None, ge=1, le=MAX_CALIB_IMAGES)  # null: runtimes.quantize.DEFAULT_CALIB_IMAGES
 
 
 class SearchConfig(Section):

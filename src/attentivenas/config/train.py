@@ -6,12 +6,16 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SerializerFunctionWrapHandler, field_validator, model_serializer, model_validator
 
 from .base import Section, load_model, model_to_yaml, override_model, parse_model, save_model
-from .measure import DEFAULT_CALIB_BATCHES
+from .measure import DEFAULT_CALIB_BATCHES, ArchCount, FeatureSet, PredictorFitSettings, PredictorKind
+
+#: the keys of ``sampler.online`` in the order a written config lists them
+ONLINE_KEY_ORDER = ("start_epoch", "refit_every", "num_archs", "kinds", "folds", "feature_set", "calibration_batches",
+                    "max_batches")
 
 #: the old name of ``eval.calib_batches`` (read, with a DeprecationWarning, never written)
 OLD_CALIB_KEY = "calibration_batches"
@@ -157,33 +161,37 @@ class OptimConfig(Section):
     classifier_lr_scale: float = Field(1.0, gt=0.0)
 
 
-class OnlinePredictorConfig(Section):
+class OnlinePredictorConfig(PredictorFitSettings):
     """``sampler.estimator=online``: an accuracy predictor fitted during training (see docs/training.md).
 
     Epochs before ``start_epoch`` sample the middle subnets uniformly. After ``start_epoch`` epochs
     (and every ``refit_every`` epochs after that, but not after the last one) ``num_archs`` subnets
     spread over the FLOPs range are BN-recalibrated and measured on the validation split, a
-    predictor is fitted (the best of ``kinds`` by cross-validated Kendall tau) and written to
-    ``DIR/predictors/epoch_XXX.json``; from then on ``sampler.method`` (BestUp/WorstUp) ranks the
-    candidates by predicted accuracy.
+    predictor is fitted (the best of ``kinds`` by cross-validated Kendall tau, :class:`PredictorFitSettings`)
+    and written to ``DIR/predictors/epoch_XXX.json``; from then on ``sampler.method`` (BestUp/WorstUp) ranks
+    the candidates by predicted accuracy.
     """
 
+    section: ClassVar[str] = "sampler.online"
     start_epoch: int = Field(1, ge=1)  # epochs of uniform sampling before the first fit
     refit_every: int = Field(1, ge=1)  # epochs between fits
-    num_archs: int = Field(50, ge=4)  # subnets measured per fit (min and max included)
-    kinds: list[Literal["rf", "lgbm", "ridge", "gp"]] = Field(default_factory=lambda: ["ridge", "rf"],
-                                                             min_length=1)
-    folds: int = Field(5, ge=2)  # cross-validation folds for choosing the kind (2 archs per fold at least)
-    feature_set: Literal["knobs", "knobs+cost"] = "knobs"
+    num_archs: ArchCount = 50  # subnets measured per fit (min and max included)
+    kinds: list[PredictorKind] = Field(default_factory=lambda: ["ridge", "rf"], min_length=1)
+    feature_set: FeatureSet = "knobs"
     calibration_batches: int | None = Field(None, ge=1)  # BN-calibration batches per subnet (None: eval.calib_batches)
     max_batches: int | None = Field(None, ge=1)  # cap of validation batches per subnet (None: eval's)
 
     @model_validator(mode="after")
-    def _check(self) -> OnlinePredictorConfig:
+    def _enough(self) -> OnlinePredictorConfig:  # replaces PredictorFitSettings' check (its message)
         if self.num_archs < 2 * self.folds:
             raise ValueError(f"sampler.online.num_archs ({self.num_archs}) must be at least 2 x "
                              f"sampler.online.folds ({self.folds})")
         return self
+
+    @model_serializer(mode="wrap")
+    def _ordered(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data = handler(self)  # a written config lists the keys as before they were PredictorFitSettings'
+        return {**{k: data[k] for k in ONLINE_KEY_ORDER if k in data}, **data}
 
 
 class SamplerConfig(Section):

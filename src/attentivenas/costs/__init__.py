@@ -3,7 +3,8 @@
 Lives here: ``layers`` (per-layer specs of one subnet, :func:`count_flops`, :func:`count_params`),
 ``model`` (:class:`CostModel`, vectorised over gene matrices), ``table`` (:class:`TableCost`, the
 same numbers as table look-ups for the sampler's hot path) and ``memory`` (weight bytes and the
-peak activation bytes of eager inference; :mod:`attentivenas.nn.memory` measures them).
+peak activation bytes of eager inference; :mod:`attentivenas.nn.memory` measures them) and ``commands``
+(what ``attentivenas space`` and ``flops`` compute).
 
 May import: ``attentivenas.space``, ``attentivenas.errors``, ``attentivenas.io`` (numpy outside; no torch,
 so the cost model loads in a fraction of a second).

@@ -1,5 +1,6 @@
 """Facts about a data set that travel with a model: the class names in label order and the per-channel
-normalisation of its images (:func:`class_names_of`, :func:`normalization_of`)."""
+normalisation of its images and the size of its training images (:func:`class_names_of`,
+:func:`normalization_of`, :func:`source_image_size`)."""
 
 from __future__ import annotations
 
@@ -42,6 +43,31 @@ def class_names_of(dataset: Any, num_classes: int, data_name: str = "") -> list[
         names = getattr(dataset, "classes", None)
         if isinstance(names, Sequence) and not isinstance(names, str) and len(names) == num_classes:
             return [str(c) for c in names]
+        dataset = getattr(dataset, "dataset", None) or getattr(dataset, "base", None)
+        seen += 1
+    return None
+
+
+#: the training images' size (height, width) of the data sets whose images are all one size
+SOURCE_SIZES = {"digits": (8, 8), "fashion_mnist": (28, 28), "cifar10": (32, 32), "cifar100": (32, 32)}
+
+
+def source_image_size(data_name: str, dataset: Any = None) -> tuple[int, int] | None:
+    """(height, width) of a data set's training images: :data:`SOURCE_SIZES`, else an image folder's
+    first training image (its header only, looked for through wrappers), None when unknown."""
+    if data_name in SOURCE_SIZES:
+        return SOURCE_SIZES[data_name]
+    seen = 0
+    while dataset is not None and seen < 8:
+        samples = getattr(dataset, "samples", None)
+        if isinstance(samples, Sequence) and samples:
+            from PIL import Image  # heavy: Pillow, only for image folders
+
+            try:
+                with Image.open(samples[0][0]) as im:
+                    return int(im.size[1]), int(im.size[0])
+            except (OSError, ValueError, IndexError, TypeError):
+                return None
         dataset = getattr(dataset, "dataset", None) or getattr(dataset, "base", None)
         seen += 1
     return None

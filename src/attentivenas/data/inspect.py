@@ -147,27 +147,27 @@ def _points(n: int) -> str:
     return f"{100.0 / n:.2g}" if n else "-"
 
 
-def config_for_folder(report: FolderReport, data_path: str | None = None) -> str:
-    """A commented training config (YAML text) for the folder of ``report``; ``attentivenas train
-    --config FILE`` reads it as is."""
-    side = report.image_side
-    small = side < SMALL_IMAGE_PX
-    image_size = side if small else min(side, 224)
+def _sizes(report: FolderReport) -> tuple[int, int, int]:
+    """The hold-out images, batch size and epochs of the config made for ``report``."""
+    small = report.image_side < SMALL_IMAGE_PX
     n_train, classes = report.train.images, len(report.classes)
     val_size = max(min(holdout_floor(n_train), n_train - classes), classes)
     trained = n_train - val_size
-    batch = 64 if small else 32
-    batch = max(8, min(batch, trained // 4))
+    batch = max(8, min(64 if small else 32, trained // 4))
     epochs = int(min(100, max(2, round(IMAGES_BUDGET / max(trained, 1)))))
-    space = "tiny" if small else "attentivenas"
-    path = data_path or report.root
-    channels = sorted(set(report.train.channels) | set(report.test.channels))
+    return val_size, batch, epochs
+
+
+def _data_rows(report: FolderReport, path: str, val_size: int, batch: int) -> list[tuple[str, str]]:
+    """The config's ``seed``, ``space`` and ``data`` lines, each with its comment."""
+    side = report.image_side
+    small = side < SMALL_IMAGE_PX
     crop_note = ("small images: no random-resized crop (it keeps 8-100% of the area)" if small
                  else "RandomResizedCrop(image_size), area scale crop_scale")
-    rows: list[tuple[str, str]] = [
+    return [
         ("seed: 0", ""),
-        (f"space: {space}", "resolutions 24/28/32, 0.6-4.4 MFLOPs: for small images" if small
-         else "resolutions 192-288: for ImageNet-sized images (slow on a CPU)"),
+        (f"space: {'tiny' if small else 'attentivenas'}", "resolutions 24/28/32, 0.6-4.4 MFLOPs: for small images"
+         if small else "resolutions 192-288: for ImageNet-sized images (slow on a CPU)"),
         ("data:", ""),
         ("  name: imagefolder", ""),
         (f"  path: {json.dumps(path)}", ""),
@@ -177,7 +177,7 @@ def config_for_folder(report: FolderReport, data_path: str | None = None) -> str
                                     "points of top-1"),
         ("", "(unset: max(2%, min(1000, a fifth of train/)) images)"),
         ("  split_seed: 0", ""),
-        (f"  image_size: {image_size}", "the images' own size" if small else "the training crop"),
+        (f"  image_size: {side if small else min(side, 224)}", "the images' own size" if small else "the training crop"),
         ("  eval_resize: null", "follows image_size: " + ("the whole image is evaluated" if small
                                                          else "image_size / 0.875 (256 for 224)")),
         ("  interpolation: bicubic", ""),
@@ -192,6 +192,12 @@ def config_for_folder(report: FolderReport, data_path: str | None = None) -> str
         (f"  batch_size: {batch}", ""),
         ("  eval_batch_size: 500", ""),
         ("  num_workers: 0", ""),
+    ]
+
+
+def _training_rows(small: bool, epochs: int) -> list[tuple[str, str]]:
+    """The config's model, loss, optimiser, sampler, evaluation, checkpoint, runtime and log lines."""
+    return [
         ("model:", ""),
         ("  bn_momentum: 0.0", "BN statistics are recalibrated before every evaluation"),
         ("  dropout: 0.1", ""),
@@ -226,9 +232,18 @@ def config_for_folder(report: FolderReport, data_path: str | None = None) -> str
         ("  every_steps: 20", ""),
         ("  tensorboard: false", ""),
     ]
+
+
+def config_for_folder(report: FolderReport, data_path: str | None = None) -> str:
+    """A commented training config (YAML text) for the folder of ``report``; ``attentivenas train
+    --config FILE`` reads it as is."""
+    side = report.image_side
+    val_size, batch, epochs = _sizes(report)
+    rows = _data_rows(report, data_path or report.root, val_size, batch) + _training_rows(side < SMALL_IMAGE_PX, epochs)
+    channels = sorted(set(report.train.channels) | set(report.test.channels))
     lines = [
         f"# Made by `attentivenas init` from {report.root}:",
-        f"#   train: {n_train:,} images in {classes} classes ({min(report.train.counts.values())}-"
+        f"#   train: {report.train.images:,} images in {len(report.classes)} classes ({min(report.train.counts.values())}-"
         f"{max(report.train.counts.values())} per class); test (val/): {report.test.images:,} images",
         f"#   images: shorter side {side} px (median of a sample), channels {channels} (read as RGB)",
         "# Train with: attentivenas train --config THIS_FILE --out runs/mine",

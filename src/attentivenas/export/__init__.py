@@ -2,16 +2,19 @@
 
 Lives here: ``formats`` (``torch.export`` — the default —, ONNX, safetensors, ExecuTorch, OpenVINO and
 deprecated TorchScript files; INT8 files), ``folders`` (sha256, the export lock, cleaning after killed
-exports), ``pareto`` (a Pareto set as one folder), ``subnet_files`` (a subnet read back from safetensors),
-``bundle`` (model folders: weights, ``config.json``, runtime files, a model card; ``load_pretrained``),
-``bundle_format`` (a bundle's file names, bounds and ``CardInfo``), ``card`` (the model card, escaped) and
-``bundle_check`` (``config.json`` read as hostile input).
+exports), ``pareto`` (a Pareto set as one folder), ``weights`` (a subnet's weights: ``model.safetensors`` +
+``config.json``), ``pretrained`` (``load_pretrained``: the one loader), ``subnet_files`` (old-format
+subnet files, read with a warning),
+``bundle`` (model folders: weights, ``config.json``, runtime files, a model card),
+``bundle_format`` (a bundle's file names, bounds and ``CardInfo``), ``card`` (the model card, escaped),
+``card_measure`` (what the card measures: top-1, each runtime file timed), ``inputs`` (the images an export
+is made with), ``bundle_set`` (a checkpoint's subnets as bundles), ``commands`` (what ``export`` does and
+prints) and ``bundle_check`` (``config.json`` read as hostile input).
 
 May import: ``attentivenas.space``, ``costs``, ``nn``, ``runtimes``, ``latency``, ``accuracy``, ``config``, ``data``, ``devices``, ``errors``, ``io``, ``progress``.
 """
 
 from .bundle import (
-    load_pretrained,
     write_bundle,
 )
 from .bundle_format import (
@@ -22,8 +25,8 @@ from .formats import (
     SUFFIXES,
     ExportError,
     arch_json_path,
-    executorch_relative_error,
     export_executorch,
+    export_file,
     export_int8,
     export_onnx,
     export_openvino,
@@ -31,17 +34,17 @@ from .formats import (
     export_subnet,
     export_torch_export,
     export_torchscript,
-    onnx_relative_error,
+    file_relative_error,
     relative_error,
     script_subnet,
     subnet_spec,
-    torch_export_relative_error,
 )
 from .pareto import (
     export_pareto_set,
     read_pareto_archs,
 )
-from .subnet_files import (
+from .pretrained import (
+    load_pretrained,
     load_safetensors_subnet,
 )
 
@@ -53,8 +56,8 @@ __all__ = [
     "SUFFIXES",
     "ExportError",
     "arch_json_path",
-    "executorch_relative_error",
     "export_executorch",
+    "export_file",
     "export_int8",
     "export_onnx",
     "export_openvino",
@@ -62,11 +65,10 @@ __all__ = [
     "export_subnet",
     "export_torch_export",
     "export_torchscript",
-    "onnx_relative_error",
+    "file_relative_error",
     "relative_error",
     "script_subnet",
     "subnet_spec",
-    "torch_export_relative_error",
     "export_pareto_set",
     "read_pareto_archs",
     "load_safetensors_subnet",

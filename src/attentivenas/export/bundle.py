@@ -10,114 +10,84 @@ A bundle is one folder per subnet::
                         top-1 per split and precision, latency per runtime and precision, provenance
 
 :func:`write_bundle` writes it (each file atomically, ``config.json`` last: a folder without it is
-not a bundle); :func:`load_pretrained` rebuilds the :class:`~attentivenas.nn.StaticSubnet` from
-``config.json`` + ``model.safetensors`` alone (no supernet, no pickle), validating the config first:
-bounded sizes, the arch checked against the space the config stores. Every problem is one
-:class:`ExportError` line naming the file. ``huggingface_hub``'s ``PyTorchModelHubMixin`` loads the
-same two files from a local folder (see docs/search.md).
+not a bundle); :func:`~attentivenas.export.pretrained.load_pretrained` rebuilds the model from
+``config.json`` + ``model.safetensors`` alone (no supernet, no pickle). ``huggingface_hub``'s
+``PyTorchModelHubMixin`` loads the same two files from a local folder (see docs/search.md).
 
 This module measures nothing: accuracy and latency entries of the card come from the caller
-(``latency_fn`` is called on each runtime file once it is written), so ``nn`` stays below ``latency``.
+(``latency_fn`` is called on each runtime file once it is written; :mod:`attentivenas.export.bundle_set`
+measures them).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save
 from torch import nn
-from torch.nn import functional as F
 
+from ..config.bundle import COLORS, MODEL_RESIZE, MODEL_TYPE
 from ..costs import count_flops, count_params
-from ..errors import UserError
-from ..io import atomic_write_bytes, atomic_write_json, atomic_write_text
-from ..nn.layers import resize_input
-from ..nn.static import StaticSubnet
-from ..runtimes.quantize import INT8_FORMATS, PRECISIONS
-from .bundle_check import (
-    bundle_space_arch,
-    check_costs,
-    check_state,
-    compare_with_weights,
-    error_line,
-    integer_in,
-    read_bundle_config,
-    verify_bundle_files,
-)
+from ..io import atomic_write_json, atomic_write_text
+from ..runtimes.quantize import PRECISIONS
 from .bundle_format import (
     BUNDLE_FORMATS,
     CARD_NAME,
-    COLORS,
-    CONFIG_NAME,
-    FORMAT_VERSION,
     INDEX_NAME,
-    MFLOPS_UNIT,
-    MODEL_RESIZE,
-    MODEL_TYPE,
-    RUNTIME_FILES,
-    WEIGHTS_NAME,
     AccuracyFn,
     CardInfo,
     LatencyFn,
+    bundle_runtime,
     runtime_file_name,
 )
 from .card import model_card
 from .folders import clean_export_folder, export_lock, file_sha256
 from .formats import ExportError, export_subnet, parse_batch, subnet_spec
+from .weights import CONFIG_NAME, cpu_state, weights_config, write_weights
 
 
 def parse_formats(text: str | Sequence[str]) -> tuple[str, ...]:
     """``--with torch-export,onnx``: the runtime formats of a bundle (duplicates dropped, order kept)."""
     items = [s.strip() for s in (text.split(",") if isinstance(text, str) else text)]
     items = [s for s in items if s]
-    bad = [s for s in items if s not in RUNTIME_FILES]
+    bad = [s for s in items if bundle_runtime(s) is None]
     if bad:
         raise ExportError(f"--with {bad[0]!r} is not a runtime format of a bundle; use a comma list of "
                           f"{', '.join(BUNDLE_FORMATS)}")
     return tuple(dict.fromkeys(items))
 
 
+def _has_int8(fmt: str) -> bool:
+    """Whether a bundle's runtime file of format ``fmt`` can be INT8 (its record has a quantizer)."""
+    rt = bundle_runtime(fmt)
+    return rt is not None and rt.int8 is not None
+
+
 def check_bundle_options(formats: Sequence[str], precisions: Sequence[str], batch: int | str | None) -> None:
-    """Refuse, before any work, precisions, batches and formats a bundle cannot be written with (one line)."""
-    bad = [p for p in precisions if p not in PRECISIONS]
-    if bad:
-        raise ExportError(f"unknown precision {bad[0]!r}; use {' or '.join(PRECISIONS)}")
+    """Refuse, before any work, batches and formats a bundle cannot be written with (one line); the precisions
+    were checked where the command's input was read (``export.commands.int8_recipe``)."""
+    assert all(p in PRECISIONS for p in precisions), precisions
     for fmt in parse_formats(formats):
         if batch is not None:
             parse_batch(batch, fmt)
-    if "int8" in precisions and not any(f in INT8_FORMATS for f in formats):
+    if "int8" in precisions and not any(_has_int8(f) for f in formats):
         raise ExportError(f"--precision int8 in a bundle needs an INT8 runtime file: add "
-                          f"{' or '.join(f for f in BUNDLE_FORMATS if f in INT8_FORMATS)} to --with "
+                          f"{' or '.join(f for f in BUNDLE_FORMATS if _has_int8(f))} to --with "
                           f"(e.g. --with torch-export,onnx)")
 
 
 # --------------------------------------------------------------------------- writing
 def bundle_config(subnet: nn.Module, info: CardInfo | None = None,
                   files: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
-    """The ``config.json`` of ``subnet`` (see the module docstring)."""
+    """The ``config.json`` of ``subnet`` (see the module docstring): its weights' config
+    (:func:`~attentivenas.export.weights.weights_config`), its runtime files and what ``info`` says."""
     info = info or CardInfo()
-    spec = subnet_spec(subnet)
     space, arch, num_classes = subnet.space, subnet.arch, int(subnet.num_classes)
-    cfg: dict[str, Any] = {
-        "model_type": MODEL_TYPE,
-        "format_version": FORMAT_VERSION,
-        "library_name": "attentivenas",
-        "space": spec["space"],
-        "arch": spec["arch"],
-        "num_classes": num_classes,
-        "resolution": int(arch.resolution),
-        "mflops": count_flops(space, arch, num_classes),
-        "mflops_unit": MFLOPS_UNIT,
-        "params_m": count_params(space, arch, num_classes) / 1e6,
-        "weights": WEIGHTS_NAME,
-        "files": {k: dict(v) for k, v in (files or {}).items()},
-    }
+    cfg = weights_config(subnet_spec(subnet), count_flops(space, arch, num_classes),
+                         count_params(space, arch, num_classes) / 1e6)
+    cfg["files"] = {k: dict(v) for k, v in (files or {}).items()}
     if info.class_names is not None:
         cfg["class_names"] = [str(c) for c in info.class_names]
     if info.normalization is not None:
@@ -179,39 +149,19 @@ def write_bundle(subnet: nn.Module, folder: str | Path, *, formats: Sequence[str
     out = Path(folder)
     if out.exists() and not out.is_dir():
         raise ExportError(f"bundle folder {out} exists and is not a folder")
-    model = subnet  # the writers export CPU eval copies; the caller's module is left as it is
-    spec = subnet_spec(model)  # refuses a model that is not a subnet
-    state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+    spec = subnet_spec(subnet)  # refuses a model that is not a subnet
     with export_lock(out, folder=False):
         out.mkdir(parents=True, exist_ok=True)
         clean_export_folder(out)
         (out / CONFIG_NAME).unlink(missing_ok=True)  # until this bundle is complete, the folder is none
-        weights = atomic_write_bytes(out / WEIGHTS_NAME,
-                                     save(state, metadata={"format": "pt", "attentivenas": json.dumps(spec)}))
-        files: dict[str, dict[str, Any]] = {}
-        for precision in dict.fromkeys(precisions):
-            for fmt in formats:
-                if precision == "int8" and fmt not in INT8_FORMATS:
-                    continue  # no INT8 file of this format (checked above: another format of the bundle has one)
-                name = runtime_file_name(fmt, precision)
-                kwargs: dict[str, Any] = {"batch": parse_batch(batch, fmt)}
-                if precision != "fp32":
-                    kwargs.update({"precision": precision, **dict(int8_options or {})})
-                res = export_subnet(model, out / name, fmt, **kwargs)
-                entry = {"format": fmt, "precision": precision, "batch": res.get("batch", kwargs["batch"])}
-                if "rel_error" in res:
-                    entry["rel_error"] = res["rel_error"]
-                entry["sha256"] = file_sha256(out / name)
-                files[name] = entry
-                if latency_fn is not None:
-                    lat = dict(latency_fn(out / name, fmt, precision, entry["batch"]))
-                    info.latency.append({"file": name, "runtime": fmt, "precision": precision, **lat})
+        weights = write_weights(out, cpu_state(subnet), spec)
+        files = _write_runtime_files(subnet, out, formats, precisions, batch, info, latency_fn, int8_options)
         if accuracy_fn is not None:
             info.accuracy += [dict(e) for e in accuracy_fn(out, files)]
         for stale in _known_runtime_files(out):
             if stale.name not in files:
                 stale.unlink()
-        cfg = bundle_config(model, info, files)
+        cfg = bundle_config(subnet, info, files)
         cfg["weights_sha256"] = file_sha256(weights)
         if info.accuracy:
             cfg["accuracy"] = [dict(a) for a in info.accuracy]
@@ -220,6 +170,32 @@ def write_bundle(subnet: nn.Module, folder: str | Path, *, formats: Sequence[str
         atomic_write_text(out / CARD_NAME, model_card(cfg, info))
         atomic_write_json(out / CONFIG_NAME, cfg)
     return cfg
+
+
+def _write_runtime_files(model: nn.Module, out: Path, formats: Sequence[str], precisions: Sequence[str],
+                         batch: int | str | None, info: CardInfo, latency_fn: LatencyFn | None,
+                         int8_options: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """Each runtime file of a bundle written and checked (the writers export CPU eval copies; ``model`` is
+    left as it is), timed by ``latency_fn`` into ``info.latency``; returns ``config.json``'s ``files``."""
+    files: dict[str, dict[str, Any]] = {}
+    for precision in dict.fromkeys(precisions):
+        for fmt in formats:
+            if precision == "int8" and not _has_int8(fmt):
+                continue  # no INT8 file of this format (checked above: another format of the bundle has one)
+            name = runtime_file_name(fmt, precision)
+            kwargs: dict[str, Any] = {"batch": parse_batch(batch, fmt)}
+            if precision != "fp32":
+                kwargs.update({"precision": precision, **dict(int8_options or {})})
+            res = export_subnet(model, out / name, fmt, **kwargs)
+            entry = {"format": fmt, "precision": precision, "batch": res.get("batch", kwargs["batch"])}
+            if "rel_error" in res:
+                entry["rel_error"] = res["rel_error"]
+            entry["sha256"] = file_sha256(out / name)
+            files[name] = entry
+            if latency_fn is not None:
+                lat = dict(latency_fn(out / name, fmt, precision, entry["batch"]))
+                info.latency.append({"file": name, "runtime": fmt, "precision": precision, **lat})
+    return files
 
 
 def _known_runtime_files(folder: Path) -> list[Path]:
@@ -256,120 +232,5 @@ def start_bundle_set(folder: str | Path) -> None:
 
 
 
-class BundledSubnet(StaticSubnet):
-    """A bundle's model (:func:`load_pretrained`): a :class:`StaticSubnet` with its ``config`` and
-    ``class_names``, and :meth:`preprocess` / :meth:`classify` for images as its data was prepared."""
-
-    config: dict[str, Any]
-    class_names: list[str] | None
-
-    def preprocess(self, image: Any) -> torch.Tensor:
-        """An image file (path) or PIL image as this model's input, ``3 x r x r`` float32 (see
-        :func:`preprocess_image`)."""
-        pre = self.config.get("preprocessing")
-        if not isinstance(pre, Mapping):
-            raise ExportError("this bundle records no preprocessing (written before attentivenas recorded it); "
-                              "export it again to classify images directly")
-        return preprocess_image(image, pre)
-
-    @torch.inference_mode()
-    def classify(self, images: Any, top_k: int = 1, batch_size: int = 64) -> list[dict[str, Any]]:
-        """Labels and probabilities of image files or PIL images (one, or a list): per image
-        ``{"label", "index", "probability"}`` of the most likely class, and with ``top_k`` > 1 ``"top"``: the
-        ``top_k`` most likely as ``(label, probability)`` pairs."""
-        if not integer_in(top_k, 1, self.num_classes) or not integer_in(batch_size, 1, 4096):
-            raise UserError(f"top_k must be from 1 to {self.num_classes} and batch_size from 1 to 4096")
-        items = [images] if isinstance(images, (str, Path)) or not isinstance(images, Iterable) else list(images)
-        self.eval()
-        device = next(self.parameters()).device
-        out: list[dict[str, Any]] = []
-        for i in range(0, len(items), batch_size):
-            x = torch.stack([self.preprocess(im) for im in items[i:i + batch_size]]).to(device)
-            probs = torch.softmax(self(x).float(), dim=1).cpu()
-            values, indices = probs.topk(top_k, dim=1)
-            for vals, idx in zip(values.tolist(), indices.tolist(), strict=True):
-                entry: dict[str, Any] = {"label": self._label(idx[0]), "index": idx[0], "probability": vals[0]}
-                if top_k > 1:
-                    entry["top"] = [(self._label(j), p) for j, p in zip(idx, vals, strict=True)]
-                out.append(entry)
-        return out
-
-    def _label(self, index: int) -> str:
-        return self.class_names[index] if self.class_names else str(index)
-
-
-def preprocess_image(image: Any, pre: Mapping[str, Any]) -> torch.Tensor:
-    """An image file (path) or PIL image as a bundle's ``preprocessing`` (:func:`preprocessing_of`) says:
-    converted to its colour (grey images become RGB and colour ones grey as the model was trained),
-    resized (and centre-cropped) as the training data's evaluation was, scaled to [0, 1], normalised and
-    resized to the model's resolution; ``3 x r x r`` float32."""
-    from PIL import Image, UnidentifiedImageError  # heavy: Pillow only when images are classified
-
-    if isinstance(image, (str, Path)):
-        try:
-            with Image.open(image) as im:
-                img = im.convert("L" if pre["source"]["color"] == "grayscale" else "RGB")
-        except (OSError, UnidentifiedImageError, ValueError) as exc:
-            raise UserError(f"cannot read image {image}: {error_line(exc)}") from None
-    elif isinstance(image, Image.Image):
-        img = image.convert("L" if pre["source"]["color"] == "grayscale" else "RGB")
-    else:
-        raise UserError(f"preprocess takes an image file path or a PIL image, not {type(image).__name__}")
-    rs = pre["resize"]
-    if rs["mode"] == "shorter_side":
-        from torchvision.transforms import InterpolationMode  # heavy
-        from torchvision.transforms import functional as TF  # heavy: as the training data's transform
-
-        mode = InterpolationMode.BICUBIC if rs["interpolation"] == "bicubic" else InterpolationMode.BILINEAR
-        img = TF.center_crop(TF.resize(img, int(rs["size"]), interpolation=mode), int(pre["crop"]))
-    x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0)
-    x = x[None] if x.ndim == 2 else x.permute(2, 0, 1)
-    if rs["mode"] == "whole_image" and tuple(x.shape[1:]) != (rs["size"], rs["size"]):
-        x = F.interpolate(x[None], size=(int(rs["size"]),) * 2, mode=rs["interpolation"], align_corners=False)[0]
-    x = x.expand(3, -1, -1)
-    mean = torch.tensor(pre["mean"], dtype=torch.float32)[:, None, None]
-    std = torch.tensor(pre["std"], dtype=torch.float32)[:, None, None]
-    x = (x - mean) / std
-    return resize_input(x[None], int(pre["model_input"]["size"]))[0].contiguous()
-
-
-def load_pretrained(folder: str | Path, device: str | torch.device = "cpu") -> BundledSubnet:
-    """The model of a bundle folder (a :class:`BundledSubnet`, eval mode, on ``device``), built from its
-    ``config.json`` and ``model.safetensors`` alone (no supernet, no pickle), after checking that
-
-    * every descriptive field of ``config.json`` is well formed (:func:`read_bundle_config`: normalisation
-      finite with positive std, interpolation, preprocessing, files, accuracy and latency entries) and its
-      MFLOPs, params and resolution are the arch's (validated against the space it stores);
-    * every file it lists exists with the sha256 it records (a swapped runtime file is refused);
-    * ``model.safetensors`` records the same space, arch, resolution and class count, and its tensors are
-      float32 (BN counters integer), finite, with BN variances >= 0, every one present with its shape.
-
-    Any mismatch is one :class:`ExportError` line naming the file and the field. Edits that do not
-    change the model (e.g. class names) load."""
-    root = Path(folder)
-    cfg = read_bundle_config(root)
-    space, arch = bundle_space_arch(cfg, root / CONFIG_NAME)
-    weights = root / WEIGHTS_NAME
-    if not weights.is_file():
-        raise ExportError(f"{weights} not found: the bundle has no weights")
-    compare_with_weights(cfg, space, arch, weights)
-    check_costs(cfg, space, arch, root / CONFIG_NAME)
-    verify_bundle_files(root, cfg)
-    try:
-        state = load_file(str(weights), device="cpu")
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise ExportError(f"{weights} is not a valid safetensors file ({error_line(exc)})") from None
-    check_state(state, weights)
-    model = BundledSubnet(space, arch, int(cfg["num_classes"]))
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise ExportError(f"{weights}: weights do not match the arch of {CONFIG_NAME}: {error_line(exc)}") from None
-    model.class_names = cfg.get("class_names")
-    model.config = cfg
-    return model.to(device).eval()
-
-
-__all__ = ["BundledSubnet", "bundle_config", "bundle_folder_name", "check_bundle_options", "load_pretrained",
-           "parse_formats", "preprocess_image", "preprocessing_of", "start_bundle_set", "write_bundle",
-           "write_bundle_index"]
+__all__ = ["bundle_config", "bundle_folder_name", "check_bundle_options", "parse_formats", "preprocessing_of",
+           "start_bundle_set", "write_bundle", "write_bundle_index"]

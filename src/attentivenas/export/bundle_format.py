@@ -1,5 +1,6 @@
-"""What a bundle folder is made of: its file names, format version, the runtime files and their names,
-the bounds its config is read with, and :class:`CardInfo` (what the card says beyond the subnet)."""
+"""What a bundle folder is made of: its file names, format version (those of the weights and
+``config.json``: :mod:`attentivenas.export.weights`), the runtime files and their names,
+the bound of its config's size (the typed ``config.json``: :mod:`attentivenas.config.bundle`), and :class:`CardInfo` (what the card says beyond the subnet)."""
 
 
 from __future__ import annotations
@@ -10,35 +11,15 @@ from pathlib import Path
 from typing import Any
 
 from ..runtimes.quantize import PRECISIONS
+from ..runtimes.records import RUNTIMES, Runtime, find_format
 from .formats import ExportError
 
-MODEL_TYPE = "attentivenas-subnet"
-#: 2: ``preprocessing`` and the sha256 of every file (``weights_sha256``, ``files[name].sha256``) recorded
-FORMAT_VERSION = 2
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
 CARD_NAME = "README.md"
 INDEX_NAME = "index.json"
-#: runtime files a bundle can hold, by export format
-RUNTIME_FILES = {"torch-export": "model.pt2", "onnx": "model.onnx", "executorch": "model.pte"}
-BUNDLE_FORMATS = tuple(RUNTIME_FILES)
-RUNTIME_NAMES = {"torch-export": "PyTorch (torch.export .pt2)", "onnx": "ONNX Runtime", "executorch":
-                 "ExecuTorch (XNNPACK)"}
+#: the export formats of the runtime files a bundle can hold (the records with ``bundle``), in record order
+BUNDLE_FORMATS = tuple(r.format for r in RUNTIMES.values() if r.bundle)
 #: the largest config.json read (it holds a space, an arch and a few hundred class names)
 MAX_CONFIG_BYTES = 16 * 2**20
-MAX_CLASSES = 1_000_000
-MFLOPS_UNIT = "million multiply-accumulates (MACs), the authors' FLOPs convention"
-#: interpolations a bundle's preprocessing may name (those the data configs take)
-INTERPOLATIONS = ("bilinear", "bicubic")
-#: how the source image is resized: ``whole_image`` (both sides to the size: the digits, Fashion-MNIST)
-#: or ``shorter_side`` (the shorter side to the size, then a centre crop: image folders, CIFAR)
-RESIZE_MODES = ("whole_image", "shorter_side")
-#: source colours: the image is converted to this mode first (``grayscale``: repeated on 3 channels after)
-COLORS = {"grayscale": 1, "rgb": 3}
-#: the largest image side a bundle's preprocessing may name
-MAX_SIDE = 16384
-#: the network resizes its input to its resolution with this interpolation (in the model, and for runtime files)
-MODEL_RESIZE = "bicubic"
 
 #: ``latency_fn(path, fmt, precision, batch) -> {"median_ms", "p90_ms", "batch", "threads", ...}``
 LatencyFn = Callable[[Path, str, str, "int | str"], Mapping[str, Any]]
@@ -71,11 +52,23 @@ class CardInfo:
 
 def runtime_file_name(fmt: str, precision: str = "fp32") -> str:
     """``model.pt2``, ``model.onnx``, ``model.pte``; INT8 files are ``model.int8.<suffix>``."""
-    if fmt not in RUNTIME_FILES:
+    rt = bundle_runtime(fmt)
+    if rt is None:
         raise ExportError(f"a bundle's runtime files are {', '.join(BUNDLE_FORMATS)}; not {fmt!r}")
     if precision not in PRECISIONS:
         raise ExportError(f"unknown precision {precision!r}; use {' or '.join(PRECISIONS)}")
-    name = RUNTIME_FILES[fmt]
-    return name if precision == "fp32" else name.replace("model.", "model.int8.", 1)
+    return f"model{rt.suffix}" if precision == "fp32" else f"model.int8{rt.suffix}"
+
+
+def bundle_runtime(fmt: str) -> Runtime | None:
+    """The record of a runtime file format a bundle can hold (``None`` for any other format)."""
+    rt = find_format(fmt)
+    return rt if rt is not None and rt.bundle else None
+
+
+def runtime_title(key: object) -> str:
+    """The card's name of a runtime, given its name or its format (the key itself when no record has it)."""
+    rt = find_format(str(key)) or RUNTIMES.get(str(key))
+    return rt.card_title or rt.title if rt is not None else str(key)
 
 

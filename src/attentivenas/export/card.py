@@ -12,9 +12,11 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from ..config.bundle import WEIGHTS_NAME
 from ..io import dumps_json
 from ..space import Arch, SearchSpace, net_plan
-from .bundle_format import CONFIG_NAME, RUNTIME_NAMES, WEIGHTS_NAME, CardInfo
+from .bundle_format import CardInfo, bundle_runtime, runtime_title
+from .weights import CONFIG_NAME
 
 
 # --------------------------------------------------------------------------- the model card
@@ -109,17 +111,6 @@ def standalone_preprocess_code(cfg: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-#: how each runtime file is run without attentivenas, on ``x = preprocess("image.png")``
-RUNTIME_SNIPPETS = {
-    "torch-export": ["import torch", "", "program = torch.export.load(\"{file}\").module()",
-                     "logits = program(torch.from_numpy(x)).detach().numpy()"],
-    "onnx": ["import onnxruntime as ort", "",
-             "session = ort.InferenceSession(\"{file}\", providers=[\"CPUExecutionProvider\"])",
-             "logits = session.run(None, {{session.get_inputs()[0].name: x}})[0]"],
-    "executorch": ["import torch", "from executorch.runtime import Runtime", "",
-                   "method = Runtime.get().load_program(\"{file}\").load_method(\"forward\")",
-                   "logits = method.execute([torch.from_numpy(x)])[0].numpy()  # batch {batch}: pad a smaller one"],
-}
 
 
 def _use_lines(cfg: Mapping[str, Any]) -> list[str]:
@@ -133,28 +124,21 @@ def _use_lines(cfg: Mapping[str, Any]) -> list[str]:
     lines += ["Without attentivenas (numpy and Pillow; resampling may differ from PyTorch's in the last digits):", "",
               "```python", *standalone_preprocess_code(cfg), "", "", "x = preprocess(\"image.png\")", "```", ""]
     for name, f in cfg.get("files", {}).items():
-        snippet = RUNTIME_SNIPPETS.get(str(f.get("format")))
-        if snippet is None:
+        rt = bundle_runtime(str(f.get("format")))
+        if rt is None or not rt.card_snippet:
             continue
-        lines += [f"`{name}` ({RUNTIME_NAMES[str(f['format'])]}, {f['precision']}):", "", "```python",
+        snippet = rt.card_snippet
+        lines += [f"`{name}` ({runtime_title(rt.format)}, {f['precision']}):", "", "```python",
                   *[ln.format(file=name, batch=f.get("batch")) for ln in snippet],
                   "probabilities = softmax(logits)  # per class; CLASSES[probabilities.argmax(1)[0]]", "```", ""]
     return lines
 
 
-def model_card(cfg: Mapping[str, Any], info: CardInfo | None = None) -> str:
-    """The ``README.md`` of a bundle: Hub-style YAML front matter, then the arch, costs, accuracy,
-    latency, files, how to use it (with and without attentivenas), and where it came from. Text it did
-    not write itself (file names, paths, class names, the command) is escaped (:func:`md_text`,
-    :func:`md_code_block`)."""
-    info = info or CardInfo()
-    space = SearchSpace.from_dict(cfg["space"])
-    arch = Arch.from_dict(cfg["arch"])
-    title = f"AttentiveNAS subnet ({_fmt(cfg['mflops'], 1)} MFLOPs, {cfg['resolution']}px)"
+def _front_matter(cfg: Mapping[str, Any], title: str, acc: list[Mapping[str, Any]]) -> list[str]:
+    """The card's YAML front matter in the Hub's style (with a ``model-index`` of the measured top-1s)."""
     front = ["---", "library_name: attentivenas", "pipeline_tag: image-classification",
              "tags:", "- image-classification", "- neural-architecture-search", "- attentivenas",
              "- safetensors"]
-    acc = [a for a in cfg.get("accuracy", []) if a.get("top1") is not None]
     if acc:
         front += ["model-index:", f"- name: {_yaml_str(title)}", "  results:"]
         for a in acc:
@@ -166,11 +150,13 @@ def model_card(cfg: Mapping[str, Any], info: CardInfo | None = None) -> str:
                       f"      name: {_yaml_str('top-1 (' + str(a.get('precision', 'fp32')) + ')')}"]
         front += ["metrics:", "- accuracy"]
     front.append("---")
-    lines = [*front, "", f"# {title}", "",
-             f"A subnet of the {md_text(space.name)} search space, extracted from an AttentiveNAS supernet and "
-             "exported with the `attentivenas` toolkit. It runs without the supernet.", ""]
-    lines += ["## Architecture", "", f"Input resolution: {cfg['resolution']} x {cfg['resolution']}, "
-              f"{cfg['num_classes']} classes.", ""]
+    return front
+
+
+def _arch_lines(cfg: Mapping[str, Any], space: SearchSpace, arch: Arch) -> list[str]:
+    """The card's "Architecture" and "Cost" sections."""
+    lines = ["## Architecture", "", f"Input resolution: {cfg['resolution']} x {cfg['resolution']}, "
+             f"{cfg['num_classes']} classes.", ""]
     names = cfg.get("class_names")
     if names:
         shown = ", ".join(md_text(c) for c in names[:50])
@@ -189,10 +175,14 @@ def model_card(cfg: Mapping[str, Any], info: CardInfo | None = None) -> str:
     plan = net_plan(space, arch)
     lines += ["", f"{len(plan.blocks)} MBConv blocks. Arch (JSON):", "", *md_code_block(dumps_json(cfg["arch"]), "json"),
               ""]
-    lines += ["## Cost", "", "| MFLOPs (MACs) | params (M) |", "|---|---|",
-              f"| {_fmt(cfg['mflops'])} | {_fmt(cfg['params_m'], 3)} |", "",
-              "MFLOPs count multiply-accumulates, as the AttentiveNAS papers do.", ""]
-    lines += ["## Accuracy", ""]
+    return lines + ["## Cost", "", "| MFLOPs (MACs) | params (M) |", "|---|---|",
+                    f"| {_fmt(cfg['mflops'])} | {_fmt(cfg['params_m'], 3)} |", "",
+                    "MFLOPs count multiply-accumulates, as the AttentiveNAS papers do.", ""]
+
+
+def _measured_lines(cfg: Mapping[str, Any], info: CardInfo, acc: list[Mapping[str, Any]]) -> list[str]:
+    """The card's "Accuracy" and "Latency" sections."""
+    lines = ["## Accuracy", ""]
     if acc:
         lines += ["Top-1 of this model's weights as bundled (INT8: its runtime file, run by its runtime):", "",
                   "| split | precision | top-1 (%) | top-5 (%) | images |", "|---|---|---|---|---|"]
@@ -204,28 +194,34 @@ def model_card(cfg: Mapping[str, Any], info: CardInfo | None = None) -> str:
     else:
         lines += ["Not measured (`--no-card-metrics`).", ""]
     lines += ["## Latency", ""]
-    if info.latency or cfg.get("latency"):
-        entries = info.latency or cfg["latency"]["entries"]
-        machine = info.machine or (cfg.get("latency") or {}).get("machine") or "unknown"
-        lines += [f"Measured when the bundle was written, on {md_text(machine)}: each file loaded in its runtime and "
-                  "run on batch 1 (a fixed-batch file on its batch), median and 90th percentile of a few timed runs "
-                  "after a short warm-up. A rough figure: time it on the machine it will run on.", "",
-                  "| runtime | file | precision | median (ms) | p90 (ms) | threads |", "|---|---|---|---|---|---|"]
-        for e in entries:
-            lines.append(f"| {md_text(RUNTIME_NAMES.get(str(e.get('runtime')), e.get('runtime')))} | "
-                         f"`{md_text(e.get('file'))}` | {md_text(e.get('precision'))} | {_fmt(e.get('median_ms'), 3)} | "
-                         f"{_fmt(e.get('p90_ms'), 3)} | {_fmt(e.get('threads'))} |")
-        lines.append("")
-    else:
-        lines += ["Not measured (`--no-latency`).", ""]
-    lines += ["## Files", "", "| file | format | precision | batch |", "|---|---|---|---|",
-              f"| `{WEIGHTS_NAME}` | safetensors (weights) | fp32 | any |"]
+    if not (info.latency or cfg.get("latency")):
+        return lines + ["Not measured (`--no-latency`).", ""]
+    entries = info.latency or cfg["latency"]["entries"]
+    machine = info.machine or (cfg.get("latency") or {}).get("machine") or "unknown"
+    lines += [f"Measured when the bundle was written, on {md_text(machine)}: each file loaded in its runtime and "
+              "run on batch 1 (a fixed-batch file on its batch), median and 90th percentile of a few timed runs "
+              "after a short warm-up. A rough figure: time it on the machine it will run on.", "",
+              "| runtime | file | precision | median (ms) | p90 (ms) | threads |", "|---|---|---|---|---|---|"]
+    for e in entries:
+        lines.append(f"| {md_text(runtime_title(e.get('runtime')))} | "
+                     f"`{md_text(e.get('file'))}` | {md_text(e.get('precision'))} | {_fmt(e.get('median_ms'), 3)} | "
+                     f"{_fmt(e.get('p90_ms'), 3)} | {_fmt(e.get('threads'))} |")
+    return lines + [""]
+
+
+def _files_lines(cfg: Mapping[str, Any]) -> list[str]:
+    """The card's "Files" section."""
+    lines = ["## Files", "", "| file | format | precision | batch |", "|---|---|---|---|",
+             f"| `{WEIGHTS_NAME}` | safetensors (weights) | fp32 | any |"]
     for name, f in cfg.get("files", {}).items():
         lines.append(f"| `{md_text(name)}` | {md_text(f['format'])} | {md_text(f['precision'])} | "
                      f"{md_text(f['batch'])} |")
-    lines += [f"| `{CONFIG_NAME}` | the model's description (sha256 of every file) | | |", ""]
-    lines += _use_lines(cfg)
-    lines += ["## Provenance", ""]
+    return lines + [f"| `{CONFIG_NAME}` | the model's description (sha256 of every file) | | |", ""]
+
+
+def _provenance_lines(cfg: Mapping[str, Any], info: CardInfo, space: SearchSpace) -> list[str]:
+    """The card's "Provenance" section: the checkpoint, the space, the notes and the command."""
+    lines = ["## Provenance", ""]
     src = cfg.get("source") or {}
     if src:
         lines.append(f"* extracted from the checkpoint {md_text(src.get('checkpoint'))} "
@@ -234,6 +230,22 @@ def model_card(cfg: Mapping[str, Any], info: CardInfo | None = None) -> str:
     lines += [f"* {n}" for n in info.notes]
     if cfg.get("command"):
         lines += ["", "Made with:", "", *md_code_block(str(cfg["command"]), "bash")]
+    return lines
+
+
+def model_card(cfg: Mapping[str, Any], info: CardInfo | None = None) -> str:
+    """The ``README.md`` of a bundle: Hub-style YAML front matter, then the arch, costs, accuracy,
+    latency, files, how to use it (with and without attentivenas), and where it came from. Text it did
+    not write itself (file names, paths, class names, the command) is escaped (:func:`md_text`,
+    :func:`md_code_block`)."""
+    info = info or CardInfo()
+    space = SearchSpace.from_dict(cfg["space"])
+    arch = Arch.from_dict(cfg["arch"])
+    title = f"AttentiveNAS subnet ({_fmt(cfg['mflops'], 1)} MFLOPs, {cfg['resolution']}px)"
+    acc = [a for a in cfg.get("accuracy", []) if a.get("top1") is not None]
+    lines = [*_front_matter(cfg, title, acc), "", f"# {title}", "",
+             f"A subnet of the {md_text(space.name)} search space, extracted from an AttentiveNAS supernet and "
+             "exported with the `attentivenas` toolkit. It runs without the supernet.", ""]
+    lines += _arch_lines(cfg, space, arch) + _measured_lines(cfg, info, acc) + _files_lines(cfg)
+    lines += _use_lines(cfg) + _provenance_lines(cfg, info, space)
     return "\n".join(lines).rstrip() + "\n"
-
-

@@ -1,12 +1,15 @@
 """Standalone subnets: ``torch.export`` programs (``.pt2``, checked with ``torch.export.load``; the
 default), ONNX (dynamo exporter by default, checked with onnxruntime), ExecuTorch programs (``.pte``,
-XNNPACK delegate, checked with ExecuTorch's runtime), safetensors + arch JSON, and TorchScript
+XNNPACK delegate, checked with ExecuTorch's runtime), the subnet's weights (safetensors), and TorchScript
 (deprecated: ``torch.jit`` is deprecated in PyTorch; a :class:`FutureWarning` says so).
 
-The batch of ONNX, ``.pt2`` and ``.pte`` files is ``batch``: a fixed size N or ``"dynamic"`` (a
-symbolic batch axis, ``torch.export.Dim``; ONNX and ``.pt2`` only, ExecuTorch programs here have a
-fixed input shape). Each writer returns it as ``"batch"`` in its info dict (and
-:func:`export_pareto_set` in ``index.json``).
+Every runtime file is written by :func:`export_file` through its runtime's record
+(:mod:`attentivenas.runtimes.records`: export, load, save, INT8 quantizer); :func:`export_onnx`,
+:func:`export_torch_export`, :func:`export_executorch` and :func:`export_openvino` name a format. The
+batch of a runtime file is ``batch``: a fixed size N or ``"dynamic"`` (a symbolic batch axis, where the
+record's batch policy is dynamic: ONNX and ``.pt2``; ExecuTorch and OpenVINO files here have a fixed
+input shape). Each writer returns it as ``"batch"`` in its info dict (and :func:`export_pareto_set` in
+``index.json``).
 
 Every writer is atomic (:mod:`attentivenas.io`) and checks what it wrote against the PyTorch subnet
 on a seeded random batch: the relative error is ``max |exported - torch| / max |torch|`` over all
@@ -22,17 +25,16 @@ top-1 reported beside the fp32 subnet's (``top1_fp32``, ``top1_int8``, ``agreeme
 ``drop_points``). OpenVINO files (``.xml`` + ``.bin``) come from ``openvino.convert_model`` of the
 ``torch.export`` program (fp32) or NNCF (int8), at a fixed batch.
 
-:func:`export_safetensors` writes the state dict with safetensors and, beside it,
-``<stem>.arch.json`` (arch, space, number of classes) so :func:`load_safetensors_subnet` rebuilds
-the subnet without pickle. :func:`export_subnet` dispatches on the format, optionally recalibrating
-BN first; :func:`export_pareto_set` writes a whole Pareto set in one call.
+:func:`export_safetensors` writes the subnet's weights as a bundle holds them (a folder with
+``model.safetensors`` and ``config.json``, :mod:`attentivenas.export.weights`), which
+:func:`~attentivenas.export.bundle.load_pretrained` rebuilds without pickle. :func:`export_subnet`
+dispatches on the format, optionally recalibrating BN first; :func:`export_pareto_set` writes a whole Pareto set in one call.
 """
 
 from __future__ import annotations
 
 import copy
 import io
-import json
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -40,25 +42,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import save
 from torch import nn
 
+from ..costs import count_flops, count_params
 from ..errors import UserError
-from ..io import atomic_write_bytes, atomic_write_json
+from ..io import atomic_write_bytes
 from ..nn.bn import calibrate_bn
 from ..nn.layers import resize_input
 from ..nn.static import StaticSubnet
-from ..runtimes.programs import (
-    executorch_bytes,
-    executorch_method,
-    exported_program,
-    onnx_bytes,
-    onnx_session,
-    openvino_config,
-    program_bytes,
-    quiet,
-    require,
-)
 from ..runtimes.quantize import (
     DEFAULT_CALIB_IMAGES,
     DEFAULT_MAX_INT8_DROP,
@@ -67,22 +58,23 @@ from ..runtimes.quantize import (
     check_precision,
     fixed_batch_fn,
     int8_drop_fields,
-    int8_executorch_bytes,
-    int8_onnx_bytes,
-    int8_openvino_model,
-    save_openvino,
 )
+from ..runtimes.records import RUNTIMES, Runtime, batch_formats, find_format, runtime_for_format, runtime_formats
 from ..space import Arch, SearchSpace
+from .weights import cpu_state, write_weights_folder
 
 SUBNET_FORMAT = "attentivenas-subnet"
+#: the formats of no runtime, with their suffixes: the subnet's weights (read by attentivenas) and
+#: deprecated TorchScript; every other format is a runtime's (:mod:`attentivenas.runtimes.records`)
+WEIGHT_FORMATS = {"safetensors": ".safetensors", "torchscript": ".pt"}
 #: formats written without an optional extra (the quick start's choices), default first
-BASE_FORMATS = ("torch-export", "onnx", "safetensors", "torchscript")
-FORMATS = (*BASE_FORMATS, "executorch", "openvino")
-DEFAULT_FORMAT = "torch-export"
-#: formats whose files have a batch size (``batch=N`` or ``"dynamic"``)
-BATCH_FORMATS = ("onnx", "torch-export", "executorch", "openvino")
+BASE_FORMATS = (*runtime_formats(extra=False), *WEIGHT_FORMATS)
+FORMATS = (*BASE_FORMATS, *runtime_formats(extra=True))
+DEFAULT_FORMAT = BASE_FORMATS[0]
+#: formats whose files have a batch size (``batch=N`` or ``"dynamic"``): every runtime's
+BATCH_FORMATS = batch_formats()
 #: formats whose files have a fixed input shape (no ``"dynamic"`` batch; default batch 1)
-FIXED_BATCH_FORMATS = ("executorch", "openvino")
+FIXED_BATCH_FORMATS = tuple(r.format for r in RUNTIMES.values() if r.batch == "fixed")
 #: The INT8 file's logits are compared with the fp32 subnet's and the relative error recorded, but
 #: not held to a bound by default: INT8 rounding error depends on the model (0.2% on a seeded
 #: network, 65-115% on an untrained one whose BN was recalibrated on data: channels of tiny
@@ -94,15 +86,14 @@ INDEX_KEYS = ("rel_error", "exporter", "opset", "tensors", "batch", "precision",
               "top1_int8", "agreement", "drop_points", "check_images", "int8_drop", "max_int8_drop", "int8_drop_exceeded")
 INDEX_NAME = "index.json"
 #: ONNX exporters: ``torch.export``-based (the default) and PyTorch's deprecated TorchScript-based one
-ONNX_EXPORTERS = ("dynamo", "torchscript")
+ONNX_EXPORTERS = runtime_for_format("onnx").option_values["exporter"]
 DYNAMIC = "dynamic"
 #: the largest ``--batch`` of an exported file: its export traces and checks the model on two random batches
 #: of that size (at 224 px, batch 256 is about 150 MB of input and a few GB of activations)
 MAX_BATCH = 256
 TORCHSCRIPT_DEPRECATED = ("the torchscript format is deprecated (torch.jit is deprecated in PyTorch); "
                           "use --format torch-export (.pt2, loaded with torch.export.load)")
-SUFFIXES = {"torchscript": ".pt", "onnx": ".onnx", "safetensors": ".safetensors", "torch-export": ".pt2",
-            "executorch": ".pte", "openvino": ".xml"}
+SUFFIXES = {**{r.format: r.suffix for r in RUNTIMES.values()}, **WEIGHT_FORMATS}
 
 
 class ExportError(UserError):
@@ -120,9 +111,10 @@ def parse_batch(value: int | str | None, fmt: str) -> int | str:
     """``--batch`` of ``fmt``: a size N >= 1 or ``"dynamic"``; ``None`` is the format's default
     (dynamic for ONNX and ``.pt2``, 1 for ExecuTorch). Raises :class:`ExportError` (one line) for a
     bad value, a format without a batch, or ``dynamic`` for ExecuTorch."""
+    rt = find_format(fmt)
     if value is None:
-        return 1 if fmt in FIXED_BATCH_FORMATS else DYNAMIC
-    if fmt not in BATCH_FORMATS:
+        return 1 if rt is not None and rt.batch == "fixed" else DYNAMIC
+    if rt is None:
         raise ExportError(f"--batch applies to {', '.join(BATCH_FORMATS)}, not to {fmt}")
     if isinstance(value, str):
         text = value.strip().lower()
@@ -134,7 +126,7 @@ def parse_batch(value: int | str | None, fmt: str) -> int | str:
             except ValueError:
                 raise ExportError(f"--batch must be a positive integer or 'dynamic', got {value!r}") from None
     if value == DYNAMIC:
-        if fmt in FIXED_BATCH_FORMATS:
+        if rt.batch == "fixed":
             raise ExportError(f"--batch dynamic is not supported for {fmt} (its program here has a fixed "
                               "input shape): give --batch N")
         return DYNAMIC
@@ -194,14 +186,7 @@ def export_torchscript(subnet: StaticSubnet, path: str | Path, check: bool = Tru
     return atomic_write_bytes(path, buf.getvalue())
 
 
-# --------------------------------------------------------------------------- ONNX
-def onnx_relative_error(onnx_bytes: bytes, model: nn.Module, x: torch.Tensor) -> float:
-    """``max |onnx - torch| / max |torch|`` of the logits of ``x`` (onnxruntime, CPU)."""
-    sess = onnx_session(onnx_bytes, threads=1)
-    out = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
-    return relative_error(out, model, x)
-
-
+# --------------------------------------------------------------------------- runtime files
 def relative_error(out: Any, model: nn.Module, x: torch.Tensor) -> float:
     """``max |out - model(x)| / max |model(x)|`` (``inf`` when the shapes differ)."""
     with torch.inference_mode():
@@ -213,150 +198,121 @@ def relative_error(out: Any, model: nn.Module, x: torch.Tensor) -> float:
     return float(np.abs(out.astype(np.float64) - ref).max() / scale)
 
 
-def export_onnx(subnet: nn.Module, path: str | Path, batch: int | str | None = None, opset: int = 17,
-                tol: float = 1e-4, exporter: str = "dynamo", seed: int = 0) -> dict[str, Any]:
-    """Export ``subnet`` to ONNX at its resolution and check it.
-
-    ``batch``: ``"dynamic"`` (the default: a symbolic batch axis) or a fixed size N.
-    ``exporter``: ``"dynamo"`` (``torch.export``-based, the default) or ``"torchscript"`` (PyTorch's
-    deprecated tracing exporter, only on request). The exported file is run with onnxruntime on a
-    seeded random batch (N images, or 3 for a dynamic batch, which the example batch of 2 does not
-    fix); the file is only written when the relative error is <= ``tol``, otherwise
-    :class:`ExportError`. Returns ``{"path", "rel_error", "exporter", "opset", "batch"}``.
-    """
-    batch = parse_batch(batch, "onnx")
-    if exporter not in ONNX_EXPORTERS:
-        raise ExportError(f"unknown ONNX exporter {exporter!r}; use {' or '.join(ONNX_EXPORTERS)}")
-    _subnet_info(subnet)
-    model = _cpu_eval_copy(subnet)
-    r = int(model.resolution)
-    gen = torch.Generator().manual_seed(seed)
-    dynamic = batch == DYNAMIC
-    x = torch.randn(2 if dynamic else batch, 3, r, r, generator=gen)
-    data = onnx_bytes(model, x, opset, exporter, dynamic_batch=dynamic)
-    check = torch.randn(3 if dynamic else batch, 3, r, r, generator=gen)
-    err = onnx_relative_error(data, model, check)
-    if not err <= tol:
-        raise ExportError(f"ONNX check failed: relative error {err:.3g} > {tol:g} against PyTorch")
-    out = atomic_write_bytes(path, data)
-    return {"path": str(out), "rel_error": err, "exporter": exporter,
-            "opset": opset if exporter == "torchscript" else max(opset, 18), "batch": batch}
+def file_relative_error(rt: Runtime, file: Any, model: nn.Module, x: torch.Tensor) -> float:
+    """Relative error of ``rt``'s file (as :meth:`Runtime.export` gave it), run by its runtime on one
+    thread, against ``model`` on ``x``."""
+    return relative_error(rt.load(file, 1).predict(x.numpy()), model, x)
 
 
-# --------------------------------------------------------------------------- torch.export and ExecuTorch
-def _check_inputs(subnet: nn.Module, batch: int, seed: int) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
-    """A CPU eval copy of ``subnet``, an example batch and a check batch (seeded)."""
+def _check_inputs(subnet: nn.Module, batch: int, seed: int,
+                  check_batch: int | None = None) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    """A CPU eval copy of ``subnet``, an example batch and a check batch (seeded, drawn in that order)."""
     if batch < 1:
         raise ExportError(f"batch must be >= 1, got {batch}")
     _subnet_info(subnet)
     model = _cpu_eval_copy(subnet)
     r = int(model.resolution)
     gen = torch.Generator().manual_seed(seed)
-    return model, torch.randn(batch, 3, r, r, generator=gen), torch.randn(batch, 3, r, r, generator=gen)
+    x = torch.randn(batch, 3, r, r, generator=gen)
+    return model, x, torch.randn(check_batch or batch, 3, r, r, generator=gen)
 
 
-def torch_export_relative_error(data: bytes, model: nn.Module, x: torch.Tensor) -> float:
-    """Relative error of a ``.pt2`` file loaded with ``torch.export.load`` against ``model`` on ``x``."""
-    loaded = torch.export.load(io.BytesIO(data)).module()
-    with torch.inference_mode():
-        return relative_error(loaded(x).numpy(), model, x)
+def _file_inputs(subnet: nn.Module, rt: Runtime, batch: int | str,
+                 seed: int) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    """The model, example and check batches of a file check: N images each, or a dynamic file exported
+    on 2 (not specialised to 1) and checked on 3 (which the example does not fix); drawn as the
+    record says (``example_first``)."""
+    n_ex, n_check = (2, 3) if batch == DYNAMIC else (int(batch), int(batch))
+    if rt.example_first:
+        return _check_inputs(subnet, n_ex, seed, n_check)
+    model, _, check = _check_inputs(subnet, n_check, seed)
+    return model, torch.randn(n_ex, *check.shape[1:], generator=torch.Generator().manual_seed(seed)), check
+
+
+def _file_options(rt: Runtime, options: Mapping[str, Any]) -> dict[str, Any]:
+    """The record's file options with those given; a value outside the option's set is refused."""
+    opts = {**rt.file_options, **{k: v for k, v in options.items() if v is not None}}
+    for key, allowed in rt.option_values.items():
+        if opts[key] not in allowed:
+            raise ExportError(f"unknown {rt.check_title} {key} {opts[key]!r}; use {' or '.join(allowed)}")
+    return opts
+
+
+def export_file(subnet: nn.Module, path: str | Path, fmt: str, batch: int | str | None = None, tol: float = 1e-4,
+                seed: int = 0, **options: Any) -> dict[str, Any]:
+    """Write ``subnet`` (fp32) as the file of format ``fmt``'s runtime (its record's export, at the
+    subnet's resolution) and check it: run by its runtime on a seeded random batch, the file is only
+    written when the relative error is <= ``tol``, otherwise :class:`ExportError`.
+
+    ``batch``: a fixed size N, or ``"dynamic"`` (a symbolic batch axis: the default of a record whose
+    batch policy is dynamic; refused by a fixed one, whose default is 1). ``options``: the record's
+    file options (ONNX: ``exporter``, ``opset``). Returns ``{"path", ..., "rel_error", ..., "batch"}``."""
+    rt = runtime_for_format(fmt)
+    batch = parse_batch(batch, fmt)
+    opts = _file_options(rt, options)
+    model, x, check = _file_inputs(subnet, rt, batch, seed)
+    file = rt.export(model, x, dynamic_batch=batch == DYNAMIC, **opts)
+    err = file_relative_error(rt, file, model, check)
+    if not err <= tol:
+        raise ExportError(f"{rt.check_title} check failed: relative error {err:.3g} > {tol:g} against PyTorch")
+    info = rt.save(file, path)
+    return {**info, "rel_error": err, **(rt.file_info(**opts) if rt.file_info else {}), "batch": batch}
+
+
+def export_onnx(subnet: nn.Module, path: str | Path, batch: int | str | None = None, opset: int = 17,
+                tol: float = 1e-4, exporter: str = "dynamo", seed: int = 0) -> dict[str, Any]:
+    """:func:`export_file` as ONNX, checked with onnxruntime. ``batch``: ``"dynamic"`` (the default) or
+    N. ``exporter``: ``"dynamo"`` (``torch.export``-based, the default) or ``"torchscript"`` (PyTorch's
+    deprecated tracing exporter, only on request). Returns ``{"path", "rel_error", "exporter", "opset",
+    "batch"}``."""
+    return export_file(subnet, path, "onnx", batch, tol, seed, exporter=exporter, opset=opset)
 
 
 def export_torch_export(subnet: nn.Module, path: str | Path, batch: int | str | None = None, tol: float = 1e-4,
                         seed: int = 0) -> dict[str, Any]:
-    """Write a ``.pt2`` ExportedProgram (``torch.export``) loadable with ``torch.export.load`` alone,
-    checked against the eager subnet. ``batch``: ``"dynamic"`` (the default: a ``torch.export.Dim``
-    batch axis, exported on a batch of 2 and checked on 3) or a fixed size N (checked on N)."""
-    batch = parse_batch(batch, "torch-export")
-    dynamic = batch == DYNAMIC
-    model, _, check = _check_inputs(subnet, 3 if dynamic else batch, seed)
-    example = torch.randn(2 if dynamic else batch, *check.shape[1:], generator=torch.Generator().manual_seed(seed))
-    data = program_bytes(exported_program(model, example, dynamic_batch=dynamic))  # batch 2: not specialised to 1
-    err = torch_export_relative_error(data, model, check)
-    if not err <= tol:
-        raise ExportError(f"torch.export check failed: relative error {err:.3g} > {tol:g} against PyTorch")
-    return {"path": str(atomic_write_bytes(path, data)), "rel_error": err, "batch": batch}
-
-
-def executorch_relative_error(data: bytes, model: nn.Module, x: torch.Tensor) -> float:
-    """Relative error of an ExecuTorch program run by ExecuTorch's runtime against ``model`` on ``x``."""
-    out = executorch_method(data).execute([x])[0]
-    return relative_error(out.numpy(), model, x)
+    """:func:`export_file` as a ``.pt2`` ExportedProgram (``torch.export``) loadable with
+    ``torch.export.load`` alone. ``batch``: ``"dynamic"`` (the default: a ``torch.export.Dim`` batch
+    axis) or N."""
+    return export_file(subnet, path, "torch-export", batch, tol, seed)
 
 
 def export_executorch(subnet: nn.Module, path: str | Path, batch: int | str | None = None, tol: float = 1e-4,
                       seed: int = 0) -> dict[str, Any]:
-    """Write a ``.pte`` ExecuTorch program (XNNPACK delegate, fixed input shape ``batch x 3 x r x r``,
-    default batch 1; ``"dynamic"`` is refused) checked with ExecuTorch's runtime against the eager
-    subnet; needs the ``executorch`` extra."""
-    batch = parse_batch(batch, "executorch")
-    assert isinstance(batch, int)
-    model, x, check = _check_inputs(subnet, batch, seed)
-    data = executorch_bytes(model, x)
-    err = executorch_relative_error(data, model, check)
-    if not err <= tol:
-        raise ExportError(f"ExecuTorch check failed: relative error {err:.3g} > {tol:g} against PyTorch")
-    return {"path": str(atomic_write_bytes(path, data)), "rel_error": err, "batch": batch}
-
-
-# --------------------------------------------------------------------------- OpenVINO
-def _openvino_run(ov_model: Any, batch: int) -> Any:
-    """``images -> logits`` of an ``openvino.Model`` compiled for the CPU (one thread)."""
-    ov = require("openvino")
-    request = ov.Core().compile_model(ov_model, "CPU", openvino_config(1)).create_infer_request()
-    return fixed_batch_fn(lambda a: np.array(request.infer({0: a})[0]), batch)
+    """:func:`export_file` as a ``.pte`` ExecuTorch program (XNNPACK delegate, fixed input shape
+    ``batch x 3 x r x r``, default batch 1; ``"dynamic"`` is refused); needs the ``executorch`` extra."""
+    return export_file(subnet, path, "executorch", batch, tol, seed)
 
 
 def export_openvino(subnet: nn.Module, path: str | Path, batch: int | str | None = None, tol: float = 1e-4,
                     seed: int = 0) -> dict[str, Any]:
-    """Write an OpenVINO IR (``.xml`` + ``.bin``; ``path``'s suffix becomes ``.xml``) of the subnet's
-    ``torch.export`` program at a fixed batch (default 1), checked with OpenVINO's CPU plugin against
-    the eager subnet; needs the ``openvino`` extra."""
-    batch = parse_batch(batch, "openvino")
-    assert isinstance(batch, int)
-    ov = require("openvino")
-    model, x, check = _check_inputs(subnet, batch, seed)
-    with quiet(), torch.no_grad():
-        converted = ov.convert_model(exported_program(model, x))
-    err = relative_error(_openvino_run(converted, batch)(check).numpy(), model, check)
-    if not err <= tol:
-        raise ExportError(f"OpenVINO check failed: relative error {err:.3g} > {tol:g} against PyTorch")
-    return {**save_openvino(converted, path), "rel_error": err, "batch": batch}
+    """:func:`export_file` as an OpenVINO IR (``.xml`` + ``.bin``; ``path``'s suffix becomes ``.xml``) of
+    the subnet's ``torch.export`` program at a fixed batch (default 1); needs the ``openvino`` extra."""
+    return export_file(subnet, path, "openvino", batch, tol, seed)
 
 
 # --------------------------------------------------------------------------- INT8
 def export_int8(subnet: nn.Module, path: str | Path, fmt: str, calib_images: torch.Tensor,
                 batch: int | str | None = None, tol: float = INT8_TOL, seed: int = 0) -> dict[str, Any]:
     """Write the INT8 file of ``subnet`` as ``fmt`` (one of :data:`INT8_FORMATS`), post-training
-    quantized on ``calib_images`` (:mod:`attentivenas.runtimes.quantize`; BN is not touched here). The
-    file's logits on up to 8 calibration images are compared with the fp32 subnet's: the relative
-    error is recorded and must be finite and <= ``tol`` (:data:`INT8_TOL`: no bound by default).
-    ``batch``: N (ExecuTorch and OpenVINO: default 1) or ``"dynamic"`` (ONNX only, its default)."""
-    if fmt not in INT8_FORMATS:
+    quantized on ``calib_images`` by its record's quantizer (BN is not touched here). The file's logits
+    on up to 8 calibration images are compared with the fp32 subnet's: the relative error is recorded
+    and must be finite and <= ``tol`` (:data:`INT8_TOL`: no bound by default). ``batch``: N (fixed
+    formats: default 1) or ``"dynamic"`` (dynamic formats, their default)."""
+    rt = find_format(fmt)
+    if rt is None or rt.int8 is None:
         raise ExportError(f"--precision int8 applies to formats {', '.join(INT8_FORMATS)}, not to {fmt}")
     batch = parse_batch(batch, fmt)
     dynamic = batch == DYNAMIC
     model, x, _ = _check_inputs(subnet, 2 if dynamic else int(batch), seed)
     calib = calib_images.detach().to("cpu", torch.float32)
-    probe = calib[:8]
-    probe = resize_input(probe, int(x.shape[2]))
-    if fmt == "onnx":
-        data = int8_onnx_bytes(model, x, calib, dynamic_batch=dynamic)
-        sess = onnx_session(data, threads=1)
-        name = sess.get_inputs()[0].name
-        out = fixed_batch_fn(lambda a: sess.run(None, {name: a})[0], probe.shape[0] if dynamic else int(batch))(probe)
-    elif fmt == "executorch":
-        data = int8_executorch_bytes(model, x, calib)
-        method = executorch_method(data)
-        out = fixed_batch_fn(lambda a: method.execute([torch.from_numpy(a)])[0].numpy(), int(batch))(probe)
-    else:
-        ov_model = int8_openvino_model(model, x, calib)
-        out = _openvino_run(ov_model, int(batch))(probe)
+    probe = resize_input(calib[:8], int(x.shape[2]))
+    file = rt.export(model, x, "int8", calib, dynamic_batch=dynamic)
+    out = fixed_batch_fn(rt.load(file, 1).predict, probe.shape[0] if dynamic else int(batch))(probe)
     err = relative_error(out.numpy(), model, probe)
     if not (np.isfinite(err) and err <= tol):
         raise ExportError(f"INT8 {fmt} check failed: relative error {err:.3g} > {tol:g} against the fp32 subnet")
-    info = save_openvino(ov_model, path) if fmt == "openvino" else {"path": str(atomic_write_bytes(path, data))}
-    return {**info, "rel_error": err, "batch": batch, "precision": "int8", "calib_images": int(calib.shape[0])}
+    return {**rt.save(file, path), "rel_error": err, "batch": batch, "precision": "int8",
+            "calib_images": int(calib.shape[0])}
 
 
 # --------------------------------------------------------------------------- safetensors
@@ -368,13 +324,13 @@ def subnet_spec(subnet: nn.Module) -> dict[str, Any]:
 
 
 def export_safetensors(subnet: nn.Module, path: str | Path) -> dict[str, Any]:
-    """Write the state dict with safetensors (spec also in its metadata) and ``<stem>.arch.json``."""
+    """Write the subnet's weights as a bundle holds them: the folder ``path`` with ``model.safetensors``
+    (its description in the metadata) and ``config.json``, read by
+    :func:`~attentivenas.export.bundle.load_pretrained` (:mod:`attentivenas.export.weights`)."""
     spec = subnet_spec(subnet)
-    state = {k: v.detach().to("cpu").contiguous().clone() for k, v in subnet.state_dict().items()}
-    data = save(state, metadata={"attentivenas": json.dumps(spec)})
-    out = atomic_write_bytes(path, data)
-    js = atomic_write_json(arch_json_path(out), spec)
-    return {"path": str(out), "arch_json": str(js), "tensors": len(state)}
+    space, arch, n = _subnet_info(subnet)
+    return write_weights_folder(path, cpu_state(subnet), spec, count_flops(space, arch, n),
+                                count_params(space, arch, n) / 1e6)
 
 
 def export_subnet(subnet: nn.Module, path: str | Path, fmt: str = DEFAULT_FORMAT,
@@ -410,16 +366,10 @@ def export_subnet(subnet: nn.Module, path: str | Path, fmt: str = DEFAULT_FORMAT
             info.update(check_int8_accuracy(info["path"], fmt, check_data[0], check_data[1], subnet, batch=batch))
             info.update(int8_drop_fields(info, max_int8_drop))
         return info
-    if fmt == "onnx":
-        info = export_onnx(subnet, path, **kwargs)
+    if find_format(fmt) is not None:
+        info = export_file(subnet, path, fmt, **kwargs)
     elif fmt == "safetensors":
         info = export_safetensors(subnet, path)
-    elif fmt == "torch-export":
-        info = export_torch_export(subnet, path, **kwargs)
-    elif fmt == "executorch":
-        info = export_executorch(subnet, path, **kwargs)
-    elif fmt == "openvino":
-        info = export_openvino(subnet, path, **kwargs)
     else:
         warnings.warn(TORCHSCRIPT_DEPRECATED, FutureWarning, stacklevel=2)
         info = {"path": str(export_torchscript(subnet, path))}
@@ -428,20 +378,23 @@ def export_subnet(subnet: nn.Module, path: str | Path, fmt: str = DEFAULT_FORMAT
 
 def check_format(fmt: str, kwargs: Mapping[str, Any], precision: str = "fp32") -> None:
     """Refuse an unknown format or precision, and options its writer does not take, before any work."""
-    if fmt not in FORMATS:
+    rt = find_format(fmt)
+    if rt is None and fmt not in WEIGHT_FORMATS:
         raise ExportError(f"unknown export format {fmt!r}; use one of {list(FORMATS)}")
     check_precision(precision)
-    if precision == "int8" and fmt not in INT8_FORMATS:
+    if precision == "int8" and (rt is None or rt.int8 is None):
         raise ExportError(f"--precision int8 applies to formats {', '.join(INT8_FORMATS)}, not to {fmt}")
-    if precision == "int8" and kwargs.get("exporter") not in (None, "dynamo"):
-        raise ExportError("an INT8 ONNX file is exported with the dynamo exporter; drop --onnx-exporter")
+    takes = rt.file_options if rt is not None else {}
+    given = {k: v for k, v in kwargs.items() if v is not None and k != "batch"}
+    for key, value in given.items():
+        if precision == "int8" and key in takes and value != takes[key]:  # the quantizer exports with the default
+            raise ExportError(f"an INT8 {rt.check_title} file is exported with the {takes[key]} {key}; "  # type: ignore[union-attr]
+                              f"drop --{fmt}-{key}")
     if kwargs.get("batch") is not None:
         parse_batch(kwargs["batch"], fmt)
-    if kwargs.get("exporter") is not None and fmt != "onnx":
-        raise ExportError(f"an ONNX exporter applies to --format onnx, not to {fmt}")
-    if fmt in ("torchscript", "safetensors"):
-        extra = sorted(k for k, v in kwargs.items() if v is not None)
-        if extra:
-            raise ExportError(f"the {fmt} format takes no {', '.join(extra)}")
-
-
+    for key in given:
+        owner = next((r for r in RUNTIMES.values() if key in r.file_options), None)
+        if key not in takes and owner is not None:
+            raise ExportError(f"an {owner.check_title} {key} applies to --format {owner.format}, not to {fmt}")
+    if rt is None and given:
+        raise ExportError(f"the {fmt} format takes no {', '.join(sorted(given))}")

@@ -3,7 +3,6 @@ in a format, and ``index.json`` written last (:func:`export_pareto_set`)."""
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -12,41 +11,34 @@ import torch
 from torch import nn
 
 from ..costs import count_flops, count_params
-from ..io import atomic_write_json, read_json_file
+from ..io import atomic_write_json
 from ..runtimes.quantize import DEFAULT_MAX_INT8_DROP
 from ..space import Arch, SearchSpace
+from ..space.pareto_file import MAX_PARETO_ENTRIES, check_pareto_size, drop_repeated, read_pareto_file
 from .folders import clean_export_folder, export_lock, file_sha256
 from .formats import DEFAULT_FORMAT, INDEX_KEYS, INDEX_NAME, SUFFIXES, ExportError, check_format, export_subnet
 
-#: the most entries a Pareto set file may hold (each is exported or fine-tuned)
-MAX_PARETO_ARCHS = 1_000
+#: the most entries a Pareto set may hold (each is exported or fine-tuned)
+MAX_PARETO_ARCHS = MAX_PARETO_ENTRIES
 
 
 def read_pareto_archs(pareto: str | Path | Sequence[Any], space: SearchSpace) -> list[Arch]:
-    """Archs of a Pareto set: a ``pareto.json`` path, or a list of entries ``{"arch": {...}}`` or archs."""
+    """Archs of a Pareto set, one per subnet: a ``pareto.json`` path
+    (:func:`~attentivenas.space.pareto_file.read_pareto_file`), or a list of entries ``{"arch": {...}}`` or archs."""
     if isinstance(pareto, (str, Path)):
-        pareto = read_json_file(pareto, "Pareto set", ExportError)
-        if isinstance(pareto, Mapping):
-            pareto = pareto.get("pareto", pareto.get("archs", []))
+        pareto = read_pareto_file(pareto, ExportError)
     if not isinstance(pareto, Sequence) or len(pareto) == 0:
         raise ExportError("Pareto set is empty")
-    if len(pareto) > MAX_PARETO_ARCHS:
-        raise ExportError(f"Pareto set has {len(pareto):,} entries; at most {MAX_PARETO_ARCHS:,} (a front is a few dozen)")
-    archs, seen = [], set()
+    check_pareto_size(len(pareto), ExportError)
+    archs = []
     for entry in pareto:
         if isinstance(entry, Arch):
-            arch = space.validate(entry)
+            archs.append(space.validate(entry))
         elif isinstance(entry, Mapping):
-            arch = space.arch_from_dict(entry["arch"] if "arch" in entry else entry)
+            archs.append(space.arch_from_dict(entry["arch"] if "arch" in entry else entry))
         else:
             raise ExportError(f"Pareto set entries must be objects with an 'arch', got {type(entry).__name__}")
-        if arch.key() not in seen:  # the validated arch: the same subnet written twice is one subnet
-            seen.add(arch.key())
-            archs.append(arch)
-    if len(archs) < len(pareto):
-        warnings.warn(f"Pareto set: {len(pareto) - len(archs)} repeated subnet(s) dropped; {len(archs)} distinct",
-                      UserWarning, stacklevel=2)
-    return archs
+    return drop_repeated(archs, Arch.key)  # the validated arch: the same subnet written twice is one subnet
 
 
 def export_pareto_set(supernet: nn.Module, pareto: str | Path | Sequence[Any], out_dir: str | Path,
@@ -77,14 +69,19 @@ def export_pareto_set(supernet: nn.Module, pareto: str | Path | Sequence[Any], o
             path = out / f"subnet_{i:02d}_{mflops:.4g}mflops{SUFFIXES[fmt]}"
             info = export_subnet(supernet.extract(arch), path, fmt, calib_batches, precision, calib_images,
                                  check_data, max_int8_drop, **kwargs)
-            record = {"file": path.name, "sha256": file_sha256(info["path"]), "arch": arch.to_dict(),
-                      "mflops": mflops, "params_m": count_params(space, arch, num_classes) / 1e6, "format": fmt}
+            record = {"file": _relative(info["path"], out), "sha256": file_sha256(info["path"]),
+                      "arch": arch.to_dict(), "mflops": mflops,
+                      "params_m": count_params(space, arch, num_classes) / 1e6, "format": fmt}
             record.update({k: v for k, v in info.items() if k in INDEX_KEYS})
-            for key in ("arch_json", "weights"):
+            for key in ("config", "weights"):
                 if key in info:
-                    record[key] = Path(info[key]).name
+                    record[key] = _relative(info[key], out)
             records.append(record)
         atomic_write_json(out / INDEX_NAME, records)
     return records
 
 
+def _relative(path: str | Path, root: Path) -> str:
+    """``path`` relative to the set's folder (``subnet_00_1.2mflops.onnx``; the weights of ``--format
+    safetensors``: ``subnet_00_1.2mflops.safetensors/model.safetensors``)."""
+    return Path(path).relative_to(root).as_posix()

@@ -8,8 +8,8 @@ speed by a reference timed between them), ``exports`` (programs exported in work
 measured per runtime from a :class:`~attentivenas.config.LatencyTableConfig`) and ``fit`` (the
 overhead and the per-group ``scaled`` model fitted, the MAPE reported, a table refitted), ``kit``
 (a measurement kit: the table's programs, a manifest and ``kit_runner``, the runner copied into it
-that needs only the runtime's package) and ``device_import`` (a kit's timings checked and fitted
-into a table).
+that needs only the runtime's package) ``device_import`` (a kit's timings checked and fitted
+into a table) and ``commands`` (what the ``latency`` commands do and print).
 
 May import: ``attentivenas.space``, ``costs``, ``nn``, ``runtimes``, ``config``, ``devices``, ``io``, ``progress``, ``errors``.
 """

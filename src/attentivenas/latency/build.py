@@ -1,6 +1,28 @@
 """Building a latency table: every op signature needed and a few whole subnets, loaded in one
 runtime, timed together, then the table's models fitted (:mod:`attentivenas.latency.fit`).
 
+The ops measured: those of ``archs`` when given, else of ``config.archs`` seeded random archs plus
+the min and max archs, else (``None``) every signature of the space (feasible for small spaces).
+Every op and whole subnet is first exported and loaded in the runtime (through its record,
+:mod:`attentivenas.runtimes.runners`), then all are timed together, in a seeded random order, in
+``passes`` passes (:func:`~attentivenas.latency.measure.time_in_passes`): the median of ``repeats``
+runs after ``warmup``, the lowest over the passes. The overhead (``overhead_ms + per_block_ms *
+blocks``) is fitted to (measured - sum of ops) on ``calibration_archs`` seeded random whole subnets
+(:func:`~attentivenas.latency.fit.fit_overhead`; 0: no overhead); with at least
+:data:`~attentivenas.latency.fit.MIN_SCALED_ARCHS` of them the ``scaled`` model is fitted too.
+``model``: ``sum``, ``scaled``, or ``auto`` (the lower leave-one-out error on the calibration archs).
+Held-out archs are measured whole in the same passes (and their ops added) to report every model's
+error on them (in ``table.meta``). ``clock``: see :func:`~attentivenas.latency.measure.measure_latency`.
+``precision``: ``int8`` quantizes every op and whole subnet alike (the runtime's INT8 quantizer) and
+the table's ``meta["precision"]`` records it (:func:`~.table.check_table_precision`). ``jobs``:
+worker processes that export the programs of the runtimes whose files are bytes (:mod:`.exports`;
+the same weights, inputs and timings as with one). ``drift_correction``: the space's min subnet,
+loaded in the runtime too, is the drift reference of the passes (:mod:`.drift`: times at the
+machine's typical speed, the median over passes) instead of keeping each runner's lowest median.
+A partial file keeps every time as it is measured (:mod:`.partial`): a build of the same settings
+started again reuses them and it is removed at the end. The table's ``meta["space_range"]`` is the
+space's predicted latency range (a whole-space table).
+
 :func:`build_table` takes its settings as one :class:`~attentivenas.config.LatencyTableConfig`;
 :func:`build_latency_table` is the same with the settings as keywords.
 """
@@ -8,6 +30,7 @@ runtime, timed together, then the table's models fitted (:mod:`attentivenas.late
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +42,8 @@ from ..config import LatencyTableConfig
 from ..devices import device_name
 from ..errors import UserError
 from ..progress import progress_bar
+from ..runtimes.records import Runtime
+from ..runtimes.records import runtime as get_runtime
 from ..runtimes.runners import PROGRAM_RUNTIMES, Runner, check_runtime, load_program, prepare, runtime_version
 from ..space import Arch, SearchSpace
 from .drift import DriftReference
@@ -38,115 +63,134 @@ from .partial import PassStore, item_keys
 from .table import MODELS, LatencyTable, space_config
 
 
+@dataclass
+class _Items:
+    """What a build times: the op signatures (sorted), the calibration and held-out archs, the whole
+    subnets loaded (those two, then the drift reference), and the keys of the timed items."""
+
+    ordered: list[OpSig]
+    calib: list[Arch]
+    holdout: list[Arch]
+    subnets: list[Arch]
+    null_n: int  # 1: a near-empty op is timed too (a graph runtime's per-call cost)
+    keys: list[str]
+
+    @property
+    def timed(self) -> int:
+        return len(self.calib) + len(self.holdout)
+
+
 def build_table(space: SearchSpace, config: LatencyTableConfig, archs: Sequence[Arch] | None = None,
                 holdout: Sequence[Arch] | None = None, supernet: nn.Module | None = None,
                 progress: bool = True, partial: Path | None = None,
                 log: Callable[[str], None] | None = None) -> LatencyTable:
-    """Measure every op signature needed in ``config.runtime`` and fit the table's models.
-
-    The ops measured: those of ``archs`` when given, else of ``config.archs`` seeded random archs
-    plus the min and max archs, else (``None``) every signature of the space (feasible for small
-    spaces). Every op and whole subnet is first exported and loaded in the runtime
-    (:mod:`attentivenas.runtimes.runners`), then all are timed together, in a seeded random order, in
-    ``passes`` passes (:func:`~attentivenas.latency.measure.time_in_passes`): the median of ``repeats``
-    runs after ``warmup``, the lowest over the passes. The overhead (``overhead_ms + per_block_ms *
-    blocks``) is fitted to (measured - sum of ops) on ``calibration_archs`` seeded random whole
-    subnets (:func:`~attentivenas.latency.fit.fit_overhead`; 0: no overhead); with at least
-    :data:`~attentivenas.latency.fit.MIN_SCALED_ARCHS` of them the ``scaled`` model is fitted too.
-    ``model``: ``sum``, ``scaled``, or ``auto`` (the lower leave-one-out error on the calibration
-    archs). ``holdout`` (``None``: ``config.holdout_archs`` seeded random archs): archs measured whole
-    in the same passes (and their ops added) to report every model's error on them (in
-    ``table.meta``). ``clock``: see :func:`~attentivenas.latency.measure.measure_latency`.
-    ``precision``: ``int8`` quantizes every op and whole subnet alike (:mod:`.runtimes`; ExecuTorch,
-    ONNX Runtime, OpenVINO) and the table's ``meta["precision"]`` records it
-    (:func:`~.table.check_table_precision`). ``jobs``:
-    worker processes that export the programs of ONNX Runtime and ExecuTorch (:mod:`.exports`; the
-    same weights, inputs and timings as with one). ``drift_correction``: the space's min subnet,
-    loaded in the runtime too, is the drift reference of the passes (:mod:`.drift`: times at the
-    machine's typical speed, the median over passes) instead of keeping each runner's lowest median.
-    ``partial``: the file that keeps every time as it is measured (:mod:`.partial`): a build of the
-    same settings started again reuses them (``log`` says how many) and it is removed at the end.
-    The table's ``meta["space_range"]`` is the space's predicted latency range (a whole-space table).
-    """
+    """Measure every op signature needed in ``config.runtime`` and fit the table's models (the
+    module's docstring says what is measured and how). ``archs``: the archs whose ops are measured
+    (``None``: ``config.archs``); ``holdout``: archs measured whole to report the models' errors
+    (``None``: ``config.holdout_archs`` seeded random ones); ``supernet``: the subnets' weights
+    (``None``: seeded); ``partial``: the file that keeps every time as it is measured (``log`` says
+    how many a restarted build reuses)."""
     c = config
-    runtime, batch, threads, num_classes, seed = c.runtime, c.batch, c.threads, c.num_classes, c.seed
-    precision = c.precision
-    dev = check_runtime(runtime, c.device, precision)
-    if batch < 1:
-        raise UserError(f"batch must be >= 1, got {batch}")
+    dev, rt = _check_build(space, c, supernet)
+    items = _items(space, c, archs, holdout, rt)
+    store = PassStore.open(partial, _settings(c, space, dev, c.threads), c.passes)
+    if store.reused and log is not None:
+        log(f"resuming from {partial}: {store.reused} of {len(items.keys) * c.passes} measurements reused "
+            f"({sum(store.complete(k) for k in items.keys)} of {len(items.keys)} ops and subnets done in every pass)")
+    runners, reference = _load(space, c, items, store, dev, rt, supernet, progress)
+    n_ops, timed = len(items.ordered), items.timed
+    repeats_of = [c.repeats] * n_ops + [c.repeats * 5] * items.null_n + [c.repeats] * timed
+    label = f"timing {n_ops} ops + {timed} subnets ({rt.name}{', int8' if c.precision == 'int8' else ''})"
+    times = time_in_passes(runners, c.warmup, repeats_of, c.passes, c.clock, c.seed, progress, label, reference,
+                           items.keys, store)
+    table = _table(space, c, items, times, dev, rt, reference, len(archs) if archs is not None else c.archs)
+    store.remove()
+    return table
+
+
+def _check_build(space: SearchSpace, c: LatencyTableConfig, supernet: nn.Module | None) -> tuple[torch.device, Runtime]:
+    """The device and runtime record of a build; user errors for settings it cannot use."""
+    dev = check_runtime(c.runtime, c.device, c.precision)
+    if c.batch < 1:
+        raise UserError(f"batch must be >= 1, got {c.batch}")
     if c.passes < 1:
         raise UserError(f"passes must be >= 1, got {c.passes}")
     if c.model not in (*MODELS, "auto"):
         raise UserError(f"unknown latency model {c.model!r}; use sum, scaled or auto")
     if c.model == "scaled" and c.calibration_archs < MIN_SCALED_ARCHS:
         raise UserError(f"the scaled model needs --calibration-archs >= {MIN_SCALED_ARCHS}, got {c.calibration_archs}")
-    check_timing(c.warmup, c.repeats, 1, c.clock, runtime, dev, threads)
-    check_batch(space, space.max_arch(), batch, num_classes)
-    check_jobs(c.jobs, runtime, supernet)
+    check_timing(c.warmup, c.repeats, 1, c.clock, c.runtime, dev, c.threads)
+    check_batch(space, space.max_arch(), c.batch, c.num_classes)
+    check_jobs(c.jobs, c.runtime, supernet)
+    return dev, get_runtime(c.runtime)
+
+
+def _items(space: SearchSpace, c: LatencyTableConfig, archs: Sequence[Arch] | None, holdout: Sequence[Arch] | None,
+           rt: Runtime) -> _Items:
+    """The ops and whole subnets of a build (seeded draws: held-out archs, op archs, calibration archs)."""
     if holdout is None:  # archs apart from the ones the overhead is fitted on
-        hrng = np.random.default_rng(seed + 7919)
+        hrng = np.random.default_rng(c.seed + 7919)
         holdout = [space.sample(hrng) for _ in range(c.holdout_archs)]
-    sigs = _signatures(space, c.archs if archs is None else archs, num_classes, c.max_signatures,
-                       np.random.default_rng(seed))
-    crng = np.random.default_rng(seed + 10_007)
+    sigs = _signatures(space, c.archs if archs is None else archs, c.num_classes, c.max_signatures,
+                       np.random.default_rng(c.seed))
+    crng = np.random.default_rng(c.seed + 10_007)
     calib = [space.sample(crng) for _ in range(c.calibration_archs)]
     for a in [*calib, *holdout]:
-        sigs.update(arch_ops(space, a, num_classes))
+        sigs.update(arch_ops(space, a, c.num_classes))
     ordered = sorted(sigs)
     subnets = [*calib, *holdout, *([space.min_arch()] if c.drift_correction else [])]
+    null_n = 0 if rt.eager else 1
     timed = len(calib) + len(holdout)
-    null_n = 0 if runtime == "torch" else 1
     keys = item_keys([s.key() for s in ordered], [a.to_dict() for a in subnets[:timed]], bool(null_n))
-    store = PassStore.open(partial, _settings(c, space, dev, threads), c.passes)
-    if store.reused and log is not None:
-        log(f"resuming from {partial}: {store.reused} of {len(keys) * c.passes} measurements reused "
-            f"({sum(store.complete(k) for k in keys)} of {len(keys)} ops and subnets done in every pass)")
-    op_idx = [i for i, sig in enumerate(ordered) if not store.complete(keys[i])]
-    sub_idx = [j for j in range(timed) if not store.complete(keys[len(ordered) + null_n + j])]
+    return _Items(ordered, calib, list(holdout), subnets, null_n, keys)
+
+
+def _load(space: SearchSpace, c: LatencyTableConfig, items: _Items, store: PassStore, dev: torch.device, rt: Runtime,
+          supernet: nn.Module | None, progress: bool) -> tuple[list[Runner | None], DriftReference | None]:
+    """The runners of the items not measured yet (``None`` for the others), in timing order, and the
+    drift reference (the min subnet, always loaded) when the build corrects drift."""
+    ordered, timed, null_n = items.ordered, items.timed, items.null_n
+    op_idx = [i for i, sig in enumerate(ordered) if not store.complete(items.keys[i])]
+    sub_idx = [j for j in range(timed) if not store.complete(items.keys[len(ordered) + null_n + j])]
     sub_idx += [timed] if c.drift_correction else []  # the drift reference is always loaded
     if c.jobs > 1:
-        op_run, whole = _runners_exported_apart(ordered, op_idx, subnets, sub_idx, space, batch, threads, num_classes,
-                                                seed, runtime, c.jobs, progress, precision)
+        op_run, whole = _runners_exported_apart(ordered, op_idx, items.subnets, sub_idx, space, c.batch, c.threads,
+                                                c.num_classes, c.seed, rt.name, c.jobs, progress, c.precision)
     else:
-        op_run = _op_runners(ordered, op_idx, space, dev, batch, threads, seed, runtime, progress, precision)
-        whole = _subnet_runners(space, subnets, sub_idx, dev, batch, threads, num_classes, supernet, seed, progress,
-                                runtime, precision)
+        op_run = _op_runners(ordered, op_idx, space, dev, c.batch, c.threads, c.seed, rt.name, progress, c.precision)
+        whole = _subnet_runners(space, items.subnets, sub_idx, dev, c.batch, c.threads, c.num_classes, supernet,
+                                c.seed, progress, rt.name, c.precision)
     # graph runtimes: a near-empty op, whose time is the per-call cost (timed longer: it is short)
     null_done = not null_n or store.complete("null")
-    null = [None if null_done else null_runner(dev, batch, threads, runtime, precision)] * null_n
+    null = [None if null_done else null_runner(dev, c.batch, c.threads, rt.name, c.precision)] * null_n
     reference = drift_reference(whole.pop(timed), c.clock) if c.drift_correction else None
-    runners = [*op_run, *null, *(whole.get(j) for j in range(timed))]
-    repeats_of = [c.repeats] * len(ordered) + [c.repeats * 5] * null_n + [c.repeats] * timed
-    label = f"timing {len(ordered)} ops + {timed} subnets ({runtime}{', int8' if precision == 'int8' else ''})"
-    times = time_in_passes(runners, c.warmup, repeats_of, c.passes, c.clock, seed, progress, label, reference,
-                           keys, store)
-    op_times = times[:len(ordered)]
-    entries = {sig.key(): ms for sig, ms in zip(ordered, op_times, strict=True)}
-    call_ms = times[len(ordered)] if null_n else 0.0
-    whole_ms = times[len(ordered) + null_n:]
+    return [*op_run, *null, *(whole.get(j) for j in range(timed))], reference
+
+
+def _table(space: SearchSpace, c: LatencyTableConfig, items: _Items, times: Sequence[float], dev: torch.device,
+           rt: Runtime, reference: DriftReference | None, archs: int | None) -> LatencyTable:
+    """The table of a build's times, its models fitted on the calibration subnets and checked on the held-out ones."""
+    ordered, calib, null_n = items.ordered, items.calib, items.null_n
+    entries = {sig.key(): ms for sig, ms in zip(ordered, times[:len(ordered)], strict=True)}
+    whole_ms = list(times[len(ordered) + null_n:])
     table = LatencyTable(
-        space={"name": space.name, "supernet_config": space_config(space)},
-        entries=entries,
-        num_classes=num_classes,
-        batch=batch,
-        threads=threads if threads is not None else torch.get_num_threads(),
-        device=str(dev),
-        device_name=device_name(dev),
-        runtime=runtime,
-        runtime_version=runtime_version(runtime),
-        call_ms=call_ms,
-        meta={"precision": precision, "archs": c.archs if archs is None else len(archs), "warmup": c.warmup, "repeats": c.repeats, "passes": c.passes, "seed": seed, "num_ops": len(entries),
-              "clock": c.clock, "op_output": "whole" if runtime == "torch" else "one element",
+        space={"name": space.name, "supernet_config": space_config(space)}, entries=entries,
+        num_classes=c.num_classes, batch=c.batch,
+        threads=c.threads if c.threads is not None else torch.get_num_threads(), device=str(dev),
+        device_name=device_name(dev), runtime=rt.name, runtime_version=runtime_version(rt.name),
+        call_ms=times[len(ordered)] if null_n else 0.0,
+        meta={"precision": c.precision, "archs": archs, "warmup": c.warmup, "repeats": c.repeats, "passes": c.passes,
+              "seed": c.seed, "num_ops": len(entries), "clock": c.clock,
+              "op_output": "whole" if rt.eager else "one element",
               "calibration_subnets": subnet_records(calib, whole_ms[:len(calib)]),
               "drift_reference": _reference_record(reference)},
     )
     if calib:
         fit_models(table, space, calib, whole_ms[:len(calib)], c.model)
-    if holdout:
-        holdout_errors(table, space, list(holdout), whole_ms[len(calib):])
+    if items.holdout:
+        holdout_errors(table, space, list(items.holdout), whole_ms[len(calib):])
     if not table.missing_ops(space):  # a whole-space table: the latency range a search's budgets are taken from
         table.meta["space_range"] = table.space_range(space)
-    store.remove()
     return table
 
 
@@ -232,7 +276,7 @@ def _op_runners(ordered: Sequence[OpSig], idx: Sequence[int], space: SearchSpace
     """The ops at positions ``idx`` of ``ordered`` loaded in the runtime (weights and input of seed
     ``seed + position``); ``None`` at the other positions (measured already)."""
     out: list[Runner | None] = [None] * len(ordered)
-    for i in progress_bar(list(idx), f"load {len(idx)} ops ({runtime})", progress and runtime != "torch"):
+    for i in progress_bar(list(idx), f"load {len(idx)} ops ({runtime})", progress and not _eager(runtime)):
         out[i] = op_runner(ordered[i], dev, batch, threads, seed + i, space.act, runtime, precision)
     return out
 
@@ -248,14 +292,18 @@ def _subnet_runners(space: SearchSpace, subnets: Sequence[Arch], idx: Sequence[i
     inputs = arch_inputs(subnets, batch, seed)
     return {j: prepare(random_subnet(space, subnets[j], num_classes, seed, net), inputs[j], runtime, dev, threads,
                        precision)
-            for j in progress_bar(list(idx), f"load {len(idx)} subnets ({runtime})", progress and runtime != "torch")}
+            for j in progress_bar(list(idx), f"load {len(idx)} subnets ({runtime})", progress and not _eager(runtime))}
+
+
+def _eager(name: str) -> bool:
+    return get_runtime(name).eager
 
 
 def check_jobs(jobs: int, runtime: str, supernet: nn.Module | None = None) -> None:
     """User errors for export ``jobs`` that cannot be used."""
     if jobs < 1:
         raise UserError(f"jobs must be >= 1, got {jobs}")
-    if jobs > 1 and runtime not in PROGRAM_RUNTIMES:
+    if jobs > 1 and not get_runtime(runtime).program:
         raise UserError(f"--jobs > 1 exports programs in worker processes, which only {' and '.join(PROGRAM_RUNTIMES)} "
                         f"load; runtime {runtime!r} needs --jobs 1")
     if jobs > 1 and supernet is not None:

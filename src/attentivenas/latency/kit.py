@@ -28,6 +28,7 @@ from ..config import LatencyTableConfig
 from ..errors import UserError
 from ..io import dumps_json, user_file_errors
 from ..progress import progress_bar
+from ..runtimes.records import RUNTIMES
 from ..runtimes.runners import check_runtime, export_program
 from ..space import Arch, SearchSpace
 from .exports import ExportJob, export_programs
@@ -40,12 +41,11 @@ KIT_FORMAT = "attentivenas-latency-kit"
 KIT_VERSION = 1
 MANIFEST = "manifest.json"
 RUNNER = "runner.py"
-#: runtimes and precisions a kit is written for (the runner loads only these)
-KIT_RUNTIMES = ("onnxruntime",)
+#: runtimes and precisions a kit is written for (the runner loads only these): the records marked ``kit``
+KIT_RUNTIMES = tuple(r.name for r in RUNTIMES.values() if r.kit)
 KIT_PRECISIONS = ("fp32", "int8")
 REFERENCE = "reference"
 NULL = "null"
-_SUFFIX = {"onnxruntime": ".onnx"}
 
 
 def kit_items(space: SearchSpace, c: LatencyTableConfig) -> tuple[list[OpSig], list[Arch], list[Arch]]:
@@ -71,7 +71,8 @@ def kit_items(space: SearchSpace, c: LatencyTableConfig) -> tuple[list[OpSig], l
 
 def check_kit_config(space: SearchSpace, c: LatencyTableConfig) -> None:
     """User errors for kit settings that cannot be written."""
-    if c.runtime not in KIT_RUNTIMES:
+    rt = RUNTIMES.get(c.runtime)
+    if rt is None or not rt.kit:
         raise UserError(f"--runtime {c.runtime!r}: kits are written for {', '.join(KIT_RUNTIMES)} for now")
     if c.precision not in KIT_PRECISIONS:
         raise UserError(f"--precision {c.precision!r}: kits are written in {', '.join(KIT_PRECISIONS)} for now")
@@ -108,7 +109,7 @@ def write_kit(space: SearchSpace, c: LatencyTableConfig, out: Path, progress: bo
         try:
             (tmp / "items").mkdir()
             for i, (name, data) in enumerate(zip(names, programs, strict=True)):
-                rel = f"items/{i:05d}{_SUFFIX[c.runtime]}"
+                rel = f"items/{i:05d}{RUNTIMES[c.runtime].suffix}"
                 (tmp / rel).write_bytes(data)
                 items.append({"name": name, "file": rel, "sha256": hashlib.sha256(data).hexdigest(),
                               "input_shape": list(shapes[i]), "dtype": "float32", "input_seed": c.seed + i,

@@ -76,6 +76,41 @@ class _Item:
         return out
 
 
+def _time_passes(items, ref, timed, reps, warmup, orders):
+    """Every timed item in each pass's order, the reference (when the kit has one) timed at the start
+    and end of each pass and every REFERENCE_EVERY_S in between: per item and pass the raw median and
+    the reference's time around it, the reference's times, and the seconds the passes took."""
+    runs = 3
+    if ref is not None:
+        first = _median(ref.times(2, 3))
+        runs = min(MAX_REFERENCE_RUNS, max(3, math.ceil(REFERENCE_POINT_MS / max(first, 1e-3))))
+    points = []
+    results = {n: [] for n in timed}
+    t_start = time.time()
+    for order in orders:
+        pending, before, last = [], None, -math.inf
+        for i in order:
+            name = timed[i]
+            if ref is not None and (before is None or time.perf_counter() - last >= REFERENCE_EVERY_S):
+                after = _median(ref.times(1, runs))
+                points.append(after)
+                last = time.perf_counter()
+                for n, raw in pending:
+                    results[n].append({"ms": raw, "reference_ms": after if before is None else (before + after) / 2})
+                pending, before = [], after
+            raw = _median(items[name].times(warmup, reps[name]))
+            if ref is None:
+                results[name].append({"ms": raw})
+            else:
+                pending.append((name, raw))
+        if ref is not None and pending:
+            after = _median(ref.times(1, runs))
+            points.append(after)
+            for n, raw in pending:
+                results[n].append({"ms": raw, "reference_ms": (before + after) / 2})
+    return results, points, time.time() - t_start
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description="Time every program of a latency kit on this device.")
     ap.add_argument("--kit", default=os.path.dirname(os.path.abspath(__file__)), help="the kit folder")
@@ -96,41 +131,14 @@ def main(argv=None):
     warmup, passes, seed = man["warmup"], man["passes"], man["seed"]
     rng = np.random.default_rng(seed)
     orders = [rng.permutation(len(timed)).tolist() for _ in range(passes)]
-    runs = 3
-    if ref is not None:
-        first = _median(ref.times(2, 3))
-        runs = min(MAX_REFERENCE_RUNS, max(3, math.ceil(REFERENCE_POINT_MS / max(first, 1e-3))))
-    points = []
-    results = {n: [] for n in timed}
-    t_start = time.time()
-    for p in range(passes):
-        pending, before, last = [], None, -math.inf
-        for i in orders[p]:
-            name = timed[i]
-            if ref is not None and (before is None or time.perf_counter() - last >= REFERENCE_EVERY_S):
-                after = _median(ref.times(1, runs))
-                points.append(after)
-                last = time.perf_counter()
-                for n, raw in pending:
-                    results[n].append({"ms": raw, "reference_ms": after if before is None else (before + after) / 2})
-                pending, before = [], after
-            raw = _median(items[name].times(warmup, reps[name]))
-            if ref is None:
-                results[name].append({"ms": raw})
-            else:
-                pending.append((name, raw))
-        if ref is not None and pending:
-            after = _median(ref.times(1, runs))
-            points.append(after)
-            for n, raw in pending:
-                results[n].append({"ms": raw, "reference_ms": (before + after) / 2})
+    results, points, seconds = _time_passes(items, ref, timed, reps, warmup, orders)
     out = {
         "format": TIMINGS_FORMAT, "version": 1, "kit_id": man["kit_id"], "runtime": man["runtime"],
         "runtime_version": ort.__version__, "precision": man["precision"], "batch": man["batch"],
         "threads": threads, "passes": passes, "tool": "runner.py",
         "device": {"os": platform.platform(), "cpu": _cpu_model(), "machine": platform.machine(),
                    "python": platform.python_version()},
-        "seconds": round(time.time() - t_start, 3), "reference_points": points, "times": results,
+        "seconds": round(seconds, 3), "reference_points": points, "times": results,
     }
     tmp = args.out + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:

@@ -19,7 +19,8 @@ from ..devices import resolve_device
 from ..errors import UserError
 from ..nn import Supernet
 from ..progress import progress_bar, tqdm_bar
-from ..runtimes.runners import CPU_CLOCK_RUNTIMES, Runner, prepare
+from ..runtimes.records import runtime as get_runtime
+from ..runtimes.runners import Runner, prepare
 from ..space import Arch, SearchSpace
 from .drift import DriftReference, drift_corrected
 from .partial import PassStore
@@ -89,7 +90,7 @@ def check_timing(warmup: int, repeats: int, rounds: int, clock: str, runtime: st
         raise UserError(f"threads must be >= 1, got {threads}")
     if clock == "cpu" and (dev.type != "cpu" or threads != 1):
         raise UserError("clock 'cpu' measures one thread on the CPU: use it with device cpu and threads 1")
-    if clock == "cpu" and runtime not in CPU_CLOCK_RUNTIMES:
+    if clock == "cpu" and not get_runtime(runtime).cpu_clock:
         raise UserError(f"clock 'cpu' is not available for runtime {runtime!r} (it runs on its own threads); "
                         "use clock wall")
 
@@ -204,7 +205,7 @@ def arch_runners(space: SearchSpace, archs: Sequence[Arch], device: torch.device
         supernet = seeded_supernet(space, num_classes, seed)
     pairs = list(zip(archs, arch_inputs(archs, batch, seed), strict=True))
     return [prepare(random_subnet(space, a, num_classes, seed, supernet), x, runtime, device, threads, precision)
-            for a, x in progress_bar(pairs, f"load subnets ({runtime})", progress and runtime != "torch")]
+            for a, x in progress_bar(pairs, f"load subnets ({runtime})", progress and not get_runtime(runtime).eager)]
 
 
 def seeded_supernet(space: SearchSpace, num_classes: int, seed: int) -> Supernet:

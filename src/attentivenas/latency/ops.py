@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..nn.static import ConvBnAct, DepthConv, Shortcut
+from ..runtimes.records import runtime as get_runtime
 from ..runtimes.runners import Runner, prepare
 from ..space import HEAD_EXPAND, Arch, BlockConfig, SearchSpace, conv_out_size, net_plan, stage_input_sizes, stage_plan
 from .measure import measure_latency
@@ -192,7 +193,7 @@ def seeded_op_module(sig: OpSig, seed: int, act: str = "swish", runtime: str = "
     in ``runtime``: in the graph runtimes it returns one element of its output (:class:`_OneElement`)."""
     torch.manual_seed(seed)
     module = op_module(sig, act)[0]
-    return module if runtime == "torch" else _OneElement(module)
+    return module if get_runtime(runtime).eager else _OneElement(module)
 
 
 class _OneElement(nn.Module):

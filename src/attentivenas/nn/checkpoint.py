@@ -410,3 +410,17 @@ def load_checkpoint_model(path: str | Path, space: str | SearchSpace | None = No
             raise CheckpointError(f"checkpoint {path} is a subnet of space '{host.space.name}', not of --space {space}")
         return host, meta
     return _supernet_from(obj, path, space, device)
+
+
+def checkpoint_classes(path: Path) -> tuple[SearchSpace, int | None]:
+    """The space and classifier class count a checkpoint stores (a supernet, ours or the authors', or a
+    fine-tuned subnet): what ``flops --checkpoint`` reads."""
+    obj = read_checkpoint(path)
+    if is_subnet_checkpoint(obj):
+        try:
+            return SearchSpace.from_dict(obj["space"]), int(obj["num_classes"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise UserError(f"--checkpoint {path}: the subnet checkpoint has no valid entry {exc}") from None
+    _, sp, meta = supernet_weights(path)
+    n = meta.get("num_classes")
+    return sp, int(n) if n is not None else None

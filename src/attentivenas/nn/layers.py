@@ -3,7 +3,8 @@ resize, the strided shortcut's pooling, drop-connect, and the weight slicing of 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 import torch.nn as nn
@@ -69,13 +70,30 @@ class _SharedSlice(torch.autograd.Function):
         return None, None
 
 
+_slices_in_place = True  # False only inside autograd_slices()
+
+
+@contextmanager
+def autograd_slices() -> Iterator[None]:
+    """Inside the block, sliced shared weights take autograd's own slice (a zero-filled gradient of
+    the whole parameter, then added whole) instead of :class:`_SharedSlice`: the same sums, to
+    measure what the in-place gradient saves (``benchmarks/bench_shared_slice.py``)."""
+    global _slices_in_place
+    _slices_in_place = False
+    try:
+        yield
+    finally:
+        _slices_in_place = True
+
+
 def take(t: torch.Tensor, index: tuple[slice, ...]) -> torch.Tensor:
     """``t[index]`` for the prefix and centre slices of weight sharing: ``t`` itself when ``index``
     takes all of it (no slice recorded); a trainable parameter's slice accumulates its gradient in
-    place (:class:`_SharedSlice`), anything else is a view."""
+    place (:class:`_SharedSlice`; not inside :func:`autograd_slices`), anything else is a view."""
     if all(sl.indices(n) == (0, n, 1) for sl, n in zip(index, t.shape, strict=False)):
         return t
-    if t.requires_grad and t.is_leaf and torch.is_grad_enabled() and not torch.compiler.is_compiling():
+    if (_slices_in_place and t.requires_grad and t.is_leaf and torch.is_grad_enabled()
+            and not torch.compiler.is_compiling()):
         return _SharedSlice.apply(t, index)
     return t[index]
 

@@ -2,9 +2,11 @@
 (XNNPACK delegate) programs and OpenVINO compiled models, plus the optional-import helper that names
 the extra to install.
 
-The runtimes other than PyTorch and onnxruntime are optional extras (``pip install
-attentivenas[executorch]``, ``[openvino]``); :func:`require` imports one or raises
-:class:`MissingRuntimeError` (a user error: one line, exit code 2) naming the extra.
+Each function here knows one runtime's API and nothing about which runtimes exist: the records of
+:mod:`attentivenas.runtimes.records` name them (package, extra, suffix, batch policy) and call these.
+The runtimes other than PyTorch and onnxruntime are optional extras; a record's ``require()`` raises
+:class:`MissingRuntimeError` (a user error: one line, exit code 2) naming the extra before any of these
+functions imports the package.
 """
 
 from __future__ import annotations
@@ -19,31 +21,26 @@ import shutil
 import sys
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from ..errors import UserError
-
-#: runtime -> (module to import, the extra of ``attentivenas`` that installs it)
-OPTIONAL: dict[str, tuple[str, str]] = {
-    "executorch": ("executorch", "executorch"),
-    "openvino": ("openvino", "openvino"),
-    "onnxruntime": ("onnxruntime", ""),
-}
+from ..io import atomic_write_bytes
 
 
 class MissingRuntimeError(UserError):
     """An optional runtime that is not installed (the message names the extra to install)."""
 
 
-def require(runtime: str) -> ModuleType:
-    """Import the package of ``runtime`` or raise :class:`MissingRuntimeError` naming its extra."""
-    module, extra = OPTIONAL[runtime]
+def import_package(module: str, extra: str, runtime: str) -> ModuleType:
+    """Import ``module`` (the package of ``runtime``) or raise :class:`MissingRuntimeError` naming ``extra``."""
     try:
         return importlib.import_module(module)
     except ImportError as exc:
@@ -88,17 +85,6 @@ def remove_orphan_temp_dirs(where: str | os.PathLike[str] | None = None) -> list
     return removed
 
 
-def is_available(runtime: str) -> bool:
-    """Whether the package of ``runtime`` imports (``torch`` always does)."""
-    if runtime == "torch":
-        return True
-    try:
-        require(runtime)
-    except MissingRuntimeError:
-        return False
-    return True
-
-
 @contextlib.contextmanager
 def quiet() -> Iterator[None]:
     """Silence the exporters' warnings and prints (they are about internals, not the user's model)."""
@@ -135,6 +121,11 @@ def program_bytes(program: torch.export.ExportedProgram) -> bytes:
     return buf.getvalue()
 
 
+def pt2_bytes(model: nn.Module, x: torch.Tensor, dynamic_batch: bool = False) -> bytes:
+    """The ``.pt2`` file of ``model``'s ``torch.export`` program on the example ``x``."""
+    return program_bytes(exported_program(model, x, dynamic_batch=dynamic_batch))
+
+
 # --------------------------------------------------------------------------- ONNX
 def onnx_bytes(model: nn.Module, x: torch.Tensor, opset: int = 17, exporter: str = "torchscript",
                dynamic_batch: bool = True) -> bytes:
@@ -155,7 +146,7 @@ def onnx_bytes(model: nn.Module, x: torch.Tensor, opset: int = 17, exporter: str
 
 def onnx_session(data: bytes, threads: int) -> Any:
     """An onnxruntime CPU session of ``data`` running on ``threads`` intra-op threads, sequentially."""
-    ort = require("onnxruntime")
+    ort = importlib.import_module("onnxruntime")  # the record's require() named its extra first
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
@@ -167,7 +158,6 @@ def onnx_session(data: bytes, threads: int) -> Any:
 # --------------------------------------------------------------------------- ExecuTorch
 def executorch_bytes(model: nn.Module, x: torch.Tensor) -> bytes:
     """The ``.pte`` program of ``model`` at the shape of ``x``, lowered to the XNNPACK delegate."""
-    require("executorch")
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import (  # optional (executorch extra)
         XnnpackPartitioner,
     )
@@ -198,7 +188,6 @@ class ExecutorchMethod:
 def executorch_method(data: bytes | str | os.PathLike[str], threads: int | None = None) -> ExecutorchMethod:
     """The ``forward`` method of an ExecuTorch program (bytes or a ``.pte`` path), loaded with
     ExecuTorch's Python runtime; ``threads`` resets its (process-wide) thread pool."""
-    require("executorch")
     if threads is not None:
         set_executorch_threads(threads)
     return ExecutorchMethod(data)
@@ -249,18 +238,101 @@ def set_executorch_threads(threads: int) -> int:
 
 
 # --------------------------------------------------------------------------- OpenVINO
-def openvino_compiled(model: nn.Module, x: torch.Tensor, threads: int) -> Any:
-    """``model`` converted with OpenVINO (from its ``torch.export`` program) and compiled for the CPU
-    plugin: ``threads`` inference threads, one stream, latency hint, float32 precision (OpenVINO's
-    default on CPUs with bf16/f16 support is lower precision)."""
-    ov = require("openvino")
-    program = exported_program(model, x)
-    with quiet():
-        converted = ov.convert_model(program)
-        return ov.Core().compile_model(converted, "CPU", openvino_config(threads))
+def openvino_model(model: nn.Module, x: torch.Tensor) -> Any:
+    """``model`` converted with OpenVINO from its ``torch.export`` program at the shape of ``x``."""
+    ov = importlib.import_module("openvino")
+    with quiet(), torch.no_grad():
+        return ov.convert_model(exported_program(model, x))
 
 
 def openvino_config(threads: int) -> dict[str, Any]:
-    """The CPU plugin settings we measure with."""
+    """The CPU plugin settings we measure with: ``threads`` inference threads, one stream, latency hint,
+    float32 precision (OpenVINO's default on CPUs with bf16/f16 support is lower precision)."""
     return {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY",
             "INFERENCE_PRECISION_HINT": "f32"}
+
+
+def save_openvino(ov_model: Any, path: str | Path) -> dict[str, str]:
+    """Write an ``openvino.Model`` as ``path`` (``.xml``) and its ``.bin`` (weights not compressed to
+    fp16), atomically: written in a temporary folder beside, then renamed."""
+    ov = importlib.import_module("openvino")
+    out = Path(path).with_suffix(".xml")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with private_temp_dir("openvino", out.parent) as tmp:
+        tmp_xml = Path(tmp) / out.name
+        ov.save_model(ov_model, str(tmp_xml), compress_to_fp16=False)
+        os.replace(tmp_xml.with_suffix(".bin"), out.with_suffix(".bin"))
+        os.replace(tmp_xml, out)
+    return {"path": str(out), "weights": str(out.with_suffix(".bin"))}
+
+
+def save_bytes(data: bytes, path: str | Path) -> dict[str, str]:
+    """Write a program file atomically; ``{"path"}``."""
+    return {"path": str(atomic_write_bytes(path, data))}
+
+
+# --------------------------------------------------------------------------- loaded files
+@dataclass(frozen=True)
+class Loaded:
+    """A file loaded in its runtime: ``predict(array)`` gives the logits (numpy) of a batch of the file's
+    input shape; ``bind(x)`` is a forward without arguments on ``x`` (what a timing loop calls); each
+    timing runs inside ``session()``."""
+
+    predict: Callable[[np.ndarray], np.ndarray]
+    bind: Callable[[torch.Tensor], Callable[[], Any]]
+    session: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext
+
+
+def _source(data: Any) -> Any:
+    return os.fspath(data) if isinstance(data, (str, os.PathLike)) else data
+
+
+def load_pt2(data: bytes | str | os.PathLike[str], threads: int) -> Loaded:
+    """A ``.pt2`` program (bytes or path) loaded with ``torch.export.load`` (its module run eagerly)."""
+    src = io.BytesIO(data) if isinstance(data, bytes) else io.BytesIO(Path(data).read_bytes())
+    module = torch.export.load(src).module()
+
+    def predict(a: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return module(torch.from_numpy(a)).detach().numpy()
+
+    return Loaded(predict, lambda x: lambda: module(x), torch.inference_mode)
+
+
+def load_onnx(data: bytes | str | os.PathLike[str], threads: int) -> Loaded:
+    """An ONNX file (bytes or path) in an onnxruntime CPU session (:func:`onnx_session`)."""
+    sess = onnx_session(_source(data), threads)
+    name = sess.get_inputs()[0].name
+
+    def bind(x: torch.Tensor) -> Callable[[], Any]:
+        feed = {name: x.numpy()}
+        return lambda: sess.run(None, feed)
+
+    return Loaded(lambda a: sess.run(None, {name: a})[0], bind)
+
+
+def load_pte(data: bytes | str | os.PathLike[str], threads: int) -> Loaded:
+    """An ExecuTorch program (bytes or path) loaded with ExecuTorch's runtime, its thread pool set to
+    ``threads`` (again before each timing: the pool is process-wide)."""
+    set_executorch_threads(threads)
+    method = ExecutorchMethod(data)
+    return Loaded(lambda a: method.execute([torch.from_numpy(a)])[0].numpy(), lambda x: lambda: method.execute([x]),
+                  lambda: _executorch_threads(threads))
+
+
+def load_openvino(model: Any, threads: int) -> Loaded:
+    """An ``openvino.Model`` (or an ``.xml`` path) compiled for the CPU plugin (:func:`openvino_config`)."""
+    ov = importlib.import_module("openvino")
+    request = ov.Core().compile_model(_source(model), "CPU", openvino_config(threads)).create_infer_request()
+
+    def bind(x: torch.Tensor) -> Callable[[], Any]:
+        arr = x.numpy()
+        return lambda: request.infer({0: arr})
+
+    return Loaded(lambda a: np.array(request.infer({0: a})[0]), bind)
+
+
+@contextlib.contextmanager
+def _executorch_threads(threads: int) -> Iterator[None]:
+    set_executorch_threads(threads)  # process-wide pool: set again before each timing
+    yield

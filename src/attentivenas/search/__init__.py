@@ -4,8 +4,9 @@ Lives here: ``problem`` (cost columns, the archive, budgets as pymoo constraints
 (measured accuracy with a cache), ``nsga2`` (:func:`run_search`), ``results`` (Pareto entries, budget
 winners, re-measurement, the INT8 pass of ``precision: int8``), ``noise`` (Wilson intervals on the
 front, a pick within noise of a cheaper subnet), ``pareto`` (non-dominance, hypervolume), ``files`` (pareto.json / csv / png,
-summary, metrics, config), ``stage2`` (:func:`run_stage2`: the stage-2 sequence, predictor fit to files) and
-``runner`` (:func:`search_from_config`: everything from a config's paths, over ranks).
+summary, metrics, config), ``stage2`` (:func:`run_stage2`: the stage-2 sequence, predictor fit to files),
+``runner`` (:func:`search_from_config`: everything from a config's paths, over ranks) and ``command`` (what
+``attentivenas search`` reads and prints).
 
 May import: ``attentivenas.space``, ``costs``, ``nn``, ``runtimes``, ``latency``, ``accuracy``, ``export``, ``config``, ``rng``,
 ``devices``, ``host_memory``, ``distributed``, ``io``, ``progress``, ``errors``.

@@ -25,15 +25,14 @@ import yaml
 
 from ..accuracy import arch_key
 from ..errors import UserError
-from ..io import atomic_write_bytes, atomic_write_json, atomic_write_text, dumps_json, json_safe, read_json_file
+from ..io import atomic_write_bytes, atomic_write_json, atomic_write_text, dumps_json, json_safe
 from ..space import PUBLISHED_MFLOPS, PUBLISHED_TOP1
+from ..space.pareto_file import drop_repeated, read_pareto_file
 from .results import SearchResult
 
 ENTRY_KEYS = ("arch", "mflops", "params_m", "latency_ms", "accuracy", "accuracy_source")
 ARCH_COLUMNS = ("resolution", "width", "depth", "kernel_size", "expand_ratio")
 PUBLISHED_MODELS = ("a0", "a1", "a2", "a3", "a4", "a5", "a6")
-#: the most entries a Pareto set file may hold
-MAX_PARETO_ENTRIES = 1_000
 
 
 def write_pareto_json(path: str | Path, entries: Sequence[dict[str, Any]]) -> Path:
@@ -81,21 +80,11 @@ def write_pareto_csv(path: str | Path, entries: Sequence[dict[str, Any]]) -> Pat
 
 
 def read_pareto_json(path: str | Path) -> list[dict[str, Any]]:
-    """The entries of a ``pareto.json`` (a missing or malformed file is one :class:`UserError` line)."""
-    data = read_json_file(path, "Pareto set", UserError)
-    if not isinstance(data, list):
-        raise UserError(f"Pareto set {path} must hold a JSON list of entries")
-    if len(data) > MAX_PARETO_ENTRIES:
-        raise UserError(f"Pareto set {path} has {len(data):,} entries; at most {MAX_PARETO_ENTRIES:,}")
-    out, seen = [], set()
-    for e in data:  # the same subnet twice (however its numbers are written) is one entry
-        key = arch_key(e["arch"]) if isinstance(e, dict) and isinstance(e.get("arch"), dict) else None
-        if key is None or key not in seen:
-            out.append(e)
-            seen.add(key)
-    if len(out) < len(data):
-        warnings.warn(f"Pareto set {path}: {len(data) - len(out)} repeated subnet(s) dropped", UserWarning, stacklevel=2)
-    return out
+    """The entries of a ``pareto.json`` (:func:`~attentivenas.space.read_pareto_file`; a missing or
+    malformed file is one :class:`UserError` line), one per subnet."""
+    data = read_pareto_file(path, UserError)
+    return drop_repeated(data, lambda e: arch_key(e["arch"]) if isinstance(e, dict) and isinstance(
+        e.get("arch"), dict) else None, f"Pareto set {path}")
 
 
 #: spaces whose fronts the published models are plotted beside (``search --published``)

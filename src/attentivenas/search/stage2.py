@@ -95,16 +95,9 @@ def run_stage2(config: SearchConfig, out: Path, space: SearchSpace, *, predictor
                                                                                    int8_eval.calib_images})})
         int8 = MeasuredAccuracy(space, int8_eval, int8_path(measured_path), num_classes, progress=progress, log=log,
                                 warn=warn, shared=shared)
-    extra: dict[str, Any] = {}
-    if source == "predicted+remeasure" and predictor is None:
-        assert measured is not None
-        predictor, extra = _auto_predictor(config, space, num_classes, CostEvaluator(space, num_classes, latency_fn,
-                                                                                   memory_fn), measured, out, log)
-        if predictor is None:  # a budget only a few subnets meet: measure each of them
-            source = "measured"
-            config = config.model_copy(update={"accuracy": config.accuracy.model_copy(update={"source": source})})
-    if source != "measured" and predictor is None:
-        raise ConfigError(f"accuracy source '{source}' needs --predictor PRED.json")
+    config, predictor, extra = _predictor_or_measured(config, predictor, space, num_classes,
+                                                      CostEvaluator(space, num_classes, latency_fn, memory_fn),
+                                                      measured, out, log)
     reporter = _reporter(config, evaluator, warn)
     result = run_search(
         space, config, predictor.predict_genes if predictor is not None else None, evaluate_fn=evaluator,
@@ -115,15 +108,34 @@ def run_stage2(config: SearchConfig, out: Path, space: SearchSpace, *, predictor
     if reporter is not None:
         report(result, reporter, progress, cache_dir=out, shared=shared)
         if int8 is not None:  # the INT8 top-1 on the report split too
-            report(result, Int8SubnetEvaluator(reporter, config.int8.runtime, config.int8.calib_images,
-                                               config.runtime.threads), progress, key="report_top1_int8",
-                   cache_dir=out, shared=shared)
+            report(result, Int8SubnetEvaluator(reporter, config.int8, config.runtime.threads), progress,
+                   key="report_top1_int8", cache_dir=out, shared=shared)
     images, split_images = _images(evaluator)
     annotate_noise(result, OBJECTIVES[config.objectives[0]], images, config.accuracy.split,
                    _images(reporter)[0], config.accuracy.report_split, split_images)
     if is_main():
         write_search_outputs(out, result)
     return result
+
+
+def _predictor_or_measured(config: SearchConfig, predictor: Predictor | None, space: SearchSpace, num_classes: int,
+                           costs: CostEvaluator, measured: MeasuredAccuracy | None, out: Path, log: Log | None
+                           ) -> tuple[SearchConfig, Predictor | None, dict[str, Any]]:
+    """The predictor of the search: with predicted+remeasure and none given, one fitted on measured
+    subnets (:func:`_auto_predictor`), or, when only a few subnets meet the budgets, none and the source
+    measured (each of them measured). Returns the config (its source updated), the predictor and what
+    the fit reports; a source other than measured without a predictor is refused."""
+    source = config.accuracy.source
+    extra: dict[str, Any] = {}
+    if source == "predicted+remeasure" and predictor is None:
+        assert measured is not None
+        predictor, extra = _auto_predictor(config, space, num_classes, costs, measured, out, log)
+        if predictor is None:  # a budget only a few subnets meet: measure each of them
+            source = "measured"
+            config = config.model_copy(update={"accuracy": config.accuracy.model_copy(update={"source": source})})
+    if source != "measured" and predictor is None:
+        raise ConfigError(f"accuracy source '{source}' needs --predictor PRED.json")
+    return config, predictor, extra
 
 
 def _check_budgets(config: SearchConfig, costs: CostEvaluator) -> None:
@@ -154,7 +166,7 @@ def int8_evaluator(config: SearchConfig, evaluator: Callable[[Arch], float] | No
     if not isinstance(evaluator, SubnetEvaluator):
         raise ConfigError("--precision int8 measures the best subnets again quantized: it needs --checkpoint CKPT "
                           "(and an accuracy source other than predicted)")
-    return Int8SubnetEvaluator(evaluator, config.int8.runtime, config.int8.calib_images, config.runtime.threads)
+    return Int8SubnetEvaluator(evaluator, config.int8, config.runtime.threads)
 
 
 def int8_path(measured_path: Path | None) -> Path | None:

@@ -3,7 +3,8 @@
 Lives here: ``arch`` (the frozen :class:`Arch`, the authors' dict encoding), ``parse`` (the authors'
 ``supernet_config`` YAML block), ``spec`` (:class:`SearchSpace`, stages, the gene form and its
 :class:`GeneLayout`), ``presets`` (``attentivenas`` = ``alphanet``, ``tiny``, the published models,
-:func:`resolve_arch`) and ``plan`` (the block plan: scalar, per stage, vectorised, supernet slots).
+:func:`resolve_arch`), ``pareto_file`` (the one reader of Pareto files) and ``plan`` (the block plan: scalar,
+per stage, vectorised, supernet slots).
 
 May import: ``attentivenas.errors`` and ``attentivenas.io`` only (numpy and PyYAML outside).
 """

@@ -11,6 +11,7 @@ from typing import Any
 from ..errors import ArchError, SpaceError
 from ..io import read_json_file
 from .arch import Arch
+from .pareto_file import read_pareto_file
 from .spec import SearchSpace, StageSpace
 
 
@@ -154,8 +155,7 @@ def resolve_arch(spec: str | Mapping[str, Any] | Arch, space: SearchSpace) -> Ar
 def pareto_entry(path: Path, pick: str) -> Mapping[str, Any]:
     """The arch of one entry of a ``pareto.json`` that ``search`` wrote: ``best`` (the highest
     ``accuracy``) or a 0-based index in the file's order (the order ``search`` prints)."""
-    data = read_json_file(path, "Pareto file", ArchError)
-    entries = data if isinstance(data, list) else None
+    entries = read_pareto_file(path, ArchError, "Pareto file")
     if not entries or not all(isinstance(e, Mapping) and isinstance(e.get("arch"), Mapping) for e in entries):
         raise ArchError(f"{path}: not a Pareto file of `attentivenas search` (a non-empty list of entries with an 'arch')")
     if pick == "best":

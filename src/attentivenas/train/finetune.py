@@ -1,24 +1,23 @@
 """Fine-tuning a searched subnet alone: ``attentivenas finetune``.
 
-The subnet is extracted from the supernet as a static network (its BN recalibrated) and trained by
-itself, with knowledge distillation from the supernet's max subnet (``distill="kd"``: extracted, BN
-recalibrated, frozen; the project's KD loss, :func:`~attentivenas.train.losses.soft_target_ce`), or
-from the labels (``distill="none"``: label-smoothed cross-entropy). The default, ``distill="auto"``,
-chooses from the teacher's margin over the subnet on the hold-out (:func:`choose_distill`): KD only
-when the max subnet is at least :data:`AUTO_KD_MARGIN` points better, since with a smaller margin the
-labels were measured better (docs/results.md, "Fine-tuning the searched Pareto subnets").
+The subnet is extracted from the supernet as a static network (its BN recalibrated) and trained by itself, with
+knowledge distillation from the supernet's max subnet (``distill="kd"``: extracted, BN recalibrated, frozen; the
+project's KD loss, :func:`~attentivenas.train.losses.soft_target_ce`), or from the labels (``distill="none"``:
+label-smoothed cross-entropy). The default, ``distill="auto"``, chooses from the teacher's margin over the subnet on
+the hold-out (:func:`choose_distill`): KD only when the max subnet is at least :data:`AUTO_KD_MARGIN` points better,
+since with a smaller margin the labels were measured better (docs/results.md, "Fine-tuning the searched Pareto
+subnets").
 
 The data's classes must be the checkpoint classifier's (count, and names where both are known:
-:func:`~attentivenas.train.transfer.check_head`), unless ``new_head`` re-initialises the classifier
-for the data's classes (then the labels teach it: a teacher's outputs are the old classes). A resumed
-run must be the same run: the same supernet file (its sha256), arch and settings that change the
-result (:meth:`_Run.settings`); with ``init="scratch"`` the
-subnet starts from a fresh seeded init instead (trained alone, at the recipe's LR and warm-up: the
-standalone subnets of a ranking probe, :mod:`attentivenas.accuracy.ranking`). Defaults, after NVIDIA's
-practice for fine-tuning searched subnets: half the supernet recipe's learning rate (the
-checkpoint's ``optim.lr`` with its batch scaling; the authors' recipe for their checkpoints), a
-cosine to zero without warm-up, a short schedule (:data:`DEFAULT_EPOCHS` epochs), SGD as in the recipe
-(momentum, Nesterov, weight decay, gradient clipping). One process (no DDP), fp32.
+:func:`~attentivenas.train.transfer.check_head`), unless ``new_head`` re-initialises the classifier for the data's
+classes (then the labels teach it: a teacher's outputs are the old classes). A resumed run must be the same run: the
+same supernet file (its sha256), arch and settings that change the result (:meth:`_Run.settings`); with
+``init="scratch"`` the subnet starts from a fresh seeded init instead (trained alone, at the recipe's LR and
+warm-up: the standalone subnets of a ranking probe, :mod:`attentivenas.accuracy.ranking`). Defaults, after NVIDIA's
+practice for fine-tuning searched subnets: half the supernet recipe's learning rate (the checkpoint's ``optim.lr``
+with its batch scaling; the authors' recipe for their checkpoints), a cosine to zero without warm-up, a short
+schedule (:data:`DEFAULT_EPOCHS` epochs), SGD as in the recipe (momentum, Nesterov, weight decay, gradient
+clipping). One process (no DDP), fp32.
 
 It writes, atomically, as ``train`` does::
 
@@ -26,12 +25,10 @@ It writes, atomically, as ``train`` does::
     DIR/metrics.jsonl          one record per logged step
     DIR/result.json            top-1 / top-5 before and after on the hold-out and the test split
 
-The checkpoint holds the static subnet's weights, its arch and space (``evaluate`` and ``export``
-take it: :func:`attentivenas.nn.load_checkpoint_model`), and the complete state of the run (optimiser,
-schedule, RNG, progress, the "before" accuracies), so ``resume="auto"`` continues exactly; the output
-folder is locked while it runs. The final checkpoint holds BN statistics recalibrated on the
-calibration batches.
-"""
+The checkpoint holds the static subnet's weights, its arch and space (``evaluate`` and ``export`` take it:
+:func:`attentivenas.nn.load_checkpoint_model`), and the complete state of the run (optimiser, schedule, RNG,
+progress, the "before" accuracies), so ``resume="auto"`` continues exactly; the output folder is locked while it
+runs. The final checkpoint holds BN statistics recalibrated on the calibration batches."""
 
 from __future__ import annotations
 
@@ -39,7 +36,6 @@ import math
 import sys
 import time
 import warnings
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -50,30 +46,17 @@ from torch.utils.data import DataLoader
 from ..accuracy import evaluate_arch, evaluate_subnet
 from ..accuracy.protocol import capped, resolve_data, split_of, stage2_data_config
 from ..config import MeasureSettings, checkpoint_kind
+from ..config.finetune import RESUME_FREE, FinetuneSettings
 from ..costs import count_flops, count_params
 from ..data import DataBundle, batches_per_epoch, check_batch_size, describe_pipeline, train_loader
 from ..devices import resolve_device, use_channels_last
 from ..errors import CheckpointError, ConfigError, UserError
 from ..export.folders import file_sha256
 from ..io import OutputLock, atomic_write_json, remove_torn_writes
-from ..nn import (
-    Supernet,
-    cache_calibration_batches,
-    calibrate_bn,
-    load_supernet,
-    subnet_payload,
-)
+from ..nn import Supernet, cache_calibration_batches, calibrate_bn, load_supernet, subnet_payload
 from ..rng import global_rng_state, seed_everything, set_global_rng_state
 from ..space import Arch, resolve_arch
-from .finetune_settings import (
-    AUTO_KD_MARGIN,
-    DEFAULT_LR_FACTOR,
-    RESULT,
-    RESUME_FREE,
-    FinetuneResult,
-    FinetuneSettings,
-    recipe_of,
-)
+from .finetune_settings import AUTO_KD_MARGIN, DEFAULT_LR_FACTOR, RESULT, FinetuneResult, fresh_supernet, recipe_of
 from .logging import MetricsLogger, truncate_metrics
 from .losses import label_smoothing_ce, soft_target_ce
 from .optim import build_optimizer, build_scheduler
@@ -150,7 +133,8 @@ class _Run:
             except UserError:
                 out[split] = None
                 continue
-            out[split] = DataLoader(capped(ds, self.s.max_images), batch_size=self.s.eval_batch_size, shuffle=False)
+            out[split] = DataLoader(capped(ds, self.measure.max_images), batch_size=self.measure.batch_size,
+                                    shuffle=False)
         return out
 
     def measure_before(self) -> dict[str, Any]:
@@ -187,7 +171,7 @@ class _Run:
     def settings(self) -> dict[str, Any]:
         """What decides the run's result, as a resume compares it: the supernet file, the arch, the data,
         the measurement, the resolved optimiser and the fine-tuning settings (:data:`RESUME_FREE` left out)."""
-        ft = {k: v for k, v in asdict(self.s).items() if k not in RESUME_FREE}
+        ft = {k: v for k, v in self.s.record().items() if k not in RESUME_FREE}
         return {"supernet_sha256": self.source_sha256, "arch": self.arch.to_dict(), "data": self.data_config,
                 "measure": {k: v for k, v in self.measure.model_dump(mode="json").items() if k != "batch_size"},
                 "optim": self.optim_cfg.to_dict(),
@@ -209,7 +193,7 @@ class _Run:
             "distill": self.distill, "distill_choice": self.distill_choice,
             "settings": self.settings(), "settings_sha256": settings_sha256(self.settings()),
             "config": {"data": self.data_config, "optim": self.optim_cfg.to_dict(),
-                       "finetune": asdict(self.s)},
+                       "finetune": self.s.record()},
             "holdout": dict(self.bundle.holdout),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
@@ -320,17 +304,6 @@ class _Run:
                 self.save()
 
 
-def fresh_supernet(supernet: Supernet, meta: dict[str, Any]) -> Supernet:
-    """A supernet of ``supernet``'s space and classes initialised as the checkpoint's training config
-    says (``model.init``, ``model.zero_init_residual``; PyTorch's default for the authors'), from the
-    global RNG (the caller seeds it): the weights a subnet trained alone from scratch starts from."""
-    cfg = meta.get("config") if isinstance(meta.get("config"), dict) else {}
-    model = (cfg or {}).get("model") or {}
-    init = model.get("init", "pytorch") if model.get("init") in ("pytorch", "kaiming_fan_out") else "pytorch"
-    return Supernet(supernet.space, supernet.num_classes, init=init,
-                    zero_init_residual=bool(model.get("zero_init_residual", True)))
-
-
 def _accuracy(res: dict[str, Any]) -> dict[str, Any]:
     return {"top1": round(float(res["top1"]), 4), "top5": round(float(res["top5"]), 4), "samples": int(res["samples"])}
 
@@ -350,18 +323,17 @@ def _applied_measure(p: MeasureSettings, data_cfg: Any) -> str:
 
 def finetune(checkpoint: str | Path, arch: Arch | str, out_dir: str | Path, data: str | None = None,
              settings: FinetuneSettings | None = None, resume: str | Path | None = None,
-             space: str | None = None, measure: MeasureSettings | None = None,
-             log: Any = None, loaded: tuple[Supernet, dict[str, Any]] | None = None) -> FinetuneResult:
+             space: str | None = None, log: Any = None,
+             loaded: tuple[Supernet, dict[str, Any]] | None = None) -> FinetuneResult:
     """Fine-tune the subnet ``arch`` of the supernet checkpoint ``checkpoint`` into ``out_dir``.
 
     ``data`` as ``evaluate``'s ``--data`` (None: the checkpoint's training data); ``resume`` as
     ``train``'s (``None``: fresh, refusing a folder that holds a run; ``"auto"``; a path; ``"fresh"``).
-    ``measure`` sets the BN calibration (interpolation, seed; the checkpoint's evaluation by
-    default); ``log(line)`` receives progress lines (default: stderr); ``loaded``: the supernet and
-    metadata of ``checkpoint`` already loaded (:func:`attentivenas.nn.load_supernet`).
+    ``settings.measure`` sets the BN calibration and the evaluation (interpolation, seed: the checkpoint's
+    evaluation by default); ``log(line)`` receives progress lines (default: stderr); ``loaded``: the
+    supernet and metadata of ``checkpoint`` already loaded (:func:`attentivenas.nn.load_supernet`).
     """
     s = settings or FinetuneSettings()
-    s.check()
     say = log or (lambda line: print(line, file=sys.stderr, flush=True))
     if s.threads is not None:
         torch.set_num_threads(s.threads)
@@ -374,49 +346,12 @@ def finetune(checkpoint: str | Path, arch: Arch | str, out_dir: str | Path, data
         if found is None and resume is None and (checkpoint_dir(out) / LAST).exists():
             raise ConfigError(f"{out} already holds a fine-tuning run; pass --resume auto to continue it, "
                               "--resume fresh to start over, or choose another --out")
-        supernet, meta = loaded if loaded is not None else load_supernet(checkpoint, space, device=device)
-        supernet.to(device)
-        a = arch if isinstance(arch, Arch) else resolve_arch(str(arch), supernet.space)
-        supernet.space.validate(a)
-        base = measure or MeasureSettings()
-        p = base.model_copy(update={"calib_batches": s.calib_batches, "calib_batch_size": s.calib_batch_size,
-                                    "batch_size": s.eval_batch_size}).resolved(meta)
-        data_cfg = stage2_data_config(data, supernet.space, meta, interpolation=p.interpolation)
-        bundle = resolve_data(data, supernet.space, meta, seed=int(p.calib_seed or 0), interpolation=p.interpolation)
-        names = bundle_class_names(bundle)
-        if s.new_head:  # the data's classes on a fresh, seeded classifier
-            seed_everything(s.seed)
-            supernet = with_new_head(supernet, bundle.num_classes)
-            say(f"new head: the classifier re-initialised for the data's {bundle.num_classes} classes (the checkpoint's "
-                f"has {meta.get('num_classes', '?')}); it learns from the labels")
-        else:
-            note = check_head(str(checkpoint), supernet.num_classes, checkpoint_class_names(meta),
-                              bundle.num_classes, names)
-            if note is not None:
-                say(f"note: {note}")
-        run = _Run(supernet, meta, a, bundle, data_cfg.model_dump(mode="json"), p, s, out, Path(checkpoint), device,
-                   file_sha256(checkpoint), names)
+        run, data_cfg = _prepare(checkpoint, arch, data, s, space, device, loaded, out, say)
         done = run.load(*found) if found is not None else False
-        if str(resume).lower() == "fresh" or found is not None:
-            set_aside(out, int(found[1]["progress"]["global_step"]) if found is not None else None)
-        out.mkdir(parents=True, exist_ok=True)
-        if found is not None:
-            truncate_metrics(out / "metrics.jsonl", run.global_step, found[1]["progress"].get("metrics_records"))
-        else:  # a fresh start: the files of a run set aside go too
-            for name in ("metrics.jsonl", RESULT):
-                (out / name).unlink(missing_ok=True)
-        run.logger = MetricsLogger(out, True, tensorboard=False)
+        _start_files(run, resume, found)
         try:
             if found is None:
-                run.before = run.measure_before()
-                say(f"before: {result_summary(run.before)}")
-                if run.distill == "auto":
-                    say(run.choose_distill())
-                if run.distill == "none":
-                    run.teacher = None
-                run.logger.log("start", 0, arch=a.to_dict(), steps_per_epoch=run.steps_per_epoch, epochs=s.epochs,
-                               lr=run.optimizer.param_groups[0]["lr"], distill=run.distill,
-                               distill_choice=run.distill_choice, before=run.before)
+                _measure_before(run, say)
             if not done:
                 run.train()
                 calibrate_bn(run.student, run.calib)
@@ -425,23 +360,85 @@ def finetune(checkpoint: str | Path, arch: Arch | str, out_dir: str | Path, data
                 last = checkpoint_dir(out) / LAST
             after = run.measure_after()
             say(f"after:  {result_summary(after)}")
-            result = {
-                "arch": a.to_dict(), "checkpoint": str(last), "supernet": str(checkpoint),
-                "supernet_sha256": run.source_sha256, "num_classes": supernet.num_classes, "new_head": s.new_head,
-                "mflops": count_flops(supernet.space, a, supernet.num_classes),
-                "params_m": count_params(supernet.space, a, supernet.num_classes) / 1e6,
-                "distill": run.distill, "distill_requested": s.distill, "distill_choice": run.distill_choice,
-                "init": s.init, "epochs": s.epochs, "steps": run.global_step, "batch_size": run.batch,
-                "lr": run.optimizer.param_groups[0]["initial_lr"], "measure": _applied_measure(p, data_cfg),
-                "seed": s.seed, "data": data_cfg.model_dump(mode="json"), "data_pipeline": describe_pipeline(data_cfg),
-                "supernet_config": (meta.get("config") if isinstance(meta.get("config"), dict) else None),
-                "before": run.before, "after": after, "wall_s": round(time.perf_counter() - t0, 3),
-            }
-            run.logger.log("result", run.global_step, before=run.before, after=after)
+            result = _result(run, checkpoint, last, after, data_cfg, t0)
+            run.logger.log("result", run.global_step, before=run.before, after=after)  # type: ignore[union-attr]
         finally:
-            run.logger.close()
+            run.logger.close()  # type: ignore[union-attr]
         atomic_write_json(out / RESULT, result)
     return FinetuneResult(out, last, result)
+
+
+def _result(run: _Run, checkpoint: str | Path, last: Path, after: dict[str, Any], data_cfg: Any,
+            t0: float) -> dict[str, Any]:
+    """What ``result.json`` records of a finished run."""
+    supernet, a, p, meta, s = run.supernet, run.arch, run.measure, run.meta, run.s
+    return {
+        "arch": a.to_dict(), "checkpoint": str(last), "supernet": str(checkpoint),
+        "supernet_sha256": run.source_sha256, "num_classes": supernet.num_classes, "new_head": s.new_head,
+        "mflops": count_flops(supernet.space, a, supernet.num_classes),
+        "params_m": count_params(supernet.space, a, supernet.num_classes) / 1e6,
+        "distill": run.distill, "distill_requested": s.distill, "distill_choice": run.distill_choice,
+        "init": s.init, "epochs": s.epochs, "steps": run.global_step, "batch_size": run.batch,
+        "lr": run.optimizer.param_groups[0]["initial_lr"], "measure": _applied_measure(p, data_cfg),
+        "seed": s.seed, "data": data_cfg.model_dump(mode="json"), "data_pipeline": describe_pipeline(data_cfg),
+        "supernet_config": (meta.get("config") if isinstance(meta.get("config"), dict) else None),
+        "before": run.before, "after": after, "wall_s": round(time.perf_counter() - t0, 3),
+    }
+
+
+def _prepare(checkpoint: str | Path, arch: Arch | str, data: str | None, s: FinetuneSettings, space: str | None,
+             device: torch.device, loaded: tuple[Supernet, dict[str, Any]] | None, out: Path,
+             say: Any) -> tuple[_Run, Any]:
+    """The run of ``arch`` (supernet, data and measurement resolved; the head checked or new) and its data config."""
+    supernet, meta = loaded if loaded is not None else load_supernet(checkpoint, space, device=device)
+    supernet.to(device)
+    a = arch if isinstance(arch, Arch) else resolve_arch(str(arch), supernet.space)
+    supernet.space.validate(a)
+    p = s.measure.resolved(meta)
+    data_cfg = stage2_data_config(data, supernet.space, meta, interpolation=p.interpolation)
+    bundle = resolve_data(data, supernet.space, meta, seed=int(p.calib_seed or 0), interpolation=p.interpolation)
+    names = bundle_class_names(bundle)
+    if s.new_head:  # the data's classes on a fresh, seeded classifier
+        seed_everything(s.seed)
+        supernet = with_new_head(supernet, bundle.num_classes)
+        say(f"new head: the classifier re-initialised for the data's {bundle.num_classes} classes (the checkpoint's "
+            f"has {meta.get('num_classes', '?')}); it learns from the labels")
+    else:
+        note = check_head(str(checkpoint), supernet.num_classes, checkpoint_class_names(meta),
+                          bundle.num_classes, names)
+        if note is not None:
+            say(f"note: {note}")
+    run = _Run(supernet, meta, a, bundle, data_cfg.model_dump(mode="json"), p, s, out, Path(checkpoint), device,
+               file_sha256(checkpoint), names)
+    return run, data_cfg
+
+
+def _start_files(run: _Run, resume: str | Path | None, found: tuple[Path, dict[str, Any]] | None) -> None:
+    """Set a run aside (fresh or resumed), cut its metrics (or remove the old run's files); open the log."""
+    out = run.out
+    if str(resume).lower() == "fresh" or found is not None:
+        set_aside(out, int(found[1]["progress"]["global_step"]) if found is not None else None)
+    out.mkdir(parents=True, exist_ok=True)
+    if found is not None:
+        truncate_metrics(out / "metrics.jsonl", run.global_step, found[1]["progress"].get("metrics_records"))
+    else:  # a fresh start: the files of a run set aside go too
+        for name in ("metrics.jsonl", RESULT):
+            (out / name).unlink(missing_ok=True)
+    run.logger = MetricsLogger(out, True, tensorboard=False)
+
+
+def _measure_before(run: _Run, say: Any) -> None:
+    """A fresh run's "before" accuracies, its ``distill="auto"`` choice, and the start record."""
+    run.before = run.measure_before()
+    say(f"before: {result_summary(run.before)}")
+    if run.distill == "auto":
+        say(run.choose_distill())
+    if run.distill == "none":
+        run.teacher = None
+    assert run.logger is not None
+    run.logger.log("start", 0, arch=run.arch.to_dict(), steps_per_epoch=run.steps_per_epoch, epochs=run.s.epochs,
+                   lr=run.optimizer.param_groups[0]["lr"], distill=run.distill, distill_choice=run.distill_choice,
+                   before=run.before)
 
 
 def result_summary(res: dict[str, Any]) -> str:

@@ -191,37 +191,11 @@ class SandwichStep:
         score_images = None if self.score_fraction >= 1.0 else max(1, math.ceil(self.score_fraction * len(labels)))
         ctx = StepContext(net, images, labels, self._autocast, self.channels_last,
                           label_smoothing=self.label_smoothing, score_images=score_images)
-        losses: list[torch.Tensor] = []
-
-        # 1. the max subnet learns from the labels, regularised
         max_arch = space.max_arch()
-        net.set_regularization(self.dropout, self.drop_connect, self.drop_connect_only_last_two_stages)
-        try:
-            logits = ctx.logits(max_arch)
-        finally:
-            net.set_regularization(0.0, 0.0, self.drop_connect_only_last_two_stages)
-        loss = label_smoothing_ce(logits, labels, self.label_smoothing)
-        self._backward(loss)
-        losses.append(loss.detach())
-        ctx.teacher = logits.detach()
-        del logits, loss
-
-        # 2. middle subnets: candidates proposed, scored, chosen (identically on every rank)
-        middle: list[Arch] = []
-        middle_mflops: list[float] = []
-        scored_mflops = 0.0
-        if self.num_middle > 0:
-            groups = self.sampler.propose(self.num_middle)
-            scores = self.scorer(groups, ctx) if self.scorer is not None and groups.k > 1 else None
-            if scores is not None and self.scorer is loss_scorer:
-                share = 1.0 if score_images is None else score_images / len(labels)
-                scored_mflops = share * float(sum(self.sampler.mflops(groups.flat())))
-            chosen = self.sampler.choose(groups, scores)
-            middle, middle_mflops = chosen.archs, chosen.mflops
-
-        # 3. middle and min subnets learn from the max subnet's logits
+        losses = [self._max_subnet_step(ctx, max_arch, labels)]  # 1. the max subnet learns from the labels
+        middle, middle_mflops, scored_mflops = self._middle_subnets(ctx, labels, score_images)  # 2. chosen
         archs = [max_arch, *middle, space.min_arch()]
-        for arch in archs[1:]:
+        for arch in archs[1:]:  # 3. middle and min subnets learn from the max subnet's logits
             if self.labels_only:
                 loss = label_smoothing_ce(ctx.logits(arch), labels, self.label_smoothing)
             else:
@@ -229,10 +203,43 @@ class SandwichStep:
             self._backward(loss)
             losses.append(loss.detach())
             del loss
+        values, finite = self._reduce_and_step(losses)  # 4. one reduction, one of the gradients, one step
+        mflops = [self._edge_mflops[0], *middle_mflops, self._edge_mflops[1]]
+        return StepResult(values, archs, finite, mflops, scored_mflops)
 
-        # 4. one reduction of the losses (finite on every rank?), one of the gradients, one step
-        reduced = all_reduce_mean(torch.stack([v.float() for v in losses]))
-        values = reduced.tolist()
+    def _max_subnet_step(self, ctx: StepContext, max_arch: Arch, labels: torch.Tensor) -> torch.Tensor:
+        """The max subnet's forward (regularised) and backward on the labels; its logits become the
+        teacher of ``ctx``. Returns its (detached) loss."""
+        net = self.net
+        net.set_regularization(self.dropout, self.drop_connect, self.drop_connect_only_last_two_stages)
+        try:
+            logits = ctx.logits(max_arch)
+        finally:
+            net.set_regularization(0.0, 0.0, self.drop_connect_only_last_two_stages)
+        loss = label_smoothing_ce(logits, labels, self.label_smoothing)
+        self._backward(loss)
+        ctx.teacher = logits.detach()
+        return loss.detach()
+
+    def _middle_subnets(self, ctx: StepContext, labels: torch.Tensor,
+                        score_images: int | None) -> tuple[list[Arch], list[float], float]:
+        """Middle subnets: candidates proposed, scored, chosen (identically on every rank). Returns the
+        archs, their MFLOPs and the MFLOPs of the candidates scored by a forward pass."""
+        if self.num_middle <= 0:
+            return [], [], 0.0
+        scored_mflops = 0.0
+        groups = self.sampler.propose(self.num_middle)
+        scores = self.scorer(groups, ctx) if self.scorer is not None and groups.k > 1 else None
+        if scores is not None and self.scorer is loss_scorer:
+            share = 1.0 if score_images is None else score_images / len(labels)
+            scored_mflops = share * float(sum(self.sampler.mflops(groups.flat())))
+        chosen = self.sampler.choose(groups, scores)
+        return chosen.archs, chosen.mflops, scored_mflops
+
+    def _reduce_and_step(self, losses: list[torch.Tensor]) -> tuple[list[float], bool]:
+        """One reduction of the losses over ranks; when every one is finite, one of the gradients and
+        one optimiser step (unscaled, clipped). Returns the reduced losses and whether it stepped."""
+        values = all_reduce_mean(torch.stack([v.float() for v in losses])).tolist()
         finite = all(math.isfinite(v) for v in values)
         if finite:
             all_reduce_grads(self.params)
@@ -246,5 +253,4 @@ class SandwichStep:
             else:
                 self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        mflops = [self._edge_mflops[0], *middle_mflops, self._edge_mflops[1]]
-        return StepResult(values, archs, finite, mflops, scored_mflops)
+        return values, finite
