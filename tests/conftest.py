@@ -21,6 +21,7 @@ LONG_FILES = ("test_export_runtimes.py", "test_user_journey.py", "test_runtimes.
               "test_measured_provenance.py", "test_search_scale.py", "test_reproduce_sampling.py",
               "test_reliability.py", "test_imagenet_path.py", "test_export_defaults.py", "test_quickstart.py",
               "test_evaluate.py", "test_latency_kit.py", "test_bundle.py", "test_distributed.py", "test_int8_recipe.py",
+              "test_runtime_records.py",
               "test_train.py", "test_finetune.py", "test_cli_foundation.py", "test_augment.py")
 
 
