@@ -12,7 +12,6 @@ Imported by the scripts of ``benchmarks/`` (``sys.path`` holds the script's fold
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shlex
@@ -23,6 +22,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from attentivenas.export.folders import file_sha256
 from attentivenas.io import atomic_write_json
 from timing import load_average, machine
 
@@ -33,13 +33,8 @@ LOAD_NOTE = ("2-core CPU shared with other jobs (other helpers' tests and a seco
              "one thread per process (OMP_NUM_THREADS=1); wall times move with that load")
 
 
-def sha256(path: str | Path) -> str:
-    """The file's sha256 (hex)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+#: a file's sha256 (hex), as export folders record it
+sha256 = file_sha256
 
 
 def done(record: Path) -> dict[str, Any] | None:
