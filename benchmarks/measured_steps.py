@@ -94,3 +94,17 @@ def _parse(stdout: str) -> Any:
 def python() -> str:
     """The interpreter running this script (the project's virtualenv)."""
     return sys.executable
+
+
+def evaluate_ends(ckpt: Path, name: str, work: Path, seed: int, log: Path, digest: str,
+                  extra_args: Sequence[str] = ()) -> dict[str, Any]:
+    """``attentivenas evaluate`` of the min and max subnet on the hold-out and the test split, one record each
+    (``WORK/records/NAME-eval-ARCH-SPLIT.json``), keyed ``ARCH-SPLIT``."""
+    out = {}
+    for arch in ("min", "max"):
+        for split in ("holdout", "test"):
+            out[f"{arch}-{split}"] = run_step(
+                work / "records" / f"{name}-eval-{arch}-{split}.json",
+                [CLI, "evaluate", "--checkpoint", str(ckpt), "--arch", arch, "--split", split, *extra_args,
+                 "--threads", "1", "--json"], seed=seed, log=log, extra={"checkpoint_sha256": digest})
+    return out

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from attentivenas.io import atomic_write_json
-from measured_steps import CLI, ROOT, done, python, run_step, sha256
+from measured_steps import CLI, ROOT, done, evaluate_ends, python, run_step, sha256
 
 SMALL = ["data.train_size=10000", "optim.epochs=4"]
 FULL: list[str] = []  # the config's own: all 54,000 training images, 8 epochs
@@ -72,14 +72,7 @@ def supernet_row(name: str, budget: list[str], overrides: list[str], work: Path,
     ckpt = run_dir / "checkpoints" / "last.pt"
     rec["checkpoint_sha256"] = sha256(ckpt)
     rec["config"] = (run_dir / "config.yaml").read_text()
-    rec["evaluate"] = {}
-    for arch in ("min", "max"):
-        for split in ("holdout", "test"):
-            ev = run_step(work / "records" / f"{name}-eval-{arch}-{split}.json",
-                          [CLI, "evaluate", "--checkpoint", str(ckpt), "--arch", arch, "--split", split,
-                           "--calib-batches", "16", "--threads", "1", "--json"], seed=seed, log=log,
-                          extra={"checkpoint_sha256": rec["checkpoint_sha256"]})
-            rec["evaluate"][f"{arch}-{split}"] = ev
+    rec["evaluate"] = evaluate_ends(ckpt, name, work, seed, log, rec["checkpoint_sha256"], ("--calib-batches", "16"))
     return rec
 
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from attentivenas.io import atomic_write_json
-from measured_steps import CLI, ROOT, done, run_step, sha256
+from measured_steps import CLI, ROOT, done, evaluate_ends, run_step, sha256
 
 TIMES = re.compile(r"time: train (\d+)s, predictor (\d+)s, search (\d+)s, export (\d+)s")
 
@@ -97,14 +97,7 @@ def one_run(out: Path, work: Path, method: str, epochs: int, seed: int, source: 
                      if k in summary}
     rec["models"] = json.loads((run_dir / "models" / "index.json").read_text())
     rec["config"] = (run_dir / "config.yaml").read_text()
-    rec["evaluate"] = {}
-    for arch in ("min", "max"):
-        for split in ("holdout", "test"):
-            ev = run_step(work / "records" / f"{name}-eval-{arch}-{split}.json",
-                          [CLI, "evaluate", "--checkpoint", str(ckpt), "--arch", arch, "--split", split,
-                           "--threads", "1", "--json"], seed=seed, log=log,
-                          extra={"checkpoint_sha256": rec["checkpoint_sha256"]})
-            rec["evaluate"][f"{arch}-{split}"] = ev
+    rec["evaluate"] = evaluate_ends(ckpt, name, work, seed, log, rec["checkpoint_sha256"])
     rec["done"] = True
     atomic_write_json(dest, rec)
 
