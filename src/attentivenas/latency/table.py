@@ -380,19 +380,29 @@ class LatencyTable:
             if isinstance(fit, dict):
                 models.append((f"fitted {name!r}", float(fit.get("overhead_ms", 0.0)), float(fit.get("per_block_ms", 0.0)),
                                {str(k): float(v) for k, v in dict(fit.get("group_scale", {})).items()}))
-        for which, arch in [("the space's max subnet", space.max_arch())]:
-            ops = arch_ops(space, arch, self.num_classes)
-            if any(op.key() not in self.entries for op in ops):
-                continue
-            for model, overhead, per_block, scale in models:
-                summed = sum(self.op_cost(self.entries[op.key()]) * scale.get(GROUP_OF.get(op.kind, ""), 1.0)
-                             for op in ops)
-                ms = summed + overhead + per_block * sum(arch.depth)
-                if not ms > 0:
-                    raise UserError(
-                        f"{source}: the model {model} (overhead_ms {overhead:g}, per_block_ms {per_block:g}) predicts "
-                        f"{ms:.4g} ms for {which}; a time must be positive (rebuild the table, or refit it with "
-                        "`attentivenas latency refit`)")
+        parts = self.max_subnet_parts(space)
+        if parts is None:
+            return
+        sums, blocks = parts
+        for model, overhead, per_block, scale in models:
+            ms = sum(v * scale.get(g, 1.0) for g, v in sums.items()) + overhead + per_block * blocks
+            if not ms > 0:
+                raise UserError(
+                    f"{source}: the model {model} (overhead_ms {overhead:g}, per_block_ms {per_block:g}) predicts "
+                    f"{ms:.4g} ms for the space's max subnet; a time must be positive (rebuild the table, or refit "
+                    "it with `attentivenas latency refit`)")
+
+    def max_subnet_parts(self, space: SearchSpace) -> tuple[dict[str, float], int] | None:
+        """The space's max subnet as the models see it: its summed op times per op group (unweighted)
+        and its number of blocks; None when the table lacks one of its ops."""
+        arch = space.max_arch()
+        ops = arch_ops(space, arch, self.num_classes)
+        if any(op.key() not in self.entries for op in ops):
+            return None
+        sums = dict.fromkeys(OP_GROUPS, 0.0)
+        for op in ops:
+            sums[GROUP_OF[op.kind]] += self.op_cost(self.entries[op.key()])
+        return sums, int(sum(arch.depth))
 
     @classmethod
     def load(cls, path: str | Path) -> LatencyTable:
