@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from threadpoolctl import threadpool_limits
 
 from attentivenas.nn import Supernet
 from attentivenas.space import TINY_SPACE
@@ -17,10 +18,12 @@ from .official_reference import official_keys, random_authors_state, save_author
 #: hands whole files to its two workers in collection order, so these start first and the short files fill the
 #: end, instead of a long file starting last while the other worker idles. Other files keep their order after
 #: these. It is only an order: a stale list costs time, never a result.
-LONG_FILES = ("test_export_runtimes.py", "test_user_journey.py", "test_runtimes.py", "test_quantize.py",
+LONG_FILES = ("test_export_runtimes.py", "test_runtimes.py", "test_quantize.py",
               "test_measured_provenance.py", "test_search_scale.py", "test_reproduce_sampling.py",
-              "test_reliability.py", "test_imagenet_path.py", "test_export_defaults.py", "test_quickstart.py",
-              "test_evaluate.py", "test_latency_kit.py", "test_bundle.py", "test_distributed.py", "test_int8_recipe.py",
+              "test_reliability.py", "test_imagenet_path.py", "test_user_journey.py", "test_export_defaults.py",
+              "test_quickstart.py",
+              "test_evaluate.py", "test_latency_kit_executorch.py",
+              "test_latency_kit.py", "test_bundle.py", "test_distributed.py", "test_int8_recipe.py",
               "test_runtime_records.py",
               "test_train.py", "test_finetune.py", "test_cli_foundation.py", "test_augment.py")
 
@@ -34,10 +37,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(autouse=True, scope="session")
 def _one_torch_thread():
     """One intra-op thread for the whole suite: CI has 2 cores, and OpenMP spinning on an
-    oversubscribed machine makes the tiny convolutions of these tests many times slower."""
+    oversubscribed machine makes the tiny convolutions of these tests many times slower. The same
+    for numpy's and scipy's BLAS (the predictors' fits): with the other worker busy, OpenBLAS's second
+    thread made the user journey's logistic regression 15 times slower, for the same result."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield
+    with threadpool_limits(1, user_api="blas"):
+        yield
     torch.set_num_threads(before)
 
 

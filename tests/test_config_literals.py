@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import typing
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,14 +26,20 @@ from attentivenas.config import (
     PredictorFitSettings,
     SamplerConfig,
     SearchConfig,
+    TrainConfig,
 )
 from attentivenas.config.search import Int8Config
 from attentivenas.data import BUILDERS
+from attentivenas.errors import UserError
 from attentivenas.export.formats import FORMATS
+from attentivenas.pipeline import run_pipeline
 from attentivenas.runtimes.quantize import INT8_RUNTIMES, PRECISIONS
+from attentivenas.search import search_from_config
 from attentivenas.train.sampling.constraints import PRIOR_CONSTRAINTS
 from attentivenas.train.sampling.prior import PRIOR_KINDS
 from attentivenas.train.sampling.sampler import METHODS
+
+from .cli_helpers import run_cli
 
 
 def literal_values(model: type[BaseModel], field: str) -> tuple[Any, ...]:
@@ -66,7 +73,6 @@ ORDERED = [
     (BudgetsConfig, "metric", tuple(OBJECTIVES)),
     (SearchConfig, "precision", PRECISIONS),
     (LatencyTableConfig, "precision", PRECISIONS),
-    (Int8Config, "runtime", INT8_RUNTIMES),
     (SamplerConfig, "method", METHODS),
     (SamplerConfig, "prior", PRIOR_KINDS),
     (SamplerConfig, "constraint", PRIOR_CONSTRAINTS),
@@ -77,6 +83,25 @@ ORDERED = [
 @pytest.mark.parametrize(("model", "field", "allowed"), ORDERED, ids=[f"{m.__name__}.{f}" for m, f, _ in ORDERED])
 def test_a_config_literal_is_the_librarys_tuple(model: type[BaseModel], field: str, allowed: tuple) -> None:
     assert literal_values(model, field) == tuple(allowed)
+
+
+def test_the_int8_runtime_is_a_record_name_checked_before_anything_runs(tmp_path: Path) -> None:
+    """``int8.runtime`` is no ``Literal`` (config sits below the records): a search, from the CLI or the
+    library, and the quick start refuse a runtime without an INT8 quantizer in one line naming the key
+    and the records' INT8 runtimes, before anything is read, trained or started."""
+    assert INT8_RUNTIMES == ("executorch", "onnxruntime", "openvino") and Int8Config().runtime in INT8_RUNTIMES
+    allowed = "precision int8 is available for runtimes executorch, onnxruntime, openvino"
+    for bad in ("bogus", "torch"):  # torch: a runtime, without an INT8 quantizer
+        r = run_cli("search", "--precision", "int8", "--int8-runtime", bad, "--predictor", str(tmp_path / "none.json"),
+                    "--out", str(tmp_path / "s"))
+        assert r.code == 2 and r.err.strip().splitlines() == [f"error: config key 'int8.runtime': {allowed}, not {bad!r}"]
+    config = SearchConfig.model_validate({"int8": {"runtime": "bogus"}, "predictor": str(tmp_path / "none.json")})
+    with pytest.raises(UserError, match=f"^config key 'int8.runtime': {allowed}, not 'bogus'$"):
+        search_from_config(config, tmp_path / "lib")  # fp32 too: the setting is refused wherever it is given
+    settings = PipelineConfig(search=config)
+    with pytest.raises(UserError, match=f"^config key 'search.int8.runtime': {allowed}, not 'bogus'$"):
+        run_pipeline(TrainConfig(), tmp_path / "qs", settings, log=lambda _: None)  # before training
+    assert not (tmp_path / "s").exists() and not (tmp_path / "qs" / "checkpoints").exists()
 
 
 def test_data_interpolation_allows_the_stage2_interpolations() -> None:

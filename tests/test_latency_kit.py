@@ -20,23 +20,35 @@ pytest.importorskip("onnxruntime")
 from attentivenas.config import LatencyTableConfig  # noqa: E402
 from attentivenas.latency import LatencyTable  # noqa: E402
 from attentivenas.latency.device_import import import_timings  # noqa: E402
+from attentivenas.latency.fit import stored_subnets, table_error  # noqa: E402
 from attentivenas.latency.kit import MANIFEST, kit_bytes, write_kit  # noqa: E402
 from attentivenas.latency.table import check_table_precision  # noqa: E402
 from attentivenas.space import get_space  # noqa: E402
 from tests.cli_helpers import run_cli  # noqa: E402
 from tests.synthetic import MICRO_SPACE  # noqa: E402
 
-#: runs a script with the venv's packages on the path but attentivenas and torch refused
+#: runs a script with the venv's packages on the path but the packages of STAND_IN_BLOCK refused; with
+#: STAND_IN_SLOWER=k every ONNX Runtime inference call runs k times: a device k times slower per call
 STAND_IN = """
-import runpy, sys
+import os, runpy, sys
 from importlib.abc import MetaPathFinder
+BLOCKED = os.environ["STAND_IN_BLOCK"].split(",")
 class Block(MetaPathFinder):
     def find_spec(self, name, path, target=None):
-        if name.split(".")[0] in ("attentivenas", "torch"):
+        if name.split(".")[0] in BLOCKED:
             raise ImportError("stand-in device: " + name + " is not installed")
         return None
 sys.meta_path.insert(0, Block())
 sys.path.append(sys.argv[1])
+k = int(os.environ.get("STAND_IN_SLOWER", "1"))
+if k > 1:
+    import onnxruntime
+    run = onnxruntime.InferenceSession.run
+    def slower(self, *args, **kwargs):
+        for _ in range(k - 1):
+            run(self, *args, **kwargs)
+        return run(self, *args, **kwargs)
+    onnxruntime.InferenceSession.run = slower
 script = sys.argv[2]
 sys.argv = [script, *sys.argv[3:]]
 runpy.run_path(script, run_name="__main__")
@@ -52,10 +64,14 @@ for name in ("attentivenas", "torch", "numpy", "onnxruntime"):
 """
 
 
-def _stand_in(tmp: Path, script: Path, *args: str, threads: str = "1") -> subprocess.CompletedProcess[str]:
+def _stand_in(tmp: Path, script: Path, *args: str, threads: str = "1", block: tuple[str, ...] = ("attentivenas", "torch"),
+              slower: int = 1) -> subprocess.CompletedProcess[str]:
+    """``script`` run on a stand-in device: an isolated interpreter where ``block`` do not import,
+    each ONNX Runtime call ``slower`` times as costly."""
     wrapper = tmp / "stand_in.py"
     wrapper.write_text(STAND_IN)
-    env = {"OMP_NUM_THREADS": threads, "PATH": "/usr/bin:/bin"}
+    env = {"OMP_NUM_THREADS": threads, "PATH": "/usr/bin:/bin", "STAND_IN_BLOCK": ",".join(block),
+           "STAND_IN_SLOWER": str(slower)}
     return subprocess.run([sys.executable, "-I", "-S", str(wrapper), sysconfig.get_paths()["purelib"], str(script),
                            *args], capture_output=True, text=True, env=env, timeout=300, check=False)
 
@@ -95,7 +111,8 @@ def test_kit_holds_programs_manifest_runner_and_readme(kit: tuple[Path, Path]) -
     tree = ast.parse((folder / "runner.py").read_text())
     imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     imported |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
-    assert imported <= set(sys.stdlib_module_names) | {"numpy", "onnxruntime"}
+    # torch only for ExecuTorch, whose Python runtime needs it: this kit's runner ran where torch does not import
+    assert imported <= set(sys.stdlib_module_names) | {"numpy", "onnxruntime", "executorch", "torch"}
     assert "runner.py" in (folder / "README.md").read_text() and man["kit_id"] in (folder / "README.md").read_text()
     assert kit_bytes(folder) > sum((folder / it["file"]).stat().st_size for it in man["items"])
 
@@ -174,6 +191,42 @@ def test_kit_refuses_a_used_folder_and_other_runtimes(tmp_path: Path) -> None:
     assert r.code == 2 and "not an empty folder" in r.err
     r = run_cli("latency", "kit", "--space", "tiny", "--runtime", "openvino", "--out", str(tmp_path / "k"))
     assert r.code == 2 and "onnxruntime" in r.err and not (tmp_path / "k").exists()
+
+
+def test_runner_refuses_an_edited_program_another_runtime_and_a_foreign_manifest(kit: tuple[Path, Path],
+                                                                                 tmp_path: Path) -> None:
+    folder, _, man, _ = _copy(kit, tmp_path)
+    runner, out = folder / "runner.py", tmp_path / "t.json"
+    (folder / man["items"][3]["file"]).write_bytes(b"x")
+    res = _stand_in(tmp_path, runner, "--out", str(out))
+    assert res.returncode == 2 and res.stderr.strip() == (f"runner: {man['items'][3]['file']} does not match its "
+                                                          "sha256 in manifest.json; copy the kit again")
+    (folder / MANIFEST).write_text(json.dumps(man | {"runtime": "tflite"}))
+    res = _stand_in(tmp_path, runner, "--out", str(out))
+    assert res.returncode == 2 and res.stderr.strip() == ("runner: manifest.json is a kit for runtime 'tflite'; "
+                                                          "this runner runs onnxruntime, executorch kits")
+    (folder / MANIFEST).write_text('{"format": "other"}')
+    res = _stand_in(tmp_path, runner, "--out", str(out))
+    assert res.returncode == 2 and "not a latency kit manifest" in res.stderr and len(res.stderr.splitlines()) == 1
+    assert not out.exists()
+
+
+def test_a_second_device_gives_a_table_that_predicts_it_better(kit: tuple[Path, Path], tmp_path: Path) -> None:
+    """The kit timed again on a device 3x slower per call (every ONNX Runtime inference call runs 3
+    times): each device's table predicts its own held-out subnets better than the other's table."""
+    folder, timings = kit
+    res = _stand_in(tmp_path, folder / "runner.py", "--out", str(tmp_path / "slow.json"), slower=3)
+    assert res.returncode == 0, res.stderr
+    space = get_space("tiny")
+    tables = {"fast": import_timings(folder, timings, "fast"), "slow": import_timings(folder, tmp_path / "slow.json",
+                                                                                      "slow")}
+    held = {name: stored_subnets(tab, space, "holdout_subnets") for name, tab in tables.items()}
+    assert held["slow"][0] == held["fast"][0] and len(held["fast"][0]) == 2  # the same subnets, timed on each
+    assert sum(held["slow"][1]) > 2 * sum(held["fast"][1])
+    for own, other in (("fast", "slow"), ("slow", "fast")):
+        archs, ms = held[own]
+        own_err, other_err = table_error(tables[own], space, archs, ms), table_error(tables[other], space, archs, ms)
+        assert own_err < other_err, (own, own_err, other_err)
 
 
 @pytest.mark.slow

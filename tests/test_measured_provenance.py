@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -38,6 +39,30 @@ def ckpts(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return _ckpt(folder, 0), _ckpt(folder, 1)
 
 
+@pytest.fixture(scope="module")
+def first_search(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Checkpoint A's search with the common settings, once for the searches below (each goes on from a
+    copy of the checkpoints' folder and of the search's, as after a search of its own): its result and the
+    keys of the archs it measured."""
+    folder = tmp_path_factory.mktemp("first")
+    _ckpt(folder / "ckpts", 0), _ckpt(folder / "ckpts", 1)
+    seen: list[str] = []
+    with pytest.MonkeyPatch.context() as mp:
+        _count_calls(mp, seen)
+        r = _search(folder / "ckpts" / "tiny0.pt", folder / "s")
+    return {"folder": folder, "result": r, "calls": seen}
+
+
+@pytest.fixture
+def searched(first_search: dict[str, Any], tmp_path: Path) -> tuple[Path, Path, Path]:
+    """Checkpoints A and B and A's first search (``DIR/s``), copied into this test's folder."""
+    assert first_search["result"].code == 0, first_search["result"].err
+    assert first_search["calls"]  # it measured
+    shutil.copytree(first_search["folder"] / "ckpts", tmp_path / "ckpts")
+    shutil.copytree(first_search["folder"] / "s", tmp_path / "s")
+    return tmp_path / "ckpts" / "tiny0.pt", tmp_path / "ckpts" / "tiny1.pt", tmp_path / "s"
+
+
 def _kept(folder: Path, name: str) -> Path:
     """The one file of ``name`` kept aside (``NAME.stale-<provenance hash>``)."""
     (kept,) = folder.glob(f"{name}.stale-*")
@@ -48,6 +73,11 @@ def _kept(folder: Path, name: str) -> Path:
 def calls(monkeypatch) -> list[str]:
     """The keys of the archs measured (every SubnetEvaluator measurement goes through evaluate_arch)."""
     seen: list[str] = []
+    _count_calls(monkeypatch, seen)
+    return seen
+
+
+def _count_calls(monkeypatch: pytest.MonkeyPatch, seen: list[str]) -> None:
     real = evaluate_mod.evaluate_arch
 
     def counting(supernet, arch, *args, **kw):
@@ -55,7 +85,6 @@ def calls(monkeypatch) -> list[str]:
         return real(supernet, arch, *args, **kw)
 
     monkeypatch.setattr(evaluate_mod, "evaluate_arch", counting)
-    return seen
 
 
 def _search(ckpt: Path, out: Path, *extra: str):
@@ -71,12 +100,10 @@ def _records(path: Path) -> list[dict]:
 
 
 # --------------------------------------------------------------------------- search
-def test_a_search_on_another_checkpoint_measures_again(ckpts, tmp_path: Path, calls: list[str]) -> None:
+def test_a_search_on_another_checkpoint_measures_again(searched, tmp_path: Path, calls: list[str]) -> None:
     """The issue's case: checkpoint A's measured.jsonl copied into a search of checkpoint B."""
-    a, b = ckpts
-    r = _search(a, tmp_path / "a")
-    assert r.code == 0, r.err
-    measured_a = tmp_path / "a" / "measured.jsonl"
+    _, b, out_a = searched  # A's search (its code asserted by the fixture)
+    measured_a = out_a / "measured.jsonl"
     assert _header(measured_a)["measured_with"]["weights"]
     # A's file, with accuracies no subnet of B reaches: reused, they would show in B's front
     lines = measured_a.read_text().splitlines()
@@ -99,12 +126,9 @@ def test_a_search_on_another_checkpoint_measures_again(ckpts, tmp_path: Path, ca
     assert json.loads((tmp_path / "fresh" / "pareto.json").read_text()) == pareto
 
 
-def test_a_search_again_with_the_same_settings_measures_nothing(ckpts, tmp_path: Path, calls: list[str]) -> None:
-    a, _ = ckpts
-    out = tmp_path / "s"
-    assert _search(a, out).code == 0
+def test_a_search_again_with_the_same_settings_measures_nothing(searched, calls: list[str]) -> None:
+    a, _, out = searched  # A's search: its code and its measurements asserted by the fixture
     first = json.loads((out / "pareto.json").read_text())
-    assert calls
     (out / "search_state.npz").unlink()  # no resumed state: every accuracy is asked again
     calls.clear()
     r = _search(a, out)
@@ -118,11 +142,9 @@ def test_a_search_again_with_the_same_settings_measures_nothing(ckpts, tmp_path:
     (["--calib-batches", "2"], "calib_batches"),
     (["accuracy.max_images=50"], "max_images"),
 ])
-def test_a_search_with_other_measurement_settings_measures_again(ckpts, tmp_path: Path, calls: list[str],
-                                                                  extra: list[str], field: str) -> None:
-    a, _ = ckpts
-    out = tmp_path / "s"
-    assert _search(a, out).code == 0
+def test_a_search_with_other_measurement_settings_measures_again(searched, calls: list[str], extra: list[str],
+                                                                  field: str) -> None:
+    a, _, out = searched  # A's search (its code asserted by the fixture)
     (out / "search_state.npz").unlink()
     calls.clear()
     r = _search(a, out, *extra)

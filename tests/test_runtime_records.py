@@ -54,7 +54,7 @@ def test_the_old_tables_are_the_records_answers() -> None:
     assert (INT8_FORMATS, INT8_RUNTIMES) == (("executorch", "onnx", "openvino"), ("executorch", "onnxruntime", "openvino"))
     assert CPU_CLOCK_RUNTIMES == ("torch", "onnxruntime", "executorch") and PROGRAM_RUNTIMES == ("onnxruntime", "executorch")
     assert [r.format for r in RUNTIMES.values() if r.bundle] == ["torch-export", "onnx", "executorch"]
-    assert [r.name for r in RUNTIMES.values() if r.kit] == ["onnxruntime"]
+    assert [r.name for r in RUNTIMES.values() if r.kit] == ["onnxruntime", "executorch"]
     for rt in RUNTIMES.values():  # the isolated INT8 check has a branch per INT8 record, from its lines
         assert (f'fmt == "{rt.format}"' in CHECK_SCRIPT.replace("'", '"')) == (rt.int8 is not None)
     with pytest.raises(dataclasses.FrozenInstanceError):

@@ -47,10 +47,10 @@ def test_your_images_to_a_bundle_that_beats_logistic_regression(tmp_path: Path) 
     res = run_cli("init", "--data", str(root), "--out", str(cfg))
     assert res.code == 0, res.err
 
-    run = tmp_path / "run"
+    run = tmp_path / "run"  # 3 epochs: the bundle 100% against logistic regression 54.5% (5 epochs: 97%, 8: 98.5%)
     with pytest.warns(RuntimeWarning, match="hold-out has"):  # 120 images: the run says what one is worth
-        res = run_cli("train", "--config", str(cfg), "--out", str(run), "optim.epochs=8", "data.batch_size=32",
-                      "eval.every_epochs=8", "eval.calib_batches=2", "sampler.prior_samples=500",
+        res = run_cli("train", "--config", str(cfg), "--out", str(run), "optim.epochs=3", "data.batch_size=32",
+                      "eval.every_epochs=3", "eval.calib_batches=2", "sampler.prior_samples=500",
                       "runtime.threads=1", "runtime.device=cpu", "log.progress=false", "log.tensorboard=false")
     assert res.code == 0, res.err
     ckpt = run / "checkpoints" / "last.pt"

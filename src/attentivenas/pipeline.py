@@ -42,6 +42,7 @@ from .errors import ConfigError
 from .export.pareto import export_pareto_set
 from .io import OutputLock, atomic_write_bytes, atomic_write_json, remove_torn_writes
 from .nn import Supernet
+from .runtimes.quantize import int8_runtime
 from .runtimes.records import find_format
 from .search import SearchResult, fit_with_settings, run_stage2
 from .train import TrainResult, train
@@ -89,6 +90,7 @@ def _run(config: TrainConfig, out: Path, settings: PipelineConfig, log: Log, pro
     pc, sc = settings.predictor, settings.search
     if 2 * pc.folds > pc.num_archs:  # the fit needs 2 subnets per fold
         raise ConfigError(f"predictor.folds must be in [2, predictor.num_archs / 2 = {pc.num_archs // 2}], got {pc.folds}")
+    int8_runtime(sc.int8.runtime, "config key 'search.int8.runtime'")  # before training, not after
     timings: dict[str, float] = {}
     trained = _train_stage(config, out, log, timings)
     net = trained.model.cpu().eval()  # type: ignore[union-attr]

@@ -5,13 +5,19 @@ from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from ..config.latency import MAX_BATCH, MAX_REPEATS, MAX_WARMUP
+from ..errors import UserError
 from ..io import check_output
 from .common import ARCH_HELP, SPACE_HELP, show
 from .latency_kit_cmd import TABLE, latency_import_cmd, latency_kit_cmd
+from .latency_model_cmd import latency_fit_model_cmd
+
+if TYPE_CHECKING:
+    from ..space import SearchSpace
 
 latency_app = typer.Typer(no_args_is_help=True, help="Measure latency on this device; build latency tables.")
 RUNTIME_HELP = ("torch (eager), onnxruntime, executorch (XNNPACK; extra [executorch]) or openvino (extra "
@@ -20,6 +26,10 @@ PRECISION_HELP = ("fp32, or int8: the subnet post-training quantized (seeded ran
                   "does not depend on them) for executorch, onnxruntime or openvino (NNCF).")
 ARCHS_HELP = ("Only the ops of N random archs (+min, max): a quick check of a runtime, which cannot drive a search (it "
               "lacks ops). Default: the whole space, which can.")
+RUNNER_HELP = ("Time the table on a reachable device: write the kit, run this shell command with {kit} (the kit "
+               "folder) and {timings} (the timings file to leave) filled in, shell-quoted, e.g. 'rsync -a --delete {kit}/ "
+               "board:kit/ && ssh board python3 kit/runner.py --out t.json && scp board:t.json {timings}', "
+               "and import the timings (needs a kit runtime: --runtime onnxruntime or executorch; see docs/search.md).")
 DRIFT_HELP = ("Time the min subnet between measurements and rescale every time to the machine's typical speed (see "
               "docs/search.md).")
 
@@ -79,6 +89,13 @@ def latency_build_cmd(
                              "executorch) before the timing, one core each."),
     drift_correction: bool = typer.Option(TABLE.drift_correction, "--drift-correction/--no-drift-correction",
                                           help=DRIFT_HELP),
+    device_name: str | None = typer.Option(None, "--device-name", help="Name of the device in the table (default: "
+                                           "its CPU or GPU)."),
+    runner: str | None = typer.Option(None, "--runner", help=RUNNER_HELP),
+    runner_timeout: float | None = typer.Option(None, "--runner-timeout", help="Seconds the --runner command may run "
+                                                "before its process group is killed (default 3600)."),
+    kit_dir: Path | None = typer.Option(None, "--kit-dir", help="With --runner: write the kit (and its timings.json) "
+                                        "to this new folder and keep it (default: a temporary folder)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Measure every op needed by a space (or sampled archs) in a runtime, write a latency table, and
@@ -92,11 +109,30 @@ def latency_build_cmd(
     check_output(out)
     sp, num_classes = space_and_classes(checkpoint, space, num_classes, space_given=_given(ctx, "space"),
                                         classes_given=_given(ctx, "num_classes"))
+    if runner is not None or kit_dir is not None or runner_timeout is not None:
+        return _build_on_device(ctx, sp, num_classes, out, as_json)
     check_runtime(runtime, device, precision)
     config = table_config(ctx.params | {"num_classes": num_classes})
     tab = build_table(sp, config, progress=True, partial=partial_path(out), log=partial(typer.echo, err=True))
+    tab.device_name = device_name or tab.device_name
     info = built_info(tab, tab.save(out), sp, holdout_archs)
     show(info, built_lines(tab, info, runtime, batch, archs), as_json)
+
+
+def _build_on_device(ctx: typer.Context, sp: SearchSpace, num_classes: int, out: Path, as_json: bool) -> None:
+    """``build-table --runner``: the kit written, timed by the user's command and imported (as ``latency import``)."""
+    from ..latency.commands import imported, table_config  # heavy (torch): loaded when the command runs
+    from ..latency.device_run import table_on_device
+
+    p = ctx.params
+    if p["runner"] is None:
+        raise UserError("--kit-dir and --runner-timeout apply only with --runner CMD")
+    if p["kit_dir"] is not None:
+        check_output(p["kit_dir"], kind="dir", flag="--kit-dir")
+    config = table_config(p | {"num_classes": num_classes, "device": "cpu"})
+    tab = table_on_device(sp, config, p["runner"], timeout=p["runner_timeout"], kit_dir=p["kit_dir"],
+                          device_name=p["device_name"], log=partial(typer.echo, err=True))
+    show(*imported(tab, tab.save(out)), as_json)
 
 
 def _given(ctx: typer.Context, name: str) -> bool:
@@ -127,6 +163,7 @@ def latency_refit_cmd(
 for _name, _command in (("measure", latency_measure_cmd), ("build-table", latency_build_cmd),
                        ("refit", latency_refit_cmd), ("kit", latency_kit_cmd), ("import", latency_import_cmd)):
     latency_app.command(_name)(_command)
+latency_app.command("fit-model")(latency_fit_model_cmd)
 
 
 def register(app: typer.Typer) -> None:

@@ -18,9 +18,9 @@ def latency_kit_cmd(
     ctx: typer.Context,
     out: Path = typer.Option(..., "--out", help="Kit folder to write (new or empty)."),
     space: str = typer.Option("attentivenas", "--space", help=SPACE_HELP),
-    runtime: str = typer.Option("onnxruntime", "--runtime", help="onnxruntime (the only kit runtime for now)."),
-    precision: str = typer.Option("fp32", "--precision", help="fp32, or int8 (QDQ ONNX quantized on seeded random "
-                                   "inputs, as build-table --precision int8)."),
+    runtime: str = typer.Option("onnxruntime", "--runtime", help="onnxruntime or executorch (the runtimes a kit's runner loads)."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32, or int8 (quantized on seeded random inputs, "
+                                   "as build-table --precision int8)."),
     batch: int = typer.Option(TABLE.batch, "--batch", min=1, help="Batch size."),
     threads: int = typer.Option(1, "--threads", min=1, help="Runtime threads the runner uses by default."),
     archs: int | None = typer.Option(TABLE.archs, "--archs", min=1, help="Only the ops of N random archs (+min, "

@@ -17,8 +17,6 @@ from .base import Section
 
 #: the precisions a subnet is measured or exported in (= ``runtimes.quantize.PRECISIONS``)
 Precision = Literal["fp32", "int8"]
-#: the runtimes an INT8 subnet is quantized and run in (= ``runtimes.quantize.INT8_RUNTIMES``)
-Int8Runtime = Literal["executorch", "onnxruntime", "openvino"]
 #: the splits an INT8 export's accuracy check draws from
 CheckSplit = Literal["holdout", "test"]
 MAX_CALIB_IMAGES = 8_192  # calibration images are held in memory: 8,192 at 224 px are 4.9 GB
@@ -44,7 +42,10 @@ class Int8Config(Section):
     #: the seed offset of the calibration images (not a key: one value everywhere)
     calib_seed_offset: ClassVar[int] = INT8_CALIB_SEED_OFFSET
 
-    runtime: Int8Runtime = "onnxruntime"  # onnxruntime: the fastest to quantize and run for accuracy
+    #: one of the runtimes with an INT8 quantizer (onnxruntime: the fastest to quantize and run for accuracy); a
+    #: plain string, as ``config`` sits below the runtimes' records: checked against them by
+    #: :func:`attentivenas.runtimes.quantize.int8_runtime` where a search or the quick start starts
+    runtime: str = "onnxruntime"
     calib_images: int | None = Field(None, ge=1, le=MAX_CALIB_IMAGES)  # null: DEFAULT_CALIB_IMAGES
 
     def calib_count(self) -> int:

@@ -9,7 +9,10 @@ measured per runtime from a :class:`~attentivenas.config.LatencyTableConfig`) an
 overhead and the per-group ``scaled`` model fitted, the MAPE reported, a table refitted), ``kit``
 (a measurement kit: the table's programs, a manifest and ``kit_runner``, the runner copied into it
 that needs only the runtime's package) ``device_import`` (a kit's timings checked and fitted
-into a table) and ``commands`` (what the ``latency`` commands do and print).
+into a table), ``device_run`` (the kit timed by the user's command on a reachable device and
+imported: ``build-table --runner``), ``whole`` (:class:`WholeModel`, a whole-model predictor learned from
+whole subnets, and :func:`load_latency_predictor`, which reads a table or a model), ``whole_fit`` (its fit
+and held-out errors beside the per-op table's) and ``commands`` (what the ``latency`` commands do and print).
 
 May import: ``attentivenas.space``, ``costs``, ``nn``, ``runtimes``, ``config``, ``devices``, ``io``, ``progress``, ``errors``.
 """
@@ -60,8 +63,8 @@ from .table import (
     TABLE_VERSION,
     LatencyTable,
     check_table_precision,
-    resolve_latency_budget,
 )
+from .whole import MODEL_FORMAT, LatencyPredictor, WholeModel, load_latency_predictor, resolve_latency_budget
 
 __all__ = [
     "device_name", "resolve_device", "LatencyResult", "measure_arch", "measure_archs", "measure_latency",
@@ -71,5 +74,5 @@ __all__ = [
     "RUNTIMES", "Runner", "check_runtime", "prepare", "runtime_version", "MIN_SCALED_ARCHS", "MODELS", "OP_GROUPS",
     "fit_models", "fit_scaled", "holdout_errors", "arch_runners", "time_in_passes",
     "refit_table", "stored_subnets", "build_table", "check_jobs", "MAX_REFIT_SUBNETS", "check_table_precision",
-    "resolve_latency_budget",
+    "resolve_latency_budget", "MODEL_FORMAT", "LatencyPredictor", "WholeModel", "load_latency_predictor",
 ]

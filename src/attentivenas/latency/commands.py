@@ -22,6 +22,7 @@ from ..runtimes.runners import check_runtime, runtime_version
 from ..space import SearchSpace, get_space, resolve_arch
 from .measure import check_batch, measure_arch
 from .table import LatencyTable
+from .whole import load_latency_predictor
 
 
 def int8_note(precision: str) -> str:
@@ -38,7 +39,7 @@ def measure_one(space: str, arch: str, *, batch: int, threads: int | None, devic
     check_measure_counts(warmup, repeats, batch)  # bounded before any work: a run that finishes, in memory
     check_batch(sp, a, batch, num_classes)
     dev = check_runtime(runtime, device, precision)
-    tab = LatencyTable.load(table) if table is not None else None
+    tab = load_latency_predictor(table) if table is not None else None  # a per-op table or a whole model
     if tab is not None:
         tab.check_space(sp)
         tab.check_setting(runtime=runtime, batch=batch, num_classes=num_classes, precision=precision)

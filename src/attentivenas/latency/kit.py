@@ -7,7 +7,11 @@ The kit holds the items ``latency build-table`` times for the same settings: the
 ``archs`` seeded random archs (+ min and max; every signature of the space without ``archs``), the
 calibration and held-out subnets (the same seeds), a near-empty op (the runtime's cost of a call)
 and the space's min subnet as the drift reference. The runner (:mod:`.kit_runner`) times them with
-the table's protocol. ONNX Runtime kits (fp32 and INT8) only for now.
+the table's protocol. Kits are written for the runtimes whose record says ``kit`` (ONNX Runtime and
+ExecuTorch), fp32 and INT8. The runner never imports attentivenas; an ONNX Runtime kit's runner needs
+onnxruntime (and its numpy) only, an ExecuTorch kit's runner the executorch package, which brings
+numpy and torch: ExecuTorch's Python runtime imports torch, so on a device without torch an
+ExecuTorch kit is timed with ExecuTorch's native tools (the kit's README).
 """
 
 from __future__ import annotations
@@ -149,25 +153,64 @@ def _manifest(space: SearchSpace, c: LatencyTableConfig, items: list[dict[str, A
 def _export_all(space: SearchSpace, c: LatencyTableConfig, sigs: list[OpSig], subnets: list[Arch],
                 progress: bool) -> list[bytes]:
     """Program bytes of the ops (weights of seed ``seed + position``, as a table's), the null op and
-    the subnets (the table's seeded supernet), in that order."""
+    the subnets (the table's seeded supernet; an arch listed twice is exported once), in that order."""
     null = export_program(nn.ReLU(), torch.zeros(c.batch, 8, 1, 1), c.runtime, c.precision)
+    keys = [json.dumps(a.to_dict(), sort_keys=True) for a in subnets]
+    distinct = [subnets[keys.index(k)] for k in dict.fromkeys(keys)]  # an arch drawn twice: one export
     if c.jobs > 1:
-        jobs = [ExportJob.op(s, c.seed + i) for i, s in enumerate(sigs)] + [ExportJob.arch(a) for a in subnets]
+        jobs = [ExportJob.op(s, c.seed + i) for i, s in enumerate(sigs)] + [ExportJob.arch(a) for a in distinct]
         out = export_programs(jobs, space, c.runtime, c.batch, c.num_classes, c.seed, c.jobs, progress, c.precision)
-        return [*out[:len(sigs)], null, *out[len(sigs):]]
-    ops = [export_program(seeded_op_module(s, c.seed + i, space.act, c.runtime),
-                          torch.zeros(c.batch, *op_input_shape(s)), c.runtime, c.precision)
-           for i, s in progress_bar(list(enumerate(sigs)), f"export {len(sigs)} ops ({c.runtime})", progress)]
-    net = seeded_supernet(space, c.num_classes, c.seed)
-    whole = [export_program(random_subnet(space, a, c.num_classes, c.seed, net),
-                            torch.zeros(c.batch, 3, a.resolution, a.resolution), c.runtime, c.precision)
-             for a in progress_bar(subnets, f"export {len(subnets)} subnets ({c.runtime})", progress)]
-    return [*ops, null, *whole]
+        ops, whole = out[:len(sigs)], out[len(sigs):]
+    else:
+        ops = [export_program(seeded_op_module(s, c.seed + i, space.act, c.runtime),
+                              torch.zeros(c.batch, *op_input_shape(s)), c.runtime, c.precision)
+               for i, s in progress_bar(list(enumerate(sigs)), f"export {len(sigs)} ops ({c.runtime})", progress)]
+        net = seeded_supernet(space, c.num_classes, c.seed)
+        whole = [export_program(random_subnet(space, a, c.num_classes, c.seed, net),
+                                torch.zeros(c.batch, 3, a.resolution, a.resolution), c.runtime, c.precision)
+                 for a in progress_bar(distinct, f"export {len(distinct)} subnets ({c.runtime})", progress)]
+    by_key = dict(zip(dict.fromkeys(keys), whole, strict=True))
+    return [*ops, null, *(by_key[k] for k in keys)]
+
+
+#: per kit runtime: what the runner needs on a board, and how its native tools time one program
+_README_RUNTIME = {
+    "onnxruntime": {
+        "install": "`pip install onnxruntime` (numpy comes with it; the runner imports neither attentivenas\n"
+                   "nor torch)",
+        "tool": "onnxruntime_perf_test",
+        "native": """Time each `items/*.onnx` program with ONNX Runtime's benchmark tool,
+`onnxruntime_perf_test -e cpu -x THREADS -r REPEATS -I items/NNNNN.onnx` (built for the phone's ABI,
+pushed with `adb push`), and take its median latency.""",
+    },
+    "executorch": {
+        "install": "`pip install executorch` (it brings numpy and torch: ExecuTorch's Python runtime\n"
+                   "imports torch, so the runner does too, for that reason only; it never imports attentivenas)",
+        "tool": "executor_runner",
+        "native": """Without Python (or torch) on the device, time each `items/*.pte` program with ExecuTorch's
+C++ runner built with the XNNPACK backend (`executor_runner` of `examples/portable/executor_runner`,
+configured with `-DEXECUTORCH_BUILD_XNNPACK=ON` and, for Android, the NDK's CMake toolchain file):
+
+    adb push items /data/local/tmp/kit/items
+    adb shell /data/local/tmp/executor_runner --model_path /data/local/tmp/kit/items/NNNNN.pte \\
+        --num_executions REPEATS --cpu_threads THREADS
+
+It logs `N inference took T ms, avg A ms` (a mean, the first, cold execution included): take `A`,
+with REPEATS large enough that the first execution weighs little. In an app, ExecuTorch's Android
+benchmark app (minibench, `extension/benchmark/android/benchmark`) times the one `.pte` of the
+folder it is given and writes its results in the app's `files/` folder (take its average inference
+time):
+
+    adb shell am start -n org.pytorch.minibench/.BenchmarkActivity \\
+        --es model_dir /data/local/tmp/item --ei num_iter REPEATS""",
+    },
+}
 
 
 def kit_readme(m: dict[str, Any]) -> str:
     """The kit's README.md: what it holds, how to run it on a board and how to time it natively."""
     n = len(m["items"])
+    rt = _README_RUNTIME[m["runtime"]]
     return f"""# Latency kit {m['kit_id']} ({m['runtime']}, {m['precision']}, batch {m['batch']})
 
 {n} programs of space `{m['space']['name']}` (`items/`), described in `manifest.json`: per item its
@@ -177,7 +220,8 @@ space's min subnet, timed between the others to correct drift).
 
 ## On a board with Python
 
-Needs Python 3 and the runtime's package only (`pip install onnxruntime`; numpy comes with it):
+Needs Python 3 and the runtime's package only:
+{rt['install']}.
 
     python3 runner.py --out timings.json            # {m['threads']} thread(s) as the kit was written for
     python3 runner.py --out timings.json --threads 4
@@ -188,14 +232,18 @@ timed at the start and end of each pass and every 0.5 s, and writes `timings.jso
 
     attentivenas latency import KIT timings.json --out table.json --device-name "my board"
 
+A kit that is not whole (a file that no longer matches its sha256) or of another runtime is refused
+in one line (exit status 2).
+
 ## With the runtime's native tools (a phone)
 
-Time each `items/*` program with the runtime's benchmark tool (for ONNX Runtime,
-`onnxruntime_perf_test -e cpu -x THREADS -r REPEATS -I items/NNNNN.onnx`) and write the same file:
+{rt['native']}
+
+Then write the same timings file:
 
     {{"format": "attentivenas-latency-timings", "version": 1, "kit_id": "{m['kit_id']}",
-     "runtime": "{m['runtime']}", "runtime_version": "1.x", "precision": "{m['precision']}",
-     "batch": {m['batch']}, "threads": THREADS, "tool": "onnxruntime_perf_test",
+     "runtime": "{m['runtime']}", "runtime_version": "THE RUNTIME'S VERSION", "precision": "{m['precision']}",
+     "batch": {m['batch']}, "threads": THREADS, "tool": "{rt['tool']}",
      "device": {{"os": "...", "cpu": "..."}},
      "times": {{"ITEM NAME": [{{"ms": MEDIAN_MS}}, ...one per pass], ...}}}}
 

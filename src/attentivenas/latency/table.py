@@ -29,9 +29,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..config import BudgetsConfig
 from ..config.latency import parse_latency_budget
-from ..errors import ConfigError, UserError
+from ..errors import UserError
 from ..io import atomic_write_json, read_json_file
 from ..runtimes.quantize import PRECISIONS
 from ..runtimes.runners import RUNTIMES
@@ -420,23 +419,3 @@ def check_table_precision(table: LatencyTable, precision: str) -> None:
         raise UserError(f"latency table was measured in {table.precision}, not {precision}; build a {precision} table "
                         f"with `attentivenas latency build-table --runtime {table.runtime} --precision {precision}`")
 
-
-def resolve_latency_budget(budgets: BudgetsConfig, table_path: str | Path | None, space: SearchSpace,
-                           log: Callable[[str], None] | None = None) -> BudgetsConfig:
-    """``budgets`` with ``max_latency`` (``pNN``: a percentile of the space's latency as the table at
-    ``table_path`` predicts it; or ms) resolved into ``max_latency_ms``; ``log`` gets one line saying
-    what it resolved to. A user error when both are given or there is no table."""
-    spec = budgets.max_latency
-    if spec is None:
-        return budgets
-    if budgets.max_latency_ms is not None:
-        raise ConfigError(f"give one latency budget: budgets.max_latency={spec} or budgets.max_latency_ms="
-                          f"{budgets.max_latency_ms:g}, not both")
-    if table_path is None:
-        raise ConfigError(f"the latency budget {spec} needs --latency-table FILE (latency_table in a config)")
-    table = LatencyTable.load(table_path)
-    ms = table.budget_ms(space, spec)
-    if log is not None:
-        log(f"latency budget {spec}: {ms:.4g} ms ({'a percentile of the latency of ' if spec.startswith('p') else ''}"
-            f"space '{space.name}' as latency table {table_path} predicts it)")
-    return budgets.model_copy(update={"max_latency_ms": ms, "max_latency": None})

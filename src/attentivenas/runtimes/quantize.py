@@ -34,7 +34,7 @@ from .int8 import (
     seeded_calibration,
 )
 from .programs import private_temp_dir, save_openvino
-from .records import RUNTIMES, find_format, int8_formats, int8_runtimes
+from .records import RUNTIMES, Runtime, find_format, int8_formats, int8_runtimes
 
 __all__ = ["DEFAULT_CALIB_IMAGES", "QuantizationError", "int8_executorch_bytes", "int8_onnx_bytes",
            "int8_openvino_model", "pt2e_quantized", "seeded_calibration", "save_openvino"]
@@ -63,13 +63,21 @@ def _eval_cpu(model: nn.Module) -> nn.Module:
     return model.to(device="cpu", dtype=torch.float32).eval()
 
 
-def check_int8_runtime(runtime: str) -> None:
-    """Refuse (one line) INT8 for a runtime that does not run it here; a missing runtime or quantizer
-    names its extra."""
+def int8_runtime(runtime: str, key: str = "") -> Runtime:
+    """The record of ``runtime`` when it has an INT8 quantizer, else a one-line :class:`UserError` naming
+    ``key`` (the config key or flag that gave it, when given) and the runtimes that have one. Settings
+    name an INT8 runtime as a plain string (``config`` sits below the records): it is checked here."""
     rt = RUNTIMES.get(runtime)
     if rt is None or rt.int8 is None:
-        raise UserError(f"precision int8 is available for runtimes {', '.join(INT8_RUNTIMES)}, not {runtime!r}")
-    rt.check_int8()
+        where = f"{key}: " if key else ""
+        raise UserError(f"{where}precision int8 is available for runtimes {', '.join(INT8_RUNTIMES)}, not {runtime!r}")
+    return rt
+
+
+def check_int8_runtime(runtime: str, key: str = "") -> None:
+    """Refuse (one line) INT8 for a runtime that does not run it here (:func:`int8_runtime`); a missing
+    runtime or quantizer names its extra."""
+    int8_runtime(runtime, key).check_int8()
 
 
 # --------------------------------------------------------------------------- predictions

@@ -240,7 +240,7 @@ RUNTIMES: dict[str, Runtime] = {r.name: r for r in (
             settings=_frozen({"per_channel": True, "reduce_range": True}))),
     Runtime(
         name="executorch", format="executorch", title="ExecuTorch", suffix=".pte", package="executorch",
-        extra="executorch", batch="fixed", export_fp32=_fixed(executorch_bytes), load_file=load_pte, bundle=True,
+        extra="executorch", batch="fixed", export_fp32=_fixed(executorch_bytes), load_file=load_pte, kit=True, bundle=True,
         check_title="ExecuTorch", check_loader=_PTE_LOADER, card_title="ExecuTorch (XNNPACK)",
         card_snippet=("import torch", "from executorch.runtime import Runtime", "",
                       "method = Runtime.get().load_program(\"{file}\").load_method(\"forward\")",

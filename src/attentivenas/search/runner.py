@@ -16,8 +16,9 @@ from ..devices import resolve_device
 from ..distributed import DistInfo, run_on_ranks
 from ..errors import ConfigError
 from ..io import OutputLock, remove_torn_writes
-from ..latency import LatencyTable, check_table_precision, resolve_latency_budget
+from ..latency import check_table_precision, load_latency_predictor, resolve_latency_budget
 from ..nn import load_supernet
+from ..runtimes.quantize import int8_runtime
 from ..space import SearchSpace, get_space
 from .problem import GeneFn
 from .results import SearchResult
@@ -31,7 +32,7 @@ def _latency_fn(config: SearchConfig, space: SearchSpace, num_classes: int) -> G
         return None
     if config.latency_table is None:
         raise ConfigError("latency objectives and budgets need --latency-table FILE (latency_table in a config)")
-    table = LatencyTable.load(config.latency_table)
+    table = load_latency_predictor(config.latency_table)  # a per-op table or a whole model
     check_table_precision(table, config.precision)  # an INT8 search ranks on INT8 latency, an fp32 one on fp32
     table.check_setting(runtime=config.latency_runtime, batch=config.latency_batch)
     table.check_covers(space, num_classes, config.checkpoint, config.latency_table)  # before any work
@@ -60,6 +61,7 @@ def search_from_config(config: SearchConfig, out_dir: str | Path, progress: bool
     measures its share of the subnets; rank 0 alone writes the files, the same as one process would.
     A search started again with the same settings continues after its last generation
     (``DIR/search_state.npz``) and measures nothing twice (``DIR/measured.jsonl``)."""
+    int8_runtime(config.int8.runtime, "config key 'int8.runtime'")  # one line now, before any process starts
     rt = config.runtime
     return run_on_ranks(_locked, (config, str(out_dir)), rt.ranks, rt.threads, _rank_device(config), rt.dist_timeout_s,
                         lambda n: ConfigError(f"runtime.ranks={rt.ranks} but the job has {n} processes"),
@@ -87,7 +89,7 @@ def _search(config: SearchConfig, out: Path, progress: bool, warn: Callable[[str
     info = info or DistInfo()
     source = default_source(config)
     if config.latency_table is not None:  # before the checkpoint loads: a table of another precision is refused
-        check_table_precision(LatencyTable.load(config.latency_table), config.precision)
+        check_table_precision(load_latency_predictor(config.latency_table), config.precision)
     pred: Predictor | None = load_predictor(config.predictor) if config.predictor is not None else None
     given_space = get_space(config.space) if config.space else None
     space = given_space or (pred.space if pred is not None else get_space(None))

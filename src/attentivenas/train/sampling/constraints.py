@@ -12,7 +12,7 @@ import numpy as np
 
 from ...costs import MemoryModel
 from ...errors import ConfigError, UserError
-from ...latency import LatencyTable
+from ...latency import load_latency_predictor
 from ...space import SearchSpace
 
 #: Every constraint the training config accepts (``latency`` and ``memory`` are callables).
@@ -65,7 +65,7 @@ def build_constraint(space: SearchSpace, name: str, num_classes: int = 1000,
             raise ConfigError(f"sampler.latency_table={p}: file not found (build one with "
                               f"`attentivenas latency build-table --space {space.name} --out {p}`)")
         try:
-            table = LatencyTable.load(p)
+            table = load_latency_predictor(p)  # a per-op table or a whole model
             predict = table.gene_fn(space)
         except UserError as exc:
             raise ConfigError(f"sampler.latency_table={p}: {exc}") from None
