@@ -96,35 +96,48 @@ def table_flags(a: argparse.Namespace, runtime: str, precision: str) -> list[str
     return ["--space", a.space, "--runtime", runtime, "--precision", precision, "--archs", str(a.archs),
             "--calibration-archs", str(a.calibration_archs), "--holdout-archs", str(a.holdout_archs),
             "--repeats", str(a.repeats), "--warmup", str(a.warmup), "--passes", str(a.passes),
-            "--threads", "1", "--seed", str(a.seed), "--num-classes", str(a.num_classes)]
+            "--threads", "1", "--seed", str(a.seed), "--num-classes", str(a.num_classes), "--jobs", str(a.jobs)]
 
 
 def kit_vs_table(a: argparse.Namespace, runtime: str, precision: str, out: Path) -> dict[str, Any]:
     """One runtime and precision: kit + stand-in runner + import, then build-table, side by side."""
     work = Path(a.work) / f"{runtime}-{precision}"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
     flags = table_flags(a, runtime, precision)
-    kit, kit_s = _cli("latency", "kit", *flags, "--out", str(work / "kit"))
-    run_s = _stand_in(work, runtime, work / "kit" / "runner.py", work / "timings.json", 1)
-    _, import_s = _cli("latency", "import", str(work / "kit"), str(work / "timings.json"), "--out",
-                       str(work / "kit_table.json"), "--device-name", "stand-in (this host, package-free)")
-    _, build_s = _cli("latency", "build-table", *flags, "--out", str(work / "table.json"))
-    kt, bt = LatencyTable.load(work / "kit_table.json"), LatencyTable.load(work / "table.json")
+    if a.reuse_kit and (work / "kit_table.json").is_file():  # the kit's steps done and timed before: kept
+        info = json.loads((work / "kit_steps.json").read_text())
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        kit, kit_s = _cli("latency", "kit", *flags, "--out", str(work / "kit"))
+        run_s = _stand_in(work, runtime, work / "kit" / "runner.py", work / "timings.json", 1)
+        _, import_s = _cli("latency", "import", str(work / "kit"), str(work / "timings.json"), "--out",
+                           str(work / "kit_table.json"), "--device-name", "stand-in (this host, package-free)")
+        info = {"items": kit["items"], "bytes": kit_bytes(work / "kit"), "write_s": round(kit_s, 1),
+                "runner_s": round(run_s, 1), "import_s": round(import_s, 1)}
+        atomic_write_json(work / "kit_steps.json", info)
+    kt = LatencyTable.load(work / "kit_table.json")
     timings = json.loads((work / "timings.json").read_text())
-    row = {
-        "runtime": runtime, "precision": precision, "space": a.space,
-        "command_flags": " ".join(flags),
-        "kit": {"items": kit["items"], "bytes": kit_bytes(work / "kit"), "write_s": round(kit_s, 1),
-                "runner_s": round(run_s, 1), "runner_timing_s": timings.get("seconds"),
-                "import_s": round(import_s, 1), "runtime_version": timings.get("runtime_version"),
+    row: dict[str, Any] = {
+        "runtime": runtime, "precision": precision, "space": a.space, "command_flags": " ".join(flags),
+        "kit": {**info, "runner_timing_s": timings.get("seconds"), "runtime_version": timings.get("runtime_version"),
                 "model": kt.model, "holdout_mape_by_model": kt.meta.get("holdout_mape_by_model"),
-                "on_own_holdout": _scores(kt, kt, a.space), "on_build_table_holdout": _scores(kt, bt, a.space)},
-        "build_table": {"wall_s": round(build_s, 1), "model": bt.model,
-                        "holdout_mape_by_model": bt.meta.get("holdout_mape_by_model"),
-                        "on_own_holdout": _scores(bt, bt, a.space), "on_kit_holdout": _scores(bt, kt, a.space)},
+                "on_own_holdout": _scores(kt, kt, a.space)},
         "host": a.host, "date": time.strftime("%Y-%m-%d"), "load_before": os.getloadavg()[0],
     }
+    if a.skip_build_table:
+        row["build_table"] = {"not_run": a.skip_build_table}
+    else:
+        _, build_s = _cli("latency", "build-table", *flags, "--out", str(work / "table.json"))
+        bt = LatencyTable.load(work / "table.json")
+        row["kit"]["on_build_table_holdout"] = _scores(kt, bt, a.space)
+        row["build_table"] = {"wall_s": round(build_s, 1), "model": bt.model,
+                              "holdout_mape_by_model": bt.meta.get("holdout_mape_by_model"),
+                              "on_own_holdout": _scores(bt, bt, a.space), "on_kit_holdout": _scores(bt, kt, a.space)}
+    keep = out.parent / "tables" / f"{runtime}-{precision}"  # the tables whose subnets the docs compare
+    keep.mkdir(parents=True, exist_ok=True)
+    for name in ("kit_table.json", "table.json"):
+        if (work / name).is_file():
+            shutil.copyfile(work / name, keep / name)
     atomic_write_json(out, row)
     shutil.rmtree(work / "kit", ignore_errors=True)  # the programs (hundreds of MB); the tables are kept
     return row
@@ -161,18 +174,21 @@ def main() -> None:
     p.add_argument("--work", default="/tmp/latency-device-study")
     p.add_argument("--space", default="attentivenas")
     p.add_argument("--settings", default="onnxruntime:fp32,onnxruntime:int8,executorch:fp32,executorch:int8")
-    p.add_argument("--archs", type=int, default=2)
+    p.add_argument("--archs", type=int, default=1)
     p.add_argument("--calibration-archs", type=int, default=8)
-    p.add_argument("--holdout-archs", type=int, default=12)
+    p.add_argument("--holdout-archs", type=int, default=10)
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--passes", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--num-classes", type=int, default=1000)
+    p.add_argument("--jobs", type=int, default=2, help="processes exporting the programs (before any timing)")
     p.add_argument("--whole", action="store_true", help="run the whole-model study instead")
     p.add_argument("--whole-subnets", type=lambda s: [int(x) for x in s.split(",")], default=[50, 100, 200])
     p.add_argument("--whole-holdout", type=int, default=50)
-    p.add_argument("--host", default="this project's 2-core AMD EPYC VM, one thread, nothing else running")
+    p.add_argument("--reuse-kit", action="store_true", help="keep a setting's kit steps done before (work folder)")
+    p.add_argument("--skip-build-table", default="", help="record the kit alone, with this reason")
+    p.add_argument("--host", default="this project's 2-core Intel Xeon VM (/proc/cpuinfo: Intel(R) Xeon(R) Processor), one thread, nothing else running")
     a = p.parse_args()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -188,7 +204,7 @@ def main() -> None:
             continue
         row = kit_vs_table(a, runtime, precision, path)
         print(f"{runtime} {precision}: kit {row['kit']['on_own_holdout']} vs build-table "
-              f"{row['build_table']['on_own_holdout']}; kit {row['kit']['bytes'] / 1e6:.1f} MB", flush=True)
+              f"{row['build_table'].get('on_own_holdout')}; kit {row['kit']['bytes'] / 1e6:.1f} MB", flush=True)
 
 
 if __name__ == "__main__":

@@ -277,3 +277,16 @@ def test_cli_build_table_reports_holdout_error(tmp_path) -> None:
     info = json.loads(r.out)
     assert info["holdout_archs"] == 2 and 0.0 < info["holdout_mape_percent"] < 1e4
     assert LatencyTable.load(out).meta["holdout_mape_percent"] == pytest.approx(info["holdout_mape_percent"], rel=1e-3)
+
+
+def test_a_build_whose_subnets_cannot_all_be_loaded_is_refused_before_exporting() -> None:
+    """2026-12-08: 250 attentivenas subnets (15.3 GB of fp32 weights) were killed by the kernel past
+    22 GB, after minutes of exporting; now one line first, naming the flags to lower."""
+    from attentivenas.latency.build import check_loaded_memory
+
+    rng = np.random.default_rng(0)
+    subnets = [ATTENTIVENAS_SPACE.sample(rng) for _ in range(20)]  # about 1.2 GB of fp32 weights
+    with pytest.raises(UserError, match=r"loads its 20 whole subnets at once.*--calibration-archs, --holdout-archs"):
+        check_loaded_memory(ATTENTIVENAS_SPACE, subnets, "fp32", 1000, available=2_000_000_000)
+    check_loaded_memory(ATTENTIVENAS_SPACE, subnets, "int8", 1000, available=2_000_000_000)  # a quarter: fits
+    check_loaded_memory(ATTENTIVENAS_SPACE, subnets, "fp32", 1000, available=None)  # unknown: not refused

@@ -240,3 +240,15 @@ def test_int8_kit_runs_on_the_stand_in_and_imports_as_an_int8_table(tmp_path: Pa
     tab = import_timings(tmp_path / "kit", tmp_path / "t.json")
     assert tab.precision == "int8" and tab.meta["holdout_archs"] == 1 and tab.entries
     check_table_precision(tab, "int8")
+
+
+def test_a_kit_exported_by_worker_processes_is_the_same_kit(tmp_path: Path) -> None:
+    """--jobs 2 streams programs from worker processes (each written as it comes, none held): the
+    same files, hashes and manifest as one process, duplicates of an arch included."""
+    config = LatencyTableConfig(runtime="onnxruntime", calibration_archs=2, holdout_archs=2, num_classes=10)
+    one = write_kit(MICRO_SPACE, config, tmp_path / "one", progress=False)
+    two = write_kit(MICRO_SPACE, config.model_copy(update={"jobs": 2}), tmp_path / "two", progress=False)
+    assert [it["sha256"] for it in one["items"]] == [it["sha256"] for it in two["items"]]
+    assert one["kit_id"] == two["kit_id"]  # the export's process count is not part of the kit
+    keys = [it["name"].split(":", 2)[-1] for it in one["items"] if it["measures"] in ("calibration", "holdout")]
+    assert len(keys) > len(set(keys))  # the micro space's one arch: every subnet item is the same program

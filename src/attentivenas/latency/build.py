@@ -39,6 +39,7 @@ import torch
 from torch import nn
 
 from ..config import LatencyTableConfig
+from ..costs import weight_bytes
 from ..devices import device_name
 from ..errors import UserError
 from ..progress import progress_bar
@@ -47,7 +48,7 @@ from ..runtimes.records import runtime as get_runtime
 from ..runtimes.runners import PROGRAM_RUNTIMES, Runner, check_runtime, load_program, prepare, runtime_version
 from ..space import Arch, SearchSpace
 from .drift import DriftReference
-from .exports import ExportJob, export_programs
+from .exports import ExportJob, iter_programs
 from .fit import MIN_SCALED_ARCHS, fit_models, holdout_errors, subnet_records
 from .measure import (
     arch_inputs,
@@ -93,6 +94,8 @@ def build_table(space: SearchSpace, config: LatencyTableConfig, archs: Sequence[
     c = config
     dev, rt = _check_build(space, c, supernet)
     items = _items(space, c, archs, holdout, rt)
+    if dev.type == "cpu":
+        check_loaded_memory(space, items.subnets, c.precision, c.num_classes, available_memory_bytes())
     store = PassStore.open(partial, _settings(c, space, dev, c.threads), c.passes)
     if store.reused and log is not None:
         log(f"resuming from {partial}: {store.reused} of {len(items.keys) * c.passes} measurements reused "
@@ -106,6 +109,40 @@ def build_table(space: SearchSpace, config: LatencyTableConfig, archs: Sequence[
     table = _table(space, c, items, times, dev, rt, reference, len(archs) if archs is not None else c.archs)
     store.remove()
     return table
+
+
+#: resident memory of a build per byte of its whole subnets' fp32 weights (ONNX Runtime, the
+#: attentivenas space, 2026-12-08: 131 subnets of 7.9 GB of weights and 1220 ops reached 22.5 GB;
+#: 250 subnets of 15.3 GB were killed by the kernel past 22 GB)
+LOADED_PER_WEIGHT_BYTE = 3.0
+
+
+def available_memory_bytes() -> int | None:
+    """The memory this machine has available now (``MemAvailable`` of ``/proc/meminfo``), or None."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def check_loaded_memory(space: SearchSpace, subnets: Sequence[Arch], precision: str, num_classes: int,
+                        available: int | None) -> None:
+    """A user error, before any export, when the whole subnets a build loads at once (they are timed
+    together, in interleaved passes) would not fit in ``available`` bytes: the kernel would kill the
+    build after minutes of exporting instead."""
+    if available is None or not subnets:
+        return
+    weights = sum(weight_bytes(space, a, "float32", num_classes) for a in subnets)
+    need = weights * LOADED_PER_WEIGHT_BYTE / (4 if precision == "int8" else 1)
+    if need > 0.85 * available:
+        raise UserError(f"build-table loads its {len(subnets)} whole subnets at once (calibration, held-out and the "
+                        f"drift reference): about {need / 1e9:.1f} GB ({weights / 1e9:.1f} GB of fp32 weights), more "
+                        f"than the {available / 1e9:.1f} GB this machine has available; measure fewer "
+                        "(--calibration-archs, --holdout-archs) or write a kit (`latency kit`)")
 
 
 def _check_build(space: SearchSpace, c: LatencyTableConfig, supernet: nn.Module | None) -> tuple[torch.device, Runtime]:
@@ -317,10 +354,10 @@ def _runners_exported_apart(ordered: Sequence[OpSig], op_idx: Sequence[int], sub
     """The op and whole-subnet runners at ``op_idx`` and ``sub_idx``, their programs exported by ``jobs`` workers."""
     # the whole subnets first: the longest exports, so that no worker is left with one at the end
     work = [ExportJob.arch(subnets[j]) for j in sub_idx] + [ExportJob.op(ordered[i], seed + i) for i in op_idx]
-    programs = export_programs(work, space, runtime, batch, num_classes, seed, jobs, progress, precision)
     sub_inputs = arch_inputs(subnets, batch, seed)
     inputs = [sub_inputs[j] for j in sub_idx] + [op_input(ordered[i], batch, seed + i) for i in op_idx]
-    runners = [load_program(p, x, runtime, threads) for p, x in zip(programs, inputs, strict=True)]
+    programs = iter_programs(work, space, runtime, batch, num_classes, seed, jobs, progress, precision)
+    runners = [load_program(p, x, runtime, threads) for p, x in zip(programs, inputs, strict=True)]  # one at a time
     ops: list[Runner | None] = [None] * len(ordered)
     for i, r in zip(op_idx, runners[len(sub_idx):], strict=True):
         ops[i] = r

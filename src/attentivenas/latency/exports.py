@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -72,16 +72,17 @@ def _export(job: ExportJob) -> bytes:
     return export_program(module, x, st["runtime"], st["precision"])
 
 
-def export_programs(jobs: Sequence[ExportJob], space: SearchSpace, runtime: str, batch: int, num_classes: int,
-                    seed: int, workers: int, progress: bool = False, precision: str = "fp32") -> list[bytes]:
-    """The program bytes of every job, in order, exported by ``workers`` processes (one thread each),
-    in ``precision`` (INT8 programs are quantized in the workers too)."""
+def iter_programs(jobs: Sequence[ExportJob], space: SearchSpace, runtime: str, batch: int, num_classes: int,
+                  seed: int, workers: int, progress: bool = False, precision: str = "fp32") -> Iterator[bytes]:
+    """The program bytes of every job, in order, as they are exported by ``workers`` processes (one
+    thread each), in ``precision`` (INT8 programs are quantized in the workers too). The caller loads
+    or writes each and lets it go: 250 subnets of the attentivenas space are about 10 GB of fp32
+    programs, which a list of them all held beside their loaded sessions did not fit in 23 GB."""
     check_program_runtime(runtime)
     if not jobs:
-        return []
+        return
     ctx = multiprocessing.get_context("spawn")  # a clean interpreter: no forked torch or runtime threads
     init = (space.to_dict(), num_classes, seed, batch, runtime, precision)
     with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=ctx, initializer=_start_worker,
                              initargs=init) as pool:
-        return list(progress_iter(pool.map(_export, jobs), len(jobs), f"export ({runtime}, {workers} jobs)",
-                                  progress))
+        yield from progress_iter(pool.map(_export, jobs), len(jobs), f"export ({runtime}, {workers} jobs)", progress)

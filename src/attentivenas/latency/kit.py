@@ -20,7 +20,8 @@ import hashlib
 import json
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ from ..progress import progress_bar
 from ..runtimes.records import RUNTIMES
 from ..runtimes.runners import check_runtime, export_program
 from ..space import Arch, SearchSpace
-from .exports import ExportJob, export_programs
+from .exports import ExportJob, iter_programs
 from .fit import MIN_SCALED_ARCHS
 from .measure import check_batch, random_subnet, seeded_supernet
 from .ops import OpSig, arch_ops, op_input_shape, seeded_op_module, space_signatures
@@ -151,26 +152,37 @@ def _manifest(space: SearchSpace, c: LatencyTableConfig, items: list[dict[str, A
 
 
 def _export_all(space: SearchSpace, c: LatencyTableConfig, sigs: list[OpSig], subnets: list[Arch],
-                progress: bool) -> list[bytes]:
+                progress: bool) -> Iterator[bytes]:
     """Program bytes of the ops (weights of seed ``seed + position``, as a table's), the null op and
-    the subnets (the table's seeded supernet; an arch listed twice is exported once), in that order."""
-    null = export_program(nn.ReLU(), torch.zeros(c.batch, 8, 1, 1), c.runtime, c.precision)
+    the subnets (the table's seeded supernet; an arch listed twice is exported once), in that order,
+    one at a time: the caller writes each and lets it go (a kit's fp32 subnets are tens of MB each)."""
     keys = [json.dumps(a.to_dict(), sort_keys=True) for a in subnets]
     distinct = [subnets[keys.index(k)] for k in dict.fromkeys(keys)]  # an arch drawn twice: one export
     if c.jobs > 1:
         jobs = [ExportJob.op(s, c.seed + i) for i, s in enumerate(sigs)] + [ExportJob.arch(a) for a in distinct]
-        out = export_programs(jobs, space, c.runtime, c.batch, c.num_classes, c.seed, c.jobs, progress, c.precision)
-        ops, whole = out[:len(sigs)], out[len(sigs):]
+        out = iter_programs(jobs, space, c.runtime, c.batch, c.num_classes, c.seed, c.jobs, progress, c.precision)
+        ops: Iterator[bytes] = (next(out) for _ in sigs)
+        whole: Iterator[bytes] = out
     else:
-        ops = [export_program(seeded_op_module(s, c.seed + i, space.act, c.runtime),
+        ops = (export_program(seeded_op_module(s, c.seed + i, space.act, c.runtime),
                               torch.zeros(c.batch, *op_input_shape(s)), c.runtime, c.precision)
-               for i, s in progress_bar(list(enumerate(sigs)), f"export {len(sigs)} ops ({c.runtime})", progress)]
+               for i, s in progress_bar(list(enumerate(sigs)), f"export {len(sigs)} ops ({c.runtime})", progress))
         net = seeded_supernet(space, c.num_classes, c.seed)
-        whole = [export_program(random_subnet(space, a, c.num_classes, c.seed, net),
+        whole = (export_program(random_subnet(space, a, c.num_classes, c.seed, net),
                                 torch.zeros(c.batch, 3, a.resolution, a.resolution), c.runtime, c.precision)
-                 for a in progress_bar(distinct, f"export {len(distinct)} subnets ({c.runtime})", progress)]
-    by_key = dict(zip(dict.fromkeys(keys), whole, strict=True))
-    return [*ops, null, *(by_key[k] for k in keys)]
+                 for a in progress_bar(distinct, f"export {len(distinct)} subnets ({c.runtime})", progress))
+    yield from ops
+    yield export_program(nn.ReLU(), torch.zeros(c.batch, 8, 1, 1), c.runtime, c.precision)
+    left = Counter(keys)
+    kept: dict[str, bytes] = {}  # only archs listed again later
+    for k in keys:
+        data = kept[k] if k in kept else next(whole)  # first sightings come in ``distinct``'s order
+        left[k] -= 1
+        if left[k]:
+            kept[k] = data
+        else:
+            kept.pop(k, None)
+        yield data
 
 
 #: per kit runtime: what the runner needs on a board, and how its native tools time one program
